@@ -1,0 +1,45 @@
+// What every kernel and launcher file includes: the CUDA runtime (nvcc build) or the SIMT
+// emulator (g++ build, CCN_EMU), the one launch macro, the one dynamic-shared-memory macro,
+// and the error helpers. Launchers throw; they never exit() their host process.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+
+#if defined(CCN_EMU)
+#include "simt/simt.h"  // defines CCN_LAUNCH and CCN_DYNAMIC_SHARED for the emulator
+#define CCN_CHECK_LAUNCH(what) ((void)0)  // emulated launches throw ccn::simt::Error themselves
+#else
+#include <cuda_runtime.h>
+// CCN_LAUNCH(kernel, grid, block, smem, stream)(args...). `kernel` may be a function
+// pointer (how launchers pick a template instantiation without commas in the macro).
+#define CCN_LAUNCH(kernel, grid, block, smem, stream) (kernel)<<<(grid), (block), (smem), (stream)>>>
+#define CCN_DYNAMIC_SHARED(type, name)                               \
+  extern __shared__ __align__(16) unsigned char ccn_dynamic_smem_[]; \
+  type* name = reinterpret_cast<type*>(ccn_dynamic_smem_)
+#define CCN_CHECK_LAUNCH(what) ::ccn::check_launch((what), __FILE__, __LINE__)
+#endif
+
+namespace ccn {
+
+// A violated precondition: becomes ValueError in Python.
+#define CCN_REQUIRE(cond, msg)                                                     \
+  do {                                                                             \
+    if (!(cond)) throw std::invalid_argument(std::string(__func__) + ": " + (msg)); \
+  } while (0)
+
+#if !defined(CCN_EMU)
+inline void check_launch(const char* what, const char* file, int line) {
+  cudaError_t e = cudaGetLastError();
+  if (e != cudaSuccess)
+    throw std::runtime_error(std::string(what) + " launch failed at " + file + ":" + std::to_string(line) + ": " +
+                             cudaGetErrorString(e));
+}
+#endif
+
+inline unsigned ceil_div(long long a, long long b) { return static_cast<unsigned>((a + b - 1) / b); }
+inline bool aligned16(const void* p) { return (reinterpret_cast<std::uintptr_t>(p) & 15u) == 0; }
+
+}  // namespace ccn

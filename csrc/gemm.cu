@@ -1,0 +1,28 @@
+// Launchers for gemm.cuh (see ops.h for the contract).
+#include "gemm.cuh"
+#include "ops.h"
+
+namespace ccn {
+
+void gemm(const float* A, const float* B, float* C, const float* bias, int M, int N, int K, bool trans_a,
+          bool trans_b, float alpha, float beta, bool relu, cudaStream_t stream) {
+  CCN_REQUIRE(M >= 1 && N >= 1 && K >= 1, "M, N, K must be >= 1");
+  CCN_REQUIRE(A && B && C, "null matrix pointer");
+  CCN_REQUIRE(ceil_div(M, kGemmBM) <= 65535u, "M too large for the grid's y dimension");
+  using Kernel = void (*)(const float*, const float*, float*, const float*, int, int, int, float, float, bool);
+  Kernel k = trans_a ? (trans_b ? gemm_kernel1<true, true> : gemm_kernel1<true, false>)
+                     : (trans_b ? gemm_kernel1<false, true> : gemm_kernel1<false, false>);
+  dim3 grid(ceil_div(N, kGemmBN), ceil_div(M, kGemmBM));
+  dim3 block(16, 16);
+  CCN_LAUNCH(k, grid, block, kGemmSmemFloats * sizeof(float), stream)(A, B, C, bias, M, N, K, alpha, beta, relu);
+  CCN_CHECK_LAUNCH("gemm_kernel1");
+}
+
+void bias_grad(const float* dy, float* db, long long rows, int cols, cudaStream_t stream) {
+  CCN_REQUIRE(rows >= 1 && cols >= 1, "rows and cols must be >= 1");
+  CCN_REQUIRE(dy && db, "null pointer");
+  CCN_LAUNCH(bias_grad_kernel1, ceil_div(cols, 128), 128, 0, stream)(dy, db, rows, cols);
+  CCN_CHECK_LAUNCH("bias_grad_kernel1");
+}
+
+}  // namespace ccn

@@ -1,0 +1,17 @@
+"""cuda_convnet: AlexNet (Krizhevsky, Sutskever, Hinton 2012) rebuilt from scratch.
+
+Hand-written CUDA kernels (csrc/), run on a GPU through CuPy or on the CPU through the SIMT
+emulator, a NumPy reference that defines every op's math, and a thin layer graph.
+
+    import cuda_convnet as ccn
+    ccn.backend("cpu").linear(x, w, b)     # NumPy reference
+    ccn.backend("emu").linear(x, w, b)     # the CUDA kernels, emulated on the CPU
+    ccn.ops.linear(x, w, b)                # dispatch on the array type (NumPy/CuPy)
+"""
+from __future__ import annotations
+
+from . import ops  # noqa: F401
+from ._ext import build_info, has_cuda  # noqa: F401
+from .backends import backend  # noqa: F401
+
+__version__ = "0.1.0"

@@ -1,0 +1,45 @@
+"""The three backends behind one op interface (DESIGN.md §2).
+
+    backend("cpu")   NumPy reference ops (cuda_convnet.reference): the definition of the math
+    backend("emu")   NumPy arrays through cuda_convnet._emu: the CUDA kernels on the SIMT emulator
+    backend("cuda")  CuPy arrays through cuda_convnet._C, on CuPy's current stream
+
+Each exposes the same functions with the same signatures (`linear`, `relu`, ...).
+`cuda_convnet.ops.<fn>` picks cpu or cuda from the array type.
+"""
+from __future__ import annotations
+
+from functools import lru_cache
+
+from .kernels import poison_outputs  # noqa: F401  (re-exported for tests)
+
+NAMES = ("cpu", "emu", "cuda")
+
+
+@lru_cache(maxsize=None)
+def backend(name: str):
+    """Return the backend called `name` ("cpu", "emu" or "cuda")."""
+    if name == "cpu":
+        from .cpu import CpuBackend
+
+        return CpuBackend()
+    if name == "emu":
+        import numpy
+
+        from .._ext import load
+        from .kernels import KernelBackend
+
+        return KernelBackend("emu", load("_emu"), numpy)
+    if name == "cuda":
+        from .._ext import has_cuda, load
+        from .kernels import KernelBackend
+
+        if not has_cuda():
+            raise RuntimeError(
+                "the cuda backend needs cuda_convnet._C built with CUDA, a GPU with a driver, and CuPy "
+                "(pip install 'cuda_convnet[cuda13]'); see cuda_convnet.build_info()"
+            )
+        import cupy
+
+        return KernelBackend("cuda", load("_C"), cupy)
+    raise ValueError(f"unknown backend {name!r}: choose one of {', '.join(NAMES)}")

@@ -1,0 +1,68 @@
+"""Shared fixtures: the kernel backends (emu always, cuda when a GPU is present), output
+poisoning, and hypothesis settings suited to the emulator's speed."""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, settings
+
+import cuda_convnet as ccn
+from cuda_convnet.backends import poison_outputs
+
+# The emulator is fast but not GPU-fast, and its speed varies with the machine's load:
+# no per-example deadline. CCN_HYPOTHESIS_EXAMPLES scales the search (CI uses the default).
+settings.register_profile(
+    "ccn",
+    deadline=None,
+    max_examples=int(os.environ.get("CCN_HYPOTHESIS_EXAMPLES", "25")),
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+    derandomize=os.environ.get("CI") is not None,  # CI: reproducible draws
+)
+settings.load_profile("ccn")
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _poison_kernel_outputs():
+    """Every kernel output starts as NaN, so an element a kernel never writes shows."""
+    with poison_outputs():
+        yield
+
+
+class KernelDevice:
+    """A kernel backend plus the two conversions a test needs (host -> backend -> host)."""
+
+    def __init__(self, name):
+        self.name = name
+        self.ops = ccn.backend(name)
+        if name == "cuda":
+            import cupy
+
+            self._to, self._back = cupy.asarray, cupy.asnumpy
+        else:
+            self._to, self._back = np.ascontiguousarray, np.asarray
+
+    def put(self, a):
+        return None if a is None else self._to(a)
+
+    def get(self, a):
+        return self._back(a)
+
+    def __repr__(self):
+        return self.name
+
+
+@pytest.fixture(
+    params=[pytest.param("emu", marks=pytest.mark.emu), pytest.param("cuda", marks=pytest.mark.cuda)],
+    scope="session",
+)
+def kernel_device(request):
+    if request.param == "cuda" and not ccn.has_cuda():
+        pytest.skip("no usable GPU (cuda_convnet.has_cuda() is False)")
+    return KernelDevice(request.param)
+
+
+@pytest.fixture(scope="session")
+def cpu():
+    return ccn.backend("cpu")

@@ -1,0 +1,59 @@
+"""Compile small C++ programs against the SIMT emulator (csrc/simt) for its self-tests.
+
+The emulator's own tests plant bugs in kernels (a removed __syncthreads, a divergent
+barrier, an out-of-bounds shared-memory index) and check that they are caught. Those
+kernels must not ship in the extension, so each test builds a tiny program with g++.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import pathlib
+import shutil
+import subprocess
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+CSRC = ROOT / "csrc"
+SIMT_DIR = pathlib.Path(__file__).resolve().parent / "simt"
+CUDA_INCLUDE = pathlib.Path(os.environ.get("CUDA_HOME", "/usr/local/cuda")) / "include"
+HAVE_BOOST_CONTEXT = pathlib.Path("/usr/include/boost/context/detail/fcontext.hpp").exists()
+
+
+def compiler():
+    return shutil.which(os.environ.get("CXX", "g++")) or shutil.which("g++")
+
+
+def flags(fibers="auto", sanitize=False):
+    f = ["-std=c++17", "-O1", "-g0", "-DCCN_EMU", "-I" + str(CSRC)]
+    if (CUDA_INCLUDE / "vector_types.h").exists():
+        f += ["-isystem", str(CUDA_INCLUDE)]
+    else:
+        f += ["-DCCN_SIMT_NO_TOOLKIT"]
+    libs = ["-lpthread"]
+    if fibers == "boost" or (fibers == "auto" and HAVE_BOOST_CONTEXT):
+        f.append("-DCCN_SIMT_BOOST_CONTEXT")
+        libs.append("-lboost_context")
+    if sanitize:
+        f += ["-fsanitize=address,undefined", "-fno-omit-frame-pointer"]
+    return f, libs
+
+
+def build(sources, out_dir, *, include_first=None, fibers="auto", sanitize=False):
+    """Compile `sources` plus the emulator runtime into an executable; return its path."""
+    f, libs = flags(fibers, sanitize)
+    if include_first is not None:
+        f = ["-I" + str(include_first)] + f
+    srcs = [str(s) for s in sources] + [str(CSRC / "simt" / "simt.cpp")]
+    key = hashlib.sha1(" ".join(srcs + f).encode()).hexdigest()[:10]
+    exe = pathlib.Path(out_dir) / f"prog_{key}"
+    cmd = [compiler(), *f, *srcs, "-o", str(exe), *libs]
+    r = subprocess.run(cmd, capture_output=True, text=True)
+    if r.returncode != 0:
+        raise RuntimeError(f"compile failed: {' '.join(cmd)}\n{r.stderr[-4000:]}")
+    return exe
+
+
+def run(exe, order="forward", env=None, timeout=120):
+    e = dict(os.environ, CCN_SIMT_ORDER=order)
+    e.update(env or {})
+    return subprocess.run([str(exe)], capture_output=True, text=True, env=e, timeout=timeout)

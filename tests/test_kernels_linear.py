@@ -1,0 +1,156 @@
+"""The FC layers' kernels (csrc/gemm.cuh) against the NumPy reference: linear and
+linear_backward on the emu backend (and cuda when a GPU is present), on random float32
+inputs, outputs poisoned with NaN before every launch (conftest.py)."""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+import cuda_convnet as ccn
+
+
+def rand(rng, *shape):
+    return rng.standard_normal(shape).astype(np.float32)
+
+
+def assert_close_gemm(got, want, k):
+    """float32 GEMM vs float64 reference: error grows like sqrt(K) for N(0,1) inputs."""
+    assert not np.isnan(got).any(), "an output element was never written (still NaN poison)"
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=2e-6 * np.sqrt(k) * max(1.0, np.abs(want).max()))
+
+
+def reference(cpu, x, w, b=None, dy=None):
+    """The reference in float64 on the same float32 values."""
+    x64, w64 = x.astype(np.float64), w.astype(np.float64)
+    if dy is None:
+        return cpu.linear(x64, w64, None if b is None else b.astype(np.float64))
+    return cpu.linear_backward(x64, w64, dy.astype(np.float64))
+
+
+def check_linear(dev, cpu, n, fan_in, fan_out, with_bias, seed):
+    rng = np.random.default_rng(seed)
+    x, w, dy = rand(rng, n, fan_in), rand(rng, fan_out, fan_in), rand(rng, n, fan_out)
+    b = rand(rng, fan_out) if with_bias else None
+    y = dev.get(dev.ops.linear(dev.put(x), dev.put(w), dev.put(b)))
+    assert y.shape == (n, fan_out) and y.dtype == np.float32
+    assert_close_gemm(y, reference(cpu, x, w, b), fan_in)
+    dx, dw, db = (dev.get(a) for a in dev.ops.linear_backward(dev.put(x), dev.put(w), dev.put(dy)))
+    rdx, rdw, rdb = reference(cpu, x, w, dy=dy)
+    assert_close_gemm(dx, rdx, fan_out)
+    assert_close_gemm(dw, rdw, n)
+    assert_close_gemm(db, rdb, n)
+
+
+@given(
+    n=st.integers(1, 70),
+    fan_in=st.integers(1, 150),
+    fan_out=st.integers(1, 140),
+    with_bias=st.booleans(),
+    seed=st.integers(0, 2**31),
+)
+def test_linear_matches_reference_on_drawn_shapes(kernel_device, cpu, n, fan_in, fan_out, with_bias, seed):
+    check_linear(kernel_device, cpu, n, fan_in, fan_out, with_bias, seed)
+
+
+@pytest.mark.parametrize(
+    "n,fan_in,fan_out",
+    [
+        (1, 1, 1),      # K = 1, a single output
+        (64, 16, 64),   # exactly one tile
+        (65, 17, 63),   # one past / one short of every tile edge
+        (3, 1, 200),    # K = 1 with many columns
+    ],
+)
+def test_linear_tile_edges(kernel_device, cpu, n, fan_in, fan_out):
+    check_linear(kernel_device, cpu, n, fan_in, fan_out, True, seed=n * fan_in + fan_out)
+
+
+def test_linear_alexnet_fc_shapes(kernel_device, cpu):
+    """The paper's FC layers at batch 2: fc6 9216->4096 forward (the whole layer), and
+    fc6 cut to 512 outputs plus fc7/fc8 shapes through the backward pass."""
+    rng = np.random.default_rng(6)
+    x, w, b = rand(rng, 2, 9216), rand(rng, 4096, 9216) * 0.01, rand(rng, 4096)
+    y = kernel_device.get(kernel_device.ops.linear(kernel_device.put(x), kernel_device.put(w), kernel_device.put(b)))
+    assert_close_gemm(y, reference(cpu, x, w, b), 9216)
+    check_linear(kernel_device, cpu, 2, 9216, 512, True, seed=7)
+    check_linear(kernel_device, cpu, 2, 4096, 1000, True, seed=8)
+
+
+def test_linear_backward_is_deterministic(kernel_device):
+    """No atomics in the reductions: two runs give bit-identical gradients."""
+    rng = np.random.default_rng(3)
+    x, w, dy = rand(rng, 130, 70), rand(rng, 90, 70), rand(rng, 130, 90)
+    args = [kernel_device.put(a) for a in (x, w, dy)]
+    first = [kernel_device.get(a) for a in kernel_device.ops.linear_backward(*args)]
+    second = [kernel_device.get(a) for a in kernel_device.ops.linear_backward(*args)]
+    for a, b in zip(first, second):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.emu
+def test_linear_identical_in_every_thread_order(monkeypatch, cpu):
+    """The emulator's thread order between barriers must not change a correct kernel's
+    result, bit for bit (each output element is one thread's fixed-order sum)."""
+    emu = ccn.backend("emu")
+    rng = np.random.default_rng(11)
+    x, w, b, dy = rand(rng, 67, 45), rand(rng, 70, 45), rand(rng, 70), rand(rng, 67, 70)
+    results = {}
+    for order in ("forward", "reverse", "shuffle:5"):
+        monkeypatch.setenv("CCN_SIMT_ORDER", order)
+        results[order] = [emu.linear(x, w, b), *emu.linear_backward(x, w, dy)]
+    for order, outs in results.items():
+        for a, ref in zip(outs, results["forward"]):
+            np.testing.assert_array_equal(a, ref, err_msg=order)
+    assert_close_gemm(results["forward"][0], reference(cpu, x, w, b), 45)
+
+
+def test_linear_rejects_bad_input(kernel_device):
+    rng = np.random.default_rng(0)
+    x, w = rand(rng, 4, 5), rand(rng, 3, 5)
+    ops, put = kernel_device.ops, kernel_device.put
+    with pytest.raises(TypeError, match="float32"):
+        ops.linear(put(x.astype(np.float64)), put(w.astype(np.float64)))
+    with pytest.raises(ValueError, match="w has 6 inputs"):
+        ops.linear(put(x), put(rand(rng, 3, 6)))
+    with pytest.raises(ValueError, match="contiguous"):
+        ops.linear(put(rand(rng, 5, 4)).T, put(w))
+    with pytest.raises(ValueError, match="b must have shape"):
+        ops.linear(put(x), put(w), put(rand(rng, 4)))
+    with pytest.raises(TypeError, match="must be an array"):
+        ops.linear(x.tolist(), put(w))
+
+
+@pytest.mark.emu
+def test_emu_refuses_device_arrays_it_cannot_read():
+    emu = ccn.backend("emu")
+
+    class Fake:
+        shape, dtype, ndim = (2, 2), np.dtype(np.float32), 2
+
+        class flags:
+            c_contiguous = True
+
+    with pytest.raises(TypeError, match="NumPy arrays"):
+        emu.linear(Fake(), np.ones((2, 2), np.float32))
+
+
+@pytest.mark.skipif(os.environ.get("CCN_SIMT_ORDER", "forward") != "forward", reason="timed once")
+@pytest.mark.emu
+def test_emulator_speed_on_an_fc_gemm(capsys):
+    """Not a benchmark (bench/ has those): records the emulator's speed on one FC-sized
+    GEMM in the test log, and guards against it becoming unusably slow."""
+    import time
+
+    emu = ccn.backend("emu")
+    rng = np.random.default_rng(1)
+    x, w = rand(rng, 8, 2304), rand(rng, 1024, 2304)
+    t = time.perf_counter()
+    emu.linear(x, w)
+    dt = time.perf_counter() - t
+    with capsys.disabled():
+        print(f"\n[emu] linear 8x2304 -> 1024: {dt:.3f} s, {2 * 8 * 2304 * 1024 / dt / 1e9:.2f} GFLOP/s")
+    assert dt < 30
