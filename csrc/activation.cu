@@ -1,6 +1,6 @@
 // Launchers for activation.cuh (see ops.h for the contract).
 #include "activation.cuh"
-#include "ops.h"
+#include "activation.h"
 
 namespace ccn {
 

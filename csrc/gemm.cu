@@ -1,6 +1,6 @@
 // Launchers for gemm.cuh (see ops.h for the contract).
 #include "gemm.cuh"
-#include "ops.h"
+#include "gemm.h"
 
 namespace ccn {
 

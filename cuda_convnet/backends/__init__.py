@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from .kernels import poison_outputs  # noqa: F401  (re-exported for tests)
+from .kernel_ops.base import poison_outputs  # noqa: F401  (re-exported for tests)
 
 NAMES = ("cpu", "emu", "cuda")
 

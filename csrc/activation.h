@@ -1,0 +1,12 @@
+// Launchers of activation.cuh (contract in ops.h).
+#pragma once
+
+#include "common.h"
+
+namespace ccn {
+
+// y = max(x, 0) (NaN stays NaN); dx = dy where y > 0, else 0.
+void relu_forward(const float* x, float* y, long long n, cudaStream_t stream);
+void relu_backward(const float* y, const float* dy, float* dx, long long n, cudaStream_t stream);
+
+}  // namespace ccn

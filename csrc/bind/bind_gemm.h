@@ -1,0 +1,27 @@
+// Python bindings of gemm.h (included by bindings.cpp, compiled into _C and _emu).
+#pragma once
+
+#include "bind/module.h"
+#include "gemm.h"
+
+inline void bind_gemm(py::module_& m) {
+  m.def(
+      "gemm",
+      [](std::uintptr_t a, std::uintptr_t b, std::uintptr_t c, std::uintptr_t bias, int M, int N, int K, bool trans_a,
+         bool trans_b, float alpha, float beta, bool relu, std::uintptr_t stream) {
+        py::gil_scoped_release nogil;
+        ccn::gemm(ptr<const float>(a), ptr<const float>(b), ptr<float>(c), ptr<const float>(bias), M, N, K, trans_a,
+                  trans_b, alpha, beta, relu, stream_of(stream));
+      },
+      py::arg("a"), py::arg("b"), py::arg("c"), py::arg("bias"), py::arg("M"), py::arg("N"), py::arg("K"),
+      py::arg("trans_a"), py::arg("trans_b"), py::arg("alpha") = 1.0f, py::arg("beta") = 0.0f,
+      py::arg("relu") = false, py::arg("stream") = 0,
+      "C[M,N] = alpha op(A) op(B) + beta C + bias, optional ReLU (see csrc/ops.h).");
+  m.def(
+      "bias_grad",
+      [](std::uintptr_t dy, std::uintptr_t db, long long rows, int cols, std::uintptr_t stream) {
+        py::gil_scoped_release nogil;
+        ccn::bias_grad(ptr<const float>(dy), ptr<float>(db), rows, cols, stream_of(stream));
+      },
+      py::arg("dy"), py::arg("db"), py::arg("rows"), py::arg("cols"), py::arg("stream") = 0);
+}

@@ -1,0 +1,1 @@
+"""Kernel-backed ops, one mixin per op family (mirrors csrc/<family>.cuh)."""

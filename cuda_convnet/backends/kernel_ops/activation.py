@@ -1,0 +1,20 @@
+"""Elementwise activations on csrc/activation.cuh."""
+from __future__ import annotations
+
+from ... import checks
+
+
+class ActivationOps:
+    def relu(self, x):
+        checks.check_activation_args(x, op="relu")
+        self._float32("relu", x=x)
+        y = self._empty(x.shape)
+        self.ext.relu_forward(self._ptr(x), self._ptr(y), int(x.size), self._stream())
+        return y
+
+    def relu_backward(self, y, dy):
+        checks.check_activation_backward_args(y, dy, op="relu_backward")
+        self._float32("relu_backward", y=y, dy=dy)
+        dx = self._empty(y.shape)
+        self.ext.relu_backward(self._ptr(y), self._ptr(dy), self._ptr(dx), int(y.size), self._stream())
+        return dx

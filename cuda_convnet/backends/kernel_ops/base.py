@@ -1,0 +1,64 @@
+"""Plumbing shared by every kernel-op mixin: pointers, streams, output allocation."""
+from __future__ import annotations
+
+import contextlib
+
+import numpy as np
+
+_POISON = [False]
+
+
+@contextlib.contextmanager
+def poison_outputs(enabled: bool = True):
+    """Allocate every kernel output filled with NaN instead of uninitialised.
+
+    Tests run with this on, so an element a kernel forgets to write shows up as NaN
+    instead of as whatever the allocator happened to hold.
+    """
+    old = _POISON[0]
+    _POISON[0] = enabled
+    try:
+        yield
+    finally:
+        _POISON[0] = old
+
+
+class KernelOpsBase:
+    """`ext` is cuda_convnet._emu or ._C; `xp` is numpy or cupy."""
+
+    def __init__(self, name, ext, xp):
+        self.name = name
+        self.ext = ext
+        self.xp = xp
+        self._is_cupy = xp is not np
+
+    def __repr__(self):
+        return f"<backend {self.name}: {self.ext.__name__}>"
+
+    # ------------------------------------------------------------------ plumbing
+    def _ptr(self, a) -> int:
+        if a is None:
+            return 0
+        if self._is_cupy:
+            if not isinstance(a, self.xp.ndarray):
+                raise TypeError(f"the {self.name} backend needs CuPy arrays, got {type(a).__name__}")
+            return a.data.ptr
+        if not isinstance(a, np.ndarray):
+            raise TypeError(f"the {self.name} backend needs NumPy arrays, got {type(a).__name__}")
+        return a.ctypes.data
+
+    def _stream(self) -> int:
+        return self.xp.cuda.get_current_stream().ptr if self._is_cupy else 0
+
+    def _empty(self, shape):
+        if _POISON[0]:
+            return self.xp.full(shape, np.nan, dtype=np.float32)
+        return self.xp.empty(shape, dtype=np.float32)
+
+    def _float32(self, op, **arrays):
+        for name, a in arrays.items():
+            if a is not None and np.dtype(a.dtype) != np.float32:
+                raise TypeError(
+                    f"{op}: the {self.name} backend computes in float32; {name} is {np.dtype(a.dtype).name} "
+                    f"(use the cpu backend for float64)"
+                )
