@@ -1,0 +1,400 @@
+"""Argument validation shared by every backend (DESIGN.md §3 conventions, §8.5 bad input).
+
+Every op of every backend (NumPy reference, SIMT emulator, CUDA) calls the same check
+before doing any work, so a bad call fails the same way everywhere: a ``TypeError`` for
+the wrong kind of thing (not an array, wrong dtype, non-integer stride) and a
+``ValueError`` for the wrong value (rank, shape, channel counts, non-contiguous layout, a
+probability outside [0, 1)). Messages start with the op's name and name the argument::
+
+    conv2d: w has 5 input channels per group but x has 6 channels with groups=1
+
+The functions only look at ``.shape``, ``.dtype``, ``.ndim`` and ``.flags.c_contiguous``,
+which NumPy and CuPy arrays both have; they never call ``np.asarray`` (that would copy a
+CuPy array to the host) and never read array *values* (that would synchronise a GPU
+stream). Value checks that need the data (e.g. labels in range) are the caller's.
+
+Layouts (DESIGN.md §3): activations NHWC, conv filters KRSC (out, rows, cols,
+in-per-group), FC weights (out, in), all C-contiguous. Non-contiguous arrays are refused
+rather than silently copied, because the kernels take raw pointers and a silent copy
+would hide a layout bug and cost memory; the reference applies the same rule so that all
+backends accept exactly the same calls.
+
+The ``check_*_args`` helpers return the derived geometry (output sizes, group sizes), so
+a launcher never recomputes it differently.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+import operator
+from typing import NamedTuple
+
+import numpy as np
+
+from . import shapes
+
+__all__ = [
+    "FLOAT_DTYPES",
+    "check_array",
+    "check_same_dtype",
+    "check_int",
+    "check_real",
+    "check_linear_args",
+    "check_linear_backward_args",
+    "ConvGeometry",
+    "check_conv_args",
+    "check_conv_backward_args",
+    "check_activation_args",
+    "check_activation_backward_args",
+    "check_lrn_args",
+    "check_lrn_backward_args",
+    "PoolGeometry",
+    "check_pool_args",
+    "check_pool_backward_args",
+    "check_dropout_args",
+    "check_dropout_backward_args",
+    "check_softmax_args",
+    "check_softmax_backward_args",
+    "check_topk_args",
+    "check_sgd_args",
+]
+
+#: The dtypes every op accepts. float16/bfloat16 storage may come later with the
+#: tensor-core paths; until then they are refused, not silently upcast.
+FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+_NHWC = "(N, H, W, C)"
+_KRSC = "(K, R, S, C/groups)"
+
+
+def _dtype_name(dt) -> str:
+    return np.dtype(dt).name
+
+
+def check_array(op: str, name: str, a, *, ndim: int | None = None, dtypes=FLOAT_DTYPES,
+                shape: tuple | None = None, layout: str | None = None):
+    """Check one array argument of ``op``; return it unchanged.
+
+    ``dtypes``: accepted dtypes, or the string ``"integer"`` for any integer dtype.
+    ``shape``: the exact shape required (``None`` entries are wildcards).
+    ``layout``: a description such as ``"(N, H, W, C)"`` used in the rank message.
+    """
+    if not (hasattr(a, "shape") and hasattr(a, "dtype") and hasattr(a, "ndim")
+            and hasattr(a, "flags")):
+        raise TypeError(f"{op}: {name} must be an array (NumPy or CuPy), "
+                        f"got {type(a).__name__}")
+    dt = np.dtype(a.dtype)
+    if dtypes == "integer":
+        if dt.kind not in "iu":
+            raise TypeError(f"{op}: {name} must have an integer dtype, got {dt.name}")
+    elif dt not in tuple(np.dtype(d) for d in dtypes):
+        allowed = " or ".join(_dtype_name(d) for d in dtypes)
+        raise TypeError(f"{op}: {name} must be {allowed}, got {dt.name}")
+    if ndim is not None and a.ndim != ndim:
+        what = f" {layout}" if layout else ""
+        raise ValueError(f"{op}: {name} must be {ndim}-D{what}, "
+                         f"got {a.ndim}-D array of shape {tuple(a.shape)}")
+    if shape is not None:
+        if len(shape) != a.ndim or any(want is not None and want != got
+                                       for want, got in zip(shape, a.shape)):
+            want = "(" + ", ".join("*" if s is None else str(s) for s in shape) + ")"
+            raise ValueError(f"{op}: {name} must have shape {want}, got {tuple(a.shape)}")
+    if not a.flags.c_contiguous:
+        raise ValueError(f"{op}: {name} must be C-contiguous (the kernels take raw "
+                         f"pointers); got strides {getattr(a, 'strides', '?')} for shape "
+                         f"{tuple(a.shape)} — pass a contiguous copy (e.g. ascontiguousarray)")
+    return a
+
+
+def check_same_dtype(op: str, **arrays) -> np.dtype:
+    """All arrays given (``None`` skipped) must share one dtype; return it."""
+    named = [(n, a) for n, a in arrays.items() if a is not None]
+    first_name, first = named[0]
+    dt = np.dtype(first.dtype)
+    for n, a in named[1:]:
+        if np.dtype(a.dtype) != dt:
+            raise TypeError(f"{op}: {n} has dtype {np.dtype(a.dtype).name} but "
+                            f"{first_name} has dtype {dt.name}; they must match")
+    return dt
+
+
+def check_int(op: str, name: str, value, *, minimum: int | None = None,
+              maximum: int | None = None) -> int:
+    """An integer argument (bool refused) within ``[minimum, maximum]``; returns int."""
+    if isinstance(value, bool):
+        raise TypeError(f"{op}: {name} must be an int, got bool")
+    try:
+        v = operator.index(value)
+    except TypeError:
+        raise TypeError(f"{op}: {name} must be an int, got "
+                        f"{type(value).__name__} {value!r}") from None
+    if minimum is not None and v < minimum:
+        raise ValueError(f"{op}: {name} must be >= {minimum}, got {v}")
+    if maximum is not None and v > maximum:
+        raise ValueError(f"{op}: {name} must be <= {maximum}, got {v}")
+    return v
+
+
+def check_real(op: str, name: str, value, *, minimum: float | None = None,
+               strict_minimum: bool = False, below: float | None = None) -> float:
+    """A finite real scalar; ``minimum`` (inclusive unless ``strict_minimum``) and
+    ``below`` (exclusive upper bound) optional. Returns float."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{op}: {name} must be a real number, got "
+                        f"{type(value).__name__} {value!r}")
+    v = float(value)
+    if not math.isfinite(v):
+        raise ValueError(f"{op}: {name} must be finite, got {v}")
+    if minimum is not None:
+        if strict_minimum and not v > minimum:
+            raise ValueError(f"{op}: {name} must be > {minimum}, got {v}")
+        if not strict_minimum and not v >= minimum:
+            raise ValueError(f"{op}: {name} must be >= {minimum}, got {v}")
+    if below is not None and not v < below:
+        raise ValueError(f"{op}: {name} must be < {below}, got {v}")
+    return v
+
+
+def _wrap_shape_error(op: str, fn, *args):
+    """Call a ``shapes`` function, prefixing its errors with the op's name."""
+    try:
+        return fn(*args)
+    except ValueError as e:
+        raise ValueError(f"{op}: {e}") from None
+    except TypeError as e:
+        raise TypeError(f"{op}: {e}") from None
+
+
+# --------------------------------------------------------------------------- linear
+
+def check_linear_args(x, w, b=None, *, op: str = "linear") -> tuple[int, int, int]:
+    """x (N, in), w (out, in), b (out,) or None. Returns ``(N, in, out)``."""
+    check_array(op, "x", x, ndim=2, layout="(N, in)")
+    check_array(op, "w", w, ndim=2, layout="(out, in)")
+    n, fan_in = x.shape
+    fan_out, w_in = w.shape
+    if w_in != fan_in:
+        raise ValueError(f"{op}: w has {w_in} inputs (shape (out, in) = {tuple(w.shape)}) "
+                         f"but x has {fan_in} features (shape {tuple(x.shape)})")
+    if b is not None:
+        check_array(op, "b", b, shape=(fan_out,))
+    check_same_dtype(op, x=x, w=w, b=b)
+    return n, fan_in, fan_out
+
+
+def check_linear_backward_args(x, w, dy, *, op: str = "linear_backward"):
+    n, fan_in, fan_out = check_linear_args(x, w, None, op=op)
+    check_array(op, "dy", dy, shape=(n, fan_out))
+    check_same_dtype(op, x=x, dy=dy)
+    return n, fan_in, fan_out
+
+
+# --------------------------------------------------------------------------- conv
+
+class ConvGeometry(NamedTuple):
+    """Everything a convolution launcher needs, derived once."""
+    n: int
+    h: int
+    w: int
+    c: int          # input channels (all groups)
+    k: int          # output channels (all groups)
+    r: int          # filter rows
+    s: int          # filter cols
+    stride: int
+    padding: tuple  # (top, bottom, left, right)
+    groups: int
+    p: int          # output rows
+    q: int          # output cols
+
+    @property
+    def c_per_group(self) -> int:
+        return self.c // self.groups
+
+    @property
+    def k_per_group(self) -> int:
+        return self.k // self.groups
+
+
+def check_conv_args(x, w, b=None, stride=1, padding=0, groups=1, *,
+                    op: str = "conv2d") -> ConvGeometry:
+    """x NHWC, w KRSC with ``C/groups`` input channels, b (K,) or None."""
+    check_array(op, "x", x, ndim=4, layout=_NHWC)
+    check_array(op, "w", w, ndim=4, layout=_KRSC)
+    stride = check_int(op, "stride", stride, minimum=1)
+    groups = check_int(op, "groups", groups, minimum=1)
+    pad = _wrap_shape_error(op, shapes.normalize_padding, padding)
+    n, h, wd, c = x.shape
+    k, r, s, cg = w.shape
+    if c % groups:
+        raise ValueError(f"{op}: x has {c} channels, not divisible by groups={groups}")
+    if k % groups:
+        raise ValueError(f"{op}: w has {k} output channels (filters), "
+                         f"not divisible by groups={groups}")
+    if cg * groups != c:
+        raise ValueError(f"{op}: w has {cg} input channels per group but x has {c} "
+                         f"channels with groups={groups} (expected {c // groups})")
+    if b is not None:
+        check_array(op, "b", b, shape=(k,))
+    check_same_dtype(op, x=x, w=w, b=b)
+    p, q = _wrap_shape_error(op, shapes.conv_output_size, h, wd, r, s, stride, pad)
+    return ConvGeometry(n, h, wd, c, k, r, s, stride, pad, groups, p, q)
+
+
+def check_conv_backward_args(x, w, dy, stride=1, padding=0, groups=1, *,
+                             op: str = "conv2d_backward") -> ConvGeometry:
+    g = check_conv_args(x, w, None, stride, padding, groups, op=op)
+    check_array(op, "dy", dy, shape=(g.n, g.p, g.q, g.k))
+    check_same_dtype(op, x=x, dy=dy)
+    return g
+
+
+# --------------------------------------------------------------------------- activations
+
+def check_activation_args(x, *, op: str):
+    """Element-wise ops take any rank (NHWC maps or (N, features))."""
+    check_array(op, "x", x)
+    return x.shape
+
+
+def check_activation_backward_args(y, dy, *, op: str):
+    check_array(op, "y", y)
+    check_array(op, "dy", dy, shape=tuple(y.shape))
+    check_same_dtype(op, y=y, dy=dy)
+    return y.shape
+
+
+# --------------------------------------------------------------------------- LRN
+
+def check_lrn_args(x, size, alpha, beta, k, *, op: str = "lrn"):
+    """x NHWC; size >= 1; alpha >= 0; beta >= 0; k > 0 (so the base never reaches 0)."""
+    check_array(op, "x", x, ndim=4, layout=_NHWC)
+    size = check_int(op, "size", size, minimum=1)
+    alpha = check_real(op, "alpha", alpha, minimum=0.0)
+    beta = check_real(op, "beta", beta, minimum=0.0)
+    k = check_real(op, "k", k, minimum=0.0, strict_minimum=True)
+    return size, alpha, beta, k
+
+
+def check_lrn_backward_args(x, y, dy, size, alpha, beta, k, *, op: str = "lrn_backward"):
+    params = check_lrn_args(x, size, alpha, beta, k, op=op)
+    check_array(op, "y", y, shape=tuple(x.shape))
+    check_array(op, "dy", dy, shape=tuple(x.shape))
+    check_same_dtype(op, x=x, y=y, dy=dy)
+    return params
+
+
+# --------------------------------------------------------------------------- pooling
+
+class PoolGeometry(NamedTuple):
+    n: int
+    h: int
+    w: int
+    c: int
+    size: int
+    stride: int
+    padding: tuple  # (top, bottom, left, right)
+    p: int
+    q: int
+
+
+def check_pool_args(x, size, stride, padding, *, op: str = "max_pool") -> PoolGeometry:
+    check_array(op, "x", x, ndim=4, layout=_NHWC)
+    size = check_int(op, "size", size, minimum=1)
+    stride = check_int(op, "stride", stride, minimum=1)
+    pad = _wrap_shape_error(op, shapes.normalize_padding, padding)
+    n, h, wd, c = x.shape
+    p, q = _wrap_shape_error(op, shapes.pool_output_size, h, wd, size, stride, pad)
+    return PoolGeometry(n, h, wd, c, size, stride, pad, p, q)
+
+
+def check_pool_backward_args(x, y, dy, size, stride, padding, *,
+                             op: str = "max_pool_backward") -> PoolGeometry:
+    g = check_pool_args(x, size, stride, padding, op=op)
+    out_shape = (g.n, g.p, g.q, g.c)
+    check_array(op, "y", y, shape=out_shape)
+    check_array(op, "dy", dy, shape=out_shape)
+    check_same_dtype(op, x=x, y=y, dy=dy)
+    return g
+
+
+# --------------------------------------------------------------------------- dropout
+
+DROPOUT_MODES = ("paper", "inverted")
+
+
+def _check_dropout_common(op, p, seed, offset, mode):
+    p = check_real(op, "p", p, minimum=0.0, below=1.0)
+    seed = check_int(op, "seed", seed, minimum=0, maximum=2**64 - 1)
+    offset = check_int(op, "offset", offset, minimum=0, maximum=2**64 - 1)
+    if mode not in DROPOUT_MODES:
+        raise ValueError(f"{op}: mode must be 'paper' or 'inverted', got {mode!r}")
+    return p, seed, offset, mode
+
+
+def check_dropout_args(x, p, seed, offset, mode, train, *, op: str = "dropout"):
+    """p in [0, 1) (p = 1 would drop everything and make 'inverted' divide by zero)."""
+    check_array(op, "x", x)
+    if not isinstance(train, (bool, np.bool_)):
+        raise TypeError(f"{op}: train must be a bool, got {type(train).__name__}")
+    return _check_dropout_common(op, p, seed, offset, mode)
+
+
+def check_dropout_backward_args(dy, p, seed, offset, mode, *, op: str = "dropout_backward"):
+    check_array(op, "dy", dy)
+    return _check_dropout_common(op, p, seed, offset, mode)
+
+
+# --------------------------------------------------------------------------- softmax
+
+def check_softmax_args(logits, labels, *, op: str = "softmax_cross_entropy",
+                       name: str = "logits") -> tuple[int, int]:
+    """logits/probs (N, classes) float; labels (N,) any integer dtype. Returns (N, classes)."""
+    check_array(op, name, logits, ndim=2, layout="(N, classes)")
+    n, classes = logits.shape
+    check_array(op, "labels", labels, dtypes="integer", shape=(n,))
+    if classes < 1:
+        raise ValueError(f"{op}: {name} must have at least one class, got shape "
+                         f"{tuple(logits.shape)}")
+    return n, classes
+
+
+def check_softmax_backward_args(probs, labels, *, op: str = "softmax_cross_entropy_backward"):
+    return check_softmax_args(probs, labels, op=op, name="probs")
+
+
+def check_topk_args(probs, labels, ks, *, op: str = "topk_errors") -> tuple[int, ...]:
+    check_softmax_args(probs, labels, op=op, name="probs")
+    if isinstance(ks, (str, bytes)) or not hasattr(ks, "__iter__"):
+        raise TypeError(f"{op}: ks must be a sequence of ints, got {type(ks).__name__}")
+    ks = tuple(check_int(op, "ks entry", k, minimum=1) for k in ks)
+    if not ks:
+        raise ValueError(f"{op}: ks must not be empty")
+    return ks
+
+
+# --------------------------------------------------------------------------- SGD
+
+def check_sgd_args(params, grads, velocities, lr, momentum, weight_decay, *,
+                   op: str = "sgd_update"):
+    """Three equal-length lists; entry i of each has one shape and one dtype."""
+    for name, seq in (("params", params), ("grads", grads), ("velocities", velocities)):
+        if not isinstance(seq, (list, tuple)):
+            raise TypeError(f"{op}: {name} must be a list of arrays, "
+                            f"got {type(seq).__name__}")
+    if not (len(params) == len(grads) == len(velocities)):
+        raise ValueError(f"{op}: params, grads and velocities must have the same length, "
+                         f"got {len(params)}, {len(grads)}, {len(velocities)}")
+    for i, (w, g, v) in enumerate(zip(params, grads, velocities)):
+        check_array(op, f"params[{i}]", w)
+        check_array(op, f"grads[{i}]", g, shape=tuple(w.shape))
+        check_array(op, f"velocities[{i}]", v, shape=tuple(w.shape))
+        check_same_dtype(op, **{f"params[{i}]": w, f"grads[{i}]": g,
+                                f"velocities[{i}]": v})
+        if not getattr(w.flags, "writeable", True) or not getattr(v.flags, "writeable", True):
+            raise ValueError(f"{op}: params[{i}] and velocities[{i}] must be writeable "
+                             "(they are updated in place)")
+    lr = check_real(op, "lr", lr, minimum=0.0)
+    momentum = check_real(op, "momentum", momentum, minimum=0.0)
+    weight_decay = check_real(op, "weight_decay", weight_decay, minimum=0.0)
+    return lr, momentum, weight_decay

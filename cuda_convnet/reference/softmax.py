@@ -1,0 +1,67 @@
+"""Softmax with cross-entropy loss, and top-k error counting (§3.5 "1000-way softmax", §2).
+
+The last layer of the net: probabilities ``probs = softmax(logits)`` per row and the loss
+``mean_n -log probs[n, labels[n]]`` ("maximizes the multinomial logistic regression
+objective ... the average across training cases of the log-probability of the correct
+label", §3.5). Computed stably as ``z = logits - max(logits)``,
+``loss_n = log Σ exp(z) - z[label]`` (never log of a rounded-to-zero probability).
+
+``softmax_cross_entropy_backward(probs, labels) = (probs - onehot(labels)) / N``: the
+gradient of the *mean* loss, so the batch average of §5's update rule is already in it.
+
+``topk_errors`` counts §2's top-1 / top-5 errors. Tie rule (shared by every backend):
+an example is a top-k error iff at least k classes have a probability *strictly greater*
+than its true class's probability. Ties are thus resolved in the label's favour, which
+is deterministic and independent of any sort order (no argsort, so a kernel can count
+with one comparison per class).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .. import checks
+
+__all__ = ["softmax_cross_entropy", "softmax_cross_entropy_backward", "topk_errors"]
+
+
+def _check_label_values(op, labels, classes):
+    # Reading values is fine here (host arrays); checks.py never reads them.
+    if labels.size and (labels.min() < 0 or labels.max() >= classes):
+        raise ValueError(f"{op}: labels must be in [0, {classes}), got values in "
+                         f"[{labels.min()}, {labels.max()}]")
+
+
+def softmax_cross_entropy(logits: np.ndarray, labels: np.ndarray):
+    """-> (loss, probs): loss the batch mean (a NumPy scalar of logits' dtype), probs (N, K)."""
+    n, classes = checks.check_softmax_args(logits, labels)
+    _check_label_values("softmax_cross_entropy", labels, classes)
+    z = logits - logits.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    sums = e.sum(axis=1, keepdims=True)
+    probs = e / sums
+    picked = z[np.arange(n), labels]
+    per_example = np.log(sums[:, 0]) - picked
+    loss = per_example.mean(dtype=logits.dtype) if n else logits.dtype.type(0)
+    return logits.dtype.type(loss), probs
+
+
+def softmax_cross_entropy_backward(probs: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """d(mean loss)/d logits = (probs - onehot(labels)) / N."""
+    n, classes = checks.check_softmax_backward_args(probs, labels)
+    _check_label_values("softmax_cross_entropy_backward", labels, classes)
+    d = probs.copy()
+    d[np.arange(n), labels] -= 1
+    if n:
+        d *= probs.dtype.type(1.0 / n)
+    return d
+
+
+def topk_errors(probs: np.ndarray, labels: np.ndarray, ks=(1, 5)) -> dict[int, int]:
+    """{k: number of examples whose label is not in the top k} (ties favour the label)."""
+    ks = checks.check_topk_args(probs, labels, ks)
+    n, classes = probs.shape
+    _check_label_values("topk_errors", labels, classes)
+    true_p = probs[np.arange(n), labels][:, None]
+    rank = (probs > true_p).sum(axis=1)   # classes strictly more probable than the label
+    return {k: int((rank >= k).sum()) for k in ks}
