@@ -1,0 +1,36 @@
+"""The data pipeline (DESIGN.md §7; paper §2, §4.1, §6).  One job per module:
+
+    images.py    decode one file -> RGB, shorter side 256, centre 256x256 (§2)
+    stats.py     exact streaming mean image and RGB covariance PCA (§2, §4.1)
+    store.py     the packed memory-mapped store format; ImageStore reads a split
+    prepare.py   ImageNet-style tree -> store, multi-process, resumable
+    augment.py   training views (crop, flip, PCA lighting, mean; Philox recipe for the
+                 CUDA kernel) and test views (centre or ten-crop) (§4.1)
+    evaluate.py  top-1 / top-5 error, ten-crop and multi-model averaging (§4.1, §6)
+    loader.py    BatchLoader: shuffled batches prepared in a background thread
+    cifar.py     CIFAR-10 python batches (Krizhevsky's pickle format)
+    digits.py    scikit-learn's 8x8 digits as a tiny offline demo dataset
+
+Nothing here needs the compiled extension or CuPy.  Names below are imported lazily so
+`import cuda_convnet.data` stays cheap (Pillow, tqdm, scikit-learn load on first use).
+"""
+
+from importlib import import_module
+
+_EXPORTS = {
+    "prepare": "prepare", "PrepareError": "prepare",
+    "ImageStore": "store", "StoreError": "store", "write_store": "store",
+    "train_views": "augment", "test_views": "augment", "ten_crop_offsets": "augment",
+    "evaluate": "evaluate", "topk_errors": "evaluate",
+    "BatchLoader": "loader",
+    "load_cifar10": "cifar",
+    "load_digits": "digits",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name):
+    if name in _EXPORTS:
+        return getattr(import_module(f".{_EXPORTS[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

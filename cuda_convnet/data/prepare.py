@@ -1,0 +1,453 @@
+"""Prepare an ImageNet-style tree once into a packed, memory-mapped store (§2, §4.1).
+
+    python -m cuda_convnet.data.prepare SRC DST [--workers N]
+
+or `prepare(src, dst)`.  Source layout::
+
+    src/train/<class>/*.JPEG            class names = sorted train/ sub-directories
+    src/val/<class>/*.JPEG              validation, either in class folders ...
+    src/val/*.JPEG + src/val_labels.txt ... or flat, with "filename classname" lines
+
+Every image: decoded (any format Pillow reads, sniffed from the content), converted to
+RGB, rescaled so the shorter side is 256, centre 256x256 kept (§2; details in
+images.py).  Output: the store described in store.py, plus the training mean image (§2)
+and the RGB covariance eigen-decomposition (§4.1), both from exact streaming sums
+(stats.py).  Unreadable files (corrupt, truncated, empty, not an image) are skipped,
+counted, and listed with the reason in the returned report and in dst/report.json.
+
+Resumable.  Each split's file list (sorted, so fixed) is cut into chunks of
+`chunk_size` images.  Worker processes decode chunks in parallel; the parent appends
+finished chunks to `<split>/images.npy.partial` strictly in chunk order, fsyncs, and then
+records "chunk k done" (count, byte length, skipped files, running statistics) in
+dst/.progress/state.json by write-temp-then-os.replace.  After an interruption (Ctrl-C,
+crash, power loss) a rerun truncates the partial file to the recorded length and
+continues at the first unrecorded chunk: finished chunks are never decoded again and
+nothing half-written survives.  manifest.json is written last; it marks the store
+complete.  A rerun on a complete store returns its report without work.  A rerun
+against a different tree (file list, sizes or options changed) is refused.
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures as cf
+import hashlib
+import json
+import multiprocessing
+import os
+import shutil
+import sys
+import time
+from collections import deque
+from pathlib import Path
+
+import numpy as np
+
+from . import images as _images
+from .stats import PixelStats, chunk_sums
+from .store import (FORMAT, MANIFEST, NPY_HEADER_BYTES, REPORT, STATS_FILES, VERSION, finalize_images_file,
+                    save_npy_atomic, write_bytes_atomic, write_json_atomic, write_stats)
+
+PROGRESS_DIR = ".progress"
+STATE = "state.json"
+VAL_LABELS = "val_labels.txt"
+
+# Test hook: called in the parent as _hook(event, split, chunk_index) with event
+# "appended" (chunk data written, not yet recorded) and "recorded" (state.json updated).
+# Tests raise from it to simulate an interruption at either point.
+_hook = None
+
+
+class PrepareError(ValueError):
+    """The source tree or destination cannot be prepared (raised before any work)."""
+
+
+# -- scanning the source tree --------------------------------------------------------------
+def _listdir(path: Path) -> list[os.DirEntry]:
+    return sorted((e for e in os.scandir(path) if not e.name.startswith(".")), key=lambda e: e.name)
+
+
+def _scan_class_folders(split_dir: Path, class_index: dict[str, int] | None, ignored: list[str],
+                        src: Path) -> list[tuple[str, int, int]]:
+    """[(relative path, label, size in bytes)] for split_dir/<class>/<image>."""
+    items = []
+    for d in _listdir(split_dir):
+        if not d.is_dir():
+            continue
+        if class_index is not None and d.name not in class_index:
+            raise PrepareError(f"{d.path}: class {d.name!r} is not a class of the training split")
+        label = class_index[d.name] if class_index is not None else None
+        for f in _listdir(Path(d.path)):
+            if f.is_file() and _images.is_image_name(f.name):
+                items.append((os.path.relpath(f.path, src), label, f.stat().st_size))
+            elif f.is_file():
+                ignored.append(os.path.relpath(f.path, src))
+    return items
+
+
+def _scan_flat_val(val_dir: Path, labels_file: Path, class_index: dict[str, int], ignored: list[str],
+                   src: Path) -> tuple[list[tuple[str, int, int]], int]:
+    if not labels_file.is_file():
+        raise PrepareError(f"{val_dir} holds images but no class folders, and there is no label file "
+                           f"{labels_file} ('filename classname' per line)")
+    name_to_class = {}
+    for lineno, line in enumerate(labels_file.read_text().splitlines(), 1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        parts = line.split()
+        if len(parts) != 2:
+            raise PrepareError(f"{labels_file}:{lineno}: expected 'filename classname', got {line!r}")
+        fname, cls = parts
+        if cls not in class_index:
+            raise PrepareError(f"{labels_file}:{lineno}: class {cls!r} is not a class of the training split")
+        name_to_class[fname] = class_index[cls]
+    items, unlabeled = [], []
+    for f in _listdir(val_dir):
+        if not f.is_file():
+            continue
+        if not _images.is_image_name(f.name):
+            if f.name != labels_file.name:
+                ignored.append(os.path.relpath(f.path, src))
+            continue
+        if f.name not in name_to_class:
+            unlabeled.append(f.name)
+            continue
+        items.append((os.path.relpath(f.path, src), name_to_class[f.name], f.stat().st_size))
+    if unlabeled:
+        raise PrepareError(f"{labels_file}: no label for {len(unlabeled)} image(s) in {val_dir}, "
+                           f"e.g. {unlabeled[:3]}")
+    unused = len(name_to_class) - len(items)
+    return items, unused
+
+
+def scan_tree(src: str | os.PathLike, val_labels: str | os.PathLike | None = None) -> dict:
+    """Find the classes and the (path, label, bytes) list of each split; validate the tree."""
+    src = Path(src)
+    if not src.exists():
+        raise PrepareError(f"{src}: source directory does not exist")
+    if not src.is_dir():
+        raise PrepareError(f"{src}: source is a file, expected a directory with train/ (and val/)")
+    train_dir = src / "train"
+    if not train_dir.is_dir():
+        raise PrepareError(f"{src}: no train/ directory (expected {train_dir}/<class>/<image>)")
+    classes = [d.name for d in _listdir(train_dir) if d.is_dir()]
+    if not classes:
+        raise PrepareError(f"{train_dir}: no class directories (expected {train_dir}/<class>/<image>)")
+    class_index = {c: i for i, c in enumerate(classes)}
+    ignored: list[str] = []
+    splits = {"train": _scan_class_folders(train_dir, class_index, ignored, src)}
+    if not splits["train"]:
+        raise PrepareError(f"{train_dir}: {len(classes)} class directories but no image files in them")
+    unused_val_labels = 0
+    val_dir = src / "val"
+    if val_dir.is_dir():
+        if any(d.is_dir() for d in _listdir(val_dir)):
+            splits["val"] = _scan_class_folders(val_dir, class_index, ignored, src)
+            ignored.extend(os.path.relpath(f.path, src) for f in _listdir(val_dir) if f.is_file())
+        else:
+            labels_file = Path(val_labels) if val_labels else src / VAL_LABELS
+            splits["val"], unused_val_labels = _scan_flat_val(val_dir, labels_file, class_index, ignored, src)
+        if not splits["val"]:
+            raise PrepareError(f"{val_dir}: exists but holds no image files")
+    return {"classes": classes, "splits": splits, "ignored": ignored, "unused_val_labels": unused_val_labels}
+
+
+def _fingerprint(tree: dict, size: int, chunk_size: int) -> str:
+    h = hashlib.sha256()
+    h.update(json.dumps({"format": FORMAT, "version": VERSION, "size": size, "chunk_size": chunk_size,
+                         "classes": tree["classes"]}).encode())
+    for name, items in tree["splits"].items():
+        h.update(name.encode())
+        for rel, label, nbytes in items:
+            h.update(f"\0{rel}\0{label}\0{nbytes}".encode())
+    return h.hexdigest()
+
+
+# -- the worker: decode one chunk ------------------------------------------------------------
+def _decode_chunk(src: str, rel_paths: list[str], size: int, with_stats: bool):
+    """Decode a chunk (runs in a worker process).
+
+    Returns (uint8 (k_ok, size, size, 3), [(index in chunk, reason)], sums or None).
+    Per-file failures never raise: any exception from one file skips that file.
+    """
+    out = np.empty((len(rel_paths), size, size, 3), dtype=np.uint8)
+    failed, k = [], 0
+    for i, rel in enumerate(rel_paths):
+        path = os.path.join(src, rel)
+        try:
+            if os.path.getsize(path) == 0:
+                raise ValueError("empty file (0 bytes)")
+            out[k] = _images.load_fixed_size(path, size)
+            k += 1
+        except Exception as e:  # noqa: BLE001 - any decoder error means "skip this file"
+            failed.append((i, f"{type(e).__name__}: {e}"))
+    out = out[:k]
+    sums = chunk_sums(out) if (with_stats and k) else None
+    return out, failed, sums
+
+
+def _mp_context():
+    # fork on Linux: workers inherit the imported modules (fast start) and, unlike spawn,
+    # do not re-run the caller's __main__ (a script without an `if __name__ ==
+    # "__main__"` guard, or code piped to `python -`, would otherwise break).  The workers
+    # only touch Pillow and NumPy, so forking a process with threads (tqdm's monitor) is
+    # safe here.  Elsewhere spawn, the only portable choice.
+    if sys.platform.startswith("linux"):
+        return multiprocessing.get_context("fork")
+    return multiprocessing.get_context("spawn")
+
+
+class _InlineExecutor:
+    """workers=0: decode in this process (debugging, profiling, tiny inputs)."""
+
+    def submit(self, fn, *args):
+        fut = cf.Future()
+        try:
+            fut.set_result(fn(*args))
+        except BaseException as e:  # noqa: BLE001 - delivered through the future
+            fut.set_exception(e)
+        return fut
+
+    def shutdown(self, wait=True, cancel_futures=False):
+        pass
+
+
+# -- the driver --------------------------------------------------------------------------------
+def prepare(src: str | os.PathLike, dst: str | os.PathLike, *, workers: int | None = None,
+            progress: bool = True, size: int = 256, chunk_size: int = 128,
+            val_labels: str | os.PathLike | None = None) -> dict:
+    """Prepare src (see module docstring) into the store dst; return the report dict.
+
+    workers: decoding processes (default os.cpu_count(); 0 decodes in this process).
+    size: output side (256 in the paper).  chunk_size: images per resumable unit.
+    """
+    t0 = time.perf_counter()
+    src, dst = Path(src), Path(dst)
+    if dst.exists() and not dst.is_dir():
+        raise PrepareError(f"{dst}: destination exists and is a file, expected a directory")
+    if chunk_size < 1 or size < 1:
+        raise PrepareError("chunk_size and size must be positive")
+    workers = (os.cpu_count() or 1) if workers is None else int(workers)
+    tree = scan_tree(src, val_labels)
+    fingerprint = _fingerprint(tree, size, chunk_size)
+
+    if (dst / MANIFEST).exists():
+        manifest = json.loads((dst / MANIFEST).read_text())
+        if manifest.get("source", {}).get("fingerprint") != fingerprint:
+            raise PrepareError(f"{dst}: already holds a complete store of a different source tree or "
+                               f"options; choose another destination or remove it")
+        report = json.loads((dst / REPORT).read_text())
+        report["already_complete"] = True
+        return report
+
+    dst.mkdir(parents=True, exist_ok=True)
+    pdir = dst / PROGRESS_DIR
+    pdir.mkdir(exist_ok=True)
+    state_path = pdir / STATE
+    if state_path.exists():
+        state = json.loads(state_path.read_text())
+        if state.get("fingerprint") != fingerprint:
+            raise PrepareError(f"{dst}: holds an unfinished preparation of a different source tree or options "
+                               f"(file list, sizes, size or chunk_size changed); remove {dst} to start over")
+    else:
+        state = {"fingerprint": fingerprint, "splits": {}}
+    resumed_from = {name: s["chunks_done"] for name, s in state["splits"].items()}
+
+    total = sum(len(items) for items in tree["splits"].values())
+    done_before = sum(len(tree["splits"][n]) if s.get("done") else min(s["chunks_done"] * chunk_size, len(tree["splits"][n]))
+                      for n, s in state["splits"].items())
+    bar = _progress_bar(total, done_before, progress)
+    stats = None
+    try:
+        for name, items in tree["splits"].items():
+            stats_for_split = _prepare_split(src, dst, name, items, state, state_path, size, chunk_size,
+                                             workers, with_stats=(name == "train"), bar=bar)
+            if name == "train":
+                stats = stats_for_split
+    finally:
+        bar.close()
+
+    # All splits complete: statistics, report, then the manifest (last), then cleanup.
+    if stats is None or stats.count == 0:
+        raise PrepareError(f"{src}: none of the {len(tree['splits']['train'])} training files could be decoded; "
+                           f"see {pdir / STATE} for the reasons")
+    write_stats(dst, stats)
+    skipped = {name: s["skipped"] for name, s in state["splits"].items()}
+    seconds = time.perf_counter() - t0
+    decoded_now = total - done_before
+    report = {
+        "src": str(src.resolve()),
+        "dst": str(dst.resolve()),
+        "classes": len(tree["classes"]),
+        "splits": {name: {"found": len(items), "written": state["splits"][name]["count"],
+                          "skipped": len(skipped[name])} for name, items in tree["splits"].items()},
+        "skipped": {name: [{"file": f, "reason": r} for f, r in lst] for name, lst in skipped.items()},
+        "skipped_count": sum(len(v) for v in skipped.values()),
+        "ignored_files": tree["ignored"],
+        "unused_val_labels": tree["unused_val_labels"],
+        "resumed_from_chunk": resumed_from,
+        "workers": workers,
+        "seconds": round(seconds, 3),
+        "images_decoded_this_run": decoded_now,
+        "images_per_second": round(decoded_now / seconds, 1) if seconds > 0 else None,
+    }
+    write_json_atomic(dst / REPORT, report)
+    manifest = {
+        "format": FORMAT, "version": VERSION, "image_size": size, "classes": tree["classes"],
+        "splits": {name: {"count": state["splits"][name]["count"], "images": f"{name}/images.npy",
+                          "labels": f"{name}/labels.npy", "files": f"{name}/files.txt"}
+                   for name in tree["splits"]},
+        "stats": STATS_FILES,
+        "stats_note": "mean over train images; eigvals (descending, (0..255)^2 units) and eigvecs (columns) "
+                      "of the covariance of all train RGB pixels",
+        "source": {"path": str(src.resolve()), "fingerprint": fingerprint, "chunk_size": chunk_size},
+    }
+    write_json_atomic(dst / MANIFEST, manifest)
+    shutil.rmtree(pdir, ignore_errors=True)
+    return report
+
+
+def _progress_bar(total: int, initial: int, enabled: bool):
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:  # tqdm is optional: a silent stand-in
+        enabled = False
+    if not enabled:
+        class _Null:
+            def update(self, n=1): pass
+            def set_postfix_str(self, s): pass
+            def close(self): pass
+        return _Null()
+    return tqdm(total=total, initial=initial, unit="img", desc="prepare", smoothing=0.05)
+
+
+def _prepare_split(src: Path, dst: Path, name: str, items: list, state: dict, state_path: Path,
+                   size: int, chunk_size: int, workers: int, *, with_stats: bool, bar):
+    """Decode and append every chunk of one split; returns its PixelStats (train) or None."""
+    pdir = state_path.parent
+    split_dir = dst / name
+    split_dir.mkdir(exist_ok=True)
+    partial = split_dir / "images.npy.partial"
+    final = split_dir / "images.npy"
+    n_chunks = (len(items) + chunk_size - 1) // chunk_size
+    image_bytes = size * size * 3
+
+    st = state["splits"].get(name)
+    if st is None:
+        st = {"chunks_done": 0, "count": 0, "bytes": NPY_HEADER_BYTES, "skipped": [], "done": False,
+              "stats": None, "image_sum": None}
+        state["splits"][name] = st
+    stats = None
+    if with_stats:
+        if st["stats"] is not None:
+            stats = PixelStats.from_state(st["stats"], np.load(pdir / st["image_sum"]))
+        else:
+            stats = PixelStats(size, size)
+    if st["done"]:
+        return stats
+
+    # The partial file holds exactly the recorded chunks after truncation: anything a
+    # crash left past the recorded length is discarded.
+    if st["chunks_done"] < n_chunks or not final.exists():
+        if not partial.exists():
+            if st["chunks_done"] > 0:
+                raise PrepareError(f"{partial}: missing although {st['chunks_done']} chunks are recorded; "
+                                   f"remove {dst} to start over")
+            with open(partial, "wb") as f:
+                f.write(b"\0" * NPY_HEADER_BYTES)  # zeroed header: not a valid .npy until finalised
+        with open(partial, "r+b") as f:
+            f.truncate(st["bytes"])
+
+    if st["chunks_done"] < n_chunks:
+        executor = _InlineExecutor() if workers <= 0 else cf.ProcessPoolExecutor(
+            max_workers=workers, mp_context=_mp_context())
+        max_inflight = 1 if workers <= 0 else 2 * workers
+        pending: deque = deque()
+        next_chunk = st["chunks_done"]
+        try:
+            with open(partial, "r+b") as out:
+                out.seek(st["bytes"])
+                while next_chunk < n_chunks or pending:
+                    while next_chunk < n_chunks and len(pending) < max_inflight:
+                        lo, hi = next_chunk * chunk_size, min(len(items), (next_chunk + 1) * chunk_size)
+                        rels = [rel for rel, _, _ in items[lo:hi]]
+                        pending.append((next_chunk, lo, executor.submit(_decode_chunk, str(src), rels, size, with_stats)))
+                        next_chunk += 1
+                    k, lo, fut = pending.popleft()
+                    try:
+                        imgs, failed, sums = fut.result()
+                    except cf.process.BrokenProcessPool as e:
+                        raise RuntimeError(f"a decoding worker died ({e}); finished chunks are kept, "
+                                           f"run prepare again to resume") from e
+                    # 1. append the chunk, make it durable
+                    out.write(imgs.tobytes())
+                    out.flush()
+                    os.fsync(out.fileno())
+                    if _hook:
+                        _hook("appended", name, k)
+                    # 2. record it (the statistics travel with the record)
+                    st["skipped"].extend([items[lo + i][0], reason] for i, reason in failed)
+                    st["count"] += len(imgs)
+                    st["bytes"] += len(imgs) * image_bytes
+                    st["chunks_done"] = k + 1
+                    if with_stats:
+                        if sums is not None:
+                            stats.add_chunk(len(imgs), *sums)
+                        sum_name = f"image_sum.{k + 1:08d}.npy"
+                        save_npy_atomic(pdir / sum_name, stats.image_sum)
+                        old, st["image_sum"], st["stats"] = st["image_sum"], sum_name, stats.state()
+                    write_json_atomic(state_path, state)
+                    if with_stats and old:
+                        (pdir / old).unlink(missing_ok=True)
+                    bar.update(len(failed) + len(imgs))
+                    if failed:
+                        bar.set_postfix_str(f"skipped {sum(len(s['skipped']) for s in state['splits'].values())}")
+                    if _hook:
+                        _hook("recorded", name, k)
+        finally:
+            # On an exception do not wait for queued chunks: they are redone on resume.
+            executor.shutdown(wait=True, cancel_futures=True)
+
+    # Split complete: labels, file list, then the images header + final name, then "done".
+    kept = _kept_items(items, st["skipped"])
+    if len(kept) != st["count"]:
+        raise PrepareError(f"{dst}: progress records {st['count']} {name} images but {len(kept)} files "
+                           f"were not skipped; remove {dst} to start over")
+    save_npy_atomic(split_dir / "labels.npy", np.array([label for _, label, _ in kept], dtype=np.int32))
+    write_bytes_atomic(split_dir / "files.txt", "".join(rel + "\n" for rel, _, _ in kept).encode())
+    if partial.exists():
+        finalize_images_file(partial, final, st["count"], size)
+    st["done"] = True
+    write_json_atomic(state_path, state)
+    return stats
+
+
+def _kept_items(items: list, skipped: list) -> list:
+    bad = {rel for rel, _ in skipped}
+    return [it for it in items if it[0] not in bad]
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m cuda_convnet.data.prepare", description=__doc__.split("\n\n")[0])
+    p.add_argument("src", help="tree with train/<class>/* and optionally val/")
+    p.add_argument("dst", help="output store directory (resumable)")
+    p.add_argument("--workers", type=int, default=None, help="decoding processes (default: all cores)")
+    p.add_argument("--chunk-size", type=int, default=128)
+    p.add_argument("--size", type=int, default=256)
+    p.add_argument("--val-labels", default=None, help=f"label file for a flat val/ (default src/{VAL_LABELS})")
+    p.add_argument("--no-progress", action="store_true")
+    a = p.parse_args(argv)
+    try:
+        report = prepare(a.src, a.dst, workers=a.workers, progress=not a.no_progress, size=a.size,
+                         chunk_size=a.chunk_size, val_labels=a.val_labels)
+    except PrepareError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    summary = {k: report[k] for k in ("splits", "skipped_count", "seconds", "images_per_second")}
+    print(json.dumps(summary, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
