@@ -423,8 +423,9 @@ class BlockRunner {
     if (waiting == 0 || waiting + done != n_) return 0;
     if (done) report_divergent_exit();
     const Thread& first = threads_[order_[0]];
-    for (const auto& t : threads_)
-      if (t.line != first.line || std::strcmp(t.file, first.file) != 0) report_divergent_sites();
+    for (const auto& t : threads_)  // __FILE__ literals of one file share a pointer: strcmp rarely runs
+      if (t.line != first.line || (t.file != first.file && std::strcmp(t.file, first.file) != 0))
+        report_divergent_sites();
     for (auto& t : threads_) t.state = State::kReady;
     next_phase();
     return n_;
