@@ -33,7 +33,9 @@ from cuda_convnet.data.loader import BatchLoader  # noqa: E402
 from cuda_convnet.data.store import ImageStore, write_store  # noqa: E402
 
 
-def synthetic_store(root: Path, n: int, size: int = 256, classes: int = 10, seed: int = 0) -> ImageStore:
+def synthetic_store(
+    root: Path, n: int, size: int = 256, classes: int = 10, seed: int = 0
+) -> ImageStore:
     """Random-but-smooth images (a blurred colour field) so the statistics are not degenerate."""
     rng = np.random.default_rng(seed)
     images = np.empty((n, size, size, 3), dtype=np.uint8)
@@ -64,13 +66,17 @@ def time_loader(loader: BatchLoader, consume_s: float, epochs: int) -> tuple[flo
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--smoke", action="store_true", help="tiny sizes, finishes in seconds")
-    p.add_argument("--store", help="a prepared store directory (train split) instead of synthetic data")
+    p.add_argument(
+        "--store", help="a prepared store directory (train split) instead of synthetic data"
+    )
     p.add_argument("--images", type=int, default=1024)
     p.add_argument("--batch-size", type=int, default=128)
-    p.add_argument("--epochs", type=int, default=1)
+    p.add_argument("--epochs", type=int, default=2)
     p.add_argument("--threads", default="1,2", help="comma list of augmentation thread counts")
     p.add_argument("--prefetch", type=int, default=2)
-    p.add_argument("--consume-ms", type=float, default=0.0, help="simulated training time per batch")
+    p.add_argument(
+        "--consume-ms", type=float, default=0.0, help="simulated training time per batch"
+    )
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     a = p.parse_args(argv)
     if a.smoke:
@@ -83,26 +89,49 @@ def main(argv=None) -> int:
         tmp = tempfile.TemporaryDirectory(prefix="loader_bench_")
         t = time.perf_counter()
         store = synthetic_store(Path(tmp.name), a.images)
-        print(f"# synthetic store: {len(store)} images in {time.perf_counter() - t:.1f}s", file=sys.stderr)
-    results = {"images": len(store), "batch_size": a.batch_size, "cpu_count": os.cpu_count(),
-               "machine": platform.processor() or platform.machine(), "numpy": np.__version__, "rows": []}
+        print(
+            f"# synthetic store: {len(store)} images in {time.perf_counter() - t:.1f}s",
+            file=sys.stderr,
+        )
+    results = {
+        "images": len(store),
+        "batch_size": a.batch_size,
+        "cpu_count": os.cpu_count(),
+        "machine": platform.processor() or platform.machine(),
+        "numpy": np.__version__,
+        "rows": [],
+    }
     aug = TrainAugment.from_store(store, seed=1)
     try:
         # 1. the augmentation alone, in memory
-        batch = np.asarray(store.images[:a.batch_size])
-        train_views(batch, seed=1, offset=0, mean=store.mean, eigvals=store.eigvals, eigvecs=store.eigvecs)
+        batch = np.asarray(store.images[: a.batch_size])
+        train_views(
+            batch, seed=1, offset=0, mean=store.mean, eigvals=store.eigvals, eigvecs=store.eigvecs
+        )
         reps = max(1, len(store) // a.batch_size) * a.epochs
         t0 = time.perf_counter()
         for r in range(reps):
             aug(batch, offset=r * len(batch))
         dt = time.perf_counter() - t0
-        results["rows"].append({"what": "train_views (1 thread, in memory)", "images_per_s": reps * len(batch) / dt})
+        results["rows"].append(
+            {"what": "train_views (1 thread, in memory)", "images_per_s": reps * len(batch) / dt}
+        )
         # 2. loader, gather only; 3. loader + augmentation over K threads
         configs = [("loader gather only", None, 1)] + [
-            (f"loader + train_views, threads={k}", aug, k) for k in (int(s) for s in a.threads.split(","))]
+            (f"loader + train_views, threads={k}", aug, k)
+            for k in (int(s) for s in a.threads.split(","))
+        ]
         for name, augment, threads in configs:
-            with BatchLoader(store, a.batch_size, shuffle=True, seed=0, augment=augment, prefetch=a.prefetch,
-                             threads=threads, drop_last=True) as loader:
+            with BatchLoader(
+                store,
+                a.batch_size,
+                shuffle=True,
+                seed=0,
+                augment=augment,
+                prefetch=a.prefetch,
+                threads=threads,
+                drop_last=True,
+            ) as loader:
                 dt, n = time_loader(loader, a.consume_ms / 1000.0, a.epochs)
             results["rows"].append({"what": name, "images_per_s": n / dt})
     finally:
@@ -112,8 +141,10 @@ def main(argv=None) -> int:
     if a.json:
         print(json.dumps(results))
     else:
-        print(f"# {results['images']} images 256x256 -> 224 crops, batch {a.batch_size}, "
-              f"{results['cpu_count']} CPUs, numpy {results['numpy']}")
+        print(
+            f"# {results['images']} images 256x256 -> 224 crops, batch {a.batch_size}, "
+            f"{results['cpu_count']} CPUs, numpy {results['numpy']}"
+        )
         for r in results["rows"]:
             print(f"{r['what']:<40s} {r['images_per_s']:10.0f} images/s")
     return 0

@@ -10,8 +10,16 @@ import math
 import numpy as np
 import pytest
 
-from cuda_convnet.data.augment import (AUGMENT_TAG, VIEW_NAMES, TrainAugment, lighting_constants,
-                                       lighting_deltas, ten_crop_offsets, train_view_params, train_views)
+from cuda_convnet.data.augment import (
+    AUGMENT_TAG,
+    VIEW_NAMES,
+    TrainAugment,
+    lighting_constants,
+    lighting_deltas,
+    ten_crop_offsets,
+    train_view_params,
+    train_views,
+)
 from cuda_convnet.data.augment import test_views as make_test_views
 from cuda_convnet.random import philox4x32
 
@@ -46,7 +54,9 @@ def _scalar_recipe(images, seed, offset, mean, eigvals, eigvecs, crop, lighting_
         ta, tb = 6.283185307179586 * u[1], 6.283185307179586 * u[3]
         z = [ra * math.cos(ta), ra * math.sin(ta), rb * math.cos(tb)]
         s = [f32(f32(z[k]) * f32(lighting_std)) * sigma[k] for k in range(3)]
-        delta = [f32(f32(P[c][0] * s[0]) + f32(P[c][1] * s[1])) + f32(P[c][2] * s[2]) for c in range(3)]
+        delta = [
+            f32(f32(P[c][0] * s[0]) + f32(P[c][1] * s[1])) + f32(P[c][2] * s[2]) for c in range(3)
+        ]
         ys = cy + np.arange(crop)
         xs = cx + (crop - 1 - np.arange(crop) if flip else np.arange(crop))
         src = images[i][ys[:, None], xs[None, :]].astype(np.float32)
@@ -55,12 +65,16 @@ def _scalar_recipe(images, seed, offset, mean, eigvals, eigvecs, crop, lighting_
     return out
 
 
-@pytest.mark.parametrize("size,crop,seed,offset", [(40, 32, 5, 0), (256, 224, 2**40 + 3, 2**64 - 2)])
+@pytest.mark.parametrize(
+    "size,crop,seed,offset", [(40, 32, 5, 0), (256, 224, 2**40 + 3, 2**64 - 2)]
+)
 def test_train_views_match_the_recipe_bit_for_bit(size, crop, seed, offset):
     n = 6
     imgs = RNG.integers(0, 256, (n, size, size, 3), dtype=np.uint8)
     mean = RNG.uniform(0, 255, (size, size, 3)).astype(np.float32)
-    got = train_views(imgs, seed=seed, offset=offset, mean=mean, eigvals=EIGVALS, eigvecs=EIGVECS, crop=crop)
+    got = train_views(
+        imgs, seed=seed, offset=offset, mean=mean, eigvals=EIGVALS, eigvecs=EIGVECS, crop=crop
+    )
     want = _scalar_recipe(imgs, seed, offset, mean, EIGVALS, EIGVECS, crop, 0.1)
     assert got.dtype == np.float32 and got.shape == (n, crop, crop, 3)
     np.testing.assert_array_equal(got.view(np.uint32), want.view(np.uint32))
@@ -80,14 +94,19 @@ def test_reproducible_and_seed_dependent():
 def test_crops_flips_within_bounds_on_coordinate_image():
     n = 300
     imgs = np.broadcast_to(_coords(), (n, 256, 256, 3))
-    out = train_views(imgs, seed=3, offset=0, mean=None, eigvals=EIGVALS, eigvecs=EIGVECS, lighting_std=0.0)
+    out = train_views(
+        imgs, seed=3, offset=0, mean=None, eigvals=EIGVALS, eigvecs=EIGVECS, lighting_std=0.0
+    )
     cy, cx, flip, _ = train_view_params(n, seed=3, offset=0)
     x_first, x_last, y_first = out[:, 0, 0, 0], out[:, 0, -1, 0], out[:, 0, 0, 1]
     np.testing.assert_array_equal(y_first, cy)
     np.testing.assert_array_equal(np.where(flip, x_last, x_first), cx)
     np.testing.assert_array_equal(np.where(flip, x_first, x_last), cx + 223)
     assert out.min() >= 0 and out[..., :2].max() <= 255
-    np.testing.assert_array_equal(out[:, :, :, 1], np.broadcast_to(cy[:, None, None] + np.arange(224)[None, :, None], (n, 224, 224)))
+    np.testing.assert_array_equal(
+        out[:, :, :, 1],
+        np.broadcast_to(cy[:, None, None] + np.arange(224)[None, :, None], (n, 224, 224)),
+    )
 
 
 def test_position_and_flip_statistics():
@@ -121,8 +140,14 @@ def test_lighting_noise_statistics():
 
 def test_lighting_adds_one_colour_to_every_pixel():
     img = np.full((3, 256, 256, 3), (10, 128, 240), np.uint8)
-    out = train_views(img, seed=9, offset=0, mean=np.zeros((256, 256, 3), np.float32), eigvals=EIGVALS,
-                      eigvecs=EIGVECS)
+    out = train_views(
+        img,
+        seed=9,
+        offset=0,
+        mean=np.zeros((256, 256, 3), np.float32),
+        eigvals=EIGVALS,
+        eigvecs=EIGVECS,
+    )
     for i in range(3):
         d = out[i] - np.array((10, 128, 240), np.float32)
         assert np.all(d == d[0, 0])
@@ -133,34 +158,63 @@ def test_mean_is_aligned_with_the_crop_and_flip():
     img = RNG.integers(0, 256, (64, 256, 256, 3), dtype=np.uint8)
     same = RNG.integers(0, 256, (256, 256, 3), dtype=np.uint8)
     imgs = np.broadcast_to(same, img.shape)
-    out = train_views(imgs, seed=4, offset=0, mean=same.astype(np.float32), eigvals=EIGVALS,
-                      eigvecs=EIGVECS, lighting_std=0.0)
+    out = train_views(
+        imgs,
+        seed=4,
+        offset=0,
+        mean=same.astype(np.float32),
+        eigvals=EIGVALS,
+        eigvecs=EIGVECS,
+        lighting_std=0.0,
+    )
     assert np.all(out == 0)  # subtracting the image itself at the same window and flip
 
 
 def test_validation():
     ok = np.zeros((1, 256, 256, 3), np.uint8)
     with pytest.raises(ValueError, match="uint8"):
-        train_views(ok.astype(np.float32), seed=0, offset=0, mean=None, eigvals=EIGVALS, eigvecs=EIGVECS)
+        train_views(
+            ok.astype(np.float32), seed=0, offset=0, mean=None, eigvals=EIGVALS, eigvecs=EIGVECS
+        )
     with pytest.raises(ValueError, match="smaller than"):
         train_views(ok, seed=0, offset=0, mean=None, eigvals=EIGVALS, eigvecs=EIGVECS, crop=300)
     with pytest.raises(ValueError, match="pca_scale"):
-        train_views(ok, seed=0, offset=0, mean=None, eigvals=EIGVALS, eigvecs=EIGVECS, pca_scale="x")
+        train_views(
+            ok, seed=0, offset=0, mean=None, eigvals=EIGVALS, eigvecs=EIGVECS, pca_scale="x"
+        )
     with pytest.raises(ValueError, match="mean image"):
-        train_views(ok, seed=0, offset=0, mean=np.zeros((224, 224, 3)), eigvals=EIGVALS, eigvecs=EIGVECS)
+        train_views(
+            ok, seed=0, offset=0, mean=np.zeros((224, 224, 3)), eigvals=EIGVALS, eigvecs=EIGVECS
+        )
     with pytest.raises(ValueError, match="seed"):
         train_views(ok, seed=-1, offset=0, mean=None, eigvals=EIGVALS, eigvecs=EIGVECS)
 
 
 def test_ten_crop_geometry_on_coordinate_image():
-    assert ten_crop_offsets(256, 224) == [(0, 0, False), (0, 32, False), (32, 0, False), (32, 32, False),
-                                          (16, 16, False), (0, 0, True), (0, 32, True), (32, 0, True),
-                                          (32, 32, True), (16, 16, True)]
+    assert ten_crop_offsets(256, 224) == [
+        (0, 0, False),
+        (0, 32, False),
+        (32, 0, False),
+        (32, 32, False),
+        (16, 16, False),
+        (0, 0, True),
+        (0, 32, True),
+        (32, 0, True),
+        (32, 32, True),
+        (16, 16, True),
+    ]
     img = _coords()[None]
     views = make_test_views(img, None)
-    assert views.shape == (10, 1, 224, 224, 3) and views.dtype == np.float32 and len(VIEW_NAMES) == 10
-    corners = {"top-left": (0, 0), "top-right": (0, 32), "bottom-left": (32, 0), "bottom-right": (32, 32),
-               "centre": (16, 16)}
+    assert (
+        views.shape == (10, 1, 224, 224, 3) and views.dtype == np.float32 and len(VIEW_NAMES) == 10
+    )
+    corners = {
+        "top-left": (0, 0),
+        "top-right": (0, 32),
+        "bottom-left": (32, 0),
+        "bottom-right": (32, 32),
+        "centre": (16, 16),
+    }
     for k, name in enumerate(VIEW_NAMES):
         v = views[k, 0]
         top, left = corners[name.replace(" flipped", "")]
@@ -177,8 +231,8 @@ def test_test_views_subtract_the_aligned_mean():
     mean = RNG.uniform(0, 255, (256, 256, 3)).astype(np.float32)
     views = make_test_views(imgs, mean)
     full = imgs.astype(np.float32) - mean  # subtract first, then crop / flip
-    for k, (t, l, f) in enumerate(ten_crop_offsets()):
-        want = full[:, t:t + 224, l:l + 224]
+    for k, (t, left, f) in enumerate(ten_crop_offsets()):
+        want = full[:, t : t + 224, left : left + 224]
         np.testing.assert_array_equal(views[k], want[:, :, ::-1] if f else want)
 
 
@@ -186,6 +240,8 @@ def test_train_augment_callable():
     imgs = RNG.integers(0, 256, (4, 256, 256, 3), dtype=np.uint8)
     mean = imgs.mean(0).astype(np.float32)
     aug = TrainAugment(seed=3, mean=mean, eigvals=EIGVALS, eigvecs=EIGVECS)
-    np.testing.assert_array_equal(aug(imgs, offset=7), train_views(imgs, seed=3, offset=7, mean=mean,
-                                                                   eigvals=EIGVALS, eigvecs=EIGVECS))
+    np.testing.assert_array_equal(
+        aug(imgs, offset=7),
+        train_views(imgs, seed=3, offset=7, mean=mean, eigvals=EIGVALS, eigvecs=EIGVECS),
+    )
     assert aug.output_shape(4) == (4, 224, 224, 3)

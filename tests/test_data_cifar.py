@@ -8,13 +8,28 @@ import pytest
 
 from cuda_convnet.data.cifar import CifarError, load_cifar10, read_batch
 
-NAMES = [b"airplane", b"automobile", b"bird", b"cat", b"deer", b"dog", b"frog", b"horse", b"ship", b"truck"]
+NAMES = [
+    b"airplane",
+    b"automobile",
+    b"bird",
+    b"cat",
+    b"deer",
+    b"dog",
+    b"frog",
+    b"horse",
+    b"ship",
+    b"truck",
+]
 
 
 def _batch(n, seed):
     r = np.random.default_rng(seed)
-    return {b"batch_label": b"training batch", b"labels": r.integers(0, 10, n).tolist(),
-            b"data": r.integers(0, 256, (n, 3072), dtype=np.uint8), b"filenames": [b"x.png"] * n}
+    return {
+        b"batch_label": b"training batch",
+        b"labels": r.integers(0, 10, n).tolist(),
+        b"data": r.integers(0, 256, (n, 3072), dtype=np.uint8),
+        b"filenames": [b"x.png"] * n,
+    }
 
 
 def _write(d, path):
@@ -30,7 +45,9 @@ def cifar_dir(tmp_path):
     batches["test_batch"] = _batch(3, 9)
     for name, d in batches.items():
         _write(d, root / name)
-    _write({b"label_names": NAMES, b"num_cases_per_batch": 4, b"num_vis": 3072}, root / "batches.meta")
+    _write(
+        {b"label_names": NAMES, b"num_cases_per_batch": 4, b"num_vis": 3072}, root / "batches.meta"
+    )
     return tmp_path, batches
 
 
@@ -75,6 +92,7 @@ def test_errors(cifar_dir, tmp_path):
     class Evil:
         def __reduce__(self):
             return (print, ("executed",))
+
     _write({b"data": Evil(), b"labels": []}, tmp_path / "evil")
     with pytest.raises(CifarError, match="refusing"):
         read_batch(tmp_path / "evil")

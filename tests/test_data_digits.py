@@ -16,7 +16,9 @@ def test_shapes_range_and_split():
     assert np.array_equal(d.train_images[..., 0], d.train_images[..., 2])
     # each 8x8 pixel became a 4x4 block
     assert np.all(d.train_images[:, ::4, ::4] == d.train_images[:, 3::4, 3::4])
-    vc = np.bincount(d.val_labels, minlength=10) / np.bincount(np.concatenate([d.train_labels, d.val_labels]))
+    vc = np.bincount(d.val_labels, minlength=10) / np.bincount(
+        np.concatenate([d.train_labels, d.val_labels])
+    )
     assert np.all(np.abs(vc - 0.2) < 0.02)  # stratified
     assert d.classes == [str(i) for i in range(10)]
 
@@ -24,7 +26,9 @@ def test_shapes_range_and_split():
 def test_split_is_fixed_by_seed():
     a, b, c = load_digits(seed=1), load_digits(seed=1), load_digits(seed=2)
     np.testing.assert_array_equal(a.val_images, b.val_images)
-    assert not np.array_equal(a.val_labels, c.val_labels) or not np.array_equal(a.val_images, c.val_images)
+    assert not np.array_equal(a.val_labels, c.val_labels) or not np.array_equal(
+        a.val_images, c.val_images
+    )
     tr, va = stratified_split(np.array([0, 0, 0, 0, 1, 1, 1, 1]), 0.25, 0)
     assert len(va) == 2 and set(np.array([0, 0, 0, 0, 1, 1, 1, 1])[va]) == {0, 1}
     assert sorted(np.concatenate([tr, va]).tolist()) == list(range(8))
@@ -48,6 +52,10 @@ def test_augment_is_a_deterministic_translation():
     assert not np.array_equal(a, augment_digits(x, seed=4, offset=10))
     for i in range(len(x)):  # every output is the input shifted by at most 4 pixels
         found = any(
-            np.array_equal(a[i], np.pad(x[i], ((4, 4), (4, 4), (0, 0)))[4 + dy:36 + dy, 4 + dx:36 + dx])
-            for dy in range(-4, 5) for dx in range(-4, 5))
+            np.array_equal(
+                a[i], np.pad(x[i], ((4, 4), (4, 4), (0, 0)))[4 + dy : 36 + dy, 4 + dx : 36 + dx]
+            )
+            for dy in range(-4, 5)
+            for dx in range(-4, 5)
+        )
         assert found

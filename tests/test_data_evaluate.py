@@ -11,12 +11,22 @@ from cuda_convnet.data.store import write_store
 
 
 def test_topk_errors_by_hand():
-    probs = np.array([
-        [0.5, 0.2, 0.1, 0.1, 0.05, 0.05, 0.0],   # label 0: rank 0
-        [0.5, 0.2, 0.1, 0.1, 0.05, 0.05, 0.0],   # label 4: rank 4 -> top-5 right, top-1 wrong
-        [0.5, 0.2, 0.1, 0.1, 0.05, 0.05, 0.0],   # label 6: rank 6 -> both wrong
-        [0.3, 0.3, 0.1, 0.1, 0.1, 0.05, 0.05],   # label 1 tied with 0: a tie does not count against
-    ])
+    probs = np.array(
+        [
+            [0.5, 0.2, 0.1, 0.1, 0.05, 0.05, 0.0],  # label 0: rank 0
+            [0.5, 0.2, 0.1, 0.1, 0.05, 0.05, 0.0],  # label 4: rank 4 -> top-5 right, top-1 wrong
+            [0.5, 0.2, 0.1, 0.1, 0.05, 0.05, 0.0],  # label 6: rank 6 -> both wrong
+            [
+                0.3,
+                0.3,
+                0.1,
+                0.1,
+                0.1,
+                0.05,
+                0.05,
+            ],  # label 1 tied with 0: a tie does not count against
+        ]
+    )
     labels = np.array([0, 4, 6, 1])
     np.testing.assert_array_equal(label_ranks(probs, labels), [0, 4, 6, 0])
     assert topk_errors(probs, labels) == {1: 0.5, 5: 0.25}
@@ -26,7 +36,9 @@ def test_topk_errors_by_hand():
 
 def _class_images(labels, size=32):
     """Image of class c is filled with value 10 * c: a 'model' can read its class off a pixel."""
-    return np.broadcast_to((10 * np.asarray(labels, np.uint8))[:, None, None, None], (len(labels), size, size, 3)).copy()
+    return np.broadcast_to(
+        (10 * np.asarray(labels, np.uint8))[:, None, None, None], (len(labels), size, size, 3)
+    ).copy()
 
 
 def _reader_model(num_classes, noise_class=None):
@@ -37,16 +49,25 @@ def _reader_model(num_classes, noise_class=None):
         p = np.full((len(x), num_classes), 0.01 / (num_classes - 1))
         p[np.arange(len(x)), c] = 0.99
         return p
+
     return predict
 
 
 def test_centre_and_ten_crop_on_arrays():
     labels = np.arange(20) % 4
     imgs = _class_images(labels)
-    res = evaluate(_reader_model(4), (imgs, labels), crop=24, ten_crop=False, batch_size=6, progress=False)
+    res = evaluate(
+        _reader_model(4), (imgs, labels), crop=24, ten_crop=False, batch_size=6, progress=False
+    )
     assert (res.top1, res.top5, res.count, res.views) == (0.0, 0.0, 20, 1)
-    res = evaluate(_reader_model(4, noise_class=2), (imgs, labels), crop=24, batch_size=7, progress=False,
-                   classes=["a", "b", "c", "d"])
+    res = evaluate(
+        _reader_model(4, noise_class=2),
+        (imgs, labels),
+        crop=24,
+        batch_size=7,
+        progress=False,
+        classes=["a", "b", "c", "d"],
+    )
     assert res.top1 == pytest.approx(5 / 20) and res.top5 == 0.0 and res.views == 10
     assert res.per_class["c"] == {"count": 5, "top1_error": 1.0, "top5_error": 0.0}
     assert res.per_class["a"]["top1_error"] == 0.0
@@ -68,18 +89,22 @@ def test_probabilities_are_averaged_over_views_and_models():
             logits = np.outer(key, np.arange(k)) / 50.0
             e = np.exp(logits - logits.max(1, keepdims=True))
             return e / e.sum(1, keepdims=True)
+
         return predict
 
     fns = [model(0.0), model(7.0)]
     res = evaluate(fns, (img, labels), crop=crop, keep_probs=True, progress=False)
     assert res.models == 2 and res.views == 10 and len(seen) == 20
     want = np.zeros((3, k))
-    for t, l, f in ten_crop_offsets(size, crop):
-        v = img[:, t:t + crop, l:l + crop][:, :, ::-1] if f else img[:, t:t + crop, l:l + crop]
+    for t, left, f in ten_crop_offsets(size, crop):
+        v = img[:, t : t + crop, left : left + crop]
+        v = v[:, :, ::-1] if f else v
         for fn in fns:
             want += fn(v.astype(np.float32))
     np.testing.assert_allclose(res.probs, want / 20, rtol=1e-6)
-    expected_corners = {(l + (crop - 1 if f else 0), t) for t, l, f in ten_crop_offsets(size, crop)}
+    expected_corners = {
+        (left + (crop - 1 if f else 0), t) for t, left, f in ten_crop_offsets(size, crop)
+    }
     assert set(seen) == expected_corners
 
 
@@ -89,6 +114,7 @@ def test_store_source_per_class_csv_and_bad_predictions(tmp_path):
     write_store(tmp_path / "s", {"train": (imgs, labels), "val": (imgs, labels)}, ["x", "y", "z"])
     # the store's mean is subtracted: a reader model must add it back
     from cuda_convnet.data.store import ImageStore
+
     mean = ImageStore(tmp_path / "s", "val").mean
 
     def predict(x):
@@ -103,8 +129,28 @@ def test_store_source_per_class_csv_and_bad_predictions(tmp_path):
     assert res.to_dict()["top1_error"] == res.top1
 
     with pytest.raises(ValueError, match="logits"):
-        evaluate(lambda x: np.ones((len(x), 3)), tmp_path / "s", split="val", crop=24, progress=False)
+        evaluate(
+            lambda x: np.ones((len(x), 3)), tmp_path / "s", split="val", crop=24, progress=False
+        )
     with pytest.raises(ValueError, match="shape"):
-        evaluate(lambda x: np.ones((len(x), 4)) / 4, tmp_path / "s", split="val", crop=24, progress=False)
+        evaluate(
+            lambda x: np.ones((len(x), 4)) / 4, tmp_path / "s", split="val", crop=24, progress=False
+        )
     with pytest.raises(TypeError):
         evaluate([], tmp_path / "s", split="val", progress=False)
+
+
+def test_predict_fn_reusing_its_output_buffer():
+    labels = np.arange(8) % 4
+    imgs = _class_images(labels)
+    buf = np.zeros((8, 4))
+    inner = _reader_model(4, noise_class=3)
+
+    def predict(x):  # like a net that writes its softmax into one preallocated array
+        buf[: len(x)] = inner(x)
+        return buf[: len(x)]
+
+    res = evaluate(predict, (imgs, labels), crop=24, progress=False, keep_probs=True)
+    ref = evaluate(inner, (imgs, labels), crop=24, progress=False, keep_probs=True)
+    np.testing.assert_allclose(res.probs, ref.probs)
+    assert res.top1 == ref.top1 == 0.25

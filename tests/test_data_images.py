@@ -40,20 +40,20 @@ def test_rescale_then_centre_geometry(tmp_path, width, height):
     xs = [int(x0 + f * short) for f in (0.1, 0.37, 0.5, 0.81)]
     ys = [int(y0 + f * short) for f in (0.15, 0.42, 0.77)]
     for x in xs:
-        a[:, x:x + 2, 0] = 255          # red vertical lines, 2 px wide: centre x + 1
+        a[:, x : x + 2, 0] = 255  # red vertical lines, 2 px wide: centre x + 1
     for y in ys:
-        a[y:y + 2, :, 1] = 255          # green horizontal lines
+        a[y : y + 2, :, 1] = 255  # green horizontal lines
     Image.fromarray(a).save(tmp_path / "lines.png")
     out = load_fixed_size(tmp_path / "lines.png").astype(np.float64)
     assert out.shape == (256, 256, 3)
     scale = 256 / short
-    red = out[20:236, :, 0].mean(axis=0)     # profile across x, rows away from green lines' effect
+    red = out[20:236, :, 0].mean(axis=0)  # profile across x, rows away from green lines' effect
     green = out[:, 20:236, 1].mean(axis=1)
     for profile, positions, origin in ((red, xs, x0), (green, ys, y0)):
         for p in positions:
             want = (p + 1 - origin) * scale - 0.5
             lo, hi = int(np.floor(want)) - 4, int(np.ceil(want)) + 5
-            w = profile[max(lo, 0):hi]
+            w = profile[max(lo, 0) : hi]
             got = (np.arange(max(lo, 0), hi) * w).sum() / w.sum()
             assert got == pytest.approx(want, abs=0.1), (p, want, got)
 
@@ -88,9 +88,13 @@ def test_colour_modes(tmp_path):
     np.testing.assert_array_equal(out[128, 10], (200, 10, 10))
     np.testing.assert_array_equal(out[128, 250], (255, 255, 255))  # composited over white
 
-    pal = Image.fromarray(np.full((270, 300, 3), (10, 120, 230), np.uint8)).convert("P", palette=Image.Palette.ADAPTIVE)
+    pal = Image.fromarray(np.full((270, 300, 3), (10, 120, 230), np.uint8)).convert(
+        "P", palette=Image.Palette.ADAPTIVE
+    )
     pal.save(tmp_path / "p.png")
-    np.testing.assert_allclose(load_fixed_size(tmp_path / "p.png")[128, 128], (10, 120, 230), atol=2)
+    np.testing.assert_allclose(
+        load_fixed_size(tmp_path / "p.png")[128, 128], (10, 120, 230), atol=2
+    )
 
     g16 = Image.fromarray(np.full((260, 260), 65535, np.uint16))
     g16.save(tmp_path / "g16.png")
@@ -108,8 +112,8 @@ def test_png_named_jpeg_and_corrupt_files(tmp_path):
     with pytest.raises(OSError):
         load_fixed_size(tmp_path / "t.jpg")
     (tmp_path / "z.jpg").write_bytes(b"")
-    with pytest.raises(Exception):
+    with pytest.raises(OSError):  # PIL.UnidentifiedImageError
         load_fixed_size(tmp_path / "z.jpg")
     (tmp_path / "n.jpg").write_bytes(b"not an image at all" * 10)
-    with pytest.raises(Exception):
+    with pytest.raises(OSError):
         load_fixed_size(tmp_path / "n.jpg")

@@ -12,7 +12,9 @@ from cuda_convnet.data.loader import BatchLoader
 
 def _data(n=50, size=8):
     # image i is filled with i % 256 and labelled i: batches reveal which examples they hold
-    imgs = np.broadcast_to((np.arange(n) % 256).astype(np.uint8)[:, None, None, None], (n, size, size, 3)).copy()
+    imgs = np.broadcast_to(
+        (np.arange(n) % 256).astype(np.uint8)[:, None, None, None], (n, size, size, 3)
+    ).copy()
     return imgs, np.arange(n, dtype=np.int32)
 
 
@@ -22,7 +24,10 @@ def _loader_threads():
 
 def test_every_example_once_per_epoch_and_deterministic():
     data = _data(50)
-    with BatchLoader(data, 8, shuffle=True, seed=3) as a, BatchLoader(data, 8, shuffle=True, seed=3) as b:
+    with (
+        BatchLoader(data, 8, shuffle=True, seed=3) as a,
+        BatchLoader(data, 8, shuffle=True, seed=3) as b,
+    ):
         assert len(a) == 7
         ea0 = [y.copy() for _, y in a]
         eb0 = [y.copy() for _, y in b]
@@ -76,12 +81,19 @@ def test_producer_runs_ahead_and_is_bounded():
     with BatchLoader(data, 4, shuffle=False, augment=aug, prefetch=2) as ld:
         it = iter(ld)
         next(it)
-        time.sleep(0.3)  # "training" on batch 0
-        ahead = len(produced) - 1
-        # batches 1 and 2 wait in the queue, batch 3 is ready in the producer's hands
-        assert ahead == 3, produced
-        time.sleep(0.2)
-        assert len(produced) - 1 == 3  # and it stops there: the queue is bounded
+        # While the consumer "trains" on batch 0, batches 1 and 2 fill the queue and batch
+        # 3 is made and held by the producer, blocked on the full queue.
+        deadline = time.monotonic() + 10
+        while len(produced) < 4 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert len(produced) == 4, produced
+        time.sleep(0.3)
+        assert len(produced) == 4  # and it stops there: the queue is bounded
+        next(it)
+        deadline = time.monotonic() + 10
+        while len(produced) < 5 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert produced == [0, 4, 8, 12, 16]  # taking one batch lets exactly one more be made
         it.close()
     assert not _loader_threads()
 
@@ -95,7 +107,7 @@ def test_worker_exception_reaches_the_consumer():
     got = []
     with BatchLoader(_data(20), 4, shuffle=False, augment=aug) as ld:
         with pytest.raises(ZeroDivisionError, match="bad batch") as ei:
-            for x, y in ld:
+            for _, y in ld:
                 got.append(y)
         assert len(got) == 2
         assert any("background thread" in n for n in getattr(ei.value, "__notes__", []))
@@ -137,9 +149,13 @@ def test_threaded_augmentation_equals_single_thread():
     rng = np.random.default_rng(0)
     imgs = rng.integers(0, 256, (12, 64, 64, 3), dtype=np.uint8)
     labels = np.arange(12, dtype=np.int32)
-    aug = TrainAugment(seed=5, mean=imgs.mean(0), eigvals=[300.0, 50.0, 5.0], eigvecs=np.eye(3), crop=48)
-    with BatchLoader((imgs, labels), 6, shuffle=True, seed=2, augment=aug) as a, \
-            BatchLoader((imgs, labels), 6, shuffle=True, seed=2, augment=aug, threads=3) as b:
+    aug = TrainAugment(
+        seed=5, mean=imgs.mean(0), eigvals=[300.0, 50.0, 5.0], eigvecs=np.eye(3), crop=48
+    )
+    with (
+        BatchLoader((imgs, labels), 6, shuffle=True, seed=2, augment=aug) as a,
+        BatchLoader((imgs, labels), 6, shuffle=True, seed=2, augment=aug, threads=3) as b,
+    ):
         for (xa, ya), (xb, yb) in zip(a, b):
             np.testing.assert_array_equal(xa, xb)
             np.testing.assert_array_equal(ya, yb)

@@ -25,6 +25,12 @@ def _photo(w, h, seed):
     return np.clip(a, 0, 255).astype(np.uint8)
 
 
+def _coords_456x256():
+    """Pixel values encode coordinates: R = x % 256, G = y, B = x // 256."""
+    y, x = np.mgrid[0:256, 0:456]
+    return np.stack([x % 256, y, x // 256], axis=-1).astype(np.uint8)
+
+
 def make_tree(root: Path, *, flat_val: bool = True) -> dict:
     """The test tree.  Returns {"bad": [...relative paths that must be skipped]}."""
     t = root / "train"
@@ -38,7 +44,9 @@ def make_tree(root: Path, *, flat_val: bool = True) -> dict:
     rgba = np.dstack([_photo(260, 300, 6), np.full((300, 260), 255, np.uint8)])
     rgba[:, :40, 3] = 0
     Image.fromarray(rgba, mode="RGBA").save(t / "banana/rgba.png")
-    Image.fromarray(_photo(300, 270, 7)).convert("P", palette=Image.Palette.ADAPTIVE).save(t / "banana/palette.png")
+    Image.fromarray(_photo(300, 270, 7)).convert("P", palette=Image.Palette.ADAPTIVE).save(
+        t / "banana/palette.png"
+    )
     Image.fromarray(_photo(280, 350, 8)).save(t / "banana/png_inside.JPEG", format="PNG")
     Image.fromarray(_photo(500, 375, 9)).save(t / "banana/truncated.JPEG", quality=90)
     data = (t / "banana/truncated.JPEG").read_bytes()
@@ -47,13 +55,16 @@ def make_tree(root: Path, *, flat_val: bool = True) -> dict:
     (t / "banana/README.txt").write_text("not an image; ignored")
     for i in range(3):
         Image.fromarray(_photo(330 + 20 * i, 260, 10 + i)).save(t / f"cherry/c{i}.JPEG", quality=90)
+    Image.fromarray(_coords_456x256()).save(t / "cherry/coords.png")
     v = root / "val"
     if flat_val:
         v.mkdir()
         Image.fromarray(_photo(300, 260, 20)).save(v / "v1.JPEG")
         Image.fromarray(_photo(260, 300, 21)).save(v / "v2.png")
         Image.fromarray(_photo(256, 256, 22)).save(v / "v3.JPEG")
-        (root / "val_labels.txt").write_text("v1.JPEG cherry\nv2.png apple\n\n# comment\nv3.JPEG banana\n")
+        (root / "val_labels.txt").write_text(
+            "v1.JPEG cherry\nv2.png apple\n\n# comment\nv3.JPEG banana\n"
+        )
     else:
         for c, k in (("apple", 30), ("cherry", 31)):
             (v / c).mkdir(parents=True)
@@ -74,17 +85,26 @@ def test_store_contents(prepared):
     tr = ImageStore(root / "out", "train")
     va = ImageStore(root / "out", "val")
     assert tr.classes == ["apple", "banana", "cherry"] == va.classes
-    assert len(tr) == 11 and tr.images.shape == (11, 256, 256, 3) and tr.images.dtype == np.uint8
+    assert len(tr) == 12 and tr.images.shape == (12, 256, 256, 3) and tr.images.dtype == np.uint8
     assert isinstance(tr.images, np.memmap)
     assert tr.labels.dtype == np.int32
     by_file = dict(zip(tr.files, tr.labels.tolist()))
     assert by_file["train/apple/cmyk.JPEG"] == 0 and by_file["train/banana/png_inside.JPEG"] == 1
     assert by_file["train/cherry/c2.JPEG"] == 2
     assert not set(info["bad"]) & set(tr.files)
-    assert dict(zip(va.files, va.labels.tolist())) == {"val/v1.JPEG": 2, "val/v2.png": 0, "val/v3.JPEG": 1}
+    assert dict(zip(va.files, va.labels.tolist())) == {
+        "val/v1.JPEG": 2,
+        "val/v2.png": 0,
+        "val/v3.JPEG": 1,
+    }
+    # §2 geometry: shorter side already 256, so the store holds exactly columns 100..355
+    i = tr.files.index("train/cherry/coords.png")
+    np.testing.assert_array_equal(tr.images[i], _coords_456x256()[:, 100:356])
     # the same pixels as decoding the file directly
     i = tr.files.index("train/apple/gray.JPEG")
-    np.testing.assert_array_equal(tr.images[i], images_mod.load_fixed_size(root / "src/train/apple/gray.JPEG"))
+    np.testing.assert_array_equal(
+        tr.images[i], images_mod.load_fixed_size(root / "src/train/apple/gray.JPEG")
+    )
     assert np.all(tr.images[i][..., 0] == tr.images[i][..., 2])
     # a plain .npy: numpy alone can open it
     raw = np.load(root / "out/train/images.npy", mmap_mode="r")
@@ -97,7 +117,7 @@ def test_skip_report(prepared):
     assert sorted(s["file"] for s in report["skipped"]["train"]) == sorted(info["bad"])
     reasons = {s["file"]: s["reason"] for s in report["skipped"]["train"]}
     assert "empty" in reasons["train/banana/empty.JPEG"]
-    assert report["splits"]["train"] == {"found": 13, "written": 11, "skipped": 2}
+    assert report["splits"]["train"] == {"found": 14, "written": 12, "skipped": 2}
     assert report["ignored_files"] == ["train/banana/README.txt"]
     on_disk = json.loads((root / "out/report.json").read_text())
     assert on_disk["skipped"] == report["skipped"]
@@ -133,15 +153,20 @@ def _fail_if_called(*a, **k):
 
 
 def _tree_bytes(root: Path) -> dict:
-    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*"))
-            if p.is_file() and p.name != "report.json"}
+    return {
+        str(p.relative_to(root)): p.read_bytes()
+        for p in sorted(root.rglob("*"))
+        if p.is_file() and p.name != "report.json"
+    }
 
 
 class _Interrupt(Exception):
     pass
 
 
-@pytest.mark.parametrize("event,after,workers", [("recorded", 2, 0), ("appended", 4, 0), ("recorded", 3, 2)])
+@pytest.mark.parametrize(
+    "event,after,workers", [("recorded", 2, 0), ("appended", 4, 0), ("recorded", 3, 2)]
+)
 def test_interrupted_prepare_resumes_byte_identical(tmp_path, monkeypatch, event, after, workers):
     # workers=0 decodes in this process, so the decode counter sees every call; with
     # worker processes only the bytes are compared.
@@ -173,7 +198,9 @@ def test_interrupted_prepare_resumes_byte_identical(tmp_path, monkeypatch, event
             f.write(b"\xff" * (256 * 256 * 3 * 8))  # and garbage past everything still to come
 
     monkeypatch.setattr(prepare_mod, "_hook", None)
-    report = prepare(tmp_path / "src", tmp_path / "out", workers=workers, progress=False, chunk_size=2)
+    report = prepare(
+        tmp_path / "src", tmp_path / "out", workers=workers, progress=False, chunk_size=2
+    )
     done_chunks = after + 1 if event == "recorded" else after
     assert report["resumed_from_chunk"]["train"] == done_chunks
     # Files of recorded chunks were decoded once; only the one unrecorded chunk twice.
@@ -238,7 +265,12 @@ def test_all_training_files_corrupt(tmp_path):
 
 def test_cli(tmp_path, capsys):
     make_tree(tmp_path / "src")
-    assert prepare_mod.main([str(tmp_path / "src"), str(tmp_path / "out"), "--workers", "0", "--no-progress"]) == 0
+    assert (
+        prepare_mod.main(
+            [str(tmp_path / "src"), str(tmp_path / "out"), "--workers", "0", "--no-progress"]
+        )
+        == 0
+    )
     assert json.loads(capsys.readouterr().out)["skipped_count"] == 2
     assert prepare_mod.main([str(tmp_path / "missing"), str(tmp_path / "o2")]) == 2
     assert "does not exist" in capsys.readouterr().err

@@ -5,7 +5,13 @@ import json
 import numpy as np
 import pytest
 
-from cuda_convnet.data.store import NPY_HEADER_BYTES, ImageStore, StoreError, npy_header, write_store
+from cuda_convnet.data.store import (
+    NPY_HEADER_BYTES,
+    ImageStore,
+    StoreError,
+    npy_header,
+    write_store,
+)
 
 
 def _small_store(root, n=5, size=16):
@@ -33,6 +39,7 @@ def test_npy_header_is_valid_npy():
     h = npy_header((1281167, 256, 256, 3))
     assert len(h) == NPY_HEADER_BYTES and NPY_HEADER_BYTES % 64 == 0
     import io
+
     f = io.BytesIO(h)
     assert np.lib.format.read_magic(f) == (1, 0)
     shape, fortran, dtype = np.lib.format.read_array_header_1_0(f)

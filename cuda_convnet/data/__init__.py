@@ -18,10 +18,16 @@ Nothing here needs the compiled extension or CuPy.  Names below are imported laz
 from importlib import import_module
 
 _EXPORTS = {
-    "prepare": "prepare", "PrepareError": "prepare",
-    "ImageStore": "store", "StoreError": "store", "write_store": "store",
-    "train_views": "augment", "test_views": "augment", "ten_crop_offsets": "augment",
-    "evaluate": "evaluate", "topk_errors": "evaluate",
+    "prepare": "prepare",
+    "PrepareError": "prepare",
+    "ImageStore": "store",
+    "StoreError": "store",
+    "write_store": "store",
+    "train_views": "augment",
+    "test_views": "augment",
+    "ten_crop_offsets": "augment",
+    "evaluate": "evaluate",
+    "topk_errors": "evaluate",
     "BatchLoader": "loader",
     "load_cifar10": "cifar",
     "load_digits": "digits",

@@ -63,15 +63,17 @@ results rounded once to float32 agree unless a result falls within the libraries
 one float32 ulp of alpha.  Only 3 normals per image, so the cost is nothing.
 
 Magnitudes (sigma): the paper multiplies alpha_i by "the eigenvalue" l_i but does not
-say in which pixel units.  Taken literally in our 0..255 units that adds hundreds of
-levels.  Two readings are supported (`pca_scale`), computed on the host in float64 and
-rounded once to float32:
-  "stdev" (default)  sigma_k = sqrt(l_k), l_k in (0..255)^2 units.  This is what the
-                     author's own cuda-convnet2 does (convdata.py: randn * color_stdevs,
-                     with color_stdevs from the PCA) -> ~10 levels for ImageNet.
+say in which pixel units, and taken literally in our 0..255 units (l_1 is thousands)
+the noise would exceed the pixel range.  Two readings are supported (`pca_scale`), both
+computed on the host in float64 and rounded once to float32:
+  "stdev" (default)  sigma_k = sqrt(l_k), l_k in (0..255)^2 units: the noise along p_k
+                     has 0.1 x the data's own standard deviation along p_k (its
+                     covariance is 0.01 x the pixel covariance).  This follows the
+                     author's cuda-convnet2 (convdata.py: noise = randn * color_stdevs,
+                     per-component standard deviations from its precomputed PCA).
   "eigval01"         sigma_k = 255 * (l_k / 255**2): the formula applied verbatim to
-                     pixels scaled to [0, 1] (fb.resnet.torch and most re-implementations)
-                     -> ~5 levels for ImageNet.
+                     pixels scaled to [0, 1] (as many re-implementations do), expressed
+                     back in 0..255 units.
 (cuda-convnet2 also rescaled the noisy data by 1/(1 + coeff); the paper does not, nor
 do we.)
 """
@@ -89,6 +91,7 @@ PCA_SCALES = ("stdev", "eigval01")
 def _philox():
     # Imported lazily so this module imports even where random.py is being rewritten.
     from ..random import philox4x32
+
     return philox4x32
 
 
@@ -102,7 +105,7 @@ def _u64(v: int, name: str) -> int:
 def draw_numbers(n: int, seed: int, offset: int) -> tuple[np.ndarray, np.ndarray]:
     """The raw Philox words for images 0..n-1: (r0 (n, 4), r1 (n, 4)) uint32."""
     seed, offset = _u64(seed, "seed"), _u64(offset, "offset")
-    g = (np.uint64(offset) + np.arange(n, dtype=np.uint64))  # wraps mod 2**64 as specified
+    g = np.uint64(offset) + np.arange(n, dtype=np.uint64)  # wraps mod 2**64 as specified
     counter = np.empty((2, n, 4), dtype=np.uint32)
     counter[:, :, 0] = (g & np.uint64(0xFFFFFFFF)).astype(np.uint32)
     counter[:, :, 1] = (g >> np.uint64(32)).astype(np.uint32)
@@ -142,7 +145,9 @@ def lighting_constants(eigvals, eigvecs, pca_scale: str = "stdev") -> tuple[np.n
     eigvals = np.asarray(eigvals, dtype=np.float64)
     eigvecs = np.asarray(eigvecs, dtype=np.float64)
     if eigvals.shape != (3,) or eigvecs.shape != (3, 3):
-        raise ValueError(f"eigvals must be (3,) and eigvecs (3, 3), got {eigvals.shape}, {eigvecs.shape}")
+        raise ValueError(
+            f"eigvals must be (3,) and eigvecs (3, 3), got {eigvals.shape}, {eigvecs.shape}"
+        )
     if np.any(eigvals < 0) or not np.all(np.isfinite(eigvals)):
         raise ValueError(f"eigenvalues of a covariance must be finite and >= 0, got {eigvals}")
     if pca_scale == "stdev":
@@ -154,7 +159,9 @@ def lighting_constants(eigvals, eigvecs, pca_scale: str = "stdev") -> tuple[np.n
     return sigma.astype(np.float32), eigvecs.astype(np.float32)
 
 
-def lighting_deltas(alpha: np.ndarray, sigma: np.ndarray, P: np.ndarray, lighting_std: float) -> np.ndarray:
+def lighting_deltas(
+    alpha: np.ndarray, sigma: np.ndarray, P: np.ndarray, lighting_std: float
+) -> np.ndarray:
     """Per-image RGB offsets (n, 3) float32, in the recipe's exact float32 order."""
     f32 = np.float32
     a = alpha.astype(f32) * f32(lighting_std)  # (n, 3)
@@ -184,8 +191,19 @@ def _check_mean(mean, images: np.ndarray) -> np.ndarray | None:
     return mean
 
 
-def train_views(images, *, seed: int, offset: int, mean, eigvals, eigvecs, crop: int = 224,
-                lighting_std: float = 0.1, pca_scale: str = "stdev", out: np.ndarray | None = None) -> np.ndarray:
+def train_views(
+    images,
+    *,
+    seed: int,
+    offset: int,
+    mean,
+    eigvals,
+    eigvecs,
+    crop: int = 224,
+    lighting_std: float = 0.1,
+    pca_scale: str = "stdev",
+    out: np.ndarray | None = None,
+) -> np.ndarray:
     """Random crop + flip + PCA lighting + mean subtraction (§4.1), float32 (N, crop, crop, 3).
 
     Exactly the recipe in the module docstring.  `mean` may be None (no subtraction),
@@ -205,8 +223,8 @@ def train_views(images, *, seed: int, offset: int, mean, eigvals, eigvecs, crop:
         raise ValueError(f"out must be float32 {(n, crop, crop, 3)}, got {out.dtype} {out.shape}")
     for i in range(n):
         y, x = crop_y[i], crop_x[i]
-        src = images[i, y:y + crop, x:x + crop]
-        m = mean[y:y + crop, x:x + crop] if mean is not None else None
+        src = images[i, y : y + crop, x : x + crop]
+        m = mean[y : y + crop, x : x + crop] if mean is not None else None
         if flip[i]:
             src = src[:, ::-1]
             m = m[:, ::-1] if m is not None else None
@@ -220,9 +238,18 @@ def train_views(images, *, seed: int, offset: int, mean, eigvals, eigvecs, crop:
 
 
 # -- test views -------------------------------------------------------------------------------
-VIEW_NAMES = ("top-left", "top-right", "bottom-left", "bottom-right", "centre",
-              "top-left flipped", "top-right flipped", "bottom-left flipped", "bottom-right flipped",
-              "centre flipped")
+VIEW_NAMES = (
+    "top-left",
+    "top-right",
+    "bottom-left",
+    "bottom-right",
+    "centre",
+    "top-left flipped",
+    "top-right flipped",
+    "bottom-left flipped",
+    "bottom-right flipped",
+    "centre flipped",
+)
 
 
 def ten_crop_offsets(size: int = 256, crop: int = 224) -> list[tuple[int, int, bool]]:
@@ -234,16 +261,16 @@ def ten_crop_offsets(size: int = 256, crop: int = 224) -> list[tuple[int, int, b
         raise ValueError(f"crop {crop} must be in (0, {size}]")
     far, mid = size - crop, (size - crop) // 2
     five = [(0, 0), (0, far), (far, 0), (far, far), (mid, mid)]
-    return [(t, l, False) for t, l in five] + [(t, l, True) for t, l in five]
+    return [(t, left, False) for t, left in five] + [(t, left, True) for t, left in five]
 
 
 def view(images, mean, top: int, left: int, flip: bool, crop: int = 224) -> np.ndarray:
     """One fixed view of every image: float32 (N, crop, crop, 3), mean-subtracted (aligned)."""
     images = _check_images(images, crop)
     mean = _check_mean(mean, images)
-    x = images[:, top:top + crop, left:left + crop].astype(np.float32)
+    x = images[:, top : top + crop, left : left + crop].astype(np.float32)
     if mean is not None:
-        x -= mean[top:top + crop, left:left + crop]
+        x -= mean[top : top + crop, left : left + crop]
     if flip:
         x = np.ascontiguousarray(x[:, :, ::-1])
     return x
@@ -258,12 +285,14 @@ def test_views(images, mean, *, crop: int = 224, ten_crop: bool = True) -> np.nd
     images = _check_images(images, crop)
     size = images.shape[1]
     if images.shape[2] != size:
-        raise ValueError(f"test_views expects square images, got {images.shape[1]}x{images.shape[2]}")
+        raise ValueError(
+            f"test_views expects square images, got {images.shape[1]}x{images.shape[2]}"
+        )
     offsets = ten_crop_offsets(size, crop)
     if not ten_crop:
-        t, l, _ = offsets[4]
-        return view(images, mean, t, l, False, crop)
-    return np.stack([view(images, mean, t, l, f, crop) for t, l, f in offsets])
+        t, left, _ = offsets[4]
+        return view(images, mean, t, left, False, crop)
+    return np.stack([view(images, mean, t, left, f, crop) for t, left, f in offsets])
 
 
 test_views.__test__ = False  # not a pytest test, despite the name
@@ -276,8 +305,17 @@ class TrainAugment:
     >>> BatchLoader(store, shuffle=True, seed=1, augment=aug)
     """
 
-    def __init__(self, *, seed: int, mean, eigvals, eigvecs, crop: int = 224, lighting_std: float = 0.1,
-                 pca_scale: str = "stdev"):
+    def __init__(
+        self,
+        *,
+        seed: int,
+        mean,
+        eigvals,
+        eigvecs,
+        crop: int = 224,
+        lighting_std: float = 0.1,
+        pca_scale: str = "stdev",
+    ):
         self.seed = _u64(seed, "seed")
         self.mean = None if mean is None else np.asarray(mean, dtype=np.float32)
         self.eigvals, self.eigvecs = eigvals, eigvecs
@@ -295,9 +333,18 @@ class TrainAugment:
         return (n, self.crop, self.crop, 3)
 
     def __call__(self, images, *, offset: int, out: np.ndarray | None = None) -> np.ndarray:
-        return train_views(images, seed=self.seed, offset=offset, mean=self.mean, eigvals=self.eigvals,
-                           eigvecs=self.eigvecs, crop=self.crop, lighting_std=self.lighting_std,
-                           pca_scale=self.pca_scale, out=out)
+        return train_views(
+            images,
+            seed=self.seed,
+            offset=offset,
+            mean=self.mean,
+            eigvals=self.eigvals,
+            eigvecs=self.eigvecs,
+            crop=self.crop,
+            lighting_std=self.lighting_std,
+            pca_scale=self.pca_scale,
+            out=out,
+        )
 
 
 class CenterView:

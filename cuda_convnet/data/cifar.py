@@ -40,17 +40,23 @@ class CifarError(ValueError):
 
 class _NumpyOnlyUnpickler(pickle.Unpickler):
     _ALLOWED = {
-        ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
-        ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
-        ("numpy", "ndarray"), ("numpy", "dtype"),
-        ("numpy.core.numeric", "_frombuffer"), ("numpy._core.numeric", "_frombuffer"),  # protocol 5
+        ("numpy.core.multiarray", "_reconstruct"),
+        ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy.core.multiarray", "scalar"),
+        ("numpy._core.multiarray", "scalar"),
+        ("numpy", "ndarray"),
+        ("numpy", "dtype"),
+        ("numpy.core.numeric", "_frombuffer"),
+        ("numpy._core.numeric", "_frombuffer"),  # protocol 5
         ("_codecs", "encode"),  # how Python 3's protocol-2 pickles spell bytes objects
     }
 
     def find_class(self, module, name):
         if (module, name) in self._ALLOWED:
             if module.startswith("numpy.core.") and int(np.__version__.split(".")[0]) >= 2:
-                module = "numpy._core." + module[len("numpy.core."):]  # old files, no DeprecationWarning
+                module = (
+                    "numpy._core." + module[len("numpy.core.") :]
+                )  # old files, no DeprecationWarning
             return super().find_class(module, name)
         raise pickle.UnpicklingError(f"refusing to load {module}.{name} from a CIFAR batch")
 
@@ -95,7 +101,7 @@ def read_batch(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
 class Cifar10:
     train_images: np.ndarray  # uint8 (50000, 32, 32, 3)
     train_labels: np.ndarray  # int32 (50000,)
-    test_images: np.ndarray   # uint8 (10000, 32, 32, 3)
+    test_images: np.ndarray  # uint8 (10000, 32, 32, 3)
     test_labels: np.ndarray
     label_names: list[str]
 
@@ -110,6 +116,7 @@ def _reader(root: Path):
             if not p.is_file():
                 raise CifarError(f"{root}: missing {name} (expected {p})")
             return p.read_bytes()
+
         return read
     if root.is_file() and tarfile.is_tarfile(root):
         tar = tarfile.open(root)
@@ -119,6 +126,7 @@ def _reader(root: Path):
             if name not in members:
                 raise CifarError(f"{root}: archive has no {name}")
             return tar.extractfile(members[name]).read()
+
         return read
     raise CifarError(f"{root}: neither a directory with the CIFAR-10 batches nor a .tar.gz of them")
 
@@ -137,8 +145,13 @@ def load_cifar10(root: str | os.PathLike, *, batches: list[str] | None = None) -
     if not isinstance(names, (list, tuple)):
         raise CifarError(f"{root}/{META}: no label_names list")
     names = [n.decode() if isinstance(n, bytes) else str(n) for n in names]
-    parts = [decode_batch(_unpickle(read(b), f"{root}/{b}"), f"{root}/{b}") for b in (batches or TRAIN_BATCHES)]
-    test_x, test_y = decode_batch(_unpickle(read(TEST_BATCH), f"{root}/{TEST_BATCH}"), f"{root}/{TEST_BATCH}")
+    parts = [
+        decode_batch(_unpickle(read(b), f"{root}/{b}"), f"{root}/{b}")
+        for b in (batches or TRAIN_BATCHES)
+    ]
+    test_x, test_y = decode_batch(
+        _unpickle(read(TEST_BATCH), f"{root}/{TEST_BATCH}"), f"{root}/{TEST_BATCH}"
+    )
     train_x = np.concatenate([p[0] for p in parts])
     train_y = np.concatenate([p[1] for p in parts])
     for y in (train_y, test_y):

@@ -35,7 +35,9 @@ class Digits:
     std: np.ndarray | None = None
 
 
-def stratified_split(labels: np.ndarray, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+def stratified_split(
+    labels: np.ndarray, val_fraction: float, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
     """(train indices, val indices), each sorted; per class round(val_fraction * n_c) to val."""
     if not 0.0 < val_fraction < 1.0:
         raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction}")
@@ -50,12 +52,16 @@ def stratified_split(labels: np.ndarray, val_fraction: float, seed: int) -> tupl
     return np.sort(np.concatenate(train)), np.sort(np.concatenate(val))
 
 
-def load_digits(*, size: int = 32, val_fraction: float = 0.2, seed: int = 0, standardize: bool = False) -> Digits:
+def load_digits(
+    *, size: int = 32, val_fraction: float = 0.2, seed: int = 0, standardize: bool = False
+) -> Digits:
     """The digits demo dataset; see the module docstring.  `size` must be a multiple of 8."""
     try:
         from sklearn.datasets import load_digits as _sk_load_digits
     except ImportError as e:
-        raise ImportError("the digits demo dataset needs scikit-learn: pip install scikit-learn") from e
+        raise ImportError(
+            "the digits demo dataset needs scikit-learn: pip install scikit-learn"
+        ) from e
     if size % 8 or size < 8:
         raise ValueError(f"size must be a positive multiple of 8, got {size}")
     d = _sk_load_digits()
@@ -75,7 +81,9 @@ def load_digits(*, size: int = 32, val_fraction: float = 0.2, seed: int = 0, sta
     return out
 
 
-def augment_digits(images: np.ndarray, *, seed: int, offset: int, pad: int = 4, fill: float = 0.0) -> np.ndarray:
+def augment_digits(
+    images: np.ndarray, *, seed: int, offset: int, pad: int = 4, fill: float = 0.0
+) -> np.ndarray:
     """Random translation by up to `pad` pixels, deterministic.
 
     The uncovered border is `fill` (0 = the background of unstandardised digits; for
@@ -93,10 +101,10 @@ def augment_digits(images: np.ndarray, *, seed: int, offset: int, pad: int = 4, 
     dy = (r0[:, 0] % k).astype(np.int64)
     dx = (r0[:, 1] % k).astype(np.int64)
     padded = np.full((n, h + 2 * pad, w + 2 * pad, c), fill, dtype=images.dtype)
-    padded[:, pad:pad + h, pad:pad + w] = images
+    padded[:, pad : pad + h, pad : pad + w] = images
     out = np.empty_like(images)
     for i in range(n):
-        out[i] = padded[i, dy[i]:dy[i] + h, dx[i]:dx[i] + w]
+        out[i] = padded[i, dy[i] : dy[i] + h, dx[i] : dx[i] + w]
     return out
 
 

@@ -44,7 +44,9 @@ def topk_errors(probs, labels, ks=(1, 5)) -> dict[int, float]:
     probs = np.asarray(probs)
     labels = np.asarray(labels)
     if probs.ndim != 2 or labels.shape != (probs.shape[0],):
-        raise ValueError(f"probs must be (N, classes) and labels (N,), got {probs.shape}, {labels.shape}")
+        raise ValueError(
+            f"probs must be (N, classes) and labels (N,), got {probs.shape}, {labels.shape}"
+        )
     if len(labels) == 0:
         raise ValueError("no examples")
     ranks = label_ranks(probs, labels)
@@ -58,13 +60,19 @@ class EvalResult:
     count: int
     views: int
     models: int
-    per_class: dict = field(repr=False)          # class name -> {"count", "top1_error", "top5_error"}
+    per_class: dict = field(repr=False)  # class name -> {"count", "top1_error", "top5_error"}
     probs: np.ndarray | None = field(default=None, repr=False)  # (N, classes) averaged, if asked
     labels: np.ndarray | None = field(default=None, repr=False)
 
     def to_dict(self) -> dict:
-        return {"top1_error": self.top1, "top5_error": self.top5, "count": self.count, "views": self.views,
-                "models": self.models, "per_class": self.per_class}
+        return {
+            "top1_error": self.top1,
+            "top5_error": self.top5,
+            "count": self.count,
+            "views": self.views,
+            "models": self.models,
+            "per_class": self.per_class,
+        }
 
     def write_per_class_csv(self, path: str | os.PathLike) -> None:
         """class,count,top1_error,top5_error -- one row per class, in class-index order."""
@@ -72,8 +80,14 @@ class EvalResult:
             w = csv.writer(f)
             w.writerow(["class", "count", "top1_error", "top5_error"])
             for name, r in self.per_class.items():
-                w.writerow([name, r["count"], "" if r["top1_error"] is None else f"{r['top1_error']:.6f}",
-                            "" if r["top5_error"] is None else f"{r['top5_error']:.6f}"])
+                w.writerow(
+                    [
+                        name,
+                        r["count"],
+                        "" if r["top1_error"] is None else f"{r['top1_error']:.6f}",
+                        "" if r["top5_error"] is None else f"{r['top5_error']:.6f}",
+                    ]
+                )
 
 
 def per_class_errors(ranks: np.ndarray, labels: np.ndarray, classes: list[str]) -> dict:
@@ -84,28 +98,47 @@ def per_class_errors(ranks: np.ndarray, labels: np.ndarray, classes: list[str]) 
     out = {}
     for c, name in enumerate(classes):
         k = int(count[c])
-        out[name] = {"count": k, "top1_error": float(wrong1[c] / k) if k else None,
-                     "top5_error": float(wrong5[c] / k) if k else None}
+        out[name] = {
+            "count": k,
+            "top1_error": float(wrong1[c] / k) if k else None,
+            "top5_error": float(wrong5[c] / k) if k else None,
+        }
     return out
 
 
 def _check_probs(p, batch: int, num_classes: int | None, which: int) -> np.ndarray:
     p = np.asarray(p, dtype=np.float64)
-    if p.ndim != 2 or p.shape[0] != batch or (num_classes is not None and p.shape[1] != num_classes):
+    if (
+        p.ndim != 2
+        or p.shape[0] != batch
+        or (num_classes is not None and p.shape[1] != num_classes)
+    ):
         want = f"({batch}, {num_classes if num_classes is not None else 'classes'})"
         raise ValueError(f"predict_fn #{which} returned shape {p.shape}, expected {want}")
     if not np.all(np.isfinite(p)):
         raise ValueError(f"predict_fn #{which} returned non-finite values")
     sums = p.sum(axis=1)
     if np.any(p < -1e-6) or np.any(np.abs(sums - 1.0) > 1e-3):
-        raise ValueError(f"predict_fn #{which} must return softmax probabilities (rows >= 0 summing to 1); "
-                         f"row sums range {sums.min():.4g}..{sums.max():.4g} -- logits?")
+        raise ValueError(
+            f"predict_fn #{which} must return softmax probabilities (rows >= 0 summing to 1); "
+            f"row sums range {sums.min():.4g}..{sums.max():.4g} -- logits?"
+        )
     return p
 
 
-def evaluate(predict_fns, source, *, split: str = "val", ten_crop: bool = True, batch_size: int = 128,
-             crop: int = 224, mean=None, classes: list[str] | None = None, progress: bool = True,
-             keep_probs: bool = False) -> EvalResult:
+def evaluate(
+    predict_fns,
+    source,
+    *,
+    split: str = "val",
+    ten_crop: bool = True,
+    batch_size: int = 128,
+    crop: int = 224,
+    mean=None,
+    classes: list[str] | None = None,
+    progress: bool = True,
+    keep_probs: bool = False,
+) -> EvalResult:
     """Top-1/top-5 error of one model or the average of several (§4.1, §6).
 
     predict_fns: a callable or a list of them (models averaged).
@@ -142,19 +175,20 @@ def evaluate(predict_fns, source, *, split: str = "val", ten_crop: bool = True, 
     kept = [] if keep_probs else None
     try:
         for lo in range(0, len(labels), batch_size):
-            batch = np.asarray(images[lo:lo + batch_size])  # one sequential read from the memmap
+            batch = np.asarray(images[lo : lo + batch_size])  # one sequential read from the memmap
             acc = None
-            for t, l, flip in offsets:
-                x = view(batch, mean, t, l, flip, crop)
+            for t, left, flip in offsets:
+                x = view(batch, mean, t, left, flip, crop)
                 for j, fn in enumerate(fns):
                     p = _check_probs(fn(x), len(batch), num_classes, j)
                     num_classes = p.shape[1]
-                    acc = p if acc is None else acc + p
+                    # copy on first use: a predict_fn may return the same buffer every call
+                    acc = p.copy() if acc is None else acc + p
             acc /= len(offsets) * len(fns)
-            y = labels[lo:lo + len(batch)]
+            y = labels[lo : lo + len(batch)]
             if y.min() < 0 or y.max() >= num_classes:
                 raise ValueError(f"labels outside 0..{num_classes - 1}")
-            ranks[lo:lo + len(batch)] = label_ranks(acc, y)
+            ranks[lo : lo + len(batch)] = label_ranks(acc, y)
             if kept is not None:
                 kept.append(acc.astype(np.float32))
             bar.update(len(batch))
@@ -162,21 +196,32 @@ def evaluate(predict_fns, source, *, split: str = "val", ten_crop: bool = True, 
         bar.close()
     if classes is None:
         classes = [str(c) for c in range(num_classes)]
-    return EvalResult(top1=float(np.mean(ranks >= 1)), top5=float(np.mean(ranks >= 5)), count=len(labels),
-                      views=len(offsets), models=len(fns), per_class=per_class_errors(ranks, labels, classes),
-                      probs=np.concatenate(kept) if kept is not None else None,
-                      labels=labels if keep_probs else None)
+    return EvalResult(
+        top1=float(np.mean(ranks >= 1)),
+        top5=float(np.mean(ranks >= 5)),
+        count=len(labels),
+        views=len(offsets),
+        models=len(fns),
+        per_class=per_class_errors(ranks, labels, classes),
+        probs=np.concatenate(kept) if kept is not None else None,
+        labels=labels if keep_probs else None,
+    )
 
 
 def _bar(total: int, enabled: bool):
     if enabled:
         try:
             from tqdm.auto import tqdm
+
             return tqdm(total=total, unit="img", desc="evaluate")
         except ImportError:
             pass
 
     class _Null:
-        def update(self, n=1): pass
-        def close(self): pass
+        def update(self, n=1):
+            pass
+
+        def close(self):
+            pass
+
     return _Null()

@@ -33,6 +33,9 @@ import os
 import numpy as np
 from PIL import Image
 
+# Pillow >= 9.1 names filters Image.Resampling.X; older ones Image.X.
+_BICUBIC = getattr(Image, "Resampling", Image).BICUBIC
+
 # File names considered images when scanning a tree (case-insensitive).  The content
 # decides the decoder; the extension only decides what to try.
 IMAGE_EXTENSIONS = frozenset(
@@ -100,7 +103,7 @@ def load_fixed_size(path: str | os.PathLike, size: int = 256) -> np.ndarray:
         img.load()  # force the full decode now: truncated files fail here, inside `with`
         rgb = to_rgb(img)
         box = center_square_box(*rgb.size)
-        out = rgb.resize((size, size), Image.Resampling.BICUBIC, box=box)
+        out = rgb.resize((size, size), _BICUBIC, box=box)
         arr = np.asarray(out, dtype=np.uint8)
     if arr.shape != (size, size, 3):  # defensive: Pillow should never give anything else
         raise ValueError(f"{path}: decoded to shape {arr.shape}, expected {(size, size, 3)}")

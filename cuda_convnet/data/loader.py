@@ -15,8 +15,8 @@ has its own offset, so with augment.TrainAugment (a pure function of seed, offse
 image index) a run is reproducible from its seed, and a resumed run
 (`loader.epochs(start_epoch=, start_batch=)`) sees exactly the batches it would have.
 
-    with BatchLoader(store, 128, shuffle=True, seed=1, augment=TrainAugment.from_store(store, seed=1),
-                     drop_last=True) as loader:
+    augment = TrainAugment.from_store(store, seed=1)
+    with BatchLoader(store, 128, shuffle=True, seed=1, augment=augment, drop_last=True) as loader:
         for epoch in range(90):
             for x, y in loader:        # one epoch per iteration; loader.epoch counts
                 net.train_step(x, y, opt)
@@ -51,8 +51,19 @@ class _Failure:
 
 
 class BatchLoader:
-    def __init__(self, source, batch_size: int = 128, *, shuffle: bool, seed: int = 0, augment=None,
-                 prefetch: int = 2, drop_last: bool = False, to_device=None, threads: int = 1):
+    def __init__(
+        self,
+        source,
+        batch_size: int = 128,
+        *,
+        shuffle: bool,
+        seed: int = 0,
+        augment=None,
+        prefetch: int = 2,
+        drop_last: bool = False,
+        to_device=None,
+        threads: int = 1,
+    ):
         """source: an ImageStore, any object with .images and .labels, or (images, labels).
 
         augment(images_uint8_batch, offset=int) -> batch, or None to yield the raw images.
@@ -64,7 +75,9 @@ class BatchLoader:
         elif hasattr(source, "images") and hasattr(source, "labels"):
             images, labels = source.images, source.labels
         else:
-            raise TypeError("source must be an ImageStore, an object with .images/.labels, or (images, labels)")
+            raise TypeError(
+                "source must be an ImageStore, an object with .images/.labels, or (images, labels)"
+            )
         labels = np.asarray(labels)
         if len(images) != len(labels):
             raise ValueError(f"{len(images)} images but {len(labels)} labels")
@@ -74,10 +87,19 @@ class BatchLoader:
             raise ValueError("empty dataset")
         self.images, self.labels = images, labels
         self.batch_size, self.shuffle, self.seed = int(batch_size), bool(shuffle), int(seed)
-        self.augment, self.to_device, self.prefetch, self.drop_last = augment, to_device, int(prefetch), drop_last
+        self.augment, self.to_device, self.prefetch, self.drop_last = (
+            augment,
+            to_device,
+            int(prefetch),
+            drop_last,
+        )
         self.threads = int(threads)
         self.epoch = 0  # the epoch the next `for x, y in loader` runs
-        self._pool = cf.ThreadPoolExecutor(self.threads, thread_name_prefix="BatchLoader-aug") if self.threads > 1 else None
+        self._pool = (
+            cf.ThreadPoolExecutor(self.threads, thread_name_prefix="BatchLoader-aug")
+            if self.threads > 1
+            else None
+        )
         self._active: list[tuple[threading.Thread, threading.Event, queue.Queue]] = []
         self._closed = False
 
@@ -121,8 +143,12 @@ class BatchLoader:
             raise RuntimeError("BatchLoader is closed")
         q: queue.Queue = queue.Queue(maxsize=self.prefetch)
         stop = threading.Event()
-        t = threading.Thread(target=self._produce, args=(int(epoch), int(start_batch), q, stop),
-                             name=f"BatchLoader-epoch{epoch}", daemon=True)
+        t = threading.Thread(
+            target=self._produce,
+            args=(int(epoch), int(start_batch), q, stop),
+            name=f"BatchLoader-epoch{epoch}",
+            daemon=True,
+        )
         entry = (t, stop, q)
         self._active.append(entry)
         t.start()
@@ -145,7 +171,7 @@ class BatchLoader:
             for b in range(start_batch, len(self)):
                 if stop.is_set():
                     return
-                idx = order[b * bs:(b + 1) * bs]
+                idx = order[b * bs : (b + 1) * bs]
                 # Gather in increasing index order (sequential reads of the memmap), then
                 # restore the shuffled order.
                 sort = np.argsort(idx, kind="stable")
@@ -161,7 +187,9 @@ class BatchLoader:
             self._put(q, _END, stop)
         except BaseException as e:  # noqa: BLE001 - delivered to the consumer
             try:
-                e.add_note(f"(raised in BatchLoader's background thread preparing batch {b} of epoch {epoch})")
+                e.add_note(
+                    f"(raised in BatchLoader's background thread, batch {b} of epoch {epoch})"
+                )
             except AttributeError:
                 pass
             self._put(q, _Failure(e), stop)
@@ -174,12 +202,16 @@ class BatchLoader:
         if hasattr(self.augment, "output_shape"):
             # The augment can write into slices of one batch (TrainAugment): no concatenate.
             out = np.empty(self.augment.output_shape(len(x)), dtype=np.float32)
-            parts = [self._pool.submit(self.augment, x[lo:hi], offset=offset + int(lo), out=out[lo:hi])
-                     for lo, hi in spans]
+            parts = [
+                self._pool.submit(self.augment, x[lo:hi], offset=offset + int(lo), out=out[lo:hi])
+                for lo, hi in spans
+            ]
             for p in parts:
                 p.result()
             return out
-        parts = [self._pool.submit(self.augment, x[lo:hi], offset=offset + int(lo)) for lo, hi in spans]
+        parts = [
+            self._pool.submit(self.augment, x[lo:hi], offset=offset + int(lo)) for lo, hi in spans
+        ]
         return np.concatenate([p.result() for p in parts])
 
     @staticmethod

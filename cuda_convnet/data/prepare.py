@@ -36,6 +36,7 @@ import json
 import multiprocessing
 import os
 import shutil
+import signal
 import sys
 import time
 from collections import deque
@@ -45,8 +46,19 @@ import numpy as np
 
 from . import images as _images
 from .stats import PixelStats, chunk_sums
-from .store import (FORMAT, MANIFEST, NPY_HEADER_BYTES, REPORT, STATS_FILES, VERSION, finalize_images_file,
-                    save_npy_atomic, write_bytes_atomic, write_json_atomic, write_stats)
+from .store import (
+    FORMAT,
+    MANIFEST,
+    NPY_HEADER_BYTES,
+    REPORT,
+    STATS_FILES,
+    VERSION,
+    finalize_images_file,
+    save_npy_atomic,
+    write_bytes_atomic,
+    write_json_atomic,
+    write_stats,
+)
 
 PROGRESS_DIR = ".progress"
 STATE = "state.json"
@@ -67,8 +79,9 @@ def _listdir(path: Path) -> list[os.DirEntry]:
     return sorted((e for e in os.scandir(path) if not e.name.startswith(".")), key=lambda e: e.name)
 
 
-def _scan_class_folders(split_dir: Path, class_index: dict[str, int] | None, ignored: list[str],
-                        src: Path) -> list[tuple[str, int, int]]:
+def _scan_class_folders(
+    split_dir: Path, class_index: dict[str, int] | None, ignored: list[str], src: Path
+) -> list[tuple[str, int, int]]:
     """[(relative path, label, size in bytes)] for split_dir/<class>/<image>."""
     items = []
     for d in _listdir(split_dir):
@@ -85,11 +98,14 @@ def _scan_class_folders(split_dir: Path, class_index: dict[str, int] | None, ign
     return items
 
 
-def _scan_flat_val(val_dir: Path, labels_file: Path, class_index: dict[str, int], ignored: list[str],
-                   src: Path) -> tuple[list[tuple[str, int, int]], int]:
+def _scan_flat_val(
+    val_dir: Path, labels_file: Path, class_index: dict[str, int], ignored: list[str], src: Path
+) -> tuple[list[tuple[str, int, int]], int]:
     if not labels_file.is_file():
-        raise PrepareError(f"{val_dir} holds images but no class folders, and there is no label file "
-                           f"{labels_file} ('filename classname' per line)")
+        raise PrepareError(
+            f"{val_dir} holds images but no class folders, and there is no label file "
+            f"{labels_file} ('filename classname' per line)"
+        )
     name_to_class = {}
     for lineno, line in enumerate(labels_file.read_text().splitlines(), 1):
         line = line.strip()
@@ -97,10 +113,14 @@ def _scan_flat_val(val_dir: Path, labels_file: Path, class_index: dict[str, int]
             continue
         parts = line.split()
         if len(parts) != 2:
-            raise PrepareError(f"{labels_file}:{lineno}: expected 'filename classname', got {line!r}")
+            raise PrepareError(
+                f"{labels_file}:{lineno}: expected 'filename classname', got {line!r}"
+            )
         fname, cls = parts
         if cls not in class_index:
-            raise PrepareError(f"{labels_file}:{lineno}: class {cls!r} is not a class of the training split")
+            raise PrepareError(
+                f"{labels_file}:{lineno}: class {cls!r} is not a class of the training split"
+            )
         name_to_class[fname] = class_index[cls]
     items, unlabeled = [], []
     for f in _listdir(val_dir):
@@ -115,8 +135,10 @@ def _scan_flat_val(val_dir: Path, labels_file: Path, class_index: dict[str, int]
             continue
         items.append((os.path.relpath(f.path, src), name_to_class[f.name], f.stat().st_size))
     if unlabeled:
-        raise PrepareError(f"{labels_file}: no label for {len(unlabeled)} image(s) in {val_dir}, "
-                           f"e.g. {unlabeled[:3]}")
+        raise PrepareError(
+            f"{labels_file}: no label for {len(unlabeled)} image(s) in {val_dir}, "
+            f"e.g. {unlabeled[:3]}"
+        )
     unused = len(name_to_class) - len(items)
     return items, unused
 
@@ -133,12 +155,16 @@ def scan_tree(src: str | os.PathLike, val_labels: str | os.PathLike | None = Non
         raise PrepareError(f"{src}: no train/ directory (expected {train_dir}/<class>/<image>)")
     classes = [d.name for d in _listdir(train_dir) if d.is_dir()]
     if not classes:
-        raise PrepareError(f"{train_dir}: no class directories (expected {train_dir}/<class>/<image>)")
+        raise PrepareError(
+            f"{train_dir}: no class directories (expected {train_dir}/<class>/<image>)"
+        )
     class_index = {c: i for i, c in enumerate(classes)}
     ignored: list[str] = []
     splits = {"train": _scan_class_folders(train_dir, class_index, ignored, src)}
     if not splits["train"]:
-        raise PrepareError(f"{train_dir}: {len(classes)} class directories but no image files in them")
+        raise PrepareError(
+            f"{train_dir}: {len(classes)} class directories but no image files in them"
+        )
     unused_val_labels = 0
     val_dir = src / "val"
     if val_dir.is_dir():
@@ -147,16 +173,32 @@ def scan_tree(src: str | os.PathLike, val_labels: str | os.PathLike | None = Non
             ignored.extend(os.path.relpath(f.path, src) for f in _listdir(val_dir) if f.is_file())
         else:
             labels_file = Path(val_labels) if val_labels else src / VAL_LABELS
-            splits["val"], unused_val_labels = _scan_flat_val(val_dir, labels_file, class_index, ignored, src)
+            splits["val"], unused_val_labels = _scan_flat_val(
+                val_dir, labels_file, class_index, ignored, src
+            )
         if not splits["val"]:
             raise PrepareError(f"{val_dir}: exists but holds no image files")
-    return {"classes": classes, "splits": splits, "ignored": ignored, "unused_val_labels": unused_val_labels}
+    return {
+        "classes": classes,
+        "splits": splits,
+        "ignored": ignored,
+        "unused_val_labels": unused_val_labels,
+    }
 
 
 def _fingerprint(tree: dict, size: int, chunk_size: int) -> str:
     h = hashlib.sha256()
-    h.update(json.dumps({"format": FORMAT, "version": VERSION, "size": size, "chunk_size": chunk_size,
-                         "classes": tree["classes"]}).encode())
+    h.update(
+        json.dumps(
+            {
+                "format": FORMAT,
+                "version": VERSION,
+                "size": size,
+                "chunk_size": chunk_size,
+                "classes": tree["classes"],
+            }
+        ).encode()
+    )
     for name, items in tree["splits"].items():
         h.update(name.encode())
         for rel, label, nbytes in items:
@@ -198,6 +240,13 @@ def _mp_context():
     return multiprocessing.get_context("spawn")
 
 
+def _worker_init():
+    # Ctrl-C is for the parent: it stops submitting, lets the running chunks finish and
+    # exits with the finished chunks recorded.  Workers that died of the same SIGINT
+    # mid-chunk would only add noise (and a broken pool) to that.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 class _InlineExecutor:
     """workers=0: decode in this process (debugging, profiling, tiny inputs)."""
 
@@ -214,9 +263,16 @@ class _InlineExecutor:
 
 
 # -- the driver --------------------------------------------------------------------------------
-def prepare(src: str | os.PathLike, dst: str | os.PathLike, *, workers: int | None = None,
-            progress: bool = True, size: int = 256, chunk_size: int = 128,
-            val_labels: str | os.PathLike | None = None) -> dict:
+def prepare(
+    src: str | os.PathLike,
+    dst: str | os.PathLike,
+    *,
+    workers: int | None = None,
+    progress: bool = True,
+    size: int = 256,
+    chunk_size: int = 128,
+    val_labels: str | os.PathLike | None = None,
+) -> dict:
     """Prepare src (see module docstring) into the store dst; return the report dict.
 
     workers: decoding processes (default os.cpu_count(); 0 decodes in this process).
@@ -235,8 +291,10 @@ def prepare(src: str | os.PathLike, dst: str | os.PathLike, *, workers: int | No
     if (dst / MANIFEST).exists():
         manifest = json.loads((dst / MANIFEST).read_text())
         if manifest.get("source", {}).get("fingerprint") != fingerprint:
-            raise PrepareError(f"{dst}: already holds a complete store of a different source tree or "
-                               f"options; choose another destination or remove it")
+            raise PrepareError(
+                f"{dst}: already holds a complete store of a different source tree or "
+                f"options; choose another destination or remove it"
+            )
         report = json.loads((dst / REPORT).read_text())
         report["already_complete"] = True
         return report
@@ -248,21 +306,38 @@ def prepare(src: str | os.PathLike, dst: str | os.PathLike, *, workers: int | No
     if state_path.exists():
         state = json.loads(state_path.read_text())
         if state.get("fingerprint") != fingerprint:
-            raise PrepareError(f"{dst}: holds an unfinished preparation of a different source tree or options "
-                               f"(file list, sizes, size or chunk_size changed); remove {dst} to start over")
+            raise PrepareError(
+                f"{dst}: holds an unfinished preparation of a different source tree or options "
+                f"(file list, sizes, size or chunk_size changed); remove {dst} to start over"
+            )
     else:
         state = {"fingerprint": fingerprint, "splits": {}}
     resumed_from = {name: s["chunks_done"] for name, s in state["splits"].items()}
 
     total = sum(len(items) for items in tree["splits"].values())
-    done_before = sum(len(tree["splits"][n]) if s.get("done") else min(s["chunks_done"] * chunk_size, len(tree["splits"][n]))
-                      for n, s in state["splits"].items())
+    done_before = sum(
+        len(tree["splits"][n])
+        if s.get("done")
+        else min(s["chunks_done"] * chunk_size, len(tree["splits"][n]))
+        for n, s in state["splits"].items()
+    )
     bar = _progress_bar(total, done_before, progress)
     stats = None
     try:
         for name, items in tree["splits"].items():
-            stats_for_split = _prepare_split(src, dst, name, items, state, state_path, size, chunk_size,
-                                             workers, with_stats=(name == "train"), bar=bar)
+            stats_for_split = _prepare_split(
+                src,
+                dst,
+                name,
+                items,
+                state,
+                state_path,
+                size,
+                chunk_size,
+                workers,
+                with_stats=(name == "train"),
+                bar=bar,
+            )
             if name == "train":
                 stats = stats_for_split
     finally:
@@ -270,8 +345,10 @@ def prepare(src: str | os.PathLike, dst: str | os.PathLike, *, workers: int | No
 
     # All splits complete: statistics, report, then the manifest (last), then cleanup.
     if stats is None or stats.count == 0:
-        raise PrepareError(f"{src}: none of the {len(tree['splits']['train'])} training files could be decoded; "
-                           f"see {pdir / STATE} for the reasons")
+        raise PrepareError(
+            f"{src}: none of the {len(tree['splits']['train'])} training files could be decoded; "
+            f"see {pdir / STATE} for the reasons"
+        )
     write_stats(dst, stats)
     skipped = {name: s["skipped"] for name, s in state["splits"].items()}
     seconds = time.perf_counter() - t0
@@ -280,9 +357,17 @@ def prepare(src: str | os.PathLike, dst: str | os.PathLike, *, workers: int | No
         "src": str(src.resolve()),
         "dst": str(dst.resolve()),
         "classes": len(tree["classes"]),
-        "splits": {name: {"found": len(items), "written": state["splits"][name]["count"],
-                          "skipped": len(skipped[name])} for name, items in tree["splits"].items()},
-        "skipped": {name: [{"file": f, "reason": r} for f, r in lst] for name, lst in skipped.items()},
+        "splits": {
+            name: {
+                "found": len(items),
+                "written": state["splits"][name]["count"],
+                "skipped": len(skipped[name]),
+            }
+            for name, items in tree["splits"].items()
+        },
+        "skipped": {
+            name: [{"file": f, "reason": r} for f, r in lst] for name, lst in skipped.items()
+        },
         "skipped_count": sum(len(v) for v in skipped.values()),
         "ignored_files": tree["ignored"],
         "unused_val_labels": tree["unused_val_labels"],
@@ -294,14 +379,27 @@ def prepare(src: str | os.PathLike, dst: str | os.PathLike, *, workers: int | No
     }
     write_json_atomic(dst / REPORT, report)
     manifest = {
-        "format": FORMAT, "version": VERSION, "image_size": size, "classes": tree["classes"],
-        "splits": {name: {"count": state["splits"][name]["count"], "images": f"{name}/images.npy",
-                          "labels": f"{name}/labels.npy", "files": f"{name}/files.txt"}
-                   for name in tree["splits"]},
+        "format": FORMAT,
+        "version": VERSION,
+        "image_size": size,
+        "classes": tree["classes"],
+        "splits": {
+            name: {
+                "count": state["splits"][name]["count"],
+                "images": f"{name}/images.npy",
+                "labels": f"{name}/labels.npy",
+                "files": f"{name}/files.txt",
+            }
+            for name in tree["splits"]
+        },
         "stats": STATS_FILES,
-        "stats_note": "mean over train images; eigvals (descending, (0..255)^2 units) and eigvecs (columns) "
-                      "of the covariance of all train RGB pixels",
-        "source": {"path": str(src.resolve()), "fingerprint": fingerprint, "chunk_size": chunk_size},
+        "stats_note": "mean over train images; eigvals (descending, (0..255)^2 units) and "
+        "eigvecs (columns) of the covariance of all train RGB pixels",
+        "source": {
+            "path": str(src.resolve()),
+            "fingerprint": fingerprint,
+            "chunk_size": chunk_size,
+        },
     }
     write_json_atomic(dst / MANIFEST, manifest)
     shutil.rmtree(pdir, ignore_errors=True)
@@ -314,16 +412,35 @@ def _progress_bar(total: int, initial: int, enabled: bool):
     except ImportError:  # tqdm is optional: a silent stand-in
         enabled = False
     if not enabled:
+
         class _Null:
-            def update(self, n=1): pass
-            def set_postfix_str(self, s): pass
-            def close(self): pass
+            def update(self, n=1):
+                pass
+
+            def set_postfix_str(self, s):
+                pass
+
+            def close(self):
+                pass
+
         return _Null()
     return tqdm(total=total, initial=initial, unit="img", desc="prepare", smoothing=0.05)
 
 
-def _prepare_split(src: Path, dst: Path, name: str, items: list, state: dict, state_path: Path,
-                   size: int, chunk_size: int, workers: int, *, with_stats: bool, bar):
+def _prepare_split(
+    src: Path,
+    dst: Path,
+    name: str,
+    items: list,
+    state: dict,
+    state_path: Path,
+    size: int,
+    chunk_size: int,
+    workers: int,
+    *,
+    with_stats: bool,
+    bar,
+):
     """Decode and append every chunk of one split; returns its PixelStats (train) or None."""
     pdir = state_path.parent
     split_dir = dst / name
@@ -335,8 +452,15 @@ def _prepare_split(src: Path, dst: Path, name: str, items: list, state: dict, st
 
     st = state["splits"].get(name)
     if st is None:
-        st = {"chunks_done": 0, "count": 0, "bytes": NPY_HEADER_BYTES, "skipped": [], "done": False,
-              "stats": None, "image_sum": None}
+        st = {
+            "chunks_done": 0,
+            "count": 0,
+            "bytes": NPY_HEADER_BYTES,
+            "skipped": [],
+            "done": False,
+            "stats": None,
+            "image_sum": None,
+        }
         state["splits"][name] = st
     stats = None
     if with_stats:
@@ -352,16 +476,23 @@ def _prepare_split(src: Path, dst: Path, name: str, items: list, state: dict, st
     if st["chunks_done"] < n_chunks or not final.exists():
         if not partial.exists():
             if st["chunks_done"] > 0:
-                raise PrepareError(f"{partial}: missing although {st['chunks_done']} chunks are recorded; "
-                                   f"remove {dst} to start over")
+                raise PrepareError(
+                    f"{partial}: missing although {st['chunks_done']} chunks are recorded; "
+                    f"remove {dst} to start over"
+                )
             with open(partial, "wb") as f:
                 f.write(b"\0" * NPY_HEADER_BYTES)  # zeroed header: not a valid .npy until finalised
         with open(partial, "r+b") as f:
             f.truncate(st["bytes"])
 
     if st["chunks_done"] < n_chunks:
-        executor = _InlineExecutor() if workers <= 0 else cf.ProcessPoolExecutor(
-            max_workers=workers, mp_context=_mp_context())
+        executor = (
+            _InlineExecutor()
+            if workers <= 0
+            else cf.ProcessPoolExecutor(
+                max_workers=workers, mp_context=_mp_context(), initializer=_worker_init
+            )
+        )
         max_inflight = 1 if workers <= 0 else 2 * workers
         pending: deque = deque()
         next_chunk = st["chunks_done"]
@@ -370,18 +501,21 @@ def _prepare_split(src: Path, dst: Path, name: str, items: list, state: dict, st
                 out.seek(st["bytes"])
                 while next_chunk < n_chunks or pending:
                     while next_chunk < n_chunks and len(pending) < max_inflight:
-                        lo, hi = next_chunk * chunk_size, min(len(items), (next_chunk + 1) * chunk_size)
-                        rels = [rel for rel, _, _ in items[lo:hi]]
-                        pending.append((next_chunk, lo, executor.submit(_decode_chunk, str(src), rels, size, with_stats)))
+                        lo = next_chunk * chunk_size
+                        rels = [rel for rel, _, _ in items[lo : lo + chunk_size]]
+                        fut = executor.submit(_decode_chunk, str(src), rels, size, with_stats)
+                        pending.append((next_chunk, lo, fut))
                         next_chunk += 1
                     k, lo, fut = pending.popleft()
                     try:
                         imgs, failed, sums = fut.result()
                     except cf.process.BrokenProcessPool as e:
-                        raise RuntimeError(f"a decoding worker died ({e}); finished chunks are kept, "
-                                           f"run prepare again to resume") from e
+                        raise RuntimeError(
+                            f"a decoding worker died ({e}); finished chunks are kept, "
+                            f"run prepare again to resume"
+                        ) from e
                     # 1. append the chunk, make it durable
-                    out.write(imgs.tobytes())
+                    out.write(np.ascontiguousarray(imgs).data)  # no extra copy
                     out.flush()
                     os.fsync(out.fileno())
                     if _hook:
@@ -402,7 +536,9 @@ def _prepare_split(src: Path, dst: Path, name: str, items: list, state: dict, st
                         (pdir / old).unlink(missing_ok=True)
                     bar.update(len(failed) + len(imgs))
                     if failed:
-                        bar.set_postfix_str(f"skipped {sum(len(s['skipped']) for s in state['splits'].values())}")
+                        bar.set_postfix_str(
+                            f"skipped {sum(len(s['skipped']) for s in state['splits'].values())}"
+                        )
                     if _hook:
                         _hook("recorded", name, k)
         finally:
@@ -412,9 +548,13 @@ def _prepare_split(src: Path, dst: Path, name: str, items: list, state: dict, st
     # Split complete: labels, file list, then the images header + final name, then "done".
     kept = _kept_items(items, st["skipped"])
     if len(kept) != st["count"]:
-        raise PrepareError(f"{dst}: progress records {st['count']} {name} images but {len(kept)} files "
-                           f"were not skipped; remove {dst} to start over")
-    save_npy_atomic(split_dir / "labels.npy", np.array([label for _, label, _ in kept], dtype=np.int32))
+        raise PrepareError(
+            f"{dst}: progress records {st['count']} {name} images but {len(kept)} files "
+            f"were not skipped; remove {dst} to start over"
+        )
+    save_npy_atomic(
+        split_dir / "labels.npy", np.array([label for _, label, _ in kept], dtype=np.int32)
+    )
     write_bytes_atomic(split_dir / "files.txt", "".join(rel + "\n" for rel, _, _ in kept).encode())
     if partial.exists():
         finalize_images_file(partial, final, st["count"], size)
@@ -429,21 +569,41 @@ def _kept_items(items: list, skipped: list) -> list:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m cuda_convnet.data.prepare", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(
+        prog="python -m cuda_convnet.data.prepare", description=__doc__.split("\n\n")[0]
+    )
     p.add_argument("src", help="tree with train/<class>/* and optionally val/")
     p.add_argument("dst", help="output store directory (resumable)")
-    p.add_argument("--workers", type=int, default=None, help="decoding processes (default: all cores)")
+    p.add_argument(
+        "--workers", type=int, default=None, help="decoding processes (default: all cores)"
+    )
     p.add_argument("--chunk-size", type=int, default=128)
     p.add_argument("--size", type=int, default=256)
-    p.add_argument("--val-labels", default=None, help=f"label file for a flat val/ (default src/{VAL_LABELS})")
+    p.add_argument(
+        "--val-labels", default=None, help=f"label file for a flat val/ (default src/{VAL_LABELS})"
+    )
     p.add_argument("--no-progress", action="store_true")
     a = p.parse_args(argv)
     try:
-        report = prepare(a.src, a.dst, workers=a.workers, progress=not a.no_progress, size=a.size,
-                         chunk_size=a.chunk_size, val_labels=a.val_labels)
+        report = prepare(
+            a.src,
+            a.dst,
+            workers=a.workers,
+            progress=not a.no_progress,
+            size=a.size,
+            chunk_size=a.chunk_size,
+            val_labels=a.val_labels,
+        )
     except PrepareError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(
+            f"\ninterrupted: finished chunks are saved in {a.dst}; "
+            "run the same command again to resume",
+            file=sys.stderr,
+        )
+        return 130
     summary = {k: report[k] for k in ("splits", "skipped_count", "seconds", "images_per_second")}
     print(json.dumps(summary, indent=1))
     return 0

@@ -35,12 +35,12 @@ def chunk_sums(images: np.ndarray) -> tuple[np.ndarray, list[int], list[list[int
     if images.dtype != np.uint8 or images.ndim != 4 or images.shape[-1] != 3:
         raise ValueError(f"expected uint8 (k, H, W, 3) images, got {images.dtype} {images.shape}")
     image_sum = images.sum(axis=0, dtype=np.int64)
-    s1 = np.zeros(3, dtype=np.float64)
+    s1 = image_sum.reshape(-1, 3).sum(axis=0)  # int64, exact
     s2 = np.zeros((3, 3), dtype=np.float64)
     for img in images:  # one image at a time: bounded float64 temporaries (1.5 MB)
-        x = img.reshape(-1, 3).astype(np.float64)
-        s1 += x.sum(axis=0)
-        s2 += x.T @ x
+        # Planar (3, H*W) layout: a reduction along 3-wide rows is ~4x slower in NumPy.
+        x = np.ascontiguousarray(img.reshape(-1, 3).T, dtype=np.float64)
+        s2 += x @ x.T
     return image_sum, [int(v) for v in s1], [[int(v) for v in row] for row in s2]
 
 

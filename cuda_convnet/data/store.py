@@ -69,7 +69,10 @@ def save_npy_atomic(path: str | os.PathLike, array: np.ndarray) -> None:
 # -- the big images file: fixed-size .npy header, data appended after it ------------------
 def npy_header(shape: tuple[int, ...], descr: str = "|u1") -> bytes:
     """A version-1.0 .npy header padded to exactly NPY_HEADER_BYTES bytes."""
-    d = "{'descr': %r, 'fortran_order': False, 'shape': %r, }" % (descr, tuple(int(s) for s in shape))
+    d = "{'descr': %r, 'fortran_order': False, 'shape': %r, }" % (
+        descr,
+        tuple(int(s) for s in shape),
+    )
     magic = b"\x93NUMPY\x01\x00"
     body_len = NPY_HEADER_BYTES - len(magic) - 2
     body = d.encode("latin1")
@@ -101,7 +104,11 @@ def read_manifest(root: str | os.PathLike) -> dict:
         raise StoreError(f"{root}: is a file, not a store directory")
     path = root / MANIFEST
     if not path.exists():
-        hint = " (preparation incomplete: run prepare again to resume)" if (root / ".progress").exists() else ""
+        hint = (
+            " (preparation incomplete: run prepare again to resume)"
+            if (root / ".progress").exists()
+            else ""
+        )
         raise StoreError(f"{root}: no {MANIFEST}; not a prepared image store{hint}")
     try:
         manifest = json.loads(path.read_text())
@@ -110,7 +117,9 @@ def read_manifest(root: str | os.PathLike) -> dict:
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise StoreError(f"{path}: not a {FORMAT} manifest")
     if manifest.get("version") != VERSION:
-        raise StoreError(f"{path}: store version {manifest.get('version')}, this code reads {VERSION}")
+        raise StoreError(
+            f"{path}: store version {manifest.get('version')}, this code reads {VERSION}"
+        )
     return manifest
 
 
@@ -124,7 +133,9 @@ def _load_checked(path: Path, *, dtype, shape, mmap: bool = False, what: str) ->
         # "cannot reshape array", "Failed to interpret file as a pickle" ...
         raise StoreError(f"{path}: unreadable or truncated {what} ({e})") from e
     if arr.dtype != np.dtype(dtype) or tuple(arr.shape) != tuple(shape):
-        raise StoreError(f"{path}: {what} is {arr.dtype} {arr.shape}, expected {np.dtype(dtype)} {tuple(shape)}")
+        raise StoreError(
+            f"{path}: {what} is {arr.dtype} {arr.shape}, expected {np.dtype(dtype)} {tuple(shape)}"
+        )
     return arr
 
 
@@ -149,17 +160,29 @@ class ImageStore:
         self.classes: list[str] = list(self.manifest["classes"])
         n = int(info["count"])
         s = self.size
-        self.images = _load_checked(self.root / info["images"], dtype=np.uint8, shape=(n, s, s, 3),
-                                    mmap=True, what=f"{split} images")
-        self.labels = _load_checked(self.root / info["labels"], dtype=np.int32, shape=(n,),
-                                    what=f"{split} labels")
+        self.images = _load_checked(
+            self.root / info["images"],
+            dtype=np.uint8,
+            shape=(n, s, s, 3),
+            mmap=True,
+            what=f"{split} images",
+        )
+        self.labels = _load_checked(
+            self.root / info["labels"], dtype=np.int32, shape=(n,), what=f"{split} labels"
+        )
         if n and (self.labels.min() < 0 or self.labels.max() >= len(self.classes)):
             raise StoreError(f"{self.root}: {split} labels outside 0..{len(self.classes) - 1}")
         stats = self.manifest.get("stats")
         if stats:
-            self.mean = _load_checked(self.root / stats["mean"], dtype=np.float32, shape=(s, s, 3), what="mean image")
-            self.eigvals = _load_checked(self.root / stats["eigvals"], dtype=np.float64, shape=(3,), what="eigenvalues")
-            self.eigvecs = _load_checked(self.root / stats["eigvecs"], dtype=np.float64, shape=(3, 3), what="eigenvectors")
+            self.mean = _load_checked(
+                self.root / stats["mean"], dtype=np.float32, shape=(s, s, 3), what="mean image"
+            )
+            self.eigvals = _load_checked(
+                self.root / stats["eigvals"], dtype=np.float64, shape=(3,), what="eigenvalues"
+            )
+            self.eigvecs = _load_checked(
+                self.root / stats["eigvecs"], dtype=np.float64, shape=(3, 3), what="eigenvectors"
+            )
         else:
             self.mean = self.eigvals = self.eigvecs = None
         self._files_name = info.get("files")
@@ -178,12 +201,18 @@ class ImageStore:
         return self._files
 
     def __repr__(self) -> str:
-        return f"ImageStore({str(self.root)!r}, {self.split!r}: {len(self)} images, {len(self.classes)} classes)"
+        n, k = len(self), len(self.classes)
+        return f"ImageStore({str(self.root)!r}, {self.split!r}: {n} images, {k} classes)"
 
 
 # -- writing a store from arrays (synthetic data, tests, benchmarks) ----------------------
-def write_store(root: str | os.PathLike, splits: dict[str, tuple[np.ndarray, np.ndarray]],
-                classes: list[str], *, stats_split: str = "train") -> Path:
+def write_store(
+    root: str | os.PathLike,
+    splits: dict[str, tuple[np.ndarray, np.ndarray]],
+    classes: list[str],
+    *,
+    stats_split: str = "train",
+) -> Path:
     """Write a complete store from in-memory uint8 (N, S, S, 3) images and labels.
 
     The training statistics are computed over `stats_split` exactly as prepare does.
@@ -198,8 +227,15 @@ def write_store(root: str | os.PathLike, splits: dict[str, tuple[np.ndarray, np.
     for name, (images, labels) in splits.items():
         images = np.ascontiguousarray(images)
         labels = np.asarray(labels, dtype=np.int32)
-        if images.dtype != np.uint8 or images.ndim != 4 or images.shape[1] != images.shape[2] or images.shape[3] != 3:
-            raise ValueError(f"split {name!r}: expected uint8 (N, S, S, 3), got {images.dtype} {images.shape}")
+        if (
+            images.dtype != np.uint8
+            or images.ndim != 4
+            or images.shape[1] != images.shape[2]
+            or images.shape[3] != 3
+        ):
+            raise ValueError(
+                f"split {name!r}: expected uint8 (N, S, S, 3), got {images.dtype} {images.shape}"
+            )
         if labels.shape != (len(images),):
             raise ValueError(f"split {name!r}: {len(labels)} labels for {len(images)} images")
         size = images.shape[1] if size is None else size
@@ -212,13 +248,23 @@ def write_store(root: str | os.PathLike, splits: dict[str, tuple[np.ndarray, np.
             f.write(images.tobytes())
         finalize_images_file(partial, root / name / "images.npy", len(images), size)
         save_npy_atomic(root / name / "labels.npy", labels)
-        split_info[name] = {"count": len(images), "images": f"{name}/images.npy", "labels": f"{name}/labels.npy"}
+        split_info[name] = {
+            "count": len(images),
+            "images": f"{name}/images.npy",
+            "labels": f"{name}/labels.npy",
+        }
         if name == stats_split:
             stats = PixelStats(size, size)
             for i in range(0, len(images), 256):
-                stats.add_images(images[i:i + 256])
-    manifest = {"format": FORMAT, "version": VERSION, "image_size": int(size), "classes": list(classes),
-                "splits": split_info, "stats": None}
+                stats.add_images(images[i : i + 256])
+    manifest = {
+        "format": FORMAT,
+        "version": VERSION,
+        "image_size": int(size),
+        "classes": list(classes),
+        "splits": split_info,
+        "stats": None,
+    }
     if stats is not None and stats.count:
         write_stats(root, stats)
         manifest["stats"] = STATS_FILES
