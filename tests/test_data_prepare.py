@@ -264,13 +264,12 @@ def test_all_training_files_corrupt(tmp_path):
 
 
 def test_cli(tmp_path, capsys):
+    """`python -m cuda_convnet prepare` (the main() the console script runs)."""
+    from cuda_convnet.cli import main
+
     make_tree(tmp_path / "src")
-    assert (
-        prepare_mod.main(
-            [str(tmp_path / "src"), str(tmp_path / "out"), "--workers", "0", "--no-progress"]
-        )
-        == 0
-    )
+    assert main(["prepare", str(tmp_path / "src"), str(tmp_path / "out"), "--workers", "0", "--no-progress"]) == 0
     assert json.loads(capsys.readouterr().out)["skipped_count"] == 2
-    assert prepare_mod.main([str(tmp_path / "missing"), str(tmp_path / "o2")]) == 2
-    assert "does not exist" in capsys.readouterr().err
+    assert main(["prepare", str(tmp_path / "missing"), str(tmp_path / "o2")]) == 2
+    err = capsys.readouterr().err
+    assert "does not exist" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1

@@ -11,7 +11,7 @@ import importlib
 import sys
 
 # Command modules, in the order `--help` lists them.
-COMMANDS = ("selfcheck",)
+COMMANDS = ("prepare", "selfcheck")
 
 
 class UsageError(Exception):
@@ -36,6 +36,6 @@ def main(argv=None) -> int:
     except UsageError as e:
         print(f"cuda-convnet {args.command}: error: {e}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print(f"cuda-convnet {args.command}: interrupted", file=sys.stderr)
+    except KeyboardInterrupt as e:
+        print(f"cuda-convnet {args.command}: interrupted{': ' + str(e) if str(e) else ''}", file=sys.stderr)
         return 130

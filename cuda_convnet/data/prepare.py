@@ -29,7 +29,6 @@ against a different tree (file list, sizes or options changed) is refused.
 
 from __future__ import annotations
 
-import argparse
 import concurrent.futures as cf
 import hashlib
 import json
@@ -566,48 +565,3 @@ def _prepare_split(
 def _kept_items(items: list, skipped: list) -> list:
     bad = {rel for rel, _ in skipped}
     return [it for it in items if it[0] not in bad]
-
-
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(
-        prog="python -m cuda_convnet.data.prepare", description=__doc__.split("\n\n")[0]
-    )
-    p.add_argument("src", help="tree with train/<class>/* and optionally val/")
-    p.add_argument("dst", help="output store directory (resumable)")
-    p.add_argument(
-        "--workers", type=int, default=None, help="decoding processes (default: all cores)"
-    )
-    p.add_argument("--chunk-size", type=int, default=128)
-    p.add_argument("--size", type=int, default=256)
-    p.add_argument(
-        "--val-labels", default=None, help=f"label file for a flat val/ (default src/{VAL_LABELS})"
-    )
-    p.add_argument("--no-progress", action="store_true")
-    a = p.parse_args(argv)
-    try:
-        report = prepare(
-            a.src,
-            a.dst,
-            workers=a.workers,
-            progress=not a.no_progress,
-            size=a.size,
-            chunk_size=a.chunk_size,
-            val_labels=a.val_labels,
-        )
-    except PrepareError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(
-            f"\ninterrupted: finished chunks are saved in {a.dst}; "
-            "run the same command again to resume",
-            file=sys.stderr,
-        )
-        return 130
-    summary = {k: report[k] for k in ("splits", "skipped_count", "seconds", "images_per_second")}
-    print(json.dumps(summary, indent=1))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,0 +1,35 @@
+"""`prepare SRC DST`: an ImageNet-style tree -> the packed, memory-mapped store (§2).
+
+See cuda_convnet.data.prepare for what is written and how an interrupted run resumes.
+"""
+from __future__ import annotations
+
+import json
+
+
+def add_parser(sub):
+    p = sub.add_parser("prepare", help="decode an ImageNet-style tree into a packed 256x256 store (resumable)")
+    p.add_argument("src", help="tree with train/<class>/* and optionally val/ (class folders or val_labels.txt)")
+    p.add_argument("dst", help="output store directory (run again to resume)")
+    p.add_argument("--workers", type=int, default=None, help="decoding processes (default: all cores)")
+    p.add_argument("--chunk-size", type=int, default=128, help="images per resumable chunk")
+    p.add_argument("--size", type=int, default=256, help="side of the stored square images (paper: 256)")
+    p.add_argument("--val-labels", default=None, help="label file for a flat val/ (default SRC/val_labels.txt)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=run)
+
+
+def run(args):
+    from ..data.prepare import PrepareError, prepare
+    from . import UsageError
+
+    try:
+        report = prepare(args.src, args.dst, workers=args.workers, progress=not args.no_progress, size=args.size,
+                         chunk_size=args.chunk_size, val_labels=args.val_labels)
+    except PrepareError as e:
+        raise UsageError(str(e)) from e
+    except KeyboardInterrupt:
+        raise KeyboardInterrupt(f"finished chunks are saved in {args.dst}; run the same command again to resume")
+    summary = {k: report[k] for k in ("splits", "skipped_count", "seconds", "images_per_second")}
+    print(json.dumps(summary, indent=1))
+    return 0
