@@ -79,7 +79,8 @@ def max_pool_loops(x, size, stride, pad, dy):
         best = None
         for ri, si in np.ndindex(size, size):     # row-major: first max wins ties
             hi, wi = pi * stride + ri - top, qi * stride + si - left
-            if 0 <= hi < h and 0 <= wi < w and (best is None or x[ni, hi, wi, ci] > y[ni, pi, qi, ci]):
+            inside = 0 <= hi < h and 0 <= wi < w
+            if inside and (best is None or x[ni, hi, wi, ci] > y[ni, pi, qi, ci]):
                 y[ni, pi, qi, ci], best = x[ni, hi, wi, ci], (hi, wi)
         dx[ni, best[0], best[1], ci] += dy[ni, pi, qi, ci]
     return y, dx

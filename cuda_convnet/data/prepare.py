@@ -1,6 +1,6 @@
 """Prepare an ImageNet-style tree once into a packed, memory-mapped store (§2, §4.1).
 
-    python -m cuda_convnet.data.prepare SRC DST [--workers N]
+    python -m cuda_convnet prepare SRC DST [--workers N]
 
 or `prepare(src, dst)`.  Source layout::
 

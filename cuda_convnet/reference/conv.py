@@ -19,9 +19,9 @@ How it is computed (written for speed *and* to mirror the CUDA implicit GEMM):
   (r, s, c) is the KRSC filter order, so the filters need no transpose or copy. This is
   exactly the forward GEMM of DESIGN.md §4 (M = N·P·Q, N = Kg, K = R·S·Cg).
 * wgrad is the same columns: dw_g = dy_gᵀ · cols_g (M = Kg, N = R·S·Cg, K = N·P·Q).
-* dgrad: dcols_g = dy_g · w_g, then a col2im scatter-add with a loop over the R·S filter
-  taps only (each tap is one strided, fully vectorised add over N, P, Q, C); never a
-  loop over pixels or channels.
+* dgrad: dcols_g = dy_g · w_g (one matmul per group), then a col2im scatter-add with a
+  loop over the R·S filter taps only (each tap is one strided, fully vectorised add over
+  N, P, Q and all C); never a loop over pixels or channels.
 * The batch is processed in chunks so that the materialised columns stay under
   ``IM2COL_CHUNK_BYTES`` (AlexNet conv1 at batch 128 would otherwise need ~560 MB of
   float32 columns). Chunk partial sums of dw/db are added in a fixed order, so results
@@ -119,17 +119,28 @@ def conv2d_backward(x: np.ndarray, w: np.ndarray, dy: np.ndarray, *,
         rows = nc * g.p * g.q
         dy_rows = dy[n0:n1].reshape(rows, g.k)
         dxp_chunk = dxp[n0:n1]
+        # dcols[n, p, q, r, s, c]: what output (p, q) sends back to tap (r, s), channel c.
+        if g.groups == 1:
+            dcols = None
+        else:
+            dcols = np.empty((nc, g.p, g.q, g.r, g.s, g.c), dtype=x.dtype)
         for gi in range(g.groups):
             ks, cs = slice(gi * kg, (gi + 1) * kg), slice(gi * cg, (gi + 1) * cg)
             dy_g = dy_rows[:, ks]
             cols = patches[..., cs].reshape(rows, rsc)
             # wgrad: (Kg, rows) · (rows, R·S·Cg); chunks add in order -> deterministic.
             dw_mats[gi] += dy_g.T @ cols
-            # dgrad: columns of the input gradient, then col2im, one add per filter tap.
-            dcols = (dy_g @ wmats[gi]).reshape(nc, g.p, g.q, g.r, g.s, cg)
-            for r in range(g.r):
-                for s in range(g.s):
-                    dxp_chunk[:, r:r + h_span:st, s:s + w_span:st, cs] += dcols[:, :, :, r, s, :]
+            # dgrad columns: (rows, Kg) · (Kg, R·S·Cg).
+            dcols_g = (dy_g @ wmats[gi]).reshape(nc, g.p, g.q, g.r, g.s, cg)
+            if dcols is None:
+                dcols = dcols_g
+            else:
+                dcols[..., cs] = dcols_g
+        # col2im: one strided add per filter tap (R·S iterations, all groups at once).
+        # Within a tap distinct outputs hit distinct inputs, so the add never collides.
+        for r in range(g.r):
+            for s in range(g.s):
+                dxp_chunk[:, r:r + h_span:st, s:s + w_span:st, :] += dcols[:, :, :, r, s, :]
     db = dy.sum(axis=(0, 1, 2))
     dx = np.ascontiguousarray(dxp[:, top:top + g.h, left:left + g.w, :])
     return dx, dw, db
