@@ -12,6 +12,15 @@
 //   updates from shared memory, __syncthreads (before the next step overwrites the tiles).
 //   Loads are coalesced along whichever dimension is contiguous in memory (TRANS_A/B).
 //   Shared tiles are stored k-major with 4 floats of padding per row.
+// gemm_kernel2: the same dataflow with 4x the work per thread, for large matrices.
+//   Block tile 128 x 128, K step 8, 256 threads (16 x 16); each thread owns an 8 x 8
+//   register tile made of four 4 x 4 quadrants: rows {ty*4 + i, 64 + ty*4 + i} and cols
+//   {tx*4 + j, 64 + tx*4 + j}, so every shared-memory read is a float4 (an A read is a
+//   broadcast across tx, B reads are consecutive float4s across tx: conflict-free) and
+//   each K step does 64 FMAs per 4 float4 reads (kernel1: 16 FMAs per 8 scalar reads).
+//   Global loads are one float4 per thread per operand when the contiguous dimension is
+//   a multiple of 4 and the pointers are 16-byte aligned (`vec`), scalar otherwise; both
+//   zero-fill past the matrix edge. The launcher picks kernel2 when M and N are >= 128.
 // Preconditions: M, N, K >= 1; C does not alias A or B.
 #pragma once
 
@@ -94,6 +103,118 @@ __global__ void __launch_bounds__(kGemmThreads)
       if (bias) v += bias[n];
       if (relu) v = (v <= 0.f) ? 0.f : v;
       *c = v;
+    }
+  }
+}
+
+constexpr int kGemm2BM = 128, kGemm2BN = 128, kGemm2BK = 8;
+constexpr int kGemm2SmemFloats = 2 * kGemm2BK * kGemm2BM;
+
+// Loads 4 consecutive elements [col, col + 4) of row `row` of a row-major [rows, cols]
+// matrix, zero past its edges; one 16-byte load when `vec` (cols % 4 == 0, aligned base).
+__device__ __forceinline__ float4 gemm_load4(const float* __restrict__ p, int row, int col, int rows, int cols,
+                                             bool vec) {
+  float4 v = make_float4(0.f, 0.f, 0.f, 0.f);
+  if (row >= rows) return v;
+  const float* r = p + (long long)row * cols;
+  if (vec && col + 3 < cols) return *reinterpret_cast<const float4*>(r + col);
+  if (col < cols) v.x = r[col];
+  if (col + 1 < cols) v.y = r[col + 1];
+  if (col + 2 < cols) v.z = r[col + 2];
+  if (col + 3 < cols) v.w = r[col + 3];
+  return v;
+}
+
+template <bool TRANS_A, bool TRANS_B>
+__global__ void __launch_bounds__(kGemmThreads)
+    gemm_kernel2(const float* __restrict__ A, const float* __restrict__ B, float* __restrict__ C,
+                 const float* __restrict__ bias, int M, int N, int K, float alpha, float beta, bool relu,
+                 bool vec_a, bool vec_b, bool vec_c) {
+  CCN_DYNAMIC_SHARED(float, smem);
+  float* As = smem;                        // [BK][BM], k-major
+  float* Bs = smem + kGemm2BK * kGemm2BM;  // [BK][BN]
+  const int tx = threadIdx.x, ty = threadIdx.y;
+  const int tid = ty * 16 + tx;
+  const int m0 = blockIdx.y * kGemm2BM, n0 = blockIdx.x * kGemm2BN;
+
+  float acc[8][8];
+#pragma unroll
+  for (int i = 0; i < 8; ++i)
+#pragma unroll
+    for (int j = 0; j < 8; ++j) acc[i][j] = 0.f;
+
+  for (int k0 = 0; k0 < K; k0 += kGemm2BK) {
+    // A tile (128 x 8) and B tile (8 x 128): one float4 of each per thread.
+    if (TRANS_A) {  // A stored [K,M]: 8 rows of 128 -> a float4 along m
+      int kk = tid / 32, mm = (tid % 32) * 4;
+      float4 a = gemm_load4(A, k0 + kk, m0 + mm, K, M, vec_a);
+      *reinterpret_cast<float4*>(&As[kk * kGemm2BM + mm]) = a;
+    } else {  // A stored [M,K]: 128 rows of 8 -> a float4 along k, stored transposed
+      int mm = tid / 2, kk = (tid % 2) * 4;
+      float4 a = gemm_load4(A, m0 + mm, k0 + kk, M, K, vec_a);
+      As[(kk + 0) * kGemm2BM + mm] = a.x;
+      As[(kk + 1) * kGemm2BM + mm] = a.y;
+      As[(kk + 2) * kGemm2BM + mm] = a.z;
+      As[(kk + 3) * kGemm2BM + mm] = a.w;
+    }
+    if (TRANS_B) {  // B stored [N,K]: a float4 along k, stored transposed
+      int nn = tid / 2, kk = (tid % 2) * 4;
+      float4 b = gemm_load4(B, n0 + nn, k0 + kk, N, K, vec_b);
+      Bs[(kk + 0) * kGemm2BN + nn] = b.x;
+      Bs[(kk + 1) * kGemm2BN + nn] = b.y;
+      Bs[(kk + 2) * kGemm2BN + nn] = b.z;
+      Bs[(kk + 3) * kGemm2BN + nn] = b.w;
+    } else {  // B stored [K,N]: a float4 along n
+      int kk = tid / 32, nn = (tid % 32) * 4;
+      float4 b = gemm_load4(B, k0 + kk, n0 + nn, K, N, vec_b);
+      *reinterpret_cast<float4*>(&Bs[kk * kGemm2BN + nn]) = b;
+    }
+    __syncthreads();  // the tiles are complete before anyone reads them
+#pragma unroll
+    for (int kk = 0; kk < kGemm2BK; ++kk) {
+      float a[8], b[8];
+      float4 t;
+      t = *reinterpret_cast<const float4*>(&As[kk * kGemm2BM + ty * 4]);
+      a[0] = t.x; a[1] = t.y; a[2] = t.z; a[3] = t.w;
+      t = *reinterpret_cast<const float4*>(&As[kk * kGemm2BM + 64 + ty * 4]);
+      a[4] = t.x; a[5] = t.y; a[6] = t.z; a[7] = t.w;
+      t = *reinterpret_cast<const float4*>(&Bs[kk * kGemm2BN + tx * 4]);
+      b[0] = t.x; b[1] = t.y; b[2] = t.z; b[3] = t.w;
+      t = *reinterpret_cast<const float4*>(&Bs[kk * kGemm2BN + 64 + tx * 4]);
+      b[4] = t.x; b[5] = t.y; b[6] = t.z; b[7] = t.w;
+#pragma unroll
+      for (int i = 0; i < 8; ++i)
+#pragma unroll
+        for (int j = 0; j < 8; ++j) acc[i][j] = fmaf(a[i], b[j], acc[i][j]);
+    }
+    __syncthreads();  // everyone is done reading before the next step overwrites the tiles
+  }
+
+  // Epilogue: register (i, j) is row m0 + (i / 4) * 64 + ty * 4 + i % 4, col likewise.
+#pragma unroll
+  for (int i = 0; i < 8; ++i) {
+    int m = m0 + (i / 4) * 64 + ty * 4 + (i % 4);
+    if (m >= M) continue;
+#pragma unroll
+    for (int jq = 0; jq < 2; ++jq) {
+      int n = n0 + jq * 64 + tx * 4;
+      if (n >= N) continue;
+      float v[4];
+      float* c = C + (long long)m * N + n;
+#pragma unroll
+      for (int j = 0; j < 4; ++j) {
+        if (n + j >= N) break;
+        float r = alpha * acc[i][jq * 4 + j];
+        if (beta != 0.f) r = fmaf(beta, c[j], r);
+        if (bias) r += bias[n + j];
+        if (relu) r = (r <= 0.f) ? 0.f : r;
+        v[j] = r;
+      }
+      if (vec_c && n + 3 < N) {
+        *reinterpret_cast<float4*>(c) = make_float4(v[0], v[1], v[2], v[3]);
+      } else {
+        for (int j = 0; j < 4 && n + j < N; ++j) c[j] = v[j];
+      }
     }
   }
 }

@@ -65,6 +65,10 @@ def test_linear_matches_reference_on_drawn_shapes(kernel_device, cpu, n, fan_in,
         (64, 16, 64),   # exactly one tile
         (65, 17, 63),   # one past / one short of every tile edge
         (3, 1, 200),    # K = 1 with many columns
+        # gemm_kernel2 (M, N >= 128): forward N=out; dgrad N=in; wgrad M=out, N=in
+        (128, 128, 128),  # one 128 x 128 tile, float4 loads everywhere
+        (130, 133, 131),  # ragged, K and N not multiples of 4: scalar loads and stores
+        (257, 160, 200),  # 3 row tiles; forward, dgrad and wgrad all on kernel2
     ],
 )
 def test_linear_tile_edges(kernel_device, cpu, n, fan_in, fan_out):

@@ -67,6 +67,14 @@ struct dim3 {
 };
 #endif
 
+// ---- vector_functions.h's constructors (device code uses them; they are not in vector_types.h).
+inline float2 make_float2(float x, float y) { float2 v; v.x = x; v.y = y; return v; }
+inline float4 make_float4(float x, float y, float z, float w) { float4 v; v.x = x; v.y = y; v.z = z; v.w = w; return v; }
+inline int4 make_int4(int x, int y, int z, int w) { int4 v; v.x = x; v.y = y; v.z = z; v.w = w; return v; }
+inline uint2 make_uint2(unsigned x, unsigned y) { uint2 v; v.x = x; v.y = y; return v; }
+inline uint4 make_uint4(unsigned x, unsigned y, unsigned z, unsigned w) { uint4 v; v.x = x; v.y = y; v.z = z; v.w = w; return v; }
+inline uint3 make_uint3(unsigned x, unsigned y, unsigned z) { uint3 v; v.x = x; v.y = y; v.z = z; return v; }
+
 // ---- Runtime API types used by launchers and bindings.
 typedef struct CUstream_st* cudaStream_t;
 

@@ -1,4 +1,4 @@
-// Runs csrc/gemm.cuh's kernel (or a mutated copy found first on the include path) on ragged
+// Runs csrc/gemm.cuh's kernels (or a mutated copy found first on the include path) on ragged
 // shapes against a double-precision loop, in whatever CCN_SIMT_ORDER is set. Prints
 // "match" or "MISMATCH ..." per shape; exit code 0 only if every shape matches.
 #include "gemm.cuh"
@@ -10,16 +10,24 @@
 
 using namespace ccn;
 
-static bool run(int M, int N, int K, bool ta, bool tb) {
+static bool run(int M, int N, int K, bool ta, bool tb, int version = 1) {
   std::mt19937 rng(M * 131 + N * 17 + K);
   std::uniform_real_distribution<float> u(-1.f, 1.f);
   std::vector<float> A(M * K), B(K * N), C(M * N, NAN);
   for (auto& v : A) v = u(rng);
   for (auto& v : B) v = u(rng);
-  auto k = ta ? (tb ? gemm_kernel1<true, true> : gemm_kernel1<true, false>)
-              : (tb ? gemm_kernel1<false, true> : gemm_kernel1<false, false>);
-  CCN_LAUNCH(k, dim3(ceil_div(N, kGemmBN), ceil_div(M, kGemmBM)), dim3(16, 16), kGemmSmemFloats * sizeof(float),
-             nullptr)(A.data(), B.data(), C.data(), nullptr, M, N, K, 1.f, 0.f, false);
+  if (version == 1) {
+    auto k = ta ? (tb ? gemm_kernel1<true, true> : gemm_kernel1<true, false>)
+                : (tb ? gemm_kernel1<false, true> : gemm_kernel1<false, false>);
+    CCN_LAUNCH(k, dim3(ceil_div(N, kGemmBN), ceil_div(M, kGemmBM)), dim3(16, 16), kGemmSmemFloats * sizeof(float),
+               nullptr)(A.data(), B.data(), C.data(), nullptr, M, N, K, 1.f, 0.f, false);
+  } else {
+    auto k = ta ? (tb ? gemm_kernel2<true, true> : gemm_kernel2<true, false>)
+                : (tb ? gemm_kernel2<false, true> : gemm_kernel2<false, false>);
+    bool va = (ta ? M : K) % 4 == 0, vb = (tb ? K : N) % 4 == 0, vc = N % 4 == 0;
+    CCN_LAUNCH(k, dim3(ceil_div(N, kGemm2BN), ceil_div(M, kGemm2BM)), dim3(16, 16), kGemm2SmemFloats * sizeof(float),
+               nullptr)(A.data(), B.data(), C.data(), nullptr, M, N, K, 1.f, 0.f, false, va, vb, vc);
+  }
   double worst = 0;
   for (int m = 0; m < M; ++m)
     for (int n = 0; n < N; ++n) {
@@ -30,10 +38,10 @@ static bool run(int M, int N, int K, bool ta, bool tb) {
       if (!(err <= 1e-4 * (1 + std::fabs(s)))) worst = std::isnan(err) ? INFINITY : std::max(worst, err);
     }
   if (worst > 0) {
-    std::printf("MISMATCH M=%d N=%d K=%d ta=%d tb=%d worst=%g\n", M, N, K, ta, tb, worst);
+    std::printf("MISMATCH v%d M=%d N=%d K=%d ta=%d tb=%d worst=%g\n", version, M, N, K, ta, tb, worst);
     return false;
   }
-  std::printf("match M=%d N=%d K=%d ta=%d tb=%d\n", M, N, K, ta, tb);
+  std::printf("match v%d M=%d N=%d K=%d ta=%d tb=%d\n", version, M, N, K, ta, tb);
   return true;
 }
 
@@ -43,5 +51,7 @@ int main() {
   ok &= run(64, 64, 48, true, false);
   ok &= run(33, 130, 17, false, false);
   ok &= run(5, 9, 1, true, true);       // K = 1
+  ok &= run(130, 136, 24, false, true, 2);  // kernel2: ragged M, vector loads of A and B
+  ok &= run(129, 133, 21, true, false, 2);  // kernel2: scalar loads (21, 133 not multiples of 4)
   return ok ? 0 : 1;
 }
