@@ -1,0 +1,115 @@
+// Forward convolution as an implicit GEMM (DESIGN.md §4), NHWC x KRSC -> NPQK, with the
+// bias and an optional ReLU fused into the epilogue. The math: cuda_convnet/reference/conv.py.
+//
+// Per group g (x: N,H,W,C; w: K,R,S,C/g; y: N,P,Q,K):
+//   M = N*P*Q (output pixels), Ngemm = K/g (filters), Kgemm = R*S*C/g (taps x channels),
+//   A[m, k] = x[n, p*stride + r - pad_top, q*stride + s - pad_left, g*C/g + c]  (0 outside)
+//             with m = (n*P + p)*Q + q and k = (r*S + s)*C/g + c (the KRSC filter order),
+//   B[k, j] = w[g*K/g + j, r, s, c]  (row j of the group's [K/g, R*S*C/g] filter matrix),
+//   y[n, p, q, g*K/g + j] = sum_k A[m, k] B[k, j] + b[g*K/g + j], then ReLU if asked.
+// No im2col is materialised: each K step gathers its A tile straight from x.
+//
+// conv_fwd_kernel1 (general; the only version so far): the 64 x 64 x 16 tile of
+//   conv_tile.cuh. Grid: x = M tiles, y = Ngemm tiles, z = group.
+//   Loads (every thread, every K step): one tap column kk = tid % 16 and four rows
+//   tid / 16 + 16*e (e < 4) of both tiles. A row's (n, p, q) is decoded once before the K
+//   loop into an image pointer and the top-left corner of its receptive field; the tap
+//   (r, s, c) of column kk is decoded once per K step and shared by the four rows, so a
+//   gather costs two adds, one bounds test and one load. Positions outside the image,
+//   rows past M, taps past Kgemm and filters past K/g load 0, so any N, H, W, C (conv1's
+//   C = 3 included), stride and asymmetric padding take this path unchanged.
+//   Across a warp the 16 lanes of a row read 16 consecutive k: consecutive channels of
+//   one pixel when C/g >= 16 (64-byte segments), and consecutive filter entries of w.
+//   __syncthreads after the loads (the tiles are complete before anyone reads them) and
+//   after the 16 rank-1 updates (everyone is done reading before the next step's loads).
+// Preconditions (checked by conv_forward): the shape from make_conv_shape; y does not
+// alias x, w or b.
+#pragma once
+
+#include "conv.h"
+#include "conv_tile.cuh"
+
+namespace ccn {
+
+__global__ void __launch_bounds__(kConvThreads)
+    conv_fwd_kernel1(const float* __restrict__ x, const float* __restrict__ w, const float* __restrict__ bias,
+                     float* __restrict__ y, ConvShape g, bool relu) {
+  CCN_DYNAMIC_SHARED(float, smem);
+  float* As = smem;                       // [BK][BM + pad]
+  float* Bs = smem + kConvBK * kConvLdA;  // [BK][BN + pad]
+  const int tx = threadIdx.x, ty = threadIdx.y;
+  const int tid = ty * 16 + tx;
+  const int grp = blockIdx.z;
+  const int m0 = blockIdx.x * kConvBM, n0 = blockIdx.y * kConvBN;
+  const int M = static_cast<int>(g.npq), Kgemm = g.rscg;
+
+  // This thread's loads: column lk of the tiles, rows lrow + 16*e.
+  const int lk = tid % kConvBK, lrow = tid / kConvBK;
+  const float* xrow[4];  // image n of the row, offset to the group's first channel
+  int h0[4], w0[4];      // top-left input pixel of the row's receptive field
+  const float* wrow[4];  // filter of B-tile row lrow + 16*e (null past K/g)
+#pragma unroll
+  for (int e = 0; e < 4; ++e) {
+    int m = m0 + lrow + 16 * e;
+    if (m < M) {
+      int n = m / g.pq, pq = m - n * g.pq;
+      int p = pq / g.q, q = pq - p * g.q;
+      xrow[e] = x + (long long)n * g.h * g.w * g.c + (long long)grp * g.cg;
+      h0[e] = p * g.stride - g.pad_top;
+      w0[e] = q * g.stride - g.pad_left;
+    } else {
+      xrow[e] = x;
+      h0[e] = kConvOffImage;  // never in range
+      w0[e] = 0;
+    }
+    int j = n0 + lrow + 16 * e;
+    wrow[e] = j < g.kg ? w + (long long)(grp * g.kg + j) * Kgemm : nullptr;
+  }
+
+  float acc[4][4];
+  conv_tile_zero(acc);
+
+  for (int k0 = 0; k0 < Kgemm; k0 += kConvBK) {
+    // The tap of column lk: k = (r*S + s)*Cg + c.
+    const int k = k0 + lk;
+    int r = kConvOffImage, s = 0, c = 0;
+    if (k < Kgemm) {
+      int rs = k / g.cg;
+      c = k - rs * g.cg;
+      r = rs / g.s;
+      s = rs - r * g.s;
+    }
+#pragma unroll
+    for (int e = 0; e < 4; ++e) {
+      int hh = h0[e] + r, ww = w0[e] + s;
+      float a = 0.f;
+      if (conv_in_range(hh, g.h) && conv_in_range(ww, g.w)) a = xrow[e][((long long)hh * g.w + ww) * g.c + c];
+      As[lk * kConvLdA + lrow + 16 * e] = a;
+      float b = 0.f;
+      if (wrow[e] && k < Kgemm) b = wrow[e][k];
+      Bs[lk * kConvLdB + lrow + 16 * e] = b;
+    }
+    __syncthreads();  // the tiles are complete before anyone reads them
+    conv_tile_fma<kConvBM, kConvBN>(As, Bs, acc, tx, ty);
+    __syncthreads();  // everyone is done reading before the next step overwrites the tiles
+  }
+
+  // Epilogue: bias, ReLU, store (coalesced across tx: y is contiguous along the filters).
+#pragma unroll
+  for (int i = 0; i < 4; ++i) {
+    int m = m0 + ty + 16 * i;
+    if (m >= M) continue;
+    float* yrow = y + (long long)m * g.k + grp * g.kg;
+#pragma unroll
+    for (int j = 0; j < 4; ++j) {
+      int n = n0 + tx + 16 * j;
+      if (n >= g.kg) continue;
+      float v = acc[i][j];
+      if (bias) v += bias[grp * g.kg + n];
+      if (relu) v = (v <= 0.f) ? 0.f : v;
+      yrow[n] = v;
+    }
+  }
+}
+
+}  // namespace ccn
