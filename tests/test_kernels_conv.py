@@ -7,7 +7,9 @@ float32 values; every kernel output starts as NaN (conftest.py), so an element a
 forgets to write fails. Tolerances: tests/tolerances.py (conv2d, conv2d_backward,
 kernel_vs_reference).
 
-Paths covered: the forward and wgrad 64 x 64 tiles; dgrad's 64 x 64 tile (C/groups > 16)
+Paths covered: the forward's general kernel (conv_fwd_kernel1) and its vectorised fast
+path (conv_fwd_kernel2, C/groups % 4 == 0, checked bit-identical to kernel1); the wgrad
+64 x 64 tile; dgrad's 64 x 64 tile (C/groups > 16)
 and its 256 x 16 tile (C/groups <= 16, conv1's C = 3), every stride phase of dgrad
 (stride 1-4, including phases with no taps when stride > R); the wgrad/bias reduction
 in one chunk and split into many (ConvOps.wgrad_chunk_rows forces small chunks).
@@ -45,28 +47,40 @@ def up(a):
 
 
 @contextlib.contextmanager
-def wgrad_chunk_rows(ops, rows):
-    """Force the wgrad/bias reduction's chunk length (0: the launcher's automatic plan)."""
-    old = ops.__dict__.get("wgrad_chunk_rows")
-    ops.wgrad_chunk_rows = rows
+def setting(ops, name, value):
+    """Set a ConvOps knob (wgrad_chunk_rows, conv_fwd_variant) on the backend for a while."""
+    old = ops.__dict__.get(name)
+    setattr(ops, name, value)
     try:
         yield
     finally:
         if old is None:
-            del ops.wgrad_chunk_rows
+            delattr(ops, name)
         else:
-            ops.wgrad_chunk_rows = old
+            setattr(ops, name, old)
 
 
-def check_conv(dev, cpu, x, w, b, *, stride, padding, groups, relu=False, backward=True, chunk_rows=0, what=""):
-    """Forward (with b and the relu epilogue as given) and backward against the reference."""
+def wgrad_chunk_rows(ops, rows):
+    """Force the wgrad/bias reduction's chunk length (0: the launcher's automatic plan)."""
+    return setting(ops, "wgrad_chunk_rows", rows)
+
+
+def check_conv(dev, cpu, x, w, b, *, stride, padding, groups, relu=False, backward=True, chunk_rows=0, what="",
+               both_kernels=True):
+    """Forward (with b and the relu epilogue as given) and backward against the reference.
+    Where the forward takes conv_fwd_kernel2, kernel1 must give the same bits."""
     kw = dict(stride=stride, padding=padding, groups=groups)
     what = what or f"x{x.shape} w{w.shape} b={b is not None} {kw} relu={relu}"
-    y = dev.get(dev.ops.conv2d(dev.put(x), dev.put(w), dev.put(b), relu=relu, **kw))
+    args = dev.put(x), dev.put(w), dev.put(b)
+    y = dev.get(dev.ops.conv2d(*args, relu=relu, **kw))
     want = cpu.conv2d(up(x), up(w), up(b), **kw)
     if relu:
         want = cpu.relu(want)
-    assert_close("conv2d", y, want, what + " forward")
+    assert_close("conv2d", y, want, what + f" forward (kernel{dev.ops.conv2d_kernel_version(*args[:2], **kw)})")
+    if both_kernels and dev.ops.conv2d_kernel_version(*args[:2], **kw) == 2:
+        with setting(dev.ops, "conv_fwd_variant", 1):
+            y1 = dev.get(dev.ops.conv2d(*args, relu=relu, **kw))
+        np.testing.assert_array_equal(y1, y, err_msg=what + ": conv_fwd_kernel1 and kernel2 differ")
     if not backward:
         return
     dy = rand(np.random.default_rng(zlib.crc32(what.encode())), *want.shape)
@@ -114,6 +128,7 @@ def test_conv_matches_reference_on_drawn_shapes(kernel_device, cpu, case):
         (2, 9, 8, 40, 70, 3, 3, 1, 1, 2),          # dgrad's 64 x 64 tile (C/g = 20), K/g = 35
         (1, 10, 7, 130, 66, 2, 3, 2, (0, 1, 2, 0), 1),  # 3 channel tiles in dgrad, 2 filter tiles
         (2, 12, 13, 17, 3, 4, 3, 3, (2, 0, 1, 1), 1),   # C/g = 17: the 64-wide tile, stride 3
+        (1, 12, 12, 8, 136, 3, 3, 1, 1, 1),        # fwd kernel2: 2 x 2 tiles of 128, 5 K steps
         (1, 6, 6, 3, 5, 2, 2, 4, 0, 1),            # stride > R: dgrad phases with no taps (dx = 0)
         (1, 5, 9, 2, 4, 5, 5, 1, 2, 1),            # filter as large as the padded input
         (3, 9, 9, 3, 64, 11, 11, 4, 1, 1),         # conv1-like: C = 3, 11 x 11, stride 4
@@ -123,6 +138,26 @@ def test_conv_tile_edges(kernel_device, cpu, n, h, w, c, k, r, s, stride, paddin
     rng = np.random.default_rng(n * 1000 + h * 100 + c)
     x, wt, b = rand(rng, n, h, w, c), rand(rng, k, r, s, c // groups), rand(rng, k)
     check_conv(kernel_device, cpu, x, wt, b, stride=stride, padding=padding, groups=groups, relu=False)
+
+
+def test_conv_forward_fast_path_falls_back_when_misaligned(kernel_device, cpu):
+    """C/g % 4 == 0 but x starts 4 bytes past a 16-byte boundary: the launcher must take
+    conv_fwd_kernel1 (and refuse a forced kernel2), with the same answer."""
+    if kernel_device.name != "emu":
+        pytest.skip("builds a misaligned NumPy view")
+    rng = np.random.default_rng(8)
+    x, w, b = rand(rng, 2, 7, 6, 8), rand(rng, 12, 3, 3, 4), rand(rng, 12)
+    buf = np.empty(x.size + 4, np.float32)
+    start = next(i for i in range(4) if (buf[i:].ctypes.data % 16) == 4)
+    xm = buf[start:start + x.size].reshape(x.shape)
+    xm[...] = x
+    assert xm.flags.c_contiguous and xm.ctypes.data % 16 == 4
+    ops, kw = kernel_device.ops, dict(stride=1, padding=1, groups=2)
+    assert ops.conv2d_kernel_version(x, w, **kw) == 2 and ops.conv2d_kernel_version(xm, w, **kw) == 1
+    np.testing.assert_array_equal(ops.conv2d(xm, w, b, **kw), ops.conv2d(x, w, b, **kw))
+    with setting(ops, "conv_fwd_variant", 2), pytest.raises(ValueError, match="kernel2 needs"):
+        ops.conv2d(xm, w, b, **kw)
+    check_conv(kernel_device, cpu, xm, w, b, backward=False, **kw)
 
 
 def test_conv_relu_epilogue(kernel_device, cpu):
@@ -162,7 +197,10 @@ def test_conv_alexnet_layer_shapes(kernel_device, cpu, layer, capsys):
     wt = rand(rng, k, r, r, c // groups, scale=1 / np.sqrt(r * r * c // groups))
     b = rand(rng, k)
     t = time.perf_counter()
-    check_conv(kernel_device, cpu, x, wt, b, stride=stride, padding=pad, groups=groups, what=layer)
+    kw = dict(stride=stride, padding=pad, groups=groups)
+    version = kernel_device.ops.conv2d_kernel_version(kernel_device.put(x), kernel_device.put(wt), **kw)
+    assert version == (1 if layer == "conv1" else 2)  # C = 3 takes the general kernel
+    check_conv(kernel_device, cpu, x, wt, b, what=layer, both_kernels=False, **kw)
     with capsys.disabled():
         print(f"\n[{kernel_device}] {layer} batch 2 forward + backward (with the reference): "
               f"{time.perf_counter() - t:.2f} s", end="")

@@ -20,15 +20,24 @@ inline void bind_conv(py::module_& m) {
   m.def(
       "conv_forward",
       [](std::uintptr_t x, std::uintptr_t wt, std::uintptr_t b, std::uintptr_t y, CCN_CONV_SHAPE_PARAMS, bool relu,
-         std::uintptr_t stream) {
+         std::uintptr_t stream, int variant) {
         ccn::ConvShape g = ccn::make_conv_shape(CCN_CONV_SHAPE_ARGS);
         py::gil_scoped_release nogil;
         ccn::conv_forward(ptr<const float>(x), ptr<const float>(wt), ptr<const float>(b), ptr<float>(y), g, relu,
-                          stream_of(stream));
+                          stream_of(stream), variant);
       },
       py::arg("x"), py::arg("wt"), py::arg("b"), py::arg("y"), CCN_CONV_SHAPE_PYARGS, py::arg("relu") = false,
-      py::arg("stream") = 0,
-      "y (N,P,Q,K) = conv(x (N,H,W,C), wt (K,R,S,C/groups)) + b, optional ReLU; b may be 0 (see csrc/conv.h).");
+      py::arg("stream") = 0, py::arg("variant") = 0,
+      "y (N,P,Q,K) = conv(x (N,H,W,C), wt (K,R,S,C/groups)) + b, optional ReLU; b may be 0. variant: 0 automatic, "
+      "1 or 2 forces conv_fwd_kernel1/2 (see csrc/conv.h).");
+  m.def(
+      "conv_forward_kernel",
+      [](std::uintptr_t x, std::uintptr_t wt, CCN_CONV_SHAPE_PARAMS) {
+        ccn::ConvShape g = ccn::make_conv_shape(CCN_CONV_SHAPE_ARGS);
+        return ccn::conv_fwd_kernel2_applies(ptr<const float>(x), ptr<const float>(wt), g) ? 2 : 1;
+      },
+      py::arg("x"), py::arg("wt"), CCN_CONV_SHAPE_PYARGS,
+      "Which conv_fwd_kernel<version> conv_forward(variant=0) runs for these pointers and this shape.");
   m.def(
       "conv_dgrad",
       [](std::uintptr_t dy, std::uintptr_t wt, std::uintptr_t dx, CCN_CONV_SHAPE_PARAMS, std::uintptr_t stream) {

@@ -21,6 +21,10 @@ class ConvOps:
     #: choose (csrc/conv_wgrad.cu, conv_wgrad_plan: a function of the shape only). Tests set
     #: it small to exercise the multi-chunk path on small shapes.
     wgrad_chunk_rows = 0
+    #: Which forward kernel: 0 lets the launcher choose (conv_fwd_kernel2 where C/groups % 4
+    #: == 0 and the arrays are 16-byte aligned, else conv_fwd_kernel1); 1 or 2 forces one
+    #: (tests and benchmarks). Both give bit-identical results.
+    conv_fwd_variant = 0
 
     def conv2d(self, x, w, b=None, *, stride=1, padding=0, groups=1, relu=False):
         """y = conv(x, w) + b (NHWC x KRSC -> NPQK); ``relu=True`` applies ReLU in the epilogue."""
@@ -28,8 +32,16 @@ class ConvOps:
         self._float32("conv2d", x=x, w=w, b=b)
         y = self._empty((g.n, g.p, g.q, g.k))
         self.ext.conv_forward(self._ptr(x), self._ptr(w), self._ptr(b), self._ptr(y), **_shape_args(g),
-                              relu=bool(relu), stream=self._stream())
+                              relu=bool(relu), stream=self._stream(), variant=self.conv_fwd_variant)
         return y
+
+    def conv2d_kernel_version(self, x, w, *, stride=1, padding=0, groups=1) -> int:
+        """Which conv_fwd_kernel<version> conv2d runs on these arrays (1: general, 2: the
+        vectorised fast path), given conv_fwd_variant."""
+        g = checks.check_conv_args(x, w, None, stride, padding, groups)
+        if self.conv_fwd_variant:
+            return self.conv_fwd_variant
+        return self.ext.conv_forward_kernel(self._ptr(x), self._ptr(w), **_shape_args(g))
 
     def conv2d_backward(self, x, w, dy, *, stride=1, padding=0, groups=1):
         """(dx, dw, db): dgrad and wgrad implicit GEMMs; dw and db reduce in a fixed order."""
