@@ -293,6 +293,21 @@ def test_conv_rejects_bad_input(kernel_device):
         ops.conv2d(put(x), put(rand(rng, 6, 7, 3, 2)), groups=2)
 
 
+@pytest.mark.parametrize("n,c,k", [(0, 4, 6), (2, 0, 6), (2, 4, 0)])
+def test_conv_empty_sizes_match_reference(kernel_device, cpu, n, c, k):
+    """An empty batch, no input channels or no filters: no kernel runs, and the answers
+    are the reference's (y = b, zero gradients, db = sum of dy)."""
+    rng = np.random.default_rng(2)
+    x, w, b = rand(rng, n, 5, 6, c), rand(rng, k, 3, 2, c), rand(rng, k)
+    dy = rand(rng, n, 3, 5, k)
+    put, get, ops = kernel_device.put, kernel_device.get, kernel_device.ops
+    np.testing.assert_array_equal(get(ops.conv2d(put(x), put(w), put(b))), cpu.conv2d(x, w, b))
+    np.testing.assert_array_equal(get(ops.conv2d(put(x), put(w), put(b), relu=True)), cpu.relu(cpu.conv2d(x, w, b)))
+    for got, want in zip(ops.conv2d_backward(put(x), put(w), put(dy)), cpu.conv2d_backward(x, w, dy)):
+        assert get(got).dtype == np.float32
+        np.testing.assert_allclose(get(got), want, **tol("conv2d_backward", "kernel_vs_reference"))
+
+
 def test_launcher_checks_reach_python(kernel_device):
     """The C++ launchers' own preconditions raise ValueError (std::invalid_argument)."""
     ext = kernel_device.ops.ext

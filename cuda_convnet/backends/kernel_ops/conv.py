@@ -7,6 +7,8 @@ instead of two), for the Net's conv+ReLU layers. Every shape the reference accep
 """
 from __future__ import annotations
 
+import numpy as np
+
 from ... import checks
 
 
@@ -30,6 +32,11 @@ class ConvOps:
         """y = conv(x, w) + b (NHWC x KRSC -> NPQK); ``relu=True`` applies ReLU in the epilogue."""
         g = checks.check_conv_args(x, w, b, stride, padding, groups)
         self._float32("conv2d", x=x, w=w, b=b)
+        if not (g.n and g.c and g.k):  # empty batch, no channels or no filters: no launch
+            y = self.xp.zeros((g.n, g.p, g.q, g.k), dtype=np.float32)
+            if b is not None:
+                y += b
+            return self.xp.maximum(y, 0) if relu else y
         y = self._empty((g.n, g.p, g.q, g.k))
         self.ext.conv_forward(self._ptr(x), self._ptr(w), self._ptr(b), self._ptr(y), **_shape_args(g),
                               relu=bool(relu), stream=self._stream(), variant=self.conv_fwd_variant)
@@ -47,6 +54,10 @@ class ConvOps:
         """(dx, dw, db): dgrad and wgrad implicit GEMMs; dw and db reduce in a fixed order."""
         g = checks.check_conv_backward_args(x, w, dy, stride, padding, groups)
         self._float32("conv2d_backward", x=x, w=w, dy=dy)
+        if not (g.n and g.c and g.k):  # nothing to reduce: zero gradients, no launch
+            zeros = self.xp.zeros
+            return (zeros(x.shape, dtype=np.float32), zeros(w.shape, dtype=np.float32),
+                    dy.sum(axis=(0, 1, 2), dtype=np.float32))
         shape = _shape_args(g)
         s = self._stream()
         dx = self._empty((g.n, g.h, g.w, g.c))
