@@ -9,8 +9,8 @@
 //   y[n, p, q, g*K/g + j] = sum_k A[m, k] B[k, j] + b[g*K/g + j], then ReLU if asked.
 // No im2col is materialised: each K step gathers its A tile straight from x.
 //
-// conv_fwd_kernel1 (general: any shape): the 64 x 64 x 16 tile of
-//   conv_tile.cuh. Grid: x = M tiles, y = Ngemm tiles, z = group.
+// conv_fwd_kernel1 (general: any shape): the 64 x 64 x 16 tile of conv_tile.cuh.
+//   Grid: x = M tiles, y = Ngemm tiles, z = group.
 //   Loads (every thread, every K step): one tap column kk = tid % 16 and four rows
 //   tid / 16 + 16*e (e < 4) of both tiles. A row's (n, p, q) is decoded once before the K
 //   loop into an image pointer and the top-left corner of its receptive field; the tap
@@ -26,8 +26,9 @@
 // conv_fwd_kernel2 (fast path: C/g % 4 == 0, x and w 16-byte aligned; AlexNet conv2-5):
 //   a 128 x 128 x 16 block tile, 256 threads as 16 x 16, each owning an 8 x 8 register
 //   tile: rows 4*ty + i and 64 + 4*ty + i, columns 4*tx + j and 64 + 4*tx + j (i, j < 4),
-//   read from shared memory as float4s (2 + 2 shared loads per 64 FMAs, against 4 + 4 per
-//   16 in kernel1: kernel1 is bound by shared-memory bandwidth, this one far less).
+//   read from shared memory as float4s: 4 shared-load instructions per 64 FMAs, against
+//   8 per 16 in kernel1 (by instruction count kernel1 is bound by shared-memory
+//   bandwidth; neither is measured on a GPU yet: bench/ will say).
 //   Loads: 16-byte vectors. Thread tid loads the quad of taps k0 + 4*(tid % 4) .. + 3 (four
 //   consecutive channels of one pixel, since C/g % 4 == 0 keeps a quad inside one (r, s))
 //   for rows tid / 4 and 64 + tid / 4 of both tiles, and stores them transposed (k-major).

@@ -31,6 +31,10 @@
 //   Grid: x = column blocks of 128, y = chunk. Output: out[chunk * cols + col].
 // conv_sum_partials_kernel1: out[i] = sum over chunks, in chunk order, of parts[chunk *
 //   count + i]; grid-stride loop, one element per thread per iteration (coalesced).
+// Preconditions (checked by conv_wgrad): the shape from make_conv_shape; chunk_rows >= 1
+// (the plan makes it a multiple of 16); the workspace holds chunks x K x R*S*C/g partials
+// of dw and bias_chunks x K of db wherever that reduction is split; dw, db and the
+// workspace do not alias x, dy or each other.
 #pragma once
 
 #include "conv.h"
