@@ -7,4 +7,5 @@
 #pragma once
 
 #include "activation.h"
+#include "conv.h"
 #include "gemm.h"

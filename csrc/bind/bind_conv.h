@@ -1,8 +1,80 @@
-// Python bindings of the convolution kernels (conv_fwd, conv_dgrad, conv_wgrad).
+// Python bindings of conv.h (conv_fwd, conv_dgrad, conv_wgrad; included by bindings.cpp,
+// compiled into _C and _emu). Every function takes the geometry as the thirteen ints of
+// make_conv_shape, which checks them before any pointer is touched.
 #pragma once
 
 #include "bind/module.h"
+#include "conv.h"
+
+// The geometry's keyword arguments, in make_conv_shape's order.
+#define CCN_CONV_SHAPE_PARAMS                                                                                   \
+  int n, int h, int w, int c, int k, int r, int s, int stride, int pad_top, int pad_bottom, int pad_left, \
+      int pad_right, int groups
+#define CCN_CONV_SHAPE_ARGS n, h, w, c, k, r, s, stride, pad_top, pad_bottom, pad_left, pad_right, groups
+#define CCN_CONV_SHAPE_PYARGS                                                                                 \
+  py::arg("n"), py::arg("h"), py::arg("w"), py::arg("c"), py::arg("k"), py::arg("r"), py::arg("s"),          \
+      py::arg("stride"), py::arg("pad_top"), py::arg("pad_bottom"), py::arg("pad_left"), py::arg("pad_right"), \
+      py::arg("groups")
 
 inline void bind_conv(py::module_& m) {
-  (void)m;  // kernels of this family are not written yet
+  m.def(
+      "conv_forward",
+      [](std::uintptr_t x, std::uintptr_t wt, std::uintptr_t b, std::uintptr_t y, CCN_CONV_SHAPE_PARAMS, bool relu,
+         std::uintptr_t stream, int variant) {
+        ccn::ConvShape g = ccn::make_conv_shape(CCN_CONV_SHAPE_ARGS);
+        py::gil_scoped_release nogil;
+        ccn::conv_forward(ptr<const float>(x), ptr<const float>(wt), ptr<const float>(b), ptr<float>(y), g, relu,
+                          stream_of(stream), variant);
+      },
+      py::arg("x"), py::arg("wt"), py::arg("b"), py::arg("y"), CCN_CONV_SHAPE_PYARGS, py::arg("relu") = false,
+      py::arg("stream") = 0, py::arg("variant") = 0,
+      "y (N,P,Q,K) = conv(x (N,H,W,C), wt (K,R,S,C/groups)) + b, optional ReLU; b may be 0. variant: 0 automatic, "
+      "1 or 2 forces conv_fwd_kernel1/2 (see csrc/conv.h).");
+  m.def(
+      "conv_forward_kernel",
+      [](std::uintptr_t x, std::uintptr_t wt, CCN_CONV_SHAPE_PARAMS) {
+        ccn::ConvShape g = ccn::make_conv_shape(CCN_CONV_SHAPE_ARGS);
+        return ccn::conv_fwd_kernel2_applies(ptr<const float>(x), ptr<const float>(wt), g) ? 2 : 1;
+      },
+      py::arg("x"), py::arg("wt"), CCN_CONV_SHAPE_PYARGS,
+      "Which conv_fwd_kernel<version> conv_forward(variant=0) runs for these pointers and this shape.");
+  m.def(
+      "conv_dgrad",
+      [](std::uintptr_t dy, std::uintptr_t wt, std::uintptr_t dx, CCN_CONV_SHAPE_PARAMS, std::uintptr_t stream) {
+        ccn::ConvShape g = ccn::make_conv_shape(CCN_CONV_SHAPE_ARGS);
+        py::gil_scoped_release nogil;
+        ccn::conv_dgrad(ptr<const float>(dy), ptr<const float>(wt), ptr<float>(dx), g, stream_of(stream));
+      },
+      py::arg("dy"), py::arg("wt"), py::arg("dx"), CCN_CONV_SHAPE_PYARGS, py::arg("stream") = 0,
+      "dx (N,H,W,C) = gradient of the convolution with respect to its input (see csrc/conv.h).");
+  m.def(
+      "conv_wgrad_plan",
+      [](CCN_CONV_SHAPE_PARAMS, int chunk_rows) {
+        ccn::WgradPlan p = ccn::conv_wgrad_plan(ccn::make_conv_shape(CCN_CONV_SHAPE_ARGS), chunk_rows);
+        py::dict d;
+        d["chunk_rows"] = p.chunk_rows;
+        d["chunks"] = p.chunks;
+        d["bias_chunk_rows"] = p.bias_chunk_rows;
+        d["bias_chunks"] = p.bias_chunks;
+        d["workspace_floats"] = p.workspace_floats;
+        return d;
+      },
+      CCN_CONV_SHAPE_PYARGS, py::arg("chunk_rows") = 0,
+      "How conv_wgrad splits its N*P*Q reduction, and the workspace it needs (floats).");
+  m.def(
+      "conv_wgrad",
+      [](std::uintptr_t x, std::uintptr_t dy, std::uintptr_t dw, std::uintptr_t db, std::uintptr_t workspace,
+         long long workspace_floats, CCN_CONV_SHAPE_PARAMS, int chunk_rows, std::uintptr_t stream) {
+        ccn::ConvShape g = ccn::make_conv_shape(CCN_CONV_SHAPE_ARGS);
+        py::gil_scoped_release nogil;
+        ccn::conv_wgrad(ptr<const float>(x), ptr<const float>(dy), ptr<float>(dw), ptr<float>(db),
+                        ptr<float>(workspace), workspace_floats, g, chunk_rows, stream_of(stream));
+      },
+      py::arg("x"), py::arg("dy"), py::arg("dw"), py::arg("db"), py::arg("workspace"), py::arg("workspace_floats"),
+      CCN_CONV_SHAPE_PYARGS, py::arg("chunk_rows") = 0, py::arg("stream") = 0,
+      "dw (K,R,S,C/groups) and db (K,) (db may be 0) of the convolution, deterministic (see csrc/conv.h).");
 }
+
+#undef CCN_CONV_SHAPE_PARAMS
+#undef CCN_CONV_SHAPE_ARGS
+#undef CCN_CONV_SHAPE_PYARGS

@@ -1,6 +1,76 @@
-"""Convolution as implicit GEMM (csrc/conv_fwd.cuh, conv_dgrad.cuh, conv_wgrad.cuh)."""
+"""Convolution as implicit GEMM (csrc/conv_fwd.cuh, conv_dgrad.cuh, conv_wgrad.cuh).
+
+Same signatures as cuda_convnet.reference.conv, plus one keyword-only extension on the
+forward: ``relu=True`` fuses the ReLU into the convolution's epilogue (one pass over y
+instead of two), for the Net's conv+ReLU layers. Every shape the reference accepts runs
+(C = 3, odd sizes, N = 1, any stride, asymmetric padding, groups).
+"""
 from __future__ import annotations
+
+import numpy as np
+
+from ... import checks
+
+
+def _shape_args(g: checks.ConvGeometry) -> dict:
+    top, bottom, left, right = g.padding
+    return dict(n=g.n, h=g.h, w=g.w, c=g.c, k=g.k, r=g.r, s=g.s, stride=g.stride, pad_top=top,
+                pad_bottom=bottom, pad_left=left, pad_right=right, groups=g.groups)
 
 
 class ConvOps:
-    """Not written yet: these ops exist on the cpu backend only so far."""
+    #: Rows of N*P*Q per chunk of the wgrad/bias-gradient reduction; 0 lets the launcher
+    #: choose (csrc/conv_wgrad.cu, conv_wgrad_plan: a function of the shape only). Tests set
+    #: it small to exercise the multi-chunk path on small shapes.
+    wgrad_chunk_rows = 0
+    #: Which forward kernel: 0 lets the launcher choose (conv_fwd_kernel2 where C/groups % 4
+    #: == 0 and the arrays are 16-byte aligned, else conv_fwd_kernel1); 1 or 2 forces one
+    #: (tests and benchmarks). Both give bit-identical results.
+    conv_fwd_variant = 0
+
+    def conv2d(self, x, w, b=None, *, stride=1, padding=0, groups=1, relu=False):
+        """y = conv(x, w) + b (NHWC x KRSC -> NPQK); ``relu=True`` applies ReLU in the epilogue."""
+        g = checks.check_conv_args(x, w, b, stride, padding, groups)
+        self._float32("conv2d", x=x, w=w, b=b)
+        if not (g.n and g.c and g.k):  # empty batch, no channels or no filters: no launch
+            y = self.xp.zeros((g.n, g.p, g.q, g.k), dtype=np.float32)
+            if b is not None:
+                y += b
+            return self.xp.maximum(y, 0) if relu else y
+        y = self._empty((g.n, g.p, g.q, g.k))
+        self.ext.conv_forward(self._ptr(x), self._ptr(w), self._ptr(b), self._ptr(y), **_shape_args(g),
+                              relu=bool(relu), stream=self._stream(), variant=self.conv_fwd_variant)
+        return y
+
+    def conv2d_kernel_version(self, x, w, *, stride=1, padding=0, groups=1) -> int:
+        """Which conv_fwd_kernel<version> conv2d runs on these arrays (1: general, 2: the
+        vectorised fast path), given conv_fwd_variant."""
+        g = checks.check_conv_args(x, w, None, stride, padding, groups)
+        if self.conv_fwd_variant:
+            return self.conv_fwd_variant
+        return self.ext.conv_forward_kernel(self._ptr(x), self._ptr(w), **_shape_args(g))
+
+    def conv2d_backward(self, x, w, dy, *, stride=1, padding=0, groups=1):
+        """(dx, dw, db): dgrad and wgrad implicit GEMMs; dw and db reduce in a fixed order."""
+        g = checks.check_conv_backward_args(x, w, dy, stride, padding, groups)
+        self._float32("conv2d_backward", x=x, w=w, dy=dy)
+        if not (g.n and g.c and g.k):  # nothing to reduce: zero gradients, no launch
+            zeros = self.xp.zeros
+            return (zeros(x.shape, dtype=np.float32), zeros(w.shape, dtype=np.float32),
+                    dy.sum(axis=(0, 1, 2), dtype=np.float32))
+        shape = _shape_args(g)
+        s = self._stream()
+        dx = self._empty((g.n, g.h, g.w, g.c))
+        dw = self._empty(tuple(w.shape))
+        db = self._empty((g.k,))
+        self.ext.conv_dgrad(self._ptr(dy), self._ptr(w), self._ptr(dx), **shape, stream=s)
+        plan = self.conv_wgrad_plan(g)
+        ws = self._empty((plan["workspace_floats"],)) if plan["workspace_floats"] else None
+        self.ext.conv_wgrad(self._ptr(x), self._ptr(dy), self._ptr(dw), self._ptr(db), self._ptr(ws),
+                            plan["workspace_floats"], **shape, chunk_rows=self.wgrad_chunk_rows, stream=s)
+        return dx, dw, db
+
+    def conv_wgrad_plan(self, g: checks.ConvGeometry) -> dict:
+        """How conv2d_backward splits the dw/db reduction for geometry ``g`` (chunk sizes,
+        counts, workspace floats): csrc/conv_wgrad.cu, conv_wgrad_plan."""
+        return self.ext.conv_wgrad_plan(**_shape_args(g), chunk_rows=self.wgrad_chunk_rows)

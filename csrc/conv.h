@@ -1,0 +1,98 @@
+// Launchers of the convolution kernels: conv_fwd.cuh (forward), conv_dgrad.cuh (gradient
+// with respect to the input), conv_wgrad.cuh (gradient with respect to the filters, and the
+// bias gradient). Contract in ops.h; the math is cuda_convnet/reference/conv.py.
+//
+// Layouts (DESIGN.md §3): x, dx (N, H, W, C); w, dw (K, R, S, C/groups); y, dy (N, P, Q, K);
+// b, db (K,). Cross-correlation (no filter flip). Padding is (top, bottom, left, right);
+// output size by the floor rule of cuda_convnet/shapes.py:
+//   P = (H + top + bottom - R) / stride + 1,  Q = (W + left + right - S) / stride + 1.
+// Every size is allowed (C = 3, odd H and W, N = 1, any stride >= 1): the kernels zero-fill
+// outside the image and past every ragged tile edge.
+#pragma once
+
+#include "common.h"
+
+namespace ccn {
+
+// The geometry of one convolution, checked and with its derived sizes filled in. Passed
+// by value to the kernels (plain ints, so host and device code read it the same way).
+struct ConvShape {
+  int n, h, w, c;                                // input, NHWC
+  int k, r, s;                                   // filters, KRSC with c / groups channels
+  int stride;
+  int pad_top, pad_bottom, pad_left, pad_right;
+  int groups;
+  int p, q;                                      // output rows and cols
+  // Derived: per-group channel counts and the GEMM extents of DESIGN.md §4.
+  int cg, kg;                                    // c / groups, k / groups
+  int rs, rscg;                                  // r * s, r * s * cg (the forward's Kgemm)
+  int pq;                                        // p * q
+  long long npq, nhw;                            // n * p * q (forward M, wgrad Kgemm), n * h * w
+};
+
+// Checks every size (all >= 1 except the paddings >= 0; c and k divisible by groups; the
+// filter fits the padded input; the GEMM extents fit the kernels' 32-bit row indices) and
+// fills p, q and the derived fields. Throws std::invalid_argument (-> ValueError). Inline
+// (not in a .cu) so the emulator's test drivers can build a shape without the launchers.
+inline ConvShape make_conv_shape(int n, int h, int w, int c, int k, int r, int s, int stride, int pad_top,
+                                 int pad_bottom, int pad_left, int pad_right, int groups) {
+  CCN_REQUIRE(n >= 1 && h >= 1 && w >= 1 && c >= 1, "x sizes (N, H, W, C) must be >= 1");
+  CCN_REQUIRE(k >= 1 && r >= 1 && s >= 1, "filter sizes (K, R, S) must be >= 1");
+  CCN_REQUIRE(stride >= 1 && groups >= 1, "stride and groups must be >= 1");
+  CCN_REQUIRE(pad_top >= 0 && pad_bottom >= 0 && pad_left >= 0 && pad_right >= 0, "padding must be >= 0");
+  CCN_REQUIRE(c % groups == 0 && k % groups == 0, "C and K must be divisible by groups");
+  const long long hp = (long long)h + pad_top + pad_bottom, wp = (long long)w + pad_left + pad_right;
+  CCN_REQUIRE(r <= hp && s <= wp, "the filter is larger than the padded input");
+  ConvShape g{};
+  g.n = n; g.h = h; g.w = w; g.c = c; g.k = k; g.r = r; g.s = s; g.stride = stride;
+  g.pad_top = pad_top; g.pad_bottom = pad_bottom; g.pad_left = pad_left; g.pad_right = pad_right;
+  g.groups = groups;
+  g.p = static_cast<int>((hp - r) / stride + 1);  // floor rule (shapes.py)
+  g.q = static_cast<int>((wp - s) / stride + 1);
+  g.cg = c / groups;
+  g.kg = k / groups;
+  g.rs = r * s;
+  const long long rscg = (long long)r * s * g.cg, rskg = (long long)r * s * g.kg;
+  const long long pq = (long long)g.p * g.q;
+  g.npq = n * pq;
+  g.nhw = (long long)n * h * w;
+  const long long lim = (1LL << 31) - 64;  // row indices and tile origins stay in int
+  CCN_REQUIRE(rscg < lim && rskg < lim && g.npq < lim && g.nhw < lim,
+              "convolution too large for 32-bit GEMM indices (N*P*Q, N*H*W, R*S*C/groups, R*S*K/groups)");
+  g.pq = static_cast<int>(pq);
+  g.rscg = static_cast<int>(rscg);
+  return g;
+}
+
+// y = conv(x, w) + b, then ReLU if `relu`. b may be null. y must not alias x or w.
+// variant: 0 picks the kernel (conv_fwd_kernel2 when conv_fwd_kernel2_applies, else
+// conv_fwd_kernel1); 1 or 2 forces that version (2 throws where it does not apply). Both
+// give bit-identical results.
+void conv_forward(const float* x, const float* w, const float* b, float* y, const ConvShape& g, bool relu,
+                  cudaStream_t stream, int variant = 0);
+// The fast path's preconditions: C/groups % 4 == 0, x and w 16-byte aligned.
+bool conv_fwd_kernel2_applies(const float* x, const float* w, const ConvShape& g);
+
+// dx = gradient of conv with respect to x, given dy. Overwrites dx (every element).
+void conv_dgrad(const float* dy, const float* w, float* dx, const ConvShape& g, cudaStream_t stream);
+
+// How the wgrad/bias-gradient reduction over N*P*Q is split (deterministic: depends on the
+// shape and `chunk_rows` only, never on the device). chunk_rows = 0 picks automatically;
+// otherwise it is the number of N*P*Q rows per chunk (rounded up to a multiple of 16).
+struct WgradPlan {
+  int chunk_rows;        // rows of N*P*Q per chunk (multiple of the K step)
+  int chunks;            // of dw
+  int bias_chunk_rows;   // rows per chunk of the bias gradient
+  int bias_chunks;
+  long long workspace_floats;  // what conv_wgrad needs (0 when nothing is split)
+};
+WgradPlan conv_wgrad_plan(const ConvShape& g, int chunk_rows);
+
+// dw = gradient of conv with respect to w; db[k] = sum of dy over N, P, Q (db may be null).
+// The partial sums of each chunk go to `workspace` (at least plan.workspace_floats floats,
+// device memory the caller allocated; may be null when that is 0) and a second kernel adds
+// them in chunk order: bit-identical results on every run and in every thread order.
+void conv_wgrad(const float* x, const float* dy, float* dw, float* db, float* workspace,
+                long long workspace_floats, const ConvShape& g, int chunk_rows, cudaStream_t stream);
+
+}  // namespace ccn

@@ -1,0 +1,68 @@
+// The block tiles shared by the three implicit-GEMM convolution kernels (conv_fwd.cuh,
+// conv_dgrad.cuh, conv_wgrad.cuh): the shape of gemm_kernel1 (gemm.cuh), with the loads
+// replaced by gathers from the NHWC/KRSC tensors.
+//
+//   Block: 256 threads as 16 x 16 (tx, ty); block tile BM x BN of the GEMM's output, K
+//   step BK = 16. Thread (tx, ty) owns a TM x TN register tile (TM = BM/16, TN = BN/16):
+//   GEMM rows ty + 16*i and columns tx + 16*j, so its shared-memory reads of the B tile
+//   are consecutive across tx (conflict-free), its reads of the A tile are broadcasts,
+//   and its stores to global memory are coalesced across tx when the output is
+//   contiguous along the GEMM's columns (all three convolution outputs are).
+//   Tiles: 64 x 64 (TM = TN = 4, the default) and 256 x 16 (TM = 16, TN = 1, for a GEMM
+//   only a few columns wide, such as conv1's dgrad with its 3 input channels, where a
+//   64-wide tile would be 95% padding).
+//   Shared tiles are stored k-major, As[BK][BM + pad] and Bs[BK][BN + pad], 4 floats of
+//   padding per row (as gemm_kernel1).
+#pragma once
+
+#include "common.h"
+
+namespace ccn {
+
+constexpr int kConvBM = 64, kConvBN = 64, kConvBK = 16;
+constexpr int kConvThreads = 256;
+constexpr int kConvPad = 4;
+constexpr int kConvLdA = kConvBM + kConvPad, kConvLdB = kConvBN + kConvPad;
+constexpr int kConvSmemFloats = kConvBK * kConvLdA + kConvBK * kConvLdB;
+// Shared-memory floats of a BM x BN tile pair.
+template <int BM, int BN>
+constexpr int conv_smem_floats() {
+  return kConvBK * (BM + kConvPad) + kConvBK * (BN + kConvPad);
+}
+// An index so far below zero that adding any filter tap keeps it negative (and int-safe):
+// rows past the edge of a tile get it, so one unsigned compare rejects them.
+constexpr int kConvOffImage = -(1 << 29);
+
+// acc += As^T Bs over one BK-deep step: 16 rank-1 updates of this thread's TM x TN tile.
+template <int BM, int BN>
+__device__ __forceinline__ void conv_tile_fma(const float* As, const float* Bs, float (&acc)[BM / 16][BN / 16],
+                                              int tx, int ty) {
+  constexpr int TM = BM / 16, TN = BN / 16, LDA = BM + kConvPad, LDB = BN + kConvPad;
+#pragma unroll
+  for (int kk = 0; kk < kConvBK; ++kk) {
+    float a[TM], b[TN];
+#pragma unroll
+    for (int i = 0; i < TM; ++i) a[i] = As[kk * LDA + ty + 16 * i];
+#pragma unroll
+    for (int j = 0; j < TN; ++j) b[j] = Bs[kk * LDB + tx + 16 * j];
+#pragma unroll
+    for (int i = 0; i < TM; ++i)
+#pragma unroll
+      for (int j = 0; j < TN; ++j) acc[i][j] = fmaf(a[i], b[j], acc[i][j]);
+  }
+}
+
+template <int TM, int TN>
+__device__ __forceinline__ void conv_tile_zero(float (&acc)[TM][TN]) {
+#pragma unroll
+  for (int i = 0; i < TM; ++i)
+#pragma unroll
+    for (int j = 0; j < TN; ++j) acc[i][j] = 0.f;
+}
+
+// True when 0 <= v < bound (one unsigned compare).
+__device__ __forceinline__ bool conv_in_range(int v, int bound) {
+  return static_cast<unsigned>(v) < static_cast<unsigned>(bound);
+}
+
+}  // namespace ccn

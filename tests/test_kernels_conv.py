@@ -1,0 +1,351 @@
+"""The convolution kernels (csrc/conv_fwd.cuh, conv_dgrad.cuh, conv_wgrad.cuh) against the
+NumPy reference: conv2d (bias and fused-ReLU epilogue) and conv2d_backward (dx, dw, db) on
+the emu backend (and cuda when a GPU is present).
+
+Inputs are random N(0, 1) float32 (never zeros); the reference runs in float64 on the same
+float32 values; every kernel output starts as NaN (conftest.py), so an element a kernel
+forgets to write fails. Tolerances: tests/tolerances.py (conv2d, conv2d_backward,
+kernel_vs_reference).
+
+Paths covered: the forward's general kernel (conv_fwd_kernel1) and its vectorised fast
+path (conv_fwd_kernel2, C/groups % 4 == 0, checked bit-identical to kernel1); the wgrad
+64 x 64 tile; dgrad's 64 x 64 tile (C/groups > 16)
+and its 256 x 16 tile (C/groups <= 16, conv1's C = 3), every stride phase of dgrad
+(stride 1-4, including phases with no taps when stride > R); the wgrad/bias reduction
+in one chunk and split into many (ConvOps.wgrad_chunk_rows forces small chunks).
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+import zlib
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+import cuda_convnet as ccn
+from cuda_convnet import checks
+from tolerances import tol
+
+
+# Under an ASan build preloaded into Python (LD_PRELOAD=libasan.so, as .ci/run does) a C++
+# exception aborts the process ("CHECK failed: asan_interceptors.cpp:320 real___cxa_throw")
+# unless libstdc++.so is preloaded too. Tests whose point is a launcher's throw skip then.
+_PRELOAD = os.environ.get("LD_PRELOAD", "")
+cxx_throw_works = pytest.mark.skipif(
+    "libasan" in _PRELOAD and "libstdc++" not in _PRELOAD,
+    reason="libasan preloaded without libstdc++: a C++ throw aborts (preload libstdc++.so as well)")
+
+
+def rand(rng, *shape, scale=1.0):
+    return (rng.standard_normal(shape) * scale).astype(np.float32)
+
+
+def assert_close(op, got, want, what=""):
+    assert got.shape == want.shape, f"{what}: shape {got.shape} != {want.shape}"
+    assert got.dtype == np.float32
+    assert not np.isnan(got).any(), f"{what}: an output element was never written (still NaN poison)"
+    np.testing.assert_allclose(got, want, err_msg=what, **tol(op, "kernel_vs_reference"))
+
+
+def up(a):
+    return None if a is None else a.astype(np.float64)
+
+
+@contextlib.contextmanager
+def setting(ops, name, value):
+    """Set a ConvOps knob (wgrad_chunk_rows, conv_fwd_variant) on the backend for a while."""
+    old = ops.__dict__.get(name)
+    setattr(ops, name, value)
+    try:
+        yield
+    finally:
+        if old is None:
+            delattr(ops, name)
+        else:
+            setattr(ops, name, old)
+
+
+def wgrad_chunk_rows(ops, rows):
+    """Force the wgrad/bias reduction's chunk length (0: the launcher's automatic plan)."""
+    return setting(ops, "wgrad_chunk_rows", rows)
+
+
+def check_conv(dev, cpu, x, w, b, *, stride, padding, groups, relu=False, backward=True, chunk_rows=0, what="",
+               both_kernels=True):
+    """Forward (with b and the relu epilogue as given) and backward against the reference.
+    Where the forward takes conv_fwd_kernel2, kernel1 must give the same bits."""
+    kw = dict(stride=stride, padding=padding, groups=groups)
+    what = what or f"x{x.shape} w{w.shape} b={b is not None} {kw} relu={relu}"
+    args = dev.put(x), dev.put(w), dev.put(b)
+    y = dev.get(dev.ops.conv2d(*args, relu=relu, **kw))
+    want = cpu.conv2d(up(x), up(w), up(b), **kw)
+    if relu:
+        want = cpu.relu(want)
+    assert_close("conv2d", y, want, what + f" forward (kernel{dev.ops.conv2d_kernel_version(*args[:2], **kw)})")
+    if both_kernels and dev.ops.conv2d_kernel_version(*args[:2], **kw) == 2:
+        with setting(dev.ops, "conv_fwd_variant", 1):
+            y1 = dev.get(dev.ops.conv2d(*args, relu=relu, **kw))
+        np.testing.assert_array_equal(y1, y, err_msg=what + ": conv_fwd_kernel1 and kernel2 differ")
+    if not backward:
+        return
+    dy = rand(np.random.default_rng(zlib.crc32(what.encode())), *want.shape)
+    with wgrad_chunk_rows(dev.ops, chunk_rows):
+        dx, dw, db = (dev.get(a) for a in dev.ops.conv2d_backward(dev.put(x), dev.put(w), dev.put(dy), **kw))
+    rdx, rdw, rdb = cpu.conv2d_backward(up(x), up(w), up(dy), **kw)
+    assert_close("conv2d_backward", dx, rdx, what + " dx")
+    assert_close("conv2d_backward", dw, rdw, what + " dw")
+    assert_close("conv2d_backward", db, rdb, what + " db")
+
+
+# ----------------------------------------------------------------------------- drawn shapes
+
+@st.composite
+def conv_cases(draw):
+    groups = draw(st.integers(1, 2))
+    c = groups * draw(st.sampled_from([1, 2, 3, 4, 5, 6]))
+    k = groups * draw(st.integers(1, 9))
+    r, s = draw(st.integers(1, 5)), draw(st.integers(1, 5))
+    stride = draw(st.integers(1, 4))
+    pad = tuple(draw(st.integers(0, 2)) for _ in range(4))  # (top, bottom, left, right)
+    # The filter must fit the padded input (else there is no output at all).
+    h = draw(st.integers(max(1, r - pad[0] - pad[1]), 12))
+    w = draw(st.integers(max(1, s - pad[2] - pad[3]), 12))
+    n = draw(st.integers(1, 3))
+    return dict(n=n, h=h, w=w, c=c, k=k, r=r, s=s, stride=stride, padding=pad, groups=groups,
+                bias=draw(st.booleans()), relu=draw(st.booleans()),
+                chunk_rows=draw(st.sampled_from([0, 16, 48])), seed=draw(st.integers(0, 2**31)))
+
+
+@given(case=conv_cases())
+def test_conv_matches_reference_on_drawn_shapes(kernel_device, cpu, case):
+    rng = np.random.default_rng(case["seed"])
+    x = rand(rng, case["n"], case["h"], case["w"], case["c"])
+    w = rand(rng, case["k"], case["r"], case["s"], case["c"] // case["groups"])
+    b = rand(rng, case["k"]) if case["bias"] else None
+    check_conv(kernel_device, cpu, x, w, b, stride=case["stride"], padding=case["padding"], groups=case["groups"],
+               relu=case["relu"], chunk_rows=case["chunk_rows"])
+
+
+@pytest.mark.parametrize(
+    "n,h,w,c,k,r,s,stride,padding,groups",
+    [
+        (1, 1, 1, 1, 1, 1, 1, 1, 0, 1),            # one pixel, one channel, one filter
+        (2, 9, 8, 40, 70, 3, 3, 1, 1, 2),          # dgrad's 64 x 64 tile (C/g = 20), K/g = 35
+        (1, 10, 7, 130, 66, 2, 3, 2, (0, 1, 2, 0), 1),  # 3 channel tiles in dgrad, 2 filter tiles
+        (2, 12, 13, 17, 3, 4, 3, 3, (2, 0, 1, 1), 1),   # C/g = 17: the 64-wide tile, stride 3
+        (1, 12, 12, 8, 136, 3, 3, 1, 1, 1),        # fwd kernel2: 2 x 2 tiles of 128, 5 K steps
+        (1, 6, 6, 3, 5, 2, 2, 4, 0, 1),            # stride > R: dgrad phases with no taps (dx = 0)
+        (1, 5, 9, 2, 4, 5, 5, 1, 2, 1),            # filter as large as the padded input
+        (3, 9, 9, 3, 64, 11, 11, 4, 1, 1),         # conv1-like: C = 3, 11 x 11, stride 4
+    ],
+)
+def test_conv_tile_edges(kernel_device, cpu, n, h, w, c, k, r, s, stride, padding, groups):
+    rng = np.random.default_rng(n * 1000 + h * 100 + c)
+    x, wt, b = rand(rng, n, h, w, c), rand(rng, k, r, s, c // groups), rand(rng, k)
+    check_conv(kernel_device, cpu, x, wt, b, stride=stride, padding=padding, groups=groups, relu=False)
+
+
+@cxx_throw_works
+def test_conv_forward_fast_path_falls_back_when_misaligned(kernel_device, cpu):
+    """C/g % 4 == 0 but x starts 4 bytes past a 16-byte boundary: the launcher must take
+    conv_fwd_kernel1 (and refuse a forced kernel2), with the same answer."""
+    if kernel_device.name != "emu":
+        pytest.skip("builds a misaligned NumPy view")
+    rng = np.random.default_rng(8)
+    x, w, b = rand(rng, 2, 7, 6, 8), rand(rng, 12, 3, 3, 4), rand(rng, 12)
+    buf = np.empty(x.size + 4, np.float32)
+    start = next(i for i in range(4) if (buf[i:].ctypes.data % 16) == 4)
+    xm = buf[start:start + x.size].reshape(x.shape)
+    xm[...] = x
+    assert xm.flags.c_contiguous and xm.ctypes.data % 16 == 4
+    ops, kw = kernel_device.ops, dict(stride=1, padding=1, groups=2)
+    assert ops.conv2d_kernel_version(x, w, **kw) == 2 and ops.conv2d_kernel_version(xm, w, **kw) == 1
+    np.testing.assert_array_equal(ops.conv2d(xm, w, b, **kw), ops.conv2d(x, w, b, **kw))
+    with setting(ops, "conv_fwd_variant", 2), pytest.raises(ValueError, match="kernel2 needs"):
+        ops.conv2d(xm, w, b, **kw)
+    check_conv(kernel_device, cpu, xm, w, b, backward=False, **kw)
+
+
+def test_conv_relu_epilogue(kernel_device, cpu):
+    """relu=True is relu(conv + b) exactly where the reference is clearly away from 0."""
+    rng = np.random.default_rng(4)
+    x, w, b = rand(rng, 2, 8, 8, 6), rand(rng, 20, 3, 3, 3), rand(rng, 20)
+    kw = dict(stride=1, padding=1, groups=2)
+    y = kernel_device.get(kernel_device.ops.conv2d(*map(kernel_device.put, (x, w, b)), relu=True, **kw))
+    lin = kernel_device.get(kernel_device.ops.conv2d(*map(kernel_device.put, (x, w, b)), **kw))
+    np.testing.assert_array_equal(y, np.where(lin > 0, lin, 0))  # the epilogue is exactly relu(.)
+    assert (y == 0).mean() > 0.3 and (y > 0).mean() > 0.3
+    check_conv(kernel_device, cpu, x, w, b, relu=True, backward=False, **kw)
+
+
+# ----------------------------------------------------------------------------- AlexNet
+
+# The paper's five conv layers (§3.5), on 227 x 227 crops (conv1 needs no padding there):
+# name: (H, W, C, K, R, stride, padding, groups).
+ALEXNET = {
+    "conv1": (227, 227, 3, 96, 11, 4, 0, 1),
+    "conv2": (27, 27, 96, 256, 5, 1, 2, 2),
+    "conv3": (13, 13, 256, 384, 3, 1, 1, 1),
+    "conv4": (13, 13, 384, 384, 3, 1, 1, 2),
+    "conv5": (13, 13, 384, 256, 3, 1, 1, 2),
+}
+
+
+@pytest.mark.parametrize("layer", list(ALEXNET))
+def test_conv_alexnet_layer_shapes(kernel_device, cpu, layer, capsys):
+    """Every AlexNet conv layer's real shape at batch 2, nothing cut: forward (with bias),
+    dgrad, wgrad and the bias gradient (on the emulator, about 12 s for all five on 2 cores;
+    conv1's dgrad takes the 256 x 16 tile and the stride-4 phase split, without which it
+    alone took ~130 s). Weights scaled by 1/sqrt(R*S*C/g) to keep outputs O(1)."""
+    h, w, c, k, r, stride, pad, groups = ALEXNET[layer]
+    rng = np.random.default_rng(sum(map(ord, layer)))
+    x = rand(rng, 2, h, w, c)
+    wt = rand(rng, k, r, r, c // groups, scale=1 / np.sqrt(r * r * c // groups))
+    b = rand(rng, k)
+    t = time.perf_counter()
+    kw = dict(stride=stride, padding=pad, groups=groups)
+    version = kernel_device.ops.conv2d_kernel_version(kernel_device.put(x), kernel_device.put(wt), **kw)
+    assert version == (1 if layer == "conv1" else 2)  # C = 3 takes the general kernel
+    check_conv(kernel_device, cpu, x, wt, b, what=layer, both_kernels=False, **kw)
+    with capsys.disabled():
+        print(f"\n[{kernel_device}] {layer} batch 2 forward + backward (with the reference): "
+              f"{time.perf_counter() - t:.2f} s", end="")
+
+
+# ----------------------------------------------------------------------------- determinism
+
+def _determinism_case():
+    rng = np.random.default_rng(11)
+    # N*P*Q = 2*12*12 = 288 rows: two chunks in the automatic plan, 18 with chunk_rows=16.
+    x, w, b = rand(rng, 2, 12, 12, 6), rand(rng, 10, 3, 3, 3), rand(rng, 10)
+    dy = rand(rng, 2, 12, 12, 10)
+    return x, w, b, dy, dict(stride=1, padding=1, groups=2)
+
+
+@pytest.mark.parametrize("chunk_rows", [0, 16])
+def test_conv_backward_is_deterministic(kernel_device, chunk_rows):
+    """No atomics in the reductions: two runs give bit-identical dx, dw, db."""
+    x, w, _, dy, kw = _determinism_case()
+    ops = kernel_device.ops
+    args = [kernel_device.put(a) for a in (x, w, dy)]
+    with wgrad_chunk_rows(ops, chunk_rows):
+        plan = ops.conv_wgrad_plan(checks.check_conv_backward_args(x, w, dy, **kw))
+        assert plan["chunks"] > 1 and plan["bias_chunks"] > 1, plan  # the split path
+        first = [kernel_device.get(a) for a in ops.conv2d_backward(*args, **kw)]
+        second = [kernel_device.get(a) for a in ops.conv2d_backward(*args, **kw)]
+    for a, b in zip(first, second):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.emu
+def test_conv_identical_in_every_thread_order(monkeypatch, cpu):
+    """The emulator's thread order between barriers must not change any conv output, bit
+    for bit: each is one thread's fixed-order sum, and the chunk partials of dw and db are
+    added in chunk order."""
+    emu = ccn.backend("emu")
+    x, w, b, dy, kw = _determinism_case()
+    results = {}
+    for order in ("forward", "reverse", "shuffle:5"):
+        monkeypatch.setenv("CCN_SIMT_ORDER", order)
+        with wgrad_chunk_rows(emu, 16):
+            results[order] = [emu.conv2d(x, w, b, relu=True, **kw), *emu.conv2d_backward(x, w, dy, **kw)]
+    for order, outs in results.items():
+        for name, a, ref in zip(("y", "dx", "dw", "db"), outs, results["forward"]):
+            np.testing.assert_array_equal(a, ref, err_msg=f"{name} in order {order}")
+    _, rdw, _ = cpu.conv2d_backward(up(x), up(w), up(dy), **kw)
+    assert_close("conv2d_backward", results["forward"][2], rdw, "dw")
+
+
+def test_wgrad_plan_depends_on_the_shape_only(kernel_device):
+    """The split (hence dw's rounding) is a function of the shape: the same on every device.
+    The automatic plan keeps chunks >= 256 rows and <= 64 chunks; the workspace holds the
+    partials of every split reduction."""
+    ops = kernel_device.ops
+    rng = np.random.default_rng(0)
+    for (n, h, c, k, r, stride, pad, groups) in [(2, 227, 3, 96, 11, 4, 0, 1), (128, 27, 96, 256, 5, 1, 2, 2),
+                                                 (1, 5, 3, 4, 3, 1, 0, 1)]:
+        x = np.empty((n, h, h, c), np.float32)
+        w = np.empty((k, r, r, c // groups), np.float32)
+        g = checks.check_conv_args(x, w, None, stride, pad, groups)
+        plan = ops.conv_wgrad_plan(g)
+        rows = g.n * g.p * g.q
+        assert plan["chunk_rows"] % 16 == 0 and (plan["chunks"] - 1) * plan["chunk_rows"] < rows
+        assert plan["chunks"] * plan["chunk_rows"] >= rows
+        assert plan["chunks"] <= 64 and (plan["chunks"] == 1 or plan["chunk_rows"] >= 256)
+        want = (plan["chunks"] * w.size if plan["chunks"] > 1 else 0) + \
+               (plan["bias_chunks"] * k if plan["bias_chunks"] > 1 else 0)
+        assert plan["workspace_floats"] == want
+    del rng
+
+
+# ----------------------------------------------------------------------------- bad input
+
+def test_conv_rejects_bad_input(kernel_device):
+    rng = np.random.default_rng(0)
+    ops, put = kernel_device.ops, kernel_device.put
+    x, w, dy = rand(rng, 1, 5, 5, 4), rand(rng, 6, 3, 3, 2), rand(rng, 1, 3, 3, 6)
+    with pytest.raises(TypeError, match="float32"):
+        ops.conv2d(put(x.astype(np.float64)), put(w.astype(np.float64)), groups=2)
+    with pytest.raises(TypeError, match="float32"):
+        ops.conv2d_backward(put(x.astype(np.float64)), put(w.astype(np.float64)), put(dy.astype(np.float64)),
+                            groups=2)
+    with pytest.raises(ValueError, match="input channels per group"):
+        ops.conv2d(put(x), put(w))  # w has 2 channels per group, x has 4 with groups=1
+    with pytest.raises(ValueError, match="not divisible by groups"):
+        ops.conv2d(put(x), put(rand(rng, 6, 3, 3, 4)), groups=3)
+    with pytest.raises(ValueError, match="dy must have shape"):
+        ops.conv2d_backward(put(x), put(w), put(rand(rng, 1, 4, 3, 6)), groups=2)
+    with pytest.raises(ValueError, match="larger than the padded input"):
+        ops.conv2d(put(x), put(rand(rng, 6, 7, 3, 2)), groups=2)
+
+
+@pytest.mark.parametrize("n,c,k", [(0, 4, 6), (2, 0, 6), (2, 4, 0)])
+def test_conv_empty_sizes_match_reference(kernel_device, cpu, n, c, k):
+    """An empty batch, no input channels or no filters: no kernel runs, and the answers
+    are the reference's (y = b, zero gradients, db = sum of dy)."""
+    rng = np.random.default_rng(2)
+    x, w, b = rand(rng, n, 5, 6, c), rand(rng, k, 3, 2, c), rand(rng, k)
+    dy = rand(rng, n, 3, 5, k)
+    put, get, ops = kernel_device.put, kernel_device.get, kernel_device.ops
+    np.testing.assert_array_equal(get(ops.conv2d(put(x), put(w), put(b))), cpu.conv2d(x, w, b))
+    np.testing.assert_array_equal(get(ops.conv2d(put(x), put(w), put(b), relu=True)), cpu.relu(cpu.conv2d(x, w, b)))
+    for got, want in zip(ops.conv2d_backward(put(x), put(w), put(dy)), cpu.conv2d_backward(x, w, dy)):
+        assert get(got).dtype == np.float32
+        np.testing.assert_allclose(get(got), want, **tol("conv2d_backward", "kernel_vs_reference"))
+
+
+@cxx_throw_works
+def test_launcher_checks_reach_python(kernel_device):
+    """The C++ launchers' own preconditions raise ValueError (std::invalid_argument)."""
+    ext = kernel_device.ops.ext
+    shape = dict(n=1, h=20, w=20, c=2, k=2, r=3, s=3, stride=1, pad_top=0, pad_bottom=0, pad_left=0,
+                 pad_right=0, groups=1)
+    plan = ext.conv_wgrad_plan(**shape, chunk_rows=16)
+    assert plan["chunks"] > 1 and plan["workspace_floats"] > 0
+    with pytest.raises(ValueError, match="workspace too small"):
+        ext.conv_wgrad(1, 1, 1, 0, 0, plan["workspace_floats"] - 1, **shape, chunk_rows=16)
+    with pytest.raises(ValueError, match="divisible by groups"):
+        ext.conv_forward(1, 1, 0, 1, **dict(shape, groups=3))
+    with pytest.raises(ValueError, match="larger than the padded input"):
+        ext.conv_dgrad(1, 1, 1, **dict(shape, h=2))
+
+
+@pytest.mark.skipif(os.environ.get("CCN_SIMT_ORDER", "forward") != "forward", reason="timed once")
+@pytest.mark.emu
+def test_emulator_speed_on_a_conv(capsys):
+    """Not a benchmark (bench/ has those): records the emulator's speed on conv3's forward
+    at batch 1 in the test log, and guards against it becoming unusably slow."""
+    emu = ccn.backend("emu")
+    rng = np.random.default_rng(1)
+    x, w = rand(rng, 1, 13, 13, 256), rand(rng, 384, 3, 3, 256)
+    t = time.perf_counter()
+    emu.conv2d(x, w, padding=1)
+    dt = time.perf_counter() - t
+    with capsys.disabled():
+        print(f"\n[emu] conv3 13x13x256 -> 384, batch 1: {dt:.3f} s, "
+              f"{2 * 169 * 384 * 2304 / dt / 1e9:.2f} GFLOP/s", end="")
+    assert dt < 30
