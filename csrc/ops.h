@@ -7,4 +7,11 @@
 #pragma once
 
 #include "activation.h"
+#include "copy.h"
+#include "dropout.h"
 #include "gemm.h"
+#include "lrn.h"
+#include "philox.h"
+#include "pool.h"
+#include "sgd.h"
+#include "softmax.h"
