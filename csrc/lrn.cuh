@@ -18,8 +18,10 @@
 //   C <= kLrnTileFloats. A block of 256 threads owns R = kLrnTileFloats / C consecutive
 //   rows: R*C contiguous floats of x, loaded with float4 (W = 4: C % 4 == 0 and every
 //   pointer 16-byte aligned) or scalars (W = 1); __syncthreads; then each thread computes
-//   groups of W consecutive outputs with window reads from shared memory and writes them
-//   with one W-wide store. Every global element is read once and written once.
+//   groups of W consecutive outputs and writes them with one W-wide store. The W windows
+//   overlap: each shared value of their union is read once and added to every window
+//   holding it (W + size - 1 shared reads per W outputs, 8 for the paper's size 5, not 20).
+//   Every global element is read once and written once.
 //   Backward keeps three tiles (x, t, dy*scale^-beta): phase 1 loads x; phase 2 computes
 //   scale, t and dy*scale^-beta per element; phase 3 sums t over the mirrored window.
 //   Shared memory: 8 KB forward, 24 KB backward.
@@ -50,12 +52,36 @@ __device__ __forceinline__ float lrn_scale(const float* row, int c, const LrnPar
   return s * a.alpha + a.k;
 }
 
-// Sum of t over the channels whose window holds c: [c - after, c + before], clipped.
-__device__ __forceinline__ float lrn_back_sum(const float* t_row, int c, const LrnParams& a) {
-  const int lo = max(c - a.after, 0), hi = min(c + a.before, a.channels - 1);
-  float s = 0.f;
-  for (int j = lo; j <= hi; ++j) s += t_row[j];
-  return s;
+// The scales of W consecutive channels c0 .. c0+W-1 of one row: each x[j] of the union of
+// their windows is read once (W + size - 1 reads instead of W * size) and added to every
+// window that holds it, still in ascending j for each sum.
+template <int W>
+__device__ __forceinline__ void lrn_scales(const float* row, int c0, const LrnParams& a, float (&s)[W]) {
+#pragma unroll
+  for (int u = 0; u < W; ++u) s[u] = 0.f;
+  const int lo = max(c0 - a.before, 0), hi = min(c0 + W - 1 + a.after, a.channels - 1);
+  for (int j = lo; j <= hi; ++j) {
+    const float sq = row[j] * row[j];
+#pragma unroll
+    for (int u = 0; u < W; ++u)
+      if (j >= c0 + u - a.before && j <= c0 + u + a.after) s[u] += sq;
+  }
+#pragma unroll
+  for (int u = 0; u < W; ++u) s[u] = s[u] * a.alpha + a.k;
+}
+
+// The backward window sums of t for W consecutive channels, the same way.
+template <int W>
+__device__ __forceinline__ void lrn_back_sums(const float* t_row, int c0, const LrnParams& a, float (&s)[W]) {
+#pragma unroll
+  for (int u = 0; u < W; ++u) s[u] = 0.f;
+  const int lo = max(c0 - a.after, 0), hi = min(c0 + W - 1 + a.before, a.channels - 1);
+  for (int j = lo; j <= hi; ++j) {
+    const float t = t_row[j];
+#pragma unroll
+    for (int u = 0; u < W; ++u)
+      if (j >= c0 + u - a.after && j <= c0 + u + a.before) s[u] += t;
+  }
 }
 
 __global__ void lrn_forward_kernel1(const float* __restrict__ x, float* __restrict__ y, long long rows,
@@ -113,9 +139,10 @@ __global__ void __launch_bounds__(kLrnThreads)
   for (int e = threadIdx.x * W; e < count; e += blockDim.x * W) {
     const int r = e / a.channels, c0 = e - r * a.channels;  // W | C: a group never crosses rows
     const float* xr = xs + r * a.channels;
-    float out[W];
+    float sc[W], out[W];
+    lrn_scales<W>(xr, c0, a, sc);
 #pragma unroll
-    for (int u = 0; u < W; ++u) out[u] = xr[c0 + u] * powf(lrn_scale(xr, c0 + u, a), a.neg_beta);
+    for (int u = 0; u < W; ++u) out[u] = xr[c0 + u] * powf(sc[u], a.neg_beta);
     store_vec<W>(y + base + e, out);
   }
 }
@@ -138,23 +165,23 @@ __global__ void __launch_bounds__(kLrnThreads)
   for (int e = threadIdx.x * W; e < count; e += blockDim.x * W) {
     const int r = e / a.channels, c0 = e - r * a.channels;
     const float* xr = xs + r * a.channels;
-    float yv[W], dv[W];
+    float yv[W], dv[W], sc[W];
     load_vec<W>(y + base + e, yv);
     load_vec<W>(dy + base + e, dv);
+    lrn_scales<W>(xr, c0, a, sc);
 #pragma unroll
     for (int u = 0; u < W; ++u) {
-      const float sc = lrn_scale(xr, c0 + u, a);
-      ts[e + u] = dv[u] * yv[u] / sc;
-      ps[e + u] = dv[u] * powf(sc, a.neg_beta);
+      ts[e + u] = dv[u] * yv[u] / sc[u];
+      ps[e + u] = dv[u] * powf(sc[u], a.neg_beta);
     }
   }
   __syncthreads();  // t complete: the backward window reads neighbours' t
   for (int e = threadIdx.x * W; e < count; e += blockDim.x * W) {
     const int r = e / a.channels, c0 = e - r * a.channels;
-    const float* tr = ts + r * a.channels;
-    float out[W];
+    float back[W], out[W];
+    lrn_back_sums<W>(ts + r * a.channels, c0, a, back);
 #pragma unroll
-    for (int u = 0; u < W; ++u) out[u] = ps[e + u] - a.coef * xs[e + u] * lrn_back_sum(tr, c0 + u, a);
+    for (int u = 0; u < W; ++u) out[u] = ps[e + u] - a.coef * xs[e + u] * back[u];
     store_vec<W>(dx + base + e, out);
   }
 }
