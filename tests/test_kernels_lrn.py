@@ -39,6 +39,13 @@ def test_lrn_matches_reference(kernel_device, cpu, lrn_version, shape, size, alp
               divide_alpha_by_size=divide)
 
 
+@pytest.mark.parametrize("shape", [(1, 7, 5, 3), (1, 1, 1, 1), (3, 3, 5, 97)])
+def test_lrn_ragged_small_shapes(kernel_device, cpu, lrn_version, shape):
+    """N = 1, C = 3, odd H and W, one channel, an odd C above 96."""
+    rng = np.random.default_rng(sum(shape))
+    check_lrn(kernel_device, cpu, randn(rng, *shape), randn(rng, *shape), alpha=1.0)
+
+
 @pytest.mark.parametrize("divide", [True, False])
 def test_lrn_window_wider_than_the_channels(kernel_device, cpu, lrn_version, divide):
     rng = np.random.default_rng(1)

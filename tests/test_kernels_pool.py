@@ -61,6 +61,20 @@ def test_max_pool_alexnet_layers(kernel_device, cpu, h, c):
     assert y.shape[1:3] == shapes.pool_output_size(h, h, 3, 2, 0)
 
 
+@pytest.mark.parametrize("shape", [(1, 7, 5, 3), (1, 1, 1, 1), (3, 4, 9, 5)])
+def test_max_pool_ragged_small_shapes(kernel_device, cpu, shape):
+    """N = 1, C = 3, odd H and W, a 1x1 image: the scalar path, every padding form."""
+    rng = np.random.default_rng(sum(shape))
+    x = randn(rng, *shape)
+    for kw in (dict(size=1, stride=1, padding=0), dict(size=2, stride=2, padding=(1, 1, 0, 1)),
+               dict(size=3, stride=2, padding=1)):
+        try:
+            shapes.pool_output_size(shape[1], shape[2], kw["size"], kw["stride"], kw["padding"])
+        except ValueError:
+            continue  # the window does not fit this image
+        check_pool(kernel_device, cpu, x, **kw)
+
+
 def test_max_pool_non_overlapping_and_ties(kernel_device, cpu):
     """2/2 (no overlap) and 3/2 on tie-heavy data with padding, C multiple of 4 (float4)."""
     rng = np.random.default_rng(1)

@@ -56,7 +56,7 @@ def test_softmax_label_dtypes_and_loss_type(kernel_device, cpu):
     for dt in (np.int64, np.int32, np.uint8, np.int16):
         labels = np.array([0, 4, 2], dt)
         loss, _ = kernel_device.ops.softmax_cross_entropy(kernel_device.put(logits), kernel_device.put(labels))
-        assert np.float32(loss) == np.float32(loss) and np.asarray(loss).dtype == np.float32
+        assert loss.dtype == np.float32 and np.isfinite(float(loss))
     if kernel_device.name == "emu":
         assert isinstance(loss, np.float32)  # like the reference's NumPy scalar
 
