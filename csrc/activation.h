@@ -9,4 +9,8 @@ namespace ccn {
 void relu_forward(const float* x, float* y, long long n, cudaStream_t stream);
 void relu_backward(const float* y, const float* dy, float* dx, long long n, cudaStream_t stream);
 
+// y = tanh(x); dx = dy * (1 - y*y) with y the forward output.
+void tanh_forward(const float* x, float* y, long long n, cudaStream_t stream);
+void tanh_backward(const float* y, const float* dy, float* dx, long long n, cudaStream_t stream);
+
 }  // namespace ccn

@@ -11,6 +11,10 @@
 #if defined(CCN_EMU)
 #include "simt/simt.h"  // defines CCN_LAUNCH and CCN_DYNAMIC_SHARED for the emulator
 #define CCN_CHECK_LAUNCH(what) ((void)0)  // emulated launches throw ccn::simt::Error themselves
+// Kernel parameters are copies held by the emulator's launch; the qualifier has no meaning
+// (the toolkit's host_defines.h, pulled in by vector_types.h, may have defined it).
+#undef __grid_constant__
+#define __grid_constant__
 #else
 #include <cuda_runtime.h>
 // CCN_LAUNCH(kernel, grid, block, smem, stream)(args...). `kernel` may be a function
@@ -41,5 +45,13 @@ inline void check_launch(const char* what, const char* file, int line) {
 
 inline unsigned ceil_div(long long a, long long b) { return static_cast<unsigned>((a + b - 1) / b); }
 inline bool aligned16(const void* p) { return (reinterpret_cast<std::uintptr_t>(p) & 15u) == 0; }
+
+// Blocks for a grid-stride kernel over `work_items` independent items: enough to fill an
+// H100 (132 SMs x 2048 threads = 1056 blocks of 256) and no more; each thread then loops.
+inline unsigned grid_stride_blocks(long long work_items, int threads) {
+  long long b = (work_items + threads - 1) / threads;
+  long long cap = 132LL * 2048 / threads;
+  return static_cast<unsigned>(b < 1 ? 1 : (b > cap ? cap : b));
+}
 
 }  // namespace ccn

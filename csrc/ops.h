@@ -8,4 +8,11 @@
 
 #include "activation.h"
 #include "conv.h"
+#include "copy.h"
+#include "dropout.h"
 #include "gemm.h"
+#include "lrn.h"
+#include "philox.h"
+#include "pool.h"
+#include "sgd.h"
+#include "softmax.h"

@@ -58,6 +58,8 @@ __all__ = [
     "check_softmax_backward_args",
     "check_topk_args",
     "check_sgd_args",
+    "check_concat_args",
+    "check_split_args",
 ]
 
 #: The dtypes every op accepts. float16/bfloat16 storage may come later with the
@@ -398,3 +400,43 @@ def check_sgd_args(params, grads, velocities, lr, momentum, weight_decay, *,
     momentum = check_real(op, "momentum", momentum, minimum=0.0)
     weight_decay = check_real(op, "weight_decay", weight_decay, minimum=0.0)
     return lr, momentum, weight_decay
+
+
+# --------------------------------------------------------------------------- channel copies
+
+def check_concat_args(xs, *, op: str = "concat_channels"):
+    """A non-empty list of arrays that agree on every axis but the last (the channels).
+
+    Returns ``(lead_shape, sizes)``: the shared leading shape and each array's channels.
+    """
+    if not isinstance(xs, (list, tuple)):
+        raise TypeError(f"{op}: xs must be a list of arrays, got {type(xs).__name__}")
+    if not xs:
+        raise ValueError(f"{op}: xs must hold at least one array")
+    for i, x in enumerate(xs):
+        check_array(op, f"xs[{i}]", x)
+        if x.ndim < 1:
+            raise ValueError(f"{op}: xs[{i}] must have a channel axis, got a 0-D array")
+    lead = tuple(xs[0].shape[:-1])
+    for i, x in enumerate(xs[1:], start=1):
+        if tuple(x.shape[:-1]) != lead:
+            raise ValueError(f"{op}: xs[{i}] has shape {tuple(x.shape)} but xs[0] has "
+                             f"{tuple(xs[0].shape)}; all but the last (channel) axis must match")
+    check_same_dtype(op, **{f"xs[{i}]": x for i, x in enumerate(xs)})
+    return lead, tuple(int(x.shape[-1]) for x in xs)
+
+
+def check_split_args(y, sizes, *, op: str = "split_channels") -> tuple[int, ...]:
+    """y with a channel (last) axis; sizes a non-empty sequence of ints >= 0 summing to it."""
+    check_array(op, "y", y)
+    if y.ndim < 1:
+        raise ValueError(f"{op}: y must have a channel axis, got a 0-D array")
+    if isinstance(sizes, (str, bytes)) or not hasattr(sizes, "__iter__"):
+        raise TypeError(f"{op}: sizes must be a sequence of ints, got {type(sizes).__name__}")
+    sizes = tuple(check_int(op, "sizes entry", s, minimum=0) for s in sizes)
+    if not sizes:
+        raise ValueError(f"{op}: sizes must not be empty")
+    if sum(sizes) != y.shape[-1]:
+        raise ValueError(f"{op}: sizes {list(sizes)} add up to {sum(sizes)} but y has "
+                         f"{y.shape[-1]} channels (shape {tuple(y.shape)})")
+    return sizes

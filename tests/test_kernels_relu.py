@@ -61,6 +61,12 @@ def test_relu_alexnet_activation(kernel_device, cpu):
     np.testing.assert_array_equal(kernel_device.get(kernel_device.ops.relu(kernel_device.put(x))), cpu.relu(x))
 
 
+def test_relu_fc_shape(kernel_device, cpu):
+    """fc6/fc7 activations at batch 2: 2 x 4096."""
+    x = np.random.default_rng(4096).standard_normal((2, 4096)).astype(np.float32)
+    np.testing.assert_array_equal(kernel_device.get(kernel_device.ops.relu(kernel_device.put(x))), cpu.relu(x))
+
+
 def test_relu_rejects_bad_input(kernel_device):
     x = np.ones((2, 3), np.float64)
     with pytest.raises(TypeError, match="float32"):

@@ -19,4 +19,18 @@ inline void bind_activation(py::module_& m) {
         ccn::relu_backward(ptr<const float>(y), ptr<const float>(dy), ptr<float>(dx), n, stream_of(stream));
       },
       py::arg("y"), py::arg("dy"), py::arg("dx"), py::arg("n"), py::arg("stream") = 0);
+  m.def(
+      "tanh_forward",
+      [](std::uintptr_t x, std::uintptr_t y, long long n, std::uintptr_t stream) {
+        py::gil_scoped_release nogil;
+        ccn::tanh_forward(ptr<const float>(x), ptr<float>(y), n, stream_of(stream));
+      },
+      py::arg("x"), py::arg("y"), py::arg("n"), py::arg("stream") = 0);
+  m.def(
+      "tanh_backward",
+      [](std::uintptr_t y, std::uintptr_t dy, std::uintptr_t dx, long long n, std::uintptr_t stream) {
+        py::gil_scoped_release nogil;
+        ccn::tanh_backward(ptr<const float>(y), ptr<const float>(dy), ptr<float>(dx), n, stream_of(stream));
+      },
+      py::arg("y"), py::arg("dy"), py::arg("dx"), py::arg("n"), py::arg("stream") = 0);
 }

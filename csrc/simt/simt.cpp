@@ -41,6 +41,7 @@
 #endif
 #endif
 #if defined(CCN_SIMT_ASAN)
+#include <sanitizer/asan_interface.h>
 #include <sanitizer/common_interface_defs.h>
 #endif
 
@@ -114,6 +115,17 @@ Stack make_stack(std::size_t size) {
   return s;
 }
 
+// A fiber's last frame (fiber_main) never returns, so ASan never clears its redzones in
+// the shadow memory; nor does unmapping the stack. Left poisoned, they turn the next user
+// of that address range (a NumPy array, another fiber stack) into false
+// "stack-buffer-underflow" reports. Clear the shadow before the range goes back.
+void unmap_stack(Stack& s) {
+#if defined(CCN_SIMT_ASAN)
+  __asan_unpoison_memory_region(s.base, s.size + Stack::page());
+#endif
+  munmap(s.base, s.size + Stack::page());
+}
+
 // ---------------------------------------------------------------- fibers
 enum class State { kReady, kAtBlockBarrier, kAtWarpBarrier, kDone };
 
@@ -154,7 +166,7 @@ class BlockRunner {
   }
   ~BlockRunner() {
     std::free(smem_);
-    for (auto& s : stacks_) munmap(s->base, s->size + Stack::page());
+    for (auto& s : stacks_) unmap_stack(*s);
   }
 
   void* dynamic_shared() const { return smem_; }

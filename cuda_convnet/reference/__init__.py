@@ -17,6 +17,7 @@ max_pool, max_pool_backward  §3.4 overlapping pooling
 dropout, dropout_backward    §4.2
 softmax_cross_entropy(...)   §3.5 softmax output, §2 top-1/top-5 errors
 sgd_update                   §5 update rule
+concat_channels, split_...   §3.2 where the two towers meet (each other's gradient)
 ===========================  ===========================================================
 
 Note: the re-exported functions shadow three submodules of the same name (``linear``,
@@ -27,6 +28,7 @@ Note: the re-exported functions shadow three submodules of the same name (``line
 
 from .activation import relu, relu_backward, tanh, tanh_backward
 from .conv import conv2d, conv2d_backward
+from .copy import concat_channels, split_channels
 from .dropout import dropout, dropout_backward
 from .linear import linear, linear_backward
 from .lrn import lrn, lrn_backward
@@ -43,4 +45,5 @@ __all__ = [
     "dropout", "dropout_backward",
     "softmax_cross_entropy", "softmax_cross_entropy_backward", "topk_errors",
     "sgd_update",
+    "concat_channels", "split_channels",
 ]

@@ -1,4 +1,4 @@
-"""Elementwise activations on csrc/activation.cuh."""
+"""Elementwise activations on csrc/activation.cuh: ReLU (§3.1) and tanh."""
 from __future__ import annotations
 
 from ... import checks
@@ -17,4 +17,18 @@ class ActivationOps:
         self._float32("relu_backward", y=y, dy=dy)
         dx = self._empty(y.shape)
         self.ext.relu_backward(self._ptr(y), self._ptr(dy), self._ptr(dx), int(y.size), self._stream())
+        return dx
+
+    def tanh(self, x):
+        checks.check_activation_args(x, op="tanh")
+        self._float32("tanh", x=x)
+        y = self._empty(x.shape)
+        self.ext.tanh_forward(self._ptr(x), self._ptr(y), int(x.size), self._stream())
+        return y
+
+    def tanh_backward(self, y, dy):
+        checks.check_activation_backward_args(y, dy, op="tanh_backward")
+        self._float32("tanh_backward", y=y, dy=dy)
+        dx = self._empty(y.shape)
+        self.ext.tanh_backward(self._ptr(y), self._ptr(dy), self._ptr(dx), int(y.size), self._stream())
         return dx

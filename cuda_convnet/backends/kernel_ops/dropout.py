@@ -1,6 +1,47 @@
 """Dropout with the Philox4x32-10 mask of the reference (csrc/dropout.cuh), paper §4.2."""
 from __future__ import annotations
 
+import numpy as np
+
+from ... import checks
+from ...random import dropout_threshold
+
 
 class DropoutOps:
-    """Not written yet: these ops exist on the cpu backend only so far."""
+    def _dropout(self, x, p, seed, offset, mode, mask):
+        y = self._empty(x.shape)
+        if mask:
+            scale = np.float32(1.0 / (1.0 - p)) if mode == "inverted" else np.float32(1.0)
+        else:  # test time
+            scale = np.float32(1.0 - p) if mode == "paper" else np.float32(1.0)
+        if x.size:
+            self.ext.dropout(self._ptr(x), self._ptr(y), int(x.size), seed, offset, dropout_threshold(p),
+                             float(scale), mask, self._stream())
+        return y
+
+    def dropout(self, x, *, p=0.5, seed, offset=0, mode="paper", train=True):
+        p, seed, offset, mode = checks.check_dropout_args(x, p, seed, offset, mode, train)
+        self._float32("dropout", x=x)
+        return self._dropout(x, p, seed, offset, mode, bool(train))
+
+    def dropout_backward(self, dy, *, p=0.5, seed, offset=0, mode="paper"):
+        p, seed, offset, mode = checks.check_dropout_backward_args(dy, p, seed, offset, mode)
+        self._float32("dropout_backward", dy=dy)
+        return self._dropout(dy, p, seed, offset, mode, True)
+
+    def philox4x32(self, counter, key):
+        """Philox4x32-10 on the device: counter (n, 4), key (n, 2) uint32 -> (n, 4) uint32.
+
+        The kernel twin of ``cuda_convnet.random.philox4x32`` (no broadcasting: one key per
+        counter), for tests and for code that wants raw random words.
+        """
+        for name, a, width in (("counter", counter, 4), ("key", key, 2)):
+            checks.check_array("philox4x32", name, a, ndim=2, dtypes=(np.uint32,))
+            if a.shape[1] != width:
+                raise ValueError(f"philox4x32: {name} must have shape (n, {width}), got {tuple(a.shape)}")
+        if counter.shape[0] != key.shape[0]:
+            raise ValueError(f"philox4x32: counter has {counter.shape[0]} rows but key has {key.shape[0]}")
+        out = self.xp.empty(counter.shape, dtype=np.uint32)
+        self.ext.philox4x32(self._ptr(counter), self._ptr(key), self._ptr(out), int(counter.shape[0]),
+                            self._stream())
+        return out

@@ -1,6 +1,32 @@
 """The fused momentum/weight-decay update over every parameter tensor (csrc/sgd.cuh), paper §5."""
 from __future__ import annotations
 
+import numpy as np
+
+from ... import checks
+
 
 class SgdOps:
-    """Not written yet: these ops exist on the cpu backend only so far."""
+    #: Kernel launches issued by the last sgd_update (1 for any net of up to 64 tensors).
+    last_sgd_launches = 0
+
+    def sgd_update(self, params, grads, velocities, *, lr, momentum=0.9, weight_decay=5e-4):
+        """Update ``params`` and ``velocities`` in place, all tensors in one kernel launch."""
+        lr, momentum, weight_decay = checks.check_sgd_args(params, grads, velocities, lr, momentum, weight_decay)
+        for i, (w, g, v) in enumerate(zip(params, grads, velocities)):
+            self._float32("sgd_update", **{f"params[{i}]": w, f"grads[{i}]": g, f"velocities[{i}]": v})
+        # One launch updates every tensor at once: a tensor listed twice (which the
+        # reference would update twice, in turn) would race with itself.
+        written = {}
+        for name, seq in (("params", params), ("velocities", velocities)):
+            for i, a in enumerate(seq):
+                if a.size:
+                    other = written.setdefault(self._ptr(a), f"{name}[{i}]")
+                    if other != f"{name}[{i}]":
+                        raise ValueError(f"sgd_update: {name}[{i}] and {other} are the same memory; the fused "
+                                         "kernel updates every tensor at once, so each must appear once")
+        # Scalars rounded to float32 once, decay·lr as one float64 product: as the reference.
+        self.last_sgd_launches = self.ext.sgd_update(
+            [self._ptr(w) for w in params], [self._ptr(g) for g in grads], [self._ptr(v) for v in velocities],
+            [int(w.size) for w in params], float(np.float32(lr)), float(np.float32(momentum)),
+            float(np.float32(weight_decay * lr)), self._stream())

@@ -1,6 +1,56 @@
 """Softmax cross-entropy and top-k errors (csrc/softmax.cuh)."""
 from __future__ import annotations
 
+import numpy as np
+
+from ... import checks
+from ...reference.softmax import _check_label_values
+
 
 class SoftmaxOps:
-    """Not written yet: these ops exist on the cpu backend only so far."""
+    def _labels32(self, op, labels, classes):
+        # The label range is checked on the values, as the reference does (on the cuda
+        # backend this reads two numbers back from the device); the kernels also refuse to
+        # read outside a row whatever the labels hold.
+        _check_label_values(op, labels, classes)
+        return labels.astype(np.int32, copy=False)
+
+    def softmax_cross_entropy(self, logits, labels):
+        """-> (loss, probs). loss is a float32 scalar: np.float32 on emu, a 0-d array on cuda
+        (no device-to-host copy; float(loss) fetches it)."""
+        n, classes = checks.check_softmax_args(logits, labels)
+        self._float32("softmax_cross_entropy", logits=logits)
+        labels = self._labels32("softmax_cross_entropy", labels, classes)
+        probs = self._empty((n, classes))
+        loss = self._empty(())
+        if n == 0:
+            loss[()] = 0
+        else:
+            row_loss = self._empty((n,))
+            self.ext.softmax_xent_forward(self._ptr(logits), self._ptr(labels), self._ptr(probs), self._ptr(row_loss),
+                                          self._ptr(loss), n, classes, self._stream())
+        return (loss[()] if not self._is_cupy else loss), probs
+
+    def softmax_cross_entropy_backward(self, probs, labels):
+        n, classes = checks.check_softmax_backward_args(probs, labels)
+        self._float32("softmax_cross_entropy_backward", probs=probs)
+        labels = self._labels32("softmax_cross_entropy_backward", labels, classes)
+        d = self._empty((n, classes))
+        if n:
+            self.ext.softmax_xent_backward(self._ptr(probs), self._ptr(labels), self._ptr(d), n, classes,
+                                           float(np.float32(1.0 / n)), self._stream())
+        return d
+
+    def topk_errors(self, probs, labels, ks=(1, 5)):
+        """{k: number of examples whose label is not in the top k} (ties favour the label)."""
+        ks = checks.check_topk_args(probs, labels, ks)
+        self._float32("topk_errors", probs=probs)
+        n, classes = probs.shape
+        labels = self._labels32("topk_errors", labels, classes)
+        counts = self.xp.zeros(len(ks), dtype=np.int32)
+        if n:
+            # k beyond the class count can never be reached; clip so it fits an int32.
+            self.ext.topk_errors(self._ptr(probs), self._ptr(labels), n, classes, [min(k, classes + 1) for k in ks],
+                                 self._ptr(counts), self._stream())
+        counts = counts.tolist()
+        return {k: int(c) for k, c in zip(ks, counts)}

@@ -1,0 +1,75 @@
+// Launchers for lrn.cuh (see ops.h for the contract).
+#include "lrn.cuh"
+#include "lrn.h"
+
+namespace ccn {
+
+static LrnParams lrn_params(long long rows, int channels, int size, float alpha, float neg_beta, float k,
+                            float coef) {
+  CCN_REQUIRE(rows >= 0, "rows must be >= 0");
+  CCN_REQUIRE(channels >= 1, "channels must be >= 1");
+  CCN_REQUIRE(size >= 1, "size must be >= 1");
+  CCN_REQUIRE(k > 0.f, "k must be > 0");
+  LrnParams a;
+  a.channels = channels;
+  // Clipping to the row makes a window wider than 2C - 1 equivalent to one of that width.
+  const long long wmax = 2LL * channels;
+  a.before = static_cast<int>(size / 2 < wmax ? size / 2 : wmax);
+  a.after = static_cast<int>((size - 1) / 2 < wmax ? (size - 1) / 2 : wmax);
+  a.alpha = alpha;
+  a.neg_beta = neg_beta;
+  a.k = k;
+  a.coef = coef;
+  return a;
+}
+
+static int pick_kernel(int kernel, int channels) {
+  CCN_REQUIRE(kernel >= 0 && kernel <= 2, "kernel must be 0 (auto), 1 or 2");
+  if (kernel == 2) CCN_REQUIRE(channels <= kLrnTileFloats, "kernel 2 needs channels <= 2048");
+  if (kernel == 0) kernel = channels <= kLrnTileFloats ? 2 : 1;
+  return kernel;
+}
+
+void lrn_forward(const float* x, float* y, long long rows, int channels, int size, float alpha, float neg_beta,
+                 float k, cudaStream_t stream, int kernel) {
+  const LrnParams a = lrn_params(rows, channels, size, alpha, neg_beta, k, 0.f);
+  kernel = pick_kernel(kernel, channels);
+  if (rows == 0) return;
+  CCN_REQUIRE(x && y, "null pointer");
+  if (kernel == 1) {
+    CCN_LAUNCH(lrn_forward_kernel1, grid_stride_blocks(rows * channels, 256), 256, 0, stream)(x, y, rows, a);
+    CCN_CHECK_LAUNCH("lrn_forward_kernel1");
+    return;
+  }
+  const int rpb = kLrnTileFloats / channels;
+  const long long blocks = (rows + rpb - 1) / rpb;
+  CCN_REQUIRE(blocks <= 0x7fffffffLL, "too many rows");
+  const bool vec = channels % 4 == 0 && aligned16(x) && aligned16(y);
+  auto kern = vec ? lrn_forward_kernel2<4> : lrn_forward_kernel2<1>;
+  CCN_LAUNCH(kern, static_cast<unsigned>(blocks), kLrnThreads, (size_t)rpb * channels * sizeof(float), stream)(
+      x, y, rows, rpb, a);
+  CCN_CHECK_LAUNCH("lrn_forward_kernel2");
+}
+
+void lrn_backward(const float* x, const float* y, const float* dy, float* dx, long long rows, int channels, int size,
+                  float alpha, float neg_beta, float k, float coef, cudaStream_t stream, int kernel) {
+  const LrnParams a = lrn_params(rows, channels, size, alpha, neg_beta, k, coef);
+  kernel = pick_kernel(kernel, channels);
+  if (rows == 0) return;
+  CCN_REQUIRE(x && y && dy && dx, "null pointer");
+  if (kernel == 1) {
+    CCN_LAUNCH(lrn_backward_kernel1, grid_stride_blocks(rows * channels, 256), 256, 0, stream)(x, y, dy, dx, rows, a);
+    CCN_CHECK_LAUNCH("lrn_backward_kernel1");
+    return;
+  }
+  const int rpb = kLrnTileFloats / channels;
+  const long long blocks = (rows + rpb - 1) / rpb;
+  CCN_REQUIRE(blocks <= 0x7fffffffLL, "too many rows");
+  const bool vec = channels % 4 == 0 && aligned16(x) && aligned16(y) && aligned16(dy) && aligned16(dx);
+  auto kern = vec ? lrn_backward_kernel2<4> : lrn_backward_kernel2<1>;
+  CCN_LAUNCH(kern, static_cast<unsigned>(blocks), kLrnThreads, (size_t)3 * rpb * channels * sizeof(float), stream)(
+      x, y, dy, dx, rows, rpb, a);
+  CCN_CHECK_LAUNCH("lrn_backward_kernel2");
+}
+
+}  // namespace ccn

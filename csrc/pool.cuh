@@ -1,0 +1,127 @@
+// Max pooling over size x size windows at `stride` (paper §3.4: z = 3, s = 2, "overlapping
+// pooling"), NHWC, with (top, left) padding that acts as -inf (never wins). Output size by
+// the floor rule of cuda_convnet/shapes.py (checked again by the launcher).
+//
+// max_pool_forward_kernel1<W>: grid-stride, one thread per output (n, p, q, channel
+//   group of W): W = 4 channels (float4 loads and store) when C % 4 == 0 and x, y are
+//   16-byte aligned, else W = 1. Channels are innermost, so a warp reads 32 consecutive
+//   16-byte chunks of each input pixel: coalesced. Loops over the size^2 taps, skipping
+//   padding. The max propagates NaN (as NumPy's maximum does); the result is exact.
+//
+// max_pool_backward_kernel1<W>: a GATHER, no atomics: one thread per input (n, h, w,
+//   channel group), which adds up the dy of every window whose argmax it is, and writes
+//   its dx once. The argmax rule is the reference's: the FIRST element of the window equal
+//   to the max in row-major tap order (a padding tap counts as -inf). An input x is the
+//   argmax of window (p, q) iff x == y[p, q] and no earlier tap of that window equals
+//   y[p, q]; the (cheap) y compare filters, the scan of earlier taps runs only on a match.
+//   Windows are visited p descending, then q descending: the order in which the reference
+//   adds them (its loop runs over taps r, s ascending, and tap r of window p is input row
+//   p*stride + r), so the sums are bit-identical to the reference's float32 ones, and
+//   deterministic whatever the thread order. Reads: x and y once per covering window
+//   (~2.25 windows per input for 3/2), dy only on a hit; a write of dx per input.
+#pragma once
+
+#include "common.h"
+#include "vector_access.cuh"
+
+namespace ccn {
+
+struct PoolGeometry {
+  int n, h, w, c;      // input NHWC
+  int size, stride;
+  int top, left;       // padding before rows / columns (bottom/right only shape p, q)
+  int p, q;            // output rows / columns
+};
+
+template <int W>
+__global__ void max_pool_forward_kernel1(const float* __restrict__ x, float* __restrict__ y, const PoolGeometry g) {
+  const int groups = g.c / W;
+  const long long total = (long long)g.n * g.p * g.q * groups;
+  const long long stride = (long long)gridDim.x * blockDim.x;
+  for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < total; i += stride) {
+    long long t = i;
+    const int cg = static_cast<int>(t % groups); t /= groups;
+    const int q = static_cast<int>(t % g.q); t /= g.q;
+    const int p = static_cast<int>(t % g.p);
+    const long long n = t / g.p;
+    float m[W];
+#pragma unroll
+    for (int e = 0; e < W; ++e) m[e] = -INFINITY;
+    for (int r = 0; r < g.size; ++r) {
+      const int hi = p * g.stride + r - g.top;
+      if (hi < 0 || hi >= g.h) continue;
+      for (int s = 0; s < g.size; ++s) {
+        const int wi = q * g.stride + s - g.left;
+        if (wi < 0 || wi >= g.w) continue;
+        float v[W];
+        load_vec<W>(x + ((n * g.h + hi) * g.w + wi) * g.c + cg * W, v);
+#pragma unroll
+        for (int e = 0; e < W; ++e) m[e] = (v[e] > m[e] || v[e] != v[e]) ? v[e] : m[e];
+      }
+    }
+    store_vec<W>(y + i * W, m);
+  }
+}
+
+// Is tap (r, s) the first tap of window (p, q), in row-major order, whose value equals ym?
+// (The caller knows tap (r, s) equals ym.) Padding taps hold -inf.
+__device__ __forceinline__ bool pool_first_max(const float* __restrict__ x_nc, const PoolGeometry& g, int p, int q,
+                                               int r, int s, float ym) {
+  for (int r2 = 0; r2 <= r; ++r2) {
+    const int hi = p * g.stride + r2 - g.top;
+    const int s_end = (r2 == r) ? s : g.size;
+    for (int s2 = 0; s2 < s_end; ++s2) {
+      const int wi = q * g.stride + s2 - g.left;
+      const bool inside = hi >= 0 && hi < g.h && wi >= 0 && wi < g.w;
+      const float v = inside ? x_nc[((long long)hi * g.w + wi) * g.c] : -INFINITY;
+      if (v == ym) return false;
+    }
+  }
+  return true;
+}
+
+template <int W>
+__global__ void max_pool_backward_kernel1(const float* __restrict__ x, const float* __restrict__ y,
+                                          const float* __restrict__ dy, float* __restrict__ dx, const PoolGeometry g) {
+  const int groups = g.c / W;
+  const long long total = (long long)g.n * g.h * g.w * groups;
+  const long long stride = (long long)gridDim.x * blockDim.x;
+  for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < total; i += stride) {
+    long long t = i;
+    const int cg = static_cast<int>(t % groups); t /= groups;
+    const int wi = static_cast<int>(t % g.w); t /= g.w;
+    const int hi = static_cast<int>(t % g.h);
+    const long long n = t / g.h;
+    const int hp = hi + g.top, wp = wi + g.left;  // padded coordinates
+    // Windows p with p*stride <= hp < p*stride + size, inside [0, P).
+    const int p_lo = hp >= g.size ? (hp - g.size + g.stride) / g.stride : 0;
+    const int p_hi = min(hp / g.stride, g.p - 1);
+    const int q_lo = wp >= g.size ? (wp - g.size + g.stride) / g.stride : 0;
+    const int q_hi = min(wp / g.stride, g.q - 1);
+    float xv[W], acc[W];
+    load_vec<W>(x + i * W, xv);
+#pragma unroll
+    for (int e = 0; e < W; ++e) acc[e] = 0.f;
+    const float* x_n = x + n * g.h * g.w * g.c + cg * W;  // this image, this channel group
+    for (int p = p_hi; p >= p_lo; --p) {
+      for (int q = q_hi; q >= q_lo; --q) {
+        const long long o = ((n * g.p + p) * g.q + q) * g.c + cg * W;
+        float yv[W];
+        load_vec<W>(y + o, yv);
+        bool any = false;
+#pragma unroll
+        for (int e = 0; e < W; ++e) any |= (xv[e] == yv[e]);
+        if (!any) continue;  // the common case: this input is not the max of (p, q)
+        float dv[W];
+        load_vec<W>(dy + o, dv);
+        const int r = hp - p * g.stride, s = wp - q * g.stride;
+#pragma unroll
+        for (int e = 0; e < W; ++e)
+          if (xv[e] == yv[e] && pool_first_max(x_n + e, g, p, q, r, s, yv[e])) acc[e] += dv[e];
+      }
+    }
+    store_vec<W>(dx + i * W, acc);
+  }
+}
+
+}  // namespace ccn

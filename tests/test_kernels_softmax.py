@@ -1,0 +1,123 @@
+"""Softmax cross-entropy and top-k errors (csrc/softmax.cuh) against the reference:
+loss and probabilities within the table's tolerance, the gradient bit for bit (same
+operations in the same order), top-k counts exact with the reference's tie rule."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from kernel_inputs import assert_same_in_every_order, in_every_thread_order, randn
+from tolerances import tol
+
+import cuda_convnet as ccn
+
+
+def check_softmax(dev, cpu, logits, labels):
+    loss, probs = dev.ops.softmax_cross_entropy(dev.put(logits), dev.put(labels))
+    probs = dev.get(probs)
+    loss = float(loss)
+    want_loss, want_probs = cpu.softmax_cross_entropy(logits.astype(np.float64), labels)
+    t = tol("softmax_cross_entropy", "kernel_vs_reference")
+    np.testing.assert_allclose(probs, want_probs, **t)
+    np.testing.assert_allclose(loss, want_loss, **t)
+    d = dev.get(dev.ops.softmax_cross_entropy_backward(dev.put(probs), dev.put(labels)))
+    np.testing.assert_array_equal(d, cpu.softmax_cross_entropy_backward(probs, labels))
+    np.testing.assert_allclose(d, cpu.softmax_cross_entropy_backward(want_probs, labels),
+                               **tol("softmax_cross_entropy_backward", "kernel_vs_reference"))
+    return loss, probs
+
+
+@given(n=st.integers(1, 6), classes=st.one_of(st.integers(1, 40), st.integers(250, 300)),
+       scale=st.sampled_from([1.0, 10.0]), seed=st.integers(0, 2**31))
+def test_softmax_cross_entropy_matches_reference(kernel_device, cpu, n, classes, scale, seed):
+    rng = np.random.default_rng(seed)
+    logits = scale * randn(rng, n, classes)
+    labels = rng.integers(0, classes, n)
+    check_softmax(kernel_device, cpu, logits, labels)
+
+
+def test_softmax_alexnet_output(kernel_device, cpu):
+    """fc8 at batch 2: 2 x 1000 (and batch 128's row count with 1000 classes)."""
+    rng = np.random.default_rng(1000)
+    check_softmax(kernel_device, cpu, 3 * randn(rng, 2, 1000), np.array([7, 999]))
+    check_softmax(kernel_device, cpu, 3 * randn(rng, 128, 1000), rng.integers(0, 1000, 128))
+
+
+def test_softmax_is_stable_for_huge_logits(kernel_device, cpu):
+    logits = np.array([[1e4, 0, -1e4], [-3e38, 3e38, 0]], np.float32)
+    loss, probs = check_softmax(kernel_device, cpu, logits, np.array([1, 1]))
+    assert np.isfinite(loss) and np.isfinite(probs).all()
+
+
+def test_softmax_label_dtypes_and_loss_type(kernel_device, cpu):
+    rng = np.random.default_rng(4)
+    logits = randn(rng, 3, 5)
+    for dt in (np.int64, np.int32, np.uint8, np.int16):
+        labels = np.array([0, 4, 2], dt)
+        loss, _ = kernel_device.ops.softmax_cross_entropy(kernel_device.put(logits), kernel_device.put(labels))
+        assert loss.dtype == np.float32 and np.isfinite(float(loss))
+    if kernel_device.name == "emu":
+        assert isinstance(loss, np.float32)  # like the reference's NumPy scalar
+
+
+@given(n=st.integers(1, 8), classes=st.integers(1, 12), levels=st.integers(1, 4), seed=st.integers(0, 2**31),
+       ks=st.lists(st.integers(1, 14), min_size=1, max_size=4))
+def test_topk_matches_reference_with_ties(kernel_device, cpu, n, classes, levels, seed, ks):
+    """Probabilities drawn from a few levels: many ties, resolved in the label's favour."""
+    rng = np.random.default_rng(seed)
+    probs = rng.integers(0, levels, (n, classes)).astype(np.float32) / levels
+    labels = rng.integers(0, classes, n)
+    got = kernel_device.ops.topk_errors(kernel_device.put(probs), kernel_device.put(labels), ks=ks)
+    assert got == cpu.topk_errors(probs, labels, ks=ks)
+
+
+def test_topk_alexnet_and_many_ks(kernel_device, cpu):
+    rng = np.random.default_rng(5)
+    _, probs = cpu.softmax_cross_entropy(3 * randn(rng, 64, 1000), rng.integers(0, 1000, 64))
+    labels = rng.integers(0, 1000, 64)
+    ks = list(range(1, 40, 2))  # 20 values of k: two launches of the 16-entry list
+    got = kernel_device.ops.topk_errors(kernel_device.put(probs), kernel_device.put(labels), ks=ks)
+    assert got == cpu.topk_errors(probs, labels, ks=ks)
+    assert kernel_device.ops.topk_errors(kernel_device.put(probs), kernel_device.put(labels)) == \
+        cpu.topk_errors(probs, labels)
+
+
+@pytest.mark.emu
+def test_softmax_identical_in_every_thread_order(monkeypatch):
+    emu = ccn.backend("emu")
+    rng = np.random.default_rng(6)
+    logits, labels = randn(rng, 5, 333), rng.integers(0, 333, 5)
+
+    def run():
+        loss, probs = emu.softmax_cross_entropy(logits, labels)
+        return [loss, probs, np.array(list(emu.topk_errors(probs, labels).values()))]
+
+    assert_same_in_every_order(in_every_thread_order(monkeypatch, run))
+
+
+def test_softmax_empty_batch(kernel_device):
+    logits, labels = kernel_device.put(np.ones((0, 4), np.float32)), kernel_device.put(np.zeros(0, np.int64))
+    loss, probs = kernel_device.ops.softmax_cross_entropy(logits, labels)
+    assert float(loss) == 0 and probs.shape == (0, 4)
+    assert kernel_device.ops.softmax_cross_entropy_backward(probs, labels).shape == (0, 4)
+    assert kernel_device.ops.topk_errors(probs, labels) == {1: 0, 5: 0}
+
+
+def test_softmax_rejects_bad_input(kernel_device):
+    ops, put = kernel_device.ops, kernel_device.put
+    logits = put(np.ones((3, 4), np.float32))
+    with pytest.raises(ValueError, match=r"labels must be in \[0, 4\)"):
+        ops.softmax_cross_entropy(logits, put(np.array([0, 4, 1])))
+    with pytest.raises(ValueError, match=r"labels must be in \[0, 4\)"):
+        ops.softmax_cross_entropy_backward(logits, put(np.array([0, -1, 1])))
+    with pytest.raises(ValueError, match=r"labels must be in \[0, 4\)"):
+        ops.topk_errors(logits, put(np.array([0, 9, 1])))
+    with pytest.raises(TypeError, match="labels must have an integer dtype"):
+        ops.softmax_cross_entropy(logits, put(np.array([0.0, 1.0, 2.0])))
+    with pytest.raises(TypeError, match="float32"):
+        ops.softmax_cross_entropy(put(np.ones((3, 4))), put(np.array([0, 1, 2])))
+    with pytest.raises(ValueError, match=r"labels must have shape \(3\)"):
+        ops.softmax_cross_entropy(logits, put(np.array([0, 1])))
+    with pytest.raises(ValueError, match="ks entry must be >= 1"):
+        ops.topk_errors(logits, put(np.array([0, 1, 2])), ks=(0,))
