@@ -27,14 +27,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 import cuda_convnet as ccn  # noqa: E402
 from cuda_convnet import SGD, models  # noqa: E402
 
-NET_OPS = ("conv2d", "conv2d_backward", "linear", "linear_backward", "relu", "relu_backward", "lrn",
-           "lrn_backward", "max_pool", "max_pool_backward", "dropout", "dropout_backward", "softmax_cross_entropy",
-           "softmax_cross_entropy_backward", "topk_errors", "sgd_update")
-
-
 def missing_ops(device: str = "emu"):
-    b = ccn.backend(device)
-    return [op for op in NET_OPS if not hasattr(b, op)]
+    return ccn.net.missing_ops(device)
 
 
 def step_timed(net, opt, x, y):

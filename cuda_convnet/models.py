@@ -24,10 +24,10 @@ AlexNet as built here (input 224x224x3; the output sizes are asserted in the tes
     fc7      4096 (+ relu, dropout 0.5), sees both towers   4096         4096
     fc8      1000 -> softmax (on the first device)          1000         1000
 
-The paper's neuron counts (§3.5 / Figure 2) are right except conv1's: 253,440 is not
-55*55*96 = 290,400 (nor any square map times 96: it is 48*48*110); the true count of the
-layers is 290,400-186,624-64,896-64,896-43,264-4096-4096-1000 after an input of
-150,528 = 224*224*3.
+The paper's neuron counts (§3.5 / Figure 2) are right except conv1's: its 253,440 is not
+55*55*96 = 290,400 (nor any square map of 96 kernels: 253,440 / 96 = 2,640 is not a
+square). The true counts are 290,400-186,624-64,896-64,896-43,264-4096-4096-1000, after
+an input of 150,528 = 224*224*3 (which the paper gets right).
 
 conv1's padding: 11x11 filters at stride 4 give 55x55 outputs from a 227x227 image, so
 with the paper's 224x224 crops (§4.1, what cuda_convnet.data.augment produces) we pad

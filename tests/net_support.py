@@ -13,12 +13,7 @@ import pytest
 import cuda_convnet as ccn
 from cuda_convnet import models
 from cuda_convnet.models import ConvBlock, TowerNetConfig
-
-#: Every op a Net's layers, loss and optimizer call.
-NET_OPS = ("conv2d", "conv2d_backward", "linear", "linear_backward", "relu", "relu_backward", "lrn",
-           "lrn_backward", "max_pool", "max_pool_backward", "dropout", "dropout_backward", "softmax_cross_entropy",
-           "softmax_cross_entropy_backward", "topk_errors", "sgd_update")
-
+from cuda_convnet.net.devices import NET_OPS
 
 def missing_ops(backend_name: str, *names) -> list[str] | str:
     """The ops `backend_name` lacks, or a string saying why the backend is unavailable."""

@@ -48,12 +48,20 @@ def add_parser(sub):
 
 
 def _devices(arg):
+    """The two towers' devices from --device; the default is the GPU when it can run a Net."""
     from .. import has_cuda
-    from ..net.devices import parse_device
+    from ..net.devices import missing_ops, parse_device
     from . import UsageError
 
     if arg is None:
-        arg = "cuda:0" if has_cuda() else "cpu"
+        arg = "cpu"
+        if has_cuda():
+            missing = missing_ops("cuda")
+            if missing:
+                print(f"a GPU is present, but the cuda backend has no {', '.join(missing)} yet: training on the "
+                      "CPU (reference backend)")
+            else:
+                arg = "cuda:0"
     names = [a.strip() for a in arg.split(",") if a.strip()]
     if len(names) not in (1, 2):
         raise UsageError(f"--device takes one device or two comma-separated ones, got {arg!r}")
@@ -64,6 +72,12 @@ def _devices(arg):
             raise UsageError(str(e)) from None
         if kind == "cuda" and not has_cuda():
             raise UsageError(f"--device {n}: no usable GPU (cuda_convnet.has_cuda() is False)")
+        try:
+            missing = missing_ops(kind)
+        except ImportError as e:  # the emulator extension is not built
+            raise UsageError(f"--device {n}: {e}") from None
+        if missing:
+            raise UsageError(f"--device {n}: the {kind} backend has no {', '.join(missing)} yet")
     return tuple(names * 2 if len(names) == 1 else names)
 
 

@@ -31,6 +31,17 @@ from ..backends import backend
 
 _NAME = re.compile(r"^(cpu|emu|cuda(?::(\d+))?)$")
 
+#: Every op a Net's layers, its loss and the optimizer call on a device's backend.
+NET_OPS = ("conv2d", "conv2d_backward", "linear", "linear_backward", "relu", "relu_backward", "lrn",
+           "lrn_backward", "max_pool", "max_pool_backward", "dropout", "dropout_backward", "softmax_cross_entropy",
+           "softmax_cross_entropy_backward", "topk_errors", "sgd_update")
+
+
+def missing_ops(kind: str, ops=NET_OPS) -> list[str]:
+    """The ops of `ops` that backend `kind` ("cpu", "emu", "cuda") does not have (yet)."""
+    b = backend(kind)
+    return [op for op in ops if not hasattr(b, op)]
+
 
 def parse_device(name: str) -> tuple[str, int | None]:
     """"cpu" -> ("cpu", None); "cuda:1" -> ("cuda", 1); "cuda" -> ("cuda", 0)."""
@@ -52,6 +63,8 @@ class Device:
         self.name = f"cuda:{self.ordinal}" if self.kind == "cuda" else self.kind
         self.ops = backend(self.kind)
         self._stream = None
+        # Arrays another stream may still be reading (see _cuda_copy); released on synchronize().
+        self._in_flight: list = []
         if self.kind == "cuda":
             import cupy
 
@@ -76,8 +89,10 @@ class Device:
         return _CudaContext(self)
 
     def synchronize(self) -> None:
+        """Wait for this device's stream; then arrays lent to other streams can be freed."""
         if self._stream is not None:
             self._stream.synchronize()
+        self._in_flight.clear()
 
     # ------------------------------------------------------------------ arrays
     def asarray(self, a, dtype=None, *, copy: bool = False):
@@ -205,6 +220,9 @@ def _cuda_copy(a, src: Device, dst: Device):
                 enable_peer_access(src.ordinal, dst.ordinal)
                 cupy.cuda.runtime.memcpyPeerAsync(y.data.ptr, dst.ordinal, a.data.ptr, src.ordinal, a.nbytes,
                                                   dst._stream.ptr)
-    # `a` must outlive the copy: the Net keeps every activation and gradient of a step
-    # until the step has synchronised, so the pool cannot hand its memory out early.
+    # CuPy's memory pool is per stream: were `a` freed now, its block would go back to the
+    # source stream's pool and could be handed out there while this copy (on the
+    # destination stream) is still reading it. So the destination device holds `a` until
+    # its stream is synchronised (the Net does that at the end of every step and forward).
+    dst._in_flight.append(a)
     return y

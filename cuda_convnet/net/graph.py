@@ -266,7 +266,14 @@ class Net:
 
         train=True applies dropout with the masks of the current step (`net.step`).
         """
-        return self._forward(x, train, keep=False)[self.output_name]
+        out = self._forward(x, train, keep=False)[self.output_name]
+        self.synchronize()
+        return out
+
+    def synchronize(self) -> None:
+        """Wait for every device's queued work (a no-op on the host backends)."""
+        for d in self.devices:
+            d.synchronize()
 
     def predict(self, x) -> np.ndarray:
         """Softmax probabilities (N, classes) as a host NumPy array (test mode: no dropout)."""
@@ -306,6 +313,7 @@ class Net:
             errs = ldev.ops.topk_errors(probs, labels_dev, ks=(1, k5))
             dlogits = self.loss_layer.backward(ldev, probs, labels_dev)
         self._backward(acts, {self._actual_inputs[self.loss_layer.name][0]: dlogits})
+        self.synchronize()
         n = max(1, logits.shape[0])
         return {"loss": loss, "top1_err": errs[1] / n, "top5_err": errs[k5] / n}
 
@@ -354,8 +362,7 @@ class Net:
         """One SGD step on a batch: forward, backward, the optimizer's update, step += 1."""
         stats = self.gradients(x, labels, train=True)
         optimizer.step()
-        for d in self.devices:
-            d.synchronize()
+        self.synchronize()
         self.step += 1
         return stats
 
