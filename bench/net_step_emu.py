@@ -27,6 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 import cuda_convnet as ccn  # noqa: E402
 from cuda_convnet import SGD, models  # noqa: E402
 
+
 def missing_ops(device: str = "emu"):
     return ccn.net.missing_ops(device)
 

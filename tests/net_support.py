@@ -15,6 +15,7 @@ from cuda_convnet import models
 from cuda_convnet.models import ConvBlock, TowerNetConfig
 from cuda_convnet.net.devices import NET_OPS
 
+
 def missing_ops(backend_name: str, *names) -> list[str] | str:
     """The ops `backend_name` lacks, or a string saying why the backend is unavailable."""
     try:

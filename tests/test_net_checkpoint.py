@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from net_support import batch, one_blas_thread, requires_ops, tiny_net  # noqa: F401
 
-from cuda_convnet import Net, PlateauSchedule, SGD, models
+from cuda_convnet import SGD, Net, PlateauSchedule, models
 from cuda_convnet.net import checkpoint as ckmod
 from cuda_convnet.net import load_checkpoint
 from cuda_convnet.training import fit

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from net_support import batch, one_blas_thread, requires_ops, tiny_net  # noqa: F401
 
-from cuda_convnet import PlateauSchedule, SGD, models
+from cuda_convnet import SGD, PlateauSchedule, models
 from cuda_convnet.net import NonFiniteError, load_checkpoint
 from cuda_convnet.training import evaluate, fit
 
@@ -191,6 +191,6 @@ def test_emu_training_follows_the_reference(digits):
 @pytest.mark.cuda
 @requires_ops("cuda")
 def test_cuda_training_follows_the_reference(digits):
-    gpu, gpu_losses = _train_digits(("cuda:0", "cuda:0"), digits, 4)
-    cpu, cpu_losses = _train_digits(("cpu", "cpu"), digits, 4)
+    _, gpu_losses = _train_digits(("cuda:0", "cuda:0"), digits, 4)
+    _, cpu_losses = _train_digits(("cpu", "cpu"), digits, 4)
     np.testing.assert_allclose(gpu_losses, cpu_losses, rtol=5e-3)

@@ -82,7 +82,7 @@ def _devices(arg):
 
 
 def run(args):
-    from .. import PlateauSchedule, SGD, models
+    from .. import SGD, PlateauSchedule, models
     from ..data.digits import load_digits
     from . import UsageError
 

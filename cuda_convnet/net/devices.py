@@ -121,7 +121,7 @@ class Device:
             return a.get()
         return np.asarray(a)
 
-    def copy_from(self, a, src: "Device"):
+    def copy_from(self, a, src: Device):
         """Copy `a`, an array on device `src`, to this device (the graph's Copy layer)."""
         if self.kind == "cuda" and src.kind == "cuda":
             return _cuda_copy(a, src, self)

@@ -184,7 +184,7 @@ class Net:
                 self._last_use[i] = idx
 
     @classmethod
-    def from_spec(cls, spec: dict, *, devices=None, init: bool = True) -> "Net":
+    def from_spec(cls, spec: dict, *, devices=None, init: bool = True) -> Net:
         """Rebuild a Net from `net.spec()`; `devices` overrides the saved device names.
 
         With the same seed the weights are the same as the original's at construction.
@@ -374,7 +374,7 @@ class Net:
         save_checkpoint(path, self, optimizer=optimizer, schedule=schedule, extra=extra)
 
     @classmethod
-    def load(cls, path, *, devices=None) -> "Net":
+    def load(cls, path, *, devices=None) -> Net:
         """The net of a checkpoint (weights and step counter); see load_checkpoint for the rest."""
         from .checkpoint import load_checkpoint
 

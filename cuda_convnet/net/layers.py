@@ -43,7 +43,7 @@ def _register(cls):
     return cls
 
 
-def layer_from_spec(spec: dict) -> "Layer":
+def layer_from_spec(spec: dict) -> Layer:
     spec = dict(spec)
     kind = spec.pop("type", None)
     if kind not in _REGISTRY or kind == "copy":
