@@ -11,22 +11,9 @@
 from .checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from .devices import NET_OPS, Device, missing_ops, parse_device
 from .graph import Net, NonFiniteError, Parameter
-from .layers import (
-                     LRN,
-                     ChannelSlice,
-                     Concat,
-                     Conv,
-                     Copy,
-                     Dropout,
-                     Flatten,
-                     FullyConnected,
-                     Layer,
-                     MaxPool,
-                     ReLU,
-                     SoftmaxCrossEntropy,
-                     Tanh,
-)
+from .layers import (LRN, ChannelSlice, Concat, Conv, Copy, Dropout, Flatten, FullyConnected, Layer, MaxPool, ReLU,
+                     SoftmaxCrossEntropy, Tanh)
 
-__all__ = ["Net", "NonFiniteError", "Parameter", "Device", "parse_device", "NET_OPS", "missing_ops", "Checkpoint", "load_checkpoint",
-           "save_checkpoint", "Layer", "Conv", "FullyConnected", "ReLU", "Tanh", "LRN", "MaxPool", "Dropout",
-           "Concat", "ChannelSlice", "Flatten", "SoftmaxCrossEntropy", "Copy"]
+__all__ = ["Net", "NonFiniteError", "Parameter", "Device", "parse_device", "NET_OPS", "missing_ops", "Checkpoint",
+           "load_checkpoint", "save_checkpoint", "Layer", "Conv", "FullyConnected", "ReLU", "Tanh", "LRN", "MaxPool",
+           "Dropout", "Concat", "ChannelSlice", "Flatten", "SoftmaxCrossEntropy", "Copy"]
