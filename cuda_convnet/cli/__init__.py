@@ -11,7 +11,7 @@ import importlib
 import sys
 
 # Command modules, in the order `--help` lists them.
-COMMANDS = ("prepare", "selfcheck")
+COMMANDS = ("demo", "prepare", "selfcheck")
 
 
 class UsageError(Exception):

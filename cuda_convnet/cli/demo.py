@@ -1,0 +1,150 @@
+"""`demo`: train a scaled-down AlexNet on real images (scikit-learn's digits) in about a minute.
+
+The net has every layer type of the paper's, in the same arrangement: two towers (on two
+logical devices) with convolutions that see only their own tower (conv2, conv4, conv5)
+and ones that see both (conv3, and the fc layers), ReLUs, local response normalisation,
+overlapping 3/2 max-pooling, dropout on the hidden fc layers, a softmax; trained with the
+paper's SGD (momentum 0.9, weight decay 5e-4) and its rule of dividing the learning rate
+by 10 when the validation error stops improving. The data are the 1,797 8x8 digits that
+ship inside scikit-learn, upsampled to 32x32x3 (cuda_convnet.data.digits), with random
+translations as augmentation; no network access is needed.
+
+Differences from AlexNet, for size: conv1 is 5x5 stride 2 (not 11x11 stride 4), the
+layers are ~20x narrower, the batch is 32 (the 1,437 training images would make only 11
+steps per epoch at 128), and the weights start from N(0, 2/fan_in) with biases 0.1
+(with the paper's N(0, 0.01) and biases of 1 this small net sits at chance for many
+epochs; the paper's recipe is what models.alexnet builds).
+
+    python -m cuda_convnet demo                       # GPU if there is one, else the CPU
+    python -m cuda_convnet demo --device emu --quick  # the CUDA kernels, emulated
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+
+
+def add_parser(sub):
+    p = sub.add_parser("demo", help="train a small AlexNet-style net on the digits dataset (about a minute on a CPU)")
+    p.add_argument("--device", default=None,
+                   help="cpu, emu or cuda:N, or two comma-separated (one per tower); default: cuda:0 when a GPU "
+                        "is usable, else cpu")
+    p.add_argument("--epochs", type=int, default=None, help="epochs (default 20, or 2 with --quick)")
+    p.add_argument("--quick", action="store_true", help="a few seconds: a subset of the data, 2 epochs (for tests)")
+    p.add_argument("--out", default="demo_out", help="output folder for the checkpoint and curves (default ./demo_out)")
+    p.add_argument("--batch", type=int, default=32, help="batch size (default 32)")
+    p.add_argument("--lr", type=float, default=0.02, help="initial learning rate (default 0.02)")
+    p.add_argument("--patience", type=int, default=3,
+                   help="epochs without validation improvement before lr /= 10 (default 3)")
+    p.add_argument("--max-drops", type=int, default=2, help="at most this many lr drops (default 2)")
+    p.add_argument("--width", type=int, default=2, help="layer width multiplier of models.digits_config (default 2)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.npz")
+    p.add_argument("--threads", type=int, default=1,
+                   help="BLAS threads for the cpu backend (default 1: see below)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.set_defaults(func=run)
+
+
+def _devices(arg):
+    """The two towers' devices from --device; the default is the GPU when it can run a Net."""
+    from .. import has_cuda
+    from ..net.devices import missing_ops, parse_device
+    from . import UsageError
+
+    if arg is None:
+        arg = "cpu"
+        if has_cuda():
+            missing = missing_ops("cuda")
+            if missing:
+                print(f"a GPU is present, but the cuda backend has no {', '.join(missing)} yet: training on the "
+                      "CPU (reference backend)")
+            else:
+                arg = "cuda:0"
+    names = [a.strip() for a in arg.split(",") if a.strip()]
+    if len(names) not in (1, 2):
+        raise UsageError(f"--device takes one device or two comma-separated ones, got {arg!r}")
+    for n in names:
+        try:
+            kind, _ = parse_device(n)
+        except ValueError as e:
+            raise UsageError(str(e)) from None
+        if kind == "cuda" and not has_cuda():
+            raise UsageError(f"--device {n}: no usable GPU (cuda_convnet.has_cuda() is False)")
+        try:
+            missing = missing_ops(kind)
+        except ImportError as e:  # the emulator extension is not built
+            raise UsageError(f"--device {n}: {e}") from None
+        if missing:
+            raise UsageError(f"--device {n}: the {kind} backend has no {', '.join(missing)} yet")
+    return tuple(names * 2 if len(names) == 1 else names)
+
+
+def run(args):
+    from .. import SGD, PlateauSchedule, models
+    from ..data.digits import load_digits
+    from . import UsageError
+
+    t_start = time.perf_counter()
+    devices = _devices(args.device)
+    epochs = args.epochs if args.epochs is not None else (2 if args.quick else 20)
+    if epochs < 1 or args.batch < 1 or args.width < 1:
+        raise UsageError("--epochs, --batch and --width must be >= 1")
+    out = os.path.abspath(args.out)
+    os.makedirs(out, exist_ok=True)
+    ckpt = os.path.join(out, "checkpoint.npz")
+    if args.resume and not os.path.exists(ckpt):
+        raise UsageError(f"--resume: no checkpoint at {ckpt}")
+
+    data = load_digits(size=32, standardize=True, seed=args.seed)
+    x_train, y_train, x_val, y_val = data.train_images, data.train_labels, data.val_images, data.val_labels
+    if args.quick:  # a stratified-enough subset: every 6th training image, every 3rd validation one
+        x_train, y_train, x_val, y_val = x_train[::6], y_train[::6], x_val[::3], y_val[::3]
+    background = float(-data.mean[0] / data.std[0])  # a standardised 0 (digits are grey: equal channels)
+
+    net = models.digits_net(towers=2, devices=devices, seed=args.seed, width=args.width, weight_std="he",
+                            bias=0.1)
+    opt = SGD(net.parameters(), lr=args.lr, momentum=0.9, weight_decay=5e-4)
+    schedule = PlateauSchedule(opt, factor=0.1, patience=args.patience, max_drops=args.max_drops)
+    print(f"digits: {len(y_train)} training and {len(y_val)} validation images, 32x32x3, 10 classes")
+    print(f"devices: towers on {', '.join(devices)}")
+    print(net.summary())
+    print(f"SGD: lr {args.lr:g}, momentum 0.9, weight decay 5e-4, batch {args.batch}; lr /10 after "
+          f"{args.patience} epochs without improvement (at most {args.max_drops} times)")
+
+    # One BLAS thread: this net's matrices are small, and on the 2-core development machine
+    # OpenBLAS's second thread made a training step 5-20x SLOWER whenever anything else was
+    # running (0.04-0.07 s -> 0.37-0.92 s per batch of 32, measured): its threads spin
+    # waiting for each other. threadpoolctl ships with scikit-learn, the dataset's package.
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=max(1, args.threads), user_api="blas"):
+        history = _train(args, net, opt, schedule, x_train, y_train, x_val, y_val, background, epochs, ckpt)
+    return _report(args, history, out, ckpt, len(y_val), t_start)
+
+
+def _train(args, net, opt, schedule, x_train, y_train, x_val, y_val, background, epochs, ckpt):
+    from ..data.digits import DigitsAugment
+    from ..training import fit
+
+    return fit(net, opt, (x_train, y_train), (x_val, y_val), epochs=epochs, batch_size=args.batch,
+               schedule=schedule, augment=DigitsAugment(seed=args.seed, pad=4, fill=background), seed=args.seed,
+               checkpoint=ckpt, resume=ckpt if args.resume else None, progress=not args.no_progress)
+
+
+def _report(args, history, out, ckpt, n_val, t_start):
+    from ..viz import plot_training_curves
+
+    png = plot_training_curves(history, os.path.join(out, "curves.png"), title="AlexNet-style net on digits")
+    with open(os.path.join(out, "history.json"), "w") as f:
+        json.dump(history, f, indent=1)
+    final = history[-1]
+    wall = time.perf_counter() - t_start
+    print(f"final validation top-1 error: {100 * final['val_top1_err']:.2f}% "
+          f"({round(final['val_top1_err'] * n_val)}/{n_val} wrong) after {final['epoch']} epochs, "
+          f"{final['step']} steps")
+    print(f"checkpoint: {ckpt}")
+    print(f"curves:     {png}")
+    print(f"wall time:  {wall:.1f}s")
+    return 0

@@ -1,0 +1,287 @@
+"""The paper's network (§3.5, Figure 2) and a scaled-down one for the demo, in two forms.
+
+    net = models.alexnet(towers=2, devices=("cuda:0", "cuda:1"))   # Figure 2: one tower per device
+    net = models.alexnet(towers=1, devices=("cpu",))                # the one-device grouped form
+    state = models.map_weights(net2.state_dict(), net1)             # same weights, other form
+
+Both forms are the same function: for the same seed they start from the same weights
+(each tower's slice of a layer is drawn from (seed, layer, tower)), and `map_weights`
+moves any weights (or optimizer velocities) between them: a tower's tensor is its slice
+along the output axis (filters of a conv, units of an fc layer) of the grouped tensor.
+
+AlexNet as built here (input 224x224x3; the output sizes are asserted in the tests)::
+
+    layer    form                                           output       paper's count
+    conv1    96 11x11x3 /4, padding (1,2,1,2), both towers  55x55x96     253,440 (true: 290,400)
+    relu1, norm1 (LRN per tower), pool1 3/2                 27x27x96
+    conv2    256 5x5x48, pad 2, groups 2 (own tower)        27x27x256    186,624
+    relu2, norm2, pool2 3/2                                 13x13x256
+    conv3    384 3x3x256, pad 1, sees both towers           13x13x384    64,896
+    conv4    384 3x3x192, pad 1, groups 2                   13x13x384    64,896
+    conv5    256 3x3x192, pad 1, groups 2                   13x13x256    43,264
+    relu5, pool5 3/2                                        6x6x256      (9,216 into fc6)
+    fc6      4096 (+ relu, dropout 0.5), sees both towers   4096         4096
+    fc7      4096 (+ relu, dropout 0.5), sees both towers   4096         4096
+    fc8      1000 -> softmax (on the first device)          1000         1000
+
+The paper's neuron counts (§3.5 / Figure 2) are right except conv1's: its 253,440 is not
+55*55*96 = 290,400 (nor any square map of 96 kernels: 253,440 / 96 = 2,640 is not a
+square). The true counts are 290,400-186,624-64,896-64,896-43,264-4096-4096-1000, after
+an input of 150,528 = 224*224*3 (which the paper gets right).
+
+conv1's padding: 11x11 filters at stride 4 give 55x55 outputs from a 227x227 image, so
+with the paper's 224x224 crops (§4.1, what cuda_convnet.data.augment produces) we pad
+(top, bottom, left, right) = (1, 2, 1, 2): the padded 227x227 image is tiled exactly by
+the 55 windows (54*4 + 11 = 227), no input pixel is ignored and the shift is under a
+pixel. `input_size=227` builds the unpadded variant (Caffe's choice) instead.
+
+Parameters (weights + biases) of the two-tower form: 60,965,224 (the paper's "60
+million"): conv 2,334,080 and fc 58,631,144. The grouped one-device form has the same
+count.
+
+Initialisation (§5): weights N(0, 0.01); biases 1 in conv2, conv4, conv5 and the hidden
+fc layers (fc6, fc7), 0 in conv1, conv3 and fc8. LRN per tower (each GPU normalised its
+own 48 or 128 maps), so in the grouped form the LRN is applied per channel group, and so
+is dropout (each tower's units draw their own mask stream).
+"""
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .net import LRN, Concat, Conv, Dropout, Flatten, FullyConnected, MaxPool, Net, ReLU, SoftmaxCrossEntropy
+
+
+@dataclass(frozen=True)
+class ConvBlock:
+    """One conv layer of a tower net, with what follows it (ReLU always)."""
+
+    filters: int               # total over the towers
+    size: int
+    stride: int = 1
+    padding: object = 0
+    both_towers: bool = False  # reads every tower's maps (conv3 of the paper) or only its own
+    bias: float = 0.0
+    lrn: bool = False
+    pool: bool = False
+
+
+@dataclass(frozen=True)
+class TowerNetConfig:
+    """A net of Figure 2's shape: conv blocks in `columns` towers, then hidden fc layers."""
+
+    input_shape: tuple
+    convs: tuple
+    hidden: tuple              # units of each hidden fc layer (total over the towers)
+    classes: int
+    columns: int = 2           # the towers of the paper (two GPUs)
+    hidden_bias: float = 1.0
+    dropout: float = 0.5
+    pool_size: int = 3
+    pool_stride: int = 2
+    weight_std: object = 0.01    # a number, or "he" (see layers._Weighted)
+    lrn: dict = field(default_factory=lambda: {"size": 5, "alpha": 1e-4, "beta": 0.75, "k": 2.0})
+
+
+def alexnet_config(num_classes: int = 1000, input_size: int = 224) -> TowerNetConfig:
+    if input_size == 224:
+        pad1 = (1, 2, 1, 2)
+    elif input_size == 227:
+        pad1 = 0
+    else:
+        raise ValueError(f"input_size must be 224 (padded conv1) or 227 (unpadded), got {input_size}")
+    return TowerNetConfig(
+        input_shape=(input_size, input_size, 3),
+        convs=(
+            ConvBlock(96, 11, 4, pad1, both_towers=True, bias=0.0, lrn=True, pool=True),
+            ConvBlock(256, 5, 1, 2, both_towers=False, bias=1.0, lrn=True, pool=True),
+            ConvBlock(384, 3, 1, 1, both_towers=True, bias=0.0),
+            ConvBlock(384, 3, 1, 1, both_towers=False, bias=1.0),
+            ConvBlock(256, 3, 1, 1, both_towers=False, bias=1.0, pool=True),
+        ),
+        hidden=(4096, 4096),
+        classes=num_classes,
+    )
+
+
+def digits_config(width: int = 1, weight_std=0.01, bias: float = 1.0) -> TowerNetConfig:
+    """AlexNet scaled down for 32x32x3 digits: the same layer types and tower connectivity.
+
+    conv1 5x5 (both towers) -> LRN -> pool 3/2 (15x15) -> conv2 5x5 grouped -> LRN ->
+    pool 3/2 (7x7) -> conv3 3x3 (both towers) -> conv4, conv5 3x3 grouped -> pool 3/2 (3x3)
+    -> fc 128 -> fc 128 (dropout on both) -> fc 10. `width` multiplies every layer's width.
+    """
+    w = int(width)
+    return TowerNetConfig(
+        input_shape=(32, 32, 3),
+        convs=(
+            ConvBlock(16 * w, 5, 2, 2, both_towers=True, bias=0.0, lrn=True, pool=True),
+            ConvBlock(32 * w, 5, 1, 2, both_towers=False, bias=bias, lrn=True, pool=True),
+            ConvBlock(48 * w, 3, 1, 1, both_towers=True, bias=0.0),
+            ConvBlock(48 * w, 3, 1, 1, both_towers=False, bias=bias),
+            ConvBlock(32 * w, 3, 1, 1, both_towers=False, bias=bias, pool=True),
+        ),
+        hidden=(128 * w, 128 * w),
+        hidden_bias=bias,
+        classes=10,
+        weight_std=weight_std,
+    )
+
+
+def _devices(towers, devices):
+    if devices is None:
+        return ("cpu",) * towers
+    if isinstance(devices, str):
+        devices = (devices,)
+    devices = tuple(devices)
+    if len(devices) == 1 and towers > 1:
+        return devices * towers
+    if len(devices) != towers:
+        raise ValueError(f"{towers} tower(s) need {towers} device(s), got {list(devices)}")
+    return devices
+
+
+def tower_net(config: TowerNetConfig, *, towers: int = 2, devices=None, seed: int = 0, dtype="float32") -> Net:
+    """Build `config` as `towers` towers on their own devices (towers == config.columns), or
+    as one device's grouped form (towers == 1, groups == config.columns)."""
+    cols = config.columns
+    if towers not in (1, cols):
+        raise ValueError(f"towers must be 1 (the grouped one-device form) or {cols}, got {towers}")
+    devices = _devices(towers, devices)
+    pool = {"size": config.pool_size, "stride": config.pool_stride}
+    std = config.weight_std
+    layers = []
+    if towers == 1:
+        top = "data"
+        for k, c in enumerate(config.convs, start=1):
+            groups = 1 if (c.both_towers or k == 1) else cols
+            layers.append(Conv(f"conv{k}", top, filters=c.filters, size=c.size, stride=c.stride, padding=c.padding,
+                               groups=groups, bias_init=c.bias, weight_std=std, init_parts=list(range(cols))))
+            layers.append(ReLU(f"relu{k}", f"conv{k}"))
+            top = f"relu{k}"
+            if c.lrn:
+                layers.append(LRN(f"norm{k}", top, groups=cols, **config.lrn))
+                top = f"norm{k}"
+            if c.pool:
+                layers.append(MaxPool(f"pool{k}", top, **pool))
+                top = f"pool{k}"
+        layers.append(Flatten("flatten", top))
+        top = "flatten"
+        for j, units in enumerate(config.hidden):
+            k = len(config.convs) + 1 + j
+            layers += [FullyConnected(f"fc{k}", top, units=units, bias_init=config.hidden_bias, weight_std=std,
+                                      init_parts=list(range(cols))),
+                       ReLU(f"relu{k}", f"fc{k}"),
+                       Dropout(f"drop{k}", f"relu{k}", p=config.dropout, groups=cols, stream=j * cols)]
+            top = f"drop{k}"
+    else:
+        tops = ["data"] * towers
+        for k, c in enumerate(config.convs, start=1):
+            new = []
+            for t in range(towers):
+                inp = tops[t]
+                if c.both_towers and k > 1:
+                    inp = f"merge{k}/{t}"
+                    layers.append(Concat(inp, list(tops), device=t))
+                layers.append(Conv(f"conv{k}/{t}", inp, filters=c.filters // towers, size=c.size, stride=c.stride,
+                                   padding=c.padding, bias_init=c.bias, weight_std=std, init_key=f"conv{k}",
+                                   init_parts=[t], device=t))
+                layers.append(ReLU(f"relu{k}/{t}", f"conv{k}/{t}", device=t))
+                top = f"relu{k}/{t}"
+                if c.lrn:
+                    layers.append(LRN(f"norm{k}/{t}", top, device=t, **config.lrn))
+                    top = f"norm{k}/{t}"
+                if c.pool:
+                    layers.append(MaxPool(f"pool{k}/{t}", top, device=t, **pool))
+                    top = f"pool{k}/{t}"
+                new.append(top)
+            tops = new
+        # The fc layers see every tower: each device gathers all towers' maps, then flattens.
+        for t in range(towers):
+            layers.append(Concat(f"merge_fc/{t}", list(tops), device=t))
+            layers.append(Flatten(f"flatten/{t}", f"merge_fc/{t}", device=t))
+        tops = [f"flatten/{t}" for t in range(towers)]
+        for j, units in enumerate(config.hidden):
+            k = len(config.convs) + 1 + j
+            new = []
+            for t in range(towers):
+                inp = tops[t]
+                if j > 0:
+                    inp = f"merge{k}/{t}"
+                    layers.append(Concat(inp, list(tops), device=t))
+                layers += [FullyConnected(f"fc{k}/{t}", inp, units=units // towers, bias_init=config.hidden_bias,
+                                          weight_std=std, init_key=f"fc{k}", init_parts=[t], device=t),
+                           ReLU(f"relu{k}/{t}", f"fc{k}/{t}", device=t),
+                           Dropout(f"drop{k}/{t}", f"relu{k}/{t}", p=config.dropout, stream=j * cols + t,
+                                   device=t)]
+                new.append(f"drop{k}/{t}")
+            tops = new
+        layers.append(Concat("merge_out", list(tops), device=0))
+        top = "merge_out"
+    k = len(config.convs) + len(config.hidden) + 1
+    layers.append(FullyConnected(f"fc{k}", top, units=config.classes, bias_init=0.0, weight_std=std))
+    layers.append(SoftmaxCrossEntropy("loss", f"fc{k}"))
+    return Net(layers, input_shape=config.input_shape, devices=devices, seed=seed, dtype=dtype)
+
+
+def alexnet(towers: int = 2, devices=None, num_classes: int = 1000, seed: int = 0, *, input_size: int = 224,
+            dtype="float32") -> Net:
+    """The network of §3.5 / Figure 2 (see the module docstring for every layer)."""
+    return tower_net(alexnet_config(num_classes, input_size), towers=towers, devices=devices, seed=seed, dtype=dtype)
+
+
+def digits_net(towers: int = 2, devices=None, seed: int = 0, *, width: int = 1, weight_std=0.01, bias: float = 1.0,
+               dtype="float32") -> Net:
+    """The demo's scaled-down AlexNet for 32x32x3 digits (digits_config)."""
+    return tower_net(digits_config(width, weight_std, bias), towers=towers, devices=devices, seed=seed, dtype=dtype)
+
+
+_TOWER_PARAM = re.compile(r"^(?P<base>.+)/(?P<tower>\d+)\.(?P<param>[^./]+)$")
+
+
+def map_weights(state: dict, net: Net) -> dict:
+    """Express `state` (parameter name -> array, from either form) in `net`'s parameter names.
+
+    Works both ways: tower tensors "conv2/0.weight", "conv2/1.weight" are concatenated
+    along axis 0 into the grouped "conv2.weight", and a grouped tensor is split along
+    axis 0 into its towers. Names present in both forms (fc8) are passed through. Use it
+    for weights (`net.state_dict()`) and velocities (`opt.state_dict()["velocities"]`).
+    """
+    towers_in_state: dict[tuple[str, str], dict[int, np.ndarray]] = defaultdict(dict)
+    for name, a in state.items():
+        m = _TOWER_PARAM.match(name)
+        if m:
+            towers_in_state[(m["base"], m["param"])][int(m["tower"])] = a
+    target = {p.name: p.shape for p in net.parameters()}
+    towers_in_target: dict[tuple[str, str], int] = defaultdict(int)
+    for name in target:
+        m = _TOWER_PARAM.match(name)
+        if m:
+            towers_in_target[(m["base"], m["param"])] += 1
+    out = {}
+    for name, shape in target.items():
+        m = _TOWER_PARAM.match(name)
+        if name in state:
+            a = np.asarray(state[name])
+        elif m and f"{m['base']}.{m['param']}" in state:
+            full = np.asarray(state[f"{m['base']}.{m['param']}"])
+            n = towers_in_target[(m["base"], m["param"])]
+            if full.shape[0] % n:
+                raise ValueError(f"map_weights: {m['base']}.{m['param']} {full.shape} does not split into {n} towers")
+            a = np.split(full, n, axis=0)[int(m["tower"])]
+        elif "." in name and tuple(name.rsplit(".", 1)) in towers_in_state:
+            parts = towers_in_state[tuple(name.rsplit(".", 1))]
+            a = np.concatenate([parts[t] for t in sorted(parts)], axis=0)
+        else:
+            raise ValueError(f"map_weights: nothing in the given state maps to {name!r}")
+        if tuple(a.shape) != tuple(shape):
+            raise ValueError(f"map_weights: {name} would get shape {tuple(a.shape)}, the net needs {tuple(shape)}")
+        out[name] = np.ascontiguousarray(a)
+    return out
+
+
+__all__ = ["alexnet", "alexnet_config", "digits_net", "digits_config", "tower_net", "TowerNetConfig", "ConvBlock",
+           "map_weights"]

@@ -1,0 +1,228 @@
+"""Logical devices: where a layer's arrays live and which backend runs its ops (DESIGN.md §6).
+
+A `Device` is one *logical* device of a Net, named "cpu", "emu" or "cuda:N":
+
+    name      backend          arrays  copies between two logical devices
+    cpu       the reference    NumPy   a plain NumPy copy
+    emu       SIMT emulator    NumPy   a plain NumPy copy
+    cuda:N    nvcc kernels     CuPy    another GPU: a peer-to-peer copy (peer access enabled
+                                       when the pair supports it, else staged by the driver);
+                                       the same GPU: a device-to-device copy
+
+Each Net builds its own Device objects, one per entry of its `devices` list, so two logical
+devices may name the same physical GPU ("cuda:0", "cuda:0"): each gets its own CUDA
+stream, and the towers run concurrently as far as the GPU allows. Every op of a layer is
+issued under `with device.activate():` (the GPU made current, the device's stream made
+CuPy's current stream, which is the stream the kernel launchers are given). Where an
+edge crosses devices the consumer's stream waits on an event recorded on the producer's
+stream before the copy is issued: "events where the towers meet".
+
+This is also the ONE place that knows how to concatenate and split channels when a
+backend has no kernel for it (`concat_channels` / `split_channels` below).
+"""
+from __future__ import annotations
+
+import contextlib
+import re
+
+import numpy as np
+
+from ..backends import backend
+
+_NAME = re.compile(r"^(cpu|emu|cuda(?::(\d+))?)$")
+
+#: Every op a Net's layers, its loss and the optimizer call on a device's backend.
+NET_OPS = ("conv2d", "conv2d_backward", "linear", "linear_backward", "relu", "relu_backward", "lrn",
+           "lrn_backward", "max_pool", "max_pool_backward", "dropout", "dropout_backward", "softmax_cross_entropy",
+           "softmax_cross_entropy_backward", "topk_errors", "sgd_update")
+
+
+def missing_ops(kind: str, ops=NET_OPS) -> list[str]:
+    """The ops of `ops` that backend `kind` ("cpu", "emu", "cuda") does not have (yet)."""
+    b = backend(kind)
+    return [op for op in ops if not hasattr(b, op)]
+
+
+def parse_device(name: str) -> tuple[str, int | None]:
+    """"cpu" -> ("cpu", None); "cuda:1" -> ("cuda", 1); "cuda" -> ("cuda", 0)."""
+    if not isinstance(name, str):
+        raise TypeError(f"a device is named by a string ('cpu', 'emu' or 'cuda:N'), got {type(name).__name__}")
+    m = _NAME.match(name.strip())
+    if not m:
+        raise ValueError(f"unknown device {name!r}: use 'cpu', 'emu' or 'cuda:N'")
+    if m.group(1).startswith("cuda"):
+        return "cuda", int(m.group(2) or 0)
+    return m.group(1), None
+
+
+class Device:
+    """One logical device: a backend, its array module, and (on cuda) a GPU and a stream."""
+
+    def __init__(self, name: str):
+        self.kind, self.ordinal = parse_device(name)
+        self.name = f"cuda:{self.ordinal}" if self.kind == "cuda" else self.kind
+        self.ops = backend(self.kind)
+        self._stream = None
+        # Arrays another stream may still be reading (see _cuda_copy); released on synchronize().
+        self._in_flight: list = []
+        if self.kind == "cuda":
+            import cupy
+
+            if self.ordinal >= cupy.cuda.runtime.getDeviceCount():
+                raise ValueError(f"device {self.name}: only {cupy.cuda.runtime.getDeviceCount()} GPU(s) present")
+            self.xp = cupy
+            with cupy.cuda.Device(self.ordinal):
+                # Non-blocking: no implicit ordering with the legacy default stream; every
+                # dependency between devices is an explicit event.
+                self._stream = cupy.cuda.Stream(non_blocking=True)
+        else:
+            self.xp = np
+
+    def __repr__(self):
+        return f"Device({self.name!r})"
+
+    # ------------------------------------------------------------------ context
+    def activate(self):
+        """Context in which this device's ops run (GPU + stream on cuda; nothing on the host)."""
+        if self.kind != "cuda":
+            return contextlib.nullcontext()
+        return _CudaContext(self)
+
+    def synchronize(self) -> None:
+        """Wait for this device's stream; then arrays lent to other streams can be freed."""
+        if self._stream is not None:
+            self._stream.synchronize()
+        self._in_flight.clear()
+
+    # ------------------------------------------------------------------ arrays
+    def asarray(self, a, dtype=None, *, copy: bool = False):
+        """A C-contiguous array on this device (from host NumPy or from this device).
+
+        copy=False may return `a` itself; copy=True always gives a new array (for state the
+        Net will update in place, so it never aliases the caller's arrays).
+        """
+        if self.kind == "cuda":
+            with self.activate():
+                out = self.xp.ascontiguousarray(self.xp.asarray(a, dtype=dtype))
+                return out.copy() if copy and out is a else out
+        if type(a).__module__.startswith("cupy"):
+            a = a.get()
+        if copy:
+            return np.array(a, dtype=dtype, order="C", copy=True)
+        return np.ascontiguousarray(a, dtype=dtype)
+
+    def zeros(self, shape, dtype):
+        with self.activate():
+            return self.xp.zeros(shape, dtype=dtype)
+
+    @staticmethod
+    def to_host(a) -> np.ndarray:
+        if type(a).__module__.startswith("cupy"):
+            return a.get()
+        return np.asarray(a)
+
+    def copy_from(self, a, src: Device):
+        """Copy `a`, an array on device `src`, to this device (the graph's Copy layer)."""
+        if self.kind == "cuda" and src.kind == "cuda":
+            return _cuda_copy(a, src, self)
+        if self.kind == "cuda" or src.kind == "cuda":
+            # Host <-> GPU (e.g. a cpu tower feeding a cuda one): through the host.
+            src.synchronize()
+            return self.asarray(Device.to_host(a))
+        return np.array(a, copy=True, order="C")
+
+    def all_finite(self, a) -> bool:
+        with self.activate():
+            return bool(self.xp.isfinite(a).all())
+
+    # --------------------------------------------- channel concat / split (the fallback)
+    def concat_channels(self, xs):
+        """Concatenate along the last (channel) axis: the backend's kernel if it has one."""
+        op = getattr(self.ops, "concat_channels", None)
+        with self.activate():
+            if op is not None:
+                return op(list(xs))
+            return self.xp.concatenate(list(xs), axis=-1)
+
+    def split_channels(self, y, sizes):
+        """Split the last axis into contiguous arrays of `sizes` channels each."""
+        sizes = [int(s) for s in sizes]
+        if sum(sizes) != y.shape[-1]:
+            raise ValueError(f"split_channels: sizes {sizes} do not add up to {y.shape[-1]} channels")
+        op = getattr(self.ops, "split_channels", None)
+        with self.activate():
+            if op is not None:
+                return list(op(y, sizes))
+            out, start = [], 0
+            for s in sizes:
+                out.append(self.xp.ascontiguousarray(y[..., start:start + s]))
+                start += s
+            return out
+
+
+class _CudaContext:
+    """`with cupy.cuda.Device(n): with stream:` as one re-entrant context."""
+
+    def __init__(self, device: Device):
+        import cupy
+
+        self._gpu = cupy.cuda.Device(device.ordinal)
+        self._stream = device._stream
+
+    def __enter__(self):
+        self._gpu.__enter__()
+        self._stream.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        self._stream.__exit__(*exc)
+        self._gpu.__exit__(*exc)
+        return False
+
+
+_PEER_ENABLED: set[tuple[int, int]] = set()
+
+
+def enable_peer_access(a: int, b: int) -> bool:
+    """Let GPU `a` access GPU `b`'s memory directly (once per pair); False if unsupported."""
+    import cupy
+
+    if a == b or (a, b) in _PEER_ENABLED:
+        return True
+    rt = cupy.cuda.runtime
+    if not rt.deviceCanAccessPeer(a, b):
+        return False
+    with cupy.cuda.Device(a):
+        try:
+            rt.deviceEnablePeerAccess(b)
+        except rt.CUDARuntimeError as e:  # already enabled (e.g. by CuPy itself) is fine
+            if "PeerAccessAlreadyEnabled" not in str(e):
+                raise
+    _PEER_ENABLED.add((a, b))
+    return True
+
+
+def _cuda_copy(a, src: Device, dst: Device):
+    """Copy a CuPy array from `src`'s stream to `dst`'s stream, ordered by an event."""
+    import cupy
+
+    with src.activate():
+        ready = cupy.cuda.Event(block=False, disable_timing=True)
+        ready.record(src._stream)
+    with dst.activate():
+        dst._stream.wait_event(ready)
+        y = cupy.empty(a.shape, dtype=a.dtype)
+        if a.nbytes:
+            if src.ordinal == dst.ordinal:
+                y.data.copy_from_device_async(a.data, a.nbytes, stream=dst._stream)
+            else:
+                enable_peer_access(dst.ordinal, src.ordinal)
+                enable_peer_access(src.ordinal, dst.ordinal)
+                cupy.cuda.runtime.memcpyPeerAsync(y.data.ptr, dst.ordinal, a.data.ptr, src.ordinal, a.nbytes,
+                                                  dst._stream.ptr)
+    # CuPy's memory pool is per stream: were `a` freed now, its block would go back to the
+    # source stream's pool and could be handed out there while this copy (on the
+    # destination stream) is still reading it. So the destination device holds `a` until
+    # its stream is synchronised (the Net does that at the end of every step and forward).
+    dst._in_flight.append(a)
+    return y

@@ -1,0 +1,411 @@
+"""The Net: named layers, each with its inputs and its device (DESIGN.md §6).
+
+    net = Net([Conv("conv1", "data", filters=96, size=11, stride=4, padding=(1, 2, 1, 2)),
+               ReLU("relu1", "conv1"), ...,
+               SoftmaxCrossEntropy("loss", "fc8")],
+              input_shape=(224, 224, 3), devices=("cpu",), seed=0)
+    stats = net.train_step(x, labels, opt)     # {"loss", "top1_err", "top5_err"}
+    probs = net.predict(x)                     # softmax probabilities, NumPy
+
+Rules of the graph:
+
+* "data" is the input batch (N, H, W, C); it lives on the first device. Layers are listed
+  so that every input is defined before it is used. The last layer may be a
+  SoftmaxCrossEntropy (the loss); `train_step` needs it.
+* `device` on a layer is an index into `devices`. Wherever a layer reads an output made
+  on another logical device the Net inserts a Copy layer (one per (output, device) pair):
+  on cuda a peer-to-peer or device-to-device copy ordered by events, on the host a plain
+  copy. Copies are not part of the spec (they follow from it); the summary shows them.
+* forward runs the layers in order; backward in reverse; where an output feeds several
+  layers its gradient is the sum of theirs. Parameters and their gradients (and the
+  optimizer's velocities) live on their layer's device.
+* Dropout masks depend on (seed, step, stream): `net.step` counts training steps and is
+  saved in checkpoints, so a resumed run draws the same masks.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .devices import Device
+from .layers import Context, Copy, Layer, SoftmaxCrossEntropy, layer_from_spec
+
+SPEC_FORMAT = "cuda_convnet.net"
+
+
+class NonFiniteError(FloatingPointError):
+    """The loss became NaN or infinite; `.step` and `.layer` say where it started."""
+
+    def __init__(self, message, *, step: int, layer: str | None):
+        super().__init__(message)
+        self.step, self.layer = step, layer
+
+
+class Parameter:
+    """A learned tensor of one layer: `data` and, after a backward pass, `grad`, on `device`."""
+
+    def __init__(self, name: str, layer: str, data, device: Device):
+        self.name, self.layer, self.data, self.device = name, layer, data, device
+        self.grad = None
+
+    @property
+    def shape(self):
+        return tuple(self.data.shape)
+
+    @property
+    def dtype(self):
+        return self.data.dtype
+
+    @property
+    def size(self) -> int:
+        return int(math.prod(self.data.shape))
+
+    def __repr__(self):
+        return f"Parameter({self.name!r}, shape={self.shape}, device={self.device.name!r})"
+
+
+def _dropout_seed(seed: int) -> int:
+    """The Philox key of the dropout masks: derived from the net's seed, not equal to it."""
+    return int(np.random.SeedSequence([int(seed), 0xD80F]).generate_state(1, np.uint64)[0])
+
+
+class Net:
+    def __init__(self, layers, *, input_shape, devices=("cpu",), seed: int = 0, dtype="float32", init: bool = True):
+        """init=False allocates zero parameters instead of drawing them (to load weights next)."""
+        if isinstance(devices, str):
+            devices = (devices,)
+        self.devices = [Device(d) for d in devices]
+        self.device_names = [d.name for d in self.devices]
+        if not self.devices:
+            raise ValueError("a Net needs at least one device")
+        self.input_shape = tuple(int(s) for s in input_shape)
+        self.seed = int(seed)
+        self.dtype = np.dtype(dtype)
+        if self.dtype not in (np.float32, np.float64):
+            raise ValueError(f"dtype must be float32 or float64, got {self.dtype}")
+        if self.dtype != np.float32 and any(d.kind != "cpu" for d in self.devices):
+            raise ValueError("the emu and cuda backends compute in float32; use dtype='float32'")
+        self.step = 0
+        self._init = bool(init)
+        # Rebuilt from their specs: the caller's layer objects are never mutated.
+        self.layers: list[Layer] = [layer_from_spec(l.spec()) if isinstance(l, Layer) else layer_from_spec(l)
+                                    for l in layers]
+        self._build()
+
+    # ================================================================== construction
+    def _build(self):
+        names = set()
+        self.loss_layer = None
+        for i, layer in enumerate(self.layers):
+            if layer.name in names or layer.name == "data":
+                raise ValueError(f"duplicate layer name {layer.name!r}" if layer.name != "data"
+                                 else "'data' is the input; no layer may be called that")
+            if not 0 <= layer.device < len(self.devices):
+                raise ValueError(f"layer {layer.name!r}: device {layer.device} is not an index into the "
+                                 f"{len(self.devices)} devices {self.device_names}")
+            for inp in layer.inputs:
+                if inp != "data" and inp not in names:
+                    raise ValueError(f"layer {layer.name!r} reads {inp!r}, which is not defined before it")
+            if isinstance(layer, SoftmaxCrossEntropy):
+                if i != len(self.layers) - 1:
+                    raise ValueError(f"the loss layer {layer.name!r} must be the last layer")
+                self.loss_layer = layer
+            names.add(layer.name)
+        if not self.layers:
+            raise ValueError("a Net needs at least one layer")
+        body = self.layers[:-1] if self.loss_layer else self.layers
+        if not body:
+            raise ValueError("a Net needs at least one layer before the loss")
+        self.output_name = self.loss_layer.inputs[0] if self.loss_layer else body[-1].name
+
+        # Dropout streams: number the unnumbered ones after the largest given stream.
+        drops = [l for l in body if l.type == "dropout"]
+        nxt = max([l.stream + l.groups for l in drops if l.stream is not None], default=0)
+        for l in drops:
+            if l.stream is None:
+                l.stream = nxt
+                nxt += l.groups
+        self.dropout_streams = max([l.stream + l.groups for l in drops], default=1)
+        self.dropout_seed = _dropout_seed(self.seed)
+
+        # The executed graph: the body, with a Copy wherever an edge crosses devices.
+        where = {"data": 0}
+        copies: dict[tuple[str, int], str] = {}
+        self._exec: list[Layer] = []
+        self._actual_inputs: dict[str, tuple[str, ...]] = {}
+        for layer in self.layers:
+            actual = []
+            for inp in layer.inputs:
+                src = where[inp]
+                if src != layer.device:
+                    key = (inp, layer.device)
+                    if key not in copies:
+                        cp = Copy(f"{inp}->{layer.device}", [inp], src=src, device=layer.device)
+                        cp.src_device, cp.dst_device = self.devices[src], self.devices[layer.device]
+                        self._exec.append(cp)
+                        self._actual_inputs[cp.name] = (inp,)
+                        where[cp.name] = layer.device
+                        copies[key] = cp.name
+                    inp = copies[key]
+                actual.append(inp)
+            self._actual_inputs[layer.name] = tuple(actual)
+            where[layer.name] = layer.device
+            if layer is not self.loss_layer:
+                self._exec.append(layer)
+        self._where = where
+
+        # Shapes (per example) and parameters.
+        self.shapes = {"data": self.input_shape}
+        self.params: dict[str, dict[str, Parameter]] = {}
+        for layer in self._exec + ([self.loss_layer] if self.loss_layer else []):
+            in_shapes = [self.shapes[i] for i in self._actual_inputs[layer.name]]
+            try:
+                self.shapes[layer.name] = tuple(layer.output_shape(in_shapes))
+            except ValueError as e:
+                raise ValueError(f"layer {layer.name!r} with inputs of shapes {in_shapes}: {e}") from None
+            dev = self.devices[layer.device]
+            if self._init:
+                host = layer.init_params(in_shapes, self.seed, self.dtype)
+            else:
+                host = {k: np.zeros(v, dtype=self.dtype) for k, v in layer.param_shapes(in_shapes).items()}
+            self.params[layer.name] = {k: Parameter(f"{layer.name}.{k}", layer.name, dev.asarray(v), dev)
+                                       for k, v in host.items()}
+
+        # Which outputs need a gradient (not the input, nor what only depends on it).
+        self._needs_grad = {"data": False}
+        for layer in self._exec:
+            self._needs_grad[layer.name] = bool(self.params[layer.name]) or any(
+                self._needs_grad[i] for i in self._actual_inputs[layer.name])
+        # The last layer (in execution order) that reads each output, to free early in eval.
+        self._last_use = {}
+        for idx, layer in enumerate(self._exec):
+            for i in self._actual_inputs[layer.name]:
+                self._last_use[i] = idx
+
+    @classmethod
+    def from_spec(cls, spec: dict, *, devices=None, init: bool = True) -> Net:
+        """Rebuild a Net from `net.spec()`; `devices` overrides the saved device names.
+
+        With the same seed the weights are the same as the original's at construction.
+        """
+        if not isinstance(spec, dict) or spec.get("format") != SPEC_FORMAT:
+            raise ValueError("not a cuda_convnet Net spec")
+        devs = spec["devices"] if devices is None else devices
+        if isinstance(devs, str):
+            devs = [devs] * len(spec["devices"])
+        if len(devs) != len(spec["devices"]):
+            raise ValueError(f"this net has {len(spec['devices'])} logical devices {spec['devices']}; "
+                             f"got {len(devs)}: {list(devs)}")
+        net = cls(spec["layers"], input_shape=spec["input_shape"], devices=devs, seed=spec["seed"],
+                  dtype=spec["dtype"], init=init)
+        return net
+
+    def spec(self) -> dict:
+        """Everything needed to rebuild this net (JSON-serialisable); a checkpoint stores it."""
+        return {"format": SPEC_FORMAT, "version": 1, "input_shape": list(self.input_shape),
+                "devices": list(self.device_names), "seed": self.seed, "dtype": self.dtype.name,
+                "layers": [l.spec() for l in self.layers]}
+
+    # ================================================================== parameters
+    def parameters(self) -> list[Parameter]:
+        return [p for layer in self.layers for p in self.params.get(layer.name, {}).values()]
+
+    def num_parameters(self) -> int:
+        return sum(p.size for p in self.parameters())
+
+    def state_dict(self) -> dict[str, np.ndarray]:
+        """Parameter name -> host NumPy copy."""
+        return {p.name: np.array(Device.to_host(p.data), copy=True) for p in self.parameters()}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Set every parameter from host arrays (exact shapes; cast to the net's dtype)."""
+        params = {p.name: p for p in self.parameters()}
+        missing = sorted(set(params) - set(state))
+        extra = sorted(set(state) - set(params))
+        if missing or extra:
+            raise ValueError(f"load_state_dict: missing {missing}, unexpected {extra}")
+        for name, p in params.items():
+            a = np.asarray(Device.to_host(state[name]))
+            if tuple(a.shape) != p.shape:
+                raise ValueError(f"load_state_dict: {name} has shape {tuple(a.shape)}, the net needs {p.shape}")
+        for name, p in params.items():
+            p.data = p.device.asarray(Device.to_host(state[name]), dtype=self.dtype, copy=True)
+            p.grad = None
+
+    def _context(self) -> Context:
+        return Context(self.step, self.dropout_seed, self.dropout_streams)
+
+    # ================================================================== forward / backward
+    def _input(self, x):
+        shape = tuple(x.shape)
+        if len(shape) != 1 + len(self.input_shape) or shape[1:] != self.input_shape:
+            raise ValueError(f"the net takes input of shape (N, {', '.join(map(str, self.input_shape))}), "
+                             f"got {shape}")
+        if x.dtype != self.dtype:
+            raise TypeError(f"the net computes in {self.dtype.name}; the input is {np.dtype(x.dtype).name}")
+        return self.devices[0].asarray(x)
+
+    def _forward(self, x, train: bool, keep: bool):
+        acts = {"data": self._input(x)}
+        ctx = self._context()
+        for idx, layer in enumerate(self._exec):
+            dev = self.devices[layer.device]
+            xs = [acts[i] for i in self._actual_inputs[layer.name]]
+            params = {k: p.data for k, p in self.params[layer.name].items()}
+            with dev.activate():
+                acts[layer.name] = layer.forward(dev, xs, params, train, ctx)
+            if not keep:
+                for i in self._actual_inputs[layer.name]:
+                    if self._last_use.get(i) == idx and i != self.output_name:
+                        del acts[i]
+        return acts
+
+    def forward(self, x, train: bool = False):
+        """The logits (the loss layer's input, or the last layer's output) on its device.
+
+        train=True applies dropout with the masks of the current step (`net.step`).
+        """
+        out = self._forward(x, train, keep=False)[self.output_name]
+        self.synchronize()
+        return out
+
+    def synchronize(self) -> None:
+        """Wait for every device's queued work (a no-op on the host backends)."""
+        for d in self.devices:
+            d.synchronize()
+
+    def predict(self, x) -> np.ndarray:
+        """Softmax probabilities (N, classes) as a host NumPy array (test mode: no dropout)."""
+        logits = self.forward(x, train=False)
+        dev = self.devices[self._where[self.output_name]]
+        with dev.activate():
+            # softmax_cross_entropy's probs do not depend on the labels; any valid ones do.
+            dummy = dev.xp.zeros((logits.shape[0],), dtype=np.int32)
+            _, probs = dev.ops.softmax_cross_entropy(logits, dummy)
+        return np.asarray(Device.to_host(probs))
+
+    def gradients(self, x, labels, train: bool = True) -> dict:
+        """Forward and backward: leaves each parameter's gradient in `p.grad`; no update.
+
+        Returns {"loss", "top1_err", "top5_err"} of the batch. Raises NonFiniteError (and
+        leaves the parameters untouched) if the loss is NaN or infinite.
+        """
+        if self.loss_layer is None:
+            raise ValueError("this net has no SoftmaxCrossEntropy layer to train with")
+        acts = self._forward(x, train, keep=True)
+        ldev = self.devices[self.loss_layer.device]
+        logits = acts[self._actual_inputs[self.loss_layer.name][0]]
+        labels = np.asarray(Device.to_host(labels))
+        if labels.ndim != 1 or labels.shape[0] != logits.shape[0] or labels.dtype.kind not in "iu":
+            raise ValueError(f"labels must be integers of shape ({logits.shape[0]},), got {labels.dtype} "
+                             f"{labels.shape}")
+        classes = logits.shape[1]
+        if labels.size and (labels.min() < 0 or labels.max() >= classes):
+            raise ValueError(f"labels must be in [0, {classes}), got values in [{labels.min()}, {labels.max()}]")
+        labels_dev = ldev.asarray(labels.astype(np.int32))
+        with ldev.activate():
+            loss, probs = self.loss_layer.forward(ldev, [logits], {}, train, self._context(), labels=labels_dev)
+            loss = float(Device.to_host(loss))
+            if not math.isfinite(loss):
+                raise self._non_finite(acts, loss)
+            k5 = min(5, classes)
+            errs = ldev.ops.topk_errors(probs, labels_dev, ks=(1, k5))
+            dlogits = self.loss_layer.backward(ldev, probs, labels_dev)
+        self._backward(acts, {self._actual_inputs[self.loss_layer.name][0]: dlogits})
+        self.synchronize()
+        n = max(1, logits.shape[0])
+        return {"loss": loss, "top1_err": errs[1] / n, "top5_err": errs[k5] / n}
+
+    def _backward(self, acts, grads: dict):
+        """Backward pass from `grads` (output name -> its gradient; consumed), freeing `acts`."""
+        ctx = self._context()
+        for layer in reversed(self._exec):
+            dy = grads.pop(layer.name, None)
+            y = acts.pop(layer.name)
+            if not self._needs_grad[layer.name]:
+                continue
+            dev = self.devices[layer.device]
+            ins = self._actual_inputs[layer.name]
+            params = self.params[layer.name]
+            if dy is None:  # an output the loss does not depend on
+                for p in params.values():
+                    p.grad = dev.zeros(p.shape, p.dtype)
+                continue
+            xs = [acts[i] for i in ins]
+            need = [self._needs_grad[i] for i in ins]
+            with dev.activate():
+                dxs, dparams = layer.backward(dev, xs, y, dy, {k: p.data for k, p in params.items()}, ctx, need)
+                for k, p in params.items():
+                    p.grad = dparams[k]
+                for i, dx, nd in zip(ins, dxs, need):
+                    if nd and dx is not None:
+                        # Out of place: dx may be a view (Flatten) of a gradient still in use.
+                        grads[i] = dx if i not in grads else grads[i] + dx
+        acts.clear()
+
+    def _non_finite(self, acts, loss) -> NonFiniteError:
+        first = None
+        for name in ["data"] + [l.name for l in self._exec]:
+            if name in acts:
+                dev = self.devices[self._where[name]]
+                if not dev.all_finite(acts[name]):
+                    first = name
+                    break
+        where = ("the input batch itself is not finite" if first == "data" else
+                 f"first non-finite output: layer {first!r}" if first else
+                 "every layer's output is finite (the logits overflow the softmax)")
+        return NonFiniteError(f"training stopped at step {self.step}: the loss is {loss}; {where}. "
+                              f"The parameters are those before this step.", step=self.step, layer=first)
+
+    def train_step(self, x, labels, optimizer) -> dict:
+        """One SGD step on a batch: forward, backward, the optimizer's update, step += 1."""
+        stats = self.gradients(x, labels, train=True)
+        optimizer.step()
+        self.synchronize()
+        self.step += 1
+        return stats
+
+    # ================================================================== checkpoints
+    def save(self, path, *, optimizer=None, schedule=None, extra=None) -> None:
+        """Write a checkpoint (see cuda_convnet.net.checkpoint): atomic, .npz + JSON manifest."""
+        from .checkpoint import save_checkpoint
+
+        save_checkpoint(path, self, optimizer=optimizer, schedule=schedule, extra=extra)
+
+    @classmethod
+    def load(cls, path, *, devices=None) -> Net:
+        """The net of a checkpoint (weights and step counter); see load_checkpoint for the rest."""
+        from .checkpoint import load_checkpoint
+
+        return load_checkpoint(path, devices=devices).net
+
+    # ================================================================== description
+    def device_label(self, index: int) -> str:
+        name = self.device_names[index]
+        return name if self.device_names.count(name) == 1 else f"{name}#{index}"
+
+    def summary(self) -> str:
+        """A table like the paper's Figure 2: layer, type, device, output shape, parameters."""
+        rows = [("layer", "type", "device", "output (per example)", "parameters")]
+        for layer in self._exec + ([self.loss_layer] if self.loss_layer else []):
+            if isinstance(layer, Copy):
+                dev = f"{self.device_label(layer.src)} -> {self.device_label(layer.device)}"
+            else:
+                dev = self.device_label(layer.device)
+            shape = self.shapes[layer.name]
+            n = sum(p.size for p in self.params[layer.name].values())
+            rows.append((layer.name, layer.type, dev, "x".join(map(str, shape)) if shape else "loss",
+                         f"{n:,}" if n else ""))
+        widths = [max(len(r[i]) for r in rows) for i in range(5)]
+        lines = ["  ".join(c.ljust(w) if i < 4 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths)))
+                 for r in rows]
+        lines.insert(1, "-" * len(lines[0]))
+        lines.append("-" * len(lines[0]))
+        lines.append(f"input {'x'.join(map(str, self.input_shape))} on {self.device_label(0)}; "
+                     f"total parameters: {self.num_parameters():,}")
+        return "\n".join(lines)
+
+    def __repr__(self):
+        return (f"<Net: {len(self.layers)} layers on {self.device_names}, input {self.input_shape}, "
+                f"{self.num_parameters():,} parameters>")

@@ -1,0 +1,134 @@
+"""The training loop of §5: epochs of SGD steps, a validation pass, the lr rule, checkpoints.
+
+    history = fit(net, opt, (x_train, y_train), (x_val, y_val), epochs=30, batch_size=128,
+                  schedule=PlateauSchedule(opt), checkpoint="run/ckpt.npz")
+
+Per epoch: shuffled batches from a BatchLoader (order a function of (seed, epoch);
+augmentation offsets of (epoch, batch)), `net.train_step` on each, then the top-1/top-5
+error on the validation set, `schedule.step(val_top1)`, and an atomic checkpoint that
+holds the epoch and the history. Everything random is a function of seeds and counters,
+so `fit(..., resume=checkpoint)` continues bit-identically to a run never interrupted.
+
+A NaN/Inf loss raises NonFiniteError out of `fit` (naming the step and the first layer
+whose output went non-finite); the checkpoint on disk is then the one of the last
+completed epoch, which is never overwritten by a failed one.
+"""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from .data.loader import BatchLoader
+from .net import NonFiniteError, load_checkpoint
+
+
+def evaluate(net, images, labels, *, batch_size: int = 256) -> dict:
+    """{"top1_err", "top5_err", "loss"} of `net` in test mode over a whole array dataset."""
+    labels = np.asarray(labels)
+    n = len(labels)
+    if n == 0:
+        raise ValueError("evaluate: no examples")
+    err1 = err5 = 0
+    loss = 0.0
+    for i in range(0, n, batch_size):
+        probs = net.predict(np.ascontiguousarray(images[i:i + batch_size], dtype=net.dtype))
+        y = labels[i:i + batch_size]
+        p_true = probs[np.arange(len(y)), y]
+        rank = (probs > p_true[:, None]).sum(axis=1)
+        err1 += int((rank >= 1).sum())
+        err5 += int((rank >= min(5, probs.shape[1])).sum())
+        loss += float(-np.log(np.maximum(p_true.astype(np.float64), 1e-300)).sum())
+    return {"top1_err": err1 / n, "top5_err": err5 / n, "loss": loss / n}
+
+
+def fit(net, optimizer, train, val, *, epochs: int, batch_size: int = 128, schedule=None, augment=None,
+        seed: int = 0, checkpoint=None, resume=None, progress: bool = True, log=print,
+        stop_when_schedule_finished: bool = False, eval_batch_size: int = 256):
+    """Train `net` for `epochs` epochs (in total, counting any resumed ones); -> history.
+
+    train, val: (images, labels) arrays. augment: a BatchLoader augment callable (e.g.
+    DigitsAugment). checkpoint: path written after every epoch. resume: a checkpoint path
+    to continue from (its net, optimizer and schedule state are loaded into the given
+    objects, which must have the same architecture). history: one dict per epoch with
+    epoch, train_loss, train_top1_err, val_top1_err, val_top5_err, lr, lr_dropped, seconds.
+    """
+    history: list[dict] = []
+    start_epoch = 0
+    if resume is not None:
+        ck = load_checkpoint(resume, devices=net.device_names)
+        net.load_state_dict(ck.net.state_dict())
+        net.step = ck.net.step
+        if ck.optimizer is not None:
+            optimizer.load_state_dict(ck.optimizer.state_dict())
+        if schedule is not None and ck.schedule is not None:
+            schedule.load_state_dict(ck.schedule.state_dict())
+        start_epoch = int(ck.extra.get("epoch", 0))
+        history = list(ck.extra.get("history", []))
+    x_train, y_train = train
+    x_val, y_val = val
+    loader = BatchLoader((x_train, y_train), batch_size, shuffle=True, seed=seed, augment=augment, drop_last=True)
+    bar = None
+    try:
+        if progress:
+            from tqdm.auto import tqdm
+
+        for epoch in range(start_epoch, epochs):
+            t0 = time.perf_counter()
+            batches = loader.iter_epoch(epoch)
+            if progress:
+                bar = tqdm(batches, total=len(loader), desc=f"epoch {epoch + 1}/{epochs}", unit="batch", leave=False)
+                batches = bar
+            losses, errs, counts = [], [], []
+            for x, y in batches:
+                x = np.ascontiguousarray(x, dtype=net.dtype)
+                try:
+                    stats = net.train_step(x, y, optimizer)
+                except NonFiniteError as e:
+                    if checkpoint is not None and epoch > start_epoch:
+                        last = f"{checkpoint} (after epoch {epoch})"
+                    elif resume is not None:
+                        last = f"{resume} (after epoch {start_epoch})"
+                    else:
+                        last = None
+                    e.add_note(f"(in epoch {epoch + 1}; " + (f"the last good checkpoint, {last}, is left as it was)"
+                                                            if last else "no checkpoint had been written yet)"))
+                    raise
+                losses.append(stats["loss"])
+                errs.append(stats["top1_err"])
+                counts.append(len(y))
+                if bar is not None:
+                    bar.set_postfix(loss=f"{stats['loss']:.3f}", lr=f"{optimizer.lr:g}")
+            if bar is not None:
+                bar.close()
+                bar = None
+            w = np.asarray(counts, dtype=np.float64)
+            val_stats = evaluate(net, x_val, y_val, batch_size=eval_batch_size)
+            lr_used = optimizer.lr
+            dropped = bool(schedule.step(val_stats["top1_err"])) if schedule is not None else False
+            entry = {"epoch": epoch + 1, "train_loss": float(np.dot(losses, w) / w.sum()),
+                     "train_top1_err": float(np.dot(errs, w) / w.sum()),
+                     "val_top1_err": val_stats["top1_err"], "val_top5_err": val_stats["top5_err"],
+                     "val_loss": val_stats["loss"], "lr": lr_used, "lr_dropped": dropped,
+                     "seconds": time.perf_counter() - t0, "step": net.step}
+            history.append(entry)
+            if log is not None:
+                log(f"epoch {epoch + 1:3d}/{epochs}  train loss {entry['train_loss']:.4f}  "
+                    f"train top-1 err {100 * entry['train_top1_err']:5.2f}%  "
+                    f"val top-1 err {100 * entry['val_top1_err']:5.2f}%  lr {lr_used:g}  "
+                    f"({entry['seconds']:.1f}s)")
+                if dropped:
+                    log(f"          validation error stopped improving: learning rate divided by "
+                        f"{1 / schedule.factor:g} -> {optimizer.lr:g} (drop {schedule.drops}/{schedule.max_drops})")
+            if checkpoint is not None:
+                net.save(checkpoint, optimizer=optimizer, schedule=schedule,
+                         extra={"epoch": epoch + 1, "history": history, "seed": seed, "batch_size": batch_size})
+            if stop_when_schedule_finished and schedule is not None and schedule.finished:
+                if log is not None:
+                    log("          no learning-rate drops left and no improvement: stopping")
+                break
+    finally:
+        if bar is not None:
+            bar.close()
+        loader.close()
+    return history

@@ -1,0 +1,97 @@
+"""The README's main command, `python -m cuda_convnet demo`, run as a user runs it; and the
+emulated AlexNet step benchmark."""
+from __future__ import annotations
+
+import importlib.util
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from net_support import one_blas_thread, requires_ops  # noqa: F401
+
+from cuda_convnet.net import load_checkpoint
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def demo(*args, timeout=300):
+    return subprocess.run([sys.executable, "-m", "cuda_convnet", "demo", *args], capture_output=True, text=True,
+                          timeout=timeout, cwd=ROOT)
+
+
+def test_demo_quick_writes_a_checkpoint_and_curves(tmp_path):
+    out = tmp_path / "demo"
+    r = demo("--quick", "--out", str(out), "--device", "cpu")
+    assert r.returncode == 0, r.stderr
+    assert "epoch   1/2" in r.stdout and "final validation top-1 error" in r.stdout
+    assert "total parameters" in r.stdout and "conv3/1" in r.stdout  # the summary
+    with open(out / "curves.png", "rb") as f:
+        assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+    ck = load_checkpoint(out / "checkpoint.npz")
+    assert ck.extra["epoch"] == 2 and len(ck.extra["history"]) == 2
+    assert ck.net.device_names == ["cpu", "cpu"] and ck.optimizer is not None and ck.schedule is not None
+    probs = ck.net.predict(np.zeros((2, 32, 32, 3), np.float32))
+    assert probs.shape == (2, 10)
+    # --resume continues from the checkpoint to a third epoch.
+    r = demo("--quick", "--out", str(out), "--device", "cpu", "--epochs", "3", "--resume")
+    assert r.returncode == 0, r.stderr
+    assert "epoch   3/3" in r.stdout and "epoch   1/3" not in r.stdout
+
+
+def test_demo_bad_arguments_are_one_line(tmp_path):
+    r = demo("--device", "gpu7", "--out", str(tmp_path))
+    assert r.returncode == 2 and "unknown device" in r.stderr and "Traceback" not in r.stderr
+    r = demo("--resume", "--out", str(tmp_path / "empty"))
+    assert r.returncode == 2 and "no checkpoint" in r.stderr
+
+
+@pytest.mark.emu
+@requires_ops("emu")
+def test_demo_quick_on_emu(tmp_path):
+    r = demo("--quick", "--epochs", "1", "--out", str(tmp_path), "--device", "emu", "--no-progress", timeout=1800)
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "checkpoint.npz").exists()
+
+
+@pytest.mark.cuda
+@requires_ops("cuda")
+def test_demo_quick_on_cuda(tmp_path):
+    r = demo("--quick", "--out", str(tmp_path), "--device", "cuda:0", "--no-progress")
+    assert r.returncode == 0, r.stderr
+    assert "towers on cuda:0, cuda:0" in r.stdout
+
+
+def _bench():
+    spec = importlib.util.spec_from_file_location("net_step_emu", ROOT / "bench" / "net_step_emu.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+@pytest.mark.usefixtures("one_blas_thread")
+def test_net_step_bench_harness_on_cpu():
+    """The benchmark's harness, run on the reference so it is always exercised."""
+    r = _bench().run(batch=1, towers=2, device="cpu", check=False)
+    assert r["train_step"] > 0 and np.isfinite(r["loss"])
+
+
+def test_net_step_bench_says_what_is_missing():
+    bench = _bench()
+    if not bench.missing_ops("emu"):
+        pytest.skip("the emu kernels exist: the benchmark runs in test_net_step_emu_alexnet_batch_2")
+    r = subprocess.run([sys.executable, str(ROOT / "bench" / "net_step_emu.py")], capture_output=True, text=True,
+                       timeout=60)
+    assert r.returncode == 2 and "conv2d" in r.stderr
+
+
+@pytest.mark.emu
+@requires_ops("emu")
+def test_net_step_emu_alexnet_batch_2(capsys):
+    """Time one emulated AlexNet training step at batch 2, checked against the reference."""
+    bench = _bench()
+    assert bench.main(["--batch", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "train step" in out
+    print(out)

@@ -1,0 +1,185 @@
+"""The layer graph: gradients (checked by central differences), accumulation where a layer
+feeds several, copies between devices, dropout counters, specs, and bad graphs."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from net_support import batch, one_blas_thread, tiny_net  # noqa: F401
+
+import cuda_convnet as ccn
+from cuda_convnet.net import (LRN, ChannelSlice, Concat, Conv, Copy, Dropout, Flatten, FullyConnected, MaxPool, Net,
+                              ReLU, SoftmaxCrossEntropy, Tanh)
+
+pytestmark = pytest.mark.usefixtures("one_blas_thread")
+
+
+def loss_of(net, x, y):
+    return net.gradients(x, y)["loss"]
+
+
+def check_net_gradients(net, x, y, *, h=1e-6, rtol=1e-6, seed=0):
+    """Directional derivative of the training loss (dropout mask fixed by net.step) along a
+    random direction over all parameters, against sum <grad, direction>; and the same per
+    parameter tensor, so a wrong tensor is named."""
+    rng = np.random.default_rng(seed)
+    net.gradients(x, y)
+    params = net.parameters()
+    grads = {p.name: p.grad.copy() for p in params}
+    for p in params:
+        d = rng.standard_normal(p.shape)
+        d /= np.linalg.norm(d)
+        w0 = p.data.copy()
+        p.data[...] = w0 + h * d
+        lp = loss_of(net, x, y)
+        p.data[...] = w0 - h * d
+        lm = loss_of(net, x, y)
+        p.data[...] = w0
+        numeric = (lp - lm) / (2 * h)
+        analytic = float(np.vdot(grads[p.name], d))
+        assert abs(numeric - analytic) <= 1e-8 + rtol * max(1.0, np.linalg.norm(grads[p.name])), \
+            f"{p.name}: numeric {numeric} analytic {analytic}"
+
+
+def test_tower_net_gradients_float64():
+    """Every layer type of the tiny AlexNet in both forms, copies and concats included."""
+    x, y = batch(n=4)
+    for towers in (2, 1):
+        check_net_gradients(tiny_net(towers=towers), x, y)
+
+
+def test_gradient_accumulates_where_a_layer_feeds_two():
+    """relu1 feeds two fc layers (one on another device) and a slice; its gradient is the sum."""
+    layers = [Flatten("flat", "data"),
+              FullyConnected("fc1", "flat", units=6, weight_std=0.5, bias_init=0.1),
+              ReLU("relu1", "fc1"),
+              FullyConnected("a", "relu1", units=4, weight_std=0.5),
+              FullyConnected("b", "relu1", units=4, weight_std=0.5, device=1),
+              Tanh("tb", "b", device=1),
+              ChannelSlice("s", "relu1", start=1, stop=4),
+              Concat("m", ["a", "tb", "s"]),
+              FullyConnected("out", "m", units=3, weight_std=0.5),
+              SoftmaxCrossEntropy("loss", "out")]
+    net = Net(layers, input_shape=(2, 2, 3), devices=("cpu", "cpu"), dtype="float64")
+    assert [l.name for l in net._exec if isinstance(l, Copy)] == ["relu1->1", "tb->0"]
+    x, y = batch(n=5, shape=(2, 2, 3), classes=3)
+    check_net_gradients(net, x, y)
+    # Without the branch through "b", fc1's gradient changes: the accumulation is real.
+    net.gradients(x, y)
+    g_full = net.params["fc1"]["weight"].grad.copy()
+    net.params["b"]["weight"].data[...] = 0.0
+    net.gradients(x, y)
+    assert not np.allclose(net.params["fc1"]["weight"].grad, g_full)
+
+
+def test_cross_device_copies_change_nothing():
+    """The same layers with devices (cpu, cpu) vs everything on one device: identical bits."""
+    def layers(dev1):
+        return [Conv("c0", "data", filters=4, size=3, padding=1, weight_std=0.3),
+                Conv("c1", "data", filters=4, size=3, padding=1, weight_std=0.3, device=dev1),
+                ReLU("r1", "c1", device=dev1),
+                Concat("m", ["c0", "r1"]),
+                MaxPool("p", "m"), Flatten("f", "p"),
+                FullyConnected("fc", "f", units=3, weight_std=0.3),
+                SoftmaxCrossEntropy("loss", "fc")]
+    x, y = batch(n=3, shape=(5, 5, 2), classes=3)
+    a = Net(layers(1), input_shape=(5, 5, 2), devices=("cpu", "cpu"), dtype="float64")
+    b = Net(layers(0), input_shape=(5, 5, 2), devices=("cpu", "cpu"), dtype="float64")
+    assert sum(isinstance(l, Copy) for l in a._exec) == 2 and not any(isinstance(l, Copy) for l in b._exec)
+    sa, sb = a.gradients(x, y), b.gradients(x, y)
+    assert sa == sb
+    for pa, pb in zip(a.parameters(), b.parameters()):
+        np.testing.assert_array_equal(pa.grad, pb.grad)
+
+
+def test_lrn_and_dropout_groups_match_per_tower_ops():
+    """Grouped LRN/dropout == the op on each channel range (so towers never mix)."""
+    cpu = ccn.backend("cpu")
+    x = np.abs(np.random.default_rng(0).standard_normal((2, 3, 3, 8))) * 3
+    lo, hi = np.ascontiguousarray(x[..., :4]), np.ascontiguousarray(x[..., 4:])
+    net = Net([LRN("n", "data", groups=2)], input_shape=(3, 3, 8), dtype="float64")
+    want = np.concatenate([cpu.lrn(lo), cpu.lrn(hi)], axis=-1)
+    np.testing.assert_array_equal(net.forward(x), want)
+    assert not np.allclose(want, cpu.lrn(x))  # the windows really would cross
+    d = Net([Dropout("d", "data", groups=2, stream=4)], input_shape=(3, 3, 8), dtype="float64")
+    assert d.dropout_streams == 6
+    y = d.forward(x, train=True)
+    off = lambda s: d.step * d.dropout_streams + s  # noqa: E731
+    want = np.concatenate([cpu.dropout(lo, seed=d.dropout_seed, offset=off(4)),
+                           cpu.dropout(hi, seed=d.dropout_seed, offset=off(5))], axis=-1)
+    np.testing.assert_array_equal(y, want)
+    np.testing.assert_array_equal(d.forward(x), x * 0.5)  # test mode: the paper's x 0.5
+
+
+def test_dropout_masks_follow_the_step_counter():
+    net = tiny_net(towers=2)
+    x, _ = batch()
+    a = net.forward(x, train=True)
+    np.testing.assert_array_equal(a, net.forward(x, train=True))  # same step, same masks
+    net.step += 1
+    assert not np.array_equal(a, net.forward(x, train=True))
+    net.step -= 1
+    np.testing.assert_array_equal(a, net.forward(x, train=True))
+    np.testing.assert_array_equal(net.forward(x), net.forward(x))  # test mode is deterministic
+
+
+def test_predict_is_softmax_of_forward():
+    net = tiny_net(towers=2)
+    x, _ = batch()
+    logits = net.forward(x)
+    p = net.predict(x)
+    e = np.exp(logits - logits.max(axis=1, keepdims=True))
+    np.testing.assert_allclose(p, e / e.sum(axis=1, keepdims=True), rtol=1e-12)
+
+
+def test_spec_round_trip_rebuilds_the_same_net():
+    net = tiny_net(towers=2, seed=7)
+    again = Net.from_spec(net.spec())
+    assert again.spec() == net.spec()
+    for a, b in zip(net.parameters(), again.parameters()):
+        assert a.name == b.name
+        np.testing.assert_array_equal(a.data, b.data)
+    assert Net.from_spec(net.spec(), devices="cpu").device_names == ["cpu", "cpu"]
+    with pytest.raises(ValueError, match="logical devices"):
+        Net.from_spec(net.spec(), devices=["cpu"] * 3)
+    with pytest.raises(ValueError, match="spec"):
+        Net.from_spec({"layers": []})
+
+
+def test_summary_lists_layers_devices_shapes_parameters():
+    s = tiny_net(towers=2).summary()
+    assert "conv1/0" in s and "cpu#1" in s and "norm2/1->0" in s and "cpu#1 -> cpu#0" in s
+    assert "copy" in s and "total parameters: 3,301" in s
+
+
+@pytest.mark.parametrize("make, match", [
+    (lambda: Net([ReLU("r", "nope")], input_shape=(2, 2, 1)), "not defined before"),
+    (lambda: Net([ReLU("r", "data"), ReLU("r", "r")], input_shape=(2, 2, 1)), "duplicate"),
+    (lambda: Net([ReLU("data", "data")], input_shape=(2, 2, 1)), "input"),
+    (lambda: Net([ReLU("r", "data", device=1)], input_shape=(2, 2, 1)), "device 1"),
+    (lambda: Net([FullyConnected("f", "data", units=2)], input_shape=(2, 2, 1)), "Flatten"),
+    (lambda: Net([Flatten("f", "data"), SoftmaxCrossEntropy("l", "f"), ReLU("r", "f")], input_shape=(2, 2, 1)),
+     "last layer"),
+    (lambda: Net([Conv("c", "data", filters=3, size=3, groups=2)], input_shape=(4, 4, 2)), "groups"),
+    (lambda: Net([Conv("c", "data", filters=2, size=5)], input_shape=(4, 4, 2)), "larger than"),
+    (lambda: Net([ReLU("r", "data")], input_shape=(2, 2, 1), devices=("gpu",)), "unknown device"),
+    (lambda: Net([ReLU("r", "data")], input_shape=(2, 2, 1), devices=("emu",), dtype="float64"), "float32"),
+    (lambda: Net([ReLU("r.x", "data")], input_shape=(2, 2, 1)), "layer name"),
+])
+def test_bad_graphs_are_refused_with_a_clear_error(make, match):
+    with pytest.raises(ValueError, match=match):
+        make()
+
+
+def test_bad_inputs_are_refused():
+    net = tiny_net(towers=2)
+    x, y = batch()
+    with pytest.raises(ValueError, match=r"input of shape \(N, 16, 16, 3\)"):
+        net.forward(x[:, :8])
+    with pytest.raises(TypeError, match="float64"):
+        net.forward(x.astype(np.float32))
+    with pytest.raises(ValueError, match="labels"):
+        net.gradients(x, y[:3])
+    with pytest.raises(ValueError, match=r"labels must be in \[0, 5\)"):
+        net.gradients(x, y + 10)
+    with pytest.raises(ValueError, match="no SoftmaxCrossEntropy"):
+        Net([ReLU("r", "data")], input_shape=(2, 2, 1)).gradients(np.zeros((1, 2, 2, 1), np.float32), [0])
