@@ -3,9 +3,14 @@
 The net is the paper's (models.alexnet, §3.5 / Figure 2) in its two-tower form on two
 logical "emu" devices, 224x224x3 input, batch 2 by default: every kernel of a real
 training step (implicit-GEMM conv forward/dgrad/wgrad, LRN, pooling, dropout, the fc
-GEMMs, softmax, the fused SGD update) runs once on the SIMT emulator. Before timing
-anything it checks the step against the NumPy reference (backend cpu) on the same weights
-and batch: the loss and the updated weights must agree to float32 tolerance.
+GEMMs, softmax, the fused SGD update) runs once on the SIMT emulator. The step is checked
+against the NumPy reference (backend cpu) on the same weights and batch: the loss must
+agree to float32 tolerance, and each parameter's update must be as close to the float64
+reference's as the float32 reference's is (within 5x: both are float32 sums in different
+orders). Why not a fixed tolerance: with
+the paper's N(0, 0.01) initialisation the gradients shrink by orders of magnitude from
+fc8 down to conv1 and lose relative precision in float32 on the way; measured at batch 2,
+the float32 reference itself is ~3e-2 off float64 on conv1's update and ~1e-6 on fc8's.
 
     python bench/net_step_emu.py              # batch 2, prints the time of each phase
     python bench/net_step_emu.py --batch 1 --towers 1
@@ -60,25 +65,35 @@ def run(batch: int = 2, towers: int = 2, seed: int = 0, check: bool = True, devi
     y = rng.integers(0, 1000, batch).astype(np.int32)
     out = {"batch": batch, "towers": towers, "device": device}
     if check:
-        ref = models.alexnet(towers=towers, devices=("cpu",) * towers, seed=seed)
-        ref_opt = SGD(ref.parameters(), lr=0.01)
-        ref_stats = ref.train_step(x, y, ref_opt)
-        ref_state = ref.state_dict()
+        refs = {}
+        for dtype in ("float32", "float64"):
+            ref = models.alexnet(towers=towers, devices=("cpu",) * towers, seed=seed, dtype=dtype)
+            before = {k: v.astype(np.float64) for k, v in ref.state_dict().items()}
+            stats_ref = ref.train_step(x.astype(dtype), y, SGD(ref.parameters(), lr=0.01))
+            refs[dtype] = stats_ref, {k: v.astype(np.float64) - before[k] for k, v in ref.state_dict().items()}
+        initial = {k: v.astype(np.float64) for k, v in net.state_dict().items()}
     stats, times = step_timed(net, opt, x, y)
     out.update(times)
     out["train_step"] = times["forward+backward"] + times["update"]
     out["loss"] = stats["loss"]
     if check:
-        out["reference_loss"] = ref_stats["loss"]
-        if not np.isclose(stats["loss"], ref_stats["loss"], rtol=1e-4):
-            raise AssertionError(f"emu loss {stats['loss']} != reference {ref_stats['loss']}")
-        worst = 0.0
+        ref_loss = refs["float64"][0]["loss"]
+        out["reference_loss"] = ref_loss
+        if not np.isclose(stats["loss"], ref_loss, rtol=1e-4):
+            raise AssertionError(f"emu loss {stats['loss']} != reference {ref_loss}")
+        worst, worst_name = 0.0, None
         for name, w in net.state_dict().items():
-            r = ref_state[name]
-            worst = max(worst, float(np.max(np.abs(w - r)) / max(1e-12, float(np.max(np.abs(r))))))
-        out["max_rel_weight_diff"] = worst
-        if worst > 1e-4:
-            raise AssertionError(f"emu weights after one step differ from the reference by {worst:.2e} (relative)")
+            update = w.astype(np.float64) - initial[name]
+            exact, f32 = refs["float64"][1][name], refs["float32"][1][name]
+            scale = max(1e-30, float(np.abs(exact).max()))
+            err = float(np.abs(update - exact).max()) / scale
+            bound = 5 * float(np.abs(f32 - exact).max()) / scale + 1e-6
+            if err / bound > worst:
+                worst, worst_name = err / bound, name
+            if err > bound:
+                raise AssertionError(f"emu's update of {name} is {err:.2e} (relative) off the float64 reference; "
+                                     f"the float32 reference's is {(bound - 1e-6) / 5:.2e}")
+        out["worst_update_error_vs_bound"] = (worst_name, worst)
     return out
 
 
@@ -104,8 +119,9 @@ def main(argv=None) -> int:
     print(f"  SGD update         {r['update']:8.2f} s")
     print(f"  train step         {r['train_step']:8.2f} s   (loss {r['loss']:.4f})")
     if "reference_loss" in r:
-        print(f"  reference loss {r['reference_loss']:.4f}; max relative weight difference after the step "
-              f"{r['max_rel_weight_diff']:.1e}")
+        name, ratio = r["worst_update_error_vs_bound"]
+        print(f"  reference loss {r['reference_loss']:.4f}; every update within its bound (closest: {name} at "
+              f"{ratio:.2f} of 5x the float32 reference's error)")
     return 0
 
 
