@@ -240,7 +240,7 @@ class CudaDevice:
             # spin than needed on a slower clock only costs idle time)
             self._clock_hz = props.get("clockRate", 0) * 1e3 or 2.0e9
         stream = None
-        if side == "torch":
+        if side == "torch" and self.torch.cuda.current_stream().cuda_stream != 0:
             stream = cp.cuda.ExternalStream(self.torch.cuda.current_stream().cuda_stream)
         cycles = np.int64(min(seconds, 0.2) * self._clock_hz)
         if stream is None:

@@ -263,9 +263,7 @@ def to_host64(dev, inp, vb):
     for k, v in inp.items():
         if k.startswith("torch_"):
             continue
-        h = dev.host(v)
-        if vb is not None:
-            h = h[:vb]
+        h = dev.host(v[:vb] if vb is not None else v)  # slice on the device: copy only what is checked
         out[k] = h.astype(np.float64) if h.dtype.kind == "f" else h
     return out
 
