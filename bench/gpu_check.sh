@@ -6,6 +6,7 @@
 #
 #   bench/gpu_check.sh                 # everything; results in $OUT (else ./gpu_check_out)
 #   bench/gpu_check.sh --check-only    # only the prerequisite and GPU checks
+#   CCN_COMMIT=abc1234 bench/gpu_check.sh   # name the commit where the tree has no .git
 #
 # Steps (limit in seconds; a later step gets less if the deadline is nearer):
 #   0 prerequisites  nvcc, python3 with cupy/torch/pybind11/scikit_build_core/pytest/hypothesis,
@@ -39,6 +40,17 @@ CHECK_ONLY=0
 CMDLINE="$*"
 [[ ${1:-} == --check-only ]] && CHECK_ONLY=1
 START=$(date +%s)
+# The commit the figures belong to: git's, or $CCN_COMMIT for a copy of the tree without
+# .git (a lent GPU machine gets the files, not the repository): CCN_COMMIT=$(git rev-parse
+# --short HEAD) on the calling side.
+if [[ -n ${CCN_COMMIT:-} ]]; then
+  COMMIT=$CCN_COMMIT
+elif COMMIT=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null); then
+  git -C "$ROOT" diff --quiet HEAD 2>/dev/null || COMMIT="$COMMIT+dirty"
+else
+  COMMIT="unknown (no .git here: pass CCN_COMMIT=<hash>)"
+fi
+export CCN_COMMIT=$COMMIT
 mkdir -p "$OUT_DIR"
 OUT_DIR=$(cd "$OUT_DIR" && pwd)
 LOGS=$(mktemp -d)
@@ -94,7 +106,7 @@ write_summary() {  # $1: headline
     echo "# gpu_check: $1"
     echo
     echo "- date: $(date -u '+%Y-%m-%d %H:%M UTC'), $(elapsed) s"
-    echo "- commit: $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)$(git -C "$ROOT" diff --quiet HEAD 2>/dev/null || echo +dirty)"
+    echo "- commit: $COMMIT"
     echo "- card: ${CARD:-${GPU:-none}}"
     echo "- toolkit: ${TOOLKIT:-unknown}"
     echo "- command: bench/gpu_check.sh $CMDLINE"
