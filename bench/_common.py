@@ -217,6 +217,11 @@ class CudaDevice:
         if self.torch is not None:
             self.torch.cuda.synchronize()
 
+    @staticmethod
+    def _min_reps(min_reps, estimate, budget_s):
+        """Fewer repeats (3) for a call so slow that min_reps of them would take 4x the budget."""
+        return min_reps if estimate * min_reps <= 4 * budget_s else min(min_reps, 3)
+
     def _events(self, side):
         if side == "torch":
             return lambda: self.torch.cuda.Event(enable_timing=True)
@@ -259,7 +264,7 @@ class CudaDevice:
         host = time.perf_counter() - t0  # the host's time to queue one call
         self.sync()
         estimate = max(time.perf_counter() - t0, 1e-6)  # host + GPU time of one call
-        reps = int(min(max_reps, max(min_reps, budget_s / estimate)))
+        reps = int(min(max_reps, max(self._min_reps(min_reps, estimate, budget_s), budget_s / estimate)))
         new_event = self._events(side)
         pairs = [(new_event(), new_event()) for _ in range(reps)]
         for i, (start, end) in enumerate(pairs):

@@ -292,17 +292,20 @@ def main(argv=None):
           f"{env['torch'] or '(not installed)'} on {env['device']}; batch {batch}, float32 "
           f"(TF32 off), validated against float64 (tol {args.tol:g}) before timing; "
           f"{env['commit']}, {env['date']}")
-    rows = []
-    for i, spec in enumerate(specs):
-        layer = Layer(spec, batch, args.shrink)
-        rows += bench_layer(layer, device, backend, torch, timing, args.seed + 1000 * i, args.tol)
-        print(f"  {layer.name}: {layer.describe()} done", file=sys.stderr, flush=True)
-
     columns = [("layer", "layer", "{}"), ("op", "op", "{}"), ("gflop", "GFLOP", "{:.2f}"),
                ("ours_ms", "ours ms", "{:.3f}"), ("ours_tflops", "ours TFLOP/s", "{:.2f}"),
                ("base_ms", f"{label} ms", "{:.3f}"), ("base_tflops", f"{label} TFLOP/s", "{:.2f}"),
                ("ratio", f"ours/{label}", "{:.2f}"), ("err_ours", "err ours", "{:.1e}"),
                ("err_base", f"err {label}", "{:.1e}"), ("status", "status", "{}")]
+    meta = dict(env, batch=batch, backend=backend_name, tol=args.tol)
+    rows = []
+    for i, spec in enumerate(specs):
+        layer = Layer(spec, batch, args.shrink)
+        rows += bench_layer(layer, device, backend, torch, timing, args.seed + 1000 * i, args.tol)
+        print(f"  {layer.name}: {layer.describe()} done", file=sys.stderr, flush=True)
+        if args.json:  # after every layer: a run cut short by a time limit keeps what it measured
+            C.write_json(args.json, "conv_bench", meta, rows, C.format_table(rows, columns), partial=True)
+
     table = C.format_table(rows, columns)
     print(table)
     notes = [f"{r['layer']} {r['op']}: {label}: {r['base_status']}" for r in rows if r.get("base_status")]
@@ -313,8 +316,7 @@ def main(argv=None):
     print(f"conv_bench: {len(rows)} rows: {counts[C.OK]} ok, {counts[C.NOT_IMPLEMENTED]} not implemented, "
           f"{counts['in bwd']} in bwd, {len(bad)} failed")
     if args.json:
-        C.write_json(args.json, "conv_bench", dict(env, batch=batch, backend=backend_name, tol=args.tol),
-                     rows, table, notes=notes)
+        C.write_json(args.json, "conv_bench", meta, rows, table, notes=notes, partial=False)
     return 1 if bad else 0
 
 

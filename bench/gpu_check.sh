@@ -127,6 +127,8 @@ for name in ("conv_bench", "kernel_bench", "net_bench"):
     doc = json.loads(p.read_text())
     env = doc.get("env", {})
     print(f"## {name} ({env.get('device', '?')}, batch {env.get('batch', '?')}, {env.get('date', '?')})\n")
+    if doc.get("partial"):
+        print("**Partial: the run was cut short; these are the rows it finished.**\n")
     print(doc.get("table", "") + "\n")
     for note in doc.get("notes", []):
         print(f"- note: {note}")

@@ -444,6 +444,21 @@ def run_gemm(dev, backend, torch, timing, seed, batch, div, tol):
     return rows
 
 
+MEM_COLUMNS = [
+    ("op", "op", "{}"), ("shape", "shape", "{}"), ("mbytes", "MB moved", "{:.2f}"),
+    ("ours_us", "ours us", "{:.1f}"), ("ours_gbs", "ours GB/s", "{:.1f}"), ("pct_copy", "% copy", "{:.0f}"),
+    ("base_us", "torch us", "{:.1f}"), ("ratio", "ours/torch", "{:.2f}"), ("err_ours", "err ours", "{:.1e}"),
+    ("status", "status", "{}")]
+
+
+def gemm_columns(dev):
+    b = "cuBLAS" if dev.kind == "cuda" else "torch"
+    return [("layer", "layer", "{}"), ("op", "op", "{}"), ("mnk", "MxNxK", "{}"), ("ours_ms", "ours ms", "{:.3f}"),
+            ("ours_tflops", "ours TFLOP/s", "{:.2f}"), ("base_ms", f"{b} ms", "{:.3f}"),
+            ("base_tflops", f"{b} TFLOP/s", "{:.2f}"), ("ratio", f"ours/{b}", "{:.2f}"),
+            ("err_ours", "err ours", "{:.1e}"), ("err_base", f"err {b}", "{:.1e}"), ("status", "status", "{}")]
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     C.common_args(ap, default_budget=0.3)
@@ -471,11 +486,15 @@ def main(argv=None):
     wanted = [w for w in args.only.split(",") if w]
     keep = lambda name: not wanted or any(w in name for w in wanted)  # noqa: E731
 
+    meta = dict(env, batch=batch, backend=backend_name, tol=args.tol, copy_bandwidth_gbs=copy_bw / 1e9)
     mem_rows = []
     for i, case in enumerate(memory_cases(dev, torch, batch, args.shrink)):
         if keep(case.name):
             mem_rows.append(run_case(case, dev, backend, torch, timing, args.seed + 1000 * i,
                                      args.validate_batch, copy_bw, args.tol))
+            if args.json:  # as it goes: a run cut short by a time limit keeps what it measured
+                C.write_json(args.json, "kernel_bench", meta, mem_rows, C.format_table(mem_rows, MEM_COLUMNS),
+                             partial=True)
     if keep("sgd_update"):
         # the paper's 61M parameters, widths / --shrink (AlexNet/4: ~4M in smoke mode)
         mem_rows.append(run_sgd(dev, backend, torch, timing, args.seed + 77, args.shrink, copy_bw, args.tol))
@@ -483,17 +502,8 @@ def main(argv=None):
     gemm_rows = run_gemm(dev, backend, torch, timing, args.seed + 99, batch, args.shrink, args.tol) \
         if keep("gemm") or not wanted else []
 
-    blabel = "cuBLAS" if dev.kind == "cuda" else "torch"
-    mem_table = C.format_table(mem_rows, [
-        ("op", "op", "{}"), ("shape", "shape", "{}"), ("mbytes", "MB moved", "{:.2f}"),
-        ("ours_us", "ours us", "{:.1f}"), ("ours_gbs", "ours GB/s", "{:.1f}"), ("pct_copy", "% copy", "{:.0f}"),
-        ("base_us", "torch us", "{:.1f}"), ("ratio", "ours/torch", "{:.2f}"), ("err_ours", "err ours", "{:.1e}"),
-        ("status", "status", "{}")])
-    gemm_table = C.format_table(gemm_rows, [
-        ("layer", "layer", "{}"), ("op", "op", "{}"), ("mnk", "MxNxK", "{}"), ("ours_ms", "ours ms", "{:.3f}"),
-        ("ours_tflops", "ours TFLOP/s", "{:.2f}"), ("base_ms", f"{blabel} ms", "{:.3f}"),
-        ("base_tflops", f"{blabel} TFLOP/s", "{:.2f}"), ("ratio", f"ours/{blabel}", "{:.2f}"),
-        ("err_ours", "err ours", "{:.1e}"), ("err_base", f"err {blabel}", "{:.1e}"), ("status", "status", "{}")])
+    mem_table = C.format_table(mem_rows, MEM_COLUMNS)
+    gemm_table = C.format_table(gemm_rows, gemm_columns(dev))
     table = mem_table + "\n\n" + gemm_table
     print(table)
     rows = mem_rows + gemm_rows
@@ -505,9 +515,8 @@ def main(argv=None):
     n_ni = sum(r.get("status") == C.NOT_IMPLEMENTED for r in rows)
     print(f"kernel_bench: {len(rows)} rows: {n_ok} ok, {n_ni} not implemented, {len(bad)} failed")
     if args.json:
-        C.write_json(args.json, "kernel_bench", dict(env, batch=batch, backend=backend_name, tol=args.tol,
-                                                     copy_bandwidth_gbs=copy_bw / 1e9),
-                     rows, table, notes=notes, memory_rows=len(mem_rows))
+        C.write_json(args.json, "kernel_bench", meta, rows, table, notes=notes, memory_rows=len(mem_rows),
+                     partial=False)
     return 1 if bad else 0
 
 

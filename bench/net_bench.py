@@ -420,31 +420,38 @@ def main(argv=None):
         (args.validate_images, 227, 227, 3))  # float64
     ref_logp = reference_logprobs(S.cfg, {k: v.astype(np.float64) for k, v in params.items()}, val_x)
 
+    columns = [
+        ("impl", "impl", "{}"), ("towers", "towers", "{}"), ("mode", "mode", "{}"), ("batch", "batch", "{}"),
+        ("images_per_s", "images/s", "{:.1f}"), ("ms_per_batch", "ms/batch", "{:.2f}"),
+        ("vs_eager", "x torch eager", "{:.2f}"), ("compile_s", "compile s", "{:.1f}"), ("err", "err", "{:.1e}"),
+        ("checked", "err against", "{}"), ("status", "status", "{}")]
+    meta = dict(env, batch=S.batch, backend=backend_name)
+
+    def save(rows, partial):
+        eager = {r["mode"]: r.get("images_per_s") for r in rows if r["impl"] == "torch eager"}
+        for r in rows:
+            if r.get("images_per_s") and eager.get(r["mode"]):
+                r["vs_eager"] = r["images_per_s"] / eager[r["mode"]]
+        table = C.format_table(rows, columns)
+        if args.json:  # also as it goes: a run cut short by a time limit keeps what it measured
+            C.write_json(args.json, "net_bench", meta, rows, table, partial=partial)
+        return table
+
     rows = ours_rows(S, ref_shapes, val_x)
     dev.sync()
+    save(rows, True)
     if torch is not None:
         rows += torch_rows(S, params, val_x, ref_logp)
+        save(rows, True)
         if args.compile if args.compile is not None else dev.kind == "cuda":
             rows += compile_rows(S)
     else:
         print("torch: not installed; no baseline")
-
-    eager = {r["mode"]: r.get("images_per_s") for r in rows if r["impl"] == "torch eager"}
-    for r in rows:
-        if r.get("images_per_s") and eager.get(r["mode"]):
-            r["vs_eager"] = r["images_per_s"] / eager[r["mode"]]
-    table = C.format_table(rows, [
-        ("impl", "impl", "{}"), ("towers", "towers", "{}"), ("mode", "mode", "{}"), ("batch", "batch", "{}"),
-        ("images_per_s", "images/s", "{:.1f}"), ("ms_per_batch", "ms/batch", "{:.2f}"),
-        ("vs_eager", "x torch eager", "{:.2f}"), ("compile_s", "compile s", "{:.1f}"), ("err", "err", "{:.1e}"),
-        ("checked", "err against", "{}"),
-        ("status", "status", "{}")])
+    table = save(rows, False)
     print(table)
     bad = [r for r in rows if r["status"] not in (C.OK, SKIPPED) and not r["status"].startswith("did not finish")
            and r["impl"] != "torch.compile"]
     print(f"net_bench: {len(rows)} rows, {sum(r['status'] == C.OK for r in rows)} ok, {len(bad)} failed")
-    if args.json:
-        C.write_json(args.json, "net_bench", dict(env, batch=S.batch, backend=backend_name), rows, table)
     return 1 if bad else 0
 
 
