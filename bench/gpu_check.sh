@@ -2,7 +2,7 @@
 # GPU validation in one command: build, check, sanitize and measure everything on a machine
 # with a GPU, the CUDA toolkit, CuPy, PyTorch, pybind11, scikit-build-core, cmake and ninja
 # already installed and no network (DESIGN.md §8.3, §9). Runs in under 8 minutes on an H100:
-# every step has a time limit, and the whole run a deadline (GPU_CHECK_DEADLINE_S, 460 s).
+# every step has a time limit, and the whole run a deadline (GPU_CHECK_DEADLINE_S, 450 s).
 #
 #   bench/gpu_check.sh                 # everything; results in $OUT (else ./gpu_check_out)
 #   bench/gpu_check.sh --check-only    # only the prerequisite and GPU checks
@@ -35,7 +35,7 @@ cd "$(dirname "$0")/.."
 ROOT=$PWD
 OUT_DIR=${OUT:-$ROOT/gpu_check_out}
 PY=${PYTHON:-python3}
-DEADLINE_S=${GPU_CHECK_DEADLINE_S:-460}
+DEADLINE_S=${GPU_CHECK_DEADLINE_S:-450}
 CHECK_ONLY=0
 CMDLINE="$*"
 [[ ${1:-} == --check-only ]] && CHECK_ONLY=1
