@@ -28,14 +28,15 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import interleaved_times as timed, use_checkout  # noqa: E402
+
+use_checkout()  # this checkout's cuda_convnet (see bench/_common.py)
 
 from cuda_convnet import reference as R  # noqa: E402
 from cuda_convnet.random import dropout_keep_mask  # noqa: E402
@@ -63,11 +64,19 @@ POOL = dict(size=3, stride=2)
 DROP_P, SEED = 0.5, 2012
 
 
+def _normal(rng, shape, std, dtype):
+    """N(0, std^2) drawn directly in float32 or float64 (no float64 temporary: fc6 alone
+    is 38M weights)."""
+    a = rng.standard_normal(shape, dtype=np.float32 if np.dtype(dtype) == np.float32 else np.float64)
+    a *= a.dtype.type(std)
+    return a.astype(dtype, copy=False)
+
+
 def make_params(cfg, rng, dtype):
     """§5 initialisation: weights N(0, 0.01); biases 1 in conv2/4/5 and fc6/7, else 0."""
     params, c, hw = {}, 3, cfg["image"]
     for name, k, r, st, pad, groups, _, pool in cfg["convs"]:
-        params[name + ".w"] = (rng.standard_normal((k, r, r, c // groups)) * 0.01).astype(dtype)
+        params[name + ".w"] = _normal(rng, (k, r, r, c // groups), 0.01, dtype)
         params[name + ".b"] = np.full(k, 1.0 if name in ("conv2", "conv4", "conv5") else 0.0,
                                       dtype=dtype)
         hw = (hw + 2 * pad - r) // st + 1
@@ -77,7 +86,7 @@ def make_params(cfg, rng, dtype):
     fan_in = hw * hw * c
     for name, out, bias in (("fc6", cfg["fc"], 1.0), ("fc7", cfg["fc"], 1.0),
                             ("fc8", cfg["classes"], 0.0)):
-        params[name + ".w"] = (rng.standard_normal((out, fan_in)) * 0.01).astype(dtype)
+        params[name + ".w"] = _normal(rng, (out, fan_in), 0.01, dtype)
         params[name + ".b"] = np.full(out, bias, dtype=dtype)
         fan_in = out
     return params
@@ -175,24 +184,6 @@ def torch_step(cfg, tp, xt, labels_t, masks_t):
     loss = F.cross_entropy(h, labels_t)
     loss.backward()
     return float(loss.detach()), tp
-
-
-def timed(fns, iters, warmup=2):
-    """(best, median) seconds per call of each fn. The fns run interleaved, call by call,
-    so that load from other processes on a shared machine hits both sides alike. The
-    ratio is taken from the best times: on a loaded 2-core machine single steps were
-    measured to vary 4x (0.5-2.6 s for the reference), and the minimum is the stable
-    estimate of what the code costs (as timeit's documentation advises)."""
-    for _ in range(warmup):   # allocator, page faults, BLAS thread pool, torch lazy init
-        for fn in fns:
-            fn()
-    times = [[] for _ in fns]
-    for _ in range(iters):
-        for fn, ts in zip(fns, times):
-            t0 = time.perf_counter()
-            fn()
-            ts.append(time.perf_counter() - t0)
-    return [(min(ts), statistics.median(ts)) for ts in times]
 
 
 def main(argv=None):

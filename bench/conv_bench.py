@@ -1,0 +1,324 @@
+"""Our convolution kernels against cuDNN (through PyTorch), layer by layer, on AlexNet's
+shapes (DESIGN.md §9: each conv layer, forward, dgrad and wgrad, at least as fast as cuDNN).
+
+Layers, batch 128 by default on a GPU (paper §3.5, Figure 2; 227x227 inputs so that conv1
+gives 55x55 with no padding):
+
+    one-tower grouped form (groups=2 is the two towers on one device, §3.2)
+      conv1  227x227x3   -> 96   11x11 stride 4
+      conv2  27x27x96    -> 256  5x5 pad 2, groups 2
+      conv3  13x13x256   -> 384  3x3 pad 1            (sees both towers)
+      conv4  13x13x384   -> 384  3x3 pad 1, groups 2
+      conv5  13x13x384   -> 256  3x3 pad 1, groups 2
+    per-tower form (what each GPU of the paper ran: half the output channels, groups 1;
+    conv3 still reads all 256 maps of both towers)
+      conv1/t 3->48, conv2/t 48->128, conv3/t 256->192, conv4/t 192->192, conv5/t 192->128
+
+For each layer and direction — fwd (with bias), dgrad (dL/dx), wgrad (dL/dw), bwd (dx, dw and
+db together, what ``conv2d_backward`` returns) — the table gives our time, our TFLOP/s, the
+same op in PyTorch on the same device in the same run (cuDNN, channels_last, float32 with
+TF32 disabled, cudnn.benchmark on), the ratio ours/cuDNN (time; below 1 is faster), and the
+relative L2 error of both against a float64 reference (PyTorch float64 on the same device;
+the NumPy reference in float64 when PyTorch is absent). Validation runs on fresh random
+inputs with every output of ours poisoned (NaN) first, before anything is timed; a row that
+fails it is reported MISMATCH and not timed. Timed calls rotate among several input sets
+so that the L2 cache does not flatter small layers; the median of many event-timed calls
+is reported.
+
+Ours is ``backend.conv2d`` / ``backend.conv2d_backward`` (the reference's signatures). If
+the backend also has ``conv2d_dgrad(dy, w, x_shape, *, stride, padding, groups) -> dx`` and
+``conv2d_wgrad(x, dy, w_shape, *, stride, padding, groups) -> (dw, db)``, dgrad and wgrad are
+timed on their own; otherwise those rows show "in bwd" and the bwd row carries the
+comparison (against cuDNN's dgrad+wgrad+bias in one call).
+
+Without a GPU ("CPU mode"), ours is the NumPy reference (--backend cpu) or the emulated
+kernels (--backend emu), against PyTorch CPU, at a small batch.
+
+    python bench/conv_bench.py                          # GPU if usable, else CPU mode
+    python bench/conv_bench.py --backend cpu --batch 4  # CPU mode
+    python bench/conv_bench.py --smoke                  # batch 1, one call each (tests)
+    python bench/conv_bench.py --json out/conv.json --layers conv2,conv3
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _common as C  # noqa: E402
+
+C.use_checkout()
+
+import numpy as np  # noqa: E402
+
+import cuda_convnet as ccn  # noqa: E402
+from cuda_convnet.backends import poison_outputs  # noqa: E402
+
+# name, input H (= W), C, K, filter R (= S), stride, padding, groups
+GROUPED = [
+    ("conv1", 227, 3, 96, 11, 4, 0, 1),
+    ("conv2", 27, 96, 256, 5, 1, 2, 2),
+    ("conv3", 13, 256, 384, 3, 1, 1, 1),
+    ("conv4", 13, 384, 384, 3, 1, 1, 2),
+    ("conv5", 13, 384, 256, 3, 1, 1, 2),
+]
+TOWER = [
+    ("conv1/t", 227, 3, 48, 11, 4, 0, 1),
+    ("conv2/t", 27, 48, 128, 5, 1, 2, 1),
+    ("conv3/t", 13, 256, 192, 3, 1, 1, 1),
+    ("conv4/t", 13, 192, 192, 3, 1, 1, 1),
+    ("conv5/t", 13, 192, 128, 3, 1, 1, 1),
+]
+DIRECTIONS = ("fwd", "dgrad", "wgrad", "bwd")
+TOL = 1e-3          # float32 against float64, relative L2 (METHOD.md: fp32 lands far under)
+TF32_SUSPECT = 1e-4  # a float32 baseline worse than this looks like TF32 (~3e-4) is on
+
+
+class Layer:
+    def __init__(self, spec, batch, shrink=1):
+        name, hw, c, k, r, stride, pad, groups = spec
+        if shrink > 1:  # narrower layers for the emulator; 3 input colours stay 3
+            c = c if c == 3 else max(groups, c // shrink // groups * groups)
+            k = max(groups, k // shrink // groups * groups)
+        self.name, self.n, self.h, self.c, self.k, self.r = name, batch, hw, c, k, r
+        self.stride, self.pad, self.groups = stride, pad, groups
+        self.p = (hw + 2 * pad - r) // stride + 1
+        self.x_shape = (batch, hw, hw, c)
+        self.w_shape = (k, r, r, c // groups)
+        self.y_shape = (batch, self.p, self.p, k)
+
+    @property
+    def kwargs(self):
+        return dict(stride=self.stride, padding=self.pad, groups=self.groups)
+
+    def flops(self, direction) -> float:
+        """2·N·P·Q·K·R·S·C/g for each of fwd, dgrad, wgrad (bwd = dgrad + wgrad)."""
+        one = 2.0 * self.n * self.p * self.p * self.k * self.r * self.r * (self.c // self.groups)
+        return 2 * one if direction == "bwd" else one
+
+    def describe(self):
+        g = f" g{self.groups}" if self.groups > 1 else ""
+        return (f"{self.n}x{self.h}x{self.h}x{self.c}->{self.k} {self.r}x{self.r}/{self.stride}"
+                f" p{self.pad}{g}")
+
+    def nbytes(self):
+        return 4 * (math.prod(self.x_shape) + math.prod(self.w_shape) + self.k + math.prod(self.y_shape))
+
+
+# --------------------------------------------------------------------------- the baseline
+
+class TorchConv:
+    """The same convolution in PyTorch, on NCHW views of our NHWC / KRSC arrays (zero-copy:
+    an NHWC array seen as NCHW is PyTorch's channels_last)."""
+
+    def __init__(self, torch, device, layer):
+        self.torch, self.dev, self.L = torch, device, layer
+        self.conv_bwd = torch.ops.aten.convolution_backward
+
+    def nchw(self, a):
+        return self.dev.to_torch(a).permute(0, 3, 1, 2)
+
+    def fwd(self, x, w, b):
+        return self.torch.nn.functional.conv2d(self.nchw(x), self.nchw(w), self.dev.to_torch(b),
+                                               **self._kw())
+
+    def backward(self, x, w, dy, mask):
+        L = self.L
+        return self.conv_bwd(self.nchw(dy), self.nchw(x), self.nchw(w), [L.k] if mask[2] else None,
+                             [L.stride] * 2, [L.pad] * 2, [1, 1], False, [0, 0], L.groups, list(mask))
+
+    def _kw(self):
+        return dict(stride=self.L.stride, padding=self.L.pad, groups=self.L.groups)
+
+    def to_ours_layout(self, t):
+        """NCHW (or KCRS) tensor -> a contiguous NHWC (KRSC) array of the device."""
+        if t.dim() == 4:
+            t = t.permute(0, 2, 3, 1)
+        return self.dev.from_torch(t.contiguous())
+
+
+def reference(device, torch, layer, x, w, b, dy):
+    """float64 y, dx, dw, db on the device (PyTorch float64), or the NumPy reference."""
+    if torch is not None:
+        t = TorchConv(torch, device, layer)
+        x64, w64, dy64 = (t.nchw(a).double() for a in (x, w, dy))
+        b64 = device.to_torch(b).double()
+        y = torch.nn.functional.conv2d(x64, w64, b64, **t._kw())
+        dx, dw, db = t.conv_bwd(dy64, x64, w64, [layer.k], [layer.stride] * 2, [layer.pad] * 2,
+                                [1, 1], False, [0, 0], layer.groups, [True, True, True])
+        return tuple(t.to_ours_layout(v) for v in (y, dx, dw, db))
+    ref = ccn.backend("cpu")
+    h = [device.host(a).astype(np.float64) for a in (x, w, b, dy)]
+    y = ref.conv2d(h[0], h[1], h[2], **layer.kwargs)
+    dx, dw, db = ref.conv2d_backward(h[0], h[1], h[3], **layer.kwargs)
+    return tuple(device.asarray(v) for v in (y, dx, dw, db))
+
+
+# --------------------------------------------------------------------------- ours
+
+def ours_calls(backend, layer):
+    """direction -> fn(x, w, b, dy) returning the outputs to compare, or a status string."""
+    kw = layer.kwargs
+    conv2d = C.ours_op(backend, "conv2d")
+    conv2d_backward = C.ours_op(backend, "conv2d_backward")
+    dgrad = C.ours_op(backend, "conv2d_dgrad")
+    wgrad = C.ours_op(backend, "conv2d_wgrad")
+    calls = {}
+    calls["fwd"] = (lambda x, w, b, dy: (conv2d(x, w, b, **kw),)) if conv2d else C.NOT_IMPLEMENTED
+    calls["bwd"] = ((lambda x, w, b, dy: tuple(conv2d_backward(x, w, dy, **kw)))
+                    if conv2d_backward else C.NOT_IMPLEMENTED)
+    if dgrad:
+        calls["dgrad"] = lambda x, w, b, dy: (dgrad(dy, w, layer.x_shape, **kw),)
+    else:
+        calls["dgrad"] = "in bwd" if conv2d_backward else C.NOT_IMPLEMENTED
+    if wgrad:
+        calls["wgrad"] = lambda x, w, b, dy: tuple(wgrad(x, dy, layer.w_shape, **kw))
+    else:
+        calls["wgrad"] = "in bwd" if conv2d_backward else C.NOT_IMPLEMENTED
+    return calls
+
+
+def baseline_calls(tconv):
+    return {
+        "fwd": lambda x, w, b, dy: (tconv.fwd(x, w, b),),
+        "dgrad": lambda x, w, b, dy: tconv.backward(x, w, dy, (True, False, False))[:1],
+        "wgrad": lambda x, w, b, dy: tconv.backward(x, w, dy, (False, True, False))[1:2],
+        "bwd": lambda x, w, b, dy: tconv.backward(x, w, dy, (True, True, True)),
+    }
+
+
+def expected(direction, ref):
+    """The float64 outputs a direction's outputs are compared with (ref = y, dx, dw, db)."""
+    y, dx, dw, db = ref
+    return {"fwd": (y,), "dgrad": (dx,), "wgrad": (dw, db), "bwd": (dx, dw, db)}[direction]
+
+
+def worst_err(outputs, refs, to_ours=None):
+    err = 0.0
+    for out, r in zip(outputs, refs):
+        if to_ours is not None:
+            out = to_ours(out)
+        err = max(err, C.rel_err(out, r))
+    return err
+
+
+def make_inputs(device, layer, seed):
+    """x, w, b, dy: random (never zeros), w scaled like a fan-in initialisation."""
+    fan_in = layer.r * layer.r * layer.c // layer.groups
+    return (device.randn(seed, layer.x_shape), device.randn(seed + 1, layer.w_shape, 1 / math.sqrt(fan_in)),
+            device.randn(seed + 2, (layer.k,)), device.randn(seed + 3, layer.y_shape))
+
+
+def bench_layer(layer, device, backend, torch, timing, seed, tol):
+    rows = []
+    vin = make_inputs(device, layer, seed)
+    ref = reference(device, torch, layer, *vin)
+    nsets = timing.sets(layer.nbytes(), device)
+    sets = [make_inputs(device, layer, seed + 100 + 10 * i) for i in range(nsets)]
+    ours = ours_calls(backend, layer)
+    tconv = TorchConv(torch, device, layer) if torch is not None else None
+    base = baseline_calls(tconv) if tconv else {}
+    for direction in DIRECTIONS:
+        row = {"layer": layer.name, "op": direction, "shape": layer.describe(),
+               "gflop": layer.flops(direction) / 1e9, "rotation_sets": nsets}
+        refs = expected(direction, ref)
+        # --- baseline: validate (a TF32 path would show here), then time
+        if direction in base:
+            fn = base[direction]
+            try:
+                row["err_base"] = worst_err(fn(*vin), refs, tconv.to_ours_layout)
+                st = timing.run(device, lambda i, fn=fn: fn(*sets[i % nsets]), side="torch")
+                row.update(base_ms=st["median_s"] * 1e3, base_spread=(st["p90_s"] - st["p10_s"]) / st["median_s"])
+                row["base_tflops"] = layer.flops(direction) / st["median_s"] / 1e12
+            except Exception as e:  # noqa: BLE001  (report, carry on)
+                row["base_status"] = C.describe_error(e)
+        # --- ours: validate with poisoned outputs, then time
+        fn = ours[direction]
+        if isinstance(fn, str):
+            row["status"] = fn
+        else:
+            try:
+                with poison_outputs():
+                    row["err_ours"] = worst_err(fn(*vin), refs)
+                if not row["err_ours"] <= tol:
+                    row["status"] = C.MISMATCH
+                else:
+                    st = timing.run(device, lambda i, fn=fn: fn(*sets[i % nsets]))
+                    row.update(ours_ms=st["median_s"] * 1e3, ours_spread=(st["p90_s"] - st["p10_s"]) / st["median_s"],
+                               ours_calls=st["calls"], status=C.OK)
+                    row["ours_tflops"] = layer.flops(direction) / st["median_s"] / 1e12
+            except Exception as e:  # noqa: BLE001
+                row["status"] = C.describe_error(e)
+        if row.get("ours_ms") and row.get("base_ms"):
+            row["ratio"] = row["ours_ms"] / row["base_ms"]
+        if row.get("err_base", 0) > TF32_SUSPECT:
+            row["base_status"] = f"baseline err {row['err_base']:.1e}: TF32 on?"
+        rows.append(row)
+    device.sync()
+    return rows
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    C.common_args(ap, default_budget=0.5)
+    ap.add_argument("--layers", default="all",
+                    help="comma-separated names (conv1,conv3/t,...) or 'grouped', 'tower', 'all'")
+    ap.add_argument("--shrink", type=int, default=None,
+                    help="divide channel counts by this (default 4 with --smoke, else 1)")
+    ap.add_argument("--tol", type=float, default=TOL)
+    args = ap.parse_args(argv)
+    if args.shrink is None:
+        args.shrink = 4 if args.smoke else 1
+
+    torch = C.import_torch()
+    backend_name = C.pick_backend(args.backend)
+    device = C.make_device(backend_name, torch)
+    backend = ccn.backend(backend_name)
+    batch = args.batch or (1 if args.smoke else 128 if device.kind == "cuda" else 4)
+    specs = {"all": GROUPED + TOWER, "grouped": GROUPED, "tower": TOWER}.get(args.layers)
+    if specs is None:
+        wanted = args.layers.split(",")
+        specs = [s for s in GROUPED + TOWER if s[0] in wanted]
+        if len(specs) != len(wanted):
+            ap.error(f"unknown layer in {args.layers!r}: choose from "
+                     f"{', '.join(s[0] for s in GROUPED + TOWER)}")
+    timing = C.timing_for(device, args.smoke, args.time_budget)
+    env = C.environment(device, torch)
+    label = "cuDNN" if device.kind == "cuda" else "torch"
+    print(f"conv_bench: ours = backend {backend_name!r}, baseline = PyTorch "
+          f"{env['torch'] or '(not installed)'} on {env['device']}; batch {batch}, float32 "
+          f"(TF32 off), validated against float64 (tol {args.tol:g}) before timing; "
+          f"{env['commit']}, {env['date']}")
+    columns = [("layer", "layer", "{}"), ("op", "op", "{}"), ("gflop", "GFLOP", "{:.2f}"),
+               ("ours_ms", "ours ms", "{:.3f}"), ("ours_tflops", "ours TFLOP/s", "{:.2f}"),
+               ("base_ms", f"{label} ms", "{:.3f}"), ("base_tflops", f"{label} TFLOP/s", "{:.2f}"),
+               ("ratio", f"ours/{label}", "{:.2f}"), ("err_ours", "err ours", "{:.1e}"),
+               ("err_base", f"err {label}", "{:.1e}"), ("status", "status", "{}")]
+    meta = dict(env, batch=batch, backend=backend_name, tol=args.tol)
+    rows = []
+    for i, spec in enumerate(specs):
+        layer = Layer(spec, batch, args.shrink)
+        rows += bench_layer(layer, device, backend, torch, timing, args.seed + 1000 * i, args.tol)
+        print(f"  {layer.name}: {layer.describe()} done", file=sys.stderr, flush=True)
+        if args.json:  # after every layer: a run cut short by a time limit keeps what it measured
+            C.write_json(args.json, "conv_bench", meta, rows, C.format_table(rows, columns), partial=True)
+
+    table = C.format_table(rows, columns)
+    print(table)
+    notes = [f"{r['layer']} {r['op']}: {label}: {r['base_status']}" for r in rows if r.get("base_status")]
+    for n in notes:
+        print("note:", n)
+    bad = [r for r in rows if r.get("status") not in (C.OK, C.NOT_IMPLEMENTED, "in bwd")]
+    counts = {s: sum(r.get("status") == s for r in rows) for s in (C.OK, C.NOT_IMPLEMENTED, "in bwd")}
+    print(f"conv_bench: {len(rows)} rows: {counts[C.OK]} ok, {counts[C.NOT_IMPLEMENTED]} not implemented, "
+          f"{counts['in bwd']} in bwd, {len(bad)} failed")
+    if args.json:
+        C.write_json(args.json, "conv_bench", meta, rows, table, notes=notes, partial=False)
+    return 1 if bad else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

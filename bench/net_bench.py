@@ -1,0 +1,459 @@
+"""Whole-network throughput: AlexNet training (images/s) and inference, ours against the
+identical network in PyTorch on the same device (DESIGN.md §9: whole-net training
+throughput ahead of the same network in PyTorch on the same card).
+
+Ours: ``models.alexnet(towers=2, devices=("cuda:0", "cuda:0"))`` — the paper's two towers
+(§3.2) on one GPU — and, when the model accepts it, the one-tower grouped form
+(``towers=1``); ``net.train_step(x, labels, opt)`` with ``SGD(lr=0.01, momentum=0.9,
+weight_decay=5e-4)`` (§5), and ``net.predict(x)`` for inference. x is N,227,227,3 float32
+on the device (227 makes conv1's 11x11/4 give 55x55 with no padding; 224 is tried if the
+model refuses 227).
+
+PyTorch: the same net (bench/reference_bench.py's layer table): grouped convolutions,
+torch.nn.LocalResponseNorm(5, alpha=1e-4, beta=0.75, k=2), overlapping MaxPool2d(3, 2),
+dropout 0.5 after fc6 and fc7, cross-entropy, torch.optim.SGD(momentum=0.9,
+weight_decay=5e-4); channels_last, float32 with TF32 off; eager, and torch.compile in a
+child process under a time limit (--compile-timeout; a compile that does not finish in
+time is reported, not waited for).
+
+Validation first, on a few images in eval mode: the PyTorch net against the NumPy
+reference forward in float64 with the same weights (shows it is the paper's net and that
+TF32 is off), and ours against the reference with ours' own weights when its parameters
+map onto the paper's tensors in order (either test-time dropout convention: the paper's
+x0.5 or inverted), else sanity only (finite probabilities summing to 1, a first loss near
+ln(classes)). Compared: centred log-probabilities (the logits up to a constant), relative L2.
+
+Timing: blocks of --block steps between device synchronisations (wall clock), median
+block; images/s = batch / (median block time / block). Input batches rotate between two
+buffers.
+
+If ``cuda_convnet.models`` does not exist yet, ours' rows say "skipped: models not
+available" and the PyTorch rows still run (exit 0).
+
+    python bench/net_bench.py                         # GPU if usable, else CPU mode
+    python bench/net_bench.py --smoke                 # batch 2, one step (tests)
+    python bench/net_bench.py --backend cpu --batch 8
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _common as C  # noqa: E402
+
+C.use_checkout()
+
+import numpy as np  # noqa: E402
+
+import cuda_convnet as ccn  # noqa: E402
+from reference_bench import DROP_P, FULL, LRN, POOL, make_params  # noqa: E402
+
+SGD_ARGS = dict(lr=0.01, momentum=0.9, weight_decay=5e-4)
+TOL = 1e-3  # centred log-probabilities, float32 net against float64 reference
+SKIPPED = "skipped: models not available"
+
+
+# --------------------------------------------------------------------------- the nets
+
+def torch_alexnet(torch, cfg, params):
+    """The paper's net in PyTorch with the reference's weights (KRSC -> KCRS)."""
+    nn = torch.nn
+
+    class AlexNet(nn.Module):
+        def __init__(self):
+            super().__init__()
+            layers, c = [], 3
+            for name, k, r, st, pad, groups, lrn, pool in cfg["convs"]:
+                conv = nn.Conv2d(c, k, r, st, pad, groups=groups)
+                conv.weight.data = torch.from_numpy(params[name + ".w"]).permute(0, 3, 1, 2).contiguous()
+                conv.bias.data = torch.from_numpy(params[name + ".b"]).clone()
+                layers += [conv, nn.ReLU(inplace=True)]
+                if lrn:
+                    layers.append(nn.LocalResponseNorm(LRN["size"], LRN["alpha"], LRN["beta"], LRN["k"]))
+                if pool:
+                    layers.append(nn.MaxPool2d(POOL["size"], POOL["stride"]))
+                c = k
+            self.features = nn.Sequential(*layers)
+            fcs = []
+            for name in ("fc6", "fc7", "fc8"):
+                w = params[name + ".w"]
+                fc = nn.Linear(w.shape[1], w.shape[0])
+                fc.weight.data = torch.from_numpy(w).clone()
+                fc.bias.data = torch.from_numpy(params[name + ".b"]).clone()
+                fcs.append(fc)
+            self.fc6, self.fc7, self.fc8 = fcs
+            self.drop = nn.Dropout(DROP_P)
+
+        def forward(self, x):  # x: NCHW (channels_last)
+            h = self.features(x)
+            h = h.permute(0, 2, 3, 1).flatten(1)  # NHWC feature order, as ours and the reference
+            h = self.drop(torch.relu(self.fc6(h)))
+            h = self.drop(torch.relu(self.fc7(h)))
+            return self.fc8(h)
+
+    return AlexNet()
+
+
+def reference_logprobs(cfg, params, x, test_scale=1.0):
+    """log-softmax of the reference forward (eval mode) in the arrays' dtype."""
+    R = ccn.backend("cpu")
+    h = x
+    for name, k, r, st, pad, groups, lrn, pool in cfg["convs"]:
+        h = R.relu(R.conv2d(h, params[name + ".w"], params[name + ".b"], stride=st, padding=pad,
+                            groups=groups))
+        if lrn:
+            h = R.lrn(h, **LRN)
+        if pool:
+            h = R.max_pool(h, **POOL)
+    h = h.reshape(len(h), -1)
+    for name in ("fc6", "fc7"):
+        h = R.relu(R.linear(h, params[name + ".w"], params[name + ".b"])) * h.dtype.type(test_scale)
+    z = R.linear(h, params["fc8.w"], params["fc8.b"])
+    z = z - z.max(axis=1, keepdims=True)
+    return z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+
+
+def centred(logp):
+    """Log-probabilities up to the per-row constant: the logits' shape, comparable."""
+    logp = np.asarray(logp, dtype=np.float64)
+    return logp - logp.mean(axis=1, keepdims=True)
+
+
+def as_array(p):
+    for cand in (p, getattr(p, "data", None), getattr(p, "value", None)):
+        if cand is not None and hasattr(cand, "shape") and hasattr(cand, "dtype"):
+            return cand
+    return None
+
+
+def ours_params_as_reference(net, cfg, dev, ref_shapes):
+    """Ours' weights as the reference's dict, if its parameters are the paper's tensors
+    in the paper's order (conv1.w, conv1.b, ..., fc8.b); else None."""
+    try:
+        ps = net.parameters()
+        ps = list(ps.values()) if hasattr(ps, "values") else list(ps)
+    except Exception:  # noqa: BLE001
+        return None
+    arrays = [as_array(p) for p in ps]
+    if len(arrays) != len(ref_shapes) or any(a is None for a in arrays):
+        return None
+    if [tuple(a.shape) for a in arrays] != [s for _, s in ref_shapes]:
+        return None
+    return {k: dev.host(a).astype(np.float64) for (k, _), a in zip(ref_shapes, arrays)}
+
+
+def loss_of(stats):
+    for cand in (stats, getattr(stats, "loss", None),
+                 stats.get("loss") if isinstance(stats, dict) else None):
+        try:
+            return float(cand)
+        except (TypeError, ValueError):
+            continue
+    return None
+
+
+# --------------------------------------------------------------------------- timing
+
+def throughput(dev, fn, batch, *, warmup, block, budget_s, max_blocks):
+    """images/s from the median wall time of blocks of `block` calls (synchronised)."""
+    for i in range(warmup):
+        fn(i)
+    dev.sync()
+    times, t_end = [], time.perf_counter() + budget_s
+    for b in range(max_blocks):
+        t0 = time.perf_counter()
+        for i in range(block):
+            fn(warmup + b * block + i)
+        dev.sync()
+        times.append(time.perf_counter() - t0)
+        if time.perf_counter() > t_end:
+            break
+    per_step = statistics.median(times) / block
+    return {"images_per_s": batch / per_step, "ms_per_batch": per_step * 1e3, "blocks": len(times)}
+
+
+class Setup:
+    def __init__(self, args, torch, dev, backend_name):
+        self.args, self.torch, self.dev, self.backend_name = args, torch, dev, backend_name
+        self.batch = args.batch or (2 if args.smoke else 128 if dev.kind == "cuda" else 8)
+        self.classes = 1000
+        self.cfg = FULL
+        if args.smoke:
+            self.warmup, self.block, self.max_blocks, self.budget = 0, 1, 1, 0.0
+        elif dev.kind == "cuda":
+            self.warmup, self.block, self.max_blocks, self.budget = 3, args.block or 5, 50, args.time_budget
+        else:
+            self.warmup, self.block, self.max_blocks, self.budget = 1, args.block or 1, 10, args.time_budget
+
+    def timed(self, fn):
+        return throughput(self.dev, fn, self.batch, warmup=self.warmup, block=self.block,
+                          budget_s=self.budget, max_blocks=self.max_blocks)
+
+    def inputs(self, image, seed):
+        dev = self.dev
+        xs = [dev.randn(seed + i, (self.batch, image, image, 3)) for i in range(2)]
+        labels = [dev.randint(seed + 10 + i, self.classes, (self.batch,)) for i in range(2)]
+        return xs, labels
+
+
+def torch_rows(S, params, val_x, ref_logp):
+    """PyTorch eager rows (training, inference) and its validation."""
+    torch, dev = S.torch, S.dev
+    F = torch.nn.functional
+    rows = []
+    model = torch_alexnet(torch, S.cfg, params).to(S.dev.torch_device).to(memory_format=torch.channels_last)
+    model.eval()
+    with torch.no_grad():
+        xt = dev.to_torch(dev.asarray(val_x.astype(np.float32))).permute(0, 3, 1, 2)
+        logp = F.log_softmax(model(xt), dim=1)
+    err = C.rel_err(centred(dev.host(dev.from_torch(logp))), centred(ref_logp))
+    xs, labels = S.inputs(227, S.args.seed + 500)
+    txs = [dev.to_torch(x).permute(0, 3, 1, 2) for x in xs]
+    tls = [dev.to_torch(y).long() for y in labels]
+    opt = torch.optim.SGD(model.parameters(), **SGD_ARGS)
+
+    def train(i):
+        opt.zero_grad(set_to_none=True)
+        F.cross_entropy(model(txs[i % 2]), tls[i % 2]).backward()
+        opt.step()
+
+    def infer(i):
+        with torch.no_grad():
+            return torch.softmax(model(txs[i % 2]), dim=1)
+
+    status = C.OK if err <= TOL else C.MISMATCH
+    for mode, fn, train_mode in (("train", train, True), ("infer", infer, False)):
+        row = {"impl": "torch eager", "mode": mode, "towers": "grouped", "batch": S.batch, "err": err,
+               "checked": "float64 ref", "status": status}
+        if status == C.OK:
+            model.train(train_mode)
+            row.update(S.timed(fn))
+        rows.append(row)
+    return rows
+
+
+def compile_rows(S):
+    """torch.compile rows, measured in a child process that is killed at the time limit."""
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--compile-worker", "--backend", S.backend_name,
+           "--batch", str(S.batch), "--time-budget", str(S.budget), "--seed", str(S.args.seed)]
+    if S.args.smoke:
+        cmd.append("--smoke")
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    try:
+        out, err = proc.communicate(timeout=S.args.compile_timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)  # the child and its compile workers
+        proc.communicate()
+        status = f"did not finish within {S.args.compile_timeout:.0f} s"
+        return [{"impl": "torch.compile", "mode": m, "towers": "grouped", "batch": S.batch, "status": status}
+                for m in ("train", "infer")]
+    lines = [ln for ln in out.splitlines() if ln.startswith("{")]
+    if proc.returncode != 0 or not lines:
+        msg = (err.strip().splitlines() or ["no output"])[-1][:150]
+        return [{"impl": "torch.compile", "mode": m, "towers": "grouped", "batch": S.batch,
+                 "status": f"error: {msg}"} for m in ("train", "infer")]
+    res = json.loads(lines[-1])
+    rows = res["rows"]
+    for r in rows:
+        r["child_wall_s"] = time.perf_counter() - t0
+    return rows
+
+
+def compile_worker(S):
+    """Child: compile the PyTorch net, then time it (the parent keeps the clock)."""
+    torch, dev = S.torch, S.dev
+    F = torch.nn.functional
+    params = make_params(S.cfg, np.random.default_rng(S.args.seed), np.float32)
+    model = torch_alexnet(torch, S.cfg, params).to(dev.torch_device).to(memory_format=torch.channels_last)
+    cmodel = torch.compile(model)
+    xs, labels = S.inputs(227, S.args.seed + 500)
+    txs = [dev.to_torch(x).permute(0, 3, 1, 2) for x in xs]
+    tls = [dev.to_torch(y).long() for y in labels]
+    opt = torch.optim.SGD(model.parameters(), **SGD_ARGS)
+
+    def train(i):
+        opt.zero_grad(set_to_none=True)
+        F.cross_entropy(cmodel(txs[i % 2]), tls[i % 2]).backward()
+        opt.step()
+
+    def infer(i):
+        with torch.no_grad():
+            return torch.softmax(cmodel(txs[i % 2]), dim=1)
+
+    rows = []
+    for mode, fn, train_mode in (("train", train, True), ("infer", infer, False)):
+        model.train(train_mode)
+        t0 = time.perf_counter()
+        fn(0)  # the compile
+        dev.sync()
+        compile_s = time.perf_counter() - t0
+        row = {"impl": "torch.compile", "mode": mode, "towers": "grouped", "batch": S.batch,
+               "compile_s": compile_s, "status": C.OK}
+        row.update(S.timed(fn))
+        rows.append(row)
+    print(json.dumps({"rows": rows}))
+    return 0
+
+
+def ours_rows(S, params_shapes, val_x):
+    """Ours: towers=2 on one device, and towers=1 (grouped) when the model accepts it."""
+    try:
+        from cuda_convnet import SGD, Net, models  # noqa: F401
+    except ImportError as e:
+        print(f"ours: {SKIPPED} ({e})")
+        return [{"impl": "ours", "mode": m, "towers": "2", "batch": S.batch, "status": SKIPPED}
+                for m in ("train", "infer")]
+    devname = {"cuda": "cuda:0"}.get(S.backend_name, S.backend_name)
+    rows = []
+    for towers in (2, 1):
+        label = f"{towers}" if towers == 2 else "1 (grouped)"
+        base = {"impl": "ours", "towers": label, "batch": S.batch}
+        try:
+            try:
+                net = models.alexnet(towers=towers, devices=(devname,) * towers, num_classes=S.classes)
+            except (TypeError, ValueError):
+                if towers == 1:
+                    raise
+                net = models.alexnet(towers=towers, devices=(devname,), num_classes=S.classes)
+            opt = SGD(net.parameters(), **SGD_ARGS)
+        except Exception as e:  # noqa: BLE001
+            if towers == 1:  # the one-tower form is optional
+                print(f"ours towers=1: not built ({C.describe_error(e)})")
+                continue
+            rows += [dict(base, mode=m, status=C.describe_error(e)) for m in ("train", "infer")]
+            continue
+        try:
+            err, note, image = validate_ours(S, net, opt, params_shapes, val_x)
+            checked = "sanity" if note.startswith("sanity") else "float64 ref"
+        except Exception as e:  # noqa: BLE001
+            rows += [dict(base, mode=m, status=C.describe_error(e)) for m in ("train", "infer")]
+            continue
+        print(f"ours towers={towers}: {note}")
+        status = C.OK if err <= TOL else C.MISMATCH
+        xs, labels = S.inputs(image, S.args.seed + 700)
+        for mode, fn in (("train", lambda i: net.train_step(xs[i % 2], labels[i % 2], opt)),
+                         ("infer", lambda i: net.predict(xs[i % 2]))):
+            row = dict(base, mode=mode, err=err, checked=checked, status=status, image=image)
+            if status == C.OK:
+                try:
+                    row.update(S.timed(fn))
+                except Exception as e:  # noqa: BLE001
+                    row["status"] = C.describe_error(e)
+            rows.append(row)
+    return rows
+
+
+def validate_ours(S, net, opt, ref_shapes, val_x):
+    """-> (error, note, image size). predict against the reference with ours' weights when
+    they map onto the paper's tensors, else only |row sum - 1|; then one training step,
+    whose loss must be finite and near ln(classes) (the paper's init gives ~ln C), else inf."""
+    dev = S.dev
+    image = 227
+    try:
+        probs = dev.host(net.predict(dev.asarray(val_x.astype(np.float32))))
+    except ValueError:
+        image = 224  # a model that wants the 224 crops (with conv1 padding of its own)
+        val_x = val_x[:, :224, :224, :]
+        probs = dev.host(net.predict(dev.asarray(val_x.astype(np.float32))))
+    if not np.isfinite(probs).all():
+        return math.inf, "predict gave non-finite probabilities", image
+    err = float(np.abs(probs.sum(axis=1) - 1).max())
+    note = f"probability rows sum to 1 within {err:.1e}"
+    weights = ours_params_as_reference(net, S.cfg, dev, ref_shapes) if image == 227 else None
+    if weights is not None:
+        logp = np.log(np.maximum(probs.astype(np.float64), 1e-300))
+        errs = {scale: C.rel_err(centred(logp), centred(reference_logprobs(S.cfg, weights, val_x, scale)))
+                for scale in (1.0, 1.0 - DROP_P)}
+        scale = min(errs, key=errs.get)
+        conv = "inverted (x1 at test)" if scale == 1.0 else "paper (x0.5 at test)"
+        err = max(err, errs[scale])
+        note = (f"predict vs reference (float64, ours' weights, dropout {conv}) on {len(val_x)} images: "
+                f"centred log-prob rel err {errs[scale]:.1e}; {note}")
+    else:
+        note = f"sanity only (parameters do not map onto the paper's tensors in order): {note}"
+    xs, labels = S.inputs(image, S.args.seed + 900)
+    loss = loss_of(net.train_step(xs[0], labels[0], opt))
+    ln_c = math.log(S.classes)
+    if loss is None or not math.isfinite(loss) or abs(loss - ln_c) > 0.5 * ln_c:
+        err = math.inf
+    return err, f"{note}; first training loss {loss} (ln {S.classes} = {ln_c:.2f})", image
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    C.common_args(ap, default_budget=8.0)
+    ap.add_argument("--block", type=int, default=None, help="steps per synchronised block")
+    ap.add_argument("--compile", dest="compile", action="store_true", default=None,
+                    help="also time torch.compile (default: on a GPU only)")
+    ap.add_argument("--no-compile", dest="compile", action="store_false")
+    ap.add_argument("--compile-timeout", type=float, default=150.0)
+    ap.add_argument("--validate-images", type=int, default=2)
+    ap.add_argument("--compile-worker", action="store_true", help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+
+    torch = C.import_torch()
+    backend_name = C.pick_backend(args.backend)
+    dev = C.make_device(backend_name, torch)
+    S = Setup(args, torch, dev, backend_name)
+    if args.compile_worker:
+        return compile_worker(S)
+
+    env = C.environment(dev, torch)
+    print(f"net_bench: AlexNet, batch {S.batch}, ours = backend {backend_name!r}, PyTorch "
+          f"{env['torch'] or '(not installed)'} on {env['device']}; float32 (TF32 off); "
+          f"{env['commit']}, {env['date']}")
+    params = make_params(S.cfg, np.random.default_rng(args.seed), np.float32)
+    ref_shapes = [(k, v.shape) for k, v in params.items()]
+    val_x = np.random.default_rng(args.seed + 1).standard_normal(
+        (args.validate_images, 227, 227, 3))  # float64
+    ref_logp = reference_logprobs(S.cfg, {k: v.astype(np.float64) for k, v in params.items()}, val_x)
+
+    columns = [
+        ("impl", "impl", "{}"), ("towers", "towers", "{}"), ("mode", "mode", "{}"), ("batch", "batch", "{}"),
+        ("images_per_s", "images/s", "{:.1f}"), ("ms_per_batch", "ms/batch", "{:.2f}"),
+        ("vs_eager", "x torch eager", "{:.2f}"), ("compile_s", "compile s", "{:.1f}"), ("err", "err", "{:.1e}"),
+        ("checked", "err against", "{}"), ("status", "status", "{}")]
+    meta = dict(env, batch=S.batch, backend=backend_name)
+
+    def save(rows, partial):
+        eager = {r["mode"]: r.get("images_per_s") for r in rows if r["impl"] == "torch eager"}
+        for r in rows:
+            if r.get("images_per_s") and eager.get(r["mode"]):
+                r["vs_eager"] = r["images_per_s"] / eager[r["mode"]]
+        table = C.format_table(rows, columns)
+        if args.json:  # also as it goes: a run cut short by a time limit keeps what it measured
+            C.write_json(args.json, "net_bench", meta, rows, table, partial=partial)
+        return table
+
+    rows = ours_rows(S, ref_shapes, val_x)
+    dev.sync()
+    save(rows, True)
+    if torch is not None:
+        rows += torch_rows(S, params, val_x, ref_logp)
+        save(rows, True)
+        if args.compile if args.compile is not None else dev.kind == "cuda":
+            rows += compile_rows(S)
+    else:
+        print("torch: not installed; no baseline")
+    table = save(rows, False)
+    print(table)
+    bad = [r for r in rows if r["status"] not in (C.OK, SKIPPED) and not r["status"].startswith("did not finish")
+           and r["impl"] != "torch.compile"]
+    print(f"net_bench: {len(rows)} rows, {sum(r['status'] == C.OK for r in rows)} ok, {len(bad)} failed")
+    return 1 if bad else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
