@@ -18,6 +18,7 @@ cmake -S . -B "$build" "${gen[@]}" -DCMAKE_BUILD_TYPE=Release \
 cmake --build "$build" -j "$(nproc)"
 rm -f cuda_convnet/_emu*.so cuda_convnet/_C*.so
 cp "$build"/_emu*.so cuda_convnet/
-ls "$build"/_C*.so >/dev/null 2>&1 && cp "$build"/_C*.so cuda_convnet/
+# Only a _C this configuration built (a CCN_CUDA=OFF rebuild leaves an old one behind).
+if grep -q "BUILT_WITH_CUDA = True" "$build"/_build_info.py; then cp "$build"/_C*.so cuda_convnet/; fi
 cp "$build"/_build_info.py cuda_convnet/
 echo "built into cuda_convnet/: $(cd cuda_convnet && ls _emu*.so _C*.so 2>/dev/null | tr '\n' ' ')"
