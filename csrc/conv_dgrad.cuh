@@ -94,7 +94,7 @@ __global__ void __launch_bounds__(kConvThreads)
   const float* wgrp = w + (long long)grp * g.kg * g.rs * g.cg + c;
 
   float acc[BM / 16][BN / 16];
-  conv_tile_zero(acc);
+  tile_zero(acc);
 
   for (int k0 = 0; k0 < Kgemm; k0 += kConvBK) {
     // The tap of A's column lk: k = (u*su + v)*Kg + f.
@@ -126,7 +126,7 @@ __global__ void __launch_bounds__(kConvThreads)
       Bs[kk * LDB + bn] = val;
     }
     __syncthreads();  // the tiles are complete before anyone reads them
-    conv_tile_fma<BM, BN>(As, Bs, acc, tx, ty);
+    tile_fma_strided<kConvBK, BM + kConvPad, BN + kConvPad>(As, Bs, acc, tx, ty);
     __syncthreads();  // everyone is done reading before the next step overwrites the tiles
   }
 

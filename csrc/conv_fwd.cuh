@@ -82,7 +82,7 @@ __global__ void __launch_bounds__(kConvThreads)
   }
 
   float acc[4][4];
-  conv_tile_zero(acc);
+  tile_zero(acc);
 
   for (int k0 = 0; k0 < Kgemm; k0 += kConvBK) {
     // The tap of column lk: k = (r*S + s)*Cg + c.
@@ -105,7 +105,7 @@ __global__ void __launch_bounds__(kConvThreads)
       Bs[lk * kConvLdB + lrow + 16 * e] = b;
     }
     __syncthreads();  // the tiles are complete before anyone reads them
-    conv_tile_fma<kConvBM, kConvBN>(As, Bs, acc, tx, ty);
+    tile_fma_strided<kConvBK, kConvBM + kConvPad, kConvBN + kConvPad>(As, Bs, acc, tx, ty);
     __syncthreads();  // everyone is done reading before the next step overwrites the tiles
   }
 
@@ -167,7 +167,7 @@ __global__ void __launch_bounds__(kConvThreads)
   }
 
   float acc[8][8];
-  conv_tile_zero(acc);
+  tile_zero(acc);
 
   for (int k0 = 0; k0 < Kgemm; k0 += kConvBK) {
     // The quad's tap: k = (r*S + s)*Cg + c with c % 4 == 0; the quad shares (r, s).
@@ -199,23 +199,7 @@ __global__ void __launch_bounds__(kConvThreads)
       bs[3 * kConvFwd2LdB] = b.w;
     }
     __syncthreads();  // the tiles are complete before anyone reads them
-#pragma unroll
-    for (int kk = 0; kk < kConvBK; ++kk) {
-      float a[8], b[8];
-      float4 v;
-      v = *reinterpret_cast<const float4*>(As + kk * kConvFwd2LdA + 4 * ty);
-      a[0] = v.x; a[1] = v.y; a[2] = v.z; a[3] = v.w;
-      v = *reinterpret_cast<const float4*>(As + kk * kConvFwd2LdA + 64 + 4 * ty);
-      a[4] = v.x; a[5] = v.y; a[6] = v.z; a[7] = v.w;
-      v = *reinterpret_cast<const float4*>(Bs + kk * kConvFwd2LdB + 4 * tx);
-      b[0] = v.x; b[1] = v.y; b[2] = v.z; b[3] = v.w;
-      v = *reinterpret_cast<const float4*>(Bs + kk * kConvFwd2LdB + 64 + 4 * tx);
-      b[4] = v.x; b[5] = v.y; b[6] = v.z; b[7] = v.w;
-#pragma unroll
-      for (int i = 0; i < 8; ++i)
-#pragma unroll
-        for (int j = 0; j < 8; ++j) acc[i][j] = fmaf(a[i], b[j], acc[i][j]);
-    }
+    tile_fma_8x8<kConvBK, kConvFwd2LdA, kConvFwd2LdB>(As, Bs, acc, tx, ty);
     __syncthreads();  // everyone is done reading before the next step overwrites the tiles
   }
 

@@ -16,6 +16,7 @@
 #pragma once
 
 #include "common.h"
+#include "tile.cuh"  // the register-tile FMA step shared with gemm.cuh
 
 namespace ccn {
 
@@ -32,33 +33,6 @@ constexpr int conv_smem_floats() {
 // An index so far below zero that adding any filter tap keeps it negative (and int-safe):
 // rows past the edge of a tile get it, so one unsigned compare rejects them.
 constexpr int kConvOffImage = -(1 << 29);
-
-// acc += As^T Bs over one BK-deep step: 16 rank-1 updates of this thread's TM x TN tile.
-template <int BM, int BN>
-__device__ __forceinline__ void conv_tile_fma(const float* As, const float* Bs, float (&acc)[BM / 16][BN / 16],
-                                              int tx, int ty) {
-  constexpr int TM = BM / 16, TN = BN / 16, LDA = BM + kConvPad, LDB = BN + kConvPad;
-#pragma unroll
-  for (int kk = 0; kk < kConvBK; ++kk) {
-    float a[TM], b[TN];
-#pragma unroll
-    for (int i = 0; i < TM; ++i) a[i] = As[kk * LDA + ty + 16 * i];
-#pragma unroll
-    for (int j = 0; j < TN; ++j) b[j] = Bs[kk * LDB + tx + 16 * j];
-#pragma unroll
-    for (int i = 0; i < TM; ++i)
-#pragma unroll
-      for (int j = 0; j < TN; ++j) acc[i][j] = fmaf(a[i], b[j], acc[i][j]);
-  }
-}
-
-template <int TM, int TN>
-__device__ __forceinline__ void conv_tile_zero(float (&acc)[TM][TN]) {
-#pragma unroll
-  for (int i = 0; i < TM; ++i)
-#pragma unroll
-    for (int j = 0; j < TN; ++j) acc[i][j] = 0.f;
-}
 
 // True when 0 <= v < bound (one unsigned compare).
 __device__ __forceinline__ bool conv_in_range(int v, int bound) {

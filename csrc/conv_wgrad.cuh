@@ -74,7 +74,7 @@ __global__ void __launch_bounds__(kConvThreads)
   const int dr = r - g.pad_top, ds = s - g.pad_left;
 
   float acc[4][4];
-  conv_tile_zero(acc);
+  tile_zero(acc);
 
   for (int k0 = t_begin; k0 < t_end; k0 += kConvBK) {
 #pragma unroll
@@ -94,7 +94,7 @@ __global__ void __launch_bounds__(kConvThreads)
       Bs[kk * kConvLdB + lc] = b;
     }
     __syncthreads();  // the tiles are complete before anyone reads them
-    conv_tile_fma<kConvBM, kConvBN>(As, Bs, acc, tx, ty);
+    tile_fma_strided<kConvBK, kConvBM + kConvPad, kConvBN + kConvPad>(As, Bs, acc, tx, ty);
     __syncthreads();  // everyone is done reading before the next step overwrites the tiles
   }
 

@@ -25,6 +25,7 @@
 #pragma once
 
 #include "common.h"
+#include "tile.cuh"
 
 namespace ccn {
 
@@ -45,10 +46,7 @@ __global__ void __launch_bounds__(kGemmThreads)
   const int m0 = blockIdx.y * kGemmBM, n0 = blockIdx.x * kGemmBN;
 
   float acc[4][4];
-#pragma unroll
-  for (int i = 0; i < 4; ++i)
-#pragma unroll
-    for (int j = 0; j < 4; ++j) acc[i][j] = 0.f;
+  tile_zero(acc);
 
   for (int k0 = 0; k0 < K; k0 += kGemmBK) {
     // Load the A tile (BM x BK) and the B tile (BK x BN): 4 elements each per thread.
@@ -73,18 +71,7 @@ __global__ void __launch_bounds__(kGemmThreads)
       Bs[kk * (kGemmBN + kGemmPad) + nn] = b;
     }
     __syncthreads();  // the tiles are complete before anyone reads them
-#pragma unroll
-    for (int kk = 0; kk < kGemmBK; ++kk) {
-      float a[4], b[4];
-#pragma unroll
-      for (int i = 0; i < 4; ++i) a[i] = As[kk * (kGemmBM + kGemmPad) + ty + 16 * i];
-#pragma unroll
-      for (int j = 0; j < 4; ++j) b[j] = Bs[kk * (kGemmBN + kGemmPad) + tx + 16 * j];
-#pragma unroll
-      for (int i = 0; i < 4; ++i)
-#pragma unroll
-        for (int j = 0; j < 4; ++j) acc[i][j] = fmaf(a[i], b[j], acc[i][j]);
-    }
+    tile_fma_strided<kGemmBK, kGemmBM + kGemmPad, kGemmBN + kGemmPad>(As, Bs, acc, tx, ty);
     __syncthreads();  // everyone is done reading before the next step overwrites the tiles
   }
 
@@ -138,10 +125,7 @@ __global__ void __launch_bounds__(kGemmThreads)
   const int m0 = blockIdx.y * kGemm2BM, n0 = blockIdx.x * kGemm2BN;
 
   float acc[8][8];
-#pragma unroll
-  for (int i = 0; i < 8; ++i)
-#pragma unroll
-    for (int j = 0; j < 8; ++j) acc[i][j] = 0.f;
+  tile_zero(acc);
 
   for (int k0 = 0; k0 < K; k0 += kGemm2BK) {
     // A tile (128 x 8) and B tile (8 x 128): one float4 of each per thread.
@@ -170,23 +154,7 @@ __global__ void __launch_bounds__(kGemmThreads)
       *reinterpret_cast<float4*>(&Bs[kk * kGemm2BN + nn]) = b;
     }
     __syncthreads();  // the tiles are complete before anyone reads them
-#pragma unroll
-    for (int kk = 0; kk < kGemm2BK; ++kk) {
-      float a[8], b[8];
-      float4 t;
-      t = *reinterpret_cast<const float4*>(&As[kk * kGemm2BM + ty * 4]);
-      a[0] = t.x; a[1] = t.y; a[2] = t.z; a[3] = t.w;
-      t = *reinterpret_cast<const float4*>(&As[kk * kGemm2BM + 64 + ty * 4]);
-      a[4] = t.x; a[5] = t.y; a[6] = t.z; a[7] = t.w;
-      t = *reinterpret_cast<const float4*>(&Bs[kk * kGemm2BN + tx * 4]);
-      b[0] = t.x; b[1] = t.y; b[2] = t.z; b[3] = t.w;
-      t = *reinterpret_cast<const float4*>(&Bs[kk * kGemm2BN + 64 + tx * 4]);
-      b[4] = t.x; b[5] = t.y; b[6] = t.z; b[7] = t.w;
-#pragma unroll
-      for (int i = 0; i < 8; ++i)
-#pragma unroll
-        for (int j = 0; j < 8; ++j) acc[i][j] = fmaf(a[i], b[j], acc[i][j]);
-    }
+    tile_fma_8x8<kGemm2BK, kGemm2BM, kGemm2BN>(As, Bs, acc, tx, ty);
     __syncthreads();  // everyone is done reading before the next step overwrites the tiles
   }
 
