@@ -7,6 +7,7 @@ kernels must not ship in the extension, so each test builds a tiny program with 
 from __future__ import annotations
 
 import hashlib
+import re
 import os
 import pathlib
 import shutil
@@ -57,3 +58,22 @@ def run(exe, order="forward", env=None, timeout=120):
     e = dict(os.environ, CCN_SIMT_ORDER=order)
     e.update(env or {})
     return subprocess.run([str(exe)], capture_output=True, text=True, env=e, timeout=timeout)
+
+
+SYNCTHREADS = re.compile(r"\b__syncthreads\(\)\s*;")
+
+
+def syncthreads_mutants(header, out_dir):
+    """Yield (line_number, mutant_dir) for each __syncthreads of csrc/<header>: a copy of
+    the header with that one barrier deleted, in its own directory (put it first on the
+    include path so it shadows the real one)."""
+    lines = (CSRC / header).read_text().splitlines()
+    sites = [i for i, line in enumerate(lines) if SYNCTHREADS.search(line)]
+    assert len(sites) >= 2, f"{header}: a tiled kernel has a barrier after the loads and one before the next loads"
+    for site in sites:
+        mutant_dir = pathlib.Path(out_dir) / f"mutant_{pathlib.Path(header).stem}_{site}"
+        mutant_dir.mkdir()
+        mutated = list(lines)
+        mutated[site] = SYNCTHREADS.sub(";", mutated[site])
+        (mutant_dir / header).write_text("\n".join(mutated) + "\n")
+        yield site + 1, mutant_dir

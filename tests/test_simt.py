@@ -4,7 +4,6 @@ answer, a divergent barrier raises instead of hanging, and the ASan build report
 out-of-bounds shared-memory index."""
 from __future__ import annotations
 
-import re
 
 import pytest
 
@@ -31,10 +30,6 @@ def test_bad_order_is_an_error(tmp_path):
     assert "CCN_SIMT_ORDER" in r.stderr
 
 
-def _syncthreads_lines(text):
-    return [i for i, line in enumerate(text.splitlines()) if re.search(r"\b__syncthreads\(\)\s*;", line)]
-
-
 def test_gemm_passes_in_every_order(tmp_path):
     exe = sb.build([sb.SIMT_DIR / "gemm_driver.cpp"], tmp_path)
     for order in ORDERS:
@@ -46,19 +41,10 @@ def test_gemm_passes_in_every_order(tmp_path):
 def test_removing_any_syncthreads_from_gemm_is_caught(tmp_path):
     """Delete each __syncthreads of the GEMM kernel in turn: every mutant must give a
     wrong answer in at least one thread order (the issue's acceptance criterion)."""
-    source = (sb.CSRC / "gemm.cuh").read_text()
-    lines = source.splitlines()
-    sites = _syncthreads_lines(source)
-    assert len(sites) >= 2, "the tiled GEMM has a barrier after the loads and one before the next loads"
-    for site in sites:
-        mutant_dir = tmp_path / f"mutant_{site}"
-        mutant_dir.mkdir()
-        mutated = list(lines)
-        mutated[site] = re.sub(r"__syncthreads\(\)\s*;", ";", mutated[site])
-        (mutant_dir / "gemm.cuh").write_text("\n".join(mutated) + "\n")
+    for line, mutant_dir in sb.syncthreads_mutants("gemm.cuh", tmp_path):
         exe = sb.build([sb.SIMT_DIR / "gemm_driver.cpp"], mutant_dir, include_first=mutant_dir)
         caught = [o for o in ORDERS if sb.run(exe, o).returncode != 0]
-        assert caught, f"removing the __syncthreads on line {site + 1} of gemm.cuh went unnoticed"
+        assert caught, f"removing the __syncthreads on line {line} of gemm.cuh went unnoticed"
 
 
 def test_divergent_barriers_raise(tmp_path):

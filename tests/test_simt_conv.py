@@ -5,7 +5,6 @@ __syncthreads from a convolution kernel gives a wrong answer in at least one ord
 from __future__ import annotations
 
 import os
-import re
 import subprocess
 
 import pytest
@@ -34,30 +33,16 @@ def test_conv_kernels_pass_in_every_order(tmp_path):
         assert r.stdout.count("match") == 11 and "MISMATCH" not in r.stdout, r.stdout
 
 
-def _syncthreads_lines(text):
-    return [i for i, line in enumerate(text.splitlines()) if re.search(r"\b__syncthreads\(\)\s*;", line)]
-
-
 @pytest.mark.parametrize("header", list(KERNEL_FILES))
 def test_removing_any_syncthreads_from_a_conv_kernel_is_caught(tmp_path, header):
     """Delete each __syncthreads of the kernel file in turn: every mutant must give a wrong
     answer in at least one thread order (conv_fwd.cuh is the issue's acceptance criterion;
     dgrad and wgrad are checked the same way)."""
-    source = (sb.CSRC / header).read_text()
-    lines = source.splitlines()
-    sites = _syncthreads_lines(source)
-    assert len(sites) >= 2, "each tiled kernel has a barrier after the loads and one before the next loads"
-    for site in sites:
-        mutant_dir = tmp_path / f"mutant_{site}"
-        mutant_dir.mkdir()
-        mutated = list(lines)
-        mutated[site] = re.sub(r"__syncthreads\(\)\s*;", ";", mutated[site])
-        (mutant_dir / header).write_text("\n".join(mutated) + "\n")
+    for line, mutant_dir in sb.syncthreads_mutants(header, tmp_path):
         exe = sb.build([DRIVER], mutant_dir, include_first=mutant_dir)
         caught = []
         for order in ORDERS:
-            r = _run(exe, KERNEL_FILES[header], order)
-            if r.returncode != 0:
+            if _run(exe, KERNEL_FILES[header], order).returncode != 0:
                 caught.append(order)
                 break  # one order suffices
-        assert caught, f"removing the __syncthreads on line {site + 1} of {header} went unnoticed"
+        assert caught, f"removing the __syncthreads on line {line} of {header} went unnoticed"
