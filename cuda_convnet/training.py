@@ -23,8 +23,12 @@ from .data.loader import BatchLoader
 from .net import NonFiniteError, load_checkpoint
 
 
-def evaluate(net, images, labels, *, batch_size: int = 256) -> dict:
-    """{"top1_err", "top5_err", "loss"} of `net` in test mode over a whole array dataset."""
+def evaluate(net, images, labels, *, batch_size: int = 256, view=None) -> dict:
+    """{"top1_err", "top5_err", "loss"} of `net` in test mode over a whole array dataset.
+
+    view: applied to each batch of `images` before the net sees it (e.g. augment.CenterView,
+    the centre crop of a store's uint8 images); None feeds the images as they are.
+    """
     labels = np.asarray(labels)
     n = len(labels)
     if n == 0:
@@ -32,7 +36,10 @@ def evaluate(net, images, labels, *, batch_size: int = 256) -> dict:
     err1 = err5 = 0
     loss = 0.0
     for i in range(0, n, batch_size):
-        probs = net.predict(np.ascontiguousarray(images[i:i + batch_size], dtype=net.dtype))
+        x = images[i:i + batch_size]
+        if view is not None:
+            x = view(np.asarray(x))
+        probs = net.predict(np.ascontiguousarray(x, dtype=net.dtype))
         y = labels[i:i + batch_size]
         p_true = probs[np.arange(len(y)), y]
         rank = (probs > p_true[:, None]).sum(axis=1)
@@ -44,14 +51,20 @@ def evaluate(net, images, labels, *, batch_size: int = 256) -> dict:
 
 def fit(net, optimizer, train, val, *, epochs: int, batch_size: int = 128, schedule=None, augment=None,
         seed: int = 0, checkpoint=None, resume=None, progress: bool = True, log=print,
-        stop_when_schedule_finished: bool = False, eval_batch_size: int = 256):
+        stop_when_schedule_finished: bool = False, eval_batch_size: int = 256, val_view=None, extra=None,
+        arrays=None, on_epoch=None):
     """Train `net` for `epochs` epochs (in total, counting any resumed ones); -> history.
 
-    train, val: (images, labels) arrays. augment: a BatchLoader augment callable (e.g.
-    DigitsAugment). checkpoint: path written after every epoch. resume: a checkpoint path
-    to continue from (its net, optimizer and schedule state are loaded into the given
-    objects, which must have the same architecture). history: one dict per epoch with
-    epoch, train_loss, train_top1_err, val_top1_err, val_top5_err, lr, lr_dropped, seconds.
+    train, val: (images, labels) arrays (a store's memory-mapped uint8 images will do).
+    augment: a BatchLoader augment callable (DigitsAugment, data.augment.TrainAugment).
+    val_view: applied to each validation batch (data.augment.CenterView), see evaluate.
+    checkpoint: path written after every epoch, with `extra` (JSON) and `arrays` (named
+    NumPy arrays, e.g. the mean image) added to what fit records. resume: a checkpoint
+    path to continue from (its net, optimizer and schedule state are loaded into the given
+    objects, which must have the same architecture). on_epoch(entry, history): called
+    after each epoch's checkpoint is written. history: one dict per epoch with epoch,
+    train_loss, train_top1_err, train_top5_err, val_top1_err, val_top5_err, val_loss, lr,
+    lr_dropped, seconds (the whole epoch), images_per_second (training steps only), step.
     """
     history: list[dict] = []
     start_epoch = 0
@@ -79,7 +92,7 @@ def fit(net, optimizer, train, val, *, epochs: int, batch_size: int = 128, sched
             if progress:
                 bar = tqdm(batches, total=len(loader), desc=f"epoch {epoch + 1}/{epochs}", unit="batch", leave=False)
                 batches = bar
-            losses, errs, counts = [], [], []
+            losses, errs, errs5, counts = [], [], [], []
             for x, y in batches:
                 x = np.ascontiguousarray(x, dtype=net.dtype)
                 try:
@@ -96,33 +109,40 @@ def fit(net, optimizer, train, val, *, epochs: int, batch_size: int = 128, sched
                     raise
                 losses.append(stats["loss"])
                 errs.append(stats["top1_err"])
+                errs5.append(stats["top5_err"])
                 counts.append(len(y))
                 if bar is not None:
                     bar.set_postfix(loss=f"{stats['loss']:.3f}", lr=f"{optimizer.lr:g}")
             if bar is not None:
                 bar.close()
                 bar = None
+            train_seconds = time.perf_counter() - t0
             w = np.asarray(counts, dtype=np.float64)
-            val_stats = evaluate(net, x_val, y_val, batch_size=eval_batch_size)
+            val_stats = evaluate(net, x_val, y_val, batch_size=eval_batch_size, view=val_view)
             lr_used = optimizer.lr
             dropped = bool(schedule.step(val_stats["top1_err"])) if schedule is not None else False
             entry = {"epoch": epoch + 1, "train_loss": float(np.dot(losses, w) / w.sum()),
                      "train_top1_err": float(np.dot(errs, w) / w.sum()),
+                     "train_top5_err": float(np.dot(errs5, w) / w.sum()),
                      "val_top1_err": val_stats["top1_err"], "val_top5_err": val_stats["top5_err"],
                      "val_loss": val_stats["loss"], "lr": lr_used, "lr_dropped": dropped,
-                     "seconds": time.perf_counter() - t0, "step": net.step}
+                     "seconds": time.perf_counter() - t0, "images_per_second": float(w.sum() / train_seconds),
+                     "step": net.step}
             history.append(entry)
             if log is not None:
                 log(f"epoch {epoch + 1:3d}/{epochs}  train loss {entry['train_loss']:.4f}  "
                     f"train top-1 err {100 * entry['train_top1_err']:5.2f}%  "
                     f"val top-1 err {100 * entry['val_top1_err']:5.2f}%  lr {lr_used:g}  "
-                    f"({entry['seconds']:.1f}s)")
+                    f"({entry['seconds']:.1f}s, {entry['images_per_second']:.1f} img/s)")
                 if dropped:
                     log(f"          validation error stopped improving: learning rate divided by "
                         f"{1 / schedule.factor:g} -> {optimizer.lr:g} (drop {schedule.drops}/{schedule.max_drops})")
             if checkpoint is not None:
-                net.save(checkpoint, optimizer=optimizer, schedule=schedule,
-                         extra={"epoch": epoch + 1, "history": history, "seed": seed, "batch_size": batch_size})
+                net.save(checkpoint, optimizer=optimizer, schedule=schedule, arrays=arrays,
+                         extra={**(extra or {}), "epoch": epoch + 1, "history": history, "seed": seed,
+                                "batch_size": batch_size})
+            if on_epoch is not None:
+                on_epoch(entry, history)
             if stop_when_schedule_finished and schedule is not None and schedule.finished:
                 if log is not None:
                     log("          no learning-rate drops left and no improvement: stopping")

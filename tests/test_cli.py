@@ -7,7 +7,7 @@ from subproc import run_cli
 def test_help_lists_commands(tmp_path):
     r = run_cli("--help", cwd=tmp_path)
     assert r.returncode == 0
-    for command in ("prepare", "selfcheck"):
+    for command in ("prepare", "train", "eval", "predict", "selfcheck"):
         assert command in r.stdout
 
 

@@ -1,7 +1,8 @@
 """The command line: `python -m cuda_convnet <command>` (also the `cuda-convnet` script).
 
 One module per command in this package, each with `add_parser(subparsers)` (which sets
-`func`) and the code it runs. Errors a user can fix (bad paths, bad arguments) are raised
+`func`) and the code it runs; common.py holds what train, eval and predict share (the
+model table, --devices, opening stores and checkpoints). Errors a user can fix (bad paths, bad arguments) are raised
 as `UsageError` and printed as one line, not a traceback.
 """
 from __future__ import annotations
@@ -11,7 +12,7 @@ import importlib
 import sys
 
 # Command modules, in the order `--help` lists them.
-COMMANDS = ("demo", "prepare", "selfcheck")
+COMMANDS = ("demo", "prepare", "train", "eval", "predict", "selfcheck")
 
 
 class UsageError(Exception):

@@ -47,47 +47,14 @@ def add_parser(sub):
     p.set_defaults(func=run)
 
 
-def _devices(arg):
-    """The two towers' devices from --device; the default is the GPU when it can run a Net."""
-    from .. import has_cuda
-    from ..net.devices import missing_ops, parse_device
-    from . import UsageError
-
-    if arg is None:
-        arg = "cpu"
-        if has_cuda():
-            missing = missing_ops("cuda")
-            if missing:
-                print(f"a GPU is present, but the cuda backend has no {', '.join(missing)} yet: training on the "
-                      "CPU (reference backend)")
-            else:
-                arg = "cuda:0"
-    names = [a.strip() for a in arg.split(",") if a.strip()]
-    if len(names) not in (1, 2):
-        raise UsageError(f"--device takes one device or two comma-separated ones, got {arg!r}")
-    for n in names:
-        try:
-            kind, _ = parse_device(n)
-        except ValueError as e:
-            raise UsageError(str(e)) from None
-        if kind == "cuda" and not has_cuda():
-            raise UsageError(f"--device {n}: no usable GPU (cuda_convnet.has_cuda() is False)")
-        try:
-            missing = missing_ops(kind)
-        except ImportError as e:  # the emulator extension is not built
-            raise UsageError(f"--device {n}: {e}") from None
-        if missing:
-            raise UsageError(f"--device {n}: the {kind} backend has no {', '.join(missing)} yet")
-    return tuple(names * 2 if len(names) == 1 else names)
-
-
 def run(args):
     from .. import SGD, PlateauSchedule, models
     from ..data.digits import load_digits
     from . import UsageError
+    from .common import parse_devices, towers
 
     t_start = time.perf_counter()
-    devices = _devices(args.device)
+    devices = towers(parse_devices(args.device, flag="--device"))
     epochs = args.epochs if args.epochs is not None else (2 if args.quick else 20)
     if epochs < 1 or args.batch < 1 or args.width < 1:
         raise UsageError("--epochs, --batch and --width must be >= 1")
@@ -117,9 +84,9 @@ def run(args):
     # OpenBLAS's second thread made a training step 5-20x SLOWER whenever anything else was
     # running (0.04-0.07 s -> 0.37-0.92 s per batch of 32, measured): its threads spin
     # waiting for each other. threadpoolctl ships with scikit-learn, the dataset's package.
-    from threadpoolctl import threadpool_limits
+    from .common import blas_threads
 
-    with threadpool_limits(limits=max(1, args.threads), user_api="blas"):
+    with blas_threads(args.threads):
         history = _train(args, net, opt, schedule, x_train, y_train, x_val, y_val, background, epochs, ckpt)
     return _report(args, history, out, ckpt, len(y_val), t_start)
 

@@ -12,6 +12,8 @@ allow_pickle=False so a checkpoint can never execute code):
                         extra: anything JSON the caller adds (epoch, batch, history, ...)
     param/<name>      every parameter, e.g. param/conv1.weight
     velocity/<name>   the optimizer's velocity for it (when an optimizer was saved)
+    array/<name>      any further arrays the caller adds (`arrays=`: e.g. the training
+                      mean image, so a checkpoint alone can classify an image file)
 
 Writing is atomic: the archive goes to a temporary file in the destination's directory,
 is flushed and fsync'ed, then os.replace'd over the destination, so an interrupted save
@@ -26,7 +28,7 @@ import json
 import os
 import tempfile
 import zipfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -41,9 +43,11 @@ class Checkpoint:
     schedule: object | None
     extra: dict
     step: int
+    arrays: dict = field(default_factory=dict)  # name -> array, as given to save_checkpoint(arrays=)
 
 
-def save_checkpoint(path, net, *, optimizer=None, schedule=None, extra=None) -> None:
+def save_checkpoint(path, net, *, optimizer=None, schedule=None, extra=None, arrays=None) -> None:
+    """Write `net` (and optimizer, schedule, JSON `extra`, named NumPy `arrays`) atomically."""
     path = os.fspath(path)
     manifest = {
         "format": FORMAT, "version": VERSION, "net": net.spec(), "step": int(net.step),
@@ -51,18 +55,23 @@ def save_checkpoint(path, net, *, optimizer=None, schedule=None, extra=None) -> 
         "schedule": schedule.state_dict() if schedule is not None else None,
         "extra": extra or {},
     }
-    arrays = {"manifest": np.frombuffer(json.dumps(manifest).encode("utf-8"), dtype=np.uint8)}
+    members = {"manifest": np.frombuffer(json.dumps(manifest).encode("utf-8"), dtype=np.uint8)}
     for name, a in net.state_dict().items():
-        arrays[f"param/{name}"] = a
+        members[f"param/{name}"] = a
     if optimizer is not None:
         for name, v in optimizer.state_dict()["velocities"].items():
-            arrays[f"velocity/{name}"] = v
+            members[f"velocity/{name}"] = v
+    for name, a in (arrays or {}).items():
+        a = np.asarray(a)
+        if a.dtype.hasobject:  # would be pickled, and checkpoints are read with allow_pickle=False
+            raise TypeError(f"save_checkpoint: array {name!r} has dtype object; store numbers or strings")
+        members[f"array/{name}"] = a
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".npz", dir=directory)
     try:
         with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
+            np.savez(f, **members)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -147,4 +156,5 @@ def load_checkpoint(path, *, devices=None) -> Checkpoint:
         if manifest.get("schedule") is not None:
             schedule = PlateauSchedule(optimizer)
             schedule.load_state_dict(manifest["schedule"])
-    return Checkpoint(net, optimizer, schedule, dict(manifest.get("extra") or {}), net.step)
+    named = {k[len("array/"):]: v for k, v in arrays.items() if k.startswith("array/")}
+    return Checkpoint(net, optimizer, schedule, dict(manifest.get("extra") or {}), net.step, named)

@@ -367,11 +367,11 @@ class Net:
         return stats
 
     # ================================================================== checkpoints
-    def save(self, path, *, optimizer=None, schedule=None, extra=None) -> None:
+    def save(self, path, *, optimizer=None, schedule=None, extra=None, arrays=None) -> None:
         """Write a checkpoint (see cuda_convnet.net.checkpoint): atomic, .npz + JSON manifest."""
         from .checkpoint import save_checkpoint
 
-        save_checkpoint(path, self, optimizer=optimizer, schedule=schedule, extra=extra)
+        save_checkpoint(path, self, optimizer=optimizer, schedule=schedule, extra=extra, arrays=arrays)
 
     @classmethod
     def load(cls, path, *, devices=None) -> Net:

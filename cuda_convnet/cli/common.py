@@ -1,0 +1,204 @@
+"""What the commands share (not a command itself): the model table, --devices, opening a
+store or a checkpoint with one-line errors, and the BLAS thread limit.
+
+A checkpoint written by `train` carries what a user needs to classify an image file with
+it alone (`extra` in its manifest, see cuda_convnet.net.checkpoint):
+
+    extra["model"], ["width"], ["crop"]   how to rebuild the net, the crop it takes
+    extra["classes"]                      class names, in label order (from the store)
+    extra["image_size"], ["store"]        the store's image side (prepare --size) and path
+    extra["input_scale"]                  the views (pixels minus mean) are multiplied by it
+    array "mean"                          the store's mean training image (S, S, 3) float32
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import UsageError
+
+CHECKPOINT = "checkpoint.npz"
+
+
+# -- models ----------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ModelChoice:
+    name: str
+    crops: tuple          # the crop sides (= the net's input) the model takes; the first is the default
+    store_size: int       # the `prepare --size` the model is meant for
+    widths: bool          # takes --width
+    about: str
+
+    def build(self, classes: int, devices, seed: int, crop: int, width: int | None):
+        from .. import models
+
+        if self.name == "alexnet":
+            return models.alexnet(towers=2, devices=devices, num_classes=classes, seed=seed, input_size=crop)
+        return models.small_net(classes, towers=2, devices=devices, seed=seed, width=width or 2)
+
+    def input_scale(self, store) -> float:
+        """What the mean-subtracted pixels are multiplied by before the net sees them.
+
+        alexnet: 1, the paper's raw 0..255 scale, for its N(0, 0.01) initialisation. small:
+        1 / the pixels' standard deviation (from the store's RGB covariance), the unit
+        variance its He initialisation assumes; at the raw scale (std ~50) its logits
+        start in the tens and the loss diverges at lr 0.01 (measured on the test tree).
+        """
+        if self.name == "alexnet":
+            return 1.0
+        std = float(np.sqrt(np.sum(store.eigvals) / 3))  # per channel, on average
+        return 1.0 / std if std > 0 else 1.0
+
+
+MODELS = {
+    "alexnet": ModelChoice("alexnet", (224, 227), 256, False,
+                           "the paper's net (Figure 2), 224x224 crops (227: unpadded conv1) of 256x256 images"),
+    "small": ModelChoice("small", (64,), 72, True,
+                         "AlexNet scaled down (models.small_config), 64x64 crops of 72x72 images "
+                         "(prepare --size 72); --width scales it (default 2)"),
+}
+
+
+def check_crop(model: ModelChoice, crop: int | None, store_size: int) -> int:
+    """The crop side for `model` on a store of `store_size` images; UsageError if it cannot be."""
+    if crop is None:
+        crop = model.crops[0]
+    elif crop not in model.crops:
+        want = " or ".join(str(c) for c in model.crops)
+        raise UsageError(f"--model {model.name} takes {want}-pixel crops (its input size), not --crop {crop}")
+    if crop > store_size:
+        raise UsageError(f"{crop}x{crop} crops for --model {model.name} are larger than the store's "
+                         f"{store_size}x{store_size} images (prepare with --size {model.store_size}"
+                         f"{', or use --model small' if model.name == 'alexnet' else ''})")
+    return crop
+
+
+# -- devices ---------------------------------------------------------------------------------
+def parse_devices(arg, flag: str = "--devices") -> tuple[str, ...]:
+    """One or two device names from a comma-separated argument, each checked to run a Net.
+
+    None picks cuda:0 when a GPU can run a Net, else cpu. Returns the names as given (one
+    or two); `towers(names)` makes two of one.
+    """
+    from .. import has_cuda
+    from ..net.devices import missing_ops, parse_device
+
+    if arg is None:
+        arg = "cpu"
+        if has_cuda():
+            missing = missing_ops("cuda")
+            if missing:
+                print(f"a GPU is present, but the cuda backend has no {', '.join(missing)} yet: running on the "
+                      "CPU (reference backend)")
+            else:
+                arg = "cuda:0"
+    names = [a.strip() for a in arg.split(",") if a.strip()]
+    if len(names) not in (1, 2):
+        raise UsageError(f"{flag} takes one device or two comma-separated ones, got {arg!r}")
+    for n in names:
+        try:
+            kind, _ = parse_device(n)
+        except ValueError as e:
+            raise UsageError(f"{flag}: {e}") from None
+        if kind == "cuda" and not has_cuda():
+            raise UsageError(f"{flag} {n}: no usable GPU (cuda_convnet.has_cuda() is False)")
+        try:
+            missing = missing_ops(kind)
+        except ImportError as e:  # the emulator extension is not built
+            raise UsageError(f"{flag} {n}: {e}") from None
+        if missing:
+            raise UsageError(f"{flag} {n}: the {kind} backend has no {', '.join(missing)} yet")
+    return tuple(names)
+
+
+def towers(names) -> tuple[str, str]:
+    """The two towers' devices: one name serves both."""
+    return tuple(names) * 2 if len(names) == 1 else tuple(names)
+
+
+# -- stores and checkpoints ------------------------------------------------------------------
+def subset(n: int, limit: int | None) -> np.ndarray | None:
+    """Indices of `limit` of n examples, evenly spaced (a store is in class order); None = all."""
+    if limit is None or limit >= n:
+        return None
+    return np.unique(np.linspace(0, n - 1, limit).round().astype(np.int64))
+
+
+def open_store(root, split: str | None = "train"):
+    """ImageStore(root, split); split None: "train" if the store has it, else its first split."""
+    from ..data.store import ImageStore, StoreError, read_manifest
+
+    try:
+        if split is None:
+            splits = sorted(read_manifest(root).get("splits", {}))
+            if not splits:
+                raise UsageError(f"{root}: the store has no splits")
+            split = "train" if "train" in splits else splits[0]
+        return ImageStore(root, split)
+    except StoreError as e:
+        raise UsageError(str(e)) from None
+
+
+def checkpoint_path(path) -> str:
+    """A checkpoint file, or a training folder holding checkpoint.npz."""
+    path = os.fspath(path)
+    if os.path.isdir(path):
+        inside = os.path.join(path, CHECKPOINT)
+        if not os.path.exists(inside):
+            raise UsageError(f"{path}: a folder with no {CHECKPOINT} in it")
+        return inside
+    if not os.path.exists(path):
+        raise UsageError(f"{path}: no such checkpoint")
+    return path
+
+
+def read_manifest(path):
+    """The manifest of a checkpoint (for what `train --resume` must match); one-line errors."""
+    from ..net.checkpoint import read_checkpoint
+
+    try:
+        manifest, _ = read_checkpoint(path)
+    except (FileNotFoundError, ValueError) as e:
+        raise UsageError(str(e)) from None
+    return manifest
+
+
+def load_model(path, devices):
+    """load_checkpoint(path) with the towers on `devices` (one name: all towers on it)."""
+    from ..net import load_checkpoint
+
+    path = checkpoint_path(path)
+    devs = devices[0] if len(devices) == 1 else list(devices)
+    try:
+        return load_checkpoint(path, devices=devs)
+    except (FileNotFoundError, ValueError) as e:
+        msg = str(e)
+        raise UsageError(msg if msg.startswith(path) else f"{path}: {msg}") from None
+
+
+class Scaled:
+    """A view function (a training augment, the centre crop) with its output multiplied by `scale`."""
+
+    def __init__(self, fn, scale: float):
+        self.fn, self.scale = fn, float(scale)
+
+    def __call__(self, x, **kw):
+        x = self.fn(x, **kw)
+        if self.scale != 1.0:
+            x *= np.float32(self.scale)
+        return x
+
+
+@contextlib.contextmanager
+def blas_threads(n: int | None):
+    """Limit BLAS to `n` threads (None: leave it alone). See cli/demo.py for why 1 helps small nets."""
+    if n is None:
+        yield
+        return
+    from threadpoolctl import threadpool_limits  # ships with scikit-learn, a dependency
+
+    with threadpool_limits(limits=max(1, int(n)), user_api="blas"):
+        yield

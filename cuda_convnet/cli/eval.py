@@ -1,0 +1,152 @@
+"""`eval STORE CKPT [CKPT ...]`: top-1 / top-5 error on a store split (§2), centre crop or
+the paper's ten views (§4.1), one checkpoint or the average of several (§6).
+
+    python -m cuda_convnet eval out/ run1/checkpoint.npz --ten-crop
+    python -m cuda_convnet eval out/ run1 run2 run3 --ten-crop --per-class errors.csv
+
+The prediction for an image is the mean of the softmax outputs over (checkpoints x views)
+(cuda_convnet.data.evaluate); with several checkpoints each one's own error is printed
+too, from the same forward passes. The mean image subtracted is the one the checkpoints
+were trained with (they carry it), else the store's.
+"""
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+
+
+def add_parser(sub):
+    p = sub.add_parser("eval", help="top-1/top-5 error of one or several (averaged) checkpoints on a store",
+                       description="Top-1 and top-5 error (§2) of CKPT on STORE's split, from the centre crop or "
+                                   "the ten views of §4.1; several checkpoints are averaged (§6).")
+    p.add_argument("store", help="a store written by `prepare`")
+    p.add_argument("checkpoints", nargs="+", metavar="CKPT", help="checkpoint file(s), or training folder(s)")
+    views = p.add_mutually_exclusive_group()
+    views.add_argument("--ten-crop", action="store_true",
+                       help="average the four corner and centre crops and their reflections (§4.1)")
+    views.add_argument("--center", action="store_true", help="the centre crop only (the default)")
+    p.add_argument("--split", default="val", help="the store split to evaluate (default val)")
+    p.add_argument("--batch-size", type=int, default=128, help="images per forward pass (default 128)")
+    p.add_argument("--devices", default=None,
+                   help="where to run: cpu, emu or cuda:N, or two comma-separated (one per tower); default "
+                        "cuda:0 when a GPU is usable, else cpu")
+    p.add_argument("--limit", type=int, default=None, metavar="N", help="evaluate N images, evenly spaced")
+    p.add_argument("--per-class", default=None, metavar="CSV", help="write class,count,top1_error,top5_error")
+    p.add_argument("--json", default=None, metavar="FILE", help="also write the results as JSON")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=run)
+
+
+class ModelView:
+    """A checkpoint's predict function for data.evaluate that also scores the model alone.
+
+    evaluate() calls each model once per view of a batch, views in a row; after the last
+    view of a batch this averages them and ranks the batch's labels, so each model's own
+    error comes from the same forward passes as the average's. `crops` counts the views
+    that actually went through the net.
+    """
+
+    def __init__(self, net, views: int, labels: np.ndarray, scale: float = 1.0):
+        self.net, self.views, self.labels, self.scale = net, views, labels, np.float32(scale)
+        self.crops = 0
+        self._sum, self._k, self._pos = None, 0, 0
+        self.ranks: list[np.ndarray] = []
+
+    def __call__(self, x):
+        from ..data.evaluate import label_ranks
+
+        x = x * self.scale if self.scale != 1 else x  # the checkpoint's input scale (cli/common.py)
+        p = self.net.predict(np.ascontiguousarray(x, dtype=self.net.dtype))
+        self.crops += len(x)
+        self._sum = p.astype(np.float64) if self._sum is None else self._sum + p
+        self._k += 1
+        if self._k == self.views:
+            y = self.labels[self._pos:self._pos + len(p)]
+            self.ranks.append(label_ranks(self._sum / self.views, y))
+            self._pos += len(p)
+            self._sum, self._k = None, 0
+        return p
+
+    def errors(self) -> tuple[float, float]:
+        r = np.concatenate(self.ranks)
+        return float(np.mean(r >= 1)), float(np.mean(r >= 5))
+
+
+def run(args):
+    from ..data.evaluate import evaluate
+    from . import UsageError
+    from .common import load_model, open_store, parse_devices, subset
+
+    if args.batch_size < 1 or (args.limit is not None and args.limit < 1):
+        raise UsageError("--batch-size and --limit must be >= 1")
+    devices = parse_devices(args.devices)
+    store = open_store(args.store, args.split)
+    if len(store) == 0:
+        raise UsageError(f"{args.store}: the {args.split} split is empty")
+    cks = [load_model(c, devices) for c in args.checkpoints]
+    crops = {ck.net.input_shape[0] for ck in cks}
+    if len(crops) > 1:
+        raise UsageError(f"the checkpoints take different input sizes {sorted(crops)}; averaging needs one")
+    crop = crops.pop()
+    if crop > store.size:
+        raise UsageError(f"the checkpoints take {crop}x{crop} crops, larger than the store's {store.size}x{store.size} "
+                         "images")
+    for path, ck in zip(args.checkpoints, cks):
+        trained_on = ck.extra.get("classes")
+        out_classes = ck.net.shapes[ck.net.output_name][-1]
+        if trained_on is not None and list(trained_on) != store.classes:
+            raise UsageError(f"{path} was trained on other classes ({len(trained_on)}: {', '.join(trained_on[:3])}"
+                             f"...) than {args.store} has ({len(store.classes)}: {', '.join(store.classes[:3])}...)")
+        if out_classes != len(store.classes):
+            raise UsageError(f"{path} has {out_classes} outputs; {args.store} has {len(store.classes)} classes")
+
+    # The mean image: the one every checkpoint was trained with, if they agree and fit the store.
+    means = [ck.arrays.get("mean") for ck in cks]
+    mean, mean_from = store.mean, "the store's mean image"
+    if all(m is not None and m.shape == (store.size, store.size, 3) for m in means) and \
+            all(np.array_equal(m, means[0]) for m in means[1:]):
+        mean, mean_from = means[0], "the training mean image (from the checkpoint)"
+    if mean is None:
+        raise UsageError(f"{args.store} has no mean image and the checkpoints carry none")
+
+    idx = subset(len(store), args.limit)
+    images, labels = store.images, store.labels
+    if idx is not None:
+        images, labels = np.asarray(images[idx]), labels[idx]
+    views = 10 if args.ten_crop else 1
+    fns = [ModelView(ck.net, views, np.asarray(labels, dtype=np.int64), ck.extra.get("input_scale", 1.0))
+           for ck in cks]
+    print(f"{args.store} {args.split}: {len(labels)} images{' (a subset)' if idx is not None else ''}, "
+          f"{len(store.classes)} classes; {crop}x{crop} crops of {store.size}x{store.size}, "
+          f"{'ten-crop (10 views' if args.ten_crop else 'centre crop (1 view'} per image); {mean_from}")
+    res = evaluate(fns, (images, labels), ten_crop=args.ten_crop, batch_size=args.batch_size, crop=crop,
+                   mean=mean, classes=store.classes, progress=not args.no_progress)
+
+    rows = []
+    for path, ck, fn in zip(args.checkpoints, cks, fns):
+        top1, top5 = fn.errors()
+        rows.append({"checkpoint": os.fspath(path), "epoch": ck.extra.get("epoch"), "top1_error": top1,
+                     "top5_error": top5, "crops": fn.crops})
+    name_w = max([len(r["checkpoint"]) for r in rows] + [24])
+    print(f"{'checkpoint':<{name_w}}  {'epoch':>5}  {'top-1 err':>9}  {'top-5 err':>9}")
+    for r in rows:
+        epoch = "" if r["epoch"] is None else str(r["epoch"])
+        print(f"{r['checkpoint']:<{name_w}}  {epoch:>5}  {r['top1_error']:>9.4f}  {r['top5_error']:>9.4f}")
+    if len(rows) > 1:
+        print(f"{f'average of {len(rows)} (§6)':<{name_w}}  {'':>5}  {res.top1:>9.4f}  {res.top5:>9.4f}")
+    per_model = rows[0]["crops"]
+    print(f"forward passes: {per_model} crops per checkpoint ({res.count} images x {res.views} "
+          f"view{'s' if res.views > 1 else ''})")
+    if per_model != res.count * res.views:  # evaluate() and the counts disagree: a bug, say so loudly
+        raise RuntimeError(f"expected {res.count * res.views} crops per checkpoint, the nets saw {per_model}")
+    if args.per_class:
+        res.write_per_class_csv(args.per_class)
+        print(f"per-class errors: {args.per_class}")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"store": os.fspath(args.store), "split": args.split, "images": res.count, "views": res.views,
+                       "crop": crop, "models": rows, "top1_error": res.top1, "top5_error": res.top5,
+                       "per_class": res.per_class}, f, indent=1)
+    return 0

@@ -1,0 +1,233 @@
+"""`train STORE`: train a net on a prepared store (§4.1, §5), a checkpoint every epoch.
+
+    python -m cuda_convnet train out/ --model alexnet --devices cuda:0,cuda:1
+    python -m cuda_convnet train small72/ --model small --devices cpu --epochs 30 --batch-size 64
+    python -m cuda_convnet train out/ --out run1 --resume --epochs 60   # continue run1
+
+Training views are the paper's (§4.1, data.augment.TrainAugment): random crops of the
+store's images and their horizontal reflections, PCA lighting noise, minus the mean
+image; validation is on the store's val split, centre crops. SGD with momentum 0.9 and
+weight decay 5e-4 (§5); the learning rate is divided by 10 when the validation top-1
+error has not improved for --patience epochs, at most --max-drops times, and training
+stops when a further drop is due and none are left (§5: "reduced three times prior to
+termination") or after --epochs.
+
+The training loop is cuda_convnet.training.fit (the demo's). Written to --out DIR:
+
+    checkpoint.npz   after every epoch, atomically (an interrupted run loses at most the
+                     epoch in progress); `--resume` continues it bit-identically. It
+                     carries the class names, the mean image and the crop, so `predict`
+                     needs nothing else (see cli/common.py).
+    metrics.jsonl    one JSON object per epoch: epoch, step, lr, lr_dropped, train_loss,
+                     train_top1_err, train_top5_err, val_top1_err, val_top5_err, val_loss,
+                     seconds, images_per_second (errors are fractions in [0, 1])
+    curves.png       loss and error per epoch (cuda_convnet.viz)
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+
+import numpy as np
+
+# Settings recorded in the checkpoint; on --resume an option left out takes the saved value.
+_SAVED = ("model", "crop", "width", "seed", "batch_size", "limit_train", "limit_val")
+
+
+def add_parser(sub):
+    from .common import MODELS
+
+    p = sub.add_parser("train", help="train a net on a prepared store (checkpoint every epoch; resumable)",
+                       description="Train on STORE's train split (random crops, flips, PCA lighting; §4.1), "
+                                   "validate on its val split (centre crops), SGD with the paper's plateau "
+                                   "learning-rate rule (§5). Writes OUT/checkpoint.npz, OUT/metrics.jsonl and "
+                                   "OUT/curves.png.")
+    p.add_argument("store", help="a store written by `prepare` (with train and val splits)")
+    p.add_argument("--model", choices=sorted(MODELS), default=None,
+                   help="; ".join(f"{m.name}: {m.about}" for m in MODELS.values()) + " (default alexnet)")
+    p.add_argument("--crop", type=int, default=None,
+                   help="side of the training crops = the net's input (default: the model's, 224 or 64); must "
+                        "not exceed the store's image size")
+    p.add_argument("--width", type=int, default=None, help="layer width multiplier of --model small (default 2)")
+    p.add_argument("--devices", default=None,
+                   help="the two towers' devices: cpu, emu or cuda:N, one for both or two comma-separated "
+                        "(cuda:0,cuda:1); default cuda:0 when a GPU is usable, else cpu")
+    p.add_argument("--epochs", type=int, default=90, help="epochs in total, counting resumed ones (default 90)")
+    p.add_argument("--batch-size", type=int, default=None, help="images per SGD step (default 128, the paper's)")
+    p.add_argument("--lr", type=float, default=None, help="initial learning rate (default 0.01, the paper's)")
+    p.add_argument("--patience", type=int, default=None,
+                   help="epochs without validation improvement before lr /= 10 (default 2)")
+    p.add_argument("--max-drops", type=int, default=None,
+                   help="learning-rate drops before training stops (default 3, the paper's)")
+    p.add_argument("--seed", type=int, default=None, help="weights, batch order and augmentation (default 0)")
+    p.add_argument("--out", default="train_out", help="output folder (default ./train_out)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue OUT/checkpoint.npz with its settings, optimizer and schedule")
+    p.add_argument("--limit-train", type=int, default=None, metavar="N",
+                   help="train on N images, evenly spaced through the split (so every class is in)")
+    p.add_argument("--limit-val", type=int, default=None, metavar="N", help="validate on N images, likewise")
+    p.add_argument("--threads", type=int, default=None,
+                   help="BLAS threads for the cpu backend (default: 1 for --model small, else the library's)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.set_defaults(func=run)
+
+
+def run(args):
+    from .. import SGD, PlateauSchedule
+    from ..net import NonFiniteError
+    from . import UsageError
+    from .common import (CHECKPOINT, MODELS, blas_threads, check_crop, open_store, parse_devices, read_manifest,
+                         subset, towers)
+
+    t_start = time.perf_counter()
+    for flag, v in (("--epochs", args.epochs), ("--batch-size", args.batch_size), ("--width", args.width),
+                    ("--patience", args.patience), ("--limit-train", args.limit_train),
+                    ("--limit-val", args.limit_val), ("--crop", args.crop)):
+        if v is not None and v < 1:
+            raise UsageError(f"{flag} must be >= 1, got {v}")
+    if args.max_drops is not None and args.max_drops < 0:
+        raise UsageError(f"--max-drops must be >= 0, got {args.max_drops}")
+    if args.lr is not None and not (np.isfinite(args.lr) and args.lr > 0):
+        raise UsageError(f"--lr must be a positive number, got {args.lr}")
+    devices = towers(parse_devices(args.devices))
+    train_store = open_store(args.store, "train")
+    val_store = open_store(args.store, "val")
+    if train_store.mean is None:
+        raise UsageError(f"{args.store}: the store has no training statistics (mean image, RGB PCA)")
+    classes = train_store.classes
+
+    out = os.path.abspath(args.out)
+    ckpt = os.path.join(out, CHECKPOINT)
+    settings = {k: getattr(args, k) for k in _SAVED}
+    saved, done = {}, []  # on --resume: the run's recorded settings, the epochs already trained
+    if args.resume:
+        if not os.path.exists(ckpt):
+            raise UsageError(f"--resume: no checkpoint at {ckpt}")
+        saved = read_manifest(ckpt).get("extra", {})  # what the run recorded (cli/common.py)
+        if "model" not in saved:
+            raise UsageError(f"--resume: {ckpt} was not written by `train` (no model recorded)")
+        for k in ("model", "crop", "width"):  # the architecture
+            if settings[k] is not None and settings[k] != saved.get(k):
+                raise UsageError(f"--resume: {ckpt} is a --{k} {saved.get(k)} run, not --{k} {settings[k]}")
+        given = [f for f, v in (("--lr", args.lr), ("--patience", args.patience), ("--max-drops", args.max_drops))
+                 if v is not None]
+        if given:
+            raise UsageError(f"--resume continues the checkpoint's optimizer and schedule; {', '.join(given)} "
+                             "cannot be changed")
+        if saved.get("classes") != classes:
+            raise UsageError(f"--resume: {ckpt} was trained on {len(saved.get('classes') or [])} classes "
+                             f"({saved.get('store')}), not {args.store}'s {len(classes)}")
+        settings = {k: saved.get(k) if settings[k] is None else settings[k] for k in _SAVED}
+        done = list(saved.get("history", []))
+    elif os.path.exists(ckpt):
+        raise UsageError(f"{out} already holds a checkpoint: pass --resume to continue it, or choose another --out")
+    model = MODELS[settings["model"] or "alexnet"]
+    if settings["width"] is not None and not model.widths:
+        raise UsageError(f"--width applies to --model small, not {model.name}")
+    crop = check_crop(model, settings["crop"], train_store.size)
+    seed = 0 if settings["seed"] is None else settings["seed"]
+    batch = settings["batch_size"] or 128
+    lr = 0.01 if args.lr is None else args.lr
+    patience = 2 if args.patience is None else args.patience
+    max_drops = 3 if args.max_drops is None else args.max_drops
+
+    train_idx = subset(len(train_store), settings["limit_train"])
+    val_idx = subset(len(val_store), settings["limit_val"])
+    x_train, y_train = train_store.images, train_store.labels
+    if train_idx is not None:  # a copy in memory: fine for the small subsets this is for
+        x_train, y_train = np.asarray(x_train[train_idx]), y_train[train_idx]
+    x_val, y_val = val_store.images, val_store.labels
+    if val_idx is not None:
+        x_val, y_val = np.asarray(x_val[val_idx]), y_val[val_idx]
+    if len(y_train) < batch:
+        raise UsageError(f"{len(y_train)} training images are fewer than one batch (--batch-size {batch})")
+    if len(y_val) == 0:
+        raise UsageError(f"{args.store}: the val split is empty")
+
+    scale = saved.get("input_scale") if args.resume else None
+    scale = model.input_scale(train_store) if scale is None else scale
+    try:
+        net = model.build(len(classes), devices, seed, crop, settings["width"] or 2)
+    except ValueError as e:
+        raise UsageError(f"--model {model.name}: {e}") from None
+    opt = SGD(net.parameters(), lr=lr, momentum=0.9, weight_decay=5e-4)
+    schedule = PlateauSchedule(opt, factor=0.1, patience=patience, max_drops=max_drops)
+    s = train_store.size
+    print(f"store {args.store}: {len(y_train)} training and {len(y_val)} validation images"
+          f"{' (subsets)' if train_idx is not None or val_idx is not None else ''}, {s}x{s}, "
+          f"{len(classes)} classes")
+    print(f"model {model.name}: {crop}x{crop} crops; towers on {', '.join(devices)}")
+    print(net.summary())
+    if args.resume:
+        print(f"resuming {ckpt} (its optimizer and learning-rate schedule)")
+    else:
+        print(f"SGD: lr {lr:g}, momentum 0.9, weight decay 5e-4, batch {batch}; lr /10 after {patience} epochs "
+              f"without improvement, at most {max_drops} times")
+
+    os.makedirs(out, exist_ok=True)
+    metrics = os.path.join(out, "metrics.jsonl")
+    curves = os.path.join(out, "curves.png")
+    # The checkpoint's history is the record: on resume, metrics.jsonl is rewritten from it
+    # (dropping lines of an epoch whose checkpoint never landed), then appended to.
+    _write_lines(metrics, done)
+
+    def on_epoch(entry, history):
+        with open(metrics, "a") as f:
+            f.write(json.dumps(entry) + "\n")
+        from ..viz import plot_training_curves
+
+        plot_training_curves(history, curves, title=f"{model.name} on {os.path.basename(os.path.abspath(args.store))}")
+
+    width = (settings["width"] or 2) if model.widths else None
+    extra = {**settings, "model": model.name, "crop": crop, "width": width, "seed": seed, "batch_size": batch,
+             "classes": list(classes), "image_size": s, "store": os.path.abspath(args.store), "input_scale": scale}
+    threads = args.threads if args.threads is not None else (1 if model.name == "small" else None)
+    try:
+        with blas_threads(threads):
+            history = fit_store(net, opt, schedule, (x_train, y_train), (x_val, y_val), train_store, crop=crop,
+                                scale=scale, epochs=args.epochs, batch=batch, seed=seed, ckpt=ckpt, resume=args.resume,
+                                extra=extra, on_epoch=on_epoch, progress=not args.no_progress)
+    except NonFiniteError as e:  # the run failed (not the user's input): one line, status 1
+        notes = " ".join(getattr(e, "__notes__", []))
+        print(f"cuda-convnet train: error: {e} {notes} (try a lower --lr)", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        raise KeyboardInterrupt(f"the last finished epoch is in {ckpt}; continue with --resume") from None
+    if not history:
+        raise UsageError(f"{ckpt} has no recorded epochs")
+    final = history[-1]
+    print(f"final validation error: top-1 {final['val_top1_err']:.4f}, top-5 {final['val_top5_err']:.4f} "
+          f"(centre crops) after {final['epoch']} epochs, {final['step']} steps")
+    if schedule.finished and final["epoch"] < args.epochs:
+        print("stopped early: the validation error stopped improving with no learning-rate drops left")
+    print(f"checkpoint: {ckpt}")
+    print(f"metrics:    {metrics}")
+    if os.path.exists(curves):
+        print(f"curves:     {curves}")
+    print(f"wall time:  {time.perf_counter() - t_start:.1f}s")
+    return 0
+
+
+def fit_store(net, opt, schedule, train, val, store, *, crop, scale, epochs, batch, seed, ckpt, resume, extra,
+              on_epoch, progress):
+    """training.fit on store images: §4.1's training views, centre-crop validation (both
+    times `scale`), the checkpoint carrying the store's mean image."""
+    from ..data.augment import CenterView, TrainAugment
+    from ..training import fit
+    from .common import Scaled
+
+    augment = Scaled(TrainAugment.from_store(store, seed=seed, crop=crop), scale)
+    return fit(net, opt, train, val, epochs=epochs, batch_size=batch, schedule=schedule, augment=augment, seed=seed,
+               checkpoint=ckpt, resume=ckpt if resume else None, progress=progress,
+               stop_when_schedule_finished=True, eval_batch_size=max(batch, 128),
+               val_view=Scaled(CenterView(store.mean, crop), scale), extra=extra, arrays={"mean": store.mean},
+               on_epoch=on_epoch)
+
+
+def _write_lines(path, entries) -> None:
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        f.writelines(json.dumps(e) + "\n" for e in entries)
+    os.replace(tmp, path)
