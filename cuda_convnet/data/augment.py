@@ -406,10 +406,11 @@ class KernelTrainAugment:
     What overlaps: the host-to-device copy of batch b+1 with whatever the consumer's stream
     runs meanwhile (training step b), and the host work of 1. (plus the loader's gather)
     with all GPU work.  What does not: the kernel itself runs on the consumer's stream,
-    between the kernels of the step being queued (~19 MB read + 77 MB written for 128
-    images: an estimated ~40 us on an H100 at copy bandwidth; bench/kernel_bench.py measures it).  That placement is deliberate: the output is
-    ready in stream order with no synchronisation by the consumer, and its memory, from
-    CuPy's pool for that stream, is only recycled after the consumer's earlier work on it.
+    between the kernels of the step being queued (19 MB read + 77 MB written for 128
+    images: ~40 us on an H100 at copy bandwidth, an estimate; bench/kernel_bench.py
+    measures it).  That placement is deliberate: the output is ready in stream order with
+    no synchronisation by the consumer, and its memory, from CuPy's pool for that stream,
+    is only recycled after the consumer's earlier work on it.
     Ring slots are reused only after events say so: the host waits for a slot's previous
     copy before refilling its pinned buffer, and the side stream waits for the slot's
     previous kernel before overwriting its device buffer.
