@@ -21,8 +21,8 @@
 //      alignment) into shared memory as aligned 4-byte words: a word wholly inside the row
 //      is one 32-bit load, the (at most two) edge words of a row are assembled from single
 //      bytes, so nothing outside the row is read. Meanwhile thread 32 (warp 1, so warp 0's
-//      loads are not held up) draws r1, runs Box-Muller in double and stores delta[3]; its
-//      latency hides under the loads.
+//      loads are not held up) draws r1, runs Box-Muller in double and stores delta[3], so
+//      that its latency can hide under the loads (design intent; not measured on a GPU).
 //   3. every thread writes output elements, coalesced along the flattened (y, x * 3 + ch)
 //      index of the span: with VEC (c % 4 == 0, so every row is a whole number of float4,
 //      and out 16-byte aligned) one float4 store per 4 elements, else scalar stores. The
