@@ -13,6 +13,8 @@ Memory-bound ops, at AlexNet's shapes for batch N (128 on a GPU), NHWC float32:
     softmax_cross_entropy (+ _bwd)  1000 classes
     sgd_update                      one fused launch over AlexNet's ~61M parameters, §5
     concat_channels/split_channels  where the towers meet (13x13, 128 + 128 channels), §3.2
+    train_views                     uint8 256x256x3 -> float32 224x224x3 training views (crop,
+                                    flip, PCA lighting, mean), §4.1; also in images/s
 
 GB/s counts the bytes that must move: every input read once and every output written once
 (e.g. lrn_backward reads x, y, dy and writes dx: 4 arrays; sgd_update reads w, g, v and
@@ -52,6 +54,7 @@ import numpy as np  # noqa: E402
 
 import cuda_convnet as ccn  # noqa: E402
 from cuda_convnet.backends import poison_outputs  # noqa: E402
+from cuda_convnet.data.augment import lighting_constants  # noqa: E402
 
 LRN = dict(size=5, alpha=1e-4, beta=0.75, k=2.0)
 POOL = dict(size=3, stride=2)
@@ -83,10 +86,11 @@ class Case:
 
     per_sample = True
 
-    def __init__(self, name, shape, needs, make, ours, ref, nbytes, base=None, per_sample=True):
+    def __init__(self, name, shape, needs, make, ours, ref, nbytes, base=None, per_sample=True, images=None):
         self.name, self.shape, self.needs = name, shape, needs
         self.make, self.ours, self.ref, self.nbytes, self.base = make, ours, ref, nbytes, base
         self.per_sample = per_sample
+        self.images = images  # images per call, for an images/s column (the augmentation)
 
 
 def nhwc(shape):
@@ -252,6 +256,20 @@ def memory_cases(dev, torch, batch, div):
         lambda B, X: tuple(B.split_channels(X["x"], [half[3], half[3]])),
         lambda H: tuple(np.split(H["x"], 2, axis=-1)), 4 * 4 * n,
         base=(lambda T: [t.contiguous() for t in T["x"].split(half[3], dim=-1)]) if F else None))
+    # §4.1 training views: a uint8 256x256 batch -> float32 224x224 crops, flips, PCA
+    # lighting, mean (one fused launch). Bytes: the images read, the crops written, the mean
+    # image once (it is shared by the batch and stays in cache).
+    ishape = (batch, 256, 256, 3)
+    eigvecs = np.linalg.qr(np.random.default_rng(0).normal(size=(3, 3)))[0]
+    sigma, P = lighting_constants(np.array([4200.0, 610.0, 95.0]), eigvecs)
+    aug = dict(seed=2012, offset=0, sigma=sigma, P=P, crop=224)
+    cases.append(Case(
+        "train_views 256->224", nhwc(ishape), ("train_views",),
+        lambda s: {"images": dev.randint(s, 256, ishape).astype(np.uint8),
+                   "mean": dev.randn(s + 1, ishape[1:], 40.0) + np.float32(120)},
+        lambda B, X: (B.train_views(X["images"], mean=X["mean"], **aug),),
+        lambda H: (R.train_views(H["images"], mean=H["mean"].astype(np.float32), **aug),),
+        batch * 224 * 224 * 3 * (1 + 4) + 256 * 256 * 3 * 4, per_sample=False, images=batch))
     return cases
 
 
@@ -308,6 +326,8 @@ def run_case(case, dev, backend, torch, timing, seed, vbatch, copy_bw, tol):
                    ours_calls=st["calls"], status=C.OK, rotation_sets=len(sets))
         row["ours_gbs"] = case.nbytes / st["median_s"] / 1e9
         row["pct_copy"] = 100 * case.nbytes / st["median_s"] / copy_bw
+        if case.images:
+            row["images_per_s"] = case.images / st["median_s"]
         if row.get("base_us"):
             row["ratio"] = row["ours_us"] / row["base_us"]
     except Exception as e:  # noqa: BLE001
@@ -448,7 +468,7 @@ MEM_COLUMNS = [
     ("op", "op", "{}"), ("shape", "shape", "{}"), ("mbytes", "MB moved", "{:.2f}"),
     ("ours_us", "ours us", "{:.1f}"), ("ours_gbs", "ours GB/s", "{:.1f}"), ("pct_copy", "% copy", "{:.0f}"),
     ("base_us", "torch us", "{:.1f}"), ("ratio", "ours/torch", "{:.2f}"), ("err_ours", "err ours", "{:.1e}"),
-    ("status", "status", "{}")]
+    ("images_per_s", "images/s", "{:.0f}"), ("status", "status", "{}")]
 
 
 def gemm_columns(dev):

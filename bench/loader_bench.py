@@ -8,9 +8,16 @@ What is timed (each over whole epochs, after one warm-up batch):
   train_views        the augmentation alone on in-memory batches (one thread)
   loader gather      BatchLoader without augment: shuffled gather from the memmap
   loader aug t=K     BatchLoader with TrainAugment, augmentation split over K threads
+  kernel B           the fused kernel (csrc/augment.cuh) on backend B ("emu" here, "cuda"
+                     on a GPU) on in-memory batches already on its device
+  loader + kernel B  BatchLoader with KernelTrainAugment(B): gather, (cuda: pinned copy,
+                     upload on a side stream), one kernel launch per batch
 The consumer does nothing (or sleeps --consume-ms per batch to imitate a training step):
 the numbers are what the loader can supply, the ceiling for CPU-side augmentation.  The
 GPU path replaces train_views by a fused CUDA kernel on uint8 batches (DESIGN.md §7).
+--kernels picks the kernel backends (default: emu when built, and cuda when usable); on
+cuda each timed loop ends with a device synchronisation, so the rate is the GPU's.
+bench/kernel_bench.py times the kernel alone with CUDA events (row "train_views").
 """
 
 from __future__ import annotations
@@ -28,7 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
 
-from cuda_convnet.data.augment import TrainAugment, train_views  # noqa: E402
+from cuda_convnet.data.augment import KernelTrainAugment, TrainAugment, train_views  # noqa: E402
 from cuda_convnet.data.loader import BatchLoader  # noqa: E402
 from cuda_convnet.data.store import ImageStore, write_store  # noqa: E402
 
@@ -50,7 +57,7 @@ def synthetic_store(
     return ImageStore(root, "train")
 
 
-def time_loader(loader: BatchLoader, consume_s: float, epochs: int) -> tuple[float, int]:
+def time_loader(loader: BatchLoader, consume_s: float, epochs: int, sync=None) -> tuple[float, int]:
     it = iter(loader)
     next(it)  # warm-up: thread start, first gather
     it.close()
@@ -60,7 +67,39 @@ def time_loader(loader: BatchLoader, consume_s: float, epochs: int) -> tuple[flo
             n += len(x)
             if consume_s:
                 time.sleep(consume_s)
+    if sync is not None:
+        sync()
     return time.perf_counter() - t0, n
+
+
+def time_in_memory(fn, batch, reps: int, sync=None) -> float:
+    """images/s of fn(batch, offset=) called reps times (after one warm-up call)."""
+    fn(batch, offset=0)
+    if sync is not None:
+        sync()
+    t0 = time.perf_counter()
+    for r in range(reps):
+        fn(batch, offset=r * len(batch))
+    if sync is not None:
+        sync()
+    return reps * len(batch) / (time.perf_counter() - t0)
+
+
+def kernel_backends(choice: str) -> list[str]:
+    """'auto': emu when the extension is built, plus cuda when usable; or a comma list."""
+    if choice != "auto":
+        return [k for k in choice.split(",") if k and k != "none"]
+    import cuda_convnet as ccn
+
+    found = []
+    try:
+        ccn.backend("emu")
+        found.append("emu")
+    except ImportError:
+        pass
+    if ccn.has_cuda():
+        found.append("cuda")
+    return found
 
 
 def main(argv=None) -> int:
@@ -78,6 +117,9 @@ def main(argv=None) -> int:
         "--consume-ms", type=float, default=0.0, help="simulated training time per batch"
     )
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    p.add_argument(
+        "--kernels", default="auto", help="kernel backends to time: auto, none, or e.g. emu,cuda"
+    )
     a = p.parse_args(argv)
     if a.smoke:
         a.images, a.batch_size, a.epochs = 48, 16, 1
@@ -109,18 +151,42 @@ def main(argv=None) -> int:
             batch, seed=1, offset=0, mean=store.mean, eigvals=store.eigvals, eigvecs=store.eigvecs
         )
         reps = max(1, len(store) // a.batch_size) * a.epochs
-        t0 = time.perf_counter()
-        for r in range(reps):
-            aug(batch, offset=r * len(batch))
-        dt = time.perf_counter() - t0
         results["rows"].append(
-            {"what": "train_views (1 thread, in memory)", "images_per_s": reps * len(batch) / dt}
+            {
+                "what": "train_views (1 thread, in memory)",
+                "images_per_s": time_in_memory(aug, batch, reps),
+            }
         )
-        # 2. loader, gather only; 3. loader + augmentation over K threads
-        configs = [("loader gather only", None, 1)] + [
-            (f"loader + train_views, threads={k}", aug, k)
-            for k in (int(s) for s in a.threads.split(","))
-        ]
+        # the fused kernel, in memory (the batch already on its device)
+        syncs = {}
+        for k in kernel_backends(a.kernels):
+            kaug = KernelTrainAugment.from_store(store, seed=1, backend=k)
+            if k == "cuda":
+                import cupy
+
+                syncs[k] = cupy.cuda.Device().synchronize
+                dev_batch = cupy.asarray(batch)
+                fn = lambda x, offset, kaug=kaug: kaug.device_views(x, offset)  # noqa: E731
+            else:
+                dev_batch, fn = batch, kaug
+            results["rows"].append(
+                {
+                    "what": f"kernel {k} (in memory)",
+                    "images_per_s": time_in_memory(fn, dev_batch, reps, syncs.get(k)),
+                }
+            )
+        # 2. loader, gather only; 3. loader + augmentation over K threads; 4. + kernel
+        configs = (
+            [("loader gather only", None, 1)]
+            + [
+                (f"loader + train_views, threads={k}", aug, k)
+                for k in (int(s) for s in a.threads.split(","))
+            ]
+            + [
+                (f"loader + kernel {k}", KernelTrainAugment.from_store(store, seed=1, backend=k), 1)
+                for k in kernel_backends(a.kernels)
+            ]
+        )
         for name, augment, threads in configs:
             with BatchLoader(
                 store,
@@ -132,7 +198,8 @@ def main(argv=None) -> int:
                 threads=threads,
                 drop_last=True,
             ) as loader:
-                dt, n = time_loader(loader, a.consume_ms / 1000.0, a.epochs)
+                sync = syncs.get(name.rsplit(" ", 1)[-1]) if "kernel" in name else None
+                dt, n = time_loader(loader, a.consume_ms / 1000.0, a.epochs, sync)
             results["rows"].append({"what": name, "images_per_s": n / dt})
     finally:
         if tmp is not None:

@@ -31,6 +31,7 @@ import numpy as np  # noqa: E402
 
 import cuda_convnet as ccn  # noqa: E402
 from cuda_convnet.backends import poison_outputs  # noqa: E402
+from cuda_convnet.data.augment import lighting_constants  # noqa: E402
 
 TOL = 1e-4
 SGD = dict(lr=0.01, momentum=0.9, weight_decay=5e-4)
@@ -48,6 +49,9 @@ def calls(rng):
     x_lrn = f(2, 5, 5, 13)
     x_act = f(3, 7, 5, 11)
     logits, labels = f(4, 10) * 3, rng.integers(0, 10, size=4).astype(np.int32)
+    sigma, P = lighting_constants(np.array([4200.0, 610.0, 95.0]), np.linalg.qr(f(3, 3).astype(np.float64))[0])
+    aug = dict(seed=5, offset=2**64 - 2, sigma=sigma, P=P)
+    images = rng.integers(0, 256, size=(3, 37, 37, 3)).astype(np.uint8)
     return [
         ("linear", ("linear",), (f(5, 37), f(19, 37), f(19)), lambda o, *a: (o.linear(*a),)),
         ("linear_backward", ("linear_backward",), (f(5, 37), f(19, 37), f(5, 19)),
@@ -89,6 +93,11 @@ def calls(rng):
          lambda o, a, b: (o.concat_channels([a, b]),)),
         ("split_channels", ("split_channels",), (f(2, 3, 3, 12),),
          lambda o, x: tuple(o.split_channels(x, [5, 7]))),
+        # crop 29 (rows not whole float4) and 32 (float4 stores) of odd-sized uint8 images
+        ("train_views 37->29", ("train_views",), (images, f(37, 37, 3) * 40 + 120),
+         lambda o, x, m: (o.train_views(x, mean=m.astype(np.float32), crop=29, **aug),)),
+        ("train_views 37->32", ("train_views",), (images, f(37, 37, 3) * 40 + 120),
+         lambda o, x, m: (o.train_views(x, mean=m.astype(np.float32), crop=32, **aug),)),
     ]
 
 

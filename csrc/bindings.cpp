@@ -6,6 +6,7 @@
 // check their own preconditions and throw std::invalid_argument (-> ValueError).
 // One csrc/bind/bind_<family>.h per op family, each defining bind_<family>(m).
 #include "bind/bind_activation.h"
+#include "bind/bind_augment.h"
 #include "bind/module.h"
 #include "bind/bind_conv.h"
 #include "bind/bind_gemm.h"
@@ -51,4 +52,5 @@ PYBIND11_MODULE(CCN_MODULE_NAME, m) {
   bind_activation(m);
   bind_conv(m);
   bind_memory_bound(m);
+  bind_augment(m);
 }

@@ -7,6 +7,7 @@
 #pragma once
 
 #include "activation.h"
+#include "augment.h"
 #include "conv.h"
 #include "copy.h"
 #include "dropout.h"

@@ -60,6 +60,7 @@ __all__ = [
     "check_sgd_args",
     "check_concat_args",
     "check_split_args",
+    "check_train_views_args",
 ]
 
 #: The dtypes every op accepts. float16/bfloat16 storage may come later with the
@@ -440,3 +441,30 @@ def check_split_args(y, sizes, *, op: str = "split_channels") -> tuple[int, ...]
         raise ValueError(f"{op}: sizes {list(sizes)} add up to {sum(sizes)} but y has "
                          f"{y.shape[-1]} channels (shape {tuple(y.shape)})")
     return sizes
+
+
+# --------------------------------------------------------------------------- training views
+
+def check_train_views_args(images, seed, offset, mean, sigma, P, crop, lighting_std, *,
+                           op: str = "train_views"):
+    """§4.1 training views: images uint8 (N, H, W, 3); mean float32 (H, W, 3) or None; the
+    host lighting constants sigma float32 (3,) and P float32 (3, 3); 1 <= crop <= min(H, W);
+    seed and offset unsigned 64-bit; lighting_std >= 0.
+
+    Returns ``(seed, offset, crop, lighting_std)``.
+    """
+    check_array(op, "images", images, ndim=4, dtypes=(np.uint8,), layout="(N, H, W, 3)")
+    _, h, w, c = images.shape
+    if c != 3:
+        raise ValueError(f"{op}: images must have 3 channels (RGB, NHWC), got shape {tuple(images.shape)}")
+    crop = check_int(op, "crop", crop, minimum=1)
+    if crop > min(h, w):
+        raise ValueError(f"{op}: crop {crop} is larger than the {h}x{w} images")
+    if mean is not None:
+        check_array(op, "mean", mean, dtypes=(np.float32,), shape=(h, w, 3))
+    check_array(op, "sigma", sigma, dtypes=(np.float32,), shape=(3,))
+    check_array(op, "P", P, dtypes=(np.float32,), shape=(3, 3))
+    seed = check_int(op, "seed", seed, minimum=0, maximum=2**64 - 1)
+    offset = check_int(op, "offset", offset, minimum=0, maximum=2**64 - 1)
+    lighting_std = check_real(op, "lighting_std", lighting_std, minimum=0.0)
+    return seed, offset, crop, lighting_std

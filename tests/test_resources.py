@@ -49,7 +49,7 @@ def ptxas_report(path, arch="90"):
     r = subprocess.run(cmd, check=False, capture_output=True, text=True)
     if r.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)} failed:\n{r.stderr[-4000:]}")
-    kernels, cur = [], None
+    kernels, cur, props_of = [], None, None
     for line in (r.stdout + r.stderr).splitlines():
         m = re.search(r"Compiling entry function '(\S+)' for 'sm_(\d+)'", line)
         if m:
@@ -59,8 +59,15 @@ def ptxas_report(path, arch="90"):
             continue
         if cur is None:
             continue
-        m = re.search(r"(\d+) bytes stack frame, (\d+) bytes spill stores, (\d+) bytes spill loads", line)
+        # "Function properties for F" precedes F's stack/spill line; F may be a non-inlined
+        # device function (e.g. double sin/cos's __internal_trig_reduction_slowpathd),
+        # whose line must not overwrite the kernel's.
+        m = re.search(r"Function properties for (\S+)", line)
         if m:
+            props_of = m.group(1)
+            continue
+        m = re.search(r"(\d+) bytes stack frame, (\d+) bytes spill stores, (\d+) bytes spill loads", line)
+        if m and props_of == cur["kernel"]:
             cur["stack"], cur["spill_stores"], cur["spill_loads"] = map(int, m.groups())
         m = re.search(r"Used (\d+) registers", line)
         if m:

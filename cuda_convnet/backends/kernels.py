@@ -11,6 +11,7 @@ Each op family is a mixin in kernel_ops/<family>.py, mirroring csrc/<family>.cuh
 from __future__ import annotations
 
 from .kernel_ops.activation import ActivationOps
+from .kernel_ops.augment import AugmentOps
 from .kernel_ops.base import KernelOpsBase, poison_outputs  # noqa: F401
 from .kernel_ops.conv import ConvOps
 from .kernel_ops.copy import CopyOps
@@ -23,5 +24,5 @@ from .kernel_ops.softmax import SoftmaxOps
 
 
 class KernelBackend(LinearOps, ActivationOps, ConvOps, LrnOps, PoolOps, DropoutOps, SoftmaxOps, SgdOps, CopyOps,
-                    KernelOpsBase):
+                    AugmentOps, KernelOpsBase):
     """Ops implemented by the hand-written kernels (the reference's names and signatures)."""

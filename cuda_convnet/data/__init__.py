@@ -11,7 +11,8 @@
     cifar.py     CIFAR-10 python batches (Krizhevsky's pickle format)
     digits.py    scikit-learn's 8x8 digits as a tiny offline demo dataset
 
-Nothing here needs the compiled extension or CuPy.  Names below are imported lazily so
+Nothing here needs the compiled extension or CuPy (augment.KernelTrainAugment, the
+kernel path, loads them when built).  Names below are imported lazily so
 `import cuda_convnet.data` stays cheap (Pillow, tqdm, scikit-learn load on first use).
 """
 

@@ -11,8 +11,9 @@ all)", softmax averaged (evaluate.py does the averaging).
 
 §2: subtract the training mean.
 
-This module is the definition the fused CUDA augmentation kernel must reproduce bit for
-bit.  Everything random is a pure function of (seed, offset, image index), drawn with
+This module is the definition the fused CUDA augmentation kernel (csrc/augment.cuh, the
+kernel backends' `train_views`; KernelTrainAugment puts it in the loader) reproduces bit
+for bit.  Everything random is a pure function of (seed, offset, image index), drawn with
 Philox4x32-10 (cuda_convnet.random.philox4x32, the generator dropout uses).
 
 The recipe, for image i (0 <= i < N) of a call train_views(images, seed=, offset=)
@@ -80,6 +81,8 @@ do we.)
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 
 AUGMENT_TAG = 0x41554731  # "AUG1"
@@ -128,14 +131,19 @@ def box_muller_normals(words: np.ndarray) -> np.ndarray:
     return z.astype(np.float32)
 
 
-def train_view_params(n: int, *, seed: int, offset: int, size: int = 256, crop: int = 224):
-    """The random choices for n images: (crop_y, crop_x, flip, alpha (n, 3) float32 N(0,1))."""
-    if not 0 < crop <= size:
-        raise ValueError(f"crop {crop} must be in (0, {size}]")
+def train_view_params(
+    n: int, *, seed: int, offset: int, size: int = 256, crop: int = 224, width: int | None = None
+):
+    """The random choices for n images: (crop_y, crop_x, flip, alpha (n, 3) float32 N(0,1)).
+
+    `size` is the images' height, and their width unless `width` is given.
+    """
+    width = size if width is None else width
+    if not 0 < crop <= min(size, width):
+        raise ValueError(f"crop {crop} must be in (0, {min(size, width)}]")
     r0, r1 = draw_numbers(n, seed, offset)
-    positions = np.uint32(size - crop + 1)
-    crop_y = (r0[:, 0] % positions).astype(np.int64)
-    crop_x = (r0[:, 1] % positions).astype(np.int64)
+    crop_y = (r0[:, 0] % np.uint32(size - crop + 1)).astype(np.int64)
+    crop_x = (r0[:, 1] % np.uint32(width - crop + 1)).astype(np.int64)
     flip = (r0[:, 2] >> np.uint32(31)).astype(bool)
     return crop_y, crop_x, flip, box_muller_normals(r1)
 
@@ -217,6 +225,12 @@ def train_views(
     crop_y, crop_x, flip, alpha = train_view_params(n, seed=seed, offset=offset, size=h, crop=crop)
     sigma, P = lighting_constants(eigvals, eigvecs, pca_scale)
     delta = lighting_deltas(alpha, sigma, P, lighting_std)
+    return _write_views(images, mean, crop_y, crop_x, flip, delta, crop, out)
+
+
+def _write_views(images, mean, crop_y, crop_x, flip, delta, crop, out):
+    """The recipe's last line for every image, given its crop, flip and delta."""
+    n = images.shape[0]
     if out is None:
         out = np.empty((n, crop, crop, 3), dtype=np.float32)
     elif out.shape != (n, crop, crop, 3) or out.dtype != np.float32:
@@ -235,6 +249,31 @@ def train_views(
             o[...] = src
         np.add(o, delta[i], out=o)
     return out
+
+
+def train_views_from_constants(
+    images, *, seed: int, offset: int, mean, sigma, P, crop: int = 224, lighting_std: float = 0.1,
+    out: np.ndarray | None = None,
+) -> np.ndarray:
+    """train_views given the host lighting constants (sigma, P) = lighting_constants(...).
+
+    The op form every backend shares (the cpu backend's `train_views`; the kernel backends
+    run csrc/augment.cuh with the same signature): the arguments are checked as the kernels
+    check them (cuda_convnet.checks.check_train_views_args: uint8, C-contiguous, float32
+    constants), and H may differ from W (crop_y draws from H - crop + 1 positions, crop_x
+    from W - crop + 1, as the recipe says).
+    """
+    from .. import checks
+
+    seed, offset, crop, lighting_std = checks.check_train_views_args(
+        images, seed, offset, mean, sigma, P, crop, lighting_std
+    )
+    n, h, w, _ = images.shape
+    crop_y, crop_x, flip, alpha = train_view_params(
+        n, seed=seed, offset=offset, size=h, width=w, crop=crop
+    )
+    delta = lighting_deltas(alpha, sigma, P, lighting_std)
+    return _write_views(images, mean, crop_y, crop_x, flip, delta, crop, out)
 
 
 # -- test views -------------------------------------------------------------------------------
@@ -345,6 +384,152 @@ class TrainAugment:
             pca_scale=self.pca_scale,
             out=out,
         )
+
+
+class KernelTrainAugment:
+    """TrainAugment on the fused kernel (csrc/augment.cuh) of a kernel backend, "emu" or "cuda".
+
+    The same views as TrainAugment (bit for bit; on "cuda" up to the libm note of the
+    module docstring), one launch per batch.  On "emu" the batch stays a NumPy array (the
+    kernel runs on the CPU through the SIMT emulator: for testing the loader path, not
+    for speed).  On "cuda" __call__ returns a CuPy float32 batch on the consumer's stream:
+
+    >>> aug = KernelTrainAugment.from_store(store, seed=1, backend="cuda")
+    >>> BatchLoader(store, 128, shuffle=True, seed=1, augment=aug)   # threads=1
+
+    How the cuda path moves a batch (in the loader's background thread):
+      1. the uint8 batch is copied (host memcpy) into a pinned buffer of a small ring;
+      2. a side stream (non-blocking) copies it to a device buffer of the same ring slot
+         (cudaMemcpyAsync from pinned memory: a true asynchronous DMA);
+      3. the consumer's stream waits for that copy (an event) and runs the kernel, whose
+         output is allocated on the consumer's stream.
+    What overlaps: the host-to-device copy of batch b+1 with whatever the consumer's stream
+    runs meanwhile (training step b), and the host work of 1. (plus the loader's gather)
+    with all GPU work.  What does not: the kernel itself runs on the consumer's stream,
+    between the kernels of the step being queued (19 MB read + 77 MB written for 128
+    images: ~40 us on an H100 at copy bandwidth, an estimate; bench/kernel_bench.py
+    measures it).  That placement is deliberate: the output is ready in stream order with
+    no synchronisation by the consumer, and its memory, from CuPy's pool for that stream,
+    is only recycled after the consumer's earlier work on it.
+    Ring slots are reused only after events say so: the host waits for a slot's previous
+    copy before refilling its pinned buffer, and the side stream waits for the slot's
+    previous kernel before overwriting its device buffer.
+
+    `stream`: the consumer's CuPy stream (default: the current stream when this object is
+    built, normally the null stream of the training thread).
+    """
+
+    def __init__(
+        self,
+        *,
+        backend: str,
+        seed: int,
+        mean,
+        eigvals,
+        eigvecs,
+        crop: int = 224,
+        lighting_std: float = 0.1,
+        pca_scale: str = "stdev",
+        stream=None,
+        slots: int = 3,
+    ):
+        if backend not in ("emu", "cuda"):
+            raise ValueError(
+                f"KernelTrainAugment runs a kernel backend, 'emu' or 'cuda', got {backend!r} "
+                "(TrainAugment is the NumPy path)"
+            )
+        from ..backends import backend as get_backend
+
+        self.seed = _u64(seed, "seed")
+        self.sigma, self.P = lighting_constants(eigvals, eigvecs, pca_scale)
+        self.crop, self.lighting_std = int(crop), float(lighting_std)
+        self.backend = backend
+        self.ops = get_backend(backend)
+        mean = None if mean is None else np.ascontiguousarray(mean, dtype=np.float32)
+        self._lock = threading.Lock()  # the ring is one caller's at a time
+        if backend == "emu":
+            self.mean = mean
+            return
+        import cupy
+
+        self._cp = cupy
+        self._device = cupy.cuda.Device().id
+        self._consumer = stream if stream is not None else cupy.cuda.get_current_stream()
+        self._side = cupy.cuda.Stream(non_blocking=True)
+        self.mean = None if mean is None else cupy.asarray(mean)
+        self._slots = [_RingSlot(cupy) for _ in range(max(1, int(slots)))]
+        self._next = 0
+
+    @classmethod
+    def from_store(cls, store, *, seed: int, backend: str, **kw) -> "KernelTrainAugment":
+        if store.mean is None:
+            raise ValueError(f"{store!r} has no training statistics (mean, eigvals, eigvecs)")
+        return cls(
+            backend=backend, seed=seed, mean=store.mean, eigvals=store.eigvals,
+            eigvecs=store.eigvecs, **kw,
+        )
+
+    def __call__(self, images, *, offset: int):
+        images = np.ascontiguousarray(images)
+        if images.dtype != np.uint8:
+            raise TypeError(f"KernelTrainAugment: images must be uint8, got {images.dtype}")
+        with self._lock:
+            if self.backend == "emu":
+                return self.device_views(images, offset)
+            with self._cp.cuda.Device(self._device):
+                return self._cuda_call(images, offset)
+
+    def device_views(self, images, offset: int):
+        """The kernel on a batch already on the backend's device (current stream on cuda)."""
+        return self.ops.train_views(
+            images, seed=self.seed, offset=offset, mean=self.mean, sigma=self.sigma, P=self.P,
+            crop=self.crop, lighting_std=self.lighting_std,
+        )
+
+    def _cuda_call(self, images, offset):
+        cp = self._cp
+        if images.size == 0:
+            with self._consumer:
+                return self.device_views(cp.empty(images.shape, np.uint8), offset)
+        slot = self._slots[self._next]
+        self._next = (self._next + 1) % len(self._slots)
+        slot.fit(images.nbytes)
+        slot.copied.synchronize()  # host: this pinned buffer's previous upload has finished
+        host = np.frombuffer(slot.pinned, np.uint8, images.nbytes).reshape(images.shape)
+        host[...] = images
+        self._side.wait_event(slot.consumed)  # the kernel that last read this device buffer ran
+        cp.cuda.runtime.memcpyAsync(
+            slot.device.ptr, host.ctypes.data, images.nbytes,
+            cp.cuda.runtime.memcpyHostToDevice, self._side.ptr,
+        )
+        slot.copied.record(self._side)
+        self._consumer.wait_event(slot.copied)
+        x = cp.ndarray(images.shape, np.uint8, memptr=slot.device)
+        with self._consumer:  # the output comes from the consumer stream's pool
+            out = self.device_views(x, offset)
+        slot.consumed.record(self._consumer)
+        return out
+
+
+class _RingSlot:
+    """One pinned host buffer, one device buffer and the two events that guard their reuse."""
+
+    def __init__(self, cupy):
+        self._cp = cupy
+        self.nbytes = 0
+        self.pinned = self.device = None
+        self.copied = cupy.cuda.Event(disable_timing=True)
+        self.consumed = cupy.cuda.Event(disable_timing=True)
+
+    def fit(self, nbytes: int) -> None:
+        if nbytes <= self.nbytes:
+            return
+        # Growing (the first batch): let the old buffers' last users finish before freeing.
+        self.copied.synchronize()
+        self.consumed.synchronize()
+        self.pinned = self._cp.cuda.alloc_pinned_memory(nbytes)
+        self.device = self._cp.cuda.alloc(nbytes)
+        self.nbytes = nbytes
 
 
 class CenterView:

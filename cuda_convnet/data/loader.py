@@ -21,6 +21,11 @@ image index) a run is reproducible from its seed, and a resumed run
             for x, y in loader:        # one epoch per iteration; loader.epoch counts
                 net.train_step(x, y, opt)
 
+On a GPU, `augment=KernelTrainAugment.from_store(store, seed=1, backend="cuda")` gives the
+same views from one fused kernel launch per batch (csrc/augment.cuh): the thread only
+gathers the uint8 batch and queues its upload and the kernel, and x arrives as a CuPy
+array on the consumer's stream (keep threads=1: the batch is already one launch).
+
 `threads > 1` splits each batch's augmentation over a thread pool (sub-batch j of a batch
 at `offset` gets `offset + start of j`); that gives the same result only for augment
 functions that depend on offset + index alone, as TrainAugment does.  An augment with

@@ -26,6 +26,7 @@ Note: the re-exported functions shadow three submodules of the same name (``line
 "cuda_convnet.reference.lrn")``.
 """
 
+from ..data.augment import train_views_from_constants as train_views  # §4.1, the kernel op's signature
 from .activation import relu, relu_backward, tanh, tanh_backward
 from .conv import conv2d, conv2d_backward
 from .copy import concat_channels, split_channels
@@ -46,4 +47,5 @@ __all__ = [
     "softmax_cross_entropy", "softmax_cross_entropy_backward", "topk_errors",
     "sgd_update",
     "concat_channels", "split_channels",
+    "train_views",
 ]
