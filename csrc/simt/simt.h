@@ -37,7 +37,7 @@
 
 // ---- CUDA keywords. Defined before vector_types.h so the toolkit's host_defines.h keeps
 // ours (it only defines each one if it is not defined yet).
-#define __global__
+#define __global__  // a kernel is a plain function here; the launch runs it per thread
 #define __device__
 #define __host__
 #define __forceinline__ inline __attribute__((always_inline))
