@@ -107,6 +107,18 @@ def alexnet_config(num_classes: int = 1000, input_size: int = 224) -> TowerNetCo
     )
 
 
+def _scaled_convs(w: int, bias: float) -> tuple:
+    """Figure 2's five conv layers at 1/6-1/8 of the filters times `w`, conv1 5x5 stride 2:
+    the conv stack of the small AlexNet-shaped nets (digits_config, small_config)."""
+    return (
+        ConvBlock(16 * w, 5, 2, 2, both_towers=True, bias=0.0, lrn=True, pool=True),
+        ConvBlock(32 * w, 5, 1, 2, both_towers=False, bias=bias, lrn=True, pool=True),
+        ConvBlock(48 * w, 3, 1, 1, both_towers=True, bias=0.0),
+        ConvBlock(48 * w, 3, 1, 1, both_towers=False, bias=bias),
+        ConvBlock(32 * w, 3, 1, 1, both_towers=False, bias=bias, pool=True),
+    )
+
+
 def digits_config(width: int = 1, weight_std=0.01, bias: float = 1.0) -> TowerNetConfig:
     """AlexNet scaled down for 32x32x3 digits: the same layer types and tower connectivity.
 
@@ -117,13 +129,7 @@ def digits_config(width: int = 1, weight_std=0.01, bias: float = 1.0) -> TowerNe
     w = int(width)
     return TowerNetConfig(
         input_shape=(32, 32, 3),
-        convs=(
-            ConvBlock(16 * w, 5, 2, 2, both_towers=True, bias=0.0, lrn=True, pool=True),
-            ConvBlock(32 * w, 5, 1, 2, both_towers=False, bias=bias, lrn=True, pool=True),
-            ConvBlock(48 * w, 3, 1, 1, both_towers=True, bias=0.0),
-            ConvBlock(48 * w, 3, 1, 1, both_towers=False, bias=bias),
-            ConvBlock(32 * w, 3, 1, 1, both_towers=False, bias=bias, pool=True),
-        ),
+        convs=_scaled_convs(w, bias),
         hidden=(128 * w, 128 * w),
         hidden_bias=bias,
         classes=10,
@@ -148,13 +154,7 @@ def small_config(num_classes: int, width: int = 2, weight_std="he", bias: float 
     w = int(width)
     return TowerNetConfig(
         input_shape=(64, 64, 3),
-        convs=(
-            ConvBlock(16 * w, 5, 2, 2, both_towers=True, bias=0.0, lrn=True, pool=True),
-            ConvBlock(32 * w, 5, 1, 2, both_towers=False, bias=bias, lrn=True, pool=True),
-            ConvBlock(48 * w, 3, 1, 1, both_towers=True, bias=0.0),
-            ConvBlock(48 * w, 3, 1, 1, both_towers=False, bias=bias),
-            ConvBlock(32 * w, 3, 1, 1, both_towers=False, bias=bias, pool=True),
-        ),
+        convs=_scaled_convs(w, bias),
         hidden=(128 * w, 128 * w),
         hidden_bias=bias,
         classes=int(num_classes),
