@@ -24,9 +24,9 @@ def compiler():
     return shutil.which(os.environ.get("CXX", "g++")) or shutil.which("g++")
 
 
-def flags(fibers="auto", sanitize=False):
+def flags(fibers="auto", sanitize=False, toolkit=True):
     f = ["-std=c++17", "-O1", "-g0", "-DCCN_EMU", "-I" + str(CSRC)]
-    if (CUDA_INCLUDE / "vector_types.h").exists():
+    if toolkit and (CUDA_INCLUDE / "vector_types.h").exists():
         f += ["-isystem", str(CUDA_INCLUDE)]
     else:
         f += ["-DCCN_SIMT_NO_TOOLKIT"]
@@ -39,9 +39,10 @@ def flags(fibers="auto", sanitize=False):
     return f, libs
 
 
-def build(sources, out_dir, *, include_first=None, fibers="auto", sanitize=False):
-    """Compile `sources` plus the emulator runtime into an executable; return its path."""
-    f, libs = flags(fibers, sanitize)
+def build(sources, out_dir, *, include_first=None, fibers="auto", sanitize=False, toolkit=True):
+    """Compile `sources` plus the emulator runtime into an executable; return its path.
+    toolkit=False builds as on a machine without CUDA (simt.h's own vector types)."""
+    f, libs = flags(fibers, sanitize, toolkit)
     if include_first is not None:
         f = ["-I" + str(include_first)] + f
     srcs = [str(s) for s in sources] + [str(CSRC / "simt" / "simt.cpp")]

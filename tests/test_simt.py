@@ -14,9 +14,10 @@ pytestmark = pytest.mark.skipif(sb.compiler() is None, reason="needs g++")
 ORDERS = ("forward", "reverse", "shuffle:1", "shuffle:2")
 
 
-@pytest.mark.parametrize("fibers", ["auto", "ucontext"])
-def test_correct_kernels_exact_in_every_order(tmp_path, fibers):
-    exe = sb.build([sb.SIMT_DIR / "selftest.cpp"], tmp_path, fibers=fibers)
+@pytest.mark.parametrize("fibers,toolkit", [("auto", True), ("ucontext", True), ("auto", False)],
+                         ids=["default", "ucontext", "no-cuda-toolkit"])
+def test_correct_kernels_exact_in_every_order(tmp_path, fibers, toolkit):
+    exe = sb.build([sb.SIMT_DIR / "selftest.cpp"], tmp_path, fibers=fibers, toolkit=toolkit)
     for order in ORDERS:
         r = sb.run(exe, order)
         assert r.returncode == 0, f"{order}: {r.stdout}{r.stderr}"
@@ -30,8 +31,9 @@ def test_bad_order_is_an_error(tmp_path):
     assert "CCN_SIMT_ORDER" in r.stderr
 
 
-def test_gemm_passes_in_every_order(tmp_path):
-    exe = sb.build([sb.SIMT_DIR / "gemm_driver.cpp"], tmp_path)
+@pytest.mark.parametrize("toolkit", [True, False], ids=["cuda-vector-types", "simt-vector-types"])
+def test_gemm_passes_in_every_order(tmp_path, toolkit):
+    exe = sb.build([sb.SIMT_DIR / "gemm_driver.cpp"], tmp_path, toolkit=toolkit)
     for order in ORDERS:
         r = sb.run(exe, order)
         assert r.returncode == 0, f"{order}: {r.stdout}{r.stderr}"
