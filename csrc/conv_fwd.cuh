@@ -46,6 +46,24 @@
 
 namespace ccn {
 
+// Where row m of the forward GEMM (output pixel (n, p, q)) reads its receptive field:
+// image n's channels of group grp, and the field's top-left input pixel (h0, w0). A row
+// past M gets an origin that is never in range, so its loads are zeros.
+__device__ __forceinline__ void conv_fwd_row_origin(const ConvShape& g, const float* x, int grp, int m, int M,
+                                                    const float*& xrow, int& h0, int& w0) {
+  if (m < M) {
+    int n = m / g.pq, pq = m - n * g.pq;
+    int p = pq / g.q, q = pq - p * g.q;
+    xrow = x + (long long)n * g.h * g.w * g.c + (long long)grp * g.cg;
+    h0 = p * g.stride - g.pad_top;
+    w0 = q * g.stride - g.pad_left;
+  } else {
+    xrow = x;
+    h0 = kConvOffImage;
+    w0 = 0;
+  }
+}
+
 __global__ void __launch_bounds__(kConvThreads)
     conv_fwd_kernel1(const float* __restrict__ x, const float* __restrict__ w, const float* __restrict__ bias,
                      float* __restrict__ y, ConvShape g, bool relu) {
@@ -65,18 +83,7 @@ __global__ void __launch_bounds__(kConvThreads)
   const float* wrow[4];  // filter of B-tile row lrow + 16*e (null past K/g)
 #pragma unroll
   for (int e = 0; e < 4; ++e) {
-    int m = m0 + lrow + 16 * e;
-    if (m < M) {
-      int n = m / g.pq, pq = m - n * g.pq;
-      int p = pq / g.q, q = pq - p * g.q;
-      xrow[e] = x + (long long)n * g.h * g.w * g.c + (long long)grp * g.cg;
-      h0[e] = p * g.stride - g.pad_top;
-      w0[e] = q * g.stride - g.pad_left;
-    } else {
-      xrow[e] = x;
-      h0[e] = kConvOffImage;  // never in range
-      w0[e] = 0;
-    }
+    conv_fwd_row_origin(g, x, grp, m0 + lrow + 16 * e, M, xrow[e], h0[e], w0[e]);
     int j = n0 + lrow + 16 * e;
     wrow[e] = j < g.kg ? w + (long long)(grp * g.kg + j) * Kgemm : nullptr;
   }
@@ -150,18 +157,7 @@ __global__ void __launch_bounds__(kConvThreads)
   const float* wrow[2];
 #pragma unroll
   for (int e = 0; e < 2; ++e) {
-    int m = m0 + lrow + 64 * e;
-    if (m < M) {
-      int n = m / g.pq, pq = m - n * g.pq;
-      int p = pq / g.q, q = pq - p * g.q;
-      xrow[e] = x + (long long)n * g.h * g.w * g.c + (long long)grp * g.cg;
-      h0[e] = p * g.stride - g.pad_top;
-      w0[e] = q * g.stride - g.pad_left;
-    } else {
-      xrow[e] = x;
-      h0[e] = kConvOffImage;
-      w0[e] = 0;
-    }
+    conv_fwd_row_origin(g, x, grp, m0 + lrow + 64 * e, M, xrow[e], h0[e], w0[e]);
     int j = n0 + lrow + 64 * e;
     wrow[e] = j < g.kg ? w + (long long)(grp * g.kg + j) * Kgemm : nullptr;
   }
