@@ -2,8 +2,12 @@
 // answer in every thread order. Prints "ok <name>" per check; exits non-zero on failure.
 #include "simt/simt.h"
 
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <mutex>
+#include <set>
+#include <thread>
 #include <vector>
 
 static int failures = 0;
@@ -60,6 +64,18 @@ __global__ void transpose(const float* in, float* out, int rows, int cols) {
   if (x < rows && y < cols) out[y * rows + x] = tile[threadIdx.x][threadIdx.y];
 }
 
+// Which OS thread ran each block (host code is legal here: this is the emulator).
+static std::mutex g_mu;
+static std::set<std::thread::id> g_os_threads;
+__global__ void note_os_thread(int* out) {
+  if (threadIdx.x == 0) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));  // let every worker take blocks
+    std::lock_guard<std::mutex> lock(g_mu);
+    g_os_threads.insert(std::this_thread::get_id());
+  }
+  out[blockIdx.x * blockDim.x + threadIdx.x] = 1;
+}
+
 int main() {
   {
     int n = 1000;
@@ -102,6 +118,17 @@ int main() {
     for (int r = 0; r < rows; ++r)
       for (int c = 0; c < cols; ++c) ok &= out[c * rows + r] == in[r * cols + c];
     CHECK(ok, "transpose");
+  }
+  {
+    // Blocks spread over CCN_SIMT_THREADS OS threads (the test runs with 2).
+    std::vector<int> out(32 * 32, 0);
+    CCN_LAUNCH(note_os_thread, 32, 32, 0, nullptr)(out.data());
+    const char* want = std::getenv("CCN_SIMT_THREADS");
+    size_t expected = want ? static_cast<size_t>(std::atoi(want)) : 1;
+    bool all = true;
+    for (int v : out) all &= v == 1;
+    std::printf("blocks ran on %zu OS threads\n", g_os_threads.size());
+    CHECK(all && g_os_threads.size() == expected, "blocks_over_os_threads");
   }
   return failures ? 1 : 0;
 }
