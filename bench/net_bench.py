@@ -206,6 +206,25 @@ class Setup:
         return xs, labels
 
 
+def torch_step_fns(torch, model, forward, txs, tls):
+    """(train(i), infer(i)) for PyTorch's side: one SGD step / one softmax forward on input
+    set i % 2. `forward` is `model` (eager) or torch.compile(model); the optimizer holds
+    `model`'s parameters either way."""
+    F = torch.nn.functional
+    opt = torch.optim.SGD(model.parameters(), **SGD_ARGS)
+
+    def train(i):
+        opt.zero_grad(set_to_none=True)
+        F.cross_entropy(forward(txs[i % 2]), tls[i % 2]).backward()
+        opt.step()
+
+    def infer(i):
+        with torch.no_grad():
+            return torch.softmax(forward(txs[i % 2]), dim=1)
+
+    return train, infer
+
+
 def torch_rows(S, params, val_x, ref_logp):
     """PyTorch eager rows (training, inference) and its validation."""
     torch, dev = S.torch, S.dev
@@ -220,16 +239,7 @@ def torch_rows(S, params, val_x, ref_logp):
     xs, labels = S.inputs(227, S.args.seed + 500)
     txs = [dev.to_torch(x).permute(0, 3, 1, 2) for x in xs]
     tls = [dev.to_torch(y).long() for y in labels]
-    opt = torch.optim.SGD(model.parameters(), **SGD_ARGS)
-
-    def train(i):
-        opt.zero_grad(set_to_none=True)
-        F.cross_entropy(model(txs[i % 2]), tls[i % 2]).backward()
-        opt.step()
-
-    def infer(i):
-        with torch.no_grad():
-            return torch.softmax(model(txs[i % 2]), dim=1)
+    train, infer = torch_step_fns(torch, model, model, txs, tls)
 
     status = C.OK if err <= TOL else C.MISMATCH
     for mode, fn, train_mode in (("train", train, True), ("infer", infer, False)):
@@ -274,23 +284,13 @@ def compile_rows(S):
 def compile_worker(S):
     """Child: compile the PyTorch net, then time it (the parent keeps the clock)."""
     torch, dev = S.torch, S.dev
-    F = torch.nn.functional
     params = make_params(S.cfg, np.random.default_rng(S.args.seed), np.float32)
     model = torch_alexnet(torch, S.cfg, params).to(dev.torch_device).to(memory_format=torch.channels_last)
     cmodel = torch.compile(model)
     xs, labels = S.inputs(227, S.args.seed + 500)
     txs = [dev.to_torch(x).permute(0, 3, 1, 2) for x in xs]
     tls = [dev.to_torch(y).long() for y in labels]
-    opt = torch.optim.SGD(model.parameters(), **SGD_ARGS)
-
-    def train(i):
-        opt.zero_grad(set_to_none=True)
-        F.cross_entropy(cmodel(txs[i % 2]), tls[i % 2]).backward()
-        opt.step()
-
-    def infer(i):
-        with torch.no_grad():
-            return torch.softmax(cmodel(txs[i % 2]), dim=1)
+    train, infer = torch_step_fns(torch, model, cmodel, txs, tls)
 
     rows = []
     for mode, fn, train_mode in (("train", train, True), ("infer", infer, False)):

@@ -337,6 +337,13 @@ def test_views(images, mean, *, crop: int = 224, ten_crop: bool = True) -> np.nd
 test_views.__test__ = False  # not a pytest test, despite the name
 
 
+def store_statistics(store) -> dict:
+    """The training statistics an augmentation needs from an ImageStore (§2 mean, §4.1 PCA)."""
+    if store.mean is None:
+        raise ValueError(f"{store!r} has no training statistics (mean, eigvals, eigvecs)")
+    return {"mean": store.mean, "eigvals": store.eigvals, "eigvecs": store.eigvecs}
+
+
 class TrainAugment:
     """train_views as a loader callable: f(images, offset=) with fixed seed and statistics.
 
@@ -363,9 +370,7 @@ class TrainAugment:
 
     @classmethod
     def from_store(cls, store, *, seed: int, **kw) -> "TrainAugment":
-        if store.mean is None:
-            raise ValueError(f"{store!r} has no training statistics (mean, eigvals, eigvecs)")
-        return cls(seed=seed, mean=store.mean, eigvals=store.eigvals, eigvecs=store.eigvecs, **kw)
+        return cls(seed=seed, **store_statistics(store), **kw)
 
     def output_shape(self, n: int) -> tuple[int, int, int, int]:
         # Lets BatchLoader(threads > 1) allocate one batch and have threads fill slices.
@@ -462,12 +467,7 @@ class KernelTrainAugment:
 
     @classmethod
     def from_store(cls, store, *, seed: int, backend: str, **kw) -> "KernelTrainAugment":
-        if store.mean is None:
-            raise ValueError(f"{store!r} has no training statistics (mean, eigvals, eigvecs)")
-        return cls(
-            backend=backend, seed=seed, mean=store.mean, eigvals=store.eigvals,
-            eigvecs=store.eigvecs, **kw,
-        )
+        return cls(backend=backend, seed=seed, **store_statistics(store), **kw)
 
     def __call__(self, images, *, offset: int):
         images = np.ascontiguousarray(images)
