@@ -1,0 +1,129 @@
+"""The performance gate without a GPU: the sm_90 machine code of the hot AlexNet kernels
+(bench/sass_report.py) must not fall below the floors measured on the current kernels.
+
+The floors are a ratchet: each is a little below what the kernel reaches today, so a change
+that makes a main loop issue more non-FMA work (more integer index arithmetic, narrower
+shared loads, spills) fails here. A kernel that gets faster raises its floor in the same
+change. The kernels are compiled once per session by the project's CMake build (nvcc, the
+flags of CMakeLists.txt), reusing build/inplace when it exists.
+"""
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+_spec = importlib.util.spec_from_file_location("sass_report", ROOT / "bench" / "sass_report.py")
+sass = importlib.util.module_from_spec(_spec)
+sys.modules["sass_report"] = sass
+_spec.loader.exec_module(sass)
+
+# Kernel (as sass_report names it) -> floors on sm_90. What AlexNet runs at batch 128:
+# conv_fwd_kernel2 (conv2-5 forward), conv_fwd_kernel1 (conv1 forward, C = 3), dgrad in
+# the 64x64 tile and in the 256x16 tile (conv1, C = 3), wgrad, and gemm_kernel2 in the
+# three transpositions of the FC layers (forward <false, true>, dgrad <false, false>,
+# wgrad <true, false>). Measured today (fma share / int per FMA / 128-bit, 32-bit LDS):
+#   conv_fwd_kernel2 83.3 % / 0.09 / 64, 0     conv_fwd_kernel1 45.6 % / 0.52 / 0, 128
+#   conv_dgrad<64,64> 30.2 % / 1.45 / 0, 128   conv_dgrad<256,16> 24.9 % / 1.60 / 0, 272
+#   conv_wgrad_kernel1 32.3 % / 1.11 / 0, 128  gemm_kernel2 80.9-81.9 % / 0.07 / 32, 0
+FLOORS = {
+    # kernel: (min FMA share, max integer instructions per FMA, needs 128-bit shared loads)
+    "conv_fwd_kernel2": (0.81, 0.12, True),
+    "conv_fwd_kernel1": (0.43, 0.60, False),
+    "conv_dgrad_kernel1<64, 64>": (0.28, 1.55, False),
+    "conv_dgrad_kernel1<256, 16>": (0.23, 1.70, False),
+    "conv_wgrad_kernel1": (0.30, 1.20, False),
+    "gemm_kernel2<false, true>": (0.78, 0.10, True),
+    "gemm_kernel2<false, false>": (0.79, 0.10, True),
+    "gemm_kernel2<true, false>": (0.79, 0.10, True),
+}
+# Blocks per SM on sm_90 today; fewer would leave the SM with fewer warps to hide latency.
+MIN_BLOCKS_PER_SM = {"conv_fwd_kernel2": 2, "conv_fwd_kernel1": 4, "conv_dgrad_kernel1<64, 64>": 3,
+                     "conv_dgrad_kernel1<256, 16>": 2, "conv_wgrad_kernel1": 5, "gemm_kernel2<false, true>": 2,
+                     "gemm_kernel2<false, false>": 2, "gemm_kernel2<true, false>": 2}
+
+
+@pytest.fixture(scope="session")
+def stats():
+    if not sass.have_nvcc():
+        pytest.skip("nvcc is not installed: the SASS gate needs the CUDA compiler (CI has it)")
+    return sass.report()
+
+
+def _kernel(stats, name, arch=90):
+    found = [s for s in stats if s.arch == arch and s.name == name]
+    assert found, f"{name} not found in the sm_{arch} SASS (renamed? update FLOORS with its new name)"
+    return found[0]
+
+
+@pytest.mark.parametrize("name", sorted(FLOORS))
+def test_hot_kernel_main_loop_floor(stats, name):
+    min_fma, max_int, wide = FLOORS[name]
+    s = _kernel(stats, name)
+    assert s.loop_insns > 0, f"{name}: no main loop found"
+    assert s.fma_share >= min_fma, f"{name}: main loop FMA share {s.fma_share:.3f} < floor {min_fma}"
+    assert s.int_per_fma is not None and s.int_per_fma <= max_int, \
+        f"{name}: {s.int_per_fma} integer instructions per FMA > ceiling {max_int}"
+    if wide:
+        assert s.lds128 > 0 and s.lds32 == 0, f"{name}: main loop shared loads not all 128-bit " \
+                                              f"(LDS.128 {s.lds128}, 32-bit {s.lds32})"
+    assert s.blocks_per_sm >= MIN_BLOCKS_PER_SM[name], \
+        f"{name}: {s.blocks_per_sm} blocks/SM ({s.occupancy_limit}) < {MIN_BLOCKS_PER_SM[name]}"
+
+
+@pytest.mark.parametrize("arch", sorted(sass.ARCH_LIMITS))
+def test_no_kernel_spills(stats, arch):
+    # augment_train_views_kernel1 (the data layer, once per step) indexes a small per-thread
+    # array at run time: a 40-byte stack frame, 5 LDL/STL today. Every other kernel must
+    # keep everything in registers.
+    allowed = {"augment_train_views_kernel1": 5}
+    spills = [f"{s.name} (LOCAL {s.local_bytes} B, STACK {s.stack} B, {s.ldl_stl} LDL/STL)" for s in stats
+              if s.arch == arch and (s.local_bytes or s.ldl_stl > allowed.get(s.kernel, 0))]
+    assert not spills, f"sm_{arch}: local-memory traffic in {spills}"
+
+
+def test_every_kernel_is_built_for_both_archs(stats):
+    names = {arch: {s.name for s in stats if s.arch == arch} for arch in sass.ARCH_LIMITS}
+    assert names[80] == names[90] and len(names[90]) > 20
+
+
+_SASS = """
+        code for sm_90
+                Function : _Z1kPf
+        /*0000*/                   MOV R1, c[0x0][0x28] ;
+        /*0010*/                   IADD3 R2, R2, 0x1, RZ ;
+        /*0020*/                   FFMA R3, R4, R5, R3 ;
+        /*0030*/                   LDS.128 R8, [R2] ;
+        /*0040*/                   FFMA R3, R4, R5, R3 ;
+        /*0050*/                   LDS R9, [R2] ;
+        /*0060*/               @P0 BRA 0x20 ;
+        /*0070*/                   ISETP.GE.AND P1, PT, R2, 0x4, PT ;
+        /*0080*/              @!P1 BRA 0x10 ;
+        /*0090*/                   IMAD R2, R2, 0x4, RZ ;
+        /*00a0*/                   BRA 0x90 ;
+        /*00b0*/                   EXIT ;
+        /*00c0*/                   NOP ;
+"""
+
+
+def test_main_loop_rule_on_known_sass():
+    """The innermost loop holding the most FMAs is the main loop; its counts are right."""
+    insns = sass.parse_sass(_SASS)[90]["_Z1kPf"]
+    assert sass.find_loops(insns) == [(2, 6), (1, 8), (9, 10)]
+    assert sass.main_loop(insns) == (2, 6)  # (1, 8) has the same 2 FFMAs but is larger
+    s = sass.analyse(90, "_Z1kPf", "void k(float*)", insns, {"REG": 40, "SHARED": 1024}, "csrc/k.cu")
+    assert (s.loop_insns, s.loop_fma, s.lds128, s.lds32, s.int_ops) == (5, 2, 1, 1, 0)
+    assert s.fma_share == pytest.approx(0.4)
+    # 40 registers -> 1280 per warp -> 51 warps -> 6 blocks of 8 warps
+    assert (s.blocks_per_sm, s.occupancy_limit, s.smem_per_block) == (6, "regs", 1024)
+
+
+def test_occupancy_limits():
+    assert sass.occupancy(90, 124, 17_920 + 1024, 256) == (2, "regs")        # conv_fwd_kernel2
+    assert sass.occupancy(90, 32, 100 * 1024, 256) == (2, "smem")
+    assert sass.occupancy(80, 32, 100 * 1024, 256) == (1, "smem")
+    assert sass.occupancy(90, 16, 0, 32) == (32, "blocks")
+    assert sass.occupancy(90, 16, 0, 1024) == (2, "threads")
