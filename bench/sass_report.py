@@ -449,6 +449,12 @@ def report(build_dir=None, objects=None) -> list[KernelStats]:
     return stats
 
 
+@functools.cache
+def report_cached() -> list[KernelStats]:
+    """report() of the default build, once per process (the tests and perf_model share it)."""
+    return report()
+
+
 # ---------------------------------------------------------------------------- output
 def markdown(stats: list[KernelStats], arch: int = 90) -> str:
     rows = [s for s in stats if s.arch == arch]

@@ -12,7 +12,6 @@ same commit.
 """
 from __future__ import annotations
 
-import importlib.util
 import sys
 from pathlib import Path
 
@@ -20,9 +19,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
-_spec = importlib.util.spec_from_file_location("launch_count", ROOT / "bench" / "launch_count.py")
-launch_count = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(launch_count)
+import launch_count  # noqa: E402  (bench/ is not a package)
 
 pytestmark = pytest.mark.emu
 

@@ -1,0 +1,443 @@
+"""Predicted H100 time of each AlexNet layer and direction, and of one training step, from
+the kernels' sm_90 machine code and the launchers' grids. Every figure is a PREDICTION.
+
+    python bench/perf_model.py                        # batch 128, the layer table
+    python bench/perf_model.py --calibrate out.json   # measured / predicted, per row
+    python bench/perf_model.py --sass-json sass.json  # SASS counts from sass_report --json
+
+    from perf_model import predict_alexnet
+    pred = predict_alexnet(batch=128)                  # {(layer, direction): ms}
+
+The network is models.alexnet_config() in its one-device grouped form (conv2, conv4, conv5
+with groups 2; LRN and dropout per channel group through split/concat), 224x224x3 input.
+
+The model (H100 SXM: 132 SMs, 4 warp schedulers per SM, 1.98 GHz, 3.35 TB/s HBM3):
+
+  GEMM-family launches (conv forward, dgrad, wgrad; FC GEMMs). The grid, tile and K extent
+  follow the launchers in csrc/ (conv_fwd.cu: conv_fwd_kernel2 128x128 where C/groups % 4
+  == 0, else conv_fwd_kernel1 64x64; conv_dgrad.cu: one GEMM per group and stride phase,
+  64x64 or 256x16 when C/groups <= 16, blocks past their phase's rows exit at once;
+  conv_wgrad.cu: 64x64 tiles split over N*P*Q by conv_wgrad_plan, called through the
+  emulator build so the plan is the launcher's own; gemm.cu: gemm_kernel2 128x128x8 when
+  M, N >= 128, else gemm_kernel1 64x64x16). Per block, the main loop issues
+      FFMA warp instructions = BM * BN * K_padded / 32,   all = FFMA / fma_share
+  (fma_share: the kernel's main-loop FMA share in the SASS, bench/sass_report.py; the
+  prologue and epilogue are neglected). The busiest SM runs ceil(blocks / 132) blocks (wave
+  quantization: a grid of 133 blocks costs two blocks' time on one SM), issuing at most 4
+  warp instructions per clock, times an issue efficiency
+      eff = ISSUE_EFFICIENCY * min(1, resident warps per SM / 16)
+  (resident warps: blocks per SM from the occupancy in the SASS report, capped by the
+  blocks each SM actually gets; 16 warps = 4 per scheduler is taken as enough to hide
+  the exposed load latency of an unpipelined K loop; ISSUE_EFFICIENCY is the knob the
+  first GPU run calibrates). compute = ceil(blocks/132) * all / (4 * clock * eff).
+  memory = (A + B + C bytes, each once) / (HBM bandwidth * MEMORY_EFFICIENCY).
+  time = max(compute, memory, LAUNCH_FLOOR).
+
+  Memory-bound launches (ReLU, LRN, pooling, dropout, channel split/concat, the wgrad and
+  bias-gradient partial sums, softmax, the SGD update): time = max(bytes / (HBM bandwidth *
+  MEMORY_EFFICIENCY), LAUNCH_FLOOR), bytes = every input read once, every output written
+  once. LRN's instruction-bound behaviour is not modelled (optimistic for LRN).
+
+  Step = the sum over every launch of one train_step (the launches are serial on one
+  stream). Host synchronisations and launch gaps beyond LAUNCH_FLOOR are not modelled.
+
+"useful %" = the layer's true FLOPs / the FLOPs the padded tiles execute.
+"""
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import math
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+SMS = 132
+SCHEDULERS = 4
+CLOCK_HZ = 1.98e9
+HBM_BYTES_PER_S = 3.35e12
+MEMORY_EFFICIENCY = 0.8      # of HBM peak a streaming kernel reaches (assumption)
+ISSUE_EFFICIENCY = 0.8       # of 4 warp instructions per clock a saturated SM issues (assumption)
+WARPS_TO_HIDE_LATENCY = 16
+LAUNCH_FLOOR_S = 2.5e-6      # a launch's minimum time on the stream (assumption)
+F32 = 4
+
+
+def _cdiv(a, b):
+    return -(-a // b)
+
+
+@dataclass
+class Launch:
+    """One predicted kernel launch."""
+
+    layer: str
+    direction: str
+    kernel: str
+    seconds: float
+    bound: str                  # "compute", "memory" or "launch"
+    blocks: int = 0
+    waves: float = 0.0          # blocks / (resident blocks per SM * SMs)
+    useful_flops: float = 0.0
+    padded_flops: float = 0.0
+
+
+# ---------------------------------------------------------------------------- SASS counts
+@functools.cache
+def _sass_from_build() -> dict:
+    import sass_report
+
+    return {s.name: {"fma_share": s.fma_share, "blocks_per_sm": s.blocks_per_sm, "threads": s.threads}
+            for s in sass_report.report_cached() if s.arch == 90}
+
+
+def load_sass(path=None) -> dict:
+    """Kernel name -> {fma_share, blocks_per_sm, threads} on sm_90: from a sass_report --json
+    file, or by building and disassembling the kernels (needs nvcc and cuobjdump)."""
+    if path is None:
+        return _sass_from_build()
+    rows = json.loads(Path(path).read_text())
+    return {r["name"].replace("ccn::", ""): {k: r[k] for k in ("fma_share", "blocks_per_sm", "threads")}
+            for r in rows if r["arch"] == 90}
+
+
+# ---------------------------------------------------------------------------- launch models
+def memory_launch(layer, direction, kernel, nbytes) -> Launch:
+    t = nbytes / (HBM_BYTES_PER_S * MEMORY_EFFICIENCY)
+    return Launch(layer, direction, kernel, max(t, LAUNCH_FLOOR_S), "memory" if t >= LAUNCH_FLOOR_S else "launch")
+
+
+def gemm_launch(sass, layer, direction, kernel, tiles, bm, bn, k_block, useful_flops, nbytes) -> Launch:
+    """`tiles` blocks of BM x BN, each running a K extent of k_block (already padded)."""
+    s = sass[kernel]
+    ffma_per_block = bm * bn * k_block / 32
+    insns_per_block = ffma_per_block / s["fma_share"]
+    per_sm = _cdiv(tiles, SMS)
+    resident = min(s["blocks_per_sm"], per_sm)
+    eff = ISSUE_EFFICIENCY * min(1.0, resident * s["threads"] / 32 / WARPS_TO_HIDE_LATENCY)
+    compute = per_sm * insns_per_block / (SCHEDULERS * CLOCK_HZ * eff)
+    memory = nbytes / (HBM_BYTES_PER_S * MEMORY_EFFICIENCY)
+    t, bound = max((compute, "compute"), (memory, "memory"), (LAUNCH_FLOOR_S, "launch"))
+    return Launch(layer, direction, kernel, t, bound, tiles, tiles / (s["blocks_per_sm"] * SMS), useful_flops,
+                  2.0 * bm * bn * k_block * tiles)
+
+
+@dataclass(frozen=True)
+class ConvGeom:
+    n: int
+    h: int
+    w: int
+    c: int
+    k: int
+    r: int
+    s: int
+    stride: int
+    pad: tuple      # (top, bottom, left, right)
+    groups: int
+
+    @property
+    def p(self):
+        return (self.h + self.pad[0] + self.pad[1] - self.r) // self.stride + 1
+
+    @property
+    def q(self):
+        return (self.w + self.pad[2] + self.pad[3] - self.s) // self.stride + 1
+
+    @property
+    def cg(self):
+        return self.c // self.groups
+
+    @property
+    def kg(self):
+        return self.k // self.groups
+
+    @property
+    def flops(self):
+        return 2.0 * self.n * self.p * self.q * self.k * self.r * self.s * self.cg
+
+    def bytes(self):
+        x = self.n * self.h * self.w * self.c
+        y = self.n * self.p * self.q * self.k
+        return x, y, self.k * self.r * self.s * self.cg
+
+
+def conv_forward(sass, name, g: ConvGeom) -> list[Launch]:
+    x, y, w = g.bytes()
+    if g.cg % 4 == 0:
+        kernel, bm, bn = "conv_fwd_kernel2", 128, 128
+    else:
+        kernel, bm, bn = "conv_fwd_kernel1", 64, 64
+    tiles = _cdiv(g.n * g.p * g.q, bm) * _cdiv(g.kg, bn) * g.groups
+    k_block = _cdiv(g.r * g.s * g.cg, 16) * 16
+    return [gemm_launch(sass, name, "fwd", kernel, tiles, bm, bn, k_block, g.flops, F32 * (x + y + w + g.k))]
+
+
+def conv_dgrad(sass, name, g: ConvGeom) -> list[Launch]:
+    """Per stride phase (a, b): its own rows and taps (conv_dgrad.cuh); one launch whose
+    busiest SM is modelled over all the phases' active blocks."""
+    x, y, w = g.bytes()
+    bm, bn = (256, 16) if g.cg <= 16 else (64, 64)
+    kernel = f"conv_dgrad_kernel1<{bm}, {bn}>"
+    st = g.stride
+    tiles, padded, k_max = 0, 0.0, 0
+    for a in range(st):
+        for b in range(st):
+            h_first = ((a - g.pad[0]) % st + st) % st
+            w_first = ((b - g.pad[2]) % st + st) % st
+            hph = _cdiv(g.h - h_first, st) if h_first < g.h else 0
+            wph = _cdiv(g.w - w_first, st) if w_first < g.w else 0
+            ru = _cdiv(g.r - a, st) if a < g.r else 0
+            su = _cdiv(g.s - b, st) if b < g.s else 0
+            k_pad = _cdiv(ru * su * g.kg, 16) * 16
+            t = _cdiv(g.n * hph * wph, bm) * _cdiv(g.cg, bn) * g.groups
+            tiles += t
+            padded += 2.0 * bm * bn * k_pad * t
+            k_max = max(k_max, k_pad)
+    # Phases differ little in K (conv1: 2-3 taps per axis); the mean K per block is used.
+    k_mean = padded / (2.0 * bm * bn * tiles)
+    launch = gemm_launch(sass, name, "dgrad", kernel, tiles, bm, bn, k_mean, g.flops, F32 * (x + y + w))
+    return [launch]
+
+
+@functools.cache
+def _emu():
+    from cuda_convnet._ext import load
+
+    return load("_emu")
+
+
+def wgrad_plan(g: ConvGeom) -> dict:
+    """The launcher's own split (conv_wgrad_plan, through the emulator build)."""
+    return _emu().conv_wgrad_plan(n=g.n, h=g.h, w=g.w, c=g.c, k=g.k, r=g.r, s=g.s, stride=g.stride,
+                                  pad_top=g.pad[0], pad_bottom=g.pad[1], pad_left=g.pad[2], pad_right=g.pad[3],
+                                  groups=g.groups, chunk_rows=0)
+
+
+def conv_wgrad(sass, name, g: ConvGeom) -> list[Launch]:
+    x, y, w = g.bytes()
+    plan = wgrad_plan(g)
+    rscg = g.r * g.s * g.cg
+    tiles = _cdiv(rscg, 64) * _cdiv(g.kg, 64) * plan["chunks"] * g.groups
+    out = [gemm_launch(sass, name, "wgrad", "conv_wgrad_kernel1", tiles, 64, 64, plan["chunk_rows"], g.flops,
+                       F32 * (x + y + plan["chunks"] * w))]
+    if plan["chunks"] > 1:
+        out.append(memory_launch(name, "wgrad", "conv_sum_partials_kernel1", F32 * (plan["chunks"] + 1) * w))
+    out.append(memory_launch(name, "wgrad", "conv_bias_grad_kernel1", F32 * (y + plan["bias_chunks"] * g.k)))
+    if plan["bias_chunks"] > 1:
+        out.append(memory_launch(name, "wgrad", "conv_sum_partials_kernel1", F32 * (plan["bias_chunks"] + 1) * g.k))
+    return out
+
+
+def gemm(sass, layer, direction, m, n, k, trans_a, trans_b) -> Launch:
+    if m >= 128 and n >= 128:
+        kernel, bm, bn, bk = f"gemm_kernel2<{str(trans_a).lower()}, {str(trans_b).lower()}>", 128, 128, 8
+    else:
+        kernel, bm, bn, bk = f"gemm_kernel1<{str(trans_a).lower()}, {str(trans_b).lower()}>", 64, 64, 16
+    tiles = _cdiv(m, bm) * _cdiv(n, bn)
+    return gemm_launch(sass, layer, direction, kernel, tiles, bm, bn, _cdiv(k, bk) * bk, 2.0 * m * n * k,
+                       F32 * (m * k + k * n + m * n))
+
+
+# ---------------------------------------------------------------------------- the network
+def alexnet_launches(batch: int = 128, sass=None) -> list[Launch]:
+    """Every launch of one grouped-form AlexNet train_step at `batch` (see the docstring)."""
+    from cuda_convnet import models
+
+    sass = sass if sass is not None else load_sass()
+    cfg = models.alexnet_config()
+    n = batch
+    h, w, c = cfg.input_shape
+    out: list[Launch] = []
+    bwd: list[Launch] = []   # collected in forward order, issued in reverse
+
+    def mem(layer, direction, kernel, floats):
+        return memory_launch(layer, direction, kernel, F32 * floats)
+
+    def grouped(layer, direction, kernel, floats_io, size, groups, inputs=1):
+        """An op applied per channel group: split each input, the op per group, concat."""
+        ls = []
+        if groups > 1:
+            ls += [mem(layer, direction, "channel_copy_kernel1 (split)", 2 * size) for _ in range(inputs)]
+        ls += [mem(layer, direction, kernel, floats_io * size / groups) for _ in range(groups)]
+        if groups > 1:
+            ls.append(mem(layer, direction, "channel_copy_kernel1 (concat)", 2 * size))
+        return ls
+
+    for i, blk in enumerate(cfg.convs, 1):
+        pad = blk.padding if isinstance(blk.padding, tuple) else (blk.padding,) * 4
+        groups = 1 if blk.both_towers else cfg.columns
+        g = ConvGeom(n, h, w, c, blk.filters, blk.size, blk.size, blk.stride, pad, groups)
+        out += conv_forward(sass, f"conv{i}", g)
+        # conv2d_backward launches dgrad for every conv layer, conv1 (input: the data) too.
+        layer_bwd = conv_wgrad(sass, f"conv{i}", g) + conv_dgrad(sass, f"conv{i}", g)
+        size = n * g.p * g.q * g.k
+        out.append(mem(f"relu{i}", "fwd", "map_kernel1<Relu>", 2 * size))
+        layer_bwd = [mem(f"relu{i}", "bwd", "map2_kernel1<ReluGrad>", 3 * size)] + layer_bwd
+        h, w, c = g.p, g.q, g.k
+        if blk.lrn:
+            out += grouped(f"norm{i}", "fwd", "lrn_forward_kernel2", 2, size, cfg.columns)
+            layer_bwd = grouped(f"norm{i}", "bwd", "lrn_backward_kernel2", 4, size, cfg.columns, inputs=3) + layer_bwd
+        if blk.pool:
+            ph, pw = (h - cfg.pool_size) // cfg.pool_stride + 1, (w - cfg.pool_size) // cfg.pool_stride + 1
+            small = n * ph * pw * c
+            out.append(mem(f"pool{i}", "fwd", "max_pool_forward_kernel1", size + small))
+            layer_bwd = [mem(f"pool{i}", "bwd", "max_pool_backward_kernel1", 2 * size + 2 * small)] + layer_bwd
+            h, w = ph, pw
+        bwd.append(layer_bwd)
+
+    fan_in = h * w * c
+    units = list(cfg.hidden) + [cfg.classes]
+    for j, u in enumerate(units, 6):
+        name = f"fc{j}"
+        out.append(gemm(sass, name, "fwd", n, u, fan_in, False, True))
+        layer_bwd = [gemm(sass, name, "dgrad", n, fan_in, u, False, False),
+                     gemm(sass, name, "wgrad", u, fan_in, n, True, False),
+                     mem(name, "wgrad", "bias_grad_kernel1", n * u + u)]
+        if j < 6 + len(cfg.hidden):
+            out.append(mem(f"relu{j}", "fwd", "map_kernel1<Relu>", 2 * n * u))
+            out += grouped(f"drop{j}", "fwd", "dropout_kernel1", 2, n * u, cfg.columns)
+            layer_bwd = (grouped(f"drop{j}", "bwd", "dropout_kernel1", 2, n * u, cfg.columns)
+                         + [mem(f"relu{j}", "bwd", "map2_kernel1<ReluGrad>", 3 * n * u)] + layer_bwd)
+        bwd.append(layer_bwd)
+        fan_in = u
+
+    k = cfg.classes
+    out += [mem("loss", "fwd", "softmax_xent_forward_kernel1", 2 * n * k + n),
+            mem("loss", "fwd", "softmax_xent_mean_kernel1", n),
+            mem("loss", "fwd", "topk_errors_kernel1", n * k + n),
+            mem("loss", "bwd", "softmax_xent_backward_kernel1", 2 * n * k + n)]
+    for layer_bwd in reversed(bwd):
+        out += layer_bwd
+    params = sum(math.prod(p) for p in _alexnet_param_shapes())
+    out.append(mem("sgd", "update", "sgd_update_kernel1", 5 * params))  # w, g, v read; w, v written
+    return out
+
+
+@functools.cache
+def _alexnet_param_shapes():
+    from cuda_convnet import models
+
+    cfg = models.alexnet_config()
+    shapes, h, w, c = [], *cfg.input_shape
+    for blk in cfg.convs:
+        groups = 1 if blk.both_towers else cfg.columns
+        pad = blk.padding if isinstance(blk.padding, tuple) else (blk.padding,) * 4
+        g = ConvGeom(1, h, w, c, blk.filters, blk.size, blk.size, blk.stride, pad, groups)
+        shapes += [(g.k, g.r, g.s, g.cg), (g.k,)]
+        h, w, c = g.p, g.q, g.k
+        if blk.pool:
+            h, w = (h - cfg.pool_size) // cfg.pool_stride + 1, (w - cfg.pool_size) // cfg.pool_stride + 1
+    fan_in = h * w * c
+    for u in list(cfg.hidden) + [cfg.classes]:
+        shapes += [(u, fan_in), (u,)]
+        fan_in = u
+    return tuple(shapes)
+
+
+def predict_alexnet(batch: int = 128, sass=None) -> dict:
+    """PREDICTED milliseconds per (layer, direction) of one grouped AlexNet train_step on an
+    H100, plus ("step", "train") for the whole step. Directions: "fwd", "dgrad", "wgrad" for
+    conv1-5 and fc6-8 (wgrad includes the bias gradient and the split-K sums), "fwd"/"bwd"
+    for the memory-bound layers, ("sgd", "update")."""
+    out: dict = {}
+    launches = alexnet_launches(batch, sass)
+    for ln in launches:
+        key = (ln.layer, ln.direction)
+        out[key] = out.get(key, 0.0) + ln.seconds * 1e3
+    out[("step", "train")] = sum(ln.seconds for ln in launches) * 1e3
+    return out
+
+
+# ---------------------------------------------------------------------------- output
+def table(launches: list[Launch]) -> str:
+    rows: dict = {}
+    for ln in launches:
+        r = rows.setdefault((ln.layer, ln.direction), {"ms": 0.0, "launches": 0, "main": ln, "useful": 0.0,
+                                                        "padded": 0.0})
+        r["ms"] += ln.seconds * 1e3
+        r["launches"] += 1
+        r["useful"] += ln.useful_flops
+        r["padded"] += ln.padded_flops
+        if ln.seconds > r["main"].seconds:
+            r["main"] = ln
+    total = sum(r["ms"] for r in rows.values())
+    lines = [("| layer | direction | predicted ms | % of step | launches | longest kernel | blocks | waves "
+              "| useful % | predicted TFLOP/s | bound |"), "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for (layer, d), r in rows.items():
+        useful = f"{100 * r['useful'] / r['padded']:.0f}" if r["padded"] else "-"
+        tflops = f"{r['useful'] / (r['ms'] * 1e-3) / 1e12:.1f}" if r["useful"] else "-"
+        m = r["main"]
+        blocks, waves = (m.blocks, f"{m.waves:.2f}") if m.blocks else ("-", "-")
+        lines.append(f"| {layer} | {d} | {r['ms']:.3f} | {100 * r['ms'] / total:.1f} | {r['launches']} "
+                     f"| `{m.kernel}` | {blocks} | {waves} | {useful} | {tflops} | {m.bound} |")
+    lines.append(f"| **step** | train | **{total:.2f}** | 100 | {len(launches)} | | | | | | |")
+    return "\n".join(lines)
+
+
+def measured_rows(doc) -> dict:
+    """(layer, direction) -> measured ms, from conv_bench / kernel_bench / net_bench JSON:
+    conv_bench rows {"layer", "op", "ours_ms"} (grouped layers), kernel_bench rows {"op":
+    "<op> <layer>", "ours_us"}, net_bench rows {"impl": ours, "mode": "train", "towers":
+    "grouped", "images_per_s" or "median_s"} (the step)."""
+    out = {}
+    for row in doc.get("rows", []) if isinstance(doc, dict) else doc:
+        if row.get("layer") and row.get("op") and row.get("ours_ms") is not None:
+            out[(row["layer"], {"bwd": "bwd"}.get(row["op"], row["op"]))] = float(row["ours_ms"])
+        elif row.get("op") and row.get("ours_us") is not None:
+            out[tuple(row["op"].split(" ", 1)[::-1]) if " " in row["op"] else (row["op"], "")] = row["ours_us"] / 1e3
+        elif row.get("mode") == "train" and str(row.get("impl", "ours")).startswith("ours") \
+                and str(row.get("towers", "grouped")) in ("grouped", "1"):
+            if row.get("median_s"):
+                out[("step", "train")] = row["median_s"] * 1e3
+            elif row.get("images_per_s") and row.get("batch"):
+                out[("step", "train")] = 1e3 * row["batch"] / row["images_per_s"]
+    return out
+
+
+def calibrate(paths, pred: dict) -> str:
+    lines = ["| layer | direction | measured ms | predicted ms | measured / predicted |", "|---|---|---|---|---|"]
+    unmatched = []
+    for path in paths:
+        measured = measured_rows(json.loads(Path(path).read_text()))
+        for key, ms in sorted(measured.items()):
+            if key in pred:
+                lines.append(f"| {key[0]} | {key[1]} | {ms:.3f} | {pred[key]:.3f} | {ms / pred[key]:.2f} |")
+            else:
+                unmatched.append(key)
+    if unmatched:
+        lines.append(f"\n{len(unmatched)} measured rows have no prediction: {unmatched[:10]}")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--batch", type=int, default=128)
+    ap.add_argument("--sass-json", help="kernel counts from `sass_report.py --json` (default: build them)")
+    ap.add_argument("--calibrate", nargs="+", metavar="RESULTS_JSON",
+                    help="conv_bench / kernel_bench / net_bench --json output: print measured / predicted")
+    ap.add_argument("--json", metavar="PATH", help="write {layer/direction: predicted ms}")
+    args = ap.parse_args(argv)
+    try:
+        sass = load_sass(args.sass_json)
+    except RuntimeError as e:
+        print(f"perf_model: {e}", file=sys.stderr)
+        return 2
+    launches = alexnet_launches(args.batch, sass)
+    print(f"## Predicted H100 times, AlexNet grouped form, batch {args.batch} (a model, not a measurement)\n")
+    print(table(launches))
+    pred = predict_alexnet(args.batch, sass)
+    if args.calibrate:
+        print("\n## Measured / predicted\n")
+        print(calibrate(args.calibrate, pred))
+    if args.json:
+        Path(args.json).write_text(json.dumps({f"{k[0]}/{k[1]}": v for k, v in pred.items()}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

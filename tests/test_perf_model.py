@@ -1,0 +1,98 @@
+"""The performance model (bench/perf_model.py): its arithmetic on known launches, the
+AlexNet grids it derives from the launchers' rules, and the calibration reader. The
+figures it produces are predictions; these tests pin how they are computed."""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "bench"))
+import perf_model as pm  # noqa: E402  (bench/ is not a package)
+
+# Kernel counts of the shape sass_report gives (sm_90); values chosen to make the
+# arithmetic checkable by hand.
+FAKE = {name: {"fma_share": 0.5, "blocks_per_sm": 2, "threads": 256} for name in (
+    "conv_fwd_kernel1", "conv_fwd_kernel2", "conv_dgrad_kernel1<64, 64>", "conv_dgrad_kernel1<256, 16>",
+    "conv_wgrad_kernel1", "gemm_kernel1<false, true>", "gemm_kernel2<false, true>", "gemm_kernel2<false, false>",
+    "gemm_kernel2<true, false>", "gemm_kernel1<false, false>", "gemm_kernel1<true, false>")}
+
+
+def test_gemm_launch_time_and_wave_quantization():
+    one = pm.gemm_launch(FAKE, "l", "fwd", "conv_fwd_kernel2", 132, 128, 128, 1024, 1.0, 0)
+    # per block: 128*128*1024/32 FFMA / 0.5 = 1,048,576 warp instructions; 1 block per SM
+    # (8 warps) -> efficiency 0.8 * 8/16 = 0.4
+    expect = 1_048_576 / (4 * pm.CLOCK_HZ * 0.4)
+    assert one.seconds == pytest.approx(expect) and one.bound == "compute"
+    two = pm.gemm_launch(FAKE, "l", "fwd", "conv_fwd_kernel2", 133, 128, 128, 1024, 1.0, 0)
+    # one block more: the busiest SM runs two (now 16 warps resident: efficiency 0.8)
+    assert two.seconds == pytest.approx(2 * 1_048_576 / (4 * pm.CLOCK_HZ * 0.8))
+    assert two.waves == pytest.approx(133 / (2 * 132))
+
+
+def test_memory_launch():
+    ln = pm.memory_launch("relu1", "fwd", "map_kernel1<Relu>", 2 * 4 * 128 * 55 * 55 * 96)
+    assert ln.seconds == pytest.approx(2 * 4 * 128 * 55 * 55 * 96 / (3.35e12 * 0.8)) and ln.bound == "memory"
+    assert pm.memory_launch("x", "fwd", "k", 4).seconds == pm.LAUNCH_FLOOR_S
+
+
+def test_alexnet_grids_follow_the_launchers():
+    launches = pm.alexnet_launches(128, FAKE)
+    by = {}
+    for ln in launches:
+        by.setdefault((ln.layer, ln.direction), []).append(ln)
+    # conv1 forward: C = 3 -> conv_fwd_kernel1, 64x64 tiles of M = 128*55*55, N = 96
+    f1 = by[("conv1", "fwd")][0]
+    assert (f1.kernel, f1.blocks) == ("conv_fwd_kernel1", 6050 * 2)
+    # conv2 forward: groups 2, 128x128 tiles: ceil(128*27*27/128) * ceil(128/128) * 2
+    assert by[("conv2", "fwd")][0].blocks == 729 * 2
+    # conv1 dgrad: C = 3 -> the 256x16 tile; 16 stride phases of 14x14 (or fewer) pixels
+    d1 = by[("conv1", "dgrad")][0]
+    assert d1.kernel == "conv_dgrad_kernel1<256, 16>"
+    assert d1.useful_flops / d1.padded_flops == pytest.approx(0.18, abs=0.01)
+    # FC at batch 128: fc6/fc7 forward 32 blocks, fc8 forward 8 (128x128 tiles)
+    assert [by[(f"fc{i}", "fwd")][0].blocks for i in (6, 7, 8)] == [32, 32, 8]
+    # wgrad: the launcher's own plan (through the emulator build)
+    plan = pm.wgrad_plan(pm.ConvGeom(128, 224, 224, 3, 96, 11, 11, 4, (1, 2, 1, 2), 1))
+    assert by[("conv1", "wgrad")][0].blocks == 2 * 6 * plan["chunks"]
+    # every parameter updated once: 60,965,224 floats x 5 passes
+    assert by[("sgd", "update")][0].seconds == pytest.approx(5 * 4 * 60_965_224 / (3.35e12 * 0.8))
+
+
+def test_predict_alexnet_sums_the_step():
+    pred = pm.predict_alexnet(128, FAKE)
+    step = pred.pop(("step", "train"))
+    assert step == pytest.approx(sum(pred.values()))
+    for layer in ("conv1", "conv2", "conv3", "conv4", "conv5", "fc6", "fc7", "fc8"):
+        assert all(pred[(layer, d)] > 0 for d in ("fwd", "dgrad", "wgrad"))
+
+
+def test_calibrate_reads_bench_json(tmp_path):
+    pred = pm.predict_alexnet(128, FAKE)
+    doc = {"bench": "conv_bench", "rows": [
+        {"layer": "conv2", "op": "fwd", "ours_ms": 2 * pred[("conv2", "fwd")]},
+        {"layer": "conv2/t", "op": "fwd", "ours_ms": 1.0},
+        {"impl": "ours", "mode": "train", "towers": "grouped", "batch": 128, "images_per_s": 1280.0}]}
+    path = tmp_path / "conv.json"
+    path.write_text(json.dumps(doc))
+    assert pm.measured_rows(doc)[("step", "train")] == pytest.approx(100.0)
+    out = pm.calibrate([path], pred)
+    assert f"| conv2 | fwd | {2 * pred[('conv2', 'fwd')]:.3f} | {pred[('conv2', 'fwd')]:.3f} | 2.00 |" in out
+    assert "1 measured rows have no prediction" in out
+
+
+def test_prediction_from_the_real_sass():
+    """With the kernels' own SASS counts the model reproduces the known shape of the step:
+    conv1's dgrad (a 19 %-useful 256x16 tile) is the largest row."""
+    import sass_report
+
+    if not sass_report.have_nvcc():
+        pytest.skip("nvcc is not installed: no SASS to read (CI has it)")
+    pred = pm.predict_alexnet(128)
+    step = pred.pop(("step", "train"))
+    print(f"predicted H100 step at batch 128: {step:.1f} ms")
+    assert max(pred, key=pred.get) == ("conv1", "dgrad")
+    assert 20 < step < 100
