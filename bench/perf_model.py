@@ -341,14 +341,17 @@ def _alexnet_param_shapes():
 
 def predict_alexnet(batch: int = 128, sass=None) -> dict:
     """PREDICTED milliseconds per (layer, direction) of one grouped AlexNet train_step on an
-    H100, plus ("step", "train") for the whole step. Directions: "fwd", "dgrad", "wgrad" for
-    conv1-5 and fc6-8 (wgrad includes the bias gradient and the split-K sums), "fwd"/"bwd"
-    for the memory-bound layers, ("sgd", "update")."""
+    H100, plus ("step", "train") for the whole step. Directions: "fwd", "dgrad", "wgrad" and
+    "bwd" (= dgrad + wgrad) for conv1-5 and fc6-8 (wgrad includes the bias gradient and the
+    split-K sums), "fwd"/"bwd" for the memory-bound layers, ("sgd", "update")."""
     out: dict = {}
     launches = alexnet_launches(batch, sass)
     for ln in launches:
         key = (ln.layer, ln.direction)
         out[key] = out.get(key, 0.0) + ln.seconds * 1e3
+    for layer in {ln.layer for ln in launches}:
+        if (layer, "dgrad") in out:  # conv_bench's "bwd": dx, dw and db together
+            out[(layer, "bwd")] = out[(layer, "dgrad")] + out[(layer, "wgrad")]
     out[("step", "train")] = sum(ln.seconds for ln in launches) * 1e3
     return out
 

@@ -4,14 +4,14 @@
     python bench/sass_report.py --arch 80       # the same for sm_80
     python bench/sass_report.py --json out.json # every kernel, both architectures
 
-No GPU is needed: the kernels are compiled by the project's own CMake build (target
-``ccn_cuda_kernels``, so the flags are exactly CMakeLists.txt's: ``-lineinfo
---expt-relaxed-constexpr``, Release, CMAKE_CUDA_ARCHITECTURES "80;90") and disassembled
+No GPU is needed: the kernels are compiled with the project's own flags and disassembled
 with NVIDIA's ``cuobjdump`` (``-sass`` and ``-res-usage``), names demangled with
-``c++filt``. The build directory is reused when it exists (``build/inplace``, or any
-``build/*`` holding the CUDA objects; ``cmake --build`` brings it up to date), otherwise
-``build/sass`` is configured with CCN_CUDA=ON. ``cuobjdump`` is looked up on PATH, in
-/usr/local/cuda/bin, $CUDA_HOME/bin, and in the ``nvidia-cuda-cuobjdump`` wheel.
+``c++filt``. An existing CMake build directory with the CUDA objects for sm_80 and sm_90
+(``build/inplace`` first, then any ``build/*``) is brought up to date with ``cmake --build
+--target ccn_cuda_kernels``; without one, each csrc/*.cu is compiled by nvcc into
+build/sass with the flags read from CMakeLists.txt (``-lineinfo --expt-relaxed-constexpr``,
+Release ``-O3``, C++17, CMAKE_CUDA_ARCHITECTURES "80;90"). ``cuobjdump`` is looked up on
+PATH, in $CUDA_HOME/bin, /usr/local/cuda/bin, and in the ``nvidia-cuda-cuobjdump`` wheel.
 
 The main loop of a kernel (the rule, applied to the SASS of each function):
   every backward branch (``BRA`` to a lower address) closes a loop whose body is the
@@ -122,45 +122,79 @@ def _has_archs(build: Path, archs=(80, 90)) -> bool:
     return all(str(a) in have for a in archs)
 
 
-def _configure(build: Path) -> None:
-    pybind11_dir = _run([sys.executable, "-m", "pybind11", "--cmakedir"]).strip()
-    cmd = ["cmake", "-S", str(ROOT), "-B", str(build), "-DCMAKE_BUILD_TYPE=Release",
-           "-DSKBUILD_PROJECT_NAME=cuda_convnet", "-DSKBUILD_PROJECT_VERSION=0.1.0",
-           f"-DPython_EXECUTABLE={sys.executable}", f"-Dpybind11_DIR={pybind11_dir}", "-DCCN_CUDA=ON",
-           "-DCMAKE_CUDA_ARCHITECTURES=80;90"]
-    if shutil.which("ninja"):
-        cmd[1:1] = ["-G", "Ninja"]
-    _run(cmd)
+def cmake_cuda_flags() -> list[str]:
+    """The nvcc flags of CMakeLists.txt's ccn_cuda_kernels target, read from the file: the
+    CUDA compile options, the default CMAKE_CUDA_ARCHITECTURES, the C++ standard, and what
+    CMake adds for a Release build (-O3 -DNDEBUG) and a position-independent library."""
+    text = (ROOT / "CMakeLists.txt").read_text()
+    opts = re.search(r"\$<\$<COMPILE_LANGUAGE:CUDA>:([^>]*)>", text)
+    archs = re.search(r'set\(CMAKE_CUDA_ARCHITECTURES "([^"]+)"\)', text)
+    std = re.search(r"set\(CMAKE_CXX_STANDARD (\d+)\)", text)
+    if not (opts and archs and std):
+        raise RuntimeError("CMakeLists.txt: could not read the CUDA options, architectures or C++ standard")
+    flags = ["-O3", "-DNDEBUG", "-Xcompiler=-fPIC", f"-std=c++{std.group(1)}", *opts.group(1).split()]
+    for a in archs.group(1).split(";"):
+        flags.append(f"--generate-code=arch=compute_{a},code=[compute_{a},sm_{a}]")
+    return flags
+
+
+def _nvcc_objects(out: Path) -> list[Path]:
+    """csrc/*.cu compiled one by one with cmake_cuda_flags() into `out` (when out of date)."""
+    nvcc = shutil.which("nvcc") or "/usr/local/cuda/bin/nvcc"
+    out.mkdir(parents=True, exist_ok=True)
+    newest = max(p.stat().st_mtime for p in [*CSRC.glob("*.cu*"), *CSRC.glob("*.h"), ROOT / "CMakeLists.txt"])
+    flags = cmake_cuda_flags()
+    jobs = []
+    for src in sorted(CSRC.glob("*.cu")):
+        obj = out / (src.name + ".o")
+        if not obj.exists() or obj.stat().st_mtime < newest:
+            jobs.append(subprocess.Popen([nvcc, *flags, "-I", str(CSRC), "-c", str(src), "-o", str(obj)],
+                                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+            if len(jobs) >= (os.cpu_count() or 2):
+                _wait(jobs.pop(0))
+    for job in jobs:
+        _wait(job)
+    return sorted(out.glob("*.cu.o"))
+
+
+def _wait(job) -> None:
+    stdout, stderr = job.communicate()
+    if job.returncode != 0:
+        raise RuntimeError(f"{' '.join(job.args)} failed ({job.returncode}):\n{stdout[-2000:]}{stderr[-4000:]}")
 
 
 def build_objects(build_dir: str | Path | None = None) -> list[Path]:
-    """Compile (or bring up to date) the nvcc objects of csrc/*.cu for sm_80 and sm_90 with the
-    CMake build's flags; return the object files. Raises RuntimeError when nvcc is missing
-    or the build fails."""
+    """The nvcc objects of csrc/*.cu for sm_80 and sm_90, built with the CMake build's flags
+    and brought up to date; raises RuntimeError when nvcc is missing or the build fails.
+
+    An existing CMake build directory (``build_dir``, else build/inplace or any build/*
+    with the CUDA objects for both architectures) is updated with ``cmake --build --target
+    ccn_cuda_kernels``; where there is none (or it cannot be rebuilt, e.g. a pip build
+    directory whose isolated environment is gone) each csrc/*.cu is compiled by nvcc into
+    build/sass with the flags read from CMakeLists.txt (cmake_cuda_flags)."""
     if not have_nvcc():
         raise RuntimeError("nvcc not found (PATH, /usr/local/cuda/bin): cannot compile the kernels")
     if build_dir is not None:
         candidates = [Path(build_dir)]
     else:
-        candidates = [ROOT / "build" / "inplace"] + sorted(
-            p.parents[len(OBJ_SUBDIR.parts) - 1] for p in (ROOT / "build").glob(f"*/{OBJ_SUBDIR}")
-            if p.parents[len(OBJ_SUBDIR.parts) - 1].name != "inplace")
-        candidates = [c for c in candidates if (c / OBJ_SUBDIR).is_dir() and _has_archs(c)]
-        candidates.append(ROOT / "build" / "sass")
+        depth = len(OBJ_SUBDIR.parts)
+        found = sorted(p.parents[depth - 1] for p in (ROOT / "build").glob(f"*/{OBJ_SUBDIR}"))
+        candidates = sorted(found, key=lambda b: b.name != "inplace")
+        candidates = [c for c in candidates if _has_archs(c)]
     errors = []
     for build in candidates:
         try:
-            if not (build / "CMakeCache.txt").is_file():
-                _configure(build)
             _run(["cmake", "--build", str(build), "--target", "ccn_cuda_kernels", "-j", str(os.cpu_count() or 2)])
-        except RuntimeError as e:  # e.g. a pip build directory whose isolated environment is gone
+        except (RuntimeError, OSError) as e:
             errors.append(f"{build}: {e}")
             continue
         objs = sorted((build / OBJ_SUBDIR).glob("*.cu.o"))
         if objs:
             return objs
         errors.append(f"{build}: no objects under {OBJ_SUBDIR}")
-    raise RuntimeError("could not build the CUDA objects:\n" + "\n".join(errors))
+    if build_dir is not None:
+        raise RuntimeError("could not build the CUDA objects:\n" + "\n".join(errors))
+    return _nvcc_objects(ROOT / "build" / "sass")
 
 
 # ---------------------------------------------------------------------------- source facts
