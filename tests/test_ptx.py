@@ -24,7 +24,6 @@ import subprocess
 
 import numpy as np
 import pytest
-
 import simt_build as sb
 
 pytestmark = pytest.mark.skipif(sb.compiler() is None, reason="needs g++")
@@ -103,15 +102,16 @@ def driver(tmp_path_factory):
     return sb.build([DRIVER], tmp_path_factory.mktemp("ptx"), include_dirs=[sb.SIMT_DIR])
 
 
-def run_mode(exe, mode, inputs, order, tmp_path, outputs):
+def run_mode(exe, mode, inputs, order, tmp_path, outputs, env=None):
     """Write `inputs` (name -> array), run the driver in `order`, return (returncode,
     stderr, {name: array}) with `outputs` (name -> dtype) read back."""
     work = tmp_path / f"{mode}_{order.replace(':', '_')}"
     work.mkdir(exist_ok=True)
     for name, arr in inputs.items():
         np.ascontiguousarray(arr).tofile(work / f"{name}.bin")
-    env = dict(os.environ, CCN_SIMT_ORDER=order)
-    r = subprocess.run([str(exe), mode, str(work)], capture_output=True, text=True, env=env, timeout=120)
+    env = dict(os.environ, CCN_SIMT_ORDER=order, **(env or {}))
+    r = subprocess.run([str(exe), mode, str(work)], check=False, capture_output=True, text=True, env=env,
+                       timeout=120)
     got = {}
     if r.returncode == 0:
         got = {name: np.fromfile(work / f"{name}.bin", dtype) for name, dtype in outputs.items()}
@@ -254,7 +254,7 @@ def conversion_inputs(rng):
 
 def test_numpy_models_on_known_values():
     """The models themselves, on hand-checked bit patterns."""
-    f = lambda *b: np.array(b, np.uint32).view(np.float32)  # noqa: E731
+    f = lambda *b: np.array(b, np.uint32).view(np.float32)
     np.testing.assert_array_equal(
         tf32_rna(f(0x3F801000, 0x3F803000, 0x3F800FFF, 0xBF801000, 0x7F7FFFFF, 0x00001000, 0x7FC01234, 0x80000000)),
         np.array([0x3F802000, 0x3F804000, 0x3F800000, 0xBF802000, 0x7F800000, 0x00002000, 0x7FC00000, 0x80000000],
@@ -302,7 +302,7 @@ def test_cp_async_pipeline_matches_reference(driver, tmp_path):
 
 # ---------------------------------------------------------------- planted bugs
 def _fails(exe, mode, inputs, want, order, tmp_path, out="D"):
-    rc, err, got = run_mode(exe, mode, inputs, order, tmp_path, {out: np.float32})
+    rc, _, got = run_mode(exe, mode, inputs, order, tmp_path, {out: np.float32})
     if rc != 0:
         return True
     return not np.array_equal(got[out].reshape(want.shape), want)
@@ -364,6 +364,45 @@ def test_lane_skipping_mma_is_a_divergence_error(tmp_path):
             assert "divergent warp collective" in err and "thread 7 exited" in err, err
 
 
+def test_lanes_at_different_mma_sites_are_a_divergence_error(tmp_path):
+    """mma.sync.aligned: every lane must execute the same instruction, not one per branch."""
+    inputs, _ = tf32_tile_case(np.random.default_rng(14))
+    split = "\\1if (lane == 7) {\n\\1  mma_m16n8k8_tf32(d, a, b, c);\n\\1} else {\n\\1  mma_m16n8k8_tf32(d, a, b, c);\n\\1}"
+    for _, mutant_dir in sb.text_mutants(KERNELS, r"^(\s*)mma_m16n8k8_tf32\(d, a, b, c\);", split, tmp_path):
+        exe = sb.build([DRIVER], mutant_dir, include_first=mutant_dir, include_dirs=[sb.SIMT_DIR])
+        for order in ORDERS:
+            rc, err, _ = run_mode(exe, "mma_tf32_tile", inputs, order, mutant_dir, {})
+            assert rc == 3 and "divergent warp collective" in err, err
+            assert err.count("mma.sync.m16n8k8.tf32 at ") == 2, err  # both sites named
+
+
+def test_mma_on_a_partial_warp_is_an_error(driver, tmp_path):
+    z = {"a": np.zeros(128, np.uint32), "b": np.zeros(64, np.uint32), "c": np.zeros(128, np.float32)}
+    rc, err, _ = run_mode(driver, "mma_partial_warp", z, "forward", tmp_path, {})
+    assert rc == 3 and "needs all 32 lanes" in err, err
+
+
+@pytest.mark.parametrize("variant", ["ucontext", "no-cuda-toolkit", "asan"])
+def test_models_in_other_emulator_builds(tmp_path, variant):
+    """The models do not depend on the fiber library or CUDA's vector types, and the ASan
+    + UBSan build finds nothing out of bounds in them."""
+    kw = {"ucontext": {"fibers": "ucontext"}, "no-cuda-toolkit": {"toolkit": False}, "asan": {"sanitize": True}}
+    try:
+        exe = sb.build([DRIVER], tmp_path, include_dirs=[sb.SIMT_DIR], **kw[variant])
+    except RuntimeError as e:  # pragma: no cover - a compiler without libasan
+        if variant != "asan":
+            raise
+        pytest.skip(f"no AddressSanitizer runtime: {e}")
+    rng = np.random.default_rng(15)
+    cases = [(mode, *TILE_CASES[mode](rng)) for mode in TILE_CASES]
+    cases.append(("pipeline", *pipeline_case(rng, 64, 16, 20)))
+    for mode, inputs, want in cases:
+        rc, err, got = run_mode(exe, mode, inputs, "shuffle:4", tmp_path, {"D": np.float32},
+                                env={"ASAN_OPTIONS": "detect_leaks=0"})
+        assert rc == 0, err[-3000:]
+        np.testing.assert_array_equal(got["D"].reshape(want.shape), want, err_msg=mode)
+
+
 def test_cp_async_misaligned_copy_is_an_error(tmp_path):
     """A 16-byte copy needs 16-byte aligned addresses: K = 2 puts A's rows 8 bytes apart."""
     inputs, _ = pipeline_case(np.random.default_rng(13), 32, 8, 4)
@@ -406,7 +445,7 @@ def test_wrappers_compile_to_tensor_core_instructions(tmp_path, arch):
     cubin = tmp_path / f"ptx_sm{arch}.cubin"
     cmd = [_nvcc(), "-cubin", f"-arch=sm_{arch}", "-std=c++17", "-I" + str(sb.CSRC), "-I" + str(sb.SIMT_DIR),
            str(sb.SIMT_DIR / "ptx_nvcc_check.cu"), "-o", str(cubin)]
-    r = subprocess.run(cmd, capture_output=True, text=True)
+    r = subprocess.run(cmd, check=False, capture_output=True, text=True)
     assert r.returncode == 0, r.stderr[-4000:]
     tool = _cuobjdump()
     if tool is None:

@@ -54,6 +54,12 @@ int main(int argc, char** argv) {
       auto k = mode == "mma_tf32_frag" ? mma_tf32_frag : mma_bf16_frag;
       CCN_LAUNCH(k, 1, 32, 0, nullptr)(a.data(), b.data(), c.data(), d.data());
       save("d", d);
+    } else if (mode == "mma_partial_warp") {  // a 16-thread block: half a warp executes the mma
+      auto a = load<uint32_t>("a"), b = load<uint32_t>("b");
+      auto c = load<float>("c");
+      auto d = poisoned<float>(128);
+      CCN_LAUNCH(mma_tf32_frag, 1, 16, 0, nullptr)(a.data(), b.data(), c.data(), d.data());
+      save("d", d);
     } else if (mode == "mma_tf32_tile" || mode == "mma_bf16_tile" || mode == "mma_bf16_ldmatrix") {
       auto A = load<float>("A"), B = load<float>("B"), C = load<float>("C");
       auto D = poisoned<float>(128);
