@@ -346,6 +346,13 @@ def test_dropped_cp_async_wait_is_caught(tmp_path):
     assert n >= 1
 
 
+def test_wait_covering_one_group_too_few_is_caught(tmp_path):
+    """wait_group<kStages - 1> leaves the stage about to be read in flight."""
+    rng = np.random.default_rng(16)
+    _assert_mutants_fail(tmp_path, PIPELINE, r"cp_async_wait_group<kPipeStages - 2>", "cp_async_wait_group<kPipeStages - 1>",
+                         "pipeline", pipeline_case(rng, 64, 16, 36))
+
+
 def test_dropped_pipeline_barrier_is_caught(tmp_path):
     rng = np.random.default_rng(11)
     n = _assert_mutants_fail(tmp_path, PIPELINE, r"\b__syncthreads\(\)\s*;", ";", "pipeline",
@@ -403,12 +410,11 @@ def test_models_in_other_emulator_builds(tmp_path, variant):
         np.testing.assert_array_equal(got["D"].reshape(want.shape), want, err_msg=mode)
 
 
-def test_cp_async_misaligned_copy_is_an_error(tmp_path):
+def test_cp_async_misaligned_copy_is_an_error(driver, tmp_path):
     """A 16-byte copy needs 16-byte aligned addresses: K = 2 puts A's rows 8 bytes apart."""
     inputs, _ = pipeline_case(np.random.default_rng(13), 32, 8, 4)
     inputs["dims"] = np.array([32, 8, 2], np.int32)
-    exe = sb.build([DRIVER], tmp_path, include_dirs=[sb.SIMT_DIR])
-    rc, err, _ = run_mode(exe, "pipeline", inputs, "forward", tmp_path, {})
+    rc, err, _ = run_mode(driver, "pipeline", inputs, "forward", tmp_path, {})
     assert rc == 3 and "not aligned" in err, err
 
 
@@ -437,19 +443,38 @@ def _cuobjdump():
     return None
 
 
-@pytest.mark.skipif(_nvcc() is None, reason="needs nvcc (the CUDA toolkit)")
+@pytest.fixture(scope="module")
+def cubins(tmp_path_factory):
+    """The test kernels (every wrapper) compiled by nvcc for sm_80 and sm_90:
+    arch -> (compiled, cubin path, nvcc's stderr)."""
+    if _nvcc() is None:
+        pytest.skip("needs nvcc (the CUDA toolkit)")
+    out = tmp_path_factory.mktemp("cubin")
+    results = {}
+    for arch in ("80", "90"):
+        cubin = out / f"ptx_sm{arch}.cubin"
+        cmd = [_nvcc(), "-cubin", f"-arch=sm_{arch}", "-std=c++17", "-I" + str(sb.CSRC), "-I" + str(sb.SIMT_DIR),
+               str(sb.SIMT_DIR / "ptx_nvcc_check.cu"), "-o", str(cubin)]
+        r = subprocess.run(cmd, check=False, capture_output=True, text=True)
+        results[arch] = (r.returncode == 0, cubin, r.stderr)
+    return results
+
+
 @pytest.mark.parametrize("arch", ["80", "90"])
-def test_wrappers_compile_to_tensor_core_instructions(tmp_path, arch):
-    """Every wrapper, through the test kernels, compiles for sm_80 and sm_90; the SASS
-    has the instructions the wrappers stand for (when cuobjdump is available)."""
-    cubin = tmp_path / f"ptx_sm{arch}.cubin"
-    cmd = [_nvcc(), "-cubin", f"-arch=sm_{arch}", "-std=c++17", "-I" + str(sb.CSRC), "-I" + str(sb.SIMT_DIR),
-           str(sb.SIMT_DIR / "ptx_nvcc_check.cu"), "-o", str(cubin)]
-    r = subprocess.run(cmd, check=False, capture_output=True, text=True)
-    assert r.returncode == 0, r.stderr[-4000:]
+def test_wrappers_compile_with_nvcc(cubins, arch):
+    compiled, _, stderr = cubins[arch]
+    assert compiled, f"sm_{arch}: {stderr[-4000:]}"
+
+
+@pytest.mark.parametrize("arch", ["80", "90"])
+def test_sass_has_the_wrapped_instructions(cubins, arch):
+    """mma -> HMMA, ldmatrix -> LDSM (MT88: .trans), cp.async -> LDGSTS (BYPASS: .cg) with
+    LDGDEPBAR (commit) and DEPBAR (wait)."""
     tool = _cuobjdump()
     if tool is None:
-        pytest.skip("compiled; no cuobjdump to read the SASS (pip install nvidia-cuda-cuobjdump)")
+        pytest.skip("no cuobjdump to read the SASS (pip install nvidia-cuda-cuobjdump)")
+    compiled, cubin, _ = cubins[arch]
+    assert compiled, f"sm_{arch}: nvcc failed"
     sass = subprocess.run([tool, "-sass", str(cubin)], capture_output=True, text=True, check=True).stdout
     for op in ("HMMA.1688.F32.TF32", "HMMA.16816.F32.BF16", "LDSM.16.M88.4", "LDSM.16.MT88.2", "LDGSTS.E.BYPASS.128",
                "LDGDEPBAR", "DEPBAR"):

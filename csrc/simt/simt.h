@@ -4,7 +4,9 @@
 // extension. It supplies what kernel code uses: the CUDA keywords, threadIdx/blockIdx/
 // blockDim/gridDim, CUDA's own vector types (the toolkit's vector_types.h when present),
 // static and dynamic shared memory, __syncthreads, warp shuffles/ballot/vote with lockstep
-// semantics, atomics and the fast-math intrinsics, and the one launch macro.
+// semantics, atomics and the fast-math intrinsics, and the one launch macro; and the two
+// hooks behind the models of csrc/ptx/ (mma.sync, ldmatrix, cp.async): warp collectives
+// that combine the whole warp's operands at once, and per-thread cp.async queues.
 //
 // Execution model (simt.cpp has the details):
 //   - a grid's blocks are spread over OS threads; each block runs on one OS thread;

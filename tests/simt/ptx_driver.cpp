@@ -88,7 +88,7 @@ int main(int argc, char** argv) {
       auto A = load<float>("A"), B = load<float>("B");
       auto D = poisoned<float>(static_cast<std::size_t>(M) * N);
       CCN_LAUNCH(pipeline_tf32_gemm, dim3(N / kPipeBN, M / kPipeBM), 64, kPipeSmemFloats * sizeof(float),
-                 nullptr)(A.data(), B.data(), D.data(), M, N, K);
+                 nullptr)(A.data(), B.data(), D.data(), N, K);
       save("D", D);
     } else {
       std::fprintf(stderr, "unknown mode %s\n", mode.c_str());

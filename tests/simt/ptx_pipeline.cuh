@@ -4,9 +4,10 @@
 // Stage s of shared memory holds A[32][8] and B[8][8]; each K step: wait for the oldest
 // stage, one barrier (its data from every thread is visible, and every thread is done with
 // the stage the next load overwrites), mma, issue the load kStages-1 steps ahead, commit.
-// Preconditions: M % 32 == 0, N % 8 == 0, K % 4 == 0 (16-byte copies; the tail of the last
-// K step is zero-filled by the copies' src-size). The tests delete each cp_async_wait_group
-// and each __syncthreads of this file in turn and check the result goes wrong.
+// Grid (N / 8, M / 32). Preconditions: M % 32 == 0, N % 8 == 0, K % 4 == 0 (16-byte
+// copies; the tail of the last K step is zero-filled by the copies' src-size). The tests
+// delete each cp_async_wait_group and each __syncthreads of this file in turn and check
+// that the result goes wrong.
 #pragma once
 
 #include "ptx.cuh"
@@ -17,7 +18,7 @@ using namespace ccn;
 constexpr int kPipeStages = 3, kPipeBM = 32, kPipeBN = 8, kPipeBK = 8;
 constexpr int kPipeSmemFloats = kPipeStages * (kPipeBM * kPipeBK + kPipeBK * kPipeBN);
 
-__global__ void pipeline_tf32_gemm(const float* A, const float* B, float* D, int M, int N, int K) {
+__global__ void pipeline_tf32_gemm(const float* A, const float* B, float* D, int N, int K) {
   CCN_DYNAMIC_SHARED(float, smem);
   float* sA = smem;                                     // [stage][32][8]
   float* sB = smem + kPipeStages * kPipeBM * kPipeBK;  // [stage][8][8]
