@@ -11,6 +11,8 @@
 // Under the emulator each warp-collective wrapper takes two defaulted trailing parameters:
 // the caller's file and line (GCC's __builtin_FILE/LINE), so lanes of one warp meet at
 // the same collective only if they call it from the same place. Under nvcc they vanish.
+// (A device function that itself calls a wrapper is one site for all of its callers; the
+// emulator then cannot tell its call sites apart.)
 #if defined(CCN_EMU)
 #define CCN_PTX_SITE , const char *ccn_file = __builtin_FILE(), int ccn_line = __builtin_LINE()
 #else

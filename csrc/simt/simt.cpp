@@ -271,17 +271,18 @@ class BlockRunner {
 
   // ---- cp.async (see simt.h)
   void cp_async(void* dst, const void* src, unsigned bytes, unsigned src_bytes, const char* file, int line) {
-    std::ostringstream m;
-    if (bytes != 4 && bytes != 8 && bytes != 16) {
-      m << "cp.async of " << bytes << " bytes (4, 8 or 16)";
-    } else if (src_bytes > bytes) {
-      m << "cp.async src-size " << src_bytes << " exceeds cp-size " << bytes;
-    } else if (reinterpret_cast<std::uintptr_t>(dst) % bytes != 0 ||
-               (src_bytes > 0 && reinterpret_cast<std::uintptr_t>(src) % bytes != 0)) {
-      m << "cp.async of " << bytes << " bytes with an address not aligned to " << bytes;
+    bool bad_size = bytes != 4 && bytes != 8 && bytes != 16;
+    bool bad_src_size = src_bytes > bytes;
+    bool misaligned = !bad_size && (reinterpret_cast<std::uintptr_t>(dst) % bytes != 0 ||
+                                    (src_bytes > 0 && reinterpret_cast<std::uintptr_t>(src) % bytes != 0));
+    if (bad_size || bad_src_size || misaligned) {
+      std::ostringstream m;
+      m << "simt: thread " << current_ << ": cp.async at " << file << ":" << line << ": ";
+      if (bad_size) m << bytes << " bytes (4, 8 or 16)";
+      else if (bad_src_size) m << "src-size " << src_bytes << " exceeds cp-size " << bytes;
+      else m << "an address not aligned to its " << bytes << " bytes";
+      throw Error(m.str());
     }
-    if (!m.str().empty()) throw Error("simt: thread " + std::to_string(current_) + ": " + m.str() + " at " + file +
-                                      ":" + std::to_string(line));
     // Undefined until the copy completes: a read before the covering wait sees NaN.
     auto* w = static_cast<uint32_t*>(dst);
     for (unsigned i = 0; i < bytes / 4; ++i) w[i] = 0x7fc00000u;
