@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 import pathlib
+import re
 import shutil
 import subprocess
 
@@ -300,6 +301,26 @@ def test_cp_async_pipeline_matches_reference(driver, tmp_path):
             np.testing.assert_array_equal(got["D"].reshape(M, N), want, err_msg=f"{(M, N, K)} {order}")
 
 
+def test_cp_async_sizes_zero_fill_and_landing(driver, tmp_path):
+    """4/8/16-byte copies with every src-size: the destination reads NaN from issue until
+    the wait that covers its group, then the first src-size bytes of the source and zeros."""
+    src = np.random.default_rng(17).uniform(1, 2, 256).astype(np.float32)  # no zeros, no NaN
+    t = np.arange(32)[:, None]
+    s = src.reshape(32, 8)
+    group0 = np.where(np.arange(4) < t % 5, s[:, :4], 0)
+    group1 = np.concatenate([np.where(np.arange(2) < t % 3, s[:, 4:6], 0), np.where(t % 2 == 1, s[:, 6:7], 0)], axis=1)
+    nan = np.full((32, 1), np.nan, np.float32)
+    want_mid = np.concatenate([group0, np.full((32, 4), np.nan)], axis=1)
+    want_after = np.concatenate([group0, group1, nan], axis=1)
+    for order in ORDERS:
+        rc, err, got = run_mode(driver, "cp_async_forms", {"src": src}, order, tmp_path,
+                                {"before": np.float32, "mid": np.float32, "after": np.float32})
+        assert rc == 0, err
+        assert np.isnan(got["before"]).all(), order
+        np.testing.assert_array_equal(got["mid"].reshape(32, 8), want_mid, err_msg=order)
+        np.testing.assert_array_equal(got["after"].reshape(32, 8), want_after, err_msg=order)
+
+
 # ---------------------------------------------------------------- planted bugs
 def _fails(exe, mode, inputs, want, order, tmp_path, out="D"):
     rc, _, got = run_mode(exe, mode, inputs, order, tmp_path, {out: np.float32})
@@ -468,14 +489,18 @@ def test_wrappers_compile_with_nvcc(cubins, arch):
 
 @pytest.mark.parametrize("arch", ["80", "90"])
 def test_sass_has_the_wrapped_instructions(cubins, arch):
-    """mma -> HMMA, ldmatrix -> LDSM (MT88: .trans), cp.async -> LDGSTS (BYPASS: .cg) with
-    LDGDEPBAR (commit) and DEPBAR (wait)."""
+    """mma -> HMMA; each ldmatrix form -> LDSM (.2/.4: x2/x4, MT88: .trans); cp.async ->
+    LDGSTS of 16 (BYPASS: .cg), 8 and 4 bytes (ZFILL where the src-size may be short), commit
+    -> LDGDEPBAR, wait_group -> DEPBAR.LE."""
     tool = _cuobjdump()
     if tool is None:
         pytest.skip("no cuobjdump to read the SASS (pip install nvidia-cuda-cuobjdump)")
     compiled, cubin, _ = cubins[arch]
     assert compiled, f"sm_{arch}: nvcc failed"
     sass = subprocess.run([tool, "-sass", str(cubin)], capture_output=True, text=True, check=True).stdout
-    for op in ("HMMA.1688.F32.TF32", "HMMA.16816.F32.BF16", "LDSM.16.M88.4", "LDSM.16.MT88.2", "LDGSTS.E.BYPASS.128",
-               "LDGDEPBAR", "DEPBAR"):
-        assert op in sass, f"sm_{arch}: no {op} in the SASS"
+    ops = set(re.findall(r"\b(?:HMMA|LDSM|LDGSTS|LDGDEPBAR|DEPBAR)[.A-Z0-9]*", sass))
+    want = {"HMMA.1688.F32.TF32", "HMMA.16816.F32.BF16", "LDSM.16.M88", "LDSM.16.M88.2", "LDSM.16.M88.4",
+            "LDSM.16.MT88", "LDSM.16.MT88.2", "LDSM.16.MT88.4", "LDGSTS.E.BYPASS.128", "LDGSTS.E.BYPASS.128.ZFILL",
+            "LDGSTS.E.64.ZFILL", "LDGDEPBAR", "DEPBAR.LE"}
+    assert want <= ops, f"sm_{arch}: missing {sorted(want - ops)} (found {sorted(ops)})"
+    assert any(op == "LDGSTS.E" or op.startswith("LDGSTS.E.ZFILL") for op in ops), sorted(ops)  # 4 bytes

@@ -6,6 +6,7 @@
 #include <ptx_kernels.cuh>
 #include <ptx_pipeline.cuh>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <fstream>
@@ -82,6 +83,17 @@ int main(int argc, char** argv) {
       save("tf32", tf32);
       save("bf16", bf16);
       save("bf16x2", bf16x2);
+    } else if (mode == "cp_async_forms") {
+      auto src = load<float>("src");
+      auto before = poisoned<float>(256), mid = poisoned<float>(256), after = poisoned<float>(256);
+      std::fill(before.begin(), before.end(), 0.f);  // NaN must come from the model, not from here
+      std::fill(mid.begin(), mid.end(), 0.f);
+      std::fill(after.begin(), after.end(), 0.f);
+      CCN_LAUNCH(cp_async_forms, 1, 32, 256 * sizeof(float), nullptr)(src.data(), before.data(), mid.data(),
+                                                                        after.data());
+      save("before", before);
+      save("mid", mid);
+      save("after", after);
     } else if (mode == "pipeline") {
       auto dims = load<int>("dims");
       int M = dims[0], N = dims[1], K = dims[2];

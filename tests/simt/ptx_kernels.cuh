@@ -107,4 +107,25 @@ __global__ void cvt_all(const float* x, int n, uint32_t* tf32, uint16_t* bf16, u
   if (2 * i + 1 < n) bf16x2[i] = cvt_rn_bf16x2(x[2 * i], x[2 * i + 1]);
 }
 
+// Every cp.async size with every src-size (zero-fill), 32 threads, 8 floats of dynamic
+// shared memory each: [0, 4) by a 16-byte copy of (t % 5) * 4 source bytes (group 0),
+// [4, 6) by an 8-byte copy of (t % 3) * 4 and [6] by a 4-byte copy of (t % 2) * 4 (group 1),
+// [7] never written. Snapshots of the thread's slots: after issue (`before`), after
+// wait_group<1> (`mid`: group 0 landed) and after wait_all (`after`). Reading a slot
+// before its wait is undefined on a GPU; on the emulator it must read NaN.
+__global__ void cp_async_forms(const float* src, float* before, float* mid, float* after) {
+  CCN_DYNAMIC_SHARED(float, s);
+  int t = threadIdx.x;
+  cp_async_16(&s[t * 8], &src[t * 8], (t % 5) * 4);
+  cp_async_commit_group();
+  cp_async_8(&s[t * 8 + 4], &src[t * 8 + 4], (t % 3) * 4);
+  cp_async_4(&s[t * 8 + 6], &src[t * 8 + 6], (t % 2) * 4);
+  cp_async_commit_group();
+  for (int i = 0; i < 8; ++i) before[t * 8 + i] = s[t * 8 + i];
+  cp_async_wait_group<1>();
+  for (int i = 0; i < 8; ++i) mid[t * 8 + i] = s[t * 8 + i];
+  cp_async_wait_all();
+  for (int i = 0; i < 8; ++i) after[t * 8 + i] = s[t * 8 + i];
+}
+
 }  // namespace ptxtest
