@@ -7,9 +7,9 @@ kernels must not ship in the extension, so each test builds a tiny program with 
 from __future__ import annotations
 
 import hashlib
-import re
 import os
 import pathlib
+import re
 import shutil
 import subprocess
 
@@ -39,17 +39,20 @@ def flags(fibers="auto", sanitize=False, toolkit=True):
     return f, libs
 
 
-def build(sources, out_dir, *, include_first=None, fibers="auto", sanitize=False, toolkit=True):
+def build(sources, out_dir, *, include_first=None, include_dirs=(), fibers="auto", sanitize=False, toolkit=True):
     """Compile `sources` plus the emulator runtime into an executable; return its path.
-    toolkit=False builds as on a machine without CUDA (simt.h's own vector types)."""
+    toolkit=False builds as on a machine without CUDA (simt.h's own vector types).
+    include_first: a directory searched before all others (a mutant's); include_dirs:
+    searched after csrc/."""
     f, libs = flags(fibers, sanitize, toolkit)
     if include_first is not None:
         f = ["-I" + str(include_first)] + f
+    f += ["-I" + str(d) for d in include_dirs]
     srcs = [str(s) for s in sources] + [str(CSRC / "simt" / "simt.cpp")]
     key = hashlib.sha1(" ".join(srcs + f).encode()).hexdigest()[:10]
     exe = pathlib.Path(out_dir) / f"prog_{key}"
     cmd = [compiler(), *f, *srcs, "-o", str(exe), *libs]
-    r = subprocess.run(cmd, capture_output=True, text=True)
+    r = subprocess.run(cmd, check=False, capture_output=True, text=True)
     if r.returncode != 0:
         raise RuntimeError(f"compile failed: {' '.join(cmd)}\n{r.stderr[-4000:]}")
     return exe
@@ -58,7 +61,7 @@ def build(sources, out_dir, *, include_first=None, fibers="auto", sanitize=False
 def run(exe, order="forward", env=None, timeout=120):
     e = dict(os.environ, CCN_SIMT_ORDER=order)
     e.update(env or {})
-    return subprocess.run([str(exe)], capture_output=True, text=True, env=e, timeout=timeout)
+    return subprocess.run([str(exe)], check=False, capture_output=True, text=True, env=e, timeout=timeout)
 
 
 SYNCTHREADS = re.compile(r"\b__syncthreads\(\)\s*;")
@@ -77,4 +80,23 @@ def syncthreads_mutants(header, out_dir):
         mutated = list(lines)
         mutated[site] = SYNCTHREADS.sub(";", mutated[site])
         (mutant_dir / header).write_text("\n".join(mutated) + "\n")
+        yield site + 1, mutant_dir
+
+
+def text_mutants(path, pattern, replacement, out_dir):
+    """Yield (line_number, mutant_dir) for each line of the file `path` that the regular
+    expression `pattern` matches: a copy of the file with that line's matches replaced by
+    `replacement`, under the same name in its own directory (put it first on the include
+    path, and include the file with <...>, so it shadows the original)."""
+    path = pathlib.Path(path)
+    lines = path.read_text().splitlines()
+    rx = re.compile(pattern)
+    sites = [i for i, line in enumerate(lines) if rx.search(line)]
+    assert sites, f"{path.name}: no line matches {pattern!r}"
+    for site in sites:
+        mutant_dir = pathlib.Path(out_dir) / f"mutant_{path.stem}_{site}_{hashlib.sha1(pattern.encode()).hexdigest()[:6]}"
+        mutant_dir.mkdir(parents=True)
+        mutated = list(lines)
+        mutated[site] = rx.sub(replacement, mutated[site])
+        (mutant_dir / path.name).write_text("\n".join(mutated) + "\n")
         yield site + 1, mutant_dir

@@ -138,6 +138,13 @@ struct Fiber {
   Stack* stack = nullptr;
 };
 
+// One cp.async copy, recorded at issue and performed at the wait that covers its group.
+struct AsyncCopy {
+  void* dst;
+  const void* src;
+  unsigned bytes, src_bytes;
+};
+
 struct Thread {
   State state = State::kReady;
   bool started = false;
@@ -147,6 +154,12 @@ struct Thread {
   unsigned mask = 0;       // warp collective mask
   unsigned long long deposit = 0;
   unsigned long long* out = nullptr;  // where the exchange result goes
+  WarpCombine combine = nullptr;       // warp_collective: the operation (null: a plain exchange)
+  const char* name = nullptr;          // its instruction name, for error messages
+  const void* cin = nullptr;           // warp_collective: this lane's inputs and outputs
+  void* cout = nullptr;
+  std::vector<std::vector<AsyncCopy>> cp_groups;  // committed cp.async groups, oldest first
+  std::vector<AsyncCopy> cp_open;                 // issued since the last commit
 };
 
 class BlockRunner;
@@ -227,9 +240,69 @@ class BlockRunner {
     t.mask = mask & lanes_present(current_ / 32);
     t.deposit = value;
     t.out = out;
+    t.combine = nullptr;
+    t.name = "a warp shuffle/vote";
     t.file = file;
     t.line = line;
     suspend();
+  }
+
+  void warp_collective(unsigned mask, const void* in, void* out, WarpCombine combine, const char* name,
+                       const char* file, int line) {
+    Thread& t = threads_[current_];
+    unsigned lane = static_cast<unsigned>(current_) & 31u;
+    if (!((mask >> lane) & 1u)) {
+      std::ostringstream m;
+      m << "simt: thread " << current_ << " executes " << name << " at " << file << ":" << line
+        << " with a mask that excludes its own lane";
+      throw Error(m.str());
+    }
+    t.state = State::kAtWarpBarrier;
+    t.mask = mask & lanes_present(current_ / 32);
+    t.combine = combine;
+    t.name = name;
+    t.cin = in;
+    t.cout = out;
+    t.out = nullptr;
+    t.file = file;
+    t.line = line;
+    suspend();
+  }
+
+  // ---- cp.async (see simt.h)
+  void cp_async(void* dst, const void* src, unsigned bytes, unsigned src_bytes, const char* file, int line) {
+    bool bad_size = bytes != 4 && bytes != 8 && bytes != 16;
+    bool bad_src_size = src_bytes > bytes;
+    bool misaligned = !bad_size && (reinterpret_cast<std::uintptr_t>(dst) % bytes != 0 ||
+                                    (src_bytes > 0 && reinterpret_cast<std::uintptr_t>(src) % bytes != 0));
+    if (bad_size || bad_src_size || misaligned) {
+      std::ostringstream m;
+      m << "simt: thread " << current_ << ": cp.async at " << file << ":" << line << ": ";
+      if (bad_size) m << bytes << " bytes (4, 8 or 16)";
+      else if (bad_src_size) m << "src-size " << src_bytes << " exceeds cp-size " << bytes;
+      else m << "an address not aligned to its " << bytes << " bytes";
+      throw Error(m.str());
+    }
+    // Undefined until the copy completes: a read before the covering wait sees NaN.
+    auto* w = static_cast<uint32_t*>(dst);
+    for (unsigned i = 0; i < bytes / 4; ++i) w[i] = 0x7fc00000u;
+    threads_[current_].cp_open.push_back(AsyncCopy{dst, src, bytes, src_bytes});
+  }
+  void cp_async_commit() {
+    Thread& t = threads_[current_];
+    t.cp_groups.push_back(std::move(t.cp_open));
+    t.cp_open.clear();
+  }
+  void cp_async_wait(int n) {
+    Thread& t = threads_[current_];
+    std::size_t keep = n < 0 ? 0 : static_cast<std::size_t>(n);
+    std::size_t done = 0;
+    for (; done + keep < t.cp_groups.size(); ++done)
+      for (const AsyncCopy& c : t.cp_groups[done]) {
+        if (c.src_bytes) std::memcpy(c.dst, c.src, c.src_bytes);
+        std::memset(static_cast<char*>(c.dst) + c.src_bytes, 0, c.bytes - c.src_bytes);
+      }
+    t.cp_groups.erase(t.cp_groups.begin(), t.cp_groups.begin() + static_cast<std::ptrdiff_t>(done));
   }
 
   unsigned active_mask() const {
@@ -407,17 +480,32 @@ class BlockRunner {
       int warp = t / 32;
       unsigned mask = threads_[t].mask;
       bool complete = true;
+      const Thread& me = threads_[t];
       for (int l = 0; l < 32 && complete; ++l) {
         if (!((mask >> l) & 1u)) continue;
         const Thread& o = threads_[warp * 32 + l];
-        if (o.state != State::kAtWarpBarrier || o.mask != mask) complete = false;
+        if (o.state != State::kAtWarpBarrier || o.mask != mask || o.combine != me.combine) complete = false;
+        // A combining collective (mma.sync, ldmatrix) is one instruction: same call site.
+        else if (me.combine && (o.line != me.line || (o.file != me.file && std::strcmp(o.file, me.file) != 0)))
+          complete = false;
       }
       if (!complete) continue;  // reported as a deadlock if nothing else moves
+      if (me.combine) {
+        const void* ins[32] = {};
+        void* outs[32] = {};
+        for (int l = 0; l < 32; ++l)
+          if ((mask >> l) & 1u) {
+            ins[l] = threads_[warp * 32 + l].cin;
+            outs[l] = threads_[warp * 32 + l].cout;
+          }
+        me.combine(ins, outs, mask);
+      }
       for (int l = 0; l < 32; ++l) {
         if (!((mask >> l) & 1u)) continue;
         Thread& o = threads_[warp * 32 + l];
-        for (int s = 0; s < 32; ++s)
-          if ((mask >> s) & 1u) o.out[s] = threads_[warp * 32 + s].deposit;
+        if (!o.combine)
+          for (int s = 0; s < 32; ++s)
+            if ((mask >> s) & 1u) o.out[s] = threads_[warp * 32 + s].deposit;
         o.state = State::kReady;
         ++released;
       }
@@ -481,6 +569,26 @@ class BlockRunner {
 
   [[noreturn]] void report_deadlock() {
     std::ostringstream m;
+    // A combining warp collective (mma.sync, ldmatrix) that a lane of its mask exited
+    // before, or waits elsewhere: name both.
+    for (int i = 0; i < n_; ++i) {
+      const Thread& t = threads_[i];
+      if (t.state != State::kAtWarpBarrier || !t.combine) continue;
+      int warp = i / 32;
+      for (int l = 0; l < 32; ++l) {
+        if (!((t.mask >> l) & 1u)) continue;
+        const Thread& o = threads_[warp * 32 + l];
+        bool same = o.state == State::kAtWarpBarrier && o.combine == t.combine && o.line == t.line &&
+                    std::strcmp(o.file, t.file) == 0;
+        if (same) continue;
+        m << "simt: divergent warp collective in " << where() << ": thread " << i << " waits at " << t.name
+          << " at " << t.file << ":" << t.line << " but thread " << warp * 32 + l;
+        if (o.state == State::kDone) m << " exited without reaching it";
+        else if (o.state == State::kAtWarpBarrier) m << " waits at " << o.name << " at " << o.file << ":" << o.line;
+        else m << " waits at __syncthreads at " << o.file << ":" << o.line;
+        throw Error(m.str());
+      }
+    }
     m << "simt: deadlock in " << where() << ", a barrier no thread can pass:";
     int shown = 0;
     for (int i = 0; i < n_ && shown < 4; ++i) {
@@ -551,6 +659,19 @@ void warp_exchange(unsigned mask, unsigned long long value, unsigned long long o
   r.enter_fiber_mode();
   r.warp_exchange(mask, value, out, file, line);
 }
+
+void warp_collective(unsigned mask, const void* in, void* out, WarpCombine combine, const char* name,
+                     const char* file, int line) {
+  BlockRunner& r = runner();
+  r.enter_fiber_mode();
+  r.warp_collective(mask, in, out, combine, name, file, line);
+}
+
+void cp_async(void* dst, const void* src, unsigned bytes, unsigned src_bytes, const char* file, int line) {
+  runner().cp_async(dst, src, bytes, src_bytes, file, line);
+}
+void cp_async_commit() { runner().cp_async_commit(); }
+void cp_async_wait(int n) { runner().cp_async_wait(n); }
 
 unsigned active_mask() { return runner().active_mask(); }
 unsigned lane_id() { return static_cast<unsigned>(runner().current()) & 31u; }

@@ -4,7 +4,9 @@
 // extension. It supplies what kernel code uses: the CUDA keywords, threadIdx/blockIdx/
 // blockDim/gridDim, CUDA's own vector types (the toolkit's vector_types.h when present),
 // static and dynamic shared memory, __syncthreads, warp shuffles/ballot/vote with lockstep
-// semantics, atomics and the fast-math intrinsics, and the one launch macro.
+// semantics, atomics and the fast-math intrinsics, and the one launch macro; and the two
+// hooks behind the models of csrc/ptx/ (mma.sync, ldmatrix, cp.async): warp collectives
+// that combine the whole warp's operands at once, and per-thread cp.async queues.
 //
 // Execution model (simt.cpp has the details):
 //   - a grid's blocks are spread over OS threads; each block runs on one OS thread;
@@ -99,6 +101,25 @@ void syncthreads(const char* file, int line);
 // lane gets the 32 deposited values (lanes outside the mask read as their own value).
 void warp_exchange(unsigned mask, unsigned long long value, unsigned long long out[32],
                    const char* file, int line);
+// Warp collective with a combining step, for instructions that act on the whole warp at
+// once (mma.sync, ldmatrix: csrc/ptx/). Every lane of `mask` deposits a pointer to its
+// inputs and one to its outputs; when the last lane arrives the scheduler calls
+// combine(in, out, mask) once, with no thread of the block running, so the operation is
+// atomic for the warp as the hardware instruction is (in[l]/out[l]: lane l's pointers,
+// null for lanes outside the mask). Lanes wait at the same collective only if they give
+// the same `combine` and the same call site (file, line): a lane elsewhere, or exited, is
+// a divergent warp collective and raises Error (reported when nothing else can run).
+using WarpCombine = void (*)(const void* const in[32], void* const out[32], unsigned mask);
+void warp_collective(unsigned mask, const void* in, void* out, WarpCombine combine, const char* name,
+                     const char* file, int line);
+// cp.async model (csrc/ptx/cp_async.cuh): per CUDA thread, a queue of copies in groups.
+// cp_async writes NaN over the destination at once (its contents are undefined until
+// the copy completes) and records the copy; cp_async_wait(n) performs every copy of all
+// but the newest n committed groups, reading the source then. `src_bytes` < `bytes`
+// zero-fills the rest (src_bytes == 0 reads nothing).
+void cp_async(void* dst, const void* src, unsigned bytes, unsigned src_bytes, const char* file, int line);
+void cp_async_commit();
+void cp_async_wait(int n);
 unsigned active_mask();
 unsigned lane_id();
 void* dynamic_shared();
