@@ -21,7 +21,7 @@ import pytest
 import cuda_convnet as ccn
 
 ROOT = Path(__file__).resolve().parents[1]
-OK_STATUSES = {"ok", "not implemented", "in bwd"}
+OK_STATUSES = {"ok", "not implemented"}
 
 
 def run_bench(script, *args, tmp_path, timeout=240):
@@ -60,6 +60,12 @@ def check_validated(rows, tol):
             assert math.isfinite(r["err_ours"]) and r["err_ours"] <= tol, r
 
 
+def assert_every_row_has_our_figure(rows, key="ours_ms"):
+    """No row may pass without a measurement of ours (an op a backend lacks, skipped)."""
+    missing = [(r.get("layer"), r.get("op"), r.get("status")) for r in rows if not (r.get(key) or 0) > 0]
+    assert not missing, f"rows without our figure: {missing}"
+
+
 def test_conv_bench_cpu_smoke(tmp_path):
     out, doc = run_bench("conv_bench.py", "--smoke", "--backend", "cpu", "--layers", "conv2,conv3/t",
                          tmp_path=tmp_path)
@@ -68,23 +74,48 @@ def test_conv_bench_cpu_smoke(tmp_path):
         (layer, op) for layer in ("conv2", "conv3/t") for op in ("fwd", "dgrad", "wgrad", "bwd")]
     assert "err ours" in out and "ours/" in out
     check_validated(rows, doc["env"]["tol"])
-    # the reference has conv2d and conv2d_backward: fwd and bwd are timed
-    timed = [r for r in rows if r["op"] in ("fwd", "bwd")]
-    assert all(r["status"] == "ok" and r["ours_ms"] > 0 and r["gflop"] > 0 for r in timed), timed
+    # every direction, dgrad and wgrad included, is validated and timed on its own
+    assert_every_row_has_our_figure(rows)
+    assert all(r["status"] == "ok" and r["gflop"] > 0 for r in rows), rows
     if have_torch():
         assert all(r["base_ms"] > 0 and r["err_base"] < 1e-4 for r in rows), rows
-        assert all(r["ratio"] > 0 for r in timed)
+        assert all(r["ratio"] > 0 for r in rows)
+
+
+def test_conv_bench_fails_a_row_without_our_figure(tmp_path, monkeypatch):
+    """A backend without conv2d_wgrad: that row has no figure, and the run exits 1."""
+    sys.path.insert(0, str(ROOT / "bench"))
+    try:
+        import conv_bench
+    finally:
+        sys.path.remove(str(ROOT / "bench"))
+
+    class NoWgrad:
+        def __init__(self, inner):
+            self._inner = inner
+
+        def __getattr__(self, name):
+            if name == "conv2d_wgrad":
+                raise AttributeError(name)
+            return getattr(self._inner, name)
+
+    real = ccn.backend
+    monkeypatch.setattr(ccn, "backend", lambda name: NoWgrad(real(name)))
+    out = tmp_path / "conv.json"
+    assert conv_bench.main(["--smoke", "--backend", "cpu", "--layers", "conv2", "--json", str(out)]) == 1
+    rows = json.loads(out.read_text())["rows"]
+    with pytest.raises(AssertionError, match=r"rows without our figure: \[\('conv2', 'wgrad'"):
+        assert_every_row_has_our_figure(rows)
 
 
 @pytest.mark.emu
 @pytest.mark.skipif(not emu_available(), reason="cuda_convnet._emu not built")
-def test_conv_bench_emu_reports_missing_ops(tmp_path):
+def test_conv_bench_emu_times_every_direction(tmp_path):
     _, doc = run_bench("conv_bench.py", "--smoke", "--backend", "emu", "--shrink", "8", "--layers", "conv4",
                        tmp_path=tmp_path)
     check_validated(doc["rows"], doc["env"]["tol"])
-    for r in doc["rows"]:  # either the emulated kernel, validated and timed, or no number at all
-        if r["status"] != "ok":
-            assert r.get("ours_ms") is None and r.get("ours_tflops") is None, r
+    assert [r["op"] for r in doc["rows"]] == ["fwd", "dgrad", "wgrad", "bwd"]
+    assert_every_row_has_our_figure(doc["rows"])
 
 
 def test_kernel_bench_cpu_smoke(tmp_path):
