@@ -16,6 +16,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 import cuda_convnet as ccn
@@ -159,7 +160,9 @@ def test_net_bench_cpu_smoke(tmp_path):
     if has_models:  # the real path, once models is merged
         assert {r["mode"] for r in ours} == {"train", "infer"}
         assert all(r["status"] == "ok" and r["images_per_s"] > 0 for r in ours), ours
-        assert all(math.isfinite(r["err"]) and r["err"] <= 1e-3 for r in ours), ours
+        # validated against the float64 cpu twin (gradients' tolerance 2e-2, the largest)
+        assert all(r["checked"] == "float64 cpu twin" and math.isfinite(r["err"]) and r["err"] <= 2e-2
+                   for r in ours), ours
     else:
         assert "skipped: models not available" in out
         assert ours and all(r["status"] == "skipped: models not available" for r in ours)
@@ -196,3 +199,65 @@ def test_gpu_check_dry_run(tmp_path):
     summary = (tmp_path / "summary.md").read_text()
     assert "no GPU" in summary and "dry run" in summary
     assert len(list(tmp_path.iterdir())) <= 8
+
+
+def _net_bench():
+    sys.path.insert(0, str(ROOT / "bench"))
+    try:
+        import net_bench
+    finally:
+        sys.path.remove(str(ROOT / "bench"))
+    return net_bench
+
+
+def _planted(op, scale):
+    """`op` with its (first) output scaled: a kernel wrong by a small relative amount."""
+    def wrong(*args, **kwargs):
+        out = op(*args, **kwargs)
+        if isinstance(out, tuple):
+            return (out[0] * np.float32(scale),) + out[1:]
+        return out * np.float32(scale)
+    return wrong
+
+
+@pytest.mark.emu
+@pytest.mark.skipif(not emu_available(), reason="cuda_convnet._emu not built")
+@pytest.mark.parametrize("op,scale,caught_by", [
+    (None, 1.0, None),                          # the honest kernels pass
+    ("max_pool", 1.01, "predict"),              # a forward kernel 1 % off
+    ("lrn", 0.99, "predict"),
+    ("conv2d_backward", 1.05, "grad"),          # a backward kernel's dx 5 % off
+    ("max_pool_backward", 1.05, "grad"),
+])
+def test_net_bench_validation_catches_a_wrong_kernel(monkeypatch, op, scale, caught_by):
+    """net_bench's validation (ours against its float64 cpu twin) on a small net on the
+    emulated kernels, with one kernel op replaced by a slightly wrong one."""
+    from net_support import tiny_net
+
+    nb = _net_bench()
+    emu = ccn.backend("emu")
+    if op is not None:
+        monkeypatch.setattr(emu, op, _planted(getattr(emu, op), scale))
+    net = tiny_net(towers=1, devices=("emu",), dtype="float32", seed=2)
+    rng = np.random.default_rng(8)
+    x = rng.standard_normal((4,) + net.input_shape).astype(np.float32)
+    labels = rng.integers(0, 5, 4).astype(np.int32)
+    err, ok, note = nb.validate_against_twin(net, x, labels)
+    if caught_by is None:
+        assert ok and err < nb.TOL, note
+    else:
+        assert not ok, f"a wrong {op} passed validation: {note}"
+        assert caught_by in note
+
+
+def test_net_bench_twin_has_ours_weights():
+    """cpu_twin copies the Parameter's data (not the Parameter object), in float64."""
+    from net_support import tiny_net
+
+    nb = _net_bench()
+    net = tiny_net(towers=2, devices=("cpu", "cpu"), dtype="float32", seed=4)
+    twin = nb.cpu_twin(net)
+    assert twin.dtype == np.float64 and twin.device_names == ["cpu"] * 2
+    for p, q in zip(net.parameters(), twin.parameters()):
+        assert q.name == p.name and q.data.dtype == np.float64
+        np.testing.assert_array_equal(q.data, p.data.astype(np.float64))
