@@ -40,6 +40,7 @@ available" and the PyTorch rows still run (exit 0).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import os
@@ -282,8 +283,18 @@ def compile_rows(S):
     if S.args.smoke:
         cmd.append("--smoke")
     t0 = time.perf_counter()
+    # The child leads its own process group, so that its compile workers can be killed with
+    # it. That group is outside ours: a SIGTERM/SIGINT to this process (`timeout` at a step
+    # limit, Ctrl-C) must take the group down too, or the compile would outlive the step.
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             start_new_session=True)
+
+    def kill_child(signum, frame):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        raise SystemExit(128 + signum)
+
+    previous = {sig: signal.signal(sig, kill_child) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
         out, err = proc.communicate(timeout=S.args.compile_timeout)
     except subprocess.TimeoutExpired:
@@ -292,6 +303,9 @@ def compile_rows(S):
         status = f"did not finish within {S.args.compile_timeout:.0f} s"
         return [{"impl": "torch.compile", "mode": m, "towers": "grouped", "batch": S.batch, "status": status}
                 for m in ("train", "infer")]
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     lines = [ln for ln in out.splitlines() if ln.startswith("{")]
     if proc.returncode != 0 or not lines:
         msg = (err.strip().splitlines() or ["no output"])[-1][:150]
@@ -397,6 +411,8 @@ def main(argv=None):
     ap.add_argument("--no-compile", dest="compile", action="store_false")
     ap.add_argument("--compile-timeout", type=float, default=150.0)
     ap.add_argument("--validate-images", type=int, default=2)
+    ap.add_argument("--compile-only", action="store_true",
+                    help="only the torch.compile rows (a separate, lower-priority step of bench/gpu_check.sh)")
     ap.add_argument("--compile-worker", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
 
@@ -433,6 +449,11 @@ def main(argv=None):
             C.write_json(args.json, "net_bench", meta, rows, table, partial=partial)
         return table
 
+    if args.compile_only:
+        rows = compile_rows(S) if torch is not None else []
+        table = save(rows, False)
+        print(table)
+        return 0
     rows = ours_rows(S)
     dev.sync()
     save(rows, True)

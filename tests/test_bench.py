@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -184,21 +185,67 @@ def _has_gpu():
     return "GPU " in out
 
 
-def test_gpu_check_dry_run(tmp_path):
-    script = ROOT / "bench" / "gpu_check.sh"
-    env = dict(os.environ, OUT=str(tmp_path), PYTHON=sys.executable)
-    if _has_gpu():  # never the whole run from inside the test suite: only the checks
-        proc = subprocess.run(["bash", str(script), "--check-only"], capture_output=True, text=True,
-                              timeout=120, env=env)
-        assert proc.returncode in (0, 3), proc.stdout + proc.stderr
-        return
-    proc = subprocess.run(["bash", str(script)], capture_output=True, text=True, timeout=120, env=env)
-    assert proc.returncode == 2, proc.stdout + proc.stderr  # 2: no GPU; 1 would mean a failed step
+GPU_CHECK = ROOT / "bench" / "gpu_check.sh"
+STEP_ORDER = ["build", "info", "memcheck", "net_bench", "conv_bench", "kernel_bench", "racecheck", "cuda_tests",
+              "torch_compile"]
+
+
+def _gpu_check_plan():
+    """(step limits in order, margin, default deadline) parsed from the script itself."""
+    text = GPU_CHECK.read_text()
+    block = text[text.index("STEP_LIMITS=("):]
+    block = block[:block.index("\n)\n")]
+    limits = [(m.group(1), int(m.group(2))) for m in re.finditer(r"^\s+(\w+)=(\d+)", block, re.M)]
+    margin = int(re.search(r"^MARGIN_S=(\d+)", text, re.M).group(1))
+    deadline = int(re.search(r"GPU_CHECK_DEADLINE_S:-(\d+)", text).group(1))
+    return limits, margin, deadline, text
+
+
+def test_gpu_check_limits_fit_its_deadline_in_order_of_value():
+    limits, margin, deadline, text = _gpu_check_plan()
+    assert [name for name, _ in limits] == STEP_ORDER
+    total = sum(limit for _, limit in limits)
+    assert total + margin <= deadline, f"step limits {total} s + margin {margin} s > deadline {deadline} s"
+    assert margin >= 30
+    # the steps run in that order: each `step NAME` / `sanitize NAME` call, in the script's order
+    calls = re.findall(r"^\s*(?:if [^\n]*?)?(?:step|sanitize) (\w+)", text, re.M)
+    assert [c for c in calls if c in dict(limits)] == STEP_ORDER
+    assert "CCN_SYNC_LAUNCHES=1" in text and "--kernel-name" in text
+    assert "lent" not in text and "only 8" not in text
+
+
+def _run_gpu_check(tmp_path, *args, fake_missing=""):
+    env = dict(os.environ, OUT=str(tmp_path), PYTHON=sys.executable, GPU_CHECK_FAKE_MISSING=fake_missing)
+    return subprocess.run(["bash", str(GPU_CHECK), *args], capture_output=True, text=True, timeout=120, env=env)
+
+
+FAKE = ["PIL", "tqdm", "sklearn", "matplotlib", "xdist", "cmake", "externally-managed", "nvcc"]
+
+
+def test_gpu_check_names_each_missing_piece(tmp_path):
+    """Prerequisites are checked before building: one MISSING line per missing piece, exit 3."""
+    proc = _run_gpu_check(tmp_path, "--check-only", fake_missing=" ".join(FAKE))
+    assert proc.returncode == 3, proc.stdout + proc.stderr
+    lines = [ln.split()[0] for ln in proc.stdout.splitlines() if " MISSING " in ln]
+    for piece in FAKE:
+        assert lines.count(piece) == 1, (piece, proc.stdout)
+    assert len(lines) == len(set(lines))  # one line per piece
+    assert "pip install Pillow" in proc.stdout and "pip install scikit-learn" in proc.stdout
+    assert "need >= 3.24" in proc.stdout and "PEP 668" in proc.stdout
+    assert "Nothing built" in proc.stdout
+    assert not (tmp_path / "summary.md").exists()  # --check-only writes nothing else
+
+
+def test_gpu_check_without_a_gpu_builds_nothing(tmp_path):
+    if _has_gpu():  # never the whole run from inside the test suite
+        pytest.skip("a GPU is present")
+    proc = _run_gpu_check(tmp_path)
+    assert proc.returncode in (2, 3), proc.stdout + proc.stderr  # 1 would mean a failed step
     assert "prerequisites:" in proc.stdout and "nvcc" in proc.stdout and "cupy" in proc.stdout
-    assert "gpu_check: no GPU" in proc.stdout, proc.stdout
     summary = (tmp_path / "summary.md").read_text()
-    assert "no GPU" in summary and "dry run" in summary
-    assert len(list(tmp_path.iterdir())) <= 8
+    assert ("no GPU" in summary and "dry run" in summary) if proc.returncode == 2 else "missing" in summary
+    assert (tmp_path / "logs" / "prerequisites.log").exists()
+    assert not (tmp_path / "logs" / "build.log").exists()
 
 
 def _net_bench():
@@ -261,3 +308,53 @@ def test_net_bench_twin_has_ours_weights():
     for p, q in zip(net.parameters(), twin.parameters()):
         assert q.name == p.name and q.data.dtype == np.float64
         np.testing.assert_array_equal(q.data, p.data.astype(np.float64))
+
+
+def _children(pid):
+    kids = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            kids.append(int(stat.parent.name))
+    return kids
+
+
+def _alive(pid):
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs /proc")
+def test_net_bench_sigterm_kills_the_compile_child(tmp_path):
+    """`timeout` sends SIGTERM to net_bench at a step limit; the torch.compile child runs in
+    a process group of its own and must die with it, not outlive the step."""
+    import signal
+    import time
+
+    proc = subprocess.Popen([sys.executable, str(ROOT / "bench" / "net_bench.py"), "--compile-only", "--smoke",
+                             "--backend", "cpu", "--compile-timeout", "600", "--json", str(tmp_path / "c.json")],
+                            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        child, t_end = None, time.monotonic() + 120
+        while child is None and time.monotonic() < t_end and proc.poll() is None:
+            kids = _children(proc.pid)
+            child = kids[0] if kids else None
+            time.sleep(0.2)
+        if child is None:
+            pytest.skip(f"net_bench started no compile child (exit {proc.poll()}; torch missing?)")
+        time.sleep(1.0)  # the parent is now waiting on the child
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 128 + signal.SIGTERM
+        t_end = time.monotonic() + 10
+        while _alive(child) and time.monotonic() < t_end:
+            time.sleep(0.1)
+        assert not _alive(child), "the torch.compile child outlived net_bench"
+    finally:
+        if proc.poll() is None:
+            proc.kill()

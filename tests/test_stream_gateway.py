@@ -99,3 +99,28 @@ def test_net_predict_and_state_round_trip_through_gateway():
     other.load_state_dict(state)
     np.testing.assert_array_equal(other.predict(x), probs)
     assert devices_mod._is_cupy(np.zeros(1)) is False
+
+
+@pytest.mark.cuda
+def test_cuda_adopt_and_to_host_follow_stream_order():
+    """An array still being written on a side stream is adopted by a Device (its stream
+    waits on an event), used there, and read back on that stream: the values are final."""
+    if not ccn.has_cuda():
+        pytest.skip(f"no usable GPU: {ccn.cuda_unavailable_reason()}")
+    import cupy
+
+    dev = Device("cuda:0")
+    with cupy.cuda.Device(0):
+        side = cupy.cuda.Stream(non_blocking=True)
+        with side:
+            a = cupy.arange(1 << 22, dtype=cupy.float32)
+            for _ in range(50):  # long enough to be still running when the Device reads it
+                a = a * np.float32(1.0001) + np.float32(1)
+        b = dev.adopt(a, stream=side)
+        with dev.activate():
+            c = b * np.float32(2)
+        got = dev.to_host(c)
+        side.synchronize()
+        want = cupy.asnumpy(a) * np.float32(2)
+    np.testing.assert_array_equal(got, want)
+    dev.synchronize()
