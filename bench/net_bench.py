@@ -176,16 +176,6 @@ def validate_against_twin(net, x, labels):
     return err, ok, note
 
 
-def loss_of(stats):
-    for cand in (stats, getattr(stats, "loss", None),
-                 stats.get("loss") if isinstance(stats, dict) else None):
-        try:
-            return float(cand)
-        except (TypeError, ValueError):
-            continue
-    return None
-
-
 # --------------------------------------------------------------------------- timing
 
 def throughput(dev, fn, batch, *, warmup, block, budget_s, max_blocks):
@@ -372,7 +362,7 @@ def ours_rows(S):
             rows += [dict(base, mode=m, status=C.describe_error(e)) for m in ("train", "infer")]
             continue
         try:
-            err, ok, note, image = validate_ours(S, net, opt)
+            err, ok, note, image = validate_ours(S, net)
             checked = "float64 cpu twin"
         except Exception as e:  # noqa: BLE001
             rows += [dict(base, mode=m, status=C.describe_error(e)) for m in ("train", "infer")]
@@ -392,7 +382,7 @@ def ours_rows(S):
     return rows
 
 
-def validate_ours(S, net, opt):
+def validate_ours(S, net):
     """-> (error, ok, note, image size): validate_against_twin on --validate-images images."""
     image = net.input_shape[0]
     rng = np.random.default_rng(S.args.seed + 1)
@@ -427,11 +417,6 @@ def main(argv=None):
     print(f"net_bench: AlexNet, batch {S.batch}, ours = backend {backend_name!r}, PyTorch "
           f"{env['torch'] or '(not installed)'} on {env['device']}; float32 (TF32 off); "
           f"{env['commit']}, {env['date']}")
-    params = make_params(S.cfg, np.random.default_rng(args.seed), np.float32)
-    val_x = np.random.default_rng(args.seed + 1).standard_normal(
-        (args.validate_images, 227, 227, 3))  # float64
-    ref_logp = reference_logprobs(S.cfg, {k: v.astype(np.float64) for k, v in params.items()}, val_x)
-
     columns = [
         ("impl", "impl", "{}"), ("towers", "towers", "{}"), ("mode", "mode", "{}"), ("batch", "batch", "{}"),
         ("images_per_s", "images/s", "{:.1f}"), ("ms_per_batch", "ms/batch", "{:.2f}"),
@@ -454,6 +439,10 @@ def main(argv=None):
         table = save(rows, False)
         print(table)
         return 0
+    params = make_params(S.cfg, np.random.default_rng(args.seed), np.float32)
+    val_x = np.random.default_rng(args.seed + 1).standard_normal(
+        (args.validate_images, 227, 227, 3))  # float64
+    ref_logp = reference_logprobs(S.cfg, {k: v.astype(np.float64) for k, v in params.items()}, val_x)
     rows = ours_rows(S)
     dev.sync()
     save(rows, True)
