@@ -14,7 +14,7 @@ import types
 import numpy as np
 import pytest
 
-import cuda_convnet.ops as ops
+from cuda_convnet import ops
 from cuda_convnet.backends.kernel_ops.base import KernelOpsBase
 
 

@@ -40,11 +40,9 @@ def host_reads(source: str) -> list[tuple[int, str]]:
         if not isinstance(node, ast.Call) or not isinstance(node.func, ast.Attribute):
             continue
         attr, recv = node.func.attr, node.func.value
-        if attr == "get" and not node.args and _receiver(recv) not in NOT_ARRAYS:
-            found.append((node.lineno, ast.unparse(node)))  # dict.get always has a key
-        elif attr == "asnumpy":
-            found.append((node.lineno, ast.unparse(node)))
-        elif attr == "to_host" and isinstance(recv, ast.Name) and recv.id == "Device":
+        bare_get = attr == "get" and not node.args and _receiver(recv) not in NOT_ARRAYS  # dict.get has a key
+        class_to_host = attr == "to_host" and isinstance(recv, ast.Name) and recv.id == "Device"
+        if bare_get or attr == "asnumpy" or class_to_host:
             found.append((node.lineno, ast.unparse(node)))
     return sorted(found)
 

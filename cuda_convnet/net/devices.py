@@ -42,6 +42,7 @@ import numpy as np
 
 from ..backends import backend
 
+
 def _is_cupy(a) -> bool:
     return type(a).__module__.startswith("cupy")
 
