@@ -122,3 +122,78 @@ def test_cuda_adopt_and_to_host_follow_stream_order():
         want = cupy.asnumpy(a) * np.float32(2)
     np.testing.assert_array_equal(got, want)
     dev.synchronize()
+
+
+class _FakeStream:
+    def __init__(self):
+        self.ptr, self.synchronized = 1234, 0
+
+    def synchronize(self):
+        self.synchronized += 1
+
+
+class _FakeGpu:
+    """cupy.cuda.Device stand-in: a context manager with .id and synchronize()."""
+
+    synced: list = []
+
+    def __init__(self, ordinal=0):
+        self.id = ordinal
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    def synchronize(self):
+        _FakeGpu.synced.append(self.id)
+
+
+class _DeviceArray:
+    """A CuPy-like array: implicit conversion to NumPy raises, as CuPy's does; only an
+    explicit .get(stream=...) reads it."""
+
+    def __init__(self, host):
+        self._host, self.shape, self.dtype = host, host.shape, host.dtype
+        self.device = _FakeGpu(0)
+        self.reads = []
+
+    def get(self, stream=None):
+        self.reads.append(stream)
+        return self._host.copy()
+
+    def __array__(self, *args, **kwargs):
+        raise TypeError("Implicit conversion to a NumPy array is not allowed")
+
+
+_DeviceArray.__module__ = "cupy._core.core"
+
+
+def test_device_arrays_reach_a_host_net_only_through_the_gateway(monkeypatch):
+    """A training step of a cpu Net fed CuPy-like batch and labels: every read is an
+    explicit .get on a stream (np.asarray of a device array would raise here), and the
+    result is that of the same step on the host arrays."""
+    import sys
+    import types
+
+    from net_support import batch, tiny_net
+
+    stream = _FakeStream()
+    monkeypatch.setattr(_FakeGpu, "synced", [])
+    cuda = types.SimpleNamespace(Device=_FakeGpu, get_current_stream=lambda: stream)
+    monkeypatch.setitem(sys.modules, "cupy", types.SimpleNamespace(cuda=cuda))
+    x, y = batch(n=4, dtype=np.float32)
+    xd, yd = _DeviceArray(x), _DeviceArray(y)
+    net_d = tiny_net(towers=2, devices=("cpu", "cpu"), dtype="float32", seed=6)
+    net_h = tiny_net(towers=2, devices=("cpu", "cpu"), dtype="float32", seed=6)
+    opt_d, opt_h = ccn.SGD(net_d.parameters(), lr=0.1), ccn.SGD(net_h.parameters(), lr=0.1)
+    stats_d = net_d.train_step(xd, yd, opt_d)
+    stats_h = net_h.train_step(x, y, opt_h)
+    assert stats_d == stats_h
+    for name, w in net_h.state_dict().items():
+        np.testing.assert_array_equal(net_d.state_dict()[name], w)
+    assert xd.reads == [stream] and yd.reads == [stream]  # one explicit read each, on a stream
+    # the batch: read on the caller's current stream, then waited for; the labels (a host
+    # device cannot know their writer): after the whole GPU is synchronised
+    assert stream.synchronized == 1 and _FakeGpu.synced == [0]
