@@ -5,6 +5,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <cstdlib>
 #include <stdexcept>
 #include <string>
 
@@ -35,11 +36,29 @@ namespace ccn {
   } while (0)
 
 #if !defined(CCN_EMU)
+// CCN_SYNC_LAUNCHES=1 in the environment (read once, at the first launch): every launch is
+// followed by a device synchronisation, so a fault inside a kernel is reported against
+// that kernel (by name, with the launcher's file and line) instead of against whichever
+// launch or copy happens to come next. A debugging mode: it serialises the GPU.
+inline bool sync_launches() {
+  static const bool on = [] {
+    const char* v = std::getenv("CCN_SYNC_LAUNCHES");
+    return v != nullptr && *v != '\0' && std::string(v) != "0";
+  }();
+  return on;
+}
+
 inline void check_launch(const char* what, const char* file, int line) {
   cudaError_t e = cudaGetLastError();
   if (e != cudaSuccess)
     throw std::runtime_error(std::string(what) + " launch failed at " + file + ":" + std::to_string(line) + ": " +
                              cudaGetErrorString(e));
+  if (sync_launches()) {
+    e = cudaDeviceSynchronize();
+    if (e != cudaSuccess)
+      throw std::runtime_error(std::string(what) + " failed while running (CCN_SYNC_LAUNCHES=1: synchronised after "
+                               "its launch at " + file + ":" + std::to_string(line) + "): " + cudaGetErrorString(e));
+  }
 }
 #endif
 

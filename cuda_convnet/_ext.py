@@ -50,15 +50,34 @@ def build_info() -> dict:
 
 @lru_cache(maxsize=None)
 def has_cuda() -> bool:
-    """True only when `_C` was built, a usable GPU is present, and CuPy imports."""
+    """True only when `_C` was built, a usable GPU is present, and CuPy imports.
+
+    When False, `cuda_unavailable_reason()` says why.
+    """
+    return cuda_unavailable_reason() == ""
+
+
+@lru_cache(maxsize=None)
+def cuda_unavailable_reason() -> str:
+    """"" when the cuda backend is usable, else one line saying why not: not built with
+    CUDA, `_C` not importable, cudaGetDeviceCount's error from `_C` (e.g. a CUDA runtime
+    newer than the installed driver: cudaErrorInsufficientDriver, with both versions), no
+    CuPy, or CuPy seeing no device."""
     if not build_info().get("built_with_cuda"):
-        return False
+        return "cuda_convnet was built without CUDA (no nvcc at build time, or CCN_CUDA=OFF)"
     try:
         c = load("_C")
-        if c.device_count() < 1:
-            return False
-        import cupy  # noqa: F401
-
-        return cupy.cuda.runtime.getDeviceCount() > 0
-    except Exception:
-        return False
+    except ImportError as e:
+        return str(e)
+    if c.device_count() < 1:
+        why = c.device_count_error() if hasattr(c, "device_count_error") else "device_count() is 0"
+        return f"cuda_convnet._C sees no usable GPU: {why or 'device_count() is 0'}"
+    try:
+        import cupy
+    except ImportError as e:
+        return f"CuPy is not importable ({e}); install cupy-cuda12x or cupy-cuda13x"
+    try:
+        n = cupy.cuda.runtime.getDeviceCount()
+    except Exception as e:  # noqa: BLE001 - CuPy's own runtime/driver mismatch
+        return f"CuPy cannot count GPUs: {e}"
+    return "" if n > 0 else "CuPy sees no GPU"

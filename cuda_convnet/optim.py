@@ -61,16 +61,18 @@ class SGD:
                 dev.ops.sgd_update([p.data for p in group], [p.grad for p in group],
                                    [self.velocities[p.name] for p in group],
                                    lr=self.lr, momentum=self.momentum, weight_decay=self.weight_decay)
+        # Leave every device consistent: a host read or another stream may look next.
+        for dev, _ in self._groups:
+            dev.synchronize()
 
     def hyperparameters(self) -> dict:
         return {"lr": self.lr, "momentum": self.momentum, "weight_decay": self.weight_decay}
 
     def state_dict(self) -> dict:
         """{"lr", "momentum", "weight_decay", "velocities": {name: host array}}."""
-        from .net.devices import Device
-
+        devices = {p.name: p.device for p in self.params}
         return {**self.hyperparameters(),
-                "velocities": {k: np.array(Device.to_host(v), copy=True) for k, v in self.velocities.items()}}
+                "velocities": {k: np.array(devices[k].to_host(v), copy=True) for k, v in self.velocities.items()}}
 
     def load_state_dict(self, state: dict) -> None:
         vel = state.get("velocities", {})
@@ -78,10 +80,13 @@ class SGD:
         if missing:
             raise ValueError(f"SGD.load_state_dict: no velocity for {missing[:3]}")
         for p in self.params:
-            a = np.asarray(vel[p.name])
-            if tuple(a.shape) != p.shape:
-                raise ValueError(f"SGD.load_state_dict: velocity {p.name} has shape {a.shape}, expected {p.shape}")
-            self.velocities[p.name] = p.device.asarray(a, dtype=p.dtype, copy=True)
+            shape = tuple(np.shape(vel[p.name]))
+            if shape != p.shape:
+                raise ValueError(f"SGD.load_state_dict: velocity {p.name} has shape {shape}, expected {p.shape}")
+            self.velocities[p.name] = p.device.asarray(vel[p.name], dtype=p.dtype, copy=True)
+        # The host-to-device copies are asynchronous: finish them before anyone reads.
+        for dev, _ in self._groups:
+            dev.synchronize()
         self.lr = float(state.get("lr", self.lr))
         self.momentum = float(state.get("momentum", self.momentum))
         self.weight_decay = float(state.get("weight_decay", self.weight_decay))

@@ -94,7 +94,12 @@ def fit(net, optimizer, train, val, *, epochs: int, batch_size: int = 128, sched
                 batches = bar
             losses, errs, errs5, counts = [], [], [], []
             for x, y in batches:
-                x = np.ascontiguousarray(x, dtype=net.dtype)
+                if type(x).__module__.startswith("cupy"):
+                    # A batch made on the GPU (KernelTrainAugment) enters the net's stream order
+                    # after the stream that made it (no host round trip).
+                    x = net.devices[0].adopt(x, stream=getattr(augment, "stream", None))
+                else:
+                    x = np.ascontiguousarray(x, dtype=net.dtype)
                 try:
                     stats = net.train_step(x, y, optimizer)
                 except NonFiniteError as e:

@@ -121,3 +121,30 @@ def test_softmax_rejects_bad_input(kernel_device):
         ops.softmax_cross_entropy(logits, put(np.array([0, 1])))
     with pytest.raises(ValueError, match="ks entry must be >= 1"):
         ops.topk_errors(logits, put(np.array([0, 1, 2])), ks=(0,))
+
+
+def test_check_labels_false_skips_only_the_range_check(kernel_device, monkeypatch):
+    """check_labels=False (for labels checked once, outside a timed loop) gives the same
+    results and makes no label-range read; the default still refuses bad labels."""
+    from cuda_convnet.backends.kernel_ops import softmax as softmax_ops
+
+    rng = np.random.default_rng(12)
+    logits = rng.standard_normal((6, 11)).astype(np.float32)
+    labels = rng.integers(0, 11, 6).astype(np.int32)
+    ops, put, get = kernel_device.ops, kernel_device.put, kernel_device.get
+    loss, probs = ops.softmax_cross_entropy(put(logits), put(labels))
+    d = ops.softmax_cross_entropy_backward(probs, put(labels))
+    checked = []
+    real = softmax_ops._check_label_values
+    monkeypatch.setattr(softmax_ops, "_check_label_values", lambda *a: checked.append(a[0]) or real(*a))
+    loss2, probs2 = ops.softmax_cross_entropy(put(logits), put(labels), check_labels=False)
+    d2 = ops.softmax_cross_entropy_backward(probs2, put(labels), check_labels=False)
+    assert checked == []
+    assert float(get(loss2)) == float(get(loss))
+    np.testing.assert_array_equal(get(probs2), get(probs))
+    np.testing.assert_array_equal(get(d2), get(d))
+    bad = labels.copy()
+    bad[2] = 11
+    with pytest.raises(ValueError, match="label"):
+        ops.softmax_cross_entropy(put(logits), put(bad))
+    assert checked == ["softmax_cross_entropy"]

@@ -421,8 +421,16 @@ class KernelTrainAugment:
     previous kernel before overwriting its device buffer.
 
     `stream`: the consumer's CuPy stream (default: the current stream when this object is
-    built, normally the null stream of the training thread).
+    built, normally the null stream of the training thread). The GPU is the stream's: the
+    side stream, the ring buffers and the mean image are made there, and every call runs
+    with that GPU current, whichever GPU the loader's thread has current.
+    A Net adopts the batches with `net.devices[0].adopt(x, stream=aug.stream)` (what
+    training.fit does): its stream waits for this one before reading them.
     """
+
+    #: One launch covers the whole batch: BatchLoader calls it once per batch (a thread
+    #: pool would only split the launch and serialise on the ring's lock).
+    whole_batch = True
 
     def __init__(
         self,
@@ -458,12 +466,22 @@ class KernelTrainAugment:
         import cupy
 
         self._cp = cupy
-        self._device = cupy.cuda.Device().id
         self._consumer = stream if stream is not None else cupy.cuda.get_current_stream()
-        self._side = cupy.cuda.Stream(non_blocking=True)
-        self.mean = None if mean is None else cupy.asarray(mean)
-        self._slots = [_RingSlot(cupy) for _ in range(max(1, int(slots)))]
+        # The consumer's GPU, not whichever is current here (a stream on another GPU than
+        # the current one cannot be entered).
+        self._device = _stream_device(cupy, self._consumer)
+        with cupy.cuda.Device(self._device):
+            self._side = cupy.cuda.Stream(non_blocking=True)
+            with self._side:
+                self.mean = None if mean is None else cupy.asarray(mean)
+            self._side.synchronize()  # the mean's upload, before any consumer kernel reads it
+            self._slots = [_RingSlot(cupy) for _ in range(max(1, int(slots)))]
         self._next = 0
+
+    @property
+    def stream(self):
+        """The stream the cuda batches are made on (None on emu: NumPy, synchronous)."""
+        return None if self.backend == "emu" else self._consumer
 
     @classmethod
     def from_store(cls, store, *, seed: int, backend: str, **kw) -> "KernelTrainAugment":
@@ -509,6 +527,14 @@ class KernelTrainAugment:
             out = self.device_views(x, offset)
         slot.consumed.record(self._consumer)
         return out
+
+
+def _stream_device(cupy, stream) -> int:
+    """The GPU ordinal a CuPy stream belongs to."""
+    dev = getattr(stream, "device_id", None)
+    if dev is None or dev < 0:  # older CuPy: the null stream has no device of its own
+        return cupy.cuda.Device().id
+    return int(dev)
 
 
 class _RingSlot:

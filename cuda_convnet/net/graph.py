@@ -216,7 +216,7 @@ class Net:
 
     def state_dict(self) -> dict[str, np.ndarray]:
         """Parameter name -> host NumPy copy."""
-        return {p.name: np.array(Device.to_host(p.data), copy=True) for p in self.parameters()}
+        return {p.name: np.array(p.device.to_host(p.data), copy=True) for p in self.parameters()}
 
     def load_state_dict(self, state: dict) -> None:
         """Set every parameter from host arrays (exact shapes; cast to the net's dtype)."""
@@ -226,12 +226,15 @@ class Net:
         if missing or extra:
             raise ValueError(f"load_state_dict: missing {missing}, unexpected {extra}")
         for name, p in params.items():
-            a = np.asarray(Device.to_host(state[name]))
-            if tuple(a.shape) != p.shape:
-                raise ValueError(f"load_state_dict: {name} has shape {tuple(a.shape)}, the net needs {p.shape}")
+            shape = tuple(np.shape(state[name]))
+            if shape != p.shape:
+                raise ValueError(f"load_state_dict: {name} has shape {shape}, the net needs {p.shape}")
         for name, p in params.items():
-            p.data = p.device.asarray(Device.to_host(state[name]), dtype=self.dtype, copy=True)
+            p.data = p.device.asarray(state[name], dtype=self.dtype, copy=True)
             p.grad = None
+        # The host-to-device copies are asynchronous on each device's stream: finish them,
+        # so the caller may reuse its arrays and every stream sees the new weights.
+        self.synchronize()
 
     def _context(self) -> Context:
         return Context(self.step, self.dropout_seed, self.dropout_streams)
@@ -283,7 +286,7 @@ class Net:
             # softmax_cross_entropy's probs do not depend on the labels; any valid ones do.
             dummy = dev.xp.zeros((logits.shape[0],), dtype=np.int32)
             _, probs = dev.ops.softmax_cross_entropy(logits, dummy)
-        return np.asarray(Device.to_host(probs))
+        return dev.to_host(probs)
 
     def gradients(self, x, labels, train: bool = True) -> dict:
         """Forward and backward: leaves each parameter's gradient in `p.grad`; no update.
@@ -296,7 +299,8 @@ class Net:
         acts = self._forward(x, train, keep=True)
         ldev = self.devices[self.loss_layer.device]
         logits = acts[self._actual_inputs[self.loss_layer.name][0]]
-        labels = np.asarray(Device.to_host(labels))
+        first = self.devices[0]
+        labels = first.to_host(first.adopt(labels))  # a caller's CuPy labels: read in stream order
         if labels.ndim != 1 or labels.shape[0] != logits.shape[0] or labels.dtype.kind not in "iu":
             raise ValueError(f"labels must be integers of shape ({logits.shape[0]},), got {labels.dtype} "
                              f"{labels.shape}")
@@ -306,7 +310,7 @@ class Net:
         labels_dev = ldev.asarray(labels.astype(np.int32))
         with ldev.activate():
             loss, probs = self.loss_layer.forward(ldev, [logits], {}, train, self._context(), labels=labels_dev)
-            loss = float(Device.to_host(loss))
+            loss = float(ldev.to_host(loss))
             if not math.isfinite(loss):
                 raise self._non_finite(acts, loss)
             k5 = min(5, classes)

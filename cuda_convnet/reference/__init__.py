@@ -28,7 +28,7 @@ Note: the re-exported functions shadow three submodules of the same name (``line
 
 from ..data.augment import train_views_from_constants as train_views  # §4.1, the kernel op's signature
 from .activation import relu, relu_backward, tanh, tanh_backward
-from .conv import conv2d, conv2d_backward
+from .conv import conv2d, conv2d_backward, conv2d_dgrad, conv2d_wgrad
 from .copy import concat_channels, split_channels
 from .dropout import dropout, dropout_backward
 from .linear import linear, linear_backward
@@ -39,7 +39,7 @@ from .softmax import softmax_cross_entropy, softmax_cross_entropy_backward, topk
 
 __all__ = [
     "linear", "linear_backward",
-    "conv2d", "conv2d_backward",
+    "conv2d", "conv2d_backward", "conv2d_dgrad", "conv2d_wgrad",
     "relu", "relu_backward", "tanh", "tanh_backward",
     "lrn", "lrn_backward",
     "max_pool", "max_pool_backward",
