@@ -13,7 +13,7 @@
 # Steps, most valuable first (name, limit in seconds; a later step gets less if the deadline
 # is nearer):
 STEP_LIMITS=(
-  build=150          # pip install --no-build-isolation --no-deps . for CUDA_ARCHS (default 90);
+  build=140          # pip install --no-build-isolation --no-deps . for CUDA_ARCHS (default 90);
                      # the extensions also copied into the checkout; a failure stops here
   info=15            # card, driver, toolkit, versions; the cuda backend must be usable
   memcheck=40        # compute-sanitizer memcheck, our kernels only, every kernel once
@@ -21,17 +21,20 @@ STEP_LIMITS=(
   net_bench=75       # whole-net images/s, ours vs PyTorch eager, validated against a cpu twin
   conv_bench=45      # every conv layer: fwd, dgrad, wgrad, bwd vs cuDNN
   kernel_bench=35    # the memory-bound kernels and the fc GEMMs
-  racecheck=30       # compute-sanitizer racecheck, our kernels only
+  model=25           # the SASS counts of this build and the performance model's predictions
+                     # beside the three benchmarks' measured times (measured / predicted)
+  racecheck=25       # compute-sanitizer racecheck, our kernels only
   cuda_tests=45      # pytest -m cuda: the cuda variants of the kernel, Net and bench tests
   torch_compile=45   # net_bench's torch.compile rows (the child is killed at 35 s)
 )
-MARGIN_S=60          # deadline minus the sum of the limits: process start-up, summaries
+MARGIN_S=50          # deadline minus the sum of the limits: process start-up, summaries
 # Failing steps are recorded and the run goes on (except the build). Every finished step's
 # log is in $OUT/logs/<step>.log and summary.md is rewritten after each step, so a run cut
 # short (or killed) keeps everything it finished; --resume then runs only what is left.
 #
 # Output ($OUT): summary.md (steps, card, commit, the benchmark tables), logs/<step>.log,
-# conv_bench.json kernel_bench.json net_bench.json net_bench_compile.json, state (one
+# conv_bench.json kernel_bench.json net_bench.json net_bench_compile.json, sass.json,
+# predicted.json, state (one
 # "<step> <status>" line per finished step).
 #
 # Prerequisites are checked before anything is built, one line per missing piece:
@@ -298,6 +301,12 @@ else STEPS+=("| memcheck | skipped: compute-sanitizer not found | 0 | |"); fi
 step net_bench "$PY" bench/net_bench.py --backend cuda --time-budget 3 --no-compile --json "$OUT_DIR/net_bench.json"
 step conv_bench "$PY" bench/conv_bench.py --backend cuda --time-budget 0.2 --json "$OUT_DIR/conv_bench.json"
 step kernel_bench "$PY" bench/kernel_bench.py --backend cuda --time-budget 0.15 --json "$OUT_DIR/kernel_bench.json"
+# The model calibrated: SASS counts of the kernels just built (reusing the build folder),
+# then every predicted time beside the measured one. A prediction is never a measurement:
+# the ratios printed here are what tells how far to trust the model.
+step model bash -c '"$1" bench/sass_report.py --arch 90 --json "$2/sass.json" >/dev/null && \
+  "$1" bench/perf_model.py --sass-json "$2/sass.json" --json "$2/predicted.json" \
+  --calibrate "$2/conv_bench.json" "$2/kernel_bench.json" "$2/net_bench.json"' model "$PY" "$OUT_DIR"
 
 if [[ -n $SANITIZER ]]; then sanitize racecheck
 else STEPS+=("| racecheck | skipped: compute-sanitizer not found | 0 | |"); fi
@@ -316,7 +325,7 @@ step torch_compile "$PY" bench/net_bench.py --backend cuda --time-budget 3 --com
 headline=$([[ $FAILED == 0 ]] && echo "all steps passed" || echo "some steps FAILED")
 write_summary "$headline"
 # The tables last, so that the tail of this output has them.
-for name in net_bench conv_bench kernel_bench torch_compile; do
+for name in net_bench conv_bench kernel_bench model torch_compile; do
   [[ -f $LOGS/$name.log ]] && { echo; echo "=== $name"; grep -E '^\||^note|^[a-z_]+: ' "$LOGS/$name.log" | tail -n 60; }
 done
 echo

@@ -186,7 +186,7 @@ def _has_gpu():
 
 
 GPU_CHECK = ROOT / "bench" / "gpu_check.sh"
-STEP_ORDER = ["build", "info", "memcheck", "net_bench", "conv_bench", "kernel_bench", "racecheck", "cuda_tests",
+STEP_ORDER = ["build", "info", "memcheck", "net_bench", "conv_bench", "kernel_bench", "model", "racecheck", "cuda_tests",
               "torch_compile"]
 
 
