@@ -28,7 +28,7 @@ _EXPORTS = {
     "test_views": "augment",
     "ten_crop_offsets": "augment",
     "evaluate": "evaluate",
-    "topk_errors": "evaluate",
+    "topk_error_rates": "evaluate",
     "BatchLoader": "loader",
     "load_cifar10": "cifar",
     "load_digits": "digits",

@@ -366,21 +366,6 @@ class Net:
         self.step += 1
         return stats
 
-    # ================================================================== checkpoints
-    def save(self, path, *, optimizer=None, schedule=None, extra=None, arrays=None) -> None:
-        """Write a checkpoint (see cuda_convnet.net.checkpoint): atomic, .npz + JSON manifest."""
-        from .checkpoint import save_checkpoint
-
-        save_checkpoint(path, self, optimizer=optimizer, schedule=schedule, extra=extra, arrays=arrays)
-
-    @classmethod
-    def load(cls, path, *, devices=None) -> Net:
-        """The net of a checkpoint (weights and step counter); see load_checkpoint for the rest."""
-        from .checkpoint import load_checkpoint
-
-        return load_checkpoint(path, devices=devices).net
-
-    # ================================================================== description
     def device_label(self, index: int) -> str:
         name = self.device_names[index]
         return name if self.device_names.count(name) == 1 else f"{name}#{index}"
