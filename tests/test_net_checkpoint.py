@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from net_support import batch, one_blas_thread, requires_ops, tiny_net  # noqa: F401
 
-from cuda_convnet import SGD, Net, PlateauSchedule, models
-from cuda_convnet.net import checkpoint as ckmod
+from cuda_convnet import SGD, PlateauSchedule, models
 from cuda_convnet.net import CheckpointError, load_checkpoint, save_checkpoint
+from cuda_convnet.net import checkpoint as ckmod
 from cuda_convnet.training import fit
 
 pytestmark = pytest.mark.usefixtures("one_blas_thread")
