@@ -67,10 +67,11 @@ class SGD:
 
     def state_dict(self) -> dict:
         """{"lr", "momentum", "weight_decay", "velocities": {name: host array}}."""
-        from .net.devices import Device
-
+        # Each velocity lives on its parameter's device, which knows how to fetch it (no
+        # import of the net package here: net.checkpoint imports this module).
         return {**self.hyperparameters(),
-                "velocities": {k: np.array(Device.to_host(v), copy=True) for k, v in self.velocities.items()}}
+                "velocities": {p.name: np.array(p.device.to_host(self.velocities[p.name]), copy=True)
+                               for p in self.params}}
 
     def load_state_dict(self, state: dict) -> None:
         vel = state.get("velocities", {})

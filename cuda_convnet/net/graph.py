@@ -288,8 +288,10 @@ class Net:
     def gradients(self, x, labels, train: bool = True) -> dict:
         """Forward and backward: leaves each parameter's gradient in `p.grad`; no update.
 
-        Returns {"loss", "top1_err", "top5_err"} of the batch. Raises NonFiniteError (and
-        leaves the parameters untouched) if the loss is NaN or infinite.
+        Returns {"loss", "top1_err", "top5_err"} of the batch, the errors counted by the
+        backend op ``topk_errors`` (a label tied with the k-th class is an error; top-5 is
+        top-min(5, classes)). Raises NonFiniteError (and leaves the parameters untouched) if
+        the loss is NaN or infinite, so non-finite probabilities never reach the counts.
         """
         if self.loss_layer is None:
             raise ValueError("this net has no SoftmaxCrossEntropy layer to train with")

@@ -26,7 +26,7 @@ import numpy as np
 
 from .. import checks
 
-__all__ = ["softmax_cross_entropy", "softmax_cross_entropy_backward", "topk_errors", "topk_error_mask"]
+__all__ = ["softmax_cross_entropy", "softmax_cross_entropy_backward", "topk_error_mask", "topk_errors"]
 
 
 def _check_label_values(op, labels, classes):
@@ -70,8 +70,7 @@ def topk_errors(probs: np.ndarray, labels: np.ndarray, ks=(1, 5)) -> dict[int, i
     labels outside [0, classes) or ks entries < 1.
     """
     ks = checks.check_topk_args(probs, labels, ks)
-    n, classes = probs.shape
-    _check_label_values("topk_errors", labels, classes)
+    _check_label_values("topk_errors", labels, probs.shape[1])
     return {k: int(c) for k, c in zip(ks, topk_error_mask(probs, labels, ks).sum(axis=1))}
 
 
