@@ -76,7 +76,8 @@ class Checkpoint:
 def save_checkpoint(path, net, *, optimizer=None, schedule=None, extra=None, arrays=None) -> None:
     """Write `net` (and optimizer, schedule, JSON `extra`, named NumPy `arrays`) atomically.
 
-    Raises TypeError for an object-dtype array (it would need pickling) or a non-JSON extra.
+    Raises TypeError for an object-dtype array (it would need pickling) or an extra that
+    JSON cannot hold, ValueError for a NaN or infinity in it (the manifest is strict JSON).
     """
     path = os.fspath(path)
     members = {}
