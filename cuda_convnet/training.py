@@ -54,9 +54,9 @@ def validation_pass(net, images, labels, *, batch_size: int = 256, view=None) ->
         if view is not None:
             x = view(np.asarray(x))
         probs = net.predict(np.ascontiguousarray(x, dtype=net.dtype))
-        y = labels[i:i + batch_size]
+        y = np.ascontiguousarray(labels[i:i + batch_size])  # a strided slice: the op takes raw rows
         k5 = min(5, probs.shape[1])
-        counts = backend("cpu").topk_errors(probs, y, ks=(1, k5))
+        counts = backend("cpu").topk_errors(np.ascontiguousarray(probs), y, ks=(1, k5))
         err1 += counts[1]
         err5 += counts[k5]
         non_finite += int((~np.isfinite(probs).all(axis=1)).sum())

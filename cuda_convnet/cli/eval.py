@@ -65,7 +65,7 @@ class ModelView:
         self._k += 1
         if self._k == self.views:
             y = self.labels[self._pos:self._pos + len(p)]
-            for k, c in backend("cpu").topk_errors(self._sum / self.views, y).items():
+            for k, c in backend("cpu").topk_errors(self._sum / self.views, np.ascontiguousarray(y)).items():
                 self.wrong[k] += c
             self._pos += len(p)
             self._sum, self._k = None, 0

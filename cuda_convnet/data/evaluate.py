@@ -37,7 +37,7 @@ def _count_topk(probs, labels, ks) -> dict[int, int]:
     # The one counting rule: the backend op (host arrays, so the cpu backend's).
     from ..backends import backend
 
-    return backend("cpu").topk_errors(probs, labels, ks=ks)
+    return backend("cpu").topk_errors(np.ascontiguousarray(probs), np.ascontiguousarray(labels), ks=ks)
 
 
 def error_rates(counts: dict[int, int], n: int) -> dict[int, float]:
