@@ -258,3 +258,18 @@ def test_cuda_training_follows_the_reference(digits):
     _, gpu_losses = _train_digits(("cuda:0", "cuda:0"), digits, 4)
     _, cpu_losses = _train_digits(("cpu", "cpu"), digits, 4)
     np.testing.assert_allclose(gpu_losses, cpu_losses, rtol=5e-3)
+
+
+def test_on_disk_says_what_the_checkpoint_file_holds(tmp_path, digits):
+    from cuda_convnet.training import on_disk
+
+    ckpt = tmp_path / "ck.npz"
+    assert on_disk(None) == "no checkpoint file is written by this run"
+    assert on_disk(ckpt) == f"there is no checkpoint at {ckpt}"
+    net = models.digits_net(towers=1, weight_std="he", bias=0.1)
+    fit(net, SGD(net.parameters(), lr=0.02), (digits.train_images[:64], digits.train_labels[:64]),
+        (digits.val_images[:32], digits.val_labels[:32]), epochs=2, batch_size=64, checkpoint=ckpt, progress=False,
+        log=None)
+    assert on_disk(ckpt) == f"{ckpt} on disk holds the checkpoint written after epoch 2"
+    ckpt.write_bytes(ckpt.read_bytes()[:100])
+    assert on_disk(ckpt).startswith(f"the file at {ckpt} is not a readable checkpoint ({ckpt}: not a valid")

@@ -196,7 +196,10 @@ def run(args):
         print(f"cuda-convnet train: error: {e} {notes} (try a lower --lr)", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        raise KeyboardInterrupt(f"the last finished epoch is in {ckpt}; continue with --resume") from None
+        from ..training import on_disk
+
+        # What the file holds, read back: no epoch may have finished yet.
+        raise KeyboardInterrupt(f"{on_disk(ckpt)}; continue with --resume") from None
     if not history:
         raise UsageError(f"{ckpt} has no recorded epochs")
     final = history[-1]
