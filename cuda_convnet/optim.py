@@ -70,9 +70,11 @@ class SGD:
 
     def state_dict(self) -> dict:
         """{"lr", "momentum", "weight_decay", "velocities": {name: host array}}."""
-        devices = {p.name: p.device for p in self.params}
+        # Each velocity lives on its parameter's device, which knows how to fetch it (no
+        # import of the net package here: net.checkpoint imports this module).
         return {**self.hyperparameters(),
-                "velocities": {k: np.array(devices[k].to_host(v), copy=True) for k, v in self.velocities.items()}}
+                "velocities": {p.name: np.array(p.device.to_host(self.velocities[p.name]), copy=True)
+                               for p in self.params}}
 
     def load_state_dict(self, state: dict) -> None:
         vel = state.get("velocities", {})
@@ -116,9 +118,16 @@ class PlateauSchedule:
         self.evaluations = 0
 
     def step(self, val_error: float) -> bool:
-        """Record one validation error; returns True if the learning rate was just divided."""
-        self.evaluations += 1
+        """Record one validation error; returns True if the learning rate was just divided.
+
+        Raises ValueError for a NaN or infinite error (a diverged net): it must never become
+        the best, nor count as an evaluation; the caller stops instead (as `fit` does).
+        """
         val_error = float(val_error)
+        if not math.isfinite(val_error):
+            raise ValueError(f"PlateauSchedule.step: the validation error is {val_error}; a non-finite "
+                             "result is never recorded (stop training instead)")
+        self.evaluations += 1
         if self.best is None or val_error < self.best - self.min_delta:
             self.best = val_error
             self.bad_epochs = 0

@@ -9,44 +9,83 @@ error on the validation set, `schedule.step(val_top1)`, and an atomic checkpoint
 holds the epoch and the history. Everything random is a function of seeds and counters,
 so `fit(..., resume=checkpoint)` continues bit-identically to a run never interrupted.
 
-A NaN/Inf loss raises NonFiniteError out of `fit` (naming the step and the first layer
-whose output went non-finite); the checkpoint on disk is then the one of the last
-completed epoch, which is never overwritten by a failed one.
+A NaN/Inf training loss, a validation pass with a non-finite loss or probability, or a
+non-finite parameter after an epoch raises NonFiniteError out of `fit` (naming the step,
+and for a training step the first layer whose output went non-finite). Such an epoch never
+reaches the schedule (it never becomes its "best") and never writes a checkpoint; the
+error's note says what the checkpoint file on disk actually holds, read back from it.
+
+Errors are counted by the backend op ``topk_errors`` (a tie with the k-th class or a
+non-finite row is an error: the rule of cuda_convnet.reference.softmax).
 """
 from __future__ import annotations
 
+import os
 import time
 
 import numpy as np
 
+from .backends import backend
 from .data.loader import BatchLoader
-from .net import NonFiniteError, load_checkpoint
+from .net import NonFiniteError, load_checkpoint, save_checkpoint
+from .net.checkpoint import CheckpointError, read_manifest
 
 
-def evaluate(net, images, labels, *, batch_size: int = 256, view=None) -> dict:
-    """{"top1_err", "top5_err", "loss"} of `net` in test mode over a whole array dataset.
+def validation_pass(net, images, labels, *, batch_size: int = 256, view=None) -> dict:
+    """{"top1_err", "top5_err", "loss", "non_finite"} of `net` in test mode over an array dataset.
 
-    view: applied to each batch of `images` before the net sees it (e.g. augment.CenterView,
-    the centre crop of a store's uint8 images); None feeds the images as they are.
+    The single-view validation pass of `fit` (for the ten-crop, multi-model evaluation of
+    a store, see cuda_convnet.data.evaluate.evaluate). images: anything `net.predict`
+    takes after `view`; labels: ints (N,), N >= 1. view: applied to each batch of `images`
+    before the net sees it (e.g. augment.CenterView, the centre crop of a store's uint8
+    images); None feeds the images as they are. Errors are the backend op ``topk_errors``'s
+    counts over N (ties and non-finite rows are errors; top-5 is top-min(5, classes));
+    non_finite counts examples whose probabilities hold a NaN/inf, and then the loss is
+    NaN too. Raises ValueError for no examples.
     """
     labels = np.asarray(labels)
     n = len(labels)
     if n == 0:
-        raise ValueError("evaluate: no examples")
-    err1 = err5 = 0
+        raise ValueError("validation_pass: no examples")
+    err1 = err5 = non_finite = 0
     loss = 0.0
     for i in range(0, n, batch_size):
         x = images[i:i + batch_size]
         if view is not None:
             x = view(np.asarray(x))
         probs = net.predict(np.ascontiguousarray(x, dtype=net.dtype))
-        y = labels[i:i + batch_size]
-        p_true = probs[np.arange(len(y)), y]
-        rank = (probs > p_true[:, None]).sum(axis=1)
-        err1 += int((rank >= 1).sum())
-        err5 += int((rank >= min(5, probs.shape[1])).sum())
-        loss += float(-np.log(np.maximum(p_true.astype(np.float64), 1e-300)).sum())
-    return {"top1_err": err1 / n, "top5_err": err5 / n, "loss": loss / n}
+        y = np.ascontiguousarray(labels[i:i + batch_size])  # a strided slice: the op takes raw rows
+        k5 = min(5, probs.shape[1])
+        counts = backend("cpu").topk_errors(np.ascontiguousarray(probs), y, ks=(1, k5))
+        err1 += counts[1]
+        err5 += counts[k5]
+        non_finite += int((~np.isfinite(probs).all(axis=1)).sum())
+        p_true = probs[np.arange(len(y)), y].astype(np.float64)
+        loss += float(-np.log(np.maximum(p_true, 1e-300)).sum())  # a NaN stays NaN
+    if non_finite:
+        loss = float("nan")
+    return {"top1_err": err1 / n, "top5_err": err5 / n, "loss": loss / n, "non_finite": non_finite}
+
+
+def on_disk(path) -> str:
+    """What the checkpoint file at `path` holds, read back from it (for error messages)."""
+    if path is None:
+        return "no checkpoint file is written by this run"
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        return f"there is no checkpoint at {path}"
+    try:
+        epoch = read_manifest(path)["extra"].get("epoch")
+    except CheckpointError as e:
+        return f"the file at {path} is not a readable checkpoint ({e})"
+    return f"{path} on disk holds " + (f"the checkpoint written after epoch {epoch}" if epoch is not None
+                                       else "a checkpoint with no epoch recorded")
+
+
+def _stop(err: NonFiniteError, epoch: int, checkpoint, resume) -> NonFiniteError:
+    where = on_disk(checkpoint if checkpoint is not None else resume)
+    err.add_note(f"(in epoch {epoch + 1}; nothing of this epoch was saved: {where})")
+    return err
 
 
 def fit(net, optimizer, train, val, *, epochs: int, batch_size: int = 128, schedule=None, augment=None,
@@ -57,7 +96,7 @@ def fit(net, optimizer, train, val, *, epochs: int, batch_size: int = 128, sched
 
     train, val: (images, labels) arrays (a store's memory-mapped uint8 images will do).
     augment: a BatchLoader augment callable (DigitsAugment, data.augment.TrainAugment).
-    val_view: applied to each validation batch (data.augment.CenterView), see evaluate.
+    val_view: applied to each validation batch (data.augment.CenterView), see validation_pass.
     checkpoint: path written after every epoch, with `extra` (JSON) and `arrays` (named
     NumPy arrays, e.g. the mean image) added to what fit records. resume: a checkpoint
     path to continue from (its net, optimizer and schedule state are loaded into the given
@@ -103,15 +142,7 @@ def fit(net, optimizer, train, val, *, epochs: int, batch_size: int = 128, sched
                 try:
                     stats = net.train_step(x, y, optimizer)
                 except NonFiniteError as e:
-                    if checkpoint is not None and epoch > start_epoch:
-                        last = f"{checkpoint} (after epoch {epoch})"
-                    elif resume is not None:
-                        last = f"{resume} (after epoch {start_epoch})"
-                    else:
-                        last = None
-                    e.add_note(f"(in epoch {epoch + 1}; " + (f"the last good checkpoint, {last}, is left as it was)"
-                                                            if last else "no checkpoint had been written yet)"))
-                    raise
+                    raise _stop(e, epoch, checkpoint, resume) from None
                 losses.append(stats["loss"])
                 errs.append(stats["top1_err"])
                 errs5.append(stats["top5_err"])
@@ -123,7 +154,15 @@ def fit(net, optimizer, train, val, *, epochs: int, batch_size: int = 128, sched
                 bar = None
             train_seconds = time.perf_counter() - t0
             w = np.asarray(counts, dtype=np.float64)
-            val_stats = evaluate(net, x_val, y_val, batch_size=eval_batch_size, view=val_view)
+            val_stats = validation_pass(net, x_val, y_val, batch_size=eval_batch_size, view=val_view)
+            bad = [p.name for p in net.parameters() if not p.device.all_finite(p.data)]
+            if val_stats["non_finite"] or not np.isfinite(val_stats["loss"]) or bad:
+                why = (f"{len(bad)} parameter tensors hold NaN/inf (first {bad[0]})" if bad else
+                       f"the validation pass gave non-finite probabilities for {val_stats['non_finite']} of "
+                       f"{len(y_val)} examples (loss {val_stats['loss']})")
+                raise _stop(NonFiniteError(f"training stopped after step {net.step}: {why}. The epoch's "
+                                           "result is not used by the schedule.", step=net.step, layer=None),
+                            epoch, checkpoint, resume)
             lr_used = optimizer.lr
             dropped = bool(schedule.step(val_stats["top1_err"])) if schedule is not None else False
             entry = {"epoch": epoch + 1, "train_loss": float(np.dot(losses, w) / w.sum()),
@@ -143,9 +182,9 @@ def fit(net, optimizer, train, val, *, epochs: int, batch_size: int = 128, sched
                     log(f"          validation error stopped improving: learning rate divided by "
                         f"{1 / schedule.factor:g} -> {optimizer.lr:g} (drop {schedule.drops}/{schedule.max_drops})")
             if checkpoint is not None:
-                net.save(checkpoint, optimizer=optimizer, schedule=schedule, arrays=arrays,
-                         extra={**(extra or {}), "epoch": epoch + 1, "history": history, "seed": seed,
-                                "batch_size": batch_size})
+                save_checkpoint(checkpoint, net, optimizer=optimizer, schedule=schedule, arrays=arrays,
+                                extra={**(extra or {}), "epoch": epoch + 1, "history": history, "seed": seed,
+                                       "batch_size": batch_size})
             if on_epoch is not None:
                 on_epoch(entry, history)
             if stop_when_schedule_finished and schedule is not None and schedule.finished:

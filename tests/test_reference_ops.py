@@ -166,13 +166,15 @@ def test_softmax_backward_is_mean_gradient():
 def test_topk_errors_and_ties():
     probs = np.array([
         [0.1, 0.6, 0.3],    # label 1: top-1 correct
-        [0.5, 0.5, 0.0],    # label 1 tied with class 0: tie goes to the label -> correct
-        [0.2, 0.3, 0.5],    # label 0: rank 2 (two classes strictly more probable)
-        [0.4, 0.35, 0.25],  # label 2: rank 2
+        [0.5, 0.5, 0.0],    # label 1 tied with class 0: a tie counts against -> top-1 error
+        [0.2, 0.3, 0.5],    # label 0: two classes at least as probable
+        [0.4, 0.35, 0.25],  # label 2: two classes at least as probable
     ])
     labels = np.array([1, 1, 0, 2])
-    assert R.topk_errors(probs, labels) == {1: 2, 5: 0}
-    assert R.topk_errors(probs, labels, ks=(1, 2, 3)) == {1: 2, 2: 2, 3: 0}
+    assert R.topk_errors(probs, labels) == {1: 3, 5: 0}
+    assert R.topk_errors(probs, labels, ks=(1, 2, 3)) == {1: 3, 2: 2, 3: 0}
+    probs[0, 2] = np.nan  # a non-finite row is an error for every k
+    assert R.topk_errors(probs, labels, ks=(1, 2, 3)) == {1: 4, 2: 3, 3: 1}
 
 
 # ----------------------------------------------------------------------------- SGD

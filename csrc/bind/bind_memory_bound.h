@@ -118,7 +118,8 @@ inline void bind_memory_bound(py::module_& m) {
                          static_cast<int>(ks.size()), ptr<int>(counts), stream_of(stream));
       },
       py::arg("probs"), py::arg("labels"), py::arg("rows"), py::arg("classes"), py::arg("ks"), py::arg("counts"),
-      py::arg("stream") = 0, "counts[j] += top-ks[j] errors; counts is a zeroed int32 array.");
+      py::arg("stream") = 0, "counts[j] += top-ks[j] errors (rank = #classes != label with prob >= the label's; error iff rank >= k\n"
+      "or the row holds a non-finite value); counts is a zeroed int32 array.");
 
   // ---------------------------------------------------------------- SGD
   m.def(

@@ -157,24 +157,24 @@ def checkpoint_path(path) -> str:
 
 def read_manifest(path):
     """The manifest of a checkpoint (for what `train --resume` must match); one-line errors."""
-    from ..net.checkpoint import read_checkpoint
+    from ..net.checkpoint import CheckpointError
+    from ..net.checkpoint import read_manifest as read
 
     try:
-        manifest, _ = read_checkpoint(path)
-    except (FileNotFoundError, ValueError) as e:
+        return read(path)
+    except CheckpointError as e:  # every fault of a checkpoint file, its path first
         raise UsageError(str(e)) from None
-    return manifest
 
 
 def load_model(path, devices):
     """load_checkpoint(path) with the towers on `devices` (one name: all towers on it)."""
-    from ..net import load_checkpoint
+    from ..net import CheckpointError, load_checkpoint
 
     path = checkpoint_path(path)
     devs = devices[0] if len(devices) == 1 else list(devices)
     try:
         return load_checkpoint(path, devices=devs)
-    except (FileNotFoundError, ValueError) as e:
+    except (CheckpointError, ValueError) as e:  # ValueError: the devices do not fit the net
         msg = str(e)
         raise UsageError(msg if msg.startswith(path) else f"{path}: {msg}") from None
 

@@ -43,7 +43,8 @@ class ModelView:
     """A checkpoint's predict function for data.evaluate that also scores the model alone.
 
     evaluate() calls each model once per view of a batch, views in a row; after the last
-    view of a batch this averages them and ranks the batch's labels, so each model's own
+    view of a batch this averages them and counts the batch's top-1/top-5 errors (the
+    backend op ``topk_errors``, the rule every count follows), so each model's own
     error comes from the same forward passes as the average's. `crops` counts the views
     that actually went through the net.
     """
@@ -52,10 +53,10 @@ class ModelView:
         self.net, self.views, self.labels, self.scale = net, views, labels, np.float32(scale)
         self.crops = 0
         self._sum, self._k, self._pos = None, 0, 0
-        self.ranks: list[np.ndarray] = []
+        self.wrong = {1: 0, 5: 0}
 
     def __call__(self, x):
-        from ..data.evaluate import label_ranks
+        from ..backends import backend
 
         x = x * self.scale if self.scale != 1 else x  # the checkpoint's input scale (cli/common.py)
         p = self.net.predict(np.ascontiguousarray(x, dtype=self.net.dtype))
@@ -64,14 +65,17 @@ class ModelView:
         self._k += 1
         if self._k == self.views:
             y = self.labels[self._pos:self._pos + len(p)]
-            self.ranks.append(label_ranks(self._sum / self.views, y))
+            for k, c in backend("cpu").topk_errors(self._sum / self.views, np.ascontiguousarray(y)).items():
+                self.wrong[k] += c
             self._pos += len(p)
             self._sum, self._k = None, 0
         return p
 
     def errors(self) -> tuple[float, float]:
-        r = np.concatenate(self.ranks)
-        return float(np.mean(r >= 1)), float(np.mean(r >= 5))
+        from ..data.evaluate import error_rates
+
+        rates = error_rates(self.wrong, self._pos)
+        return rates[1], rates[5]
 
 
 def run(args):
@@ -124,6 +128,8 @@ def run(args):
     res = evaluate(fns, (images, labels), ten_crop=args.ten_crop, batch_size=args.batch_size, crop=crop,
                    mean=mean, classes=store.classes, progress=not args.no_progress)
 
+    if res.non_finite:
+        print(f"warning: {res.non_finite} of {res.count} images got non-finite probabilities (counted as errors)")
     rows = []
     for path, ck, fn in zip(args.checkpoints, cks, fns):
         top1, top5 = fn.errors()

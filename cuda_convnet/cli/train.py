@@ -76,7 +76,7 @@ def add_parser(sub):
 
 def run(args):
     from .. import SGD, PlateauSchedule
-    from ..net import NonFiniteError
+    from ..net import CheckpointError, NonFiniteError
     from . import UsageError
     from .common import (CHECKPOINT, MODELS, blas_threads, check_crop, open_store, parse_devices, read_manifest,
                          subset, towers)
@@ -189,12 +189,17 @@ def run(args):
             history = fit_store(net, opt, schedule, (x_train, y_train), (x_val, y_val), train_store, crop=crop,
                                 scale=scale, epochs=args.epochs, batch=batch, seed=seed, ckpt=ckpt, resume=args.resume,
                                 extra=extra, on_epoch=on_epoch, progress=not args.no_progress)
+    except CheckpointError as e:  # --resume of a damaged file (read again in full by fit)
+        raise UsageError(str(e)) from None
     except NonFiniteError as e:  # the run failed (not the user's input): one line, status 1
         notes = " ".join(getattr(e, "__notes__", []))
         print(f"cuda-convnet train: error: {e} {notes} (try a lower --lr)", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        raise KeyboardInterrupt(f"the last finished epoch is in {ckpt}; continue with --resume") from None
+        from ..training import on_disk
+
+        # What the file holds, read back: no epoch may have finished yet.
+        raise KeyboardInterrupt(f"{on_disk(ckpt)}; continue with --resume") from None
     if not history:
         raise UsageError(f"{ckpt} has no recorded epochs")
     final = history[-1]

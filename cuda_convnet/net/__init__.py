@@ -6,14 +6,15 @@
                    a Copy on every edge between logical devices; summary()
     devices.py     Device: cpu / emu / cuda:N, streams and events, peer copies, and the
                    channel concat/split fallback
-    checkpoint.py  atomic .npz + JSON manifest; bit-identical resume
+    checkpoint.py  atomic .npz + JSON manifest, validated on load; bit-identical resume
+                   (it builds on graph.py; the graph does not know checkpoints)
 """
-from .checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from .checkpoint import Checkpoint, CheckpointError, load_checkpoint, save_checkpoint
 from .devices import NET_OPS, Device, missing_ops, parse_device
 from .graph import Net, NonFiniteError, Parameter
 from .layers import (LRN, ChannelSlice, Concat, Conv, Copy, Dropout, Flatten, FullyConnected, Layer, MaxPool, ReLU,
                      SoftmaxCrossEntropy, Tanh)
 
 __all__ = ["Net", "NonFiniteError", "Parameter", "Device", "parse_device", "NET_OPS", "missing_ops", "Checkpoint",
-           "load_checkpoint", "save_checkpoint", "Layer", "Conv", "FullyConnected", "ReLU", "Tanh", "LRN", "MaxPool",
+           "CheckpointError", "load_checkpoint", "save_checkpoint", "Layer", "Conv", "FullyConnected", "ReLU", "Tanh", "LRN", "MaxPool",
            "Dropout", "Concat", "ChannelSlice", "Flatten", "SoftmaxCrossEntropy", "Copy"]

@@ -291,8 +291,10 @@ class Net:
     def gradients(self, x, labels, train: bool = True) -> dict:
         """Forward and backward: leaves each parameter's gradient in `p.grad`; no update.
 
-        Returns {"loss", "top1_err", "top5_err"} of the batch. Raises NonFiniteError (and
-        leaves the parameters untouched) if the loss is NaN or infinite.
+        Returns {"loss", "top1_err", "top5_err"} of the batch, the errors counted by the
+        backend op ``topk_errors`` (a label tied with the k-th class is an error; top-5 is
+        top-min(5, classes)). Raises NonFiniteError (and leaves the parameters untouched) if
+        the loss is NaN or infinite, so non-finite probabilities never reach the counts.
         """
         if self.loss_layer is None:
             raise ValueError("this net has no SoftmaxCrossEntropy layer to train with")
@@ -370,21 +372,6 @@ class Net:
         self.step += 1
         return stats
 
-    # ================================================================== checkpoints
-    def save(self, path, *, optimizer=None, schedule=None, extra=None, arrays=None) -> None:
-        """Write a checkpoint (see cuda_convnet.net.checkpoint): atomic, .npz + JSON manifest."""
-        from .checkpoint import save_checkpoint
-
-        save_checkpoint(path, self, optimizer=optimizer, schedule=schedule, extra=extra, arrays=arrays)
-
-    @classmethod
-    def load(cls, path, *, devices=None) -> Net:
-        """The net of a checkpoint (weights and step counter); see load_checkpoint for the rest."""
-        from .checkpoint import load_checkpoint
-
-        return load_checkpoint(path, devices=devices).net
-
-    # ================================================================== description
     def device_label(self, index: int) -> str:
         name = self.device_names[index]
         return name if self.device_names.count(name) == 1 else f"{name}#{index}"

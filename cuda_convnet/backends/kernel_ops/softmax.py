@@ -47,7 +47,9 @@ class SoftmaxOps:
         return d
 
     def topk_errors(self, probs, labels, ks=(1, 5)):
-        """{k: number of examples whose label is not in the top k} (ties favour the label)."""
+        """{k: number of top-k errors}, the reference's rule bit for bit (csrc/softmax.cuh):
+        a row is top-k correct only when fewer than k classes other than the label have a
+        probability >= the label's and all its values are finite."""
         ks = checks.check_topk_args(probs, labels, ks)
         self._float32("topk_errors", probs=probs)
         n, classes = probs.shape
