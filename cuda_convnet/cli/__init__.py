@@ -19,8 +19,15 @@ class UsageError(Exception):
     """A problem with the user's input: printed as one line, exit status 2."""
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, with a usage error printed as one line (no usage block), exit status 2."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="cuda-convnet",
         description="AlexNet (Krizhevsky, Sutskever, Hinton 2012) on hand-written CUDA kernels.",
     )
@@ -31,6 +38,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
+    # File names are bytes on POSIX; one that is not UTF-8 arrives here surrogate-escaped
+    # (os.fsdecode).  Printing it writes its original bytes back, as `ls` does, instead of
+    # raising UnicodeEncodeError halfway through the output.
+    for stream in (sys.stdout, sys.stderr):
+        if hasattr(stream, "reconfigure") and stream.errors == "strict":
+            stream.reconfigure(errors="surrogateescape")
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)

@@ -24,12 +24,29 @@ crash, power loss) a rerun truncates the partial file to the recorded length and
 continues at the first unrecorded chunk: finished chunks are never decoded again and
 nothing half-written survives.  manifest.json is written last; it marks the store
 complete.  A rerun on a complete store returns its report without work.  A rerun
-against a different tree (file list, sizes or options changed) is refused.
+against a different tree (file list, sizes or options changed) is refused, naming the
+option that differs and both values.
+
+Refused before any work: a destination inside the source tree (the store would become
+part of the tree it is made from), and a training class folder with no image files.
+A training class all of whose files turn out unreadable is refused after decoding
+(the decoded chunks are kept).  `allow_empty_classes=True` (CLI: --allow-empty-classes)
+accepts both: the class keeps its label and has no training images.
+
+File names are bytes on POSIX: a name that is not valid UTF-8 (a Latin-1 `Stra\xdfe.png`)
+is carried as Python's surrogate-escaped str (os.fsdecode) and written back as its
+original bytes (os.fsencode) in files.txt; report.json holds the escaped str, which
+json round-trips and os.fsencode turns back into the same bytes.
+
+Worker processes end when the parent process dies, however it dies (SIGKILL included):
+on Linux the kernel kills them (prctl PR_SET_PDEATHSIG), and on every platform a
+watchdog thread in each worker exits when its parent process is gone.
 """
 
 from __future__ import annotations
 
 import concurrent.futures as cf
+import ctypes
 import hashlib
 import json
 import multiprocessing
@@ -37,6 +54,7 @@ import os
 import shutil
 import signal
 import sys
+import threading
 import time
 from collections import deque
 from pathlib import Path
@@ -52,6 +70,7 @@ from .store import (
     REPORT,
     STATS_FILES,
     VERSION,
+    encode_file_list,
     finalize_images_file,
     save_npy_atomic,
     write_bytes_atomic,
@@ -62,6 +81,13 @@ from .store import (
 PROGRESS_DIR = ".progress"
 STATE = "state.json"
 VAL_LABELS = "val_labels.txt"
+
+# How a file becomes pixels (data/images.py).  Part of a store's options: a store
+# decoded one way is never resumed or reused by code that decodes another way.
+DECODER = "pillow-bicubic-center, exif-orientation"
+
+# The options a store records, with the command-line flag that sets each (for messages).
+OPTION_FLAGS = {"size": "--size", "chunk_size": "--chunk-size", "decoder": "(decoder)"}
 
 # Test hook: called in the parent as _hook(event, split, chunk_index) with event
 # "appended" (chunk data written, not yet recorded) and "recorded" (state.json updated).
@@ -106,8 +132,9 @@ def _scan_flat_val(
             f"{labels_file} ('filename classname' per line)"
         )
     name_to_class = {}
-    for lineno, line in enumerate(labels_file.read_text().splitlines(), 1):
-        line = line.strip()
+    # Bytes, like the file names it lists: names that are not UTF-8 must match too.
+    for lineno, raw in enumerate(labels_file.read_bytes().splitlines(), 1):
+        line = os.fsdecode(raw.strip())
         if not line or line.startswith("#"):
             continue
         parts = line.split()
@@ -142,8 +169,17 @@ def _scan_flat_val(
     return items, unused
 
 
-def scan_tree(src: str | os.PathLike, val_labels: str | os.PathLike | None = None) -> dict:
-    """Find the classes and the (path, label, bytes) list of each split; validate the tree."""
+def scan_tree(
+    src: str | os.PathLike,
+    val_labels: str | os.PathLike | None = None,
+    *,
+    allow_empty_classes: bool = False,
+) -> dict:
+    """Find the classes and the (path, label, bytes) list of each split; validate the tree.
+
+    Raises PrepareError for a tree that cannot be prepared, including a training class
+    folder with no image files (unless allow_empty_classes).
+    """
     src = Path(src)
     if not src.exists():
         raise PrepareError(f"{src}: source directory does not exist")
@@ -164,6 +200,14 @@ def scan_tree(src: str | os.PathLike, val_labels: str | os.PathLike | None = Non
         raise PrepareError(
             f"{train_dir}: {len(classes)} class directories but no image files in them"
         )
+    counts = np.bincount([label for _, label, _ in splits["train"]], minlength=len(classes))
+    empty = [c for c, n in zip(classes, counts) if n == 0]
+    if empty and not allow_empty_classes:
+        raise PrepareError(
+            f"{train_dir}: {len(empty)} class folder(s) with no image files: "
+            f"{_names(empty)}; remove them, or pass --allow-empty-classes to keep them as "
+            f"classes without training images"
+        )
     unused_val_labels = 0
     val_dir = src / "val"
     if val_dir.is_dir():
@@ -182,27 +226,57 @@ def scan_tree(src: str | os.PathLike, val_labels: str | os.PathLike | None = Non
         "splits": splits,
         "ignored": ignored,
         "unused_val_labels": unused_val_labels,
+        "empty_classes": empty,
     }
 
 
-def _fingerprint(tree: dict, size: int, chunk_size: int) -> str:
+def _names(names: list[str], limit: int = 10) -> str:
+    shown = ", ".join(repr(n) for n in names[:limit])
+    return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")
+
+
+def _fingerprint(tree: dict, options: dict) -> str:
     h = hashlib.sha256()
     h.update(
         json.dumps(
-            {
-                "format": FORMAT,
-                "version": VERSION,
-                "size": size,
-                "chunk_size": chunk_size,
-                "classes": tree["classes"],
-            }
+            {"format": FORMAT, "version": VERSION, **options, "classes": tree["classes"]},
+            sort_keys=True,
         ).encode()
     )
     for name, items in tree["splits"].items():
         h.update(name.encode())
         for rel, label, nbytes in items:
-            h.update(f"\0{rel}\0{label}\0{nbytes}".encode())
+            # fsencode: the name's own bytes (a surrogate-escaped name has no UTF-8 form)
+            h.update(b"\0" + os.fsencode(rel) + f"\0{label}\0{nbytes}".encode())
     return h.hexdigest()
+
+
+def _tree_summary(tree: dict) -> dict:
+    """What a mismatch message can name: the classes and each split's file count."""
+    return {
+        "classes": len(tree["classes"]),
+        "files": {name: len(items) for name, items in tree["splits"].items()},
+    }
+
+
+def _difference(recorded: dict | None, options: dict, tree: dict) -> str:
+    """Say what differs between a recorded preparation and this run (for PrepareError)."""
+    if not recorded:
+        return "recorded by an older version of prepare (no options recorded)"
+    rec_opts = recorded.get("options", {})
+    diffs = [
+        f"{key} ({OPTION_FLAGS.get(key, key)}) is {rec_opts.get(key)!r} there, {value!r} now"
+        for key, value in options.items()
+        if rec_opts.get(key) != value
+    ]
+    if diffs:
+        return "; ".join(diffs)
+    rec_tree, now = recorded.get("tree", {}), _tree_summary(tree)
+    if rec_tree.get("classes") != now["classes"]:
+        return f"the source has {now['classes']} classes, there {rec_tree.get('classes')}"
+    if rec_tree.get("files") != now["files"]:
+        return f"the source tree's file counts are {now['files']}, there {rec_tree.get('files')}"
+    return "the source tree's file names, labels or sizes changed"
 
 
 # -- the worker: decode one chunk ------------------------------------------------------------
@@ -239,11 +313,43 @@ def _mp_context():
     return multiprocessing.get_context("spawn")
 
 
-def _worker_init():
+def _worker_init(parent_pid: int):
     # Ctrl-C is for the parent: it stops submitting, lets the running chunks finish and
     # exits with the finished chunks recorded.  Workers that died of the same SIGINT
     # mid-chunk would only add noise (and a broken pool) to that.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _die_with_parent(parent_pid)
+
+
+_PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+_WATCHDOG_SECONDS = 0.5
+
+
+def _die_with_parent(parent_pid: int) -> None:
+    """End this worker when the process `parent_pid` is gone (a pool worker's parent).
+
+    An idle pool worker blocks reading its task queue; if the parent is SIGKILLed, no one
+    closes that queue and the worker would wait forever.  Linux: the kernel sends SIGKILL
+    when the parent dies.  Everywhere: a daemon thread polls os.getppid(), which changes
+    (to init or a subreaper) once the parent is gone; this also covers the parent dying
+    before the prctl call took effect.
+    """
+    if sys.platform.startswith("linux"):
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        except (OSError, AttributeError):  # no prctl in this libc: the watchdog remains
+            pass
+    if os.getppid() != parent_pid:
+        os._exit(1)
+
+    def watch():
+        while True:
+            time.sleep(_WATCHDOG_SECONDS)
+            if os.getppid() != parent_pid:
+                os._exit(1)
+
+    threading.Thread(target=watch, name="parent-watchdog", daemon=True).start()
 
 
 class _InlineExecutor:
@@ -271,28 +377,38 @@ def prepare(
     size: int = 256,
     chunk_size: int = 128,
     val_labels: str | os.PathLike | None = None,
+    allow_empty_classes: bool = False,
 ) -> dict:
     """Prepare src (see module docstring) into the store dst; return the report dict.
 
     workers: decoding processes (default os.cpu_count(); 0 decodes in this process).
     size: output side (256 in the paper).  chunk_size: images per resumable unit.
+    allow_empty_classes: keep a training class with no (readable) images instead of
+    refusing it.  Raises PrepareError (see the module docstring for when).
     """
     t0 = time.perf_counter()
     src, dst = Path(src), Path(dst)
     if dst.exists() and not dst.is_dir():
         raise PrepareError(f"{dst}: destination exists and is a file, expected a directory")
     if chunk_size < 1 or size < 1:
-        raise PrepareError("chunk_size and size must be positive")
+        raise PrepareError(f"chunk_size and size must be >= 1, got {chunk_size} and {size}")
     workers = (os.cpu_count() or 1) if workers is None else int(workers)
-    tree = scan_tree(src, val_labels)
-    fingerprint = _fingerprint(tree, size, chunk_size)
+    if workers < 0:
+        raise PrepareError(f"workers must be >= 0 (0: decode in this process), got {workers}")
+    _check_not_inside(src, dst)
+    tree = scan_tree(src, val_labels, allow_empty_classes=allow_empty_classes)
+    options = {"size": size, "chunk_size": chunk_size, "decoder": DECODER}
+    fingerprint = _fingerprint(tree, options)
+    record = {"options": options, "tree": _tree_summary(tree)}
 
     if (dst / MANIFEST).exists():
         manifest = json.loads((dst / MANIFEST).read_text())
-        if manifest.get("source", {}).get("fingerprint") != fingerprint:
+        source = manifest.get("source", {})
+        if source.get("fingerprint") != fingerprint:
             raise PrepareError(
                 f"{dst}: already holds a complete store of a different source tree or "
-                f"options; choose another destination or remove it"
+                f"options: {_difference(source.get('record'), options, tree)}; choose "
+                f"another destination or remove it"
             )
         report = json.loads((dst / REPORT).read_text())
         report["already_complete"] = True
@@ -306,11 +422,12 @@ def prepare(
         state = json.loads(state_path.read_text())
         if state.get("fingerprint") != fingerprint:
             raise PrepareError(
-                f"{dst}: holds an unfinished preparation of a different source tree or options "
-                f"(file list, sizes, size or chunk_size changed); remove {dst} to start over"
+                f"{dst}: holds an unfinished preparation of a different source tree or "
+                f"options: {_difference(state.get('record'), options, tree)}; rerun with the "
+                f"same source and options to resume, or remove {dst} to start over"
             )
     else:
-        state = {"fingerprint": fingerprint, "splits": {}}
+        state = {"fingerprint": fingerprint, "record": record, "splits": {}}
     resumed_from = {name: s["chunks_done"] for name, s in state["splits"].items()}
 
     total = sum(len(items) for items in tree["splits"].values())
@@ -348,6 +465,13 @@ def prepare(
             f"{src}: none of the {len(tree['splits']['train'])} training files could be decoded; "
             f"see {pdir / STATE} for the reasons"
         )
+    unreadable = _classes_without_images(tree, state["splits"]["train"]["skipped"])
+    if unreadable and not allow_empty_classes:
+        raise PrepareError(
+            f"{src}: {len(unreadable)} training class(es) have no readable image (every file "
+            f"was skipped): {_names(unreadable)}; the reasons are in {pdir / STATE}; fix or "
+            f"remove those files, or rerun with --allow-empty-classes (decoded chunks are kept)"
+        )
     write_stats(dst, stats)
     skipped = {name: s["skipped"] for name, s in state["splits"].items()}
     seconds = time.perf_counter() - t0
@@ -369,6 +493,7 @@ def prepare(
         },
         "skipped_count": sum(len(v) for v in skipped.values()),
         "ignored_files": tree["ignored"],
+        "classes_without_images": sorted(set(tree["empty_classes"]) | set(unreadable)),
         "unused_val_labels": tree["unused_val_labels"],
         "resumed_from_chunk": resumed_from,
         "workers": workers,
@@ -398,11 +523,30 @@ def prepare(
             "path": str(src.resolve()),
             "fingerprint": fingerprint,
             "chunk_size": chunk_size,
+            "record": record,
         },
     }
     write_json_atomic(dst / MANIFEST, manifest)
     shutil.rmtree(pdir, ignore_errors=True)
     return report
+
+
+def _check_not_inside(src: Path, dst: Path) -> None:
+    """Refuse a destination that is the source tree or inside it (the store would be
+    written among, and later scanned as part of, the images it is made from)."""
+    s, d = src.resolve(), dst.resolve()
+    if d == s or s in d.parents:
+        raise PrepareError(
+            f"{dst}: the destination is {'the source tree' if d == s else 'inside the source tree'} "
+            f"{src}; choose a destination outside it"
+        )
+
+
+def _classes_without_images(tree: dict, skipped: list) -> list[str]:
+    """Training classes none of whose files was decoded."""
+    kept = _kept_items(tree["splits"]["train"], skipped)
+    counts = np.bincount([label for _, label, _ in kept], minlength=len(tree["classes"]))
+    return [c for c, n in zip(tree["classes"], counts) if n == 0]
 
 
 def _progress_bar(total: int, initial: int, enabled: bool):
@@ -489,7 +633,10 @@ def _prepare_split(
             _InlineExecutor()
             if workers <= 0
             else cf.ProcessPoolExecutor(
-                max_workers=workers, mp_context=_mp_context(), initializer=_worker_init
+                max_workers=workers,
+                mp_context=_mp_context(),
+                initializer=_worker_init,
+                initargs=(os.getpid(),),
             )
         )
         max_inflight = 1 if workers <= 0 else 2 * workers
@@ -554,7 +701,7 @@ def _prepare_split(
     save_npy_atomic(
         split_dir / "labels.npy", np.array([label for _, label, _ in kept], dtype=np.int32)
     )
-    write_bytes_atomic(split_dir / "files.txt", "".join(rel + "\n" for rel, _, _ in kept).encode())
+    write_bytes_atomic(split_dir / "files.txt", encode_file_list([rel for rel, _, _ in kept]))
     if partial.exists():
         finalize_images_file(partial, final, st["count"], size)
     st["done"] = True
