@@ -3,7 +3,9 @@
 One module per command in this package, each with `add_parser(subparsers)` (which sets
 `func`) and the code it runs; common.py holds what train, eval and predict share (the
 model table, --devices, opening stores and checkpoints). Errors a user can fix (bad paths, bad arguments) are raised
-as `UsageError` and printed as one line, not a traceback.
+as `UsageError` and printed as one line, not a traceback, exit status 2; argparse's own errors (an unknown flag, a
+number out of range: see args.py) are printed as one line too. Every check of an input or an output path is made
+before the work that needs it starts.
 """
 from __future__ import annotations
 
@@ -50,6 +52,10 @@ def main(argv=None) -> int:
     except UsageError as e:
         print(f"cuda-convnet {args.command}: error: {e}", file=sys.stderr)
         return 2
+    except MemoryError:  # e.g. --batch-size or --size far beyond this machine: say so, without a traceback
+        print(f"cuda-convnet {args.command}: error: out of memory (is a batch or an image size too large for this machine?)",
+              file=sys.stderr)
+        return 1
     except KeyboardInterrupt as e:
         print(f"cuda-convnet {args.command}: interrupted{': ' + str(e) if str(e) else ''}", file=sys.stderr)
         return 130
