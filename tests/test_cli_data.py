@@ -203,6 +203,11 @@ def test_resume_accepts_unchanged_settings(tree):
     (("train", "store", *TRAIN, "--lr", "inf", "--out", "r"), "argument --lr"),
     (("train", "store", *TRAIN, "--crop", "0", "--out", "r"), "argument --crop: must be >= 1"),
     (("nosuchcommand",), "invalid choice"),
+    (("prepare", "src", ""), "argument dst: an empty path"),
+    (("train", "", *TRAIN), "argument store: an empty path"),
+    (("train", "store", *TRAIN, "--out", ""), "argument --out: an empty path"),
+    (("eval", "store", "run1", "--json", ""), "argument --json: an empty path"),
+    (("prepare", "src", "x", "--val-labels", "src/train"), "a label file is only for a flat"),
 ])
 def test_bad_arguments_are_one_line(tree, monkeypatch, capsys, argv, match):
     root = tree["root"]

@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -355,3 +356,14 @@ def test_rerun_names_the_option_that_differs(tmp_path, monkeypatch):
     Image.fromarray(_photo(300, 300, 99)).save(tmp_path / "src/train/apple/new.JPEG")
     with pytest.raises(PrepareError, match=r"file counts are \{'train': 15, 'val': 3\}, there \{'train': 14"):
         prepare(tmp_path / "src", tmp_path / "part", workers=0, progress=False, size=64, chunk_size=2)
+
+
+def test_a_label_file_that_would_not_be_read_is_refused(tmp_path):
+    make_tree(tmp_path / "src", flat_val=False)
+    (tmp_path / "labels.txt").write_text("x.JPEG apple\n")
+    with pytest.raises(PrepareError, match="only for a flat .* has class folders"):
+        prepare(tmp_path / "src", tmp_path / "out", val_labels=tmp_path / "labels.txt", progress=False)
+    shutil.rmtree(tmp_path / "src/val")
+    with pytest.raises(PrepareError, match="only for a flat .* does not exist"):
+        prepare(tmp_path / "src", tmp_path / "out", val_labels=tmp_path / "labels.txt", progress=False)
+    assert not (tmp_path / "out").exists()

@@ -42,3 +42,11 @@ def positive_float(text: str) -> float:
     if not (math.isfinite(v) and v > 0):
         raise argparse.ArgumentTypeError(f"must be a positive finite number, got {text}")
     return v
+
+
+def path(text: str) -> str:
+    """A file or folder name; an empty one ('') is refused: os.path would read it as the
+    current folder, and a store or a run would be read from or written into it."""
+    if not text:
+        raise argparse.ArgumentTypeError("an empty path; give a file or folder name")
+    return text

@@ -26,7 +26,7 @@ import time
 
 
 def add_parser(sub):
-    from .args import nonnegative_int, positive_float, positive_int
+    from .args import nonnegative_int, path, positive_float, positive_int
 
     p = sub.add_parser("demo", help="train a small AlexNet-style net on the digits dataset (about a minute on a CPU)")
     p.add_argument("--device", default=None,
@@ -34,7 +34,7 @@ def add_parser(sub):
                         "is usable, else cpu")
     p.add_argument("--epochs", type=positive_int, default=None, help="epochs (default 20, or 2 with --quick)")
     p.add_argument("--quick", action="store_true", help="a few seconds: a subset of the data, 2 epochs (for tests)")
-    p.add_argument("--out", default="demo_out", help="output folder for the checkpoint and curves (default ./demo_out)")
+    p.add_argument("--out", type=path, default="demo_out", help="output folder for the checkpoint and curves (default ./demo_out)")
     p.add_argument("--batch", type=positive_int, default=None, help="batch size (default 32)")
     p.add_argument("--lr", type=positive_float, default=None, help="initial learning rate (default 0.02)")
     p.add_argument("--patience", type=positive_int, default=None,

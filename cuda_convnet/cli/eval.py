@@ -23,13 +23,13 @@ import numpy as np
 
 
 def add_parser(sub):
-    from .args import positive_int
+    from .args import path, positive_int
 
     p = sub.add_parser("eval", help="top-1/top-5 error of one or several (averaged) checkpoints on a store",
                        description="Top-1 and top-5 error (§2) of CKPT on STORE's split, from the centre crop or "
                                    "the ten views of §4.1; several checkpoints are averaged (§6).")
-    p.add_argument("store", help="a store written by `prepare`")
-    p.add_argument("checkpoints", nargs="+", metavar="CKPT", help="checkpoint file(s), or training folder(s)")
+    p.add_argument("store", type=path, help="a store written by `prepare`")
+    p.add_argument("checkpoints", type=path, nargs="+", metavar="CKPT", help="checkpoint file(s), or training folder(s)")
     views = p.add_mutually_exclusive_group()
     views.add_argument("--ten-crop", action="store_true",
                        help="average the four corner and centre crops and their reflections (§4.1)")
@@ -40,8 +40,8 @@ def add_parser(sub):
                    help="where to run: cpu, emu or cuda:N, or two comma-separated (one per tower); default "
                         "cuda:0 when a GPU is usable, else cpu")
     p.add_argument("--limit", type=positive_int, default=None, metavar="N", help="evaluate N images, evenly spaced")
-    p.add_argument("--per-class", default=None, metavar="CSV", help="write class,count,top1_error,top5_error")
-    p.add_argument("--json", default=None, metavar="FILE", help="also write the results as JSON")
+    p.add_argument("--per-class", type=path, default=None, metavar="CSV", help="write class,count,top1_error,top5_error")
+    p.add_argument("--json", type=path, default=None, metavar="FILE", help="also write the results as JSON")
     p.add_argument("--assume-store-classes", action="store_true",
                    help="accept a checkpoint that records no class names (not written by `train`), taking its "
                         "outputs to be the store's classes in order")

@@ -21,14 +21,14 @@ import numpy as np
 
 
 def add_parser(sub):
-    from .args import positive_int
+    from .args import path, positive_int
 
     p = sub.add_parser("predict", help="top-5 classes and probabilities of image files",
                        description="Classify image files with a trained checkpoint: the --top most probable "
                                    "classes and their softmax probabilities.")
-    p.add_argument("checkpoint", metavar="CKPT", help="checkpoint file, or a training folder")
+    p.add_argument("checkpoint", type=path, metavar="CKPT", help="checkpoint file, or a training folder")
     p.add_argument("images", nargs="+", metavar="IMAGE", help="image files (JPEG, PNG, ... any Pillow reads)")
-    p.add_argument("--classes-from", default=None, metavar="STORE",
+    p.add_argument("--classes-from", type=path, default=None, metavar="STORE",
                    help="take the class names (and the mean image and size, if the checkpoint lacks them) from "
                         "this store")
     p.add_argument("--top", type=positive_int, default=5, help="how many classes to list (default 5)")

@@ -40,7 +40,7 @@ _SAVED = {"model": "--model", "crop": "--crop", "width": "--width", "seed": "--s
 
 
 def add_parser(sub):
-    from .args import nonnegative_int, positive_float, positive_int
+    from .args import nonnegative_int, path, positive_float, positive_int
     from .common import MODELS
 
     p = sub.add_parser("train", help="train a net on a prepared store (checkpoint every epoch; resumable)",
@@ -48,7 +48,7 @@ def add_parser(sub):
                                    "validate on its val split (centre crops), SGD with the paper's plateau "
                                    "learning-rate rule (§5). Writes OUT/checkpoint.npz, OUT/metrics.jsonl and "
                                    "OUT/curves.png.")
-    p.add_argument("store", help="a store written by `prepare` (with train and val splits)")
+    p.add_argument("store", type=path, help="a store written by `prepare` (with train and val splits)")
     p.add_argument("--model", choices=sorted(MODELS), default=None,
                    help="; ".join(f"{m.name}: {m.about}" for m in MODELS.values()) + " (default alexnet)")
     p.add_argument("--crop", type=positive_int, default=None,
@@ -66,7 +66,7 @@ def add_parser(sub):
     p.add_argument("--max-drops", type=nonnegative_int, default=None,
                    help="learning-rate drops before training stops (default 3, the paper's)")
     p.add_argument("--seed", type=nonnegative_int, default=None, help="weights, batch order and augmentation (default 0)")
-    p.add_argument("--out", default="train_out", help="output folder (default ./train_out)")
+    p.add_argument("--out", type=path, default="train_out", help="output folder (default ./train_out)")
     p.add_argument("--resume", action="store_true",
                    help="continue OUT/checkpoint.npz with its settings, optimizer and schedule")
     p.add_argument("--limit-train", type=positive_int, default=None, metavar="N",

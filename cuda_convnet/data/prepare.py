@@ -210,8 +210,15 @@ def scan_tree(
         )
     unused_val_labels = 0
     val_dir = src / "val"
+    val_has_folders = val_dir.is_dir() and any(d.is_dir() for d in _listdir(val_dir))
+    if val_labels is not None and not (val_dir.is_dir() and not val_has_folders):
+        # A label file that would not be read is a mistake (wrong tree or wrong file), not a no-op.
+        raise PrepareError(
+            f"{val_labels}: a label file is only for a flat {val_dir}/ (images, no class folders); "
+            f"{val_dir} {'has class folders' if val_has_folders else 'does not exist'}"
+        )
     if val_dir.is_dir():
-        if any(d.is_dir() for d in _listdir(val_dir)):
+        if val_has_folders:
             splits["val"] = _scan_class_folders(val_dir, class_index, ignored, src)
             ignored.extend(os.path.relpath(f.path, src) for f in _listdir(val_dir) if f.is_file())
         else:
