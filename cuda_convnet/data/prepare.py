@@ -38,31 +38,33 @@ is carried as Python's surrogate-escaped str (os.fsdecode) and written back as i
 original bytes (os.fsencode) in files.txt; report.json holds the escaped str, which
 json round-trips and os.fsencode turns back into the same bytes.
 
-Worker processes end when the parent process dies, however it dies (SIGKILL included):
-on Linux the kernel kills them (prctl PR_SET_PDEATHSIG), and on every platform a
-watchdog thread in each worker exits when its parent process is gone.
+Parts: scan.py walks and checks the source tree, workers.py decodes chunks in worker
+processes (which end with the parent, even a SIGKILLed one), this module drives them
+and writes the store.
 """
 
 from __future__ import annotations
 
 import concurrent.futures as cf
-import ctypes
 import hashlib
 import json
-import multiprocessing
 import os
 import shutil
-import signal
-import sys
-import threading
 import time
 from collections import deque
 from pathlib import Path
 
 import numpy as np
 
-from . import images as _images
-from .stats import PixelStats, chunk_sums
+from .scan import (
+    PrepareError,
+    check_not_inside,
+    classes_without_images,
+    kept_items,
+    quote_names,
+    scan_tree,
+)
+from .stats import PixelStats
 from .store import (
     FORMAT,
     MANIFEST,
@@ -77,10 +79,10 @@ from .store import (
     write_json_atomic,
     write_stats,
 )
+from .workers import decode_chunk, make_executor
 
 PROGRESS_DIR = ".progress"
 STATE = "state.json"
-VAL_LABELS = "val_labels.txt"
 
 # How a file becomes pixels (data/images.py).  Part of a store's options: a store
 # decoded one way is never resumed or reused by code that decodes another way.
@@ -93,153 +95,6 @@ OPTION_FLAGS = {"size": "--size", "chunk_size": "--chunk-size", "decoder": "(dec
 # "appended" (chunk data written, not yet recorded) and "recorded" (state.json updated).
 # Tests raise from it to simulate an interruption at either point.
 _hook = None
-
-
-class PrepareError(ValueError):
-    """The source tree or destination cannot be prepared (raised before any work)."""
-
-
-# -- scanning the source tree --------------------------------------------------------------
-def _listdir(path: Path) -> list[os.DirEntry]:
-    return sorted((e for e in os.scandir(path) if not e.name.startswith(".")), key=lambda e: e.name)
-
-
-def _scan_class_folders(
-    split_dir: Path, class_index: dict[str, int] | None, ignored: list[str], src: Path
-) -> list[tuple[str, int, int]]:
-    """[(relative path, label, size in bytes)] for split_dir/<class>/<image>."""
-    items = []
-    for d in _listdir(split_dir):
-        if not d.is_dir():
-            continue
-        if class_index is not None and d.name not in class_index:
-            raise PrepareError(f"{d.path}: class {d.name!r} is not a class of the training split")
-        label = class_index[d.name] if class_index is not None else None
-        for f in _listdir(Path(d.path)):
-            if f.is_file() and _images.is_image_name(f.name):
-                items.append((os.path.relpath(f.path, src), label, f.stat().st_size))
-            elif f.is_file():
-                ignored.append(os.path.relpath(f.path, src))
-    return items
-
-
-def _scan_flat_val(
-    val_dir: Path, labels_file: Path, class_index: dict[str, int], ignored: list[str], src: Path
-) -> tuple[list[tuple[str, int, int]], int]:
-    if not labels_file.is_file():
-        raise PrepareError(
-            f"{val_dir} holds images but no class folders, and there is no label file "
-            f"{labels_file} ('filename classname' per line)"
-        )
-    name_to_class = {}
-    # Bytes, like the file names it lists: names that are not UTF-8 must match too.
-    for lineno, raw in enumerate(labels_file.read_bytes().splitlines(), 1):
-        line = os.fsdecode(raw.strip())
-        if not line or line.startswith("#"):
-            continue
-        parts = line.split()
-        if len(parts) != 2:
-            raise PrepareError(
-                f"{labels_file}:{lineno}: expected 'filename classname', got {line!r}"
-            )
-        fname, cls = parts
-        if cls not in class_index:
-            raise PrepareError(
-                f"{labels_file}:{lineno}: class {cls!r} is not a class of the training split"
-            )
-        name_to_class[fname] = class_index[cls]
-    items, unlabeled = [], []
-    for f in _listdir(val_dir):
-        if not f.is_file():
-            continue
-        if not _images.is_image_name(f.name):
-            if f.name != labels_file.name:
-                ignored.append(os.path.relpath(f.path, src))
-            continue
-        if f.name not in name_to_class:
-            unlabeled.append(f.name)
-            continue
-        items.append((os.path.relpath(f.path, src), name_to_class[f.name], f.stat().st_size))
-    if unlabeled:
-        raise PrepareError(
-            f"{labels_file}: no label for {len(unlabeled)} image(s) in {val_dir}, "
-            f"e.g. {unlabeled[:3]}"
-        )
-    unused = len(name_to_class) - len(items)
-    return items, unused
-
-
-def scan_tree(
-    src: str | os.PathLike,
-    val_labels: str | os.PathLike | None = None,
-    *,
-    allow_empty_classes: bool = False,
-) -> dict:
-    """Find the classes and the (path, label, bytes) list of each split; validate the tree.
-
-    Raises PrepareError for a tree that cannot be prepared, including a training class
-    folder with no image files (unless allow_empty_classes).
-    """
-    src = Path(src)
-    if not src.exists():
-        raise PrepareError(f"{src}: source directory does not exist")
-    if not src.is_dir():
-        raise PrepareError(f"{src}: source is a file, expected a directory with train/ (and val/)")
-    train_dir = src / "train"
-    if not train_dir.is_dir():
-        raise PrepareError(f"{src}: no train/ directory (expected {train_dir}/<class>/<image>)")
-    classes = [d.name for d in _listdir(train_dir) if d.is_dir()]
-    if not classes:
-        raise PrepareError(
-            f"{train_dir}: no class directories (expected {train_dir}/<class>/<image>)"
-        )
-    class_index = {c: i for i, c in enumerate(classes)}
-    ignored: list[str] = []
-    splits = {"train": _scan_class_folders(train_dir, class_index, ignored, src)}
-    if not splits["train"]:
-        raise PrepareError(
-            f"{train_dir}: {len(classes)} class directories but no image files in them"
-        )
-    counts = np.bincount([label for _, label, _ in splits["train"]], minlength=len(classes))
-    empty = [c for c, n in zip(classes, counts) if n == 0]
-    if empty and not allow_empty_classes:
-        raise PrepareError(
-            f"{train_dir}: {len(empty)} class folder(s) with no image files: "
-            f"{_names(empty)}; remove them, or pass --allow-empty-classes to keep them as "
-            f"classes without training images"
-        )
-    unused_val_labels = 0
-    val_dir = src / "val"
-    val_has_folders = val_dir.is_dir() and any(d.is_dir() for d in _listdir(val_dir))
-    if val_labels is not None and not (val_dir.is_dir() and not val_has_folders):
-        # A label file that would not be read is a mistake (wrong tree or wrong file), not a no-op.
-        raise PrepareError(
-            f"{val_labels}: a label file is only for a flat {val_dir}/ (images, no class folders); "
-            f"{val_dir} {'has class folders' if val_has_folders else 'does not exist'}"
-        )
-    if val_dir.is_dir():
-        if val_has_folders:
-            splits["val"] = _scan_class_folders(val_dir, class_index, ignored, src)
-            ignored.extend(os.path.relpath(f.path, src) for f in _listdir(val_dir) if f.is_file())
-        else:
-            labels_file = Path(val_labels) if val_labels else src / VAL_LABELS
-            splits["val"], unused_val_labels = _scan_flat_val(
-                val_dir, labels_file, class_index, ignored, src
-            )
-        if not splits["val"]:
-            raise PrepareError(f"{val_dir}: exists but holds no image files")
-    return {
-        "classes": classes,
-        "splits": splits,
-        "ignored": ignored,
-        "unused_val_labels": unused_val_labels,
-        "empty_classes": empty,
-    }
-
-
-def _names(names: list[str], limit: int = 10) -> str:
-    shown = ", ".join(repr(n) for n in names[:limit])
-    return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")
 
 
 def _fingerprint(tree: dict, options: dict) -> str:
@@ -286,94 +141,6 @@ def _difference(recorded: dict | None, options: dict, tree: dict) -> str:
     return "the source tree's file names, labels or sizes changed"
 
 
-# -- the worker: decode one chunk ------------------------------------------------------------
-def _decode_chunk(src: str, rel_paths: list[str], size: int, with_stats: bool):
-    """Decode a chunk (runs in a worker process).
-
-    Returns (uint8 (k_ok, size, size, 3), [(index in chunk, reason)], sums or None).
-    Per-file failures never raise: any exception from one file skips that file.
-    """
-    out = np.empty((len(rel_paths), size, size, 3), dtype=np.uint8)
-    failed, k = [], 0
-    for i, rel in enumerate(rel_paths):
-        path = os.path.join(src, rel)
-        try:
-            if os.path.getsize(path) == 0:
-                raise ValueError("empty file (0 bytes)")
-            out[k] = _images.load_fixed_size(path, size)
-            k += 1
-        except Exception as e:  # noqa: BLE001 - any decoder error means "skip this file"
-            failed.append((i, f"{type(e).__name__}: {e}"))
-    out = out[:k]
-    sums = chunk_sums(out) if (with_stats and k) else None
-    return out, failed, sums
-
-
-def _mp_context():
-    # fork on Linux: workers inherit the imported modules (fast start) and, unlike spawn,
-    # do not re-run the caller's __main__ (a script without an `if __name__ ==
-    # "__main__"` guard, or code piped to `python -`, would otherwise break).  The workers
-    # only touch Pillow and NumPy, so forking a process with threads (tqdm's monitor) is
-    # safe here.  Elsewhere spawn, the only portable choice.
-    if sys.platform.startswith("linux"):
-        return multiprocessing.get_context("fork")
-    return multiprocessing.get_context("spawn")
-
-
-def _worker_init(parent_pid: int):
-    # Ctrl-C is for the parent: it stops submitting, lets the running chunks finish and
-    # exits with the finished chunks recorded.  Workers that died of the same SIGINT
-    # mid-chunk would only add noise (and a broken pool) to that.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    _die_with_parent(parent_pid)
-
-
-_PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
-_WATCHDOG_SECONDS = 0.5
-
-
-def _die_with_parent(parent_pid: int) -> None:
-    """End this worker when the process `parent_pid` is gone (a pool worker's parent).
-
-    An idle pool worker blocks reading its task queue; if the parent is SIGKILLed, no one
-    closes that queue and the worker would wait forever.  Linux: the kernel sends SIGKILL
-    when the parent dies.  Everywhere: a daemon thread polls os.getppid(), which changes
-    (to init or a subreaper) once the parent is gone; this also covers the parent dying
-    before the prctl call took effect.
-    """
-    if sys.platform.startswith("linux"):
-        try:
-            libc = ctypes.CDLL(None, use_errno=True)
-            libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-        except (OSError, AttributeError):  # no prctl in this libc: the watchdog remains
-            pass
-    if os.getppid() != parent_pid:
-        os._exit(1)
-
-    def watch():
-        while True:
-            time.sleep(_WATCHDOG_SECONDS)
-            if os.getppid() != parent_pid:
-                os._exit(1)
-
-    threading.Thread(target=watch, name="parent-watchdog", daemon=True).start()
-
-
-class _InlineExecutor:
-    """workers=0: decode in this process (debugging, profiling, tiny inputs)."""
-
-    def submit(self, fn, *args):
-        fut = cf.Future()
-        try:
-            fut.set_result(fn(*args))
-        except BaseException as e:  # noqa: BLE001 - delivered through the future
-            fut.set_exception(e)
-        return fut
-
-    def shutdown(self, wait=True, cancel_futures=False):
-        pass
-
-
 # -- the driver --------------------------------------------------------------------------------
 def prepare(
     src: str | os.PathLike,
@@ -402,7 +169,7 @@ def prepare(
     workers = (os.cpu_count() or 1) if workers is None else int(workers)
     if workers < 0:
         raise PrepareError(f"workers must be >= 0 (0: decode in this process), got {workers}")
-    _check_not_inside(src, dst)
+    check_not_inside(src, dst)
     tree = scan_tree(src, val_labels, allow_empty_classes=allow_empty_classes)
     options = {"size": size, "chunk_size": chunk_size, "decoder": DECODER}
     fingerprint = _fingerprint(tree, options)
@@ -472,11 +239,11 @@ def prepare(
             f"{src}: none of the {len(tree['splits']['train'])} training files could be decoded; "
             f"see {pdir / STATE} for the reasons"
         )
-    unreadable = _classes_without_images(tree, state["splits"]["train"]["skipped"])
+    unreadable = classes_without_images(tree, state["splits"]["train"]["skipped"])
     if unreadable and not allow_empty_classes:
         raise PrepareError(
             f"{src}: {len(unreadable)} training class(es) have no readable image (every file "
-            f"was skipped): {_names(unreadable)}; the reasons are in {pdir / STATE}; fix or "
+            f"was skipped): {quote_names(unreadable)}; the reasons are in {pdir / STATE}; fix or "
             f"remove those files, or rerun with --allow-empty-classes (decoded chunks are kept)"
         )
     write_stats(dst, stats)
@@ -536,24 +303,6 @@ def prepare(
     write_json_atomic(dst / MANIFEST, manifest)
     shutil.rmtree(pdir, ignore_errors=True)
     return report
-
-
-def _check_not_inside(src: Path, dst: Path) -> None:
-    """Refuse a destination that is the source tree or inside it (the store would be
-    written among, and later scanned as part of, the images it is made from)."""
-    s, d = src.resolve(), dst.resolve()
-    if d == s or s in d.parents:
-        raise PrepareError(
-            f"{dst}: the destination is {'the source tree' if d == s else 'inside the source tree'} "
-            f"{src}; choose a destination outside it"
-        )
-
-
-def _classes_without_images(tree: dict, skipped: list) -> list[str]:
-    """Training classes none of whose files was decoded."""
-    kept = _kept_items(tree["splits"]["train"], skipped)
-    counts = np.bincount([label for _, label, _ in kept], minlength=len(tree["classes"]))
-    return [c for c, n in zip(tree["classes"], counts) if n == 0]
 
 
 def _progress_bar(total: int, initial: int, enabled: bool):
@@ -636,16 +385,7 @@ def _prepare_split(
             f.truncate(st["bytes"])
 
     if st["chunks_done"] < n_chunks:
-        executor = (
-            _InlineExecutor()
-            if workers <= 0
-            else cf.ProcessPoolExecutor(
-                max_workers=workers,
-                mp_context=_mp_context(),
-                initializer=_worker_init,
-                initargs=(os.getpid(),),
-            )
-        )
+        executor = make_executor(workers)
         max_inflight = 1 if workers <= 0 else 2 * workers
         pending: deque = deque()
         next_chunk = st["chunks_done"]
@@ -656,7 +396,7 @@ def _prepare_split(
                     while next_chunk < n_chunks and len(pending) < max_inflight:
                         lo = next_chunk * chunk_size
                         rels = [rel for rel, _, _ in items[lo : lo + chunk_size]]
-                        fut = executor.submit(_decode_chunk, str(src), rels, size, with_stats)
+                        fut = executor.submit(decode_chunk, str(src), rels, size, with_stats)
                         pending.append((next_chunk, lo, fut))
                         next_chunk += 1
                     k, lo, fut = pending.popleft()
@@ -699,7 +439,7 @@ def _prepare_split(
             executor.shutdown(wait=True, cancel_futures=True)
 
     # Split complete: labels, file list, then the images header + final name, then "done".
-    kept = _kept_items(items, st["skipped"])
+    kept = kept_items(items, st["skipped"])
     if len(kept) != st["count"]:
         raise PrepareError(
             f"{dst}: progress records {st['count']} {name} images but {len(kept)} files "
@@ -714,8 +454,3 @@ def _prepare_split(
     st["done"] = True
     write_json_atomic(state_path, state)
     return stats
-
-
-def _kept_items(items: list, skipped: list) -> list:
-    bad = {rel for rel, _ in skipped}
-    return [it for it in items if it[0] not in bad]
