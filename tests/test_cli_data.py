@@ -244,3 +244,19 @@ def test_bad_arguments_from_the_shell(tree, argv, match):
     assert r.returncode == 2 and r.stdout == ""
     assert r.stderr.startswith(f"cuda-convnet {argv[0]}: error:") and match in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1
+
+
+def test_a_class_name_that_is_not_utf8(tmp_path):
+    """A class folder named with Latin-1 bytes (b'gr\\xfcn'): prepare, train, eval
+    --per-class and predict carry the name's own bytes through."""
+    make_tree(tmp_path / "src", train_per_class=4, val_per_class=2)
+    for split in ("train", "val"):
+        os.rename(tmp_path / "src" / split / "moss", tmp_path / "src" / split / os.fsdecode(b"gr\xfcn"))
+    ok(run_bytes("prepare", "src", "store", "--size", "72", "--workers", "0", "--no-progress", cwd=tmp_path))
+    assert ImageStore(tmp_path / "store", "train").classes == ["ember", os.fsdecode(b"gr\xfcn"), "sky"]
+    ok(run_bytes("train", "store", *TRAIN, "--epochs", "1", "--out", "run1", cwd=tmp_path))
+    ok(run_bytes("eval", "store", "run1", "--per-class", "pc.csv", "--no-progress", cwd=tmp_path))
+    rows = (tmp_path / "pc.csv").read_bytes().splitlines()
+    assert [r.split(b",")[0] for r in rows] == [b"class", b"ember", b"gr\xfcn", b"sky"]
+    r = ok(run_bytes("predict", "run1", "src/val/ember/ember_01.png", "--top", "3", cwd=tmp_path))
+    assert sorted(line.split()[1] for line in r.stdout.splitlines()[1:]) == [b"ember", b"gr\xfcn", b"sky"]
