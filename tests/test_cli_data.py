@@ -232,6 +232,24 @@ def status(argv) -> int:
         return e.code
 
 
+@pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="uses /proc, where no file can be created")
+@pytest.mark.parametrize("argv,match", [
+    (("eval", "store", "run1", "--json", "/proc/x.json"), "--json /proc/x.json: cannot be written"),
+    (("eval", "store", "run1", "--per-class", "/proc/x.csv"), "--per-class /proc/x.csv: cannot be written"),
+    (("prepare", "src", "/proc/x"), "/proc/x: cannot create the destination"),
+    (("train", "store", *TRAIN, "--out", "/proc/x"), "--out /proc/x: cannot create the folder"),
+    (("demo", "--quick", "--out", "/proc/x"), "--out /proc/x: cannot create the folder"),
+    (("predict", "run1", "src"), "src: is a folder, not an image file"),
+])
+def test_unwritable_outputs_are_refused_before_the_work(tree, monkeypatch, capsys, argv, match):
+    """Paths whose folder exists but where nothing can be created (even by root)."""
+    monkeypatch.chdir(tree["root"])
+    code = status(argv)
+    out, err = capsys.readouterr()
+    assert code == 2 and match in err and len(err.strip().splitlines()) == 1, err
+    assert out == ""  # eval: refused before the evaluation ran
+
+
 @pytest.mark.parametrize("argv,match", [
     (("train", "store", *TRAIN, "--out", "afile"), "exists and is a file"),
     (("demo", "--lr", "-1"), "argument --lr"),

@@ -5,7 +5,8 @@ One module per command in this package, each with `add_parser(subparsers)` (whic
 model table, --devices, opening stores and checkpoints). Errors a user can fix (bad paths, bad arguments) are raised
 as `UsageError` and printed as one line, not a traceback, exit status 2; argparse's own errors (an unknown flag, a
 number out of range: see args.py) are printed as one line too. Every check of an input or an output path is made
-before the work that needs it starts.
+before the work that needs it starts. A failure of the machine during the work (a full disk, out of memory) is one
+line too, with exit status 1.
 """
 from __future__ import annotations
 
@@ -52,6 +53,10 @@ def main(argv=None) -> int:
     except UsageError as e:
         print(f"cuda-convnet {args.command}: error: {e}", file=sys.stderr)
         return 2
+    except OSError as e:  # a file the command reads or writes (permissions, a full disk, a file for a folder)
+        where = f"{e.filename}: " if e.filename is not None else ""
+        print(f"cuda-convnet {args.command}: error: {where}{e.strerror or e}", file=sys.stderr)
+        return 1
     except MemoryError:  # e.g. --batch-size or --size far beyond this machine: say so, without a traceback
         print(f"cuda-convnet {args.command}: error: out of memory (is a batch or an image size too large for this machine?)",
               file=sys.stderr)

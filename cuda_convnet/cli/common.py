@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import tempfile
 from dataclasses import dataclass
 
 import numpy as np
@@ -148,6 +149,12 @@ def output_dir(path, flag: str = "--out") -> str:
         raise UsageError(f"{flag} {path}: {existing} is a file, so the folder cannot be made")
     if not os.access(existing, os.W_OK | os.X_OK):
         raise UsageError(f"{flag} {path}: {existing} is not writable")
+    # What os.access cannot tell (a read-only or special file system, root's access):
+    # make a scratch folder where the output will be made, and remove it.
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix=".write-check-", dir=existing))
+    except OSError as e:
+        raise UsageError(f"{flag} {path}: cannot create the folder ({e.strerror})") from None
     return path
 
 
@@ -161,6 +168,16 @@ def output_file(path, flag: str) -> None:
         raise UsageError(f"{flag} {path}: no such folder {parent}")
     if not os.access(parent, os.W_OK | os.X_OK) or (os.path.exists(path) and not os.access(path, os.W_OK)):
         raise UsageError(f"{flag} {path}: not writable")
+    # What os.access cannot tell (a read-only or special file system, root's access):
+    # open it for appending, which changes nothing, and remove it if it is new.
+    existed = os.path.exists(path)
+    try:
+        with open(path, "ab"):
+            pass
+        if not existed:
+            os.remove(path)
+    except OSError as e:
+        raise UsageError(f"{flag} {path}: cannot be written ({e.strerror})") from None
 
 
 # -- --resume ---------------------------------------------------------------------------------

@@ -48,6 +48,8 @@ def decode(path, size: int) -> np.ndarray:
     from ..data.images import load_fixed_size
     from . import UsageError
 
+    if os.path.isdir(path):
+        raise UsageError(f"{path}: is a folder, not an image file")
     if not os.path.isfile(path):
         raise UsageError(f"{path}: no such file")
     try:

@@ -68,7 +68,9 @@ def add_parser(sub):
     p.add_argument("--seed", type=nonnegative_int, default=None, help="weights, batch order and augmentation (default 0)")
     p.add_argument("--out", type=path, default="train_out", help="output folder (default ./train_out)")
     p.add_argument("--resume", action="store_true",
-                   help="continue OUT/checkpoint.npz with its settings, optimizer and schedule")
+                   help="continue OUT/checkpoint.npz with its settings, optimizer and schedule, bit-identically: "
+                        "a flag left out takes the recorded value, one that differs from it is refused (--epochs "
+                        "is the new total)")
     p.add_argument("--limit-train", type=positive_int, default=None, metavar="N",
                    help="train on N images, evenly spaced through the split (so every class is in)")
     p.add_argument("--limit-val", type=positive_int, default=None, metavar="N", help="validate on N images, likewise")
@@ -82,20 +84,8 @@ def run(args):
     from .. import SGD, PlateauSchedule
     from ..net import NonFiniteError
     from . import UsageError
-    from .common import (
-        CHECKPOINT,
-        MODELS,
-        blas_threads,
-        check_crop,
-        crop_coverage_warning,
-        open_store,
-        output_dir,
-        parse_devices,
-        read_manifest,
-        resume_settings,
-        subset,
-        towers,
-    )
+    from .common import (CHECKPOINT, MODELS, blas_threads, check_crop, crop_coverage_warning, open_store, output_dir,
+                         parse_devices, read_manifest, resume_settings, subset, towers)
 
     t_start = time.perf_counter()
     for flag, v in (("--epochs", args.epochs), ("--batch-size", args.batch_size), ("--width", args.width),

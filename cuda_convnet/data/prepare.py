@@ -164,6 +164,11 @@ def prepare(
     src, dst = Path(src), Path(dst)
     if dst.exists() and not dst.is_dir():
         raise PrepareError(f"{dst}: destination exists and is a file, expected a directory")
+    for above in dst.absolute().parents:  # the first existing folder above dst is where it is made
+        if above.exists():
+            if not above.is_dir():
+                raise PrepareError(f"{dst}: cannot be made, {above} is a file")
+            break
     if chunk_size < 1 or size < 1:
         raise PrepareError(f"chunk_size and size must be >= 1, got {chunk_size} and {size}")
     workers = (os.cpu_count() or 1) if workers is None else int(workers)
@@ -188,7 +193,10 @@ def prepare(
         report["already_complete"] = True
         return report
 
-    dst.mkdir(parents=True, exist_ok=True)
+    try:
+        dst.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise PrepareError(f"{dst}: cannot create the destination ({e.strerror})") from None
     pdir = dst / PROGRESS_DIR
     pdir.mkdir(exist_ok=True)
     state_path = pdir / STATE
