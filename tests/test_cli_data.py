@@ -148,6 +148,17 @@ def test_eval_refuses_a_checkpoint_without_class_names(tree):
     assert a["top1_error"] == b["top1_error"] and a["top5_error"] == b["top5_error"]
 
 
+def test_eval_names_the_class_that_differs(tree):
+    root = tree["root"]
+    shutil.copytree(root / "store", root / "store_renamed")
+    manifest = json.loads((root / "store_renamed/manifest.json").read_text())
+    manifest["classes"][1] = "lichen"
+    (root / "store_renamed/manifest.json").write_text(json.dumps(manifest))
+    r = run_cli("eval", "store_renamed", "run1", "--no-progress", cwd=root)
+    assert r.returncode == 2 and r.stdout == ""
+    assert "class 1 is 'moss' there, 'lichen' here (1 of 3 differ)" in r.stderr
+
+
 def test_small_model_on_a_256_store_says_how_much_a_crop_covers(tree):
     root = tree["root"]
     ok(run_cli("prepare", "src", "store256", "--workers", "0", "--no-progress", cwd=root))
@@ -278,3 +289,17 @@ def test_a_class_name_that_is_not_utf8(tmp_path):
     assert [r.split(b",")[0] for r in rows] == [b"class", b"ember", b"gr\xfcn", b"sky"]
     r = ok(run_bytes("predict", "run1", "src/val/ember/ember_01.png", "--top", "3", cwd=tmp_path))
     assert sorted(line.split()[1] for line in r.stdout.splitlines()[1:]) == [b"ember", b"gr\xfcn", b"sky"]
+
+
+def test_demo_resume_keeps_or_refuses_its_settings(tmp_path):
+    ok(run_cli("demo", "--quick", "--epochs", "1", "--device", "cpu", "--no-progress", "--out", "d", cwd=tmp_path))
+    r = run_cli("demo", "--resume", "--epochs", "2", "--batch", "16", "--device", "cpu", "--out", "d", cwd=tmp_path)
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1
+    assert "--batch 16 (the run was trained with --batch 32)" in r.stderr
+    # Nothing given: the recorded settings (--quick included) continue the run.
+    r = ok(run_cli("demo", "--resume", "--epochs", "2", "--device", "cpu", "--no-progress", "--out", "d",
+                   cwd=tmp_path))
+    history = json.loads((tmp_path / "d/history.json").read_text())
+    assert [h["epoch"] for h in history] == [1, 2] and "after 2 epochs" in r.stdout
+    ck = load_checkpoint(tmp_path / "d/checkpoint.npz")
+    assert ck.extra["quick"] is True and ck.extra["batch"] == 32 and ck.extra["lr"] == 0.02
