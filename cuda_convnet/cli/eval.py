@@ -108,6 +108,8 @@ def check_fits(path, ck, store, store_name, assume_classes: bool = False) -> Non
                              f"{store_name}'s classes in that order; pass --assume-store-classes if they are")
     elif list(trained_on) != store.classes:
         diff = [(i, a, b) for i, (a, b) in enumerate(zip(trained_on, store.classes)) if a != b]
+        if not diff:  # one list is a prefix of the other
+            raise UsageError(f"{path} records {len(trained_on)} class names; {store_name} has {len(store.classes)}")
         i, a, b = diff[0]
         raise UsageError(f"{path} was trained on other classes than {store_name} has: class {i} is {a!r} there, "
                          f"{b!r} here ({len(diff)} of {out_classes} differ)")
