@@ -74,3 +74,42 @@ def test_sigkill_of_prepare_ends_its_workers(tmp_path):
         for w in workers:  # never leave strays behind, whatever the outcome
             if alive(w):
                 os.kill(w, signal.SIGKILL)
+
+
+# A worker whose prctl is unavailable (as on every system but Linux) is left to the watchdog.
+_GRANDCHILD = """
+import os, sys, time, types
+from cuda_convnet.data import workers
+workers.ctypes = types.SimpleNamespace()  # no CDLL: the prctl call is skipped
+workers._die_with_parent(os.getppid())
+print("ready", flush=True)
+time.sleep(60)
+"""
+_CHILD = """
+import subprocess, sys, time
+p = subprocess.Popen([sys.executable, "-c", sys.argv[1]], stdout=subprocess.PIPE, text=True)
+assert p.stdout.readline() == "ready\\n"
+print(p.pid, flush=True)
+time.sleep(60)
+"""
+
+
+def test_watchdog_ends_a_worker_without_prctl(tmp_path):
+    proc = subprocess.Popen([sys.executable, "-c", _CHILD, _GRANDCHILD], cwd=tmp_path, env=env(),
+                            stdout=subprocess.PIPE, text=True)
+    worker = None
+    try:
+        worker = int(proc.stdout.readline())
+        assert alive(worker)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+        deadline = time.monotonic() + 5
+        while alive(worker) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not alive(worker), "the watchdog did not end the orphaned worker"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        if worker is not None and alive(worker):
+            os.kill(worker, signal.SIGKILL)
