@@ -32,11 +32,15 @@ import time
 
 import numpy as np
 
-# Settings recorded in the checkpoint; on --resume an option left out takes the saved value.
-_SAVED = ("model", "crop", "width", "seed", "batch_size", "limit_train", "limit_val")
+# Settings recorded in the checkpoint, with their flags. On --resume a flag left out takes
+# the recorded value; one given must equal it (cli/common.py resume_settings).
+_SAVED = {"model": "--model", "crop": "--crop", "width": "--width", "seed": "--seed", "batch_size": "--batch-size",
+          "limit_train": "--limit-train", "limit_val": "--limit-val", "lr": "--lr", "patience": "--patience",
+          "max_drops": "--max-drops"}
 
 
 def add_parser(sub):
+    from .args import nonnegative_int, path, positive_float, positive_int
     from .common import MODELS
 
     p = sub.add_parser("train", help="train a net on a prepared store (checkpoint every epoch; resumable)",
@@ -44,31 +48,33 @@ def add_parser(sub):
                                    "validate on its val split (centre crops), SGD with the paper's plateau "
                                    "learning-rate rule (§5). Writes OUT/checkpoint.npz, OUT/metrics.jsonl and "
                                    "OUT/curves.png.")
-    p.add_argument("store", help="a store written by `prepare` (with train and val splits)")
+    p.add_argument("store", type=path, help="a store written by `prepare` (with train and val splits)")
     p.add_argument("--model", choices=sorted(MODELS), default=None,
                    help="; ".join(f"{m.name}: {m.about}" for m in MODELS.values()) + " (default alexnet)")
-    p.add_argument("--crop", type=int, default=None,
+    p.add_argument("--crop", type=positive_int, default=None,
                    help="side of the training crops = the net's input (default: the model's, 224 or 64); must "
                         "not exceed the store's image size")
-    p.add_argument("--width", type=int, default=None, help="layer width multiplier of --model small (default 2)")
+    p.add_argument("--width", type=positive_int, default=None, help="layer width multiplier of --model small (default 2)")
     p.add_argument("--devices", default=None,
                    help="the two towers' devices: cpu, emu or cuda:N, one for both or two comma-separated "
                         "(cuda:0,cuda:1); default cuda:0 when a GPU is usable, else cpu")
-    p.add_argument("--epochs", type=int, default=90, help="epochs in total, counting resumed ones (default 90)")
-    p.add_argument("--batch-size", type=int, default=None, help="images per SGD step (default 128, the paper's)")
-    p.add_argument("--lr", type=float, default=None, help="initial learning rate (default 0.01, the paper's)")
-    p.add_argument("--patience", type=int, default=None,
+    p.add_argument("--epochs", type=positive_int, default=90, help="epochs in total, counting resumed ones (default 90)")
+    p.add_argument("--batch-size", type=positive_int, default=None, help="images per SGD step (default 128, the paper's)")
+    p.add_argument("--lr", type=positive_float, default=None, help="initial learning rate (default 0.01, the paper's)")
+    p.add_argument("--patience", type=positive_int, default=None,
                    help="epochs without validation improvement before lr /= 10 (default 2)")
-    p.add_argument("--max-drops", type=int, default=None,
+    p.add_argument("--max-drops", type=nonnegative_int, default=None,
                    help="learning-rate drops before training stops (default 3, the paper's)")
-    p.add_argument("--seed", type=int, default=None, help="weights, batch order and augmentation (default 0)")
-    p.add_argument("--out", default="train_out", help="output folder (default ./train_out)")
+    p.add_argument("--seed", type=nonnegative_int, default=None, help="weights, batch order and augmentation (default 0)")
+    p.add_argument("--out", type=path, default="train_out", help="output folder (default ./train_out)")
     p.add_argument("--resume", action="store_true",
-                   help="continue OUT/checkpoint.npz with its settings, optimizer and schedule")
-    p.add_argument("--limit-train", type=int, default=None, metavar="N",
+                   help="continue OUT/checkpoint.npz with its settings, optimizer and schedule, bit-identically: "
+                        "a flag left out takes the recorded value, one that differs from it is refused (--epochs "
+                        "is the new total)")
+    p.add_argument("--limit-train", type=positive_int, default=None, metavar="N",
                    help="train on N images, evenly spaced through the split (so every class is in)")
-    p.add_argument("--limit-val", type=int, default=None, metavar="N", help="validate on N images, likewise")
-    p.add_argument("--threads", type=int, default=None,
+    p.add_argument("--limit-val", type=positive_int, default=None, metavar="N", help="validate on N images, likewise")
+    p.add_argument("--threads", type=positive_int, default=None,
                    help="BLAS threads for the cpu backend (default: 1 for --model small, else the library's)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=run)
@@ -78,8 +84,8 @@ def run(args):
     from .. import SGD, PlateauSchedule
     from ..net import CheckpointError, NonFiniteError
     from . import UsageError
-    from .common import (CHECKPOINT, MODELS, blas_threads, check_crop, open_store, parse_devices, read_manifest,
-                         subset, towers)
+    from .common import (CHECKPOINT, MODELS, blas_threads, check_crop, crop_coverage_warning, open_store, output_dir,
+                         parse_devices, read_manifest, resume_settings, subset, towers)
 
     t_start = time.perf_counter()
     for flag, v in (("--epochs", args.epochs), ("--batch-size", args.batch_size), ("--width", args.width),
@@ -98,7 +104,7 @@ def run(args):
         raise UsageError(f"{args.store}: the store has no training statistics (mean image, RGB PCA)")
     classes = train_store.classes
 
-    out = os.path.abspath(args.out)
+    out = output_dir(args.out)
     ckpt = os.path.join(out, CHECKPOINT)
     settings = {k: getattr(args, k) for k in _SAVED}
     saved, done = {}, []  # on --resume: the run's recorded settings, the epochs already trained
@@ -111,15 +117,10 @@ def run(args):
         for k in ("model", "crop", "width"):  # the architecture
             if settings[k] is not None and settings[k] != saved.get(k):
                 raise UsageError(f"--resume: {ckpt} is a --{k} {saved.get(k)} run, not --{k} {settings[k]}")
-        given = [f for f, v in (("--lr", args.lr), ("--patience", args.patience), ("--max-drops", args.max_drops))
-                 if v is not None]
-        if given:
-            raise UsageError(f"--resume continues the checkpoint's optimizer and schedule; {', '.join(given)} "
-                             "cannot be changed")
         if saved.get("classes") != classes:
             raise UsageError(f"--resume: {ckpt} was trained on {len(saved.get('classes') or [])} classes "
                              f"({saved.get('store')}), not {args.store}'s {len(classes)}")
-        settings = {k: saved.get(k) if settings[k] is None else settings[k] for k in _SAVED}
+        settings = resume_settings(ckpt, saved, settings, _SAVED)
         done = list(saved.get("history", []))
     elif os.path.exists(ckpt):
         raise UsageError(f"{out} already holds a checkpoint: pass --resume to continue it, or choose another --out")
@@ -127,11 +128,14 @@ def run(args):
     if settings["width"] is not None and not model.widths:
         raise UsageError(f"--width applies to --model small, not {model.name}")
     crop = check_crop(model, settings["crop"], train_store.size)
+    warning = crop_coverage_warning(model, crop, train_store.size)
+    if warning:
+        print(f"cuda-convnet train: warning: {warning}", file=sys.stderr)
     seed = 0 if settings["seed"] is None else settings["seed"]
     batch = settings["batch_size"] or 128
-    lr = 0.01 if args.lr is None else args.lr
-    patience = 2 if args.patience is None else args.patience
-    max_drops = 3 if args.max_drops is None else args.max_drops
+    lr = 0.01 if settings["lr"] is None else settings["lr"]
+    patience = 2 if settings["patience"] is None else settings["patience"]
+    max_drops = 3 if settings["max_drops"] is None else settings["max_drops"]
 
     train_idx = subset(len(train_store), settings["limit_train"])
     val_idx = subset(len(val_store), settings["limit_val"])
@@ -166,7 +170,10 @@ def run(args):
         print(f"SGD: lr {lr:g}, momentum 0.9, weight decay 5e-4, batch {batch}; lr /10 after {patience} epochs "
               f"without improvement, at most {max_drops} times")
 
-    os.makedirs(out, exist_ok=True)
+    try:
+        os.makedirs(out, exist_ok=True)
+    except OSError as e:
+        raise UsageError(f"--out {out}: cannot create the folder ({e.strerror})") from None
     metrics = os.path.join(out, "metrics.jsonl")
     curves = os.path.join(out, "curves.png")
     # The checkpoint's history is the record: on resume, metrics.jsonl is rewritten from it
@@ -182,6 +189,7 @@ def run(args):
 
     width = (settings["width"] or 2) if model.widths else None
     extra = {**settings, "model": model.name, "crop": crop, "width": width, "seed": seed, "batch_size": batch,
+             "lr": lr, "patience": patience, "max_drops": max_drops,
              "classes": list(classes), "image_size": s, "store": os.path.abspath(args.store), "input_scale": scale}
     threads = args.threads if args.threads is not None else (1 if model.name == "small" else None)
     try:

@@ -4,6 +4,8 @@
     stats.py     exact streaming mean image and RGB covariance PCA (§2, §4.1)
     store.py     the packed memory-mapped store format; ImageStore reads a split
     prepare.py   ImageNet-style tree -> store, multi-process, resumable
+    scan.py      prepare's walk and checks of the source tree (classes, file lists)
+    workers.py   prepare's decoding processes (they end with their parent)
     augment.py   training-view augmenters for the loader (the crop, flip, PCA lighting,
                  mean recipe itself is the reference op, reference/augment.py) and test
                  views (centre or ten-crop) (§4.1)

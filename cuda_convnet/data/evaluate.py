@@ -105,7 +105,9 @@ class EvalResult:
 
     def write_per_class_csv(self, path: str | os.PathLike) -> None:
         """class,count,top1_error,top5_error -- one row per class, in class-index order."""
-        with open(path, "w", newline="") as f:
+        # Class names are folder names: bytes that may not be UTF-8 (surrogate-escaped by
+        # os.fsdecode); surrogateescape writes those bytes back as they were.
+        with open(path, "w", newline="", encoding="utf-8", errors="surrogateescape") as f:
             w = csv.writer(f)
             w.writerow(["class", "count", "top1_error", "top5_error"])
             for name, r in self.per_class.items():
