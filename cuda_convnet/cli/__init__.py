@@ -12,7 +12,7 @@ import importlib
 import sys
 
 # Command modules, in the order `--help` lists them.
-COMMANDS = ("demo", "prepare", "train", "eval", "predict", "selfcheck")
+COMMANDS = ("demo", "prepare", "train", "eval", "predict", "selfcheck", "experiment", "figure")
 
 
 class UsageError(Exception):
@@ -32,6 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
+    args.command_line = list(sys.argv[1:] if argv is None else argv)  # recorded by experiment/figure outputs
     try:
         return int(args.func(args) or 0)
     except UsageError as e:
