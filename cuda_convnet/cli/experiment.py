@@ -44,7 +44,7 @@ def add_parser(sub):
     _common(a, "ablate")
     a.add_argument("--variants", default=None, help="comma-separated variants (default: all; see models.ABLATIONS)")
     a.add_argument("--seeds", type=int, default=3, help="seeds per variant, 0..N-1 (default 3)")
-    a.add_argument("--epochs", type=int, default=None, help="epochs per run (default 8; --quick: 1)")
+    a.add_argument("--epochs", type=int, default=None, help="epochs per run (default 6; --quick: 1)")
     a.add_argument("--lr", type=float, default=0.02, help="initial learning rate (default 0.02)")
     a.add_argument("--width", type=int, default=1, help="width multiplier of models.digits_config (default 1)")
     a.set_defaults(func=run_ablate)
@@ -153,7 +153,7 @@ def run_ablate(args):
         variants.insert(0, "full")
     if args.seeds < 1:
         raise UsageError("--seeds must be >= 1")
-    epochs = args.epochs or (1 if args.quick else 8)
+    epochs = args.epochs or (1 if args.quick else 6)
     if epochs < 1 or args.batch < 1 or args.width < 1:
         raise UsageError("--epochs, --batch and --width must be >= 1")
     ds = _dataset(args, need_val=True)
