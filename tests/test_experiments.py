@@ -135,6 +135,18 @@ def test_relu_vs_tanh_quick(tmp_path):
     assert (out / "relu-vs-tanh.png").stat().st_size > 5000
 
 
+def test_four_layer_nets_differ_only_in_the_unit():
+    relu, tanh = models.four_layer_net("relu", seed=7), models.four_layer_net("tanh", seed=7)
+    assert [l.type for l in relu.layers] == ["conv", "relu", "maxpool"] * 3 + ["flatten", "fc", "softmax"]
+    assert [l.type for l in tanh.layers] == ["conv", "tanh", "maxpool"] * 3 + ["flatten", "fc", "softmax"]
+    a, b = relu.state_dict(), tanh.state_dict()
+    assert a.keys() == b.keys()
+    for k in a:
+        np.testing.assert_array_equal(a[k], b[k])
+    x = np.random.default_rng(2).standard_normal((2, 32, 32, 3)).astype(np.float32)
+    np.testing.assert_array_equal(tanh.features(x, "tanh1"), np.tanh(tanh.features(x, "conv1")).astype(np.float32))
+
+
 def test_epochs_to_and_best_run_rules():
     a = {"lr": 0.1, "epochs": [0.5, 1.0, 1.5], "train_error": [0.6, 0.2, 0.1]}
     b = {"lr": 0.01, "epochs": [0.5, 1.0, 1.5], "train_error": [0.5, 0.3, 0.05]}
