@@ -173,6 +173,9 @@ def test_user_errors_are_one_line(tmp_path):
     assert r.returncode == 2 and "neither a prepared store" in r.stderr and "Traceback" not in r.stderr
     r = run_cli("experiment", "report", tmp_path, cwd=tmp_path)
     assert r.returncode == 2 and "no experiment records" in r.stderr
+    (tmp_path / "page.md").write_text("x")
+    r = run_cli("experiment", "report", tmp_path / "page.md", cwd=tmp_path)
+    assert r.returncode == 2 and "page.md: not a folder" in r.stderr
 
 
 def test_load_dataset_reads_a_store_and_cifar_batches(tmp_path):

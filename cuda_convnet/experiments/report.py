@@ -21,7 +21,7 @@ def collect(run_dirs) -> list[dict]:
     records = []
     for d in run_dirs:
         if not os.path.isdir(d):
-            raise FileNotFoundError(f"{d}: no such folder")
+            raise FileNotFoundError(f"{d}: {'not a folder' if os.path.exists(d) else 'no such folder'}")
         for path in sorted(glob.glob(os.path.join(d, "*.json"))):
             try:
                 with open(path) as f:
