@@ -15,7 +15,7 @@ import importlib
 import sys
 
 # Command modules, in the order `--help` lists them.
-COMMANDS = ("demo", "prepare", "train", "eval", "predict", "selfcheck")
+COMMANDS = ("demo", "prepare", "train", "eval", "predict", "selfcheck", "experiment", "figure")
 
 
 class UsageError(Exception):
@@ -48,6 +48,7 @@ def main(argv=None) -> int:
         if hasattr(stream, "reconfigure") and stream.errors == "strict":
             stream.reconfigure(errors="surrogateescape")
     args = build_parser().parse_args(argv)
+    args.command_line = list(sys.argv[1:] if argv is None else argv)  # recorded by experiment/figure outputs
     try:
         return int(args.func(args) or 0)
     except UsageError as e:

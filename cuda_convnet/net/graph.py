@@ -278,6 +278,36 @@ class Net:
         for d in self.devices:
             d.synchronize()
 
+    def features(self, x, layer: str | None = None) -> np.ndarray:
+        """One layer's activations for a batch, test mode, as a host NumPy array.
+
+        x: (N, *input_shape) in the net's dtype. layer: any layer name (or "data"; a Copy's
+        name works too); None: the logits. Returns (N, *net.shapes[layer]) (NHWC for conv
+        maps, (N, units) for fc layers). Only the layers up to `layer` run, and outputs no
+        later layer reads are freed as it goes. Figure 4's neighbours use the last hidden
+        layer (the input of the output fc layer). Raises ValueError for an unknown name
+        or the loss layer (its output is a scalar, not an activation).
+        """
+        name = self.output_name if layer is None else str(layer)
+        if self.loss_layer is not None and name == self.loss_layer.name:
+            raise ValueError(f"features: {name!r} is the loss layer; ask for its input {self.output_name!r}")
+        if name not in self.shapes:
+            raise ValueError(f"features: no layer {name!r}; the net has {[l.name for l in self._exec]}")
+        acts = {"data": self._input(x)}
+        ctx = self._context()
+        for idx, lay in enumerate(self._exec):
+            if name in acts:
+                break
+            dev = self.devices[lay.device]
+            params = {k: p.data for k, p in self.params[lay.name].items()}
+            with dev.activate():
+                acts[lay.name] = lay.forward(dev, [acts[i] for i in self._actual_inputs[lay.name]], params, False, ctx)
+            for i in self._actual_inputs[lay.name]:
+                if self._last_use.get(i) == idx and i != name:
+                    del acts[i]
+        self.synchronize()
+        return np.asarray(Device.to_host(acts[name]))
+
     def predict(self, x) -> np.ndarray:
         """Softmax probabilities (N, classes) as a host NumPy array (test mode: no dropout)."""
         logits = self.forward(x, train=False)
