@@ -11,6 +11,8 @@ import argparse
 import importlib
 import sys
 
+from .._ext import ExtensionMissing
+
 # Command modules, in the order `--help` lists them.
 COMMANDS = ("demo", "prepare", "train", "eval", "predict", "selfcheck")
 
@@ -34,7 +36,7 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except UsageError as e:
+    except (UsageError, ExtensionMissing) as e:  # ExtensionMissing: no build, or a stale one
         print(f"cuda-convnet {args.command}: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as e:
