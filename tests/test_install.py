@@ -48,7 +48,7 @@ def install(tmp_path_factory):
            "-Ccmake.define.CCN_CUDA=OFF", f"-Cbuild-dir={base / 'build'}", "."]
     if all(importlib.util.find_spec(m) for m in ("scikit_build_core", "pybind11")):
         cmd.insert(4, "--no-build-isolation")  # the build tools are here: no download
-    r = subprocess.run(cmd, cwd=clone, capture_output=True, text=True, timeout=1800)
+    r = subprocess.run(cmd, cwd=clone, capture_output=True, text=True, timeout=1800, check=False)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     assert not list((clone / "cuda_convnet").glob("_emu*")), "the install built into the source tree"
     return clone, prefix
@@ -58,12 +58,12 @@ def _run(args, cwd, prefix, timeout=600):
     """A command in `cwd` with the install on PYTHONPATH, as a site-packages install is."""
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     env["PYTHONPATH"] = str(prefix)
-    return subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout, check=False)
 
 
 def _readme_python_snippet(readme: Path) -> str:
     """The README's ```python block that calls ccn.backend("emu")."""
-    blocks = re.findall(r"```python\n(.*?)```", readme.read_text(), re.S)
+    blocks = re.findall(r"```python\n(.*?)```", readme.read_text(), re.DOTALL)
     return next(b for b in blocks if 'ccn.backend("emu")' in b)
 
 
@@ -101,7 +101,7 @@ def test_python_m_pytest_from_clone_root_tests_the_installed_build(install):
 
 
 def test_install_from_other_sources_is_refused(install, tmp_path):
-    clone, prefix = install
+    _, prefix = install
     edited = _copy_checkout(tmp_path / "edited")
     with open(edited / "csrc" / "common.h", "a") as f:
         f.write("// an edit after the install\n")
