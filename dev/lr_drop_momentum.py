@@ -70,7 +70,7 @@ def main():
     print(f"lr {args.lr:g} -> {args.lr / 10:g} after step {n} ({args.epochs_before} epochs); "
           f"mean training loss over steps (relative to the drop):")
     spans = [(-w, 0)] + [(a, a + w) for a in range(0, args.steps_after - w + 1, w)]
-    print(f"{'rule':8s}" + "".join(f"{f'{a + 1}..{b}':>11s}" for a, b in spans))
+    print(f"{'rule':8s}" + "".join(f"{f'{a + 1 if a >= 0 else a}..{b if a >= 0 else -1}':>11s}" for a, b in spans))
     for rule, losses in runs.items():
         print(f"{rule:8s}" + "".join(f"{np.mean(losses[n + a:n + b]):11.4f}" for a, b in spans))
 
