@@ -30,7 +30,7 @@ import importlib.machinery
 import importlib.util
 import runpy
 import sys
-from functools import lru_cache
+from functools import cache, lru_cache
 from pathlib import Path
 
 PACKAGE = __package__ or "cuda_convnet"
@@ -68,7 +68,7 @@ def _installed_package_dir() -> tuple[str, Path] | None:
     return None
 
 
-@lru_cache(maxsize=None)
+@cache
 def _locate() -> tuple[Path | None, str]:
     """(folder holding the build, "") or (None, why there is no usable build)."""
     if (PACKAGE_DIR / "_build_info.py").is_file():

@@ -5,7 +5,9 @@ installed package. cuda_convnet/_ext.py then loads the installed build, but only
 from the same version and the same csrc/.
 
 One emulator-only install (CCN_CUDA=OFF) into its own prefix (`pip install --target`) serves
-the whole module; the build takes a minute or more, hence `slow`.
+the `slow` tests (the build takes a minute or more). The fast tests check the loader's rules
+on a hand-made install: the package and the build in use copied into a folder with the
+`.dist-info` that pip would write.
 """
 from __future__ import annotations
 
@@ -19,7 +21,8 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = pytest.mark.slow
+import cuda_convnet as ccn
+from cuda_convnet._ext import csrc_sha256
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -34,6 +37,67 @@ def _copy_checkout(dest: Path) -> Path:
             (dest / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(src, dest / name)
     return dest
+
+
+@pytest.fixture(scope="module")
+def checkout(tmp_path_factory):
+    if shutil.which("git") is None or not (ROOT / ".git").exists():
+        pytest.skip("needs a git checkout to copy")
+    return _copy_checkout(tmp_path_factory.mktemp("checkout") / "clone")
+
+
+def _hand_made_install(site: Path, csrc: Path) -> Path:
+    """`site` laid out as `pip install --target site` would: the package with the build in
+    use (its CSRC_SHA256 set to that of `csrc`), and a .dist-info whose RECORD lists it."""
+    info = ccn.build_info()
+    if not info["built"]:
+        pytest.skip("no build to copy")
+    pkg = site / "cuda_convnet"
+    shutil.copytree(Path(ccn.__file__).parent, pkg, ignore=shutil.ignore_patterns("__pycache__", "_emu*", "_C*",
+                                                                                    "_build_info.py"))
+    build = Path(info["location"])
+    for f in [*build.glob("_emu*"), *build.glob("_C*")]:
+        shutil.copy2(f, pkg / f.name)
+    text = (build / "_build_info.py").read_text()
+    text = re.sub(r'CSRC_SHA256 = ".*"', "", text) + f'CSRC_SHA256 = "{csrc_sha256(csrc)}"\n'
+    (pkg / "_build_info.py").write_text(text)
+    dist = site / f"cuda_convnet-{ccn.__version__}.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text(f"Metadata-Version: 2.1\nName: cuda_convnet\nVersion: {ccn.__version__}\n")
+    files = sorted(p.relative_to(site).as_posix() for p in site.rglob("*") if p.is_file())
+    (dist / "RECORD").write_text("".join(f"{f},,\n" for f in files) + f"{dist.name}/RECORD,,\n")
+    return site
+
+
+def test_checkout_without_build_loads_the_matching_install(checkout, tmp_path):
+    site = _hand_made_install(tmp_path / "site", checkout / "csrc")
+    code = ("import cuda_convnet as ccn, numpy as np\n"
+            "x = np.random.default_rng(0).standard_normal((3, 5)).astype(np.float32)\n"
+            "np.testing.assert_array_equal(ccn.backend('emu').relu(x), np.maximum(x, 0))\n"
+            "import sys; print(ccn.__file__, sys.modules['cuda_convnet._emu'].__file__, ccn.build_info()['location'])")
+    r = _run([sys.executable, "-c", code], checkout, site)
+    assert r.returncode == 0, r.stderr
+    package, emu, location = r.stdout.split()
+    assert Path(package) == checkout / "cuda_convnet" / "__init__.py"
+    assert Path(emu).parent == Path(location) == (site / "cuda_convnet").resolve()
+
+
+def test_checkout_without_build_refuses_an_install_from_other_sources(checkout, tmp_path):
+    site = _hand_made_install(tmp_path / "site", checkout / "csrc")
+    edited = _copy_checkout(tmp_path / "edited")
+    (edited / "csrc" / "new_kernel.cuh").write_text("// a file the install was not built from\n")
+    r = _run([sys.executable, "-c", "import cuda_convnet as ccn; ccn.backend('emu')"], edited, site)
+    assert r.returncode != 0
+    assert "ExtensionMissing" in r.stderr and "is from other sources" in r.stderr, r.stderr
+
+
+def test_in_place_build_takes_priority_over_an_install(checkout, tmp_path):
+    site = _hand_made_install(tmp_path / "site", checkout / "csrc")
+    local = _copy_checkout(tmp_path / "local")
+    (local / "cuda_convnet" / "_build_info.py").write_text((site / "cuda_convnet" / "_build_info.py").read_text())
+    r = _run([sys.executable, "-c", "import cuda_convnet as ccn; print(ccn.build_info()['location'])"], local, site)
+    assert r.returncode == 0, r.stderr
+    assert Path(r.stdout.strip()) == (local / "cuda_convnet").resolve()
 
 
 @pytest.fixture(scope="module")
@@ -67,6 +131,7 @@ def _readme_python_snippet(readme: Path) -> str:
     return next(b for b in blocks if 'ccn.backend("emu")' in b)
 
 
+@pytest.mark.slow
 def test_readme_snippet_runs_from_clone_root(install):
     clone, prefix = install
     code = _readme_python_snippet(clone / "README.md") + (
@@ -81,6 +146,7 @@ def test_readme_snippet_runs_from_clone_root(install):
     assert f"build {(prefix / 'cuda_convnet').resolve()} True" in r.stdout
 
 
+@pytest.mark.slow
 def test_readme_cli_commands_run_from_clone_root(install, tmp_path):
     clone, prefix = install
     r = _run([sys.executable, "-m", "cuda_convnet", "selfcheck"], clone, prefix)
@@ -93,6 +159,7 @@ def test_readme_cli_commands_run_from_clone_root(install, tmp_path):
     assert (out / "checkpoint.npz").is_file()
 
 
+@pytest.mark.slow
 def test_python_m_pytest_from_clone_root_tests_the_installed_build(install):
     clone, prefix = install
     r = _run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "tests/test_build.py"], clone, prefix)
@@ -100,6 +167,7 @@ def test_python_m_pytest_from_clone_root_tests_the_installed_build(install):
     assert f"compiled extensions: {(prefix / 'cuda_convnet').resolve()} (built from this checkout's csrc/" in r.stdout
 
 
+@pytest.mark.slow
 def test_install_from_other_sources_is_refused(install, tmp_path):
     _, prefix = install
     edited = _copy_checkout(tmp_path / "edited")
@@ -113,6 +181,7 @@ def test_install_from_other_sources_is_refused(install, tmp_path):
     assert r.stderr.startswith("cuda-convnet selfcheck: error: cuda_convnet._emu is not available")
 
 
+@pytest.mark.slow
 def test_install_of_another_version_is_refused(install, tmp_path):
     clone, prefix = install
     other = _copy_checkout(tmp_path / "other")
