@@ -35,8 +35,9 @@ from pathlib import Path
 
 PACKAGE = __package__ or "cuda_convnet"
 PACKAGE_DIR = Path(__file__).resolve().parent
-# The csrc/ next to the package: present only when the package is a source checkout.
-SOURCE_CSRC = PACKAGE_DIR.parent / "csrc"
+# The csrc/ of the source checkout the package was imported from (None for an installed
+# package: site-packages has no CMakeLists.txt beside it).
+SOURCE_CSRC = (PACKAGE_DIR.parent / "csrc") if (PACKAGE_DIR.parent / "CMakeLists.txt").is_file() else None
 BUILD_HINT = "build it with `pip install .` (needs a C++17 compiler; see README.md)"
 
 
@@ -81,7 +82,7 @@ def _locate() -> tuple[Path | None, str]:
     if version != ours:
         return None, (f"the imported package ({PACKAGE_DIR}, version {ours}) has no build, and the installed "
                       f"build ({where}) is version {version}: run `pip install .` again")
-    if SOURCE_CSRC.is_dir():
+    if SOURCE_CSRC is not None:
         built_from = runpy.run_path(str(where / "_build_info.py")).get("CSRC_SHA256")
         if built_from != csrc_sha256(SOURCE_CSRC):
             return None, (f"the installed build ({where}) is from other sources than {SOURCE_CSRC}: "
@@ -152,7 +153,7 @@ def build_info() -> dict:
         "sanitize": b.SANITIZE,
         "csrc_sha256": built_from,
         # None when the imported package is not a source checkout (nothing to compare).
-        "matches_sources": (built_from == csrc_sha256(SOURCE_CSRC)) if SOURCE_CSRC.is_dir() else None,
+        "matches_sources": (built_from == csrc_sha256(SOURCE_CSRC)) if SOURCE_CSRC is not None else None,
     }
 
 

@@ -34,11 +34,12 @@ def pytest_report_header(config):
     info = ccn.build_info()
     lines = [f"cuda_convnet {ccn.__version__} from {Path(ccn.__file__).parent}"]
     if not info["built"]:
-        lines.append(f"compiled extensions: none ({info['problem']})")
+        lines.append(f"compiled extensions: none ({info.get('problem', 'not built')})")
     else:
         fresh = {True: "built from this checkout's csrc/", False: "STALE: built from other csrc/ sources",
-                 None: "installed package"}[info["matches_sources"]]
-        lines.append(f"compiled extensions: {info['location']} ({fresh}; cuda={info['built_with_cuda']}, "
+                 None: "installed package"}[info.get("matches_sources")]
+        where = info.get("location", Path(ccn.__file__).parent)
+        lines.append(f"compiled extensions: {where} ({fresh}; cuda={info['built_with_cuda']}, "
                      f"sanitize={info['sanitize']}, fibers={info['emulator_fibers']})")
     return lines
 
