@@ -1,8 +1,8 @@
-// Python bindings, compiled twice (DESIGN.md §4): into cuda_convnet._C, linked to the
+// Python bindings, compiled twice (ARCHITECTURE.md §4): into cuda_convnet._C, linked to the
 // nvcc-built launchers, and into cuda_convnet._emu (CCN_EMU), linked to the same launchers
 // built by g++ against the SIMT emulator. Functions take pointers as integers, explicit
 // sizes and a stream; they release the GIL while the launcher runs. Python (cuda_convnet/
-// backends/kernels.py) checks dtypes, shapes and contiguity before calling; the launchers
+// backends/kernel_ops/*.py, with cuda_convnet/checks.py) checks dtypes, shapes and contiguity before calling; the launchers
 // check their own preconditions and throw std::invalid_argument (-> ValueError).
 // One csrc/bind/bind_<family>.h per op family, each defining bind_<family>(m).
 #include <string>

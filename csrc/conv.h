@@ -2,7 +2,7 @@
 // with respect to the input), conv_wgrad.cuh (gradient with respect to the filters, and the
 // bias gradient). Contract in ops.h; the math is cuda_convnet/reference/conv.py.
 //
-// Layouts (DESIGN.md §3): x, dx (N, H, W, C); w, dw (K, R, S, C/groups); y, dy (N, P, Q, K);
+// Layouts (ARCHITECTURE.md §3): x, dx (N, H, W, C); w, dw (K, R, S, C/groups); y, dy (N, P, Q, K);
 // b, db (K,). Cross-correlation (no filter flip). Padding is (top, bottom, left, right);
 // output size by the floor rule of cuda_convnet/shapes.py:
 //   P = (H + top + bottom - R) / stride + 1,  Q = (W + left + right - S) / stride + 1.
@@ -23,7 +23,7 @@ struct ConvShape {
   int pad_top, pad_bottom, pad_left, pad_right;
   int groups;
   int p, q;                                      // output rows and cols
-  // Derived: per-group channel counts and the GEMM extents of DESIGN.md §4.
+  // Derived: per-group channel counts and the GEMM extents of ARCHITECTURE.md §4.
   int cg, kg;                                    // c / groups, k / groups
   int rs, rscg;                                  // r * s, r * s * cg (the forward's Kgemm)
   int pq;                                        // p * q

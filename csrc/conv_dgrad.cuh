@@ -1,5 +1,5 @@
 // Gradient of the convolution with respect to its input ("dgrad", cuda-convnet's
-// convImgActs) as an implicit GEMM (DESIGN.md §4). The math: conv2d_backward's dx in
+// convImgActs) as an implicit GEMM (ARCHITECTURE.md §4). The math: conv2d_backward's dx in
 // cuda_convnet/reference/conv.py.
 //
 // Input pixel (h, w) receives dy[p, q] through tap (r, s) exactly when

@@ -1,4 +1,4 @@
-// Forward convolution as an implicit GEMM (DESIGN.md §4), NHWC x KRSC -> NPQK, with the
+// Forward convolution as an implicit GEMM (ARCHITECTURE.md §4), NHWC x KRSC -> NPQK, with the
 // bias and an optional ReLU fused into the epilogue. The math: cuda_convnet/reference/conv.py.
 //
 // Per group g (x: N,H,W,C; w: K,R,S,C/g; y: N,P,Q,K):

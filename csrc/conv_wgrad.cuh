@@ -1,5 +1,5 @@
 // Gradient of the convolution with respect to its filters ("wgrad", cuda-convnet's
-// convWeightActs) as a split-K implicit GEMM, and the bias gradient (DESIGN.md §4). The
+// convWeightActs) as a split-K implicit GEMM, and the bias gradient (ARCHITECTURE.md §4). The
 // math: conv2d_backward's dw and db in cuda_convnet/reference/conv.py.
 //
 // Per group g (x: N,H,W,C; dy: N,P,Q,K; dw: K,R,S,C/g):

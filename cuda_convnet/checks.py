@@ -1,4 +1,4 @@
-"""Argument validation shared by every backend (DESIGN.md §3 conventions, §8.5 bad input).
+"""Argument validation shared by every backend (ARCHITECTURE.md §3 conventions, §8.5 bad input).
 
 Every op of every backend (NumPy reference, SIMT emulator, CUDA) calls the same check
 before doing any work, so a bad call fails the same way everywhere: a ``TypeError`` for
@@ -13,7 +13,7 @@ which NumPy and CuPy arrays both have; they never call ``np.asarray`` (that woul
 CuPy array to the host) and never read array *values* (that would synchronise a GPU
 stream). Value checks that need the data (e.g. labels in range) are the caller's.
 
-Layouts (DESIGN.md §3): activations NHWC, conv filters KRSC (out, rows, cols,
+Layouts (ARCHITECTURE.md §3): activations NHWC, conv filters KRSC (out, rows, cols,
 in-per-group), FC weights (out, in), all C-contiguous. Non-contiguous arrays are refused
 rather than silently copied, because the kernels take raw pointers and a silent copy
 would hide a layout bug and cost memory; the reference applies the same rule so that all

@@ -1,4 +1,4 @@
-"""The benchmarks of bench/ run in CPU mode (DESIGN.md §9: on the CPU the benchmarks still
+"""The benchmarks of bench/ run in CPU mode (ARCHITECTURE.md §9: on the CPU the benchmarks still
 run, so the harness itself is always tested): each in --smoke mode as a subprocess, its
 table printed, every timed row validated against the float64 reference first, its JSON
 readable; ops a backend lacks show as "not implemented", never as a number. And

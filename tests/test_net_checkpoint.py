@@ -1,4 +1,4 @@
-"""Checkpoints: round trip, bit-identical resume, atomic writes, bad files (DESIGN.md §8.4-5)."""
+"""Checkpoints: round trip, bit-identical resume, atomic writes, bad files (ARCHITECTURE.md §8.4-5)."""
 from __future__ import annotations
 
 import json

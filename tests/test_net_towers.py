@@ -1,4 +1,4 @@
-"""Two towers on two devices == one device's grouped form (DESIGN.md §6, §8.4): same weights
+"""Two towers on two devices == one device's grouped form (ARCHITECTURE.md §6, §8.4): same weights
 in, same outputs, loss and gradients out; on cpu now, on emu and cuda when they can."""
 from __future__ import annotations
 

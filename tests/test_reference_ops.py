@@ -140,7 +140,7 @@ def test_lrn_window_definition(size, divide):
 
 
 def test_lrn_paper_formula_differs_from_code_by_alpha_over_n():
-    """The two conventions are the same op with alpha scaled by n (DESIGN.md §3)."""
+    """The two conventions are the same op with alpha scaled by n (ARCHITECTURE.md §3)."""
     x = np.random.default_rng(5).standard_normal((1, 2, 2, 8)) * 10
     np.testing.assert_allclose(R.lrn(x, alpha=5e-4, divide_alpha_by_size=True),
                                R.lrn(x, alpha=1e-4, divide_alpha_by_size=False), rtol=1e-14)

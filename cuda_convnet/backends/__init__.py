@@ -1,4 +1,4 @@
-"""The three backends behind one op interface (DESIGN.md §2).
+"""The three backends behind one op interface (ARCHITECTURE.md §2).
 
     backend("cpu")   NumPy reference ops (cuda_convnet.reference): the definition of the math
     backend("emu")   NumPy arrays through cuda_convnet._emu: the CUDA kernels on the SIMT emulator

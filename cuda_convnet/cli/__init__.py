@@ -14,6 +14,8 @@ import argparse
 import importlib
 import sys
 
+from .._ext import ExtensionMissing
+
 # Command modules, in the order `--help` lists them.
 COMMANDS = ("demo", "prepare", "train", "eval", "predict", "selfcheck", "experiment", "figure")
 
@@ -51,7 +53,7 @@ def main(argv=None) -> int:
     args.command_line = list(sys.argv[1:] if argv is None else argv)  # recorded by experiment/figure outputs
     try:
         return int(args.func(args) or 0)
-    except UsageError as e:
+    except (UsageError, ExtensionMissing) as e:  # ExtensionMissing: no build, or a stale one
         print(f"cuda-convnet {args.command}: error: {e}", file=sys.stderr)
         return 2
     except OSError as e:  # a file the command reads or writes (permissions, a full disk, a file for a folder)

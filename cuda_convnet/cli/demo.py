@@ -112,7 +112,7 @@ def run(args):
     print(f"SGD: lr {args.lr:g}, momentum 0.9, weight decay 5e-4, batch {args.batch}; lr /10 after "
           f"{args.patience} epochs without improvement (at most {args.max_drops} times)")
 
-    # One BLAS thread: this net's matrices are small, and on the 2-core development machine
+    # One BLAS thread: this net's matrices are small, and on a 2-core x86 CPU
     # OpenBLAS's second thread made a training step 5-20x SLOWER whenever anything else was
     # running (0.04-0.07 s -> 0.37-0.92 s per batch of 32, measured): its threads spin
     # waiting for each other. threadpoolctl ships with scikit-learn, the dataset's package.

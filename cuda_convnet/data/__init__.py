@@ -1,4 +1,4 @@
-"""The data pipeline (DESIGN.md §7; paper §2, §4.1, §6).  One job per module:
+"""The data pipeline (ARCHITECTURE.md §7; paper §2, §4.1, §6).  One job per module:
 
     images.py    decode one file -> RGB, shorter side 256, centre 256x256 (§2)
     stats.py     exact streaming mean image and RGB covariance PCA (§2, §4.1)

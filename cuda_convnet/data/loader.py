@@ -31,7 +31,7 @@ already one launch): the loader then calls it once per batch whatever `threads` 
 at `offset` gets `offset + start of j`); that gives the same result only for augment
 functions that depend on offset + index alone, as TrainAugment does.  An augment with
 an `output_shape(n)` method is also passed `out=` (a slice of one preallocated batch).
-On the 2-core development machine threads=2 gains little: fresh 77 MB output batches
+On a 2-core x86 CPU threads=2 gains little: fresh 77 MB output batches
 cost page faults and the copies are memory-bound (see bench/loader_bench.py).
 
 Errors raised while preparing a batch (in augment, to_device, reading the store) are

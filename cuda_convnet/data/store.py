@@ -1,4 +1,4 @@
-"""The packed image store that `prepare` writes and training reads (§2, DESIGN.md §7).
+"""The packed image store that `prepare` writes and training reads (§2, ARCHITECTURE.md §7).
 
 Layout of a store directory::
 

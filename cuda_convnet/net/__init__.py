@@ -1,4 +1,4 @@
-"""The layer graph (DESIGN.md §6): layers, the Net, devices, checkpoints.
+"""The layer graph (ARCHITECTURE.md §6): layers, the Net, devices, checkpoints.
 
     layers.py      one class per layer type (conv, fc, relu, tanh, lrn, maxpool, dropout,
                    concat, slice, flatten, softmax) and the Copy the graph inserts

@@ -1,4 +1,4 @@
-"""Checkpoints: one .npz holding the weights, velocities and a JSON manifest (DESIGN.md §8.5).
+"""Checkpoints: one .npz holding the weights, velocities and a JSON manifest (ARCHITECTURE.md §8.5).
 
 Layout of the archive (NumPy's .npz, i.e. an uncompressed zip of .npy files):
 

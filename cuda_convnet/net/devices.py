@@ -1,4 +1,4 @@
-"""Logical devices: where a layer's arrays live and which backend runs its ops (DESIGN.md §6).
+"""Logical devices: where a layer's arrays live and which backend runs its ops (ARCHITECTURE.md §6).
 
 A `Device` is one *logical* device of a Net, named "cpu", "emu" or "cuda:N":
 

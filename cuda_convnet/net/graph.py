@@ -1,4 +1,4 @@
-"""The Net: named layers, each with its inputs and its device (DESIGN.md §6).
+"""The Net: named layers, each with its inputs and its device (ARCHITECTURE.md §6).
 
     net = Net([Conv("conv1", "data", filters=96, size=11, stride=4, padding=(1, 2, 1, 2)),
                ReLU("relu1", "conv1"), ...,

@@ -1,4 +1,4 @@
-"""The NumPy reference ops: the definition of every op's math (DESIGN.md §2, §3).
+"""The NumPy reference ops: the definition of every op's math (ARCHITECTURE.md §2, §3).
 
 Written for clarity first, but vectorised (im2col + one matmul per group for
 convolution, loops only over filter/window taps), float32 and float64. The ``emu`` and

@@ -1,4 +1,4 @@
-"""2-D convolution, NHWC x KRSC, with groups (§3.2, §3.5; DESIGN.md §3 and §4).
+"""2-D convolution, NHWC x KRSC, with groups (§3.2, §3.5; ARCHITECTURE.md §3 and §4).
 
 The reference definition every backend must reproduce. Cross-correlation, as in every
 CNN library (no filter flip)::
@@ -17,7 +17,7 @@ How it is computed (written for speed *and* to mirror the CUDA implicit GEMM):
   padded input; reshaping one group's slice to (N·P·Q, R·S·Cg) makes the only copy, and
   ONE matmul per group multiplies it by the (Kg, R·S·Cg) filter matrix. The column order
   (r, s, c) is the KRSC filter order, so the filters need no transpose or copy. This is
-  exactly the forward GEMM of DESIGN.md §4 (M = N·P·Q, N = Kg, K = R·S·Cg).
+  exactly the forward GEMM of ARCHITECTURE.md §4 (M = N·P·Q, N = Kg, K = R·S·Cg).
 * wgrad is the same columns: dw_g = dy_gᵀ · cols_g (M = Kg, N = R·S·Cg, K = N·P·Q).
 * dgrad: dcols_g = dy_g · w_g (one matmul per group), then a col2im scatter-add with a
   loop over the R·S filter taps only (each tap is one strided, fully vectorised add over

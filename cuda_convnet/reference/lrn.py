@@ -1,4 +1,4 @@
-"""Local response normalisation across channels (§3.3; DESIGN.md §3).
+"""Local response normalisation across channels (§3.3; ARCHITECTURE.md §3).
 
 For an NHWC activation ``a`` (after the ReLU, as in the paper) and channel ``c``::
 

@@ -1,4 +1,4 @@
-"""Max pooling, overlapping or not (§3.4; DESIGN.md §3).
+"""Max pooling, overlapping or not (§3.4; ARCHITECTURE.md §3).
 
 ``y[n, p, q, c] = max_{r, s < size} xpad[n, p*stride + r, q*stride + s, c]`` where ``xpad``
 is x padded by (top, bottom, left, right) with -inf, so padding never wins. Output size:
