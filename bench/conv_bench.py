@@ -1,5 +1,5 @@
 """Our convolution kernels against cuDNN (through PyTorch), layer by layer, on AlexNet's
-shapes (DESIGN.md §9: each conv layer, forward, dgrad and wgrad, at least as fast as cuDNN).
+shapes (ARCHITECTURE.md §9: each conv layer, forward, dgrad and wgrad, at least as fast as cuDNN).
 
 Layers, batch 128 by default on a GPU (paper §3.5, Figure 2; 227x227 inputs so that conv1
 gives 55x55 with no padding):

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # GPU validation in one command: build, check, sanitize and measure everything on a machine
 # with a GPU, the CUDA toolkit, CuPy, PyTorch, pybind11, scikit-build-core, cmake and ninja
-# already installed and no network (DESIGN.md §8.3, §9). The whole run has a deadline
+# already installed and no network (ARCHITECTURE.md §8.3, §9). The whole run has a deadline
 # (GPU_CHECK_DEADLINE_S, default 540 s) and every step a time limit; the limits add up to
 # at most the deadline minus MARGIN_S (a step never starts with less than 10 s left).
 #

@@ -1,5 +1,5 @@
 """Memory-bound kernels against the card's copy bandwidth, and our GEMM on the fully
-connected layers against cuBLAS (DESIGN.md §9: memory-bound kernels at 80%+ of the
+connected layers against cuBLAS (ARCHITECTURE.md §9: memory-bound kernels at 80%+ of the
 measured device-to-device copy bandwidth).
 
 Memory-bound ops, at AlexNet's shapes for batch N (128 on a GPU), NHWC float32:

@@ -1,5 +1,5 @@
 """Whole-network throughput: AlexNet training (images/s) and inference, ours against the
-identical network in PyTorch on the same device (DESIGN.md §9: whole-net training
+identical network in PyTorch on the same device (ARCHITECTURE.md §9: whole-net training
 throughput ahead of the same network in PyTorch on the same card).
 
 Ours: ``models.alexnet(towers=2, devices=("cuda:0", "cuda:0"))`` — the paper's two towers
