@@ -4,7 +4,8 @@
 
 Trains `tiny_dp_net` on `dp_dataset` with fit(..., distributed=DataParallel(...)) and writes,
 on rank 0, OUT/weights.npz (the final parameters) and OUT/checkpoint.npz (fit's). --fail-rank
-R --fail-step S --fail-how raise|kill makes rank R raise or SIGKILL itself before step S.
+R --fail-step S --fail-how raise|kill|hang makes rank R raise, SIGKILL itself or stop answering
+before step S.
 The net and the data are also built by the test process for the one-process reference.
 """
 from __future__ import annotations
@@ -13,6 +14,7 @@ import argparse
 import os
 import signal
 import sys
+import time
 
 import numpy as np
 
@@ -59,9 +61,10 @@ def main(argv=None):
     p.add_argument("--resume", action="store_true")
     p.add_argument("--bucket-bytes", type=int, default=256)
     p.add_argument("--timeout", type=float, default=20.0)
+    p.add_argument("--log-saves", action="store_true", help="print a line each time a rank writes a checkpoint")
     p.add_argument("--fail-rank", type=int, default=-1)
     p.add_argument("--fail-step", type=int, default=0)
-    p.add_argument("--fail-how", choices=("raise", "kill"), default="raise")
+    p.add_argument("--fail-how", choices=("raise", "kill", "hang"), default="raise")
     a = p.parse_args(argv)
 
     group = init_from_env(a.device, timeout_s=a.timeout)
@@ -76,10 +79,20 @@ def main(argv=None):
             if net.step == a.fail_step:
                 if a.fail_how == "kill":
                     os.kill(os.getpid(), signal.SIGKILL)
+                if a.fail_how == "hang":
+                    time.sleep(3600)
                 raise RuntimeError(f"injected failure on rank {group.rank} at step {net.step}")
             return step(x, y, o)
 
         dp.train_step = failing_step
+    if a.log_saves:
+        save = net.save
+
+        def logged_save(*args, **kw):
+            print(f"rank {group.rank}: saving", flush=True)
+            save(*args, **kw)
+
+        net.save = logged_save
     x, y = dp_dataset(a.n)
     ckpt = os.path.join(a.out, "checkpoint.npz")
     try:

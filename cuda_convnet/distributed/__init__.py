@@ -18,7 +18,7 @@ all-reduce started from the backward pass), seeds (per-rank dropout keys), data_
 from __future__ import annotations
 
 from ._torch import has_torch, require_torch
-from .group import DEFAULT_TIMEOUT_S, ProcessGroup, backend_for, init_from_env, launched_by_torchrun
+from .group import DEFAULT_TIMEOUT_S, ProcessGroup, RankFailure, backend_for, init_from_env, launched_by_torchrun
 from .seeds import apply_rank_seeds, rank_dropout_seed
 from .sharding import ShardedBatchLoader, shard_order
 
@@ -37,6 +37,6 @@ def __getattr__(name):
     raise AttributeError(name)
 
 
-__all__ = ["DEFAULT_TIMEOUT_S", "DataParallel", "GradientReducer", "ProcessGroup", "ShardedBatchLoader",
+__all__ = ["DEFAULT_TIMEOUT_S", "DataParallel", "GradientReducer", "ProcessGroup", "RankFailure", "ShardedBatchLoader",
            "apply_rank_seeds", "backend_for", "has_torch", "init_from_env", "launched_by_torchrun",
            "rank_dropout_seed", "require_torch", "shard_order"]

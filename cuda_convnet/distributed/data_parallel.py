@@ -49,11 +49,19 @@ class DataParallel:
         except BaseException:
             self.reducer.reset()
             raise
-        self.reducer.finish()
+        try:
+            self.reducer.finish()
+        except RuntimeError as e:
+            raise self._failure("the gradient all-reduce", e) from e
         optimizer.step()
         net.synchronize()
         net.step += 1
         return stats
+
+    def _failure(self, what, err):
+        from .group import collective_failure
+
+        return collective_failure(self.rank, self.world_size, self.group.timeout_s, what, err)
 
     def sync_state(self, optimizer) -> None:
         """Broadcast rank 0's parameters and optimizer velocities to every rank (host copies):
@@ -67,7 +75,10 @@ class DataParallel:
         t = self.torch.from_numpy(flat)
         if self.group.backend == "nccl":
             t = t.cuda()
-        self.dist.broadcast(t, src=0)
+        try:
+            self.dist.broadcast(t, src=0)
+        except RuntimeError as e:
+            raise self._failure("the broadcast of rank 0's parameters", e) from e
         flat = t.cpu().numpy()
         state, vel, i = {}, {}, 0
         for k, a in enumerate(arrays):
@@ -84,7 +95,10 @@ class DataParallel:
         t = self.torch.tensor(np.asarray(values, dtype=np.float64))
         if self.group.backend == "nccl":
             t = t.cuda()
-        self.dist.all_reduce(t, op=self.dist.ReduceOp.SUM)
+        try:
+            self.dist.all_reduce(t, op=self.dist.ReduceOp.SUM)
+        except RuntimeError as e:
+            raise self._failure("the all-reduce of the epoch's statistics", e) from e
         return t.cpu().numpy()
 
     def barrier(self) -> None:

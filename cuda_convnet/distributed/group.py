@@ -25,6 +25,17 @@ DEFAULT_TIMEOUT_S = 60.0
 _ENV = ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
 
 
+class RankFailure(RuntimeError):
+    """A collective failed: another rank crashed, was killed, or did not answer in time."""
+
+
+def collective_failure(group_rank: int, world_size: int, timeout_s: float, what: str, err: BaseException):
+    """A RankFailure naming this rank, the collective, and the engine's first line."""
+    first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    return RankFailure(f"rank {group_rank}/{world_size}: {what} failed: another rank crashed, was killed or did "
+                       f"not answer within {timeout_s:g}s ({first})")
+
+
 def launched_by_torchrun() -> bool:
     """True when the launcher's variables are set (torchrun, or a manual env:// setup)."""
     return all(k in os.environ for k in _ENV)
