@@ -19,7 +19,16 @@ import time
 import numpy as np
 
 from cuda_convnet import SGD
-from cuda_convnet.net import Conv, Dropout, Flatten, FullyConnected, MaxPool, Net, ReLU, SoftmaxCrossEntropy
+from cuda_convnet.net import (
+    Conv,
+    Dropout,
+    Flatten,
+    FullyConnected,
+    MaxPool,
+    Net,
+    ReLU,
+    SoftmaxCrossEntropy,
+)
 
 
 def tiny_dp_net(device: str, seed: int = 3, dropout: bool = False) -> Net:

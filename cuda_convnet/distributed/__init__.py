@@ -18,7 +18,14 @@ all-reduce started from the backward pass), seeds (per-rank dropout keys), data_
 from __future__ import annotations
 
 from ._torch import has_torch, require_torch
-from .group import DEFAULT_TIMEOUT_S, ProcessGroup, RankFailure, backend_for, init_from_env, launched_by_torchrun
+from .group import (
+    DEFAULT_TIMEOUT_S,
+    ProcessGroup,
+    RankFailure,
+    backend_for,
+    init_from_env,
+    launched_by_torchrun,
+)
 from .seeds import apply_rank_seeds, rank_dropout_seed
 from .sharding import ShardedBatchLoader, shard_order
 
