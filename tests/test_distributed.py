@@ -222,3 +222,42 @@ def test_a_failing_rank_ends_every_rank(tmp_path, how):
     assert re.search(r"rank 0: error: RankFailure: rank 0/2: the gradient all-reduce failed|"
                      r"rank 0/2: stopped by the launcher", out), out
     assert not (tmp_path / "weights.npz").exists()
+
+
+# ------------------------------------------------------------------ the command line
+def torchrun_cli(cwd, nproc: int, *args, timeout=300):
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", str(nproc), "--master-addr",
+           "127.0.0.1", "--master-port", str(free_port()), "-m", "cuda_convnet", *map(str, args)]
+    return subprocess.run(cmd, capture_output=True, text=True, cwd=cwd, env=subproc.env(OMP_NUM_THREADS="1"),
+                          timeout=timeout, check=False)
+
+
+@needs_torch
+def test_torchrun_train_command(tmp_path):
+    """`torchrun -m cuda_convnet train STORE`: global batch 8 = 2 x 4; rank 0 alone prints and writes."""
+    from cli_tree import make_tree
+
+    from cuda_convnet.net import load_checkpoint
+    from cuda_convnet.net.checkpoint import read_checkpoint
+
+    make_tree(tmp_path / "src")
+    r = subproc.run_cli("prepare", "src", "store", "--size", "72", "--workers", "1", "--no-progress", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    small = ("--model", "small", "--width", "1", "--devices", "cpu", "--no-progress")
+    r = torchrun_cli(tmp_path, 2, "train", "store", *small, "--batch-size", "8", "--epochs", "1", "--out", "dp")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert r.stdout.count("data-parallel: 2 ranks (gloo), global batch 8 = 2 x 4") == 1, r.stdout
+    assert r.stdout.count("epoch   1/1") == 1 and r.stdout.count("final validation error") == 1, r.stdout
+    lines = (tmp_path / "dp" / "metrics.jsonl").read_text().splitlines()
+    assert len(lines) == 1
+    manifest, _ = read_checkpoint(tmp_path / "dp" / "checkpoint.npz")
+    assert manifest["extra"]["world_size"] == 2 and manifest["extra"]["batch_size"] == 8
+    assert load_checkpoint(tmp_path / "dp" / "checkpoint.npz").net.step == 36 // 8
+    # A global batch that does not divide over the ranks: one line per rank, status 2.
+    r = torchrun_cli(tmp_path, 2, "train", "store", *small, "--batch-size", "9", "--epochs", "1", "--out", "bad")
+    assert r.returncode != 0
+    assert r.stderr.count("error: --batch-size 9 (the global batch) does not divide over 2 ranks") == 2, r.stderr
+    assert "exitcode  : 2" in r.stderr
+    # --distributed outside a launcher names it.
+    r = subproc.run_cli("train", "store", *small, "--distributed", "--out", "x", cwd=tmp_path)
+    assert r.returncode == 2 and "torchrun --nproc-per-node N" in r.stderr, r.stderr
