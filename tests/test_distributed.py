@@ -261,3 +261,56 @@ def test_torchrun_train_command(tmp_path):
     # --distributed outside a launcher names it.
     r = subproc.run_cli("train", "store", *small, "--distributed", "--out", "x", cwd=tmp_path)
     assert r.returncode == 2 and "torchrun --nproc-per-node N" in r.stderr, r.stderr
+
+
+# ------------------------------------------------------------------ bench/scaling_bench.py
+BENCH = pathlib.Path(__file__).resolve().parents[1] / "bench"
+
+
+def _scaling():
+    sys.path.insert(0, str(BENCH))
+    import scaling_bench
+
+    return scaling_bench
+
+
+def test_scaling_model_arithmetic():
+    """The 8-GPU model's parts: AlexNet's gradient size, the ring all-reduce, the overlap rule."""
+    from types import SimpleNamespace as L
+
+    sb = _scaling()
+    params = sb.alexnet_layer_params()
+    assert sum(params.values()) == 60_965_224
+    assert sb.allreduce_seconds(243.86e6, 1) == 0.0
+    assert sb.allreduce_seconds(243.86e6, 8, 370e9) == pytest.approx(2 * 7 / 8 * 243.86e6 / 370e9)
+    # Forward 10 ms; backward: fc8..fc6 1 ms each, then conv5..conv1 5 ms each; update 0.5 ms.
+    fcs, convs = ["fc8", "fc7", "fc6"], [f"conv{i}" for i in range(5, 0, -1)]
+    launches = ([L(layer="conv1", direction="fwd", seconds=0.010)]
+                + [L(layer=x, direction="wgrad", seconds=0.001) for x in fcs]
+                + [L(layer=x, direction="wgrad", seconds=0.005) for x in convs]
+                + [L(layer="sgd", direction="update", seconds=0.0005)])
+    slow = 1e9  # a link so slow that communication dominates: 243.9 MB * 1.75 / 1 GB/s = 427 ms
+    p = sb.predict_step(8, launches, bus_bandwidth=slow)
+    comm = sb.allreduce_seconds(4 * sum(params.values()), 8, slow) * 1e3
+    assert p["compute"] == pytest.approx(38.5)
+    assert p["allreduce"] == pytest.approx(comm)
+    assert p["step_serial"] == pytest.approx(38.5 + comm)
+    # With overlap the buckets start at fc8's, fc7's, fc6's and conv1's completion and queue on
+    # the link: the step ends when the last bucket does (fc8's bucket starts at 11 ms).
+    assert 10 + 1 + comm + 0.5 <= p["step_overlap"] < p["step_serial"]
+    fast = sb.predict_step(8, launches, bus_bandwidth=370e9)
+    assert fast["efficiency_overlap"] > fast["efficiency_serial"] > 0.9
+
+
+@needs_torch
+def test_scaling_bench_measures_ranks(tmp_path):
+    r = subprocess.run([sys.executable, str(BENCH / "scaling_bench.py"), "--ranks", "1,2", "--steps", "1",
+                        "--batch", "4", "--no-model"], capture_output=True, text=True, cwd=tmp_path,
+                       env=subproc.env(OMP_NUM_THREADS="1"), timeout=300, check=False)
+    assert r.returncode == 0, r.stderr
+    rows = [line.split("|")[1:-1] for line in r.stdout.splitlines() if re.match(r"\| [12] \|", line)]
+    assert [int(x[0]) for x in rows] == [1, 2], r.stdout
+    for cells in rows:
+        step_ms, ips = float(cells[1]), float(cells[2])
+        assert step_ms > 0 and ips == pytest.approx(int(cells[0]) * 4 / step_ms * 1e3, rel=0.02)
+    assert float(rows[1][4]) > 0           # the 2-rank all-reduce took time
