@@ -64,14 +64,15 @@ class DataParallel:
         return collective_failure(self.rank, self.world_size, self.group.timeout_s, what, err)
 
     def sync_state(self, optimizer) -> None:
-        """Broadcast rank 0's parameters and optimizer velocities to every rank (host copies):
-        the replicas start from one state whatever each process built or loaded."""
+        """Broadcast rank 0's parameters and optimizer velocities to every rank (one flat
+        array in the net's dtype, through the host): the replicas start from one state
+        whatever each process built or loaded."""
         from ..net.devices import Device
 
         params = self.net.parameters()
         arrays = [Device.to_host(p.data) for p in params] + [Device.to_host(optimizer.velocities[p.name])
                                                              for p in params]
-        flat = np.concatenate([np.asarray(a, dtype=np.float64).reshape(-1) for a in arrays])
+        flat = np.concatenate([np.asarray(a, dtype=self.net.dtype).reshape(-1) for a in arrays])
         t = self.torch.from_numpy(flat)
         if self.group.backend == "nccl":
             t = t.cuda()
