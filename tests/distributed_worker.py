@@ -31,16 +31,16 @@ from cuda_convnet.net import (
 )
 
 
-def tiny_dp_net(device: str, seed: int = 3, dropout: bool = False) -> Net:
-    """A conv -> pool -> fc -> fc net on 8x8x3 inputs, 5 classes (a few thousand parameters)."""
+def tiny_dp_net(device: str, seed: int = 3, dropout: bool = False, units: int = 16, classes: int = 5) -> Net:
+    """A conv -> pool -> fc -> fc net on 8x8x3 inputs (a few thousand parameters)."""
     layers = [Conv("conv1", "data", filters=6, size=3, stride=1, padding=1, weight_std=0.3, bias_init=0.1),
               ReLU("relu1", "conv1"), MaxPool("pool1", "relu1", size=2, stride=2), Flatten("flat", "pool1"),
-              FullyConnected("fc1", "flat", units=16, weight_std=0.2, bias_init=0.1), ReLU("relu2", "fc1")]
+              FullyConnected("fc1", "flat", units=units, weight_std=0.2, bias_init=0.1), ReLU("relu2", "fc1")]
     top = "relu2"
     if dropout:
         layers.append(Dropout("drop", top, p=0.5))
         top = "drop"
-    layers += [FullyConnected("fc2", top, units=5, weight_std=0.2), SoftmaxCrossEntropy("loss", "fc2")]
+    layers += [FullyConnected("fc2", top, units=classes, weight_std=0.2), SoftmaxCrossEntropy("loss", "fc2")]
     return Net(layers, input_shape=(8, 8, 3), devices=(device,), seed=seed)
 
 
@@ -52,7 +52,7 @@ def dp_dataset(n: int = 60, seed: int = 11):
 
 
 def make_optimizer(net):
-    return SGD(net.parameters(), lr=0.05, momentum=0.9, weight_decay=5e-4)
+    return make_optimizer_for(net.parameters())
 
 
 def main(argv=None):
@@ -71,6 +71,8 @@ def main(argv=None):
     p.add_argument("--bucket-bytes", type=int, default=256)
     p.add_argument("--timeout", type=float, default=20.0)
     p.add_argument("--log-saves", action="store_true", help="print a line each time a rank writes a checkpoint")
+    p.add_argument("--hybrid", action="store_true",
+                   help="the hybrid scheme: fc1, fc2 model-parallel (units 12, 6 classes), a plain loop")
     p.add_argument("--fail-rank", type=int, default=-1)
     p.add_argument("--fail-step", type=int, default=0)
     p.add_argument("--fail-how", choices=("raise", "kill", "hang"), default="raise")
@@ -78,6 +80,8 @@ def main(argv=None):
 
     group = init_from_env(a.device, timeout_s=a.timeout)
     install_stop_handler(group)
+    if a.hybrid:
+        return hybrid(a, group)
     net = tiny_dp_net(a.device, dropout=a.dropout)
     opt = make_optimizer(net)
     dp = DataParallel(net, group, bucket_bytes=a.bucket_bytes)
@@ -115,6 +119,32 @@ def main(argv=None):
     print(f"rank {group.rank}: done at step {net.step}", flush=True)
     group.destroy()
     return 0
+
+
+def hybrid(a, group) -> int:
+    """fc1 and fc2 model-parallel, the trunk data-parallel; a.epochs epochs of the sharded data."""
+    from cuda_convnet.distributed.hybrid import HybridParallel
+    from cuda_convnet.distributed.sharding import ShardedBatchLoader
+
+    net = tiny_dp_net(a.device, units=12, classes=6)
+    hp = HybridParallel(net, group, model_parallel=("fc1", "fc2"), bucket_bytes=a.bucket_bytes)
+    opt = make_optimizer_for(hp.parameters())
+    x, y = dp_dataset(a.n)
+    losses = []
+    with ShardedBatchLoader((x, y), a.batch, world_size=group.world_size, rank=group.rank, seed=5) as loader:
+        for epoch in range(a.epochs):
+            for xb, yb in loader.iter_epoch(epoch):
+                losses.append(hp.train_step(np.ascontiguousarray(xb, dtype=np.float32), yb, opt)["loss"])
+    state = hp.full_state_dict()
+    if group.is_main:
+        np.savez(os.path.join(a.out, "weights.npz"), step=hp.trunk.step, losses=np.array(losses), **state)
+    print(f"rank {group.rank}: done at step {hp.trunk.step}", flush=True)
+    group.destroy()
+    return 0
+
+
+def make_optimizer_for(params):
+    return SGD(params, lr=0.05, momentum=0.9, weight_decay=5e-4)
 
 
 if __name__ == "__main__":

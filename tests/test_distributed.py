@@ -314,3 +314,53 @@ def test_scaling_bench_measures_ranks(tmp_path):
         step_ms, ips = float(cells[1]), float(cells[2])
         assert step_ms > 0 and ips == pytest.approx(int(cells[0]) * 4 / step_ms * 1e3, rel=0.02)
     assert float(rows[1][4]) > 0           # the 2-rank all-reduce took time
+
+
+# ------------------------------------------------------------------ the hybrid scheme
+@needs_torch
+@pytest.mark.parametrize("device,world", [("cpu", 2), ("cpu", 3), pytest.param("emu", 2, marks=[pytest.mark.emu, requires_ops("emu")])])
+def test_hybrid_matches_one_process_on_the_global_batch(tmp_path, device, world):
+    """Trunk data-parallel, fc1 and fc2 sliced over the ranks: the gathered weights after 2 epochs
+    equal one process's with the global batch, to float32 rounding."""
+    sys.path.insert(0, TESTS)
+    from distributed_worker import dp_dataset, make_optimizer, tiny_dp_net
+
+    from cuda_convnet.training import fit
+
+    r, _ = torchrun(tmp_path, world, "--hybrid", "--device", device, "--batch", 4, "--epochs", 2)
+    assert r.returncode == 0, r.stdout + r.stderr
+    got = weights(tmp_path)
+    net = tiny_dp_net(device, units=12, classes=6)
+    init = net.state_dict()
+    x, y = dp_dataset()
+    hist = fit(net, make_optimizer(net), (x, y), (x[:20], y[:20]), epochs=2, batch_size=4 * world, seed=5,
+               progress=False, log=None)
+    assert int(got["step"]) == net.step == 2 * (60 // (4 * world))
+    # The hybrid's per-step losses are the global batch's: their mean is the epochs' train loss.
+    per_epoch = got["losses"].reshape(2, -1).mean(axis=1)
+    np.testing.assert_allclose(per_epoch, [h["train_loss"] for h in hist], rtol=1e-5)
+    for k, v in net.state_dict().items():
+        assert np.abs(v - init[k]).max() > 1e-2, f"{k} did not train"
+        np.testing.assert_allclose(got[k], v, rtol=1e-5, atol=2e-6, err_msg=k)
+
+
+@needs_torch
+def test_hybrid_rejects_what_it_cannot_split():
+    from cuda_convnet.distributed import ProcessGroup
+    from cuda_convnet.distributed.hybrid import HybridParallel
+
+    sys.path.insert(0, TESTS)
+    from distributed_worker import tiny_dp_net
+
+    group = ProcessGroup(rank=0, world_size=3, local_rank=0, backend="gloo", timeout_s=5.0)
+    net = tiny_dp_net("cpu", units=12, classes=6)
+    with pytest.raises(ValueError, match="'fc2' has 5 units, which do not split over 3 ranks"):
+        HybridParallel(tiny_dp_net("cpu", units=12, classes=5), group, model_parallel=("fc1", "fc2"))
+    with pytest.raises(ValueError, match="fc layer 'fc2' of the head is not named"):
+        HybridParallel(net, group, model_parallel=("fc1",))
+    with pytest.raises(ValueError, match="no layer 'fc9'"):
+        HybridParallel(net, group, model_parallel=("fc9",))
+    with pytest.raises(ValueError, match=r"'drop' \(dropout\) between the fc layers is not element-wise"):
+        HybridParallel(tiny_dp_net("cpu", units=12, classes=6, dropout=True), group, model_parallel=("fc1", "fc2"))
+    hp = HybridParallel(net, group, model_parallel=("fc1", "fc2"))
+    assert [p.shape for p in hp.parameters()] == [(6, 3, 3, 3), (6,), (4, 96), (4,), (2, 12), (2,)]

@@ -13,7 +13,8 @@ torch, and this package imports it only when a distributed run starts.
 Modules, one job each: group (process group from the launcher's environment, timeouts),
 sharding (the epoch-seeded partition of the training set), reducer (bucketed gradient
 all-reduce started from the backward pass), seeds (per-rank dropout keys), data_parallel
-(what `fit` calls).
+(what `fit` calls), hybrid (cuda-convnet2's scheme: a data-parallel trunk, a model-parallel
+fully connected head).
 """
 from __future__ import annotations
 

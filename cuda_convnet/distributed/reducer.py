@@ -53,11 +53,14 @@ class GradientReducer:
     parameters on one GPU (NCCL takes one device per process). Raises ValueError otherwise.
     """
 
-    def __init__(self, net, world_size: int, *, bucket_bytes: int = DEFAULT_BUCKET_BYTES):
+    def __init__(self, net, world_size: int, *, bucket_bytes: int = DEFAULT_BUCKET_BYTES, average: bool = True):
         if bucket_bytes < 1:
             raise ValueError(f"bucket_bytes must be >= 1, got {bucket_bytes}")
         self.torch, self.dist = require_torch()
         self.world_size = int(world_size)
+        # average=False keeps the sum: for gradients that are already shares of one
+        # global-batch gradient (the hybrid scheme's data-parallel layers).
+        self._divisor = self.world_size if average else 1
         params = list(reversed(net.parameters()))
         if not params:
             raise ValueError("GradientReducer: the net has no parameters")
@@ -152,13 +155,15 @@ class GradientReducer:
                 with self.torch.cuda.stream(tstream):
                     b.work.wait()                     # the comm stream waits for NCCL's
                 with cupy.cuda.Device(dev.ordinal), stream:
-                    b.buffer /= b.buffer.dtype.type(self.world_size)
+                    if self._divisor != 1:
+                        b.buffer /= b.buffer.dtype.type(self._divisor)
                 done = cupy.cuda.Event(disable_timing=True)
                 done.record(stream)
                 dev._stream.wait_event(done)          # the update runs after the average
             else:
                 b.work.wait()
-                b.buffer /= b.buffer.dtype.type(self.world_size)
+                if self._divisor != 1:
+                    b.buffer /= b.buffer.dtype.type(self._divisor)
             for p, lo, hi in zip(b.params, b.offsets, b.offsets[1:]):
                 p.grad = b.buffer[lo:hi].reshape(p.shape)
         self.wait_seconds = time.perf_counter() - t0
