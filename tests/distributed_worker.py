@@ -116,6 +116,7 @@ def main(argv=None):
         return 1
     if group.is_main:
         np.savez(os.path.join(a.out, "weights.npz"), step=net.step, **net.state_dict())
+        print(f"buckets: {[[p.name for p in b.params] for b in dp.reducer.buckets]}", flush=True)
     print(f"rank {group.rank}: done at step {net.step}", flush=True)
     group.destroy()
     return 0

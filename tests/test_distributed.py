@@ -140,6 +140,29 @@ except ImportError as e:
     assert "[distributed]" in r.stdout
 
 
+def test_grad_hooks_see_each_layers_gradients_in_backward_order():
+    sys.path.insert(0, TESTS)
+    from distributed_worker import dp_dataset, tiny_dp_net
+
+    net = tiny_dp_net("cpu")
+    calls = []
+
+    def hook(params):
+        for p in params:
+            assert p.grad is not None and p.grad.shape == p.shape and np.isfinite(p.grad).all()
+        calls.append([p.name for p in params])
+
+    net.grad_hooks.append(hook)
+    x, y = dp_dataset(8)
+    net.gradients(x, y)
+    assert calls == [["fc2.weight", "fc2.bias"], ["fc1.weight", "fc1.bias"], ["conv1.weight", "conv1.bias"]]
+    grads = {p.name: p.grad.copy() for p in net.parameters()}
+    net.grad_hooks.clear()
+    net.gradients(x, y)
+    for p in net.parameters():
+        np.testing.assert_array_equal(p.grad, grads[p.name])   # the hook changes nothing
+
+
 # ------------------------------------------------------------------ real ranks
 @needs_torch
 @pytest.mark.parametrize("device,world", [("cpu", 2), ("cpu", 3), pytest.param("emu", 2, marks=[pytest.mark.emu, requires_ops("emu")])])
@@ -147,6 +170,10 @@ def test_ranks_match_one_process_on_the_global_batch(tmp_path, device, world):
     """N ranks x batch 4 == one process x batch 4N after 2 epochs (14 or 10 steps), to float32 rounding."""
     r, _ = torchrun(tmp_path, world, "--device", device, "--batch", 4, "--epochs", 2)
     assert r.returncode == 0, r.stdout + r.stderr
+    # 256-byte buckets in backward order (a weight over the cap is a bucket of its own): six
+    # all-reduces per step, fc2's first.
+    assert ("buckets: [['fc2.bias'], ['fc2.weight'], ['fc1.bias'], ['fc1.weight'], ['conv1.bias'], "
+            "['conv1.weight']]") in r.stdout, r.stdout
     got = weights(tmp_path)
     ref = one_process(device, 4 * world)
     assert int(got["step"]) == ref.step == 2 * (60 // (4 * world))
