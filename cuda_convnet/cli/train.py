@@ -104,7 +104,9 @@ def run(args):
     if group is None:
         return 1
     try:
-        with contextlib.redirect_stdout(sys.stdout if group.is_main else open(os.devnull, "w")):
+        with contextlib.ExitStack() as stack:
+            if not group.is_main:  # one rank prints
+                stack.enter_context(contextlib.redirect_stdout(stack.enter_context(open(os.devnull, "w"))))
             return _train(args, group)
     except RuntimeError as e:  # a collective failed (RankFailure) or the engine stopped: one line
         print(f"cuda-convnet train: error: {str(e).splitlines()[0] if str(e) else type(e).__name__}",

@@ -33,8 +33,8 @@ all features exchanged at once):
 
 So N ranks equal one process with batch B up to float32 summation order. Limits: one
 device per rank (the grouped, one-column form of a net), no dropout in the model-parallel
-head, host-synchronous collectives for the exchanges (the trunk's gradient all-reduce is
-the overlapped one of reducer.py).
+head, synchronous exchanges (the trunk's gradient all-reduce is the overlapped one of
+reducer.py); the NCCL path (CuPy arrays through DLPack) has not run on GPUs.
 """
 from __future__ import annotations
 
@@ -115,28 +115,45 @@ class HybridParallel:
         apply_rank_seeds(self.trunk, self.rank)
         self.reducer = GradientReducer(self.trunk, self.world_size, bucket_bytes=bucket_bytes, average=False)
 
-    # ------------------------------------------------------------------ collectives (host)
-    def _host(self, a) -> np.ndarray:
-        self.dev.synchronize()
-        return np.ascontiguousarray(Device.to_host(a))
-
+    # ------------------------------------------------------------------ collectives
+    # gloo takes host tensors (NumPy memory, no copy); NCCL takes GPU tensors: CuPy arrays
+    # through DLPack, after the Net's stream has finished them (these exchanges are synchronous).
     def _collective(self, what, fn, *args):
         try:
             return fn(*args)
         except RuntimeError as e:  # torch's DistBackendError and kin
             raise collective_failure(self.rank, self.world_size, self.group.timeout_s, what, e) from e
 
+    def _to_torch(self, a):
+        if self.group.backend == "nccl":
+            if isinstance(a, np.ndarray):
+                return self.torch.from_numpy(np.ascontiguousarray(a)).cuda()
+            self.dev.synchronize()
+            return self.torch.from_dlpack(self.dev.xp.ascontiguousarray(a)).clone()
+        self.dev.synchronize()
+        return self.torch.from_numpy(np.array(Device.to_host(a), order="C", copy=True))
+
+    def _from_torch(self, t):
+        if t.is_cuda:
+            self.torch.cuda.current_stream().synchronize()
+            return self.dev.asarray(self.dev.xp.from_dlpack(t))
+        return self.dev.asarray(t.numpy())
+
     def _all_gather(self, a, axis: int):
         """Concatenate every rank's `a` along `axis`, in rank order (on the rank's device)."""
-        t = self.torch.from_numpy(self._host(a))
+        t = self._to_torch(a)
         parts = [self.torch.empty_like(t) for _ in range(self.world_size)]
         self._collective("an all-gather of the hybrid scheme", self.dist.all_gather, parts, t)
-        return self.dev.asarray(np.concatenate([p.numpy() for p in parts], axis=axis))
+        return self._from_torch(self.torch.cat(parts, dim=axis).contiguous())
 
     def _all_reduce(self, a):
-        h = np.array(self._host(a), copy=True)
-        self._collective("an all-reduce of the hybrid scheme", self.dist.all_reduce, self.torch.from_numpy(h))
-        return self.dev.asarray(h)
+        t = self._to_torch(a)
+        self._collective("an all-reduce of the hybrid scheme", self.dist.all_reduce, t)
+        return self._from_torch(t)
+
+    def _host(self, a) -> np.ndarray:
+        self.dev.synchronize()
+        return np.ascontiguousarray(Device.to_host(a))
 
     # ------------------------------------------------------------------ training
     def parameters(self) -> list[Parameter]:
