@@ -50,6 +50,10 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import use_checkout  # bench/ is not a package
+
+use_checkout()  # this checkout when built in place, else the installed package
 BUS_BANDWIDTH = 370e9         # bytes/s, NCCL all-reduce bus bandwidth on 8 H100 SXM (ASSUMPTION)
 NVLINK_PER_DIRECTION = 450e9  # bytes/s per GPU per direction, NVLink 4 (H100 SXM)
 BUCKET_BYTES = 25 * 2 ** 20
@@ -58,7 +62,6 @@ BUCKET_BYTES = 25 * 2 ** 20
 # ---------------------------------------------------------------------------- the model
 def alexnet_layer_params() -> dict:
     """{layer: float32 parameter count} of AlexNet (conv1-5, fc6-8), weights and biases."""
-    sys.path.insert(0, str(Path(__file__).parent))
     from perf_model import _alexnet_param_shapes
 
     shapes = _alexnet_param_shapes()
@@ -81,7 +84,6 @@ def predict_step(n: int, launches=None, *, bus_bandwidth: float = BUS_BANDWIDTH,
     "exposed_overlap"} (ms, efficiencies as fractions of the one-GPU rate per GPU).
     """
     if launches is None:
-        sys.path.insert(0, str(Path(__file__).parent))
         from perf_model import alexnet_launches
 
         launches = alexnet_launches(batch)
@@ -125,7 +127,6 @@ def predict_step(n: int, launches=None, *, bus_bandwidth: float = BUS_BANDWIDTH,
 
 
 def model_table(ns=(1, 2, 4, 8), batch: int = 128) -> str:
-    sys.path.insert(0, str(Path(__file__).parent))
     from perf_model import alexnet_launches
 
     launches = alexnet_launches(batch)
@@ -156,7 +157,6 @@ def model_table(ns=(1, 2, 4, 8), batch: int = 128) -> str:
 
 # ---------------------------------------------------------------------------- one rank
 def worker(a) -> int:
-    sys.path.insert(0, str(ROOT))
     from cuda_convnet import SGD, models
     from cuda_convnet.distributed import DataParallel, init_from_env
 
@@ -218,9 +218,7 @@ def measure(ranks, *, device: str, model: str, batch: int, steps: int) -> list[d
             cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", str(w), "--master-addr",
                    "127.0.0.1", "--master-port", str(free_port()), __file__, "--worker", str(out), "--device",
                    device, "--model", model, "--batch", str(batch), "--steps", str(steps)]
-            env = dict(os.environ, OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "1"),
-                       PYTHONPATH=os.pathsep.join([str(ROOT)] + ([os.environ["PYTHONPATH"]]
-                                                                  if os.environ.get("PYTHONPATH") else [])))
+            env = dict(os.environ, OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "1"))
             r = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
             if r.returncode != 0:
                 raise RuntimeError(f"{w} ranks failed (exit {r.returncode}):\n{r.stderr[-3000:]}")
