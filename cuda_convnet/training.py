@@ -91,7 +91,7 @@ def _stop(err: NonFiniteError, epoch: int, checkpoint, resume) -> NonFiniteError
 def fit(net, optimizer, train, val, *, epochs: int, batch_size: int = 128, schedule=None, augment=None,
         seed: int = 0, checkpoint=None, resume=None, progress: bool = True, log=print,
         stop_when_schedule_finished: bool = False, eval_batch_size: int = 256, val_view=None, extra=None,
-        arrays=None, on_epoch=None):
+        arrays=None, on_epoch=None, distributed=None):
     """Train `net` for `epochs` epochs (in total, counting any resumed ones); -> history.
 
     train, val: (images, labels) arrays (a store's memory-mapped uint8 images will do).
@@ -104,6 +104,15 @@ def fit(net, optimizer, train, val, *, epochs: int, batch_size: int = 128, sched
     after each epoch's checkpoint is written. history: one dict per epoch with epoch,
     train_loss, train_top1_err, train_top5_err, val_top1_err, val_top5_err, val_loss, lr,
     lr_dropped, seconds (the whole epoch), images_per_second (training steps only), step.
+
+    distributed: a distributed.DataParallel for one rank of a data-parallel job. Then
+    batch_size is the per-rank batch, the loader gives this rank its shard of each global
+    batch, gradients are averaged over the ranks before each update, the train statistics
+    of `history` are over all ranks (images_per_second: the whole job's), and only rank 0
+    writes the checkpoint (its batch_size: the global batch; world_size: the ranks), logs,
+    shows progress and calls on_epoch. Every rank
+    validates on the whole val set (identical replicas give identical errors, so every
+    rank's schedule takes the same decisions).
     """
     history: list[dict] = []
     start_epoch = 0
@@ -117,9 +126,20 @@ def fit(net, optimizer, train, val, *, epochs: int, batch_size: int = 128, sched
             schedule.load_state_dict(ck.schedule.state_dict())
         start_epoch = int(ck.extra.get("epoch", 0))
         history = list(ck.extra.get("history", []))
+    if distributed is not None:
+        distributed.sync_state(optimizer)
     x_train, y_train = train
     x_val, y_val = val
-    loader = BatchLoader((x_train, y_train), batch_size, shuffle=True, seed=seed, augment=augment, drop_last=True)
+    if distributed is None:
+        loader = BatchLoader((x_train, y_train), batch_size, shuffle=True, seed=seed, augment=augment, drop_last=True)
+        train_step = net.train_step
+    else:
+        loader = distributed.loader((x_train, y_train), batch_size, seed=seed, augment=augment)
+        train_step = distributed.train_step
+    main = distributed is None or distributed.is_main
+    world = 1 if distributed is None else distributed.world_size
+    if not main:  # one progress bar and one log: rank 0's
+        progress, log = False, None
     bar = None
     try:
         if progress:
@@ -140,7 +160,7 @@ def fit(net, optimizer, train, val, *, epochs: int, batch_size: int = 128, sched
                 else:
                     x = np.ascontiguousarray(x, dtype=net.dtype)
                 try:
-                    stats = net.train_step(x, y, optimizer)
+                    stats = train_step(x, y, optimizer)
                 except NonFiniteError as e:
                     raise _stop(e, epoch, checkpoint, resume) from None
                 losses.append(stats["loss"])
@@ -154,6 +174,9 @@ def fit(net, optimizer, train, val, *, epochs: int, batch_size: int = 128, sched
                 bar = None
             train_seconds = time.perf_counter() - t0
             w = np.asarray(counts, dtype=np.float64)
+            sums = np.array([np.dot(losses, w), np.dot(errs, w), np.dot(errs5, w), w.sum()])
+            if distributed is not None:
+                sums = distributed.sum_over_ranks(sums)
             val_stats = validation_pass(net, x_val, y_val, batch_size=eval_batch_size, view=val_view)
             bad = [p.name for p in net.parameters() if not p.device.all_finite(p.data)]
             if val_stats["non_finite"] or not np.isfinite(val_stats["loss"]) or bad:
@@ -165,12 +188,11 @@ def fit(net, optimizer, train, val, *, epochs: int, batch_size: int = 128, sched
                             epoch, checkpoint, resume)
             lr_used = optimizer.lr
             dropped = bool(schedule.step(val_stats["top1_err"])) if schedule is not None else False
-            entry = {"epoch": epoch + 1, "train_loss": float(np.dot(losses, w) / w.sum()),
-                     "train_top1_err": float(np.dot(errs, w) / w.sum()),
-                     "train_top5_err": float(np.dot(errs5, w) / w.sum()),
+            entry = {"epoch": epoch + 1, "train_loss": float(sums[0] / sums[3]),
+                     "train_top1_err": float(sums[1] / sums[3]), "train_top5_err": float(sums[2] / sums[3]),
                      "val_top1_err": val_stats["top1_err"], "val_top5_err": val_stats["top5_err"],
                      "val_loss": val_stats["loss"], "lr": lr_used, "lr_dropped": dropped,
-                     "seconds": time.perf_counter() - t0, "images_per_second": float(w.sum() / train_seconds),
+                     "seconds": time.perf_counter() - t0, "images_per_second": float(sums[3] / train_seconds),
                      "step": net.step}
             history.append(entry)
             if log is not None:
@@ -181,11 +203,11 @@ def fit(net, optimizer, train, val, *, epochs: int, batch_size: int = 128, sched
                 if dropped:
                     log(f"          validation error stopped improving: learning rate divided by "
                         f"{1 / schedule.factor:g} -> {optimizer.lr:g} (drop {schedule.drops}/{schedule.max_drops})")
-            if checkpoint is not None:
+            if checkpoint is not None and main:
                 save_checkpoint(checkpoint, net, optimizer=optimizer, schedule=schedule, arrays=arrays,
                                 extra={**(extra or {}), "epoch": epoch + 1, "history": history, "seed": seed,
-                                       "batch_size": batch_size})
-            if on_epoch is not None:
+                                       "batch_size": batch_size * world, "world_size": world})
+            if on_epoch is not None and main:
                 on_epoch(entry, history)
             if stop_when_schedule_finished and schedule is not None and schedule.finished:
                 if log is not None:

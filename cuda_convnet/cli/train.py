@@ -3,6 +3,7 @@
     python -m cuda_convnet train out/ --model alexnet --devices cuda:0,cuda:1
     python -m cuda_convnet train small72/ --model small --devices cpu --epochs 30 --batch-size 64
     python -m cuda_convnet train out/ --out run1 --resume --epochs 60   # continue run1
+    torchrun --nproc-per-node 8 -m cuda_convnet train out/ --devices cuda --batch-size 1024
 
 Training views are the paper's (§4.1, data.augment.TrainAugment): random crops of the
 store's images and their horizontal reflections, PCA lighting noise, minus the mean
@@ -22,9 +23,20 @@ The training loop is cuda_convnet.training.fit (the demo's). Written to --out DI
                      train_top1_err, train_top5_err, val_top1_err, val_top5_err, val_loss,
                      seconds, images_per_second (errors are fractions in [0, 1])
     curves.png       loss and error per epoch (cuda_convnet.viz)
+
+Data-parallel (cuda_convnet.distributed): under torchrun (its RANK, WORLD_SIZE, ... set) or
+with --distributed, each process is one rank: a full replica of the net on cuda:LOCAL_RANK
+(or on the cpu/emu backend), training on its shard of every global batch. --batch-size is
+the GLOBAL batch (it must divide evenly over the ranks); the gradients are averaged over
+the ranks, so the run is the one-process run with that batch and --lr needs no change for
+a given global batch (a larger global batch is a different run: the linear scaling rule,
+lr proportional to the global batch, is a common starting point, not applied here). Rank
+0 alone writes the checkpoint, metrics.jsonl and curves.png and prints; every rank
+validates. A failed or unresponsive rank ends the job (--dist-timeout).
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
@@ -77,10 +89,64 @@ def add_parser(sub):
     p.add_argument("--threads", type=positive_int, default=None,
                    help="BLAS threads for the cpu backend (default: 1 for --model small, else the library's)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--distributed", action="store_true",
+                   help="run as one rank of a data-parallel job launched by torchrun (implied when torchrun's "
+                        "environment is set); --batch-size is then the global batch")
+    p.add_argument("--dist-timeout", type=float, default=None, metavar="S",
+                   help="seconds a rank waits for the others in a collective before the job fails (default 60)")
     p.set_defaults(func=run)
 
 
 def run(args):
+    from . import UsageError
+
+    if args.dist_timeout is not None and not (np.isfinite(args.dist_timeout) and args.dist_timeout > 0):
+        raise UsageError(f"--dist-timeout must be a positive number of seconds, got {args.dist_timeout}")
+    from ..distributed import launched_by_torchrun
+
+    if not (args.distributed or launched_by_torchrun()):
+        return _train(args)
+    group = _join(args)
+    if group is None:
+        return 1
+    try:
+        with contextlib.ExitStack() as stack:
+            if not group.is_main:  # one rank prints
+                stack.enter_context(contextlib.redirect_stdout(stack.enter_context(open(os.devnull, "w"))))
+            return _train(args, group)
+    except RuntimeError as e:  # a collective failed (RankFailure) or the engine stopped: one line
+        print(f"cuda-convnet train: error: {str(e).splitlines()[0] if str(e) else type(e).__name__}",
+              file=sys.stderr)
+        return 1
+    finally:
+        group.destroy()
+
+
+def _join(args):
+    """This process's ProcessGroup (UsageError when not launched by torchrun or no torch)."""
+    from ..distributed import DEFAULT_TIMEOUT_S, init_from_env
+    from ..distributed.group import install_stop_handler
+    from ..net.devices import parse_device
+    from . import UsageError
+    from .common import parse_devices
+
+    kind = parse_device(parse_devices(args.devices)[0])[0]
+    timeout = DEFAULT_TIMEOUT_S if args.dist_timeout is None else args.dist_timeout
+    try:
+        group = init_from_env(kind, timeout_s=timeout)
+    except ImportError as e:
+        raise UsageError(f"--distributed: {e}") from None
+    except RuntimeError as e:
+        if "environment" in str(e):
+            raise UsageError(f"--distributed: {e}") from None
+        print(f"cuda-convnet train: error: joining the process group failed: {str(e).splitlines()[0]}",
+              file=sys.stderr)
+        return None
+    install_stop_handler(group)
+    return group
+
+
+def _train(args, group=None):
     from .. import SGD, PlateauSchedule
     from ..net import CheckpointError, NonFiniteError
     from . import UsageError
@@ -98,6 +164,12 @@ def run(args):
     if args.lr is not None and not (np.isfinite(args.lr) and args.lr > 0):
         raise UsageError(f"--lr must be a positive number, got {args.lr}")
     devices = towers(parse_devices(args.devices))
+    world = 1 if group is None else group.world_size
+    if group is not None and any(d.startswith("cuda") for d in devices):
+        if len(set(devices)) > 1:
+            raise UsageError(f"--devices {args.devices}: a data-parallel rank holds its whole net on one GPU, "
+                             "cuda:LOCAL_RANK; pass --devices cuda")
+        devices = (f"cuda:{group.local_rank}",) * 2
     train_store = open_store(args.store, "train")
     val_store = open_store(args.store, "val")
     if train_store.mean is None:
@@ -147,6 +219,8 @@ def run(args):
         x_val, y_val = np.asarray(x_val[val_idx]), y_val[val_idx]
     if len(y_train) < batch:
         raise UsageError(f"{len(y_train)} training images are fewer than one batch (--batch-size {batch})")
+    if batch % world:
+        raise UsageError(f"--batch-size {batch} (the global batch) does not divide over {world} ranks")
     if len(y_val) == 0:
         raise UsageError(f"{args.store}: the val split is empty")
 
@@ -163,6 +237,12 @@ def run(args):
           f"{' (subsets)' if train_idx is not None or val_idx is not None else ''}, {s}x{s}, "
           f"{len(classes)} classes")
     print(f"model {model.name}: {crop}x{crop} crops; towers on {', '.join(devices)}")
+    if group is not None:
+        print(f"data-parallel: {world} ranks ({group.backend}), global batch {batch} = {world} x {batch // world}; "
+              f"rank 0 writes {out}")
+        if args.resume and saved.get("world_size", world) != world:
+            print(f"the checkpoint was trained on {saved.get('world_size')} ranks, continuing on {world}: the same "
+                  "global batches, other float32 summation orders and dropout masks")
     print(net.summary())
     if args.resume:
         print(f"resuming {ckpt} (its optimizer and learning-rate schedule)")
@@ -178,7 +258,8 @@ def run(args):
     curves = os.path.join(out, "curves.png")
     # The checkpoint's history is the record: on resume, metrics.jsonl is rewritten from it
     # (dropping lines of an epoch whose checkpoint never landed), then appended to.
-    _write_lines(metrics, done)
+    if group is None or group.is_main:
+        _write_lines(metrics, done)
 
     def on_epoch(entry, history):
         with open(metrics, "a") as f:
@@ -196,7 +277,7 @@ def run(args):
         with blas_threads(threads):
             history = fit_store(net, opt, schedule, (x_train, y_train), (x_val, y_val), train_store, crop=crop,
                                 scale=scale, epochs=args.epochs, batch=batch, seed=seed, ckpt=ckpt, resume=args.resume,
-                                extra=extra, on_epoch=on_epoch, progress=not args.no_progress)
+                                extra=extra, on_epoch=on_epoch, progress=not args.no_progress, group=group)
     except CheckpointError as e:  # --resume of a damaged file (read again in full by fit)
         raise UsageError(str(e)) from None
     except NonFiniteError as e:  # the run failed (not the user's input): one line, status 1
@@ -224,15 +305,22 @@ def run(args):
 
 
 def fit_store(net, opt, schedule, train, val, store, *, crop, scale, epochs, batch, seed, ckpt, resume, extra,
-              on_epoch, progress):
+              on_epoch, progress, group=None):
     """training.fit on store images: §4.1's training views, centre-crop validation (both
-    times `scale`), the checkpoint carrying the store's mean image."""
+    times `scale`), the checkpoint carrying the store's mean image. group: this rank's
+    distributed.ProcessGroup (batch is then the global batch, split over the ranks)."""
     from ..data.augment import CenterView, TrainAugment
     from ..training import fit
     from .common import Scaled
 
     augment = Scaled(TrainAugment.from_store(store, seed=seed, crop=crop), scale)
-    return fit(net, opt, train, val, epochs=epochs, batch_size=batch, schedule=schedule, augment=augment, seed=seed,
+    dp = None
+    if group is not None:
+        from ..distributed import DataParallel
+
+        dp = DataParallel(net, group)
+    return fit(net, opt, train, val, epochs=epochs, batch_size=batch // (1 if dp is None else dp.world_size),
+               distributed=dp, schedule=schedule, augment=augment, seed=seed,
                checkpoint=ckpt, resume=ckpt if resume else None, progress=progress,
                stop_when_schedule_finished=True, eval_batch_size=max(batch, 128),
                val_view=Scaled(CenterView(store.mean, crop), scale), extra=extra, arrays={"mean": store.mean},

@@ -29,7 +29,7 @@ def train_variant(ds, variant: str, seed: int, *, epochs: int, batch: int, lr: f
     from dataclasses import replace
 
     from .. import SGD, PlateauSchedule, models
-    from ..training import evaluate, fit
+    from ..training import fit, validation_pass
     from .data import Augment, Standardise, input_record
 
     t0 = time.perf_counter()
@@ -44,8 +44,8 @@ def train_variant(ds, variant: str, seed: int, *, epochs: int, batch: int, lr: f
     fit(net, opt, (ds.train_images, ds.train_labels), (ds.val_images, ds.val_labels), epochs=epochs,
         batch_size=batch, schedule=schedule, augment=augment, seed=seed, progress=False, log=None,
         val_view=view, checkpoint=checkpoint, extra={**input_record(ds), "variant": variant})
-    tr = evaluate(net, ds.train_images, ds.train_labels, view=view)
-    va = evaluate(net, ds.val_images, ds.val_labels, view=view)
+    tr = validation_pass(net, ds.train_images, ds.train_labels, view=view)
+    va = validation_pass(net, ds.val_images, ds.val_labels, view=view)
     return {"variant": variant, "seed": seed, "train_top1_err": tr["top1_err"], "train_top5_err": tr["top5_err"],
             "val_top1_err": va["top1_err"], "val_top5_err": va["top5_err"], "parameters": net.num_parameters(),
             "seconds": time.perf_counter() - t0}

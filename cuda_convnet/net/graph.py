@@ -87,6 +87,9 @@ class Net:
         if self.dtype != np.float32 and any(d.kind != "cpu" for d in self.devices):
             raise ValueError("the emu and cuda backends compute in float32; use dtype='float32'")
         self.step = 0
+        # Called as hook(params) with a layer's Parameters as soon as the backward pass has
+        # set their .grad (in backward order), e.g. to start their all-reduce across ranks.
+        self.grad_hooks: list = []
         self._init = bool(init)
         # Rebuilt from their specs: the caller's layer objects are never mutated.
         self.layers: list[Layer] = [layer_from_spec(l.spec()) if isinstance(l, Layer) else layer_from_spec(l)
@@ -367,6 +370,7 @@ class Net:
             if dy is None:  # an output the loss does not depend on
                 for p in params.values():
                     p.grad = dev.zeros(p.shape, p.dtype)
+                self._grads_ready(dev, params)
                 continue
             xs = [acts[i] for i in ins]
             need = [self._needs_grad[i] for i in ins]
@@ -374,11 +378,18 @@ class Net:
                 dxs, dparams = layer.backward(dev, xs, y, dy, {k: p.data for k, p in params.items()}, ctx, need)
                 for k, p in params.items():
                     p.grad = dparams[k]
+                self._grads_ready(dev, params)
                 for i, dx, nd in zip(ins, dxs, need):
                     if nd and dx is not None:
                         # Out of place: dx may be a view (Flatten) of a gradient still in use.
                         grads[i] = dx if i not in grads else grads[i] + dx
         acts.clear()
+
+    def _grads_ready(self, dev, params: dict) -> None:
+        if params and self.grad_hooks:
+            with dev.activate():  # on cuda the hooks see the layer's device and stream current
+                for hook in self.grad_hooks:
+                    hook(list(params.values()))
 
     def _non_finite(self, acts, loss) -> NonFiniteError:
         first = None
