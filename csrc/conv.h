@@ -7,7 +7,10 @@
 // output size by the floor rule of cuda_convnet/shapes.py:
 //   P = (H + top + bottom - R) / stride + 1,  Q = (W + left + right - S) / stride + 1.
 // Every size is allowed (C = 3, odd H and W, N = 1, any stride >= 1): the kernels zero-fill
-// outside the image and past every ragged tile edge.
+// outside the image and past every ragged tile edge. Limits (refused by make_conv_shape and
+// the launchers, and by cuda_convnet/checks.py for every backend): padded sizes <=
+// kMaxExtent; N*P*Q, N*H*W, R*S*C/groups, R*S*K/groups < 2^31 - 64; K/groups (and, for
+// dgrad, C/groups) <= 65535 * 64; groups <= 65535; dgrad groups * stride^2 <= 65535.
 #pragma once
 
 #include "common.h"
@@ -43,6 +46,10 @@ inline ConvShape make_conv_shape(int n, int h, int w, int c, int k, int r, int s
   CCN_REQUIRE(c % groups == 0 && k % groups == 0, "C and K must be divisible by groups");
   const long long hp = (long long)h + pad_top + pad_bottom, wp = (long long)w + pad_left + pad_right;
   CCN_REQUIRE(r <= hp && s <= wp, "the filter is larger than the padded input");
+  // Input coordinates p*stride + r - pad stay in [-pad, hp) and the off-image origin
+  // kConvOffImage + r stays negative: both need hp, wp <= kMaxExtent.
+  CCN_REQUIRE_EXTENT(hp, "h + pad_top + pad_bottom");
+  CCN_REQUIRE_EXTENT(wp, "w + pad_left + pad_right");
   ConvShape g{};
   g.n = n; g.h = h; g.w = w; g.c = c; g.k = k; g.r = r; g.s = s; g.stride = stride;
   g.pad_top = pad_top; g.pad_bottom = pad_bottom; g.pad_left = pad_left; g.pad_right = pad_right;

@@ -22,9 +22,10 @@ when a further drop is due but none are left (a training loop may stop then).
 """
 from __future__ import annotations
 
-import math
 
 import numpy as np
+
+from . import checks
 
 
 class SGD:
@@ -35,10 +36,13 @@ class SGD:
             raise ValueError("SGD: parameter names must be unique")
         if not self.params:
             raise ValueError("SGD: no parameters")
-        for what, v in (("lr", lr), ("momentum", momentum), ("weight_decay", weight_decay)):
-            if not (isinstance(v, (int, float)) and math.isfinite(v) and v >= 0):
-                raise ValueError(f"SGD: {what} must be a finite number >= 0, got {v!r}")
-        self.lr, self.momentum, self.weight_decay = float(lr), float(momentum), float(weight_decay)
+        # Python or NumPy numbers, checked in the precision the update runs in.
+        dt = np.dtype(self.params[0].dtype)
+        lr, momentum, weight_decay = (checks.check_real("SGD", what, v, minimum=0.0, dtype=dt)
+                                      for what, v in (("lr", lr), ("momentum", momentum),
+                                                      ("weight_decay", weight_decay)))
+        checks.check_real("SGD", "weight_decay * lr", weight_decay * lr, dtype=dt)
+        self.lr, self.momentum, self.weight_decay = lr, momentum, weight_decay
         self.velocities = {p.name: p.device.zeros(p.shape, p.dtype) for p in self.params}
         # One group per logical device, in order of first appearance.
         self._groups: list[tuple[object, list]] = []
@@ -49,6 +53,18 @@ class SGD:
                     break
             else:
                 self._groups.append((p.device, [p]))
+
+    def check_parameters(self, params, who: str = "SGD") -> None:
+        """Refuse to update a net this optimizer was not built for (``params``: that net's
+        ``parameters()``): its velocities belong to other tensors."""
+        mine = {id(p) for p in self.params}
+        theirs = list(params)
+        if mine != {id(p) for p in theirs}:
+            names = [p.name for p in theirs if id(p) not in mine][:3]
+            missing = f"; this net's {', '.join(names)} are not among them" if names else ""
+            raise ValueError(f"{who}: the optimizer was built for another net (it updates "
+                             f"{len(self.params)} parameter tensors that are not exactly this net's "
+                             f"{len(theirs)}{missing}); build it with SGD(net.parameters(), ...)")
 
     def step(self) -> None:
         """Apply the update to every parameter from its `grad` (one fused call per device)."""

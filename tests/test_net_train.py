@@ -127,7 +127,8 @@ def test_nan_loss_stops_training_naming_the_step_and_layer():
     with pytest.raises(NonFiniteError, match="input batch"):
         bad = x.copy()
         bad[0, 0, 0, 0] = np.inf
-        tiny_net(towers=1).train_step(bad, y, SGD(tiny_net(towers=1).parameters()))
+        other = tiny_net(towers=1)
+        other.train_step(bad, y, SGD(other.parameters()))
 
 
 @pytest.mark.filterwarnings("ignore::RuntimeWarning")

@@ -244,12 +244,23 @@ class Net:
 
     # ================================================================== forward / backward
     def _input(self, x):
+        want = f"(N, {', '.join(map(str, self.input_shape))})"
+        if not (hasattr(x, "shape") and hasattr(x, "dtype")):
+            raise TypeError(f"the net takes a {self.dtype.name} array of shape {want} (NumPy or CuPy), "
+                            f"got {type(x).__name__}" + (" (convert it with np.asarray)"
+                                                          if isinstance(x, (list, tuple)) else ""))
         shape = tuple(x.shape)
         if len(shape) != 1 + len(self.input_shape) or shape[1:] != self.input_shape:
-            raise ValueError(f"the net takes input of shape (N, {', '.join(map(str, self.input_shape))}), "
-                             f"got {shape}")
-        if x.dtype != self.dtype:
-            raise TypeError(f"the net computes in {self.dtype.name}; the input is {np.dtype(x.dtype).name}")
+            raise ValueError(f"the net takes input of shape {want}, got {shape}")
+        if shape[0] == 0:
+            raise ValueError(f"the input batch is empty (shape {shape}); pass at least one example")
+        dt = np.dtype(x.dtype)
+        if dt != self.dtype:
+            if dt.newbyteorder("=") == self.dtype:  # same kind and size: only the byte order differs
+                order = "big" if dt.byteorder == ">" else "little"
+                raise TypeError(f"the input is {self.dtype.name} in {order}-endian byte order ({dt.str}); "
+                                f"the net needs native byte order: convert it with x.astype(np.{self.dtype.name})")
+            raise TypeError(f"the net computes in {self.dtype.name}; the input is {dt.name}")
         return self.devices[0].asarray(x)
 
     def _forward(self, x, train: bool, keep: bool):
@@ -407,6 +418,10 @@ class Net:
 
     def train_step(self, x, labels, optimizer) -> dict:
         """One SGD step on a batch: forward, backward, the optimizer's update, step += 1."""
+        check_owner = getattr(optimizer, "check_parameters", None)
+        if check_owner is None:
+            raise TypeError(f"train_step: optimizer must be a cuda_convnet.optim.SGD, got {type(optimizer).__name__}")
+        check_owner(self.parameters(), "train_step")
         stats = self.gradients(x, labels, train=True)
         optimizer.step()
         self.synchronize()

@@ -3,7 +3,10 @@
 Same signatures as cuda_convnet.reference.conv, plus one keyword-only extension on the
 forward: ``relu=True`` fuses the ReLU into the convolution's epilogue (one pass over y
 instead of two), for the Net's conv+ReLU layers. Every shape the reference accepts runs
-(C = 3, odd sizes, N = 1, any stride, asymmetric padding, groups).
+(C = 3, odd sizes, N = 1, any stride up to checks.MAX_EXTENT, asymmetric padding,
+groups): the kernels' grid limits (K/groups and, backward, C/groups <= 65535*64;
+backward, groups * stride^2 <= 65535) are checked by cuda_convnet.checks for every
+backend, the reference included.
 """
 from __future__ import annotations
 

@@ -1,6 +1,8 @@
 """The fully connected layers on the GEMM kernel (csrc/gemm.cuh)."""
 from __future__ import annotations
 
+import numpy as np
+
 from ... import checks
 
 
@@ -9,6 +11,9 @@ class LinearOps:
         """y = x @ w.T + b: one GEMM with the bias fused into its epilogue."""
         n, fan_in, fan_out = checks.check_linear_args(x, w, b)
         self._float32("linear", x=x, w=w, b=b)
+        if not (n and fan_in and fan_out):  # an empty product: y = b (or 0), no launch
+            y = self.xp.zeros((n, fan_out), dtype=np.float32)
+            return y + b if b is not None else y
         y = self._empty((n, fan_out))
         if n:
             # op(A) = x [N, in]; op(B) = w^T, w stored [out, in] = [N_gemm, K] -> trans_b.
@@ -20,6 +25,10 @@ class LinearOps:
         """(dx, dw, db) = (dy @ w, dy.T @ x, dy summed over the batch)."""
         n, fan_in, fan_out = checks.check_linear_backward_args(x, w, dy)
         self._float32("linear_backward", x=x, w=w, dy=dy)
+        if not (n and fan_in and fan_out):  # an empty product on some side: no launch
+            zeros = self.xp.zeros
+            return (zeros((n, fan_in), dtype=np.float32), zeros((fan_out, fan_in), dtype=np.float32),
+                    dy.sum(axis=0, dtype=np.float32))
         dx = self._empty((n, fan_in))
         dw = self._empty((fan_out, fan_in))
         db = self._empty((fan_out,))
