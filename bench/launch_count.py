@@ -157,10 +157,10 @@ def recording(net, tally: Tally, host_inputs=()):
         tally.syncs["stream synchronize"] += 1
         return orig["synchronize"](self)
 
-    def to_host(a):
+    def to_host(self, a):
         if id(a) not in host_ids:
             tally.syncs["to_host"] += 1
-        return orig["to_host"](a)
+        return orig["to_host"](self, a)
 
     def all_finite(self, a):
         tally.syncs["all_finite"] += 1
@@ -175,13 +175,13 @@ def recording(net, tally: Tally, host_inputs=()):
         return orig_check(op, labels, classes)
 
     Device.synchronize, Device.all_finite, Device.copy_from = synchronize, all_finite, copy_from
-    Device.to_host = staticmethod(to_host)
+    Device.to_host = to_host
     softmax_ops._check_label_values = check_labels
     try:
         yield tally
     finally:
         for n, f in orig.items():
-            setattr(Device, n, staticmethod(f) if n == "to_host" else f)
+            setattr(Device, n, f)
         softmax_ops._check_label_values = orig_check
         for d, ops in zip(net.devices, saved_ops):
             d.ops = ops
