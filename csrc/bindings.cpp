@@ -10,6 +10,7 @@
 #include "bind/module.h"
 #include "bind/bind_conv.h"
 #include "bind/bind_gemm.h"
+#include "bind/bind_gemm_tc.h"
 #include "bind/bind_memory_bound.h"
 
 #ifndef CCN_MODULE_NAME
@@ -49,6 +50,7 @@ PYBIND11_MODULE(CCN_MODULE_NAME, m) {
   m.def("device_count", &device_count, "Number of usable CUDA devices (0 without a driver or under the emulator).");
 
   bind_gemm(m);
+  bind_gemm_tc(m);
   bind_activation(m);
   bind_conv(m);
   bind_memory_bound(m);

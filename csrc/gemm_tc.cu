@@ -1,0 +1,46 @@
+// Launcher for gemm_tc.cuh (see gemm_tc.h for the contract).
+#include "gemm_tc.cuh"
+#include "gemm_tc.h"
+
+namespace ccn {
+namespace {
+
+using GemmTcKernel = void (*)(const float*, const float*, float*, const float*, int, int, int, float, float, bool,
+                              bool, bool);
+
+template <GemmTcPrecision P, int BM>
+GemmTcKernel pick_layout(bool trans_a, bool trans_b) {
+  return trans_a ? (trans_b ? gemm_tc_kernel<true, true, P, BM> : gemm_tc_kernel<true, false, P, BM>)
+                 : (trans_b ? gemm_tc_kernel<false, true, P, BM> : gemm_tc_kernel<false, false, P, BM>);
+}
+
+template <int BM>
+GemmTcKernel pick(int precision, bool trans_a, bool trans_b) {
+  switch (precision) {
+    case 0: return pick_layout<GemmTcPrecision::kTF32, BM>(trans_a, trans_b);
+    case 1: return pick_layout<GemmTcPrecision::k3xTF32, BM>(trans_a, trans_b);
+    default: return pick_layout<GemmTcPrecision::kBF16, BM>(trans_a, trans_b);
+  }
+}
+
+}  // namespace
+
+void gemm_tc(const float* A, const float* B, float* C, const float* bias, int M, int N, int K, bool trans_a,
+             bool trans_b, float alpha, float beta, bool relu, int precision, cudaStream_t stream) {
+  CCN_REQUIRE(M >= 1 && N >= 1 && K >= 1, "M, N, K must be >= 1");
+  CCN_REQUIRE(A && B && C, "null matrix pointer");
+  CCN_REQUIRE(precision >= 0 && precision <= 2, "precision must be 0 (tf32), 1 (3xtf32) or 2 (bf16)");
+  // 16-byte copies need an aligned base and a leading dimension that keeps every row aligned.
+  bool vec_a = aligned16(A) && (trans_a ? M : K) % 4 == 0;
+  bool vec_b = aligned16(B) && (trans_b ? K : N) % 4 == 0;
+  // A small M (the FC layers at a small batch) takes the 16-row tile: 4x less padding.
+  const int bm = M <= 16 ? 16 : 64;
+  CCN_REQUIRE(ceil_div(M, bm) <= 65535u, "M too large for the grid's y dimension");
+  GemmTcKernel k = bm == 16 ? pick<16>(precision, trans_a, trans_b) : pick<64>(precision, trans_a, trans_b);
+  size_t smem = gemm_tc_smem_floats(trans_a, trans_b, bm) * sizeof(float);
+  dim3 grid(ceil_div(N, kGemmTcBN), ceil_div(M, bm));
+  CCN_LAUNCH(k, grid, kGemmTcThreads, smem, stream)(A, B, C, bias, M, N, K, alpha, beta, relu, vec_a, vec_b);
+  CCN_CHECK_LAUNCH("gemm_tc_kernel");
+}
+
+}  // namespace ccn
