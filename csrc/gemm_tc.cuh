@@ -3,18 +3,18 @@
 // (DESIGN.md §10). The FC layers' forward, dgrad and wgrad at precision "tf32", "3xtf32"
 // or "bf16" (gemm.cuh is the float32 SIMT path, precision "fp32").
 //
-// gemm_tc_kernel<TRANS_A, TRANS_B, PREC, BM>: 128 threads = 4 warps, block tile BM x 64,
+// gemm_tc_kernel1<BM, TRANS_A, TRANS_B, PREC, VEC>: 128 threads = 4 warps, block tile BM x 64,
 // K step 16, float32 accumulators.
 //   BM = 64: warps 2 x 2, warp tile 32 x 32 = 2 x 4 mma tiles of 16 x 8;
 //   BM = 16: warps 1 x 4, warp tile 16 x 16 = 1 x 2 mma tiles (small M: the FC layers at a
 //            small batch would waste 3/4 of the 64-row tile).
-// PREC (GemmTcPrecision):
-//   kTF32   mma.m16n8k8.tf32, operands cvt.rna.tf32 when the fragments are read;
-//   k3xTF32 each operand split x = big + small, big = cvt.rna.tf32(x),
+// PREC:
+//   kGemmTcTF32   mma.m16n8k8.tf32, operands cvt.rna.tf32 when the fragments are read;
+//   kGemmTc3xTF32 each operand split x = big + small, big = cvt.rna.tf32(x),
 //           small = cvt.rna.tf32(x - big); three mma per product, small terms first:
 //           D += a_small b_big; D += a_big b_small; D += a_big b_big (a_small b_small,
 //           ~2^-22 relative, is dropped): float32-level accuracy;
-//   kBF16   mma.m16n8k16.bf16, operands cvt.rn.bf16x2 (pairs along k) when the fragments
+//   kGemmTcBF16 mma.m16n8k16.bf16, operands cvt.rn.bf16x2 (pairs along k) when the fragments
 //           are read.
 // Pipeline: 3 stages of shared memory, filled by cp.async (csrc/ptx/cp_async.cuh). Each K
 // step: wait for the oldest stage, one barrier (its data from every thread is visible,
@@ -29,9 +29,10 @@
 // g * 20 + t or t * (BM or BN + 8) + g, which fall in 32 distinct banks.
 // Ragged edges: copies of rows/cols past M, N, K read nothing and zero-fill (src-size 0,
 // or fewer bytes at a K or M/N tail), so the MMAs see zeros there and no branch is
-// needed. `vec_a`/`vec_b`: 16-byte copies need a 16-byte aligned base and a leading
-// dimension (the contiguous one) that is a multiple of 4; otherwise the operand is
-// copied with 4-byte cp.async, element by element (the same pipeline, more copies).
+// needed. VEC: 16-byte copies, which need 16-byte aligned bases and leading dimensions
+// (the contiguous ones) that are multiples of 4 for both operands; otherwise (!VEC) both
+// are copied with 4-byte cp.async, element by element (the same pipeline, more copies;
+// a template parameter so that the fast path's main loop carries no fallback code).
 // Every output element is one thread's fixed-order accumulation (k ascending), so results
 // are deterministic: no atomics, no split-K.
 // Preconditions: M, N, K >= 1; C does not alias A or B; sm_80 or newer.
@@ -42,7 +43,8 @@
 
 namespace ccn {
 
-enum class GemmTcPrecision : int { kTF32 = 0, k3xTF32 = 1, kBF16 = 2 };
+// PREC values (an int template parameter keeps the kernels' names plain in the SASS).
+constexpr int kGemmTcTF32 = 0, kGemmTc3xTF32 = 1, kGemmTcBF16 = 2;
 
 constexpr int kGemmTcBN = 64, kGemmTcBK = 16, kGemmTcThreads = 128, kGemmTcStages = 3;
 
@@ -59,11 +61,11 @@ __host__ __device__ constexpr int gemm_tc_smem_floats(bool trans_a, bool trans_b
 
 // Copies rows [r0, r0 + ROWS) x cols [c0, c0 + COLS) of a row-major [rows, cols] matrix
 // into a shared tile with row stride LD, zero past the matrix edges.
-template <int ROWS, int COLS, int LD>
+template <int ROWS, int COLS, int LD, bool VEC>
 __device__ __forceinline__ void gemm_tc_copy_tile(float* s, const float* __restrict__ g, int r0, int c0, int rows,
-                                                  int cols, bool vec, int tid) {
+                                                  int cols, int tid) {
   // Trip counts are compile-time constants so the loops unroll into straight-line copies.
-  if (vec) {
+  if (VEC) {
     constexpr int kChunks = ROWS * COLS / 4, kIters = (kChunks + kGemmTcThreads - 1) / kGemmTcThreads;
 #pragma unroll
     for (int it = 0; it < kIters; ++it) {
@@ -71,8 +73,8 @@ __device__ __forceinline__ void gemm_tc_copy_tile(float* s, const float* __restr
       if (kChunks % kGemmTcThreads != 0 && i >= kChunks) break;
       int r = i / (COLS / 4), c = (i % (COLS / 4)) * 4;
       int gr = r0 + r, gc = c0 + c;
-      int n = (gr < rows && gc < cols) ? min(cols - gc, 4) : 0;
-      cp_async_16(s + r * LD + c, n ? g + (long long)gr * cols + gc : g, n * 4);
+      bool in = gr < rows && gc < cols;  // cols % 4 == 0: a chunk is all in or all out
+      cp_async_16(s + r * LD + c, in ? g + (long long)gr * cols + gc : g, in ? 16 : 0);
     }
   } else {
     constexpr int kIters = (ROWS * COLS + kGemmTcThreads - 1) / kGemmTcThreads;
@@ -88,11 +90,10 @@ __device__ __forceinline__ void gemm_tc_copy_tile(float* s, const float* __restr
   }
 }
 
-template <bool TRANS_A, bool TRANS_B, GemmTcPrecision PREC, int BM>
+template <int BM, bool TRANS_A, bool TRANS_B, int PREC, bool VEC>
 __global__ void __launch_bounds__(kGemmTcThreads)
-    gemm_tc_kernel(const float* __restrict__ A, const float* __restrict__ B, float* __restrict__ C,
-                   const float* __restrict__ bias, int M, int N, int K, float alpha, float beta, bool relu,
-                   bool vec_a, bool vec_b) {
+    gemm_tc_kernel1(const float* __restrict__ A, const float* __restrict__ B, float* __restrict__ C,
+                   const float* __restrict__ bias, int M, int N, int K, float alpha, float beta, bool relu) {
   constexpr int BN = kGemmTcBN, BK = kGemmTcBK, S = kGemmTcStages;
   constexpr int WARPS_M = BM >= 32 ? BM / 32 : 1, WARPS_N = 4 / WARPS_M;
   constexpr int WM = BM / WARPS_M, WN = BN / WARPS_N, MI = WM / 16, NI = WN / 8;
@@ -111,13 +112,13 @@ __global__ void __launch_bounds__(kGemmTcThreads)
   auto load = [&](int stage, int kt) {
     int k0 = kt * BK;
     if (TRANS_A)  // A stored [K, M]
-      gemm_tc_copy_tile<BK, BM, LDA>(sA + stage * A_STAGE, A, k0, m0, K, M, vec_a, tid);
+      gemm_tc_copy_tile<BK, BM, LDA, VEC>(sA + stage * A_STAGE, A, k0, m0, K, M, tid);
     else  // A stored [M, K]
-      gemm_tc_copy_tile<BM, BK, LDA>(sA + stage * A_STAGE, A, m0, k0, M, K, vec_a, tid);
+      gemm_tc_copy_tile<BM, BK, LDA, VEC>(sA + stage * A_STAGE, A, m0, k0, M, K, tid);
     if (TRANS_B)  // B stored [N, K]
-      gemm_tc_copy_tile<BN, BK, LDB>(sB + stage * B_STAGE, B, n0, k0, N, K, vec_b, tid);
+      gemm_tc_copy_tile<BN, BK, LDB, VEC>(sB + stage * B_STAGE, B, n0, k0, N, K, tid);
     else  // B stored [K, N]
-      gemm_tc_copy_tile<BK, BN, LDB>(sB + stage * B_STAGE, B, k0, n0, K, N, vec_b, tid);
+      gemm_tc_copy_tile<BK, BN, LDB, VEC>(sB + stage * B_STAGE, B, k0, n0, K, N, tid);
   };
 
   for (int s = 0; s < S - 1; ++s) {
@@ -133,15 +134,17 @@ __global__ void __launch_bounds__(kGemmTcThreads)
 #pragma unroll
       for (int r = 0; r < 4; ++r) acc[i][j][r] = 0.f;
 
+  // Stage counters instead of kt % S: no division by 3 in the main loop.
+  int read_stage = 0, write_stage = S - 1;
   for (int kt = 0; kt < ktiles; ++kt) {
     cp_async_wait_group<S - 2>();
     __syncthreads();
-    const float* a_s = sA + (kt % S) * A_STAGE;
-    const float* b_s = sB + (kt % S) * B_STAGE;
+    const float* a_s = sA + read_stage * A_STAGE;
+    const float* b_s = sB + read_stage * B_STAGE;
     // Element (m, k) of the A tile and (k, n) of the B tile, tile-relative.
     auto a_at = [&](int m, int k) { return TRANS_A ? a_s[k * LDA + m] : a_s[m * LDA + k]; };
     auto b_at = [&](int k, int n) { return TRANS_B ? b_s[n * LDB + k] : b_s[k * LDB + n]; };
-    if (PREC == GemmTcPrecision::kBF16) {
+    if (PREC == kGemmTcBF16) {
       uint32_t a[MI][4], b[NI][2];
 #pragma unroll
       for (int i = 0; i < MI; ++i)
@@ -171,7 +174,7 @@ __global__ void __launch_bounds__(kGemmTcThreads)
           for (int r = 0; r < 4; ++r) {
             float x = a_at(wm + i * 16 + g + (r & 1) * 8, kk + t + (r >> 1) * 4);
             a[i][r] = cvt_rna_tf32(x);
-            if (PREC == GemmTcPrecision::k3xTF32) a_lo[i][r] = cvt_rna_tf32(x - __uint_as_float(a[i][r]));
+            if (PREC == kGemmTc3xTF32) a_lo[i][r] = cvt_rna_tf32(x - __uint_as_float(a[i][r]));
           }
 #pragma unroll
         for (int j = 0; j < NI; ++j)
@@ -179,13 +182,13 @@ __global__ void __launch_bounds__(kGemmTcThreads)
           for (int r = 0; r < 2; ++r) {
             float x = b_at(kk + t + r * 4, wn + j * 8 + g);
             b[j][r] = cvt_rna_tf32(x);
-            if (PREC == GemmTcPrecision::k3xTF32) b_lo[j][r] = cvt_rna_tf32(x - __uint_as_float(b[j][r]));
+            if (PREC == kGemmTc3xTF32) b_lo[j][r] = cvt_rna_tf32(x - __uint_as_float(b[j][r]));
           }
 #pragma unroll
         for (int i = 0; i < MI; ++i)
 #pragma unroll
           for (int j = 0; j < NI; ++j) {
-            if (PREC == GemmTcPrecision::k3xTF32) {
+            if (PREC == kGemmTc3xTF32) {
               mma_m16n8k8_tf32(acc[i][j], a_lo[i], b[j], acc[i][j]);
               mma_m16n8k8_tf32(acc[i][j], a[i], b_lo[j], acc[i][j]);
             }
@@ -193,9 +196,12 @@ __global__ void __launch_bounds__(kGemmTcThreads)
           }
       }
     }
-    int next = kt + S - 1;  // overwrites the stage read in step kt - 1, which every thread
-    if (next < ktiles) load(next % S, next);  // finished before this step's barrier
+    // The copy overwrites the stage read in step kt - 1, which every thread finished before
+    // this step's barrier.
+    if (kt + S - 1 < ktiles) load(write_stage, kt + S - 1);
     cp_async_commit_group();
+    read_stage = read_stage == S - 1 ? 0 : read_stage + 1;
+    write_stage = write_stage == S - 1 ? 0 : write_stage + 1;
   }
 
   // Epilogue: acc[i][j][r] is row wm + 16 i + g + 8 (r / 2), col wn + 8 j + 2 t + r % 2.

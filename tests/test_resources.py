@@ -22,7 +22,7 @@ import pytest
 CSRC = pathlib.Path(__file__).resolve().parents[1] / "csrc"
 #: The files whose kernels carry the training time. lrn.cu and pool.cu are checked once
 #: they exist (another issue writes them).
-HOT_FILES = ("gemm.cu", "conv_fwd.cu", "conv_dgrad.cu", "conv_wgrad.cu", "lrn.cu", "pool.cu")
+HOT_FILES = ("gemm.cu", "gemm_tc.cu", "conv_fwd.cu", "conv_dgrad.cu", "conv_wgrad.cu", "lrn.cu", "pool.cu")
 
 
 def nvcc():

@@ -12,14 +12,14 @@
 
 using namespace ccn;
 
-static float rounded(float x, GemmTcPrecision p) {
+static float rounded(float x, int p) {
   uint32_t u = ptx_detail::float_bits(x);
-  if (p == GemmTcPrecision::kTF32) return ptx_detail::bits_float(ptx_detail::tf32_rna_bits(u));
-  if (p == GemmTcPrecision::kBF16) return ptx_detail::bits_float(uint32_t(ptx_detail::bf16_rn_bits(u)) << 16);
+  if (p == kGemmTcTF32) return ptx_detail::bits_float(ptx_detail::tf32_rna_bits(u));
+  if (p == kGemmTcBF16) return ptx_detail::bits_float(uint32_t(ptx_detail::bf16_rn_bits(u)) << 16);
   return x;
 }
 
-template <bool TA, bool TB, GemmTcPrecision P, int BM>
+template <bool TA, bool TB, int P, int BM>
 static bool run(int M, int N, int K, int offset) {
   std::mt19937 rng(M * 131 + N * 17 + K + int(P) * 7 + TA * 3 + TB);
   std::uniform_real_distribution<float> u(-1.f, 1.f);
@@ -30,9 +30,10 @@ static bool run(int M, int N, int K, int offset) {
   for (auto& v : bias) v = u(rng);
   const float *A = Abuf.data() + offset, *B = Bbuf.data() + offset;
   bool vec_a = aligned16(A) && (TA ? M : K) % 4 == 0, vec_b = aligned16(B) && (TB ? K : N) % 4 == 0;
-  CCN_LAUNCH((gemm_tc_kernel<TA, TB, P, BM>), dim3(ceil_div(N, kGemmTcBN), ceil_div(M, BM)), kGemmTcThreads,
+  auto kernel = vec_a && vec_b ? gemm_tc_kernel1<BM, TA, TB, P, true> : gemm_tc_kernel1<BM, TA, TB, P, false>;
+  CCN_LAUNCH(kernel, dim3(ceil_div(N, kGemmTcBN), ceil_div(M, BM)), kGemmTcThreads,
              gemm_tc_smem_floats(TA, TB, BM) * sizeof(float), nullptr)(A, B, C.data(), bias.data(), M, N, K, 1.f, 0.f,
-                                                                      true, vec_a, vec_b);
+                                                                      true);
   double worst = 0;
   for (int m = 0; m < M; ++m)
     for (int n = 0; n < N; ++n) {
@@ -43,25 +44,24 @@ static bool run(int M, int N, int K, int offset) {
       double err = std::fabs(s - C[m * N + n]);
       if (!(err <= 1e-4 * (1 + std::fabs(s)))) worst = std::isnan(err) ? INFINITY : std::max(worst, err);
     }
-  const char* name = P == GemmTcPrecision::kTF32 ? "tf32" : P == GemmTcPrecision::k3xTF32 ? "3xtf32" : "bf16";
-  std::printf("%s %s BM=%d M=%d N=%d K=%d ta=%d tb=%d vec=%d%d", worst > 0 ? "MISMATCH" : "match", name, BM, M, N, K,
-              TA, TB, vec_a, vec_b);
+  const char* name = P == kGemmTcTF32 ? "tf32" : P == kGemmTc3xTF32 ? "3xtf32" : "bf16";
+  std::printf("%s %s BM=%d M=%d N=%d K=%d ta=%d tb=%d vec=%d", worst > 0 ? "MISMATCH" : "match", name, BM, M, N, K,
+              TA, TB, vec_a && vec_b);
   if (worst > 0) std::printf(" worst=%g", worst);
   std::printf("\n");
   return worst == 0;
 }
 
 int main() {
-  using P = GemmTcPrecision;
   bool ok = true;
-  ok &= run<false, true, P::kTF32, 64>(70, 75, 52, 0);     // forward layout, ragged M/N, 4 K steps
-  ok &= run<false, false, P::kTF32, 64>(33, 130, 40, 0);   // dgrad layout, K tail of 8
-  ok &= run<true, false, P::kTF32, 64>(68, 72, 35, 0);     // wgrad layout, K tail of 3
-  ok &= run<true, true, P::kTF32, 16>(5, 66, 48, 0);       // small-M tile
-  ok &= run<false, true, P::k3xTF32, 64>(66, 70, 36, 0);
-  ok &= run<true, false, P::k3xTF32, 16>(12, 68, 33, 1);   // 4-byte copies (misaligned)
-  ok &= run<false, true, P::kBF16, 64>(65, 67, 50, 1);     // 4-byte copies, K tail of 2
-  ok &= run<false, false, P::kBF16, 16>(3, 72, 64, 0);
-  ok &= run<true, false, P::kBF16, 64>(64, 64, 17, 0);
+  ok &= run<false, true, kGemmTcTF32, 64>(70, 75, 52, 0);     // forward layout, ragged M/N, 4 K steps
+  ok &= run<false, false, kGemmTcTF32, 64>(33, 130, 40, 0);   // dgrad layout, K tail of 8; N % 4 != 0: 4-byte copies
+  ok &= run<true, false, kGemmTcTF32, 64>(68, 72, 35, 0);     // wgrad layout, K tail of 3
+  ok &= run<true, true, kGemmTcTF32, 16>(5, 66, 48, 0);       // small-M tile
+  ok &= run<false, true, kGemmTc3xTF32, 64>(66, 70, 36, 0);
+  ok &= run<true, false, kGemmTc3xTF32, 16>(12, 68, 33, 1);   // 4-byte copies (misaligned bases)
+  ok &= run<false, true, kGemmTcBF16, 64>(65, 67, 50, 1);     // 4-byte copies, K tail of 2
+  ok &= run<false, false, kGemmTcBF16, 16>(3, 72, 64, 0);
+  ok &= run<true, false, kGemmTcBF16, 64>(64, 64, 17, 0);
   return ok ? 0 : 1;
 }
