@@ -216,6 +216,19 @@ def test_linear_tc_identical_across_runs_and_thread_orders(monkeypatch, precisio
             np.testing.assert_array_equal(a, ref, err_msg=order)
 
 
+@pytest.mark.parametrize("precision", ("fp32", *TC))
+def test_linear_on_an_empty_batch(kernel_device, cpu, precision):
+    """N = 0: an empty y and dx, and zero dw and db (the sums over no samples), as the reference."""
+    x, dy, w = np.zeros((0, 5), np.float32), np.zeros((0, 3), np.float32), np.ones((3, 5), np.float32)
+    ops, put, get = kernel_device.ops, kernel_device.put, kernel_device.get
+    assert get(ops.linear(put(x), put(w), precision=precision)).shape == (0, 3)
+    got = [get(a) for a in ops.linear_backward(put(x), put(w), put(dy), precision=precision)]
+    want = cpu.linear_backward(x, w, dy, precision=precision)
+    for g, r in zip(got, want):
+        assert g.shape == r.shape and g.dtype == np.float32
+        np.testing.assert_array_equal(g, r)
+
+
 @pytest.mark.parametrize("bad", ["TF32", "fp16", "", None, 32])
 def test_bad_precision_is_refused_by_every_backend(kernel_device, cpu, bad):
     rng = np.random.default_rng(0)
@@ -263,3 +276,24 @@ def test_dropped_barrier_or_wait_is_caught(tmp_path, pattern):
         assert not passed, f"gemm_tc.cuh:{line} with {pattern!r} deleted passes in {passed}"
         n += 1
     assert n >= 1
+
+
+@pytest.mark.emu
+@pytest.mark.parametrize(
+    "pattern,replacement",
+    [
+        # the tf32 A fragment with the row and k halves swapped
+        (r"g \+ \(r & 1\) \* 8, kk \+ t \+ \(r >> 1\) \* 4", "g + (r >> 1) * 8, kk + t + (r & 1) * 4"),
+        # the bf16 A pair in the wrong order within its register
+        (r"cvt_rn_bf16x2\(a_at\(m, k\), a_at\(m, k \+ 1\)\)", "cvt_rn_bf16x2(a_at(m, k + 1), a_at(m, k))"),
+        # 3xtf32 without its a_big * b_small term
+        (r"mma_m16n8k8_tf32\(acc\[i\]\[j\], a\[i\], b_lo\[j\], acc\[i\]\[j\]\);", ";"),
+        # the epilogue's two columns of a register pair swapped
+        (r"2 \* t \+ c;", "2 * t + 1 - c;"),
+    ],
+    ids=["tf32_fragment", "bf16_pair", "3xtf32_term", "epilogue_columns"],
+)
+def test_planted_kernel_bugs_are_caught(tmp_path, pattern, replacement):
+    for line, mutant_dir in sb.text_mutants(KERNEL, pattern, replacement, tmp_path):
+        r = sb.run(sb.build([DRIVER], mutant_dir, include_first=mutant_dir))
+        assert r.returncode != 0 and "MISMATCH" in r.stdout, f"gemm_tc.cuh:{line} mutated passes:\n{r.stdout}"

@@ -3,6 +3,8 @@
 described in cuda_convnet/reference/linear.py, with their PyTorch equivalents)."""
 from __future__ import annotations
 
+import numpy as np
+
 from ... import checks
 
 
@@ -40,6 +42,8 @@ class LinearOps:
         checks.check_precision("linear_backward", precision)
         self._float32("linear_backward", x=x, w=w, dy=dy)
         dx = self._empty((n, fan_in))
+        if n == 0:  # an empty batch: no GEMM has a K of 0; the sums over it are zero
+            return dx, self.xp.zeros((fan_out, fan_in), np.float32), self.xp.zeros((fan_out,), np.float32)
         dw = self._empty((fan_out, fan_in))
         db = self._empty((fan_out,))
         s = self._stream()
