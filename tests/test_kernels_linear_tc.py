@@ -260,7 +260,7 @@ def test_gemm_tc_driver_matches_in_every_order(tmp_path):
     for order in ORDERS:
         r = sb.run(exe, order)
         assert r.returncode == 0 and "MISMATCH" not in r.stdout, f"{order}:\n{r.stdout}{r.stderr[-2000:]}"
-        assert r.stdout.count("match") == 9
+        assert r.stdout.count("match") == 11
 
 
 @pytest.mark.emu
@@ -286,12 +286,15 @@ def test_dropped_barrier_or_wait_is_caught(tmp_path, pattern):
         (r"g \+ \(r & 1\) \* 8, kk \+ t \+ \(r >> 1\) \* 4", "g + (r >> 1) * 8, kk + t + (r & 1) * 4"),
         # the bf16 A pair in the wrong order within its register
         (r"cvt_rn_bf16x2\(a_at\(m, k\), a_at\(m, k \+ 1\)\)", "cvt_rn_bf16x2(a_at(m, k + 1), a_at(m, k))"),
+        # the 128-bit fragment loads of the forward layout: a bf16 pair or a 3xtf32 sub-step swapped
+        (r"cvt_rn_bf16x2\(v\.x, v\.y\)", "cvt_rn_bf16x2(v.y, v.x)"),
+        (r"\(hi \? v\.z : v\.x\)", "(hi ? v.x : v.z)"),
         # 3xtf32 without its a_big * b_small term
         (r"mma_m16n8k8_tf32\(acc\[i\]\[j\], a\[i\], b_lo\[j\], acc\[i\]\[j\]\);", ";"),
         # the epilogue's two columns of a register pair swapped
         (r"2 \* t \+ c;", "2 * t + 1 - c;"),
     ],
-    ids=["tf32_fragment", "bf16_pair", "3xtf32_term", "epilogue_columns"],
+    ids=["tf32_fragment", "bf16_pair", "bf16_pair_128bit", "3xtf32_substep_128bit", "3xtf32_term", "epilogue_columns"],
 )
 def test_planted_kernel_bugs_are_caught(tmp_path, pattern, replacement):
     for line, mutant_dir in sb.text_mutants(KERNEL, pattern, replacement, tmp_path):

@@ -76,8 +76,8 @@ def test_hot_kernel_main_loop_floor(stats, name):
 # tiles, each precision (0 tf32, 1 3xtf32, 2 bf16). The FMA share counts HMMA as one
 # instruction (each is 2048-4096 FLOPs), so it is a ratchet on the main loop's overhead
 # (operand conversions, shared loads, copy addressing), not an efficiency. Measured today
-# on sm_90: BM 64: tf32 7.4-7.9 %, 3xtf32 11.5-12.3 %, bf16 5.0-6.5 %; BM 16: 2.5-3.0 %,
-# 4.9-5.2 %, 1.6-2.0 %; 64-96 registers, >= 5 blocks/SM.
+# on sm_90: BM 64: tf32 7.4-7.9 %, 3xtf32 11.5-13.1 %, bf16 5.0-7.0 %; BM 16: 2.5-3.0 %,
+# 4.9-5.6 %, 1.6-2.2 %; 40-107 registers, >= 4 blocks/SM.
 TC_HMMA_SHARE_FLOOR = {(64, 0): 0.07, (64, 1): 0.11, (64, 2): 0.045, (16, 0): 0.024, (16, 1): 0.045,
                        (16, 2): 0.015}
 

@@ -63,5 +63,7 @@ int main() {
   ok &= run<false, true, kGemmTcBF16, 64>(65, 67, 50, 1);     // 4-byte copies, K tail of 2
   ok &= run<false, false, kGemmTcBF16, 16>(3, 72, 64, 0);
   ok &= run<true, false, kGemmTcBF16, 64>(64, 64, 17, 0);
+  ok &= run<false, true, kGemmTcBF16, 16>(7, 70, 44, 0);      // forward layout, 128-bit fragment loads
+  ok &= run<false, true, kGemmTc3xTF32, 16>(16, 64, 20, 0);
   return ok ? 0 : 1;
 }
