@@ -300,3 +300,12 @@ def test_planted_kernel_bugs_are_caught(tmp_path, pattern, replacement):
     for line, mutant_dir in sb.text_mutants(KERNEL, pattern, replacement, tmp_path):
         r = sb.run(sb.build([DRIVER], mutant_dir, include_first=mutant_dir))
         assert r.returncode != 0 and "MISMATCH" in r.stdout, f"gemm_tc.cuh:{line} mutated passes:\n{r.stdout}"
+
+
+@pytest.mark.emu
+def test_gemm_tc_driver_under_sanitizers(tmp_path):
+    """AddressSanitizer and UBSan over every case of the driver: no copy or fragment read
+    outside its shared-memory stage or its matrix (the zero-fill path reads nothing)."""
+    r = sb.run(sb.build([DRIVER], tmp_path, sanitize=True), "shuffle:2", env={"ASAN_OPTIONS": "detect_leaks=0"})
+    assert r.returncode == 0 and "MISMATCH" not in r.stdout, f"{r.stdout}{r.stderr[-3000:]}"
+    assert "runtime error" not in r.stderr, r.stderr[-3000:]
