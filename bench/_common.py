@@ -411,8 +411,8 @@ def format_table(rows, columns) -> str:
 
 
 def git_commit() -> str:
-    """The checkout's commit (+dirty); $CCN_COMMIT when set (a copy of the tree with no
-    .git, as on a lent GPU machine: pass the hash along with the command)."""
+    """The checkout's commit (+dirty); $CCN_COMMIT when set (for a copy of the tree without
+    .git: pass the hash along with the command)."""
     if os.environ.get("CCN_COMMIT"):
         return os.environ["CCN_COMMIT"]
     try:

@@ -14,7 +14,7 @@ What is timed (each over whole epochs, after one warm-up batch):
                      upload on a side stream), one kernel launch per batch
 The consumer does nothing (or sleeps --consume-ms per batch to imitate a training step):
 the numbers are what the loader can supply, the ceiling for CPU-side augmentation.  The
-GPU path replaces train_views by a fused CUDA kernel on uint8 batches (DESIGN.md §7).
+GPU path replaces train_views by a fused CUDA kernel on uint8 batches (ARCHITECTURE.md §7).
 --kernels picks the kernel backends (default: emu when built, and cuda when usable); on
 cuda each timed loop ends with a device synchronisation, so the rate is the GPU's.
 bench/kernel_bench.py times the kernel alone with CUDA events (row "train_views").

@@ -405,13 +405,19 @@ def measured_rows(doc) -> dict:
 def calibrate(paths, pred: dict) -> str:
     lines = ["| layer | direction | measured ms | predicted ms | measured / predicted |", "|---|---|---|---|---|"]
     unmatched = []
+    missing = []
     for path in paths:
+        if not Path(path).is_file():  # a benchmark that failed or was cut wrote nothing
+            missing.append(str(path))
+            continue
         measured = measured_rows(json.loads(Path(path).read_text()))
         for key, ms in sorted(measured.items()):
             if key in pred:
                 lines.append(f"| {key[0]} | {key[1]} | {ms:.3f} | {pred[key]:.3f} | {ms / pred[key]:.2f} |")
             else:
                 unmatched.append(key)
+    if missing:
+        lines.append(f"\nno measurements (file missing): {', '.join(missing)}")
     if unmatched:
         lines.append(f"\n{len(unmatched)} measured rows have no prediction: {unmatched[:10]}")
     return "\n".join(lines)

@@ -1,5 +1,5 @@
 """CPU benchmark: one AlexNet training step (forward + backward) through the NumPy reference
-ops, beside the same computation in PyTorch CPU (DESIGN.md §9: "On the CPU, the
+ops, beside the same computation in PyTorch CPU (ARCHITECTURE.md §9: "On the CPU, the
 benchmarks still run ... so the harness itself is always tested").
 
 The net is the paper's (§3.5, Figure 2) in its one-device grouped form: 227x227x3 input

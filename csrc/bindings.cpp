@@ -1,10 +1,12 @@
-// Python bindings, compiled twice (DESIGN.md §4): into cuda_convnet._C, linked to the
+// Python bindings, compiled twice (ARCHITECTURE.md §4): into cuda_convnet._C, linked to the
 // nvcc-built launchers, and into cuda_convnet._emu (CCN_EMU), linked to the same launchers
 // built by g++ against the SIMT emulator. Functions take pointers as integers, explicit
 // sizes and a stream; they release the GIL while the launcher runs. Python (cuda_convnet/
-// backends/kernels.py) checks dtypes, shapes and contiguity before calling; the launchers
+// backends/kernel_ops/*.py, with cuda_convnet/checks.py) checks dtypes, shapes and contiguity before calling; the launchers
 // check their own preconditions and throw std::invalid_argument (-> ValueError).
 // One csrc/bind/bind_<family>.h per op family, each defining bind_<family>(m).
+#include <string>
+
 #include "bind/bind_activation.h"
 #include "bind/bind_augment.h"
 #include "bind/module.h"
@@ -32,6 +34,27 @@ int device_count() {
 #endif
 }
 
+// Why device_count() is 0: "" when a device is present, else cudaGetDeviceCount's error
+// (e.g. cudaErrorInsufficientDriver when the statically linked runtime is newer than the
+// driver, cudaErrorNoDevice, cudaErrorNotPermitted).
+std::string device_count_error() {
+#if defined(CCN_EMU)
+  return "the emulator build (_emu) has no CUDA devices";
+#else
+  int n = 0;
+  cudaError_t e = cudaGetDeviceCount(&n);
+  if (e != cudaSuccess) {
+    cudaGetLastError();
+    int runtime = 0, driver = 0;
+    cudaRuntimeGetVersion(&runtime);
+    cudaDriverGetVersion(&driver);
+    return std::string(cudaGetErrorName(e)) + ": " + cudaGetErrorString(e) + " (CUDA runtime " +
+           std::to_string(runtime) + " linked into _C, driver supports " + std::to_string(driver) + ")";
+  }
+  return n > 0 ? "" : "cudaGetDeviceCount found no CUDA device";
+#endif
+}
+
 }  // namespace
 
 PYBIND11_MODULE(CCN_MODULE_NAME, m) {
@@ -48,6 +71,8 @@ PYBIND11_MODULE(CCN_MODULE_NAME, m) {
   m.attr("emulated") = false;
 #endif
   m.def("device_count", &device_count, "Number of usable CUDA devices (0 without a driver or under the emulator).");
+  m.def("device_count_error", &device_count_error,
+        "Why device_count() is 0 (cudaGetDeviceCount's error and the runtime/driver versions); '' when it is not.");
 
   bind_gemm(m);
   bind_gemm_tc(m);

@@ -5,6 +5,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <cstdlib>
 #include <stdexcept>
 #include <string>
 
@@ -35,13 +36,43 @@ namespace ccn {
   } while (0)
 
 #if !defined(CCN_EMU)
+// CCN_SYNC_LAUNCHES=1 in the environment (read once, at the first launch): every launch is
+// followed by a device synchronisation, so a fault inside a kernel is reported against
+// that kernel (by name, with the launcher's file and line) instead of against whichever
+// launch or copy happens to come next. A debugging mode: it serialises the GPU.
+inline bool sync_launches() {
+  static const bool on = [] {
+    const char* v = std::getenv("CCN_SYNC_LAUNCHES");
+    return v != nullptr && *v != '\0' && std::string(v) != "0";
+  }();
+  return on;
+}
+
 inline void check_launch(const char* what, const char* file, int line) {
   cudaError_t e = cudaGetLastError();
   if (e != cudaSuccess)
     throw std::runtime_error(std::string(what) + " launch failed at " + file + ":" + std::to_string(line) + ": " +
                              cudaGetErrorString(e));
+  if (sync_launches()) {
+    e = cudaDeviceSynchronize();
+    if (e != cudaSuccess)
+      throw std::runtime_error(std::string(what) + " failed while running (CCN_SYNC_LAUNCHES=1: synchronised after "
+                               "its launch at " + file + ":" + std::to_string(line) + "): " + cudaGetErrorString(e));
+  }
 }
 #endif
+
+// The largest extent (dimension, size, stride, padding, padded size, channel or class
+// count) a launcher accepts; cuda_convnet/checks.py MAX_EXTENT refuses the same values on
+// every backend first. Kernels index one extent in 32-bit int and step through it by at
+// most one tile or block (<= 1024), so extent + 1024 still fits: a loop like
+// `for (k0 = 0; k0 < K; k0 += 16)` or `for (c = tid; c < classes; c += blockDim.x)` never
+// wraps. Products of extents are 64-bit wherever they can pass 2^31.
+constexpr long long kMaxExtent = 0x7fffffffLL - 1024;
+#define CCN_REQUIRE_EXTENT(value, name)                                                                    \
+  CCN_REQUIRE((long long)(value) <= ::ccn::kMaxExtent,                                                    \
+              std::string(name) + " = " + std::to_string((long long)(value)) + " is larger than " +      \
+                  std::to_string(::ccn::kMaxExtent) + " (32-bit indices)")
 
 inline unsigned ceil_div(long long a, long long b) { return static_cast<unsigned>((a + b - 1) / b); }
 inline bool aligned16(const void* p) { return (reinterpret_cast<std::uintptr_t>(p) & 15u) == 0; }

@@ -2,12 +2,15 @@
 // with respect to the input), conv_wgrad.cuh (gradient with respect to the filters, and the
 // bias gradient). Contract in ops.h; the math is cuda_convnet/reference/conv.py.
 //
-// Layouts (DESIGN.md §3): x, dx (N, H, W, C); w, dw (K, R, S, C/groups); y, dy (N, P, Q, K);
+// Layouts (ARCHITECTURE.md §3): x, dx (N, H, W, C); w, dw (K, R, S, C/groups); y, dy (N, P, Q, K);
 // b, db (K,). Cross-correlation (no filter flip). Padding is (top, bottom, left, right);
 // output size by the floor rule of cuda_convnet/shapes.py:
 //   P = (H + top + bottom - R) / stride + 1,  Q = (W + left + right - S) / stride + 1.
 // Every size is allowed (C = 3, odd H and W, N = 1, any stride >= 1): the kernels zero-fill
-// outside the image and past every ragged tile edge.
+// outside the image and past every ragged tile edge. Limits (refused by make_conv_shape and
+// the launchers, and by cuda_convnet/checks.py for every backend): padded sizes <=
+// kMaxExtent; N*P*Q, N*H*W, R*S*C/groups, R*S*K/groups < 2^31 - 64; K/groups (and, for
+// dgrad, C/groups) <= 65535 * 64; groups <= 65535; dgrad groups * stride^2 <= 65535.
 #pragma once
 
 #include "common.h"
@@ -23,7 +26,7 @@ struct ConvShape {
   int pad_top, pad_bottom, pad_left, pad_right;
   int groups;
   int p, q;                                      // output rows and cols
-  // Derived: per-group channel counts and the GEMM extents of DESIGN.md §4.
+  // Derived: per-group channel counts and the GEMM extents of ARCHITECTURE.md §4.
   int cg, kg;                                    // c / groups, k / groups
   int rs, rscg;                                  // r * s, r * s * cg (the forward's Kgemm)
   int pq;                                        // p * q
@@ -43,6 +46,10 @@ inline ConvShape make_conv_shape(int n, int h, int w, int c, int k, int r, int s
   CCN_REQUIRE(c % groups == 0 && k % groups == 0, "C and K must be divisible by groups");
   const long long hp = (long long)h + pad_top + pad_bottom, wp = (long long)w + pad_left + pad_right;
   CCN_REQUIRE(r <= hp && s <= wp, "the filter is larger than the padded input");
+  // Input coordinates p*stride + r - pad stay in [-pad, hp) and the off-image origin
+  // kConvOffImage + r stays negative: both need hp, wp <= kMaxExtent.
+  CCN_REQUIRE_EXTENT(hp, "h + pad_top + pad_bottom");
+  CCN_REQUIRE_EXTENT(wp, "w + pad_left + pad_right");
   ConvShape g{};
   g.n = n; g.h = h; g.w = w; g.c = c; g.k = k; g.r = r; g.s = s; g.stride = stride;
   g.pad_top = pad_top; g.pad_bottom = pad_bottom; g.pad_left = pad_left; g.pad_right = pad_right;

@@ -1,5 +1,5 @@
 // Gradient of the convolution with respect to its input ("dgrad", cuda-convnet's
-// convImgActs) as an implicit GEMM (DESIGN.md §4). The math: conv2d_backward's dx in
+// convImgActs) as an implicit GEMM (ARCHITECTURE.md §4). The math: conv2d_backward's dx in
 // cuda_convnet/reference/conv.py.
 //
 // Input pixel (h, w) receives dy[p, q] through tap (r, s) exactly when
@@ -83,7 +83,7 @@ __global__ void __launch_bounds__(kConvThreads)
       q0[e] = (w_first + st * j + g.pad_left - pb) / st;
     } else {
       dyimg[e] = dy;
-      p0[e] = kConvOffImage;  // p = p0 - u < 0 for every tap: never loads
+      p0[e] = -1;  // p = p0 - u < 0 for every tap u >= 0: never loads
       q0[e] = 0;
     }
   }
@@ -99,7 +99,8 @@ __global__ void __launch_bounds__(kConvThreads)
   for (int k0 = 0; k0 < Kgemm; k0 += kConvBK) {
     // The tap of A's column lk: k = (u*su + v)*Kg + f.
     const int k = k0 + lk;
-    int u = -kConvOffImage, v = 0, f = 0;  // past Kgemm: p = p0 - u < 0, never loads
+    // Past Kgemm: p = p0 - u < 0 for every p0 in [-1, kMaxExtent], without overflow.
+    int u = static_cast<int>(kMaxExtent + 1), v = 0, f = 0;
     if (k < Kgemm) {
       int uv = k / g.kg;
       f = k - uv * g.kg;

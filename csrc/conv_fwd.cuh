@@ -1,4 +1,4 @@
-// Forward convolution as an implicit GEMM (DESIGN.md §4), NHWC x KRSC -> NPQK, with the
+// Forward convolution as an implicit GEMM (ARCHITECTURE.md §4), NHWC x KRSC -> NPQK, with the
 // bias and an optional ReLU fused into the epilogue. The math: cuda_convnet/reference/conv.py.
 //
 // Per group g (x: N,H,W,C; w: K,R,S,C/g; y: N,P,Q,K):
@@ -94,8 +94,9 @@ __global__ void __launch_bounds__(kConvThreads)
   for (int k0 = 0; k0 < Kgemm; k0 += kConvBK) {
     // The tap of column lk: k = (r*S + s)*Cg + c.
     const int k = k0 + lk;
-    int r = kConvOffImage, s = 0, c = 0;
-    if (k < Kgemm) {
+    const bool k_valid = k < Kgemm;
+    int r = 0, s = 0, c = 0;
+    if (k_valid) {
       int rs = k / g.cg;
       c = k - rs * g.cg;
       r = rs / g.s;
@@ -105,7 +106,8 @@ __global__ void __launch_bounds__(kConvThreads)
     for (int e = 0; e < 4; ++e) {
       int hh = h0[e] + r, ww = w0[e] + s;
       float a = 0.f;
-      if (conv_in_range(hh, g.h) && conv_in_range(ww, g.w)) a = xrow[e][((long long)hh * g.w + ww) * g.c + c];
+      if (k_valid && conv_in_range(hh, g.h) && conv_in_range(ww, g.w))
+        a = xrow[e][((long long)hh * g.w + ww) * g.c + c];
       As[lk * kConvLdA + lrow + 16 * e] = a;
       float b = 0.f;
       if (wrow[e] && k < Kgemm) b = wrow[e][k];
@@ -168,8 +170,9 @@ __global__ void __launch_bounds__(kConvThreads)
   for (int k0 = 0; k0 < Kgemm; k0 += kConvBK) {
     // The quad's tap: k = (r*S + s)*Cg + c with c % 4 == 0; the quad shares (r, s).
     const int k = k0 + 4 * lq;
-    int r = kConvOffImage, s = 0, c = 0;
-    if (k < Kgemm) {
+    const bool k_valid = k < Kgemm;
+    int r = 0, s = 0, c = 0;
+    if (k_valid) {
       int rs = k / g.cg;
       c = k - rs * g.cg;
       r = rs / g.s;
@@ -179,7 +182,7 @@ __global__ void __launch_bounds__(kConvThreads)
     for (int e = 0; e < 2; ++e) {
       int hh = h0[e] + r, ww = w0[e] + s;
       float4 a = {0.f, 0.f, 0.f, 0.f};
-      if (conv_in_range(hh, g.h) && conv_in_range(ww, g.w))
+      if (k_valid && conv_in_range(hh, g.h) && conv_in_range(ww, g.w))
         a = *reinterpret_cast<const float4*>(xrow[e] + ((long long)hh * g.w + ww) * g.c + c);
       float* as = As + 4 * lq * kConvFwd2LdA + lrow + 64 * e;
       as[0] = a.x;

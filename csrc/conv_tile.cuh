@@ -30,9 +30,12 @@ template <int BM, int BN>
 constexpr int conv_smem_floats() {
   return kConvBK * (BM + kConvPad) + kConvBK * (BN + kConvPad);
 }
-// An index so far below zero that adding any filter tap keeps it negative (and int-safe):
-// rows past the edge of a tile get it, so one unsigned compare rejects them.
-constexpr int kConvOffImage = -(1 << 29);
+// The receptive-field origin of a GEMM row past the edge of a tile: adding any filter tap
+// r in [0, kMaxExtent] (make_conv_shape bounds R by the padded height) keeps it negative
+// without overflow, so one unsigned compare rejects the load. Columns past Kgemm are
+// rejected by their own k < Kgemm test instead: no tap value is off-image for every
+// legal origin without overflowing int.
+constexpr int kConvOffImage = static_cast<int>(-kMaxExtent - 1);
 
 // True when 0 <= v < bound (one unsigned compare).
 __device__ __forceinline__ bool conv_in_range(int v, int bound) {

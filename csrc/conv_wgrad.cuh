@@ -1,5 +1,5 @@
 // Gradient of the convolution with respect to its filters ("wgrad", cuda-convnet's
-// convWeightActs) as a split-K implicit GEMM, and the bias gradient (DESIGN.md §4). The
+// convWeightActs) as a split-K implicit GEMM, and the bias gradient (ARCHITECTURE.md §4). The
 // math: conv2d_backward's dw and db in cuda_convnet/reference/conv.py.
 //
 // Per group g (x: N,H,W,C; dy: N,P,Q,K; dw: K,R,S,C/g):
@@ -63,8 +63,9 @@ __global__ void __launch_bounds__(kConvThreads)
   const bool f_valid = f < g.kg;
   const float* dyf = dy + (long long)grp * g.kg + f;
   const int j = n0 + lc;  // B column: a tap (r, s, c)
-  int r = kConvOffImage, s = 0, c = 0;  // past R*S*C/g: h never in range
-  if (j < g.rscg) {
+  const bool j_valid = j < g.rscg;  // past R*S*C/g: never loads
+  int r = 0, s = 0, c = 0;
+  if (j_valid) {
     int rs = j / g.cg;
     c = j - rs * g.cg;
     r = rs / g.s;
@@ -87,7 +88,7 @@ __global__ void __launch_bounds__(kConvThreads)
         int p = pq / g.q, q = pq - p * g.q;
         if (f_valid) a = dyf[(long long)t * g.k];
         int hh = p * g.stride + dr, ww = q * g.stride + ds;
-        if (conv_in_range(hh, g.h) && conv_in_range(ww, g.w))
+        if (j_valid && conv_in_range(hh, g.h) && conv_in_range(ww, g.w))
           b = xc[(((long long)n * g.h + hh) * g.w + ww) * g.c];
       }
       As[kk * kConvLdA + lc] = a;

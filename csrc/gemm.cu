@@ -7,6 +7,9 @@ namespace ccn {
 void gemm(const float* A, const float* B, float* C, const float* bias, int M, int N, int K, bool trans_a,
           bool trans_b, float alpha, float beta, bool relu, cudaStream_t stream) {
   CCN_REQUIRE(M >= 1 && N >= 1 && K >= 1, "M, N, K must be >= 1");
+  CCN_REQUIRE_EXTENT(M, "M");
+  CCN_REQUIRE_EXTENT(N, "N");
+  CCN_REQUIRE_EXTENT(K, "K");  // the K loop steps 16 past K before it stops
   CCN_REQUIRE(A && B && C, "null matrix pointer");
   if (M >= kGemm2BM && N >= kGemm2BN) {
     // Large matrices (the FC layers at batch 128): the 8 x 8-per-thread kernel.
@@ -36,6 +39,7 @@ void gemm(const float* A, const float* B, float* C, const float* bias, int M, in
 
 void bias_grad(const float* dy, float* db, long long rows, int cols, cudaStream_t stream) {
   CCN_REQUIRE(rows >= 1 && cols >= 1, "rows and cols must be >= 1");
+  CCN_REQUIRE_EXTENT(cols, "cols");
   CCN_REQUIRE(dy && db, "null pointer");
   CCN_LAUNCH(bias_grad_kernel1, ceil_div(cols, 128), 128, 0, stream)(dy, db, rows, cols);
   CCN_CHECK_LAUNCH("bias_grad_kernel1");

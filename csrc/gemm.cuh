@@ -1,6 +1,6 @@
 // Tiled SGEMM: C[M,N] = alpha * op(A) op(B) + beta * C + bias, optional ReLU.
 // The core of the fully connected layers (forward, dgrad, wgrad are the three
-// transpositions; see linear in cuda_convnet/backends/kernels.py).
+// transpositions; see cuda_convnet/backends/kernel_ops/linear.py).
 //
 // gemm_kernel1 (the only version so far): shared-memory tiling + register blocking, fp32.
 //   Block: 256 threads as 16 x 16 (tx, ty); block tile BM x BN = 64 x 64, K step BK = 16.

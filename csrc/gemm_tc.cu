@@ -27,6 +27,9 @@ GemmTcKernel pick_precision(int precision, bool trans_a, bool trans_b) {
 void gemm_tc(const float* A, const float* B, float* C, const float* bias, int M, int N, int K, bool trans_a,
              bool trans_b, float alpha, float beta, bool relu, int precision, cudaStream_t stream) {
   CCN_REQUIRE(M >= 1 && N >= 1 && K >= 1, "M, N, K must be >= 1");
+  CCN_REQUIRE_EXTENT(M, "M");
+  CCN_REQUIRE_EXTENT(N, "N");
+  CCN_REQUIRE_EXTENT(K, "K");  // the tile origins step 16 (K) and 64 (M, N) past the extents
   CCN_REQUIRE(A && B && C, "null matrix pointer");
   CCN_REQUIRE(precision == kGemmTcTF32 || precision == kGemmTc3xTF32 || precision == kGemmTcBF16,
               "precision must be 0 (tf32), 1 (3xtf32) or 2 (bf16)");

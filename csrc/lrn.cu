@@ -4,18 +4,20 @@
 
 namespace ccn {
 
-static LrnParams lrn_params(long long rows, int channels, int size, float alpha, float neg_beta, float k,
+static LrnParams lrn_params(long long rows, int channels, long long size, float alpha, float neg_beta, float k,
                             float coef) {
   CCN_REQUIRE(rows >= 0, "rows must be >= 0");
   CCN_REQUIRE(channels >= 1, "channels must be >= 1");
+  CCN_REQUIRE_EXTENT(channels, "channels");
   CCN_REQUIRE(size >= 1, "size must be >= 1");
   CCN_REQUIRE(k > 0.f, "k must be > 0");
   LrnParams a;
   a.channels = channels;
   // Clipping to the row makes a window wider than 2C - 1 equivalent to one of that width.
-  const long long wmax = 2LL * channels;
-  a.before = static_cast<int>(size / 2 < wmax ? size / 2 : wmax);
-  a.after = static_cast<int>((size - 1) / 2 < wmax ? (size - 1) / 2 : wmax);
+  // A window reaching past both ends of the row is the whole row: clip it to channels so
+  // any size (up to 2^63) is legal and the kernels' index sums stay in range.
+  a.before = static_cast<int>(size / 2 < channels ? size / 2 : channels);
+  a.after = static_cast<int>((size - 1) / 2 < channels ? (size - 1) / 2 : channels);
   a.alpha = alpha;
   a.neg_beta = neg_beta;
   a.k = k;
@@ -23,17 +25,25 @@ static LrnParams lrn_params(long long rows, int channels, int size, float alpha,
   return a;
 }
 
-static int pick_kernel(int kernel, int channels) {
+// Kernel 2 runs one block per tile of rows, so its grid must fit 2^31 - 1 blocks; kernel 1
+// is a grid-stride loop and takes any row count.
+static bool kernel2_fits(long long rows, int channels) {
+  if (channels > kLrnTileFloats) return false;
+  const int rpb = kLrnTileFloats / channels;
+  return (rows + rpb - 1) / rpb <= 0x7fffffffLL;
+}
+
+static int pick_kernel(int kernel, long long rows, int channels) {
   CCN_REQUIRE(kernel >= 0 && kernel <= 2, "kernel must be 0 (auto), 1 or 2");
   if (kernel == 2) CCN_REQUIRE(channels <= kLrnTileFloats, "kernel 2 needs channels <= 2048");
-  if (kernel == 0) kernel = channels <= kLrnTileFloats ? 2 : 1;
+  if (kernel == 0) kernel = kernel2_fits(rows, channels) ? 2 : 1;
   return kernel;
 }
 
-void lrn_forward(const float* x, float* y, long long rows, int channels, int size, float alpha, float neg_beta,
+void lrn_forward(const float* x, float* y, long long rows, int channels, long long size, float alpha, float neg_beta,
                  float k, cudaStream_t stream, int kernel) {
   const LrnParams a = lrn_params(rows, channels, size, alpha, neg_beta, k, 0.f);
-  kernel = pick_kernel(kernel, channels);
+  kernel = pick_kernel(kernel, rows, channels);
   if (rows == 0) return;
   CCN_REQUIRE(x && y, "null pointer");
   if (kernel == 1) {
@@ -51,10 +61,10 @@ void lrn_forward(const float* x, float* y, long long rows, int channels, int siz
   CCN_CHECK_LAUNCH("lrn_forward_kernel2");
 }
 
-void lrn_backward(const float* x, const float* y, const float* dy, float* dx, long long rows, int channels, int size,
-                  float alpha, float neg_beta, float k, float coef, cudaStream_t stream, int kernel) {
+void lrn_backward(const float* x, const float* y, const float* dy, float* dx, long long rows, int channels,
+                  long long size, float alpha, float neg_beta, float k, float coef, cudaStream_t stream, int kernel) {
   const LrnParams a = lrn_params(rows, channels, size, alpha, neg_beta, k, coef);
-  kernel = pick_kernel(kernel, channels);
+  kernel = pick_kernel(kernel, rows, channels);
   if (rows == 0) return;
   CCN_REQUIRE(x && y && dy && dx, "null pointer");
   if (kernel == 1) {

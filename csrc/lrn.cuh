@@ -45,8 +45,16 @@ struct LrnParams {
 };
 
 // scale of channel c of one row (global or shared memory), ascending window order.
+// The window [c - before, c + after] clipped to [0, channels): c + after may pass 2^31 for
+// a huge channel count, so the upper bound is computed in 64 bits.
+__device__ __forceinline__ int lrn_lo(int c, int before) { return c > before ? c - before : 0; }
+__device__ __forceinline__ int lrn_hi(int c, int after, int channels) {
+  const long long hi = (long long)c + after;
+  return hi < channels - 1 ? static_cast<int>(hi) : channels - 1;
+}
+
 __device__ __forceinline__ float lrn_scale(const float* row, int c, const LrnParams& a) {
-  const int lo = max(c - a.before, 0), hi = min(c + a.after, a.channels - 1);
+  const int lo = lrn_lo(c, a.before), hi = lrn_hi(c, a.after, a.channels);
   float s = 0.f;
   for (int j = lo; j <= hi; ++j) s += row[j] * row[j];
   return s * a.alpha + a.k;
@@ -59,7 +67,7 @@ template <int W>
 __device__ __forceinline__ void lrn_scales(const float* row, int c0, const LrnParams& a, float (&s)[W]) {
 #pragma unroll
   for (int u = 0; u < W; ++u) s[u] = 0.f;
-  const int lo = max(c0 - a.before, 0), hi = min(c0 + W - 1 + a.after, a.channels - 1);
+  const int lo = lrn_lo(c0, a.before), hi = lrn_hi(c0 + W - 1, a.after, a.channels);
   for (int j = lo; j <= hi; ++j) {
     const float sq = row[j] * row[j];
 #pragma unroll
@@ -75,7 +83,7 @@ template <int W>
 __device__ __forceinline__ void lrn_back_sums(const float* t_row, int c0, const LrnParams& a, float (&s)[W]) {
 #pragma unroll
   for (int u = 0; u < W; ++u) s[u] = 0.f;
-  const int lo = max(c0 - a.after, 0), hi = min(c0 + W - 1 + a.before, a.channels - 1);
+  const int lo = lrn_lo(c0, a.after), hi = lrn_hi(c0 + W - 1, a.before, a.channels);
   for (int j = lo; j <= hi; ++j) {
     const float t = t_row[j];
 #pragma unroll
@@ -106,7 +114,7 @@ __global__ void lrn_backward_kernel1(const float* __restrict__ x, const float* _
     const int c = static_cast<int>(i - row * a.channels);
     const long long base = row * a.channels;
     const float* xr = x + base;
-    const int lo = max(c - a.after, 0), hi = min(c + a.before, a.channels - 1);
+    const int lo = lrn_lo(c, a.after), hi = lrn_hi(c, a.before, a.channels);
     float back = 0.f;
     for (int j = lo; j <= hi; ++j) back += dy[base + j] * y[base + j] / lrn_scale(xr, j, a);
     const float own = dy[i] * powf(lrn_scale(xr, c, a), a.neg_beta);

@@ -3,7 +3,7 @@
 // Contract for every launcher: pointers are device pointers (host pointers under the
 // emulator); sizes are explicit; it checks its preconditions (throwing
 // std::invalid_argument), launches on `stream`, checks the launch, and returns without
-// synchronising. Row-major everywhere; activations NHWC, filters KRSC (DESIGN.md §3).
+// synchronising. Row-major everywhere; activations NHWC, filters KRSC (ARCHITECTURE.md §3).
 #pragma once
 
 #include "activation.h"

@@ -13,6 +13,8 @@ static PoolGeometry pool_geometry(int n, int h, int w, int c, int size, int stri
   CCN_REQUIRE(top < size && bottom < size && left < size && right < size, "each pad must be < size");
   const long long hp = (long long)h + top + bottom, wp = (long long)w + left + right;
   CCN_REQUIRE(hp >= size && wp >= size, "window larger than the padded input");
+  CCN_REQUIRE_EXTENT(hp, "h + top + bottom");
+  CCN_REQUIRE_EXTENT(wp, "w + left + right");
   CCN_REQUIRE(p == (hp - size) / stride + 1 && q == (wp - size) / stride + 1,
               "p, q are not the floor-rule output size (cuda_convnet/shapes.py)");
   CCN_REQUIRE((long long)n * h * w * c < (1LL << 62), "tensor too large");

@@ -5,8 +5,9 @@
 // max_pool_forward_kernel1<W>: grid-stride, one thread per output (n, p, q, channel
 //   group of W): W = 4 channels (float4 loads and store) when C % 4 == 0 and x, y are
 //   16-byte aligned, else W = 1. Channels are innermost, so a warp reads 32 consecutive
-//   16-byte chunks of each input pixel: coalesced. Loops over the size^2 taps, skipping
-//   padding. The max propagates NaN (as NumPy's maximum does); the result is exact.
+//   16-byte chunks of each input pixel: coalesced. Loops over the taps inside the image
+//   only (padding never wins, and a huge window then costs what its image part costs).
+//   The max propagates NaN (as NumPy's maximum does); the result is exact.
 //
 // max_pool_backward_kernel1<W>: a GATHER, no atomics: one thread per input (n, h, w,
 //   channel group), which adds up the dy of every window whose argmax it is, and writes
@@ -33,6 +34,19 @@ struct PoolGeometry {
   int p, q;            // output rows / columns
 };
 
+// The taps [lo, hi) of a window whose first row (or column) is input index `origin` that
+// lie inside an input of `extent` rows: origin may be negative (top padding) and
+// origin + size may pass the extent (bottom padding). 64-bit: origin + size can pass 2^31.
+struct PoolSpan {
+  long long origin;
+  int lo, hi;
+};
+__device__ __forceinline__ PoolSpan pool_span(long long origin, int size, int extent) {
+  const long long lo = origin < 0 ? -origin : 0;
+  const long long hi = extent - origin < size ? extent - origin : size;
+  return PoolSpan{origin, static_cast<int>(lo), static_cast<int>(hi)};
+}
+
 template <int W>
 __global__ void max_pool_forward_kernel1(const float* __restrict__ x, float* __restrict__ y, const PoolGeometry g) {
   const int groups = g.c / W;
@@ -47,12 +61,14 @@ __global__ void max_pool_forward_kernel1(const float* __restrict__ x, float* __r
     float m[W];
 #pragma unroll
     for (int e = 0; e < W; ++e) m[e] = -INFINITY;
-    for (int r = 0; r < g.size; ++r) {
-      const int hi = p * g.stride + r - g.top;
-      if (hi < 0 || hi >= g.h) continue;
-      for (int s = 0; s < g.size; ++s) {
-        const int wi = q * g.stride + s - g.left;
-        if (wi < 0 || wi >= g.w) continue;
+    // Only the taps inside the image: padding holds -inf and never changes the max, and
+    // with a huge window the padding taps would be almost all of size^2.
+    const PoolSpan rs = pool_span((long long)p * g.stride - g.top, g.size, g.h);
+    const PoolSpan ss = pool_span((long long)q * g.stride - g.left, g.size, g.w);
+    for (int r = rs.lo; r < rs.hi; ++r) {
+      const int hi = static_cast<int>(rs.origin + r);
+      for (int s = ss.lo; s < ss.hi; ++s) {
+        const int wi = static_cast<int>(ss.origin + s);
         float v[W];
         load_vec<W>(x + ((n * g.h + hi) * g.w + wi) * g.c + cg * W, v);
 #pragma unroll
@@ -64,18 +80,24 @@ __global__ void max_pool_forward_kernel1(const float* __restrict__ x, float* __r
 }
 
 // Is tap (r, s) the first tap of window (p, q), in row-major order, whose value equals ym?
-// (The caller knows tap (r, s) equals ym.) Padding taps hold -inf.
+// (The caller knows tap (r, s) is inside the image and equals ym.) Padding taps hold -inf,
+// so they matter only when ym is -inf, and then where they lie is known without a scan:
+// the window's tap (0, 0) is padding when its origin is above or left of the image, and
+// every row before r ends in right padding when the window runs past the right edge
+// (bottom padding rows come after every image row). Only image taps are scanned.
 __device__ __forceinline__ bool pool_first_max(const float* __restrict__ x_nc, const PoolGeometry& g, int p, int q,
                                                int r, int s, float ym) {
-  for (int r2 = 0; r2 <= r; ++r2) {
-    const int hi = p * g.stride + r2 - g.top;
-    const int s_end = (r2 == r) ? s : g.size;
-    for (int s2 = 0; s2 < s_end; ++s2) {
-      const int wi = q * g.stride + s2 - g.left;
-      const bool inside = hi >= 0 && hi < g.h && wi >= 0 && wi < g.w;
-      const float v = inside ? x_nc[((long long)hi * g.w + wi) * g.c] : -INFINITY;
-      if (v == ym) return false;
-    }
+  const PoolSpan rs = pool_span((long long)p * g.stride - g.top, g.size, g.h);
+  const PoolSpan ss = pool_span((long long)q * g.stride - g.left, g.size, g.w);
+  if (ym == -INFINITY) {
+    if (rs.lo > 0 || ss.lo > 0) return false;  // tap (0, 0) is padding
+    if (r > 0 && ss.hi < g.size) return false;  // row 0 ends in padding, before (r, s)
+  }
+  for (int r2 = rs.lo; r2 <= r; ++r2) {
+    const long long hi = rs.origin + r2;
+    const int s_end = (r2 == r) ? s : ss.hi;
+    for (int s2 = ss.lo; s2 < s_end; ++s2)
+      if (x_nc[(hi * g.w + ss.origin + s2) * g.c] == ym) return false;
   }
   return true;
 }
@@ -92,12 +114,14 @@ __global__ void max_pool_backward_kernel1(const float* __restrict__ x, const flo
     const int wi = static_cast<int>(t % g.w); t /= g.w;
     const int hi = static_cast<int>(t % g.h);
     const long long n = t / g.h;
-    const int hp = hi + g.top, wp = wi + g.left;  // padded coordinates
-    // Windows p with p*stride <= hp < p*stride + size, inside [0, P).
-    const int p_lo = hp >= g.size ? (hp - g.size + g.stride) / g.stride : 0;
-    const int p_hi = min(hp / g.stride, g.p - 1);
-    const int q_lo = wp >= g.size ? (wp - g.size + g.stride) / g.stride : 0;
-    const int q_hi = min(wp / g.stride, g.q - 1);
+    // Padded coordinates and window bounds in 64 bits: hp - size + stride passes 2^31 for
+    // a stride near 2^31 (and would wrap to window -1).
+    const long long hp = (long long)hi + g.top, wp = (long long)wi + g.left;
+    // Windows p with p*stride <= hp < p*stride + size, inside [0, P): only those are visited.
+    const int p_lo = hp >= g.size ? static_cast<int>((hp - g.size) / g.stride + 1) : 0;
+    const int p_hi = static_cast<int>(min(hp / g.stride, (long long)g.p - 1));
+    const int q_lo = wp >= g.size ? static_cast<int>((wp - g.size) / g.stride + 1) : 0;
+    const int q_hi = static_cast<int>(min(wp / g.stride, (long long)g.q - 1));
     float xv[W], acc[W];
     load_vec<W>(x + i * W, xv);
 #pragma unroll
@@ -114,7 +138,8 @@ __global__ void max_pool_backward_kernel1(const float* __restrict__ x, const flo
         if (!any) continue;  // the common case: this input is not the max of (p, q)
         float dv[W];
         load_vec<W>(dy + o, dv);
-        const int r = hp - p * g.stride, s = wp - q * g.stride;
+        const int r = static_cast<int>(hp - (long long)p * g.stride);
+        const int s = static_cast<int>(wp - (long long)q * g.stride);
 #pragma unroll
         for (int e = 0; e < W; ++e)
           if (xv[e] == yv[e] && pool_first_max(x_n + e, g, p, q, r, s, yv[e])) acc[e] += dv[e];

@@ -14,6 +14,7 @@ static int row_threads(int classes) {
 static void check_rows(long long rows, int classes) {
   CCN_REQUIRE(rows >= 1, "rows must be >= 1");
   CCN_REQUIRE(classes >= 1, "classes must be >= 1");
+  CCN_REQUIRE_EXTENT(classes, "classes");  // the class loops step blockDim.x past classes
   CCN_REQUIRE(rows <= 0x7fffffffLL, "rows must be < 2^31 (one block per row)");
 }
 

@@ -13,9 +13,12 @@
 // softmax_xent_mean_kernel1: one block; loss = sum(row_loss) / rows, same fixed tree.
 // softmax_xent_backward_kernel1: grid-stride over elements, thread per element:
 //   d = (probs - [c == label]) * (1/rows), in the reference's order (bit-exact).
-// topk_errors_kernel1: one block per row; rank = #classes with prob > prob[label]
-//   (integer block reduction, exact); thread 0 adds 1 to count[j] for every k_j <= rank
-//   (integer atomics: order-independent). Ties favour the label, as in the reference.
+// topk_errors_kernel1: one block per row. The top-k rule (the reference's, never in the
+//   model's favour): rank = #classes c != label with prob[c] >= prob[label], and the row is
+//   a top-k error iff rank >= k; a row holding any non-finite value (NaN, +-inf) is an
+//   error for every k. Two integer block reductions (rank, non-finite count; exact),
+//   then thread 0 adds 1 to count[j] for every k_j it misses (integer atomics:
+//   order-independent). A tie with the k-th class thus counts against the model.
 #pragma once
 
 #include "common.h"
@@ -114,12 +117,17 @@ __global__ void __launch_bounds__(1024)
   const int label = labels[row];
   const bool valid = label >= 0 && label < classes;
   const float mine = valid ? p[label] : NAN;
-  int above = 0;
-  for (int c = threadIdx.x; c < classes; c += blockDim.x) above += (p[c] > mine) ? 1 : 0;
-  above = block_reduce<int, false>(above, scratch);
+  int rank = 0, non_finite = 0;
+  for (int c = threadIdx.x; c < classes; c += blockDim.x) {
+    const float v = p[c];
+    rank += (c != label && v >= mine) ? 1 : 0;
+    non_finite += (fabsf(v) <= 3.40282347e38f) ? 0 : 1;  // false for NaN and +-inf
+  }
+  rank = block_reduce<int, false>(rank, scratch);
+  non_finite = block_reduce<int, false>(non_finite, scratch);
   if (threadIdx.x == 0 && valid)
     for (int j = 0; j < ks.count; ++j)
-      if (above >= ks.k[j]) atomicAdd(&counts[j], 1);
+      if (non_finite > 0 || rank >= ks.k[j]) atomicAdd(&counts[j], 1);
 }
 
 }  // namespace ccn

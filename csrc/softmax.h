@@ -16,8 +16,8 @@ void softmax_xent_forward(const float* logits, const int* labels, float* probs, 
 void softmax_xent_backward(const float* probs, const int* labels, float* dlogits, long long rows, int classes,
                            float inv_rows, cudaStream_t stream);
 
-// counts[j] += number of rows with at least ks[j] classes strictly more probable than the
-// label (top-k_j errors). ks is a host array of nk values >= 1; counts is an int32 device
+// counts[j] += number of top-ks[j] errors: rows where at least ks[j] classes other than
+// the label have a probability >= the label's, or that hold a non-finite value. ks is a host array of nk values >= 1; counts is an int32 device
 // array of nk entries that the caller zeroes. One launch per kMaxTopK = 16 values of k.
 void topk_errors(const float* probs, const int* labels, long long rows, int classes, const int* ks, int nk,
                  int* counts, cudaStream_t stream);

@@ -1,4 +1,4 @@
-"""Argument validation shared by every backend (DESIGN.md §3 conventions, §8.5 bad input).
+"""Argument validation shared by every backend (ARCHITECTURE.md §3 conventions, §8.5 bad input).
 
 Every op of every backend (NumPy reference, SIMT emulator, CUDA) calls the same check
 before doing any work, so a bad call fails the same way everywhere: a ``TypeError`` for
@@ -13,11 +13,22 @@ which NumPy and CuPy arrays both have; they never call ``np.asarray`` (that woul
 CuPy array to the host) and never read array *values* (that would synchronise a GPU
 stream). Value checks that need the data (e.g. labels in range) are the caller's.
 
-Layouts (DESIGN.md §3): activations NHWC, conv filters KRSC (out, rows, cols,
+Layouts (ARCHITECTURE.md §3): activations NHWC, conv filters KRSC (out, rows, cols,
 in-per-group), FC weights (out, in), all C-contiguous. Non-contiguous arrays are refused
 rather than silently copied, because the kernels take raw pointers and a silent copy
 would hide a layout bug and cost memory; the reference applies the same rule so that all
 backends accept exactly the same calls.
+
+Limits (§3 of the same rules, every backend alike): each extent an op indexes (a
+dimension, size, stride, padding, padded size, channel or class count) is at most
+``MAX_EXTENT`` = 2^31 - 1025, so a kernel's 32-bit index plus one tile step never wraps;
+the few grid limits of the kernels (``GEMM_MAX_ROWS``, ``CONV_*``, ``AUGMENT_MAX_CROP``)
+are refused here too, so the reference accepts exactly what the kernels run. Every array
+must start on a multiple of its element size (a misaligned float32 load is undefined
+behaviour in a kernel); arrays written in place must share no byte with another
+argument (``check_no_overlap``). Scalars are checked in the precision the op computes
+in (``check_real(dtype=...)``): ``k = 1e-50`` is fine for float64 and refused for
+float32, where it rounds to 0.
 
 The ``check_*_args`` helpers return the derived geometry (output sizes, group sizes), so
 a launcher never recomputes it differently.
@@ -40,6 +51,9 @@ __all__ = [
     "check_same_dtype",
     "check_int",
     "check_real",
+    "MAX_EXTENT",
+    "check_extents",
+    "check_no_overlap",
     "PRECISIONS",
     "check_precision",
     "check_linear_args",
@@ -64,6 +78,25 @@ __all__ = [
     "check_split_args",
     "check_train_views_args",
 ]
+
+#: The largest size, stride, padding, channel count or padded extent any op accepts. The
+#: kernels index one dimension in 32-bit ``int`` and step through it by at most one tile
+#: (<= 1024 elements), so ``extent + 1024`` must still fit in an int32: refusing larger
+#: values here, on every backend, keeps the backends accepting exactly the same calls.
+MAX_EXTENT = 2**31 - 1 - 1024
+
+#: Rows of a GEMM (linear's batch N and its output features): 65535 grid rows of 64.
+GEMM_MAX_ROWS = 65535 * 64
+
+#: Grid limits of the convolution kernels (csrc/conv_*.cu): groups and the dgrad phases
+#: live in gridDim.z, filters and channels per group in 64-wide tiles along gridDim.y,
+#: and GEMM row indices (N*P*Q, N*H*W, R*S*C/groups, R*S*K/groups) in 32-bit ints.
+CONV_MAX_GRID_Z = 65535
+CONV_MAX_PER_GROUP = 65535 * 64
+CONV_MAX_GEMM = 2**31 - 1 - 64
+
+#: The widest training view (csrc/augment.cuh, kAugmentMaxCrop).
+AUGMENT_MAX_CROP = 8192
 
 #: The dtypes every op accepts. float16/bfloat16 storage may come later with the
 #: tensor-core paths; until then they are refused, not silently upcast.
@@ -109,7 +142,53 @@ def check_array(op: str, name: str, a, *, ndim: int | None = None, dtypes=FLOAT_
         raise ValueError(f"{op}: {name} must be C-contiguous (the kernels take raw "
                          f"pointers); got strides {getattr(a, 'strides', '?')} for shape "
                          f"{tuple(a.shape)} — pass a contiguous copy (e.g. ascontiguousarray)")
+    address = _data_address(a)
+    if address % dt.itemsize:
+        raise ValueError(f"{op}: {name} is not {dt.itemsize}-byte aligned (its data starts at "
+                         f"address {address:#x}; a {dt.name} kernel load there is undefined "
+                         "behaviour) — pass an aligned copy (e.g. np.array(a, copy=True))")
     return a
+
+
+def _data_address(a) -> int:
+    """Where ``a``'s first element lives (host or device), without touching its data."""
+    ptr = getattr(getattr(a, "data", None), "ptr", None)  # CuPy: a MemoryPointer
+    if ptr is not None:
+        return int(ptr)
+    iface = getattr(a, "__array_interface__", None)
+    if iface is None:
+        iface = getattr(a, "__cuda_array_interface__", None)
+    if iface is None or iface.get("data") is None:
+        return 0
+    return int(iface["data"][0] or 0)
+
+
+def _byte_range(a) -> tuple[int, int]:
+    """[start, end) of the bytes a C-contiguous array covers."""
+    start = _data_address(a)
+    return start, start + int(a.size) * np.dtype(a.dtype).itemsize
+
+
+def check_no_overlap(op: str, written, others) -> None:
+    """Refuse any byte overlap between an array a kernel writes and another argument.
+
+    ``written`` and ``others`` are sequences of ``(name, array)``; every written array is
+    compared with every other written array and with every array of ``others``. Arrays
+    must already be C-contiguous (check_array), so a byte interval is their exact extent:
+    two views of one buffer that share no byte are fine, any shared byte is refused (a
+    kernel reading what another thread writes gives a thread-order-dependent answer).
+    Empty arrays cover no bytes.
+    """
+    written = [(n, a) for n, a in written if a is not None and a.size]
+    others = [(n, a) for n, a in others if a is not None and a.size]
+    for i, (wn, wa) in enumerate(written):
+        w0, w1 = _byte_range(wa)
+        for on, oa in written[i + 1:] + others:
+            o0, o1 = _byte_range(oa)
+            if w0 < o1 and o0 < w1:
+                raise ValueError(f"{op}: {wn} and {on} overlap in memory (bytes "
+                                 f"[{w0:#x}, {w1:#x}) and [{o0:#x}, {o1:#x})); {wn} is written "
+                                 "in place, so it must not share memory with another argument")
 
 
 def check_same_dtype(op: str, **arrays) -> np.dtype:
@@ -142,23 +221,61 @@ def check_int(op: str, name: str, value, *, minimum: int | None = None,
 
 
 def check_real(op: str, name: str, value, *, minimum: float | None = None,
-               strict_minimum: bool = False, below: float | None = None) -> float:
+               strict_minimum: bool = False, below: float | None = None,
+               dtype=np.float64) -> float:
     """A finite real scalar; ``minimum`` (inclusive unless ``strict_minimum``) and
-    ``below`` (exclusive upper bound) optional. Returns float."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+    ``below`` (exclusive upper bound) optional. Returns float.
+
+    Python and NumPy numbers are accepted (``np.float32``, ``np.int64``, ...); ``bool`` and
+    ``np.bool_`` are refused. ``dtype`` is the precision the value is used in: the checks
+    apply to the value rounded to it, so a float32 kernel never sees a value that became
+    infinite (``lr=1e39``) or reached the bound (``k=1e-50`` rounds to 0) on conversion.
+    """
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
         raise TypeError(f"{op}: {name} must be a real number, got "
                         f"{type(value).__name__} {value!r}")
-    v = float(value)
+    try:
+        v = float(value)
+    except OverflowError:  # an int beyond float64's range
+        raise ValueError(f"{op}: {name} must be finite, got {value!r} (beyond float64)") from None
     if not math.isfinite(v):
         raise ValueError(f"{op}: {name} must be finite, got {v}")
+    dt = np.dtype(dtype)
+    rounded = v
+    if dt != np.float64:
+        with np.errstate(over="ignore", under="ignore"):
+            rounded = float(dt.type(v))
+        if not math.isfinite(rounded):
+            raise ValueError(f"{op}: {name} = {v!r} overflows {dt.name}, the precision it is "
+                             f"computed in (largest finite {float(np.finfo(dt).max):.6g})")
+    got = f"{v}" if rounded == v else f"{v!r}, which rounds to {rounded!r} in {dt.name}"
     if minimum is not None:
-        if strict_minimum and not v > minimum:
-            raise ValueError(f"{op}: {name} must be > {minimum}, got {v}")
-        if not strict_minimum and not v >= minimum:
-            raise ValueError(f"{op}: {name} must be >= {minimum}, got {v}")
-    if below is not None and not v < below:
-        raise ValueError(f"{op}: {name} must be < {below}, got {v}")
+        if strict_minimum and not rounded > minimum:
+            raise ValueError(f"{op}: {name} must be > {minimum}, got {got}")
+        if not strict_minimum and not rounded >= minimum:
+            raise ValueError(f"{op}: {name} must be >= {minimum}, got {got}")
+    if below is not None and not rounded < below:
+        raise ValueError(f"{op}: {name} must be < {below}, got {got}")
     return v
+
+
+def check_extents(op: str, limit: int = MAX_EXTENT, what: str = "", **extents) -> None:
+    """Every named extent (a dimension, size, stride, padding, padded size or product of
+    them) must be <= ``limit``; refuses the call with ``ValueError`` otherwise, on every
+    backend alike, before any array is allocated or any pointer is touched."""
+    for name, value in extents.items():
+        if value > limit:
+            why = what or "the kernels index it in 32 bits"
+            raise ValueError(f"{op}: {name} = {value} is larger than {limit} ({why})")
+
+
+def _check_spatial(op: str, name: str, h: int, w: int, shape) -> None:
+    """A windowed op (conv, pooling) needs an image: zero height or width is refused (a
+    window over nothing but padding has no defined value), an empty batch is not."""
+    if h < 1 or w < 1:
+        raise ValueError(f"{op}: {name} has zero height or width (shape {tuple(shape)}); a "
+                         "window over an empty image is undefined (an empty batch, N = 0, "
+                         "is fine)")
 
 
 def _wrap_shape_error(op: str, fn, *args):
@@ -202,6 +319,11 @@ def check_linear_args(x, w, b=None, *, op: str = "linear") -> tuple[int, int, in
     if b is not None:
         check_array(op, "b", b, shape=(fan_out,))
     check_same_dtype(op, x=x, w=w, b=b)
+    check_extents(op, **{"x.shape[0] (N)": n, "x.shape[1] (in)": fan_in})
+    # N (forward, dgrad) and out (wgrad) are GEMM row counts: one grid row per 64 rows,
+    # and a grid has at most 65535 rows.
+    check_extents(op, GEMM_MAX_ROWS, "the GEMM grid holds at most 65535 row tiles of 64",
+                  **{"N": n, "out": fan_out})
     return n, fan_in, fan_out
 
 
@@ -259,7 +381,20 @@ def check_conv_args(x, w, b=None, stride=1, padding=0, groups=1, *,
     if b is not None:
         check_array(op, "b", b, shape=(k,))
     check_same_dtype(op, x=x, w=w, b=b)
+    check_extents(op, **{"x.shape[0] (N)": n, "x.shape[1] (H)": h, "x.shape[2] (W)": wd,
+                         "x.shape[3] (C)": c, "w.shape[0] (K)": k, "w.shape[1] (R)": r,
+                         "w.shape[2] (S)": s, "stride": stride, "padding[0] (top)": pad[0],
+                         "padding[1] (bottom)": pad[1], "padding[2] (left)": pad[2],
+                         "padding[3] (right)": pad[3], "H + top + bottom": h + pad[0] + pad[1],
+                         "W + left + right": wd + pad[2] + pad[3]})
+    _check_spatial(op, "x", h, wd, x.shape)
     p, q = _wrap_shape_error(op, shapes.conv_output_size, h, wd, r, s, stride, pad)
+    check_extents(op, CONV_MAX_GRID_Z, "the kernels' grid z dimension", groups=groups)
+    check_extents(op, CONV_MAX_PER_GROUP, "the kernels' grid y dimension holds 65535 tiles of 64",
+                  **{"K/groups": k // groups})
+    check_extents(op, CONV_MAX_GEMM, "a 32-bit GEMM row index of the implicit GEMM",
+                  **{"N*P*Q": n * p * q, "N*H*W": n * h * wd, "R*S*C/groups": r * s * (c // groups),
+                     "R*S*K/groups": r * s * (k // groups)})
     return ConvGeometry(n, h, wd, c, k, r, s, stride, pad, groups, p, q)
 
 
@@ -268,6 +403,11 @@ def check_conv_backward_args(x, w, dy, stride=1, padding=0, groups=1, *,
     g = check_conv_args(x, w, None, stride, padding, groups, op=op)
     check_array(op, "dy", dy, shape=(g.n, g.p, g.q, g.k))
     check_same_dtype(op, x=x, dy=dy)
+    # dgrad runs one grid z slice per group and stride phase (csrc/conv_dgrad.cuh).
+    check_extents(op, CONV_MAX_GRID_Z, "dgrad's grid z dimension holds groups * stride^2 phases",
+                  **{"groups * stride^2": g.groups * g.stride ** 2})
+    check_extents(op, CONV_MAX_PER_GROUP, "dgrad's grid y dimension holds 65535 tiles of 64",
+                  **{"C/groups": g.c_per_group})
     return g
 
 
@@ -291,10 +431,14 @@ def check_activation_backward_args(y, dy, *, op: str):
 def check_lrn_args(x, size, alpha, beta, k, *, op: str = "lrn"):
     """x NHWC; size >= 1; alpha >= 0; beta >= 0; k > 0 (so the base never reaches 0)."""
     check_array(op, "x", x, ndim=4, layout=_NHWC)
+    check_extents(op, **{"x.shape[3] (C)": x.shape[3]})
     size = check_int(op, "size", size, minimum=1)
-    alpha = check_real(op, "alpha", alpha, minimum=0.0)
-    beta = check_real(op, "beta", beta, minimum=0.0)
-    k = check_real(op, "k", k, minimum=0.0, strict_minimum=True)
+    dt = np.dtype(x.dtype)
+    alpha = check_real(op, "alpha", alpha, minimum=0.0, dtype=dt)
+    beta = check_real(op, "beta", beta, minimum=0.0, dtype=dt)
+    k = check_real(op, "k", k, minimum=0.0, strict_minimum=True, dtype=dt)
+    # The backward's coefficient 2 * alpha * beta is one more scalar in x's precision.
+    check_real(op, "2 * alpha * beta", 2.0 * alpha * beta, dtype=dt)
     return size, alpha, beta, k
 
 
@@ -326,6 +470,13 @@ def check_pool_args(x, size, stride, padding, *, op: str = "max_pool") -> PoolGe
     stride = check_int(op, "stride", stride, minimum=1)
     pad = _wrap_shape_error(op, shapes.normalize_padding, padding)
     n, h, wd, c = x.shape
+    check_extents(op, **{"x.shape[0] (N)": n, "x.shape[1] (H)": h, "x.shape[2] (W)": wd,
+                         "x.shape[3] (C)": c, "size": size, "stride": stride,
+                         "padding[0] (top)": pad[0], "padding[1] (bottom)": pad[1],
+                         "padding[2] (left)": pad[2], "padding[3] (right)": pad[3],
+                         "H + top + bottom": h + pad[0] + pad[1],
+                         "W + left + right": wd + pad[2] + pad[3]})
+    _check_spatial(op, "x", h, wd, x.shape)
     p, q = _wrap_shape_error(op, shapes.pool_output_size, h, wd, size, stride, pad)
     return PoolGeometry(n, h, wd, c, size, stride, pad, p, q)
 
@@ -345,8 +496,9 @@ def check_pool_backward_args(x, y, dy, size, stride, padding, *,
 DROPOUT_MODES = ("paper", "inverted")
 
 
-def _check_dropout_common(op, p, seed, offset, mode):
-    p = check_real(op, "p", p, minimum=0.0, below=1.0)
+def _check_dropout_common(op, p, seed, offset, mode, dtype=np.float64):
+    # p is used in x's precision (the kept scale 1/(1 - p)): 1 - 1e-10 rounds to 1 in float32.
+    p = check_real(op, "p", p, minimum=0.0, below=1.0, dtype=dtype)
     seed = check_int(op, "seed", seed, minimum=0, maximum=2**64 - 1)
     offset = check_int(op, "offset", offset, minimum=0, maximum=2**64 - 1)
     if mode not in DROPOUT_MODES:
@@ -359,12 +511,12 @@ def check_dropout_args(x, p, seed, offset, mode, train, *, op: str = "dropout"):
     check_array(op, "x", x)
     if not isinstance(train, (bool, np.bool_)):
         raise TypeError(f"{op}: train must be a bool, got {type(train).__name__}")
-    return _check_dropout_common(op, p, seed, offset, mode)
+    return _check_dropout_common(op, p, seed, offset, mode, x.dtype)
 
 
 def check_dropout_backward_args(dy, p, seed, offset, mode, *, op: str = "dropout_backward"):
     check_array(op, "dy", dy)
-    return _check_dropout_common(op, p, seed, offset, mode)
+    return _check_dropout_common(op, p, seed, offset, mode, dy.dtype)
 
 
 # --------------------------------------------------------------------------- softmax
@@ -378,6 +530,8 @@ def check_softmax_args(logits, labels, *, op: str = "softmax_cross_entropy",
     if classes < 1:
         raise ValueError(f"{op}: {name} must have at least one class, got shape "
                          f"{tuple(logits.shape)}")
+    check_extents(op, **{"classes": classes})
+    check_extents(op, 2**31 - 1, "the kernels run one block per row", **{"N (rows)": n})
     return n, classes
 
 
@@ -416,9 +570,18 @@ def check_sgd_args(params, grads, velocities, lr, momentum, weight_decay, *,
         if not getattr(w.flags, "writeable", True) or not getattr(v.flags, "writeable", True):
             raise ValueError(f"{op}: params[{i}] and velocities[{i}] must be writeable "
                              "(they are updated in place)")
-    lr = check_real(op, "lr", lr, minimum=0.0)
-    momentum = check_real(op, "momentum", momentum, minimum=0.0)
-    weight_decay = check_real(op, "weight_decay", weight_decay, minimum=0.0)
+    # Every params/velocities entry is written in place while every entry is read: any
+    # shared byte (a tensor listed twice, overlapping views, a gradient aliasing a
+    # velocity) would make the result depend on the order of the updates.
+    check_no_overlap(op, [(f"params[{i}]", w) for i, w in enumerate(params)]
+                     + [(f"velocities[{i}]", v) for i, v in enumerate(velocities)],
+                     [(f"grads[{i}]", g) for i, g in enumerate(grads)])
+    # The scalars are used in the tensors' precision (float32 on every float32 net).
+    dt = np.dtype(params[0].dtype) if params else np.dtype(np.float64)
+    lr = check_real(op, "lr", lr, minimum=0.0, dtype=dt)
+    momentum = check_real(op, "momentum", momentum, minimum=0.0, dtype=dt)
+    weight_decay = check_real(op, "weight_decay", weight_decay, minimum=0.0, dtype=dt)
+    check_real(op, "weight_decay * lr", weight_decay * lr, dtype=dt)
     return lr, momentum, weight_decay
 
 
@@ -443,7 +606,9 @@ def check_concat_args(xs, *, op: str = "concat_channels"):
             raise ValueError(f"{op}: xs[{i}] has shape {tuple(x.shape)} but xs[0] has "
                              f"{tuple(xs[0].shape)}; all but the last (channel) axis must match")
     check_same_dtype(op, **{f"xs[{i}]": x for i, x in enumerate(xs)})
-    return lead, tuple(int(x.shape[-1]) for x in xs)
+    sizes = tuple(int(x.shape[-1]) for x in xs)
+    check_extents(op, **{"total channels": sum(sizes)})
+    return lead, sizes
 
 
 def check_split_args(y, sizes, *, op: str = "split_channels") -> tuple[int, ...]:
@@ -456,6 +621,7 @@ def check_split_args(y, sizes, *, op: str = "split_channels") -> tuple[int, ...]
     sizes = tuple(check_int(op, "sizes entry", s, minimum=0) for s in sizes)
     if not sizes:
         raise ValueError(f"{op}: sizes must not be empty")
+    check_extents(op, **{"y.shape[-1] (channels)": y.shape[-1]})
     if sum(sizes) != y.shape[-1]:
         raise ValueError(f"{op}: sizes {list(sizes)} add up to {sum(sizes)} but y has "
                          f"{y.shape[-1]} channels (shape {tuple(y.shape)})")
@@ -477,6 +643,12 @@ def check_train_views_args(images, seed, offset, mean, sigma, P, crop, lighting_
     if c != 3:
         raise ValueError(f"{op}: images must have 3 channels (RGB, NHWC), got shape {tuple(images.shape)}")
     crop = check_int(op, "crop", crop, minimum=1)
+    check_extents(op, **{"images.shape[1] (H)": h, "images.shape[2] (W)": w})
+    check_extents(op, 2**31 - 1, "the kernel runs one grid column per image",
+                  **{"images.shape[0] (N)": images.shape[0]})
+    if crop > AUGMENT_MAX_CROP:
+        raise ValueError(f"{op}: crop {crop} is larger than {AUGMENT_MAX_CROP} (the kernel stages "
+                         "one crop row in shared memory)")
     if crop > min(h, w):
         raise ValueError(f"{op}: crop {crop} is larger than the {h}x{w} images")
     if mean is not None:
@@ -485,5 +657,5 @@ def check_train_views_args(images, seed, offset, mean, sigma, P, crop, lighting_
     check_array(op, "P", P, dtypes=(np.float32,), shape=(3, 3))
     seed = check_int(op, "seed", seed, minimum=0, maximum=2**64 - 1)
     offset = check_int(op, "offset", offset, minimum=0, maximum=2**64 - 1)
-    lighting_std = check_real(op, "lighting_std", lighting_std, minimum=0.0)
+    lighting_std = check_real(op, "lighting_std", lighting_std, minimum=0.0, dtype=np.float32)
     return seed, offset, crop, lighting_std

@@ -320,5 +320,77 @@ def map_weights(state: dict, net: Net) -> dict:
     return out
 
 
+# -- variants for the ablations of §3-4 and the Figure 1 net (cuda_convnet/experiments) --------
+ABLATIONS = {
+    "full": "the model as built (LRN, overlapping 3/2 pooling, dropout 0.5, two towers, PCA lighting)",
+    "no-lrn": "no local response normalisation (§3.3)",
+    "pool-2/2": "non-overlapping 2/2 max-pooling instead of 3/2 (§3.4)",
+    "no-dropout": "dropout off in the hidden fc layers (§4.2)",
+    "one-tower": "one tower with half the kernels in each conv layer but the last, fc layers kept (§3.2, "
+                 "footnote 2)",
+    "no-lighting": "PCA lighting off (§4.1); a training-data change, the net is the full one",
+    "no-conv4": "conv4, a middle conv layer, removed (§1, §7)",
+}
+
+
+def ablated(config: TowerNetConfig, variant: str) -> TowerNetConfig:
+    """`config` with one of the paper's design choices undone (ABLATIONS names them).
+
+    "one-tower" follows §3.2's comparison net: a single column (columns=1) whose conv
+    layers have half the filters, except the last conv layer and the fc layers, which
+    keep their size (the paper's footnote 2: so both nets have about as many parameters).
+    "no-lighting" changes the training data, not the net: the config is returned as is.
+    Raises ValueError for an unknown variant.
+    """
+    from dataclasses import replace
+
+    if variant not in ABLATIONS:
+        raise ValueError(f"unknown ablation {variant!r}; choose from {', '.join(ABLATIONS)}")
+    if variant in ("full", "no-lighting"):
+        return config
+    if variant == "no-lrn":
+        return replace(config, convs=tuple(replace(c, lrn=False) for c in config.convs))
+    if variant == "pool-2/2":
+        return replace(config, pool_size=2, pool_stride=2)
+    if variant == "no-dropout":
+        return replace(config, dropout=0.0)
+    if variant == "one-tower":
+        last = len(config.convs) - 1
+        convs = tuple(c if k == last else replace(c, filters=c.filters // 2) for k, c in enumerate(config.convs))
+        return replace(config, convs=convs, columns=1)
+    # "no-conv4": a middle layer (not the first, which reads the image, nor the last, which pools).
+    if len(config.convs) < 4:
+        raise ValueError(f"no-conv4: the config has only {len(config.convs)} conv layers")
+    return replace(config, convs=config.convs[:3] + config.convs[4:])
+
+
+def four_layer_net(activation: str = "relu", *, input_shape=(32, 32, 3), classes: int = 10, width: int = 16,
+                   weight_std="he", devices=("cpu",), seed: int = 0, dtype="float32") -> Net:
+    """Figure 1's kind of net: three conv layers and a softmax fc layer, no regularisation.
+
+    conv1 5x5 pad 2 (width filters) -> act -> pool 3/2 -> conv2 5x5 pad 2 (2 width) -> act
+    -> pool 3/2 -> conv3 3x3 pad 1 (2 width) -> act -> pool 3/2 -> fc classes. activation
+    is "relu" (§3.1) or "tanh" (the saturating baseline); the weights start from He's
+    N(0, 2/fan_in) and the biases at 0 for both, so the two nets differ only in the unit.
+    No LRN, dropout or weight decay: the paper's Figure 1 uses none.
+    """
+    from .net import Tanh
+
+    if activation not in ("relu", "tanh"):
+        raise ValueError(f"activation must be 'relu' or 'tanh', got {activation!r}")
+    act = ReLU if activation == "relu" else Tanh
+    w = int(width)
+    layers, top = [], "data"
+    for k, (filters, size) in enumerate(((w, 5), (2 * w, 5), (2 * w, 3)), start=1):
+        layers += [Conv(f"conv{k}", top, filters=filters, size=size, padding=size // 2, weight_std=weight_std),
+                   act(f"{activation}{k}", f"conv{k}"),
+                   MaxPool(f"pool{k}", f"{activation}{k}", size=3, stride=2)]
+        top = f"pool{k}"
+    layers += [Flatten("flatten", top), FullyConnected("fc4", "flatten", units=classes, weight_std=weight_std),
+               SoftmaxCrossEntropy("loss", "fc4")]
+    return Net(layers, input_shape=input_shape, devices=devices, seed=seed, dtype=dtype)
+
+
 __all__ = ["alexnet", "alexnet_config", "digits_net", "digits_config", "small_net", "small_config", "tower_net",
-           "TowerNetConfig", "ConvBlock", "map_weights"]
+           "TowerNetConfig", "ConvBlock", "map_weights",
+           "ABLATIONS", "ablated", "four_layer_net"]

@@ -26,6 +26,8 @@ import math
 
 import numpy as np
 
+from . import checks
+
 
 class SGD:
     def __init__(self, params, lr: float = 0.01, momentum: float = 0.9, weight_decay: float = 5e-4):
@@ -35,10 +37,13 @@ class SGD:
             raise ValueError("SGD: parameter names must be unique")
         if not self.params:
             raise ValueError("SGD: no parameters")
-        for what, v in (("lr", lr), ("momentum", momentum), ("weight_decay", weight_decay)):
-            if not (isinstance(v, (int, float)) and math.isfinite(v) and v >= 0):
-                raise ValueError(f"SGD: {what} must be a finite number >= 0, got {v!r}")
-        self.lr, self.momentum, self.weight_decay = float(lr), float(momentum), float(weight_decay)
+        # Python or NumPy numbers, checked in the precision the update runs in.
+        dt = np.dtype(self.params[0].dtype)
+        lr, momentum, weight_decay = (checks.check_real("SGD", what, v, minimum=0.0, dtype=dt)
+                                      for what, v in (("lr", lr), ("momentum", momentum),
+                                                      ("weight_decay", weight_decay)))
+        checks.check_real("SGD", "weight_decay * lr", weight_decay * lr, dtype=dt)
+        self.lr, self.momentum, self.weight_decay = lr, momentum, weight_decay
         self.velocities = {p.name: p.device.zeros(p.shape, p.dtype) for p in self.params}
         # One group per logical device, in order of first appearance.
         self._groups: list[tuple[object, list]] = []
@@ -49,6 +54,18 @@ class SGD:
                     break
             else:
                 self._groups.append((p.device, [p]))
+
+    def check_parameters(self, params, who: str = "SGD") -> None:
+        """Refuse to update a net this optimizer was not built for (``params``: that net's
+        ``parameters()``): its velocities belong to other tensors."""
+        mine = {id(p) for p in self.params}
+        theirs = list(params)
+        if mine != {id(p) for p in theirs}:
+            names = [p.name for p in theirs if id(p) not in mine][:3]
+            missing = f"; this net's {', '.join(names)} are not among them" if names else ""
+            raise ValueError(f"{who}: the optimizer was built for another net (it updates "
+                             f"{len(self.params)} parameter tensors that are not exactly this net's "
+                             f"{len(theirs)}{missing}); build it with SGD(net.parameters(), ...)")
 
     def step(self) -> None:
         """Apply the update to every parameter from its `grad` (one fused call per device)."""
@@ -61,16 +78,20 @@ class SGD:
                 dev.ops.sgd_update([p.data for p in group], [p.grad for p in group],
                                    [self.velocities[p.name] for p in group],
                                    lr=self.lr, momentum=self.momentum, weight_decay=self.weight_decay)
+        # Leave every device consistent: a host read or another stream may look next.
+        for dev, _ in self._groups:
+            dev.synchronize()
 
     def hyperparameters(self) -> dict:
         return {"lr": self.lr, "momentum": self.momentum, "weight_decay": self.weight_decay}
 
     def state_dict(self) -> dict:
         """{"lr", "momentum", "weight_decay", "velocities": {name: host array}}."""
-        from .net.devices import Device
-
+        # Each velocity lives on its parameter's device, which knows how to fetch it (no
+        # import of the net package here: net.checkpoint imports this module).
         return {**self.hyperparameters(),
-                "velocities": {k: np.array(Device.to_host(v), copy=True) for k, v in self.velocities.items()}}
+                "velocities": {p.name: np.array(p.device.to_host(self.velocities[p.name]), copy=True)
+                               for p in self.params}}
 
     def load_state_dict(self, state: dict) -> None:
         vel = state.get("velocities", {})
@@ -78,10 +99,13 @@ class SGD:
         if missing:
             raise ValueError(f"SGD.load_state_dict: no velocity for {missing[:3]}")
         for p in self.params:
-            a = np.asarray(vel[p.name])
-            if tuple(a.shape) != p.shape:
-                raise ValueError(f"SGD.load_state_dict: velocity {p.name} has shape {a.shape}, expected {p.shape}")
-            self.velocities[p.name] = p.device.asarray(a, dtype=p.dtype, copy=True)
+            shape = tuple(np.shape(vel[p.name]))
+            if shape != p.shape:
+                raise ValueError(f"SGD.load_state_dict: velocity {p.name} has shape {shape}, expected {p.shape}")
+            self.velocities[p.name] = p.device.asarray(vel[p.name], dtype=p.dtype, copy=True)
+        # The host-to-device copies are asynchronous: finish them before anyone reads.
+        for dev, _ in self._groups:
+            dev.synchronize()
         self.lr = float(state.get("lr", self.lr))
         self.momentum = float(state.get("momentum", self.momentum))
         self.weight_decay = float(state.get("weight_decay", self.weight_decay))
@@ -111,9 +135,16 @@ class PlateauSchedule:
         self.evaluations = 0
 
     def step(self, val_error: float) -> bool:
-        """Record one validation error; returns True if the learning rate was just divided."""
-        self.evaluations += 1
+        """Record one validation error; returns True if the learning rate was just divided.
+
+        Raises ValueError for a NaN or infinite error (a diverged net): it must never become
+        the best, nor count as an evaluation; the caller stops instead (as `fit` does).
+        """
         val_error = float(val_error)
+        if not math.isfinite(val_error):
+            raise ValueError(f"PlateauSchedule.step: the validation error is {val_error}; a non-finite "
+                             "result is never recorded (stop training instead)")
+        self.evaluations += 1
         if self.best is None or val_error < self.best - self.min_delta:
             self.best = val_error
             self.bad_epochs = 0

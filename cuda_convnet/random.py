@@ -1,4 +1,4 @@
-"""Counter-based random numbers: Philox4x32-10 and the dropout keep-mask (§4.2, DESIGN.md §3).
+"""Counter-based random numbers: Philox4x32-10 and the dropout keep-mask (§4.2, ARCHITECTURE.md §3).
 
 Why counter-based: the dropout mask must be a pure function of (seed, offset, element
 index), so the NumPy reference, the SIMT emulator and the GPU draw *bit-identical* masks

@@ -1,8 +1,9 @@
-"""Output-size and padding rules, stated once for every backend (DESIGN.md §3).
+"""Output-size and padding rules, stated once for every backend (ARCHITECTURE.md §3).
 
 Every backend (the NumPy reference, the SIMT emulator, CUDA) asks this module how big an
-output is, so the rules cannot drift apart. The C++ side mirrors them in ``shapes.h``;
-if you change a rule here, change it there and in the tests of both.
+output is, so the rules cannot drift apart. The C++ launchers recompute them
+(``make_conv_shape`` in csrc/conv.h, the pooling launcher in csrc/pool.cu) and refuse a
+mismatch; if you change a rule here, change it there and in the tests of both.
 
 Padding
     ``normalize_padding`` accepts an int ``p`` (all four sides), a 2-tuple ``(ph, pw)``

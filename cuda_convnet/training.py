@@ -9,55 +9,94 @@ error on the validation set, `schedule.step(val_top1)`, and an atomic checkpoint
 holds the epoch and the history. Everything random is a function of seeds and counters,
 so `fit(..., resume=checkpoint)` continues bit-identically to a run never interrupted.
 
-A NaN/Inf loss raises NonFiniteError out of `fit` (naming the step and the first layer
-whose output went non-finite); the checkpoint on disk is then the one of the last
-completed epoch, which is never overwritten by a failed one.
+A NaN/Inf training loss, a validation pass with a non-finite loss or probability, or a
+non-finite parameter after an epoch raises NonFiniteError out of `fit` (naming the step,
+and for a training step the first layer whose output went non-finite). Such an epoch never
+reaches the schedule (it never becomes its "best") and never writes a checkpoint; the
+error's note says what the checkpoint file on disk actually holds, read back from it.
+
+Errors are counted by the backend op ``topk_errors`` (a tie with the k-th class or a
+non-finite row is an error: the rule of cuda_convnet.reference.softmax).
 """
 from __future__ import annotations
 
+import os
 import time
 
 import numpy as np
 
+from .backends import backend
 from .data.loader import BatchLoader
-from .net import NonFiniteError, load_checkpoint
+from .net import NonFiniteError, load_checkpoint, save_checkpoint
+from .net.checkpoint import CheckpointError, read_manifest
 
 
-def evaluate(net, images, labels, *, batch_size: int = 256, view=None) -> dict:
-    """{"top1_err", "top5_err", "loss"} of `net` in test mode over a whole array dataset.
+def validation_pass(net, images, labels, *, batch_size: int = 256, view=None) -> dict:
+    """{"top1_err", "top5_err", "loss", "non_finite"} of `net` in test mode over an array dataset.
 
-    view: applied to each batch of `images` before the net sees it (e.g. augment.CenterView,
-    the centre crop of a store's uint8 images); None feeds the images as they are.
+    The single-view validation pass of `fit` (for the ten-crop, multi-model evaluation of
+    a store, see cuda_convnet.data.evaluate.evaluate). images: anything `net.predict`
+    takes after `view`; labels: ints (N,), N >= 1. view: applied to each batch of `images`
+    before the net sees it (e.g. augment.CenterView, the centre crop of a store's uint8
+    images); None feeds the images as they are. Errors are the backend op ``topk_errors``'s
+    counts over N (ties and non-finite rows are errors; top-5 is top-min(5, classes));
+    non_finite counts examples whose probabilities hold a NaN/inf, and then the loss is
+    NaN too. Raises ValueError for no examples.
     """
     labels = np.asarray(labels)
     n = len(labels)
     if n == 0:
-        raise ValueError("evaluate: no examples")
-    err1 = err5 = 0
+        raise ValueError("validation_pass: no examples")
+    err1 = err5 = non_finite = 0
     loss = 0.0
     for i in range(0, n, batch_size):
         x = images[i:i + batch_size]
         if view is not None:
             x = view(np.asarray(x))
         probs = net.predict(np.ascontiguousarray(x, dtype=net.dtype))
-        y = labels[i:i + batch_size]
-        p_true = probs[np.arange(len(y)), y]
-        rank = (probs > p_true[:, None]).sum(axis=1)
-        err1 += int((rank >= 1).sum())
-        err5 += int((rank >= min(5, probs.shape[1])).sum())
-        loss += float(-np.log(np.maximum(p_true.astype(np.float64), 1e-300)).sum())
-    return {"top1_err": err1 / n, "top5_err": err5 / n, "loss": loss / n}
+        y = np.ascontiguousarray(labels[i:i + batch_size])  # a strided slice: the op takes raw rows
+        k5 = min(5, probs.shape[1])
+        counts = backend("cpu").topk_errors(np.ascontiguousarray(probs), y, ks=(1, k5))
+        err1 += counts[1]
+        err5 += counts[k5]
+        non_finite += int((~np.isfinite(probs).all(axis=1)).sum())
+        p_true = probs[np.arange(len(y)), y].astype(np.float64)
+        loss += float(-np.log(np.maximum(p_true, 1e-300)).sum())  # a NaN stays NaN
+    if non_finite:
+        loss = float("nan")
+    return {"top1_err": err1 / n, "top5_err": err5 / n, "loss": loss / n, "non_finite": non_finite}
+
+
+def on_disk(path) -> str:
+    """What the checkpoint file at `path` holds, read back from it (for error messages)."""
+    if path is None:
+        return "no checkpoint file is written by this run"
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        return f"there is no checkpoint at {path}"
+    try:
+        epoch = read_manifest(path)["extra"].get("epoch")
+    except CheckpointError as e:
+        return f"the file at {path} is not a readable checkpoint ({e})"
+    return f"{path} on disk holds " + (f"the checkpoint written after epoch {epoch}" if epoch is not None
+                                       else "a checkpoint with no epoch recorded")
+
+
+def _stop(err: NonFiniteError, epoch: int, checkpoint, resume) -> NonFiniteError:
+    where = on_disk(checkpoint if checkpoint is not None else resume)
+    err.add_note(f"(in epoch {epoch + 1}; nothing of this epoch was saved: {where})")
+    return err
 
 
 def fit(net, optimizer, train, val, *, epochs: int, batch_size: int = 128, schedule=None, augment=None,
         seed: int = 0, checkpoint=None, resume=None, progress: bool = True, log=print,
         stop_when_schedule_finished: bool = False, eval_batch_size: int = 256, val_view=None, extra=None,
-        arrays=None, on_epoch=None):
+        arrays=None, on_epoch=None, distributed=None):
     """Train `net` for `epochs` epochs (in total, counting any resumed ones); -> history.
 
     train, val: (images, labels) arrays (a store's memory-mapped uint8 images will do).
     augment: a BatchLoader augment callable (DigitsAugment, data.augment.TrainAugment).
-    val_view: applied to each validation batch (data.augment.CenterView), see evaluate.
+    val_view: applied to each validation batch (data.augment.CenterView), see validation_pass.
     checkpoint: path written after every epoch, with `extra` (JSON) and `arrays` (named
     NumPy arrays, e.g. the mean image) added to what fit records. resume: a checkpoint
     path to continue from (its net, optimizer and schedule state are loaded into the given
@@ -65,6 +104,15 @@ def fit(net, optimizer, train, val, *, epochs: int, batch_size: int = 128, sched
     after each epoch's checkpoint is written. history: one dict per epoch with epoch,
     train_loss, train_top1_err, train_top5_err, val_top1_err, val_top5_err, val_loss, lr,
     lr_dropped, seconds (the whole epoch), images_per_second (training steps only), step.
+
+    distributed: a distributed.DataParallel for one rank of a data-parallel job. Then
+    batch_size is the per-rank batch, the loader gives this rank its shard of each global
+    batch, gradients are averaged over the ranks before each update, the train statistics
+    of `history` are over all ranks (images_per_second: the whole job's), and only rank 0
+    writes the checkpoint (its batch_size: the global batch; world_size: the ranks), logs,
+    shows progress and calls on_epoch. Every rank
+    validates on the whole val set (identical replicas give identical errors, so every
+    rank's schedule takes the same decisions).
     """
     history: list[dict] = []
     start_epoch = 0
@@ -78,9 +126,20 @@ def fit(net, optimizer, train, val, *, epochs: int, batch_size: int = 128, sched
             schedule.load_state_dict(ck.schedule.state_dict())
         start_epoch = int(ck.extra.get("epoch", 0))
         history = list(ck.extra.get("history", []))
+    if distributed is not None:
+        distributed.sync_state(optimizer)
     x_train, y_train = train
     x_val, y_val = val
-    loader = BatchLoader((x_train, y_train), batch_size, shuffle=True, seed=seed, augment=augment, drop_last=True)
+    if distributed is None:
+        loader = BatchLoader((x_train, y_train), batch_size, shuffle=True, seed=seed, augment=augment, drop_last=True)
+        train_step = net.train_step
+    else:
+        loader = distributed.loader((x_train, y_train), batch_size, seed=seed, augment=augment)
+        train_step = distributed.train_step
+    main = distributed is None or distributed.is_main
+    world = 1 if distributed is None else distributed.world_size
+    if not main:  # one progress bar and one log: rank 0's
+        progress, log = False, None
     bar = None
     try:
         if progress:
@@ -94,19 +153,16 @@ def fit(net, optimizer, train, val, *, epochs: int, batch_size: int = 128, sched
                 batches = bar
             losses, errs, errs5, counts = [], [], [], []
             for x, y in batches:
-                x = np.ascontiguousarray(x, dtype=net.dtype)
+                if type(x).__module__.startswith("cupy"):
+                    # A batch made on the GPU (KernelTrainAugment) enters the net's stream order
+                    # after the stream that made it (no host round trip).
+                    x = net.devices[0].adopt(x, stream=getattr(augment, "stream", None))
+                else:
+                    x = np.ascontiguousarray(x, dtype=net.dtype)
                 try:
-                    stats = net.train_step(x, y, optimizer)
+                    stats = train_step(x, y, optimizer)
                 except NonFiniteError as e:
-                    if checkpoint is not None and epoch > start_epoch:
-                        last = f"{checkpoint} (after epoch {epoch})"
-                    elif resume is not None:
-                        last = f"{resume} (after epoch {start_epoch})"
-                    else:
-                        last = None
-                    e.add_note(f"(in epoch {epoch + 1}; " + (f"the last good checkpoint, {last}, is left as it was)"
-                                                            if last else "no checkpoint had been written yet)"))
-                    raise
+                    raise _stop(e, epoch, checkpoint, resume) from None
                 losses.append(stats["loss"])
                 errs.append(stats["top1_err"])
                 errs5.append(stats["top5_err"])
@@ -118,15 +174,25 @@ def fit(net, optimizer, train, val, *, epochs: int, batch_size: int = 128, sched
                 bar = None
             train_seconds = time.perf_counter() - t0
             w = np.asarray(counts, dtype=np.float64)
-            val_stats = evaluate(net, x_val, y_val, batch_size=eval_batch_size, view=val_view)
+            sums = np.array([np.dot(losses, w), np.dot(errs, w), np.dot(errs5, w), w.sum()])
+            if distributed is not None:
+                sums = distributed.sum_over_ranks(sums)
+            val_stats = validation_pass(net, x_val, y_val, batch_size=eval_batch_size, view=val_view)
+            bad = [p.name for p in net.parameters() if not p.device.all_finite(p.data)]
+            if val_stats["non_finite"] or not np.isfinite(val_stats["loss"]) or bad:
+                why = (f"{len(bad)} parameter tensors hold NaN/inf (first {bad[0]})" if bad else
+                       f"the validation pass gave non-finite probabilities for {val_stats['non_finite']} of "
+                       f"{len(y_val)} examples (loss {val_stats['loss']})")
+                raise _stop(NonFiniteError(f"training stopped after step {net.step}: {why}. The epoch's "
+                                           "result is not used by the schedule.", step=net.step, layer=None),
+                            epoch, checkpoint, resume)
             lr_used = optimizer.lr
             dropped = bool(schedule.step(val_stats["top1_err"])) if schedule is not None else False
-            entry = {"epoch": epoch + 1, "train_loss": float(np.dot(losses, w) / w.sum()),
-                     "train_top1_err": float(np.dot(errs, w) / w.sum()),
-                     "train_top5_err": float(np.dot(errs5, w) / w.sum()),
+            entry = {"epoch": epoch + 1, "train_loss": float(sums[0] / sums[3]),
+                     "train_top1_err": float(sums[1] / sums[3]), "train_top5_err": float(sums[2] / sums[3]),
                      "val_top1_err": val_stats["top1_err"], "val_top5_err": val_stats["top5_err"],
                      "val_loss": val_stats["loss"], "lr": lr_used, "lr_dropped": dropped,
-                     "seconds": time.perf_counter() - t0, "images_per_second": float(w.sum() / train_seconds),
+                     "seconds": time.perf_counter() - t0, "images_per_second": float(sums[3] / train_seconds),
                      "step": net.step}
             history.append(entry)
             if log is not None:
@@ -137,11 +203,11 @@ def fit(net, optimizer, train, val, *, epochs: int, batch_size: int = 128, sched
                 if dropped:
                     log(f"          validation error stopped improving: learning rate divided by "
                         f"{1 / schedule.factor:g} -> {optimizer.lr:g} (drop {schedule.drops}/{schedule.max_drops})")
-            if checkpoint is not None:
-                net.save(checkpoint, optimizer=optimizer, schedule=schedule, arrays=arrays,
-                         extra={**(extra or {}), "epoch": epoch + 1, "history": history, "seed": seed,
-                                "batch_size": batch_size})
-            if on_epoch is not None:
+            if checkpoint is not None and main:
+                save_checkpoint(checkpoint, net, optimizer=optimizer, schedule=schedule, arrays=arrays,
+                                extra={**(extra or {}), "epoch": epoch + 1, "history": history, "seed": seed,
+                                       "batch_size": batch_size * world, "world_size": world})
+            if on_epoch is not None and main:
                 on_epoch(entry, history)
             if stop_when_schedule_finished and schedule is not None and schedule.finished:
                 if log is not None:

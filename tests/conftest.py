@@ -3,6 +3,7 @@ poisoning, and hypothesis settings suited to the emulator's speed."""
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -21,6 +22,26 @@ settings.register_profile(
     derandomize=os.environ.get("CI") is not None,  # CI: reproducible draws
 )
 settings.load_profile("ccn")
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "slow: takes minutes (builds or trains); CI runs it, the fast loop may skip it")
+
+
+def pytest_report_header(config):
+    """Which cuda_convnet is under test and which build of it: `pytest` and `python -m pytest`
+    can import different copies (the latter puts the current folder first on sys.path)."""
+    info = ccn.build_info()
+    lines = [f"cuda_convnet {ccn.__version__} from {Path(ccn.__file__).parent}"]
+    if not info["built"]:
+        lines.append(f"compiled extensions: none ({info.get('problem', 'not built')})")
+    else:
+        fresh = {True: "built from this checkout's csrc/", False: "STALE: built from other csrc/ sources",
+                 None: "installed package"}[info.get("matches_sources")]
+        where = info.get("location", Path(ccn.__file__).parent)
+        lines.append(f"compiled extensions: {where} ({fresh}; cuda={info['built_with_cuda']}, "
+                     f"sanitize={info['sanitize']}, fibers={info['emulator_fibers']})")
+    return lines
 
 
 @pytest.fixture(autouse=True, scope="session")

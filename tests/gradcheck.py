@@ -1,4 +1,4 @@
-"""Central-difference gradient checks, float64 (DESIGN.md §8.1).
+"""Central-difference gradient checks, float64 (ARCHITECTURE.md §8.1).
 
 Two checks of an op's backward against its forward, both on the scalar loss
 ``L(inputs) = Σ forward(*inputs) · G`` with a fixed random ``G`` (so the analytic

@@ -48,7 +48,7 @@ def test_backend_names():
     with pytest.raises(ValueError, match="unknown backend"):
         ccn.backend("tpu")
     if not ccn.has_cuda():
-        with pytest.raises(RuntimeError, match="cuda backend needs"):
+        with pytest.raises(RuntimeError, match="cuda backend is unavailable"):
             ccn.backend("cuda")
 
 

@@ -15,7 +15,7 @@ from subproc import run_cli
 
 from cuda_convnet.cli import main
 from cuda_convnet.data.augment import test_views
-from cuda_convnet.data.evaluate import topk_errors
+from cuda_convnet.data.evaluate import topk_error_rates
 from cuda_convnet.data.store import ImageStore
 from cuda_convnet.net import load_checkpoint
 
@@ -102,7 +102,7 @@ def _ten_crop_errors(flow, checkpoints):
     for c in checkpoints:
         ck = load_checkpoint(flow["root"] / c)
         probs += [ck.net.predict(np.ascontiguousarray(v * np.float32(ck.extra["input_scale"]))) for v in views]
-    return topk_errors(np.mean(probs, axis=0), store.labels)
+    return topk_error_rates(np.mean(probs, axis=0), store.labels)
 
 
 def test_eval_centre_one_checkpoint(flow):

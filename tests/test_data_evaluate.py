@@ -5,33 +5,54 @@ import csv
 import numpy as np
 import pytest
 
+import cuda_convnet as ccn
 from cuda_convnet.data.augment import ten_crop_offsets
-from cuda_convnet.data.evaluate import evaluate, label_ranks, topk_errors
+from cuda_convnet.data.evaluate import evaluate, per_class_topk_counts, topk_error_rates
 from cuda_convnet.data.store import write_store
 
 
-def test_topk_errors_by_hand():
+def test_topk_error_rates_by_hand():
     probs = np.array(
         [
-            [0.5, 0.2, 0.1, 0.1, 0.05, 0.05, 0.0],  # label 0: rank 0
-            [0.5, 0.2, 0.1, 0.1, 0.05, 0.05, 0.0],  # label 4: rank 4 -> top-5 right, top-1 wrong
-            [0.5, 0.2, 0.1, 0.1, 0.05, 0.05, 0.0],  # label 6: rank 6 -> both wrong
-            [
-                0.3,
-                0.3,
-                0.1,
-                0.1,
-                0.1,
-                0.05,
-                0.05,
-            ],  # label 1 tied with 0: a tie does not count against
+            [0.5, 0.2, 0.1, 0.1, 0.05, 0.05, 0.0],  # label 0: nothing else >= it: both right
+            [0.5, 0.2, 0.1, 0.1, 0.05, 0.05, 0.0],  # label 4: 5 classes >= it (0.05 ties): both wrong
+            [0.5, 0.2, 0.1, 0.1, 0.05, 0.05, 0.0],  # label 6: both wrong
+            [0.3, 0.3, 0.1, 0.1, 0.1, 0.05, 0.05],  # label 1 tied with 0: top-1 wrong, top-5 right
+            [0.3, 0.3, 0.1, 0.1, 0.1, 0.05, 0.05],  # label 2 tied with 3, 4: 4 classes >= it: top-5 right
         ]
     )
-    labels = np.array([0, 4, 6, 1])
-    np.testing.assert_array_equal(label_ranks(probs, labels), [0, 4, 6, 0])
-    assert topk_errors(probs, labels) == {1: 0.5, 5: 0.25}
+    labels = np.array([0, 4, 6, 1, 2])
+    assert topk_error_rates(probs, labels) == {1: 4 / 5, 5: 2 / 5}
+    assert topk_error_rates(probs, labels, ks=(2, 4)) == {2: 3 / 5, 4: 3 / 5}
     with pytest.raises(ValueError):
-        topk_errors(probs, labels[:2])
+        topk_error_rates(probs, labels[:2])
+    with pytest.raises(ValueError, match="no examples"):
+        topk_error_rates(probs[:0], labels[:0])
+
+
+def test_rates_are_the_backend_counts():
+    """One rule: the rates and the per-class counts are the backend op's counts, ties included."""
+    rng = np.random.default_rng(3)
+    probs = rng.integers(0, 3, (40, 6)).astype(np.float64) / 3  # few levels: many ties
+    probs[5, 2] = np.nan
+    labels = rng.integers(0, 6, 40)
+    counts = ccn.backend("cpu").topk_errors(probs, labels, ks=(1, 2, 5))
+    assert topk_error_rates(probs, labels, ks=(1, 2, 5)) == {k: c / 40 for k, c in counts.items()}
+    per_class = per_class_topk_counts(probs, labels, 6, ks=(1, 2, 5))
+    assert per_class.sum(axis=0).tolist() == [counts[1], counts[2], counts[5]]
+    assert per_class[labels[5]].min() >= 1  # the NaN row is an error of its class for every k
+
+
+def test_uniform_and_nan_models_score_every_image_wrong():
+    """A net with zero fc8 weights (uniform output) or a diverged one (NaN) is 100 % wrong."""
+    labels = (np.arange(24) % 4)[::2]  # strided, as labels sliced from a table
+    imgs = _class_images(labels)
+    for out in (0.25, np.nan):
+        res = evaluate(lambda x, out=out: np.full((len(x), 4), out), (imgs, labels), crop=24,
+                       ten_crop=out == 0.25, progress=False, classes=list("abcd"))
+        assert (res.top1, res.top5) == (1.0, 0.0 if out == 0.25 else 1.0)
+        assert res.non_finite == (0 if out == 0.25 else 12)
+        assert res.per_class["a"]["top1_error"] == 1.0
 
 
 def _class_images(labels, size=32):

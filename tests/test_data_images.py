@@ -117,3 +117,38 @@ def test_png_named_jpeg_and_corrupt_files(tmp_path):
     (tmp_path / "n.jpg").write_bytes(b"not an image at all" * 10)
     with pytest.raises(OSError):
         load_fixed_size(tmp_path / "n.jpg")
+
+
+def _quadrants(width, height):
+    """Four flat colours, one per quadrant: red top-left, green top-right, blue
+    bottom-left, white bottom-right (easy to locate after a rotation, even in a JPEG)."""
+    a = np.zeros((height, width, 3), np.uint8)
+    h, w = height // 2, width // 2
+    a[:h, :w] = (255, 0, 0)
+    a[:h, w:] = (0, 255, 0)
+    a[h:, :w] = (0, 0, 255)
+    a[h:, w:] = (255, 255, 255)
+    return a
+
+
+@pytest.mark.parametrize("orientation,turn", [(6, -1), (8, 1), (3, 2)])
+def test_exif_orientation_is_applied(tmp_path, orientation, turn):
+    """A JPEG stored sideways with an EXIF Orientation tag comes out as a viewer shows it:
+    tag 6 = turn 90 degrees clockwise, 8 = counter-clockwise, 3 = 180 degrees."""
+    stored = _quadrants(120, 80)  # stored wide; tags 6 and 8 display it tall
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    Image.fromarray(stored).save(tmp_path / "phone.jpg", quality=95, exif=exif)
+    Image.fromarray(stored).save(tmp_path / "plain.jpg", quality=95)
+    upright = np.rot90(stored, k=turn)  # np.rot90 turns counter-clockwise for k > 0
+    Image.fromarray(np.ascontiguousarray(upright)).save(tmp_path / "upright.png")
+
+    out = load_fixed_size(tmp_path / "phone.jpg", 64).astype(int)
+    want = load_fixed_size(tmp_path / "upright.png", 64).astype(int)
+    # Corners, away from the quadrant edges (JPEG blurs those): the rotated colours.
+    for y, x in ((8, 8), (8, 55), (55, 8), (55, 55)):
+        np.testing.assert_allclose(out[y, x], want[y, x], atol=24, err_msg=f"pixel {(y, x)}")
+    assert np.mean(np.abs(out - want)) < 6
+    # ... and not what the pixels as stored would give.
+    as_stored = load_fixed_size(tmp_path / "plain.jpg", 64).astype(int)
+    assert np.mean(np.abs(out - as_stored)) > 60

@@ -168,3 +168,38 @@ def test_bad_arguments():
         BatchLoader(np.zeros(3), 2, shuffle=False)
     with pytest.raises(ValueError):
         BatchLoader(_data(4), 0, shuffle=False)
+
+
+def test_whole_batch_augment_is_called_once_per_batch_with_threads():
+    """A one-launch augment (KernelTrainAugment sets whole_batch) is never split over the
+    pool: its device batches cannot be joined with np.concatenate."""
+    from cuda_convnet.data.augment import KernelTrainAugment
+
+    assert KernelTrainAugment.whole_batch is True
+    rng = np.random.default_rng(3)
+    images = rng.integers(0, 256, (12, 5, 5, 3), dtype=np.uint8)
+    calls = []
+
+    class OneLaunch:
+        whole_batch = True
+
+        def __call__(self, x, *, offset):
+            calls.append((len(x), offset))
+            return x.astype(np.float32) + offset
+
+    with BatchLoader((images, np.arange(12)), 6, shuffle=False, augment=OneLaunch(), threads=3) as loader:
+        xs = [x for x, _ in loader]
+    assert calls == [(6, 0), (6, 6)]
+    np.testing.assert_array_equal(xs[1], images[6:].astype(np.float32) + 6)
+
+
+def test_split_augment_returning_non_numpy_batches_is_refused():
+    class DeviceLike:  # stands for a device array type, which np.concatenate cannot join
+        def __init__(self, n):
+            self.n = n
+
+    images = np.random.default_rng(4).integers(0, 256, (8, 4, 4, 3), dtype=np.uint8)
+    with BatchLoader((images, np.arange(8)), 8, shuffle=False, augment=lambda x, offset: DeviceLike(len(x)),
+                     threads=2) as loader:
+        with pytest.raises(TypeError, match=r"threads=2.*not NumPy.*whole_batch"):
+            next(iter(loader))

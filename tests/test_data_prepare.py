@@ -1,6 +1,8 @@
 """prepare(): a real tree of JPEG/PNG files -> store; statistics; skip report; resume."""
 
 import json
+import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -273,3 +275,95 @@ def test_cli(tmp_path, capsys):
     assert main(["prepare", str(tmp_path / "missing"), str(tmp_path / "o2")]) == 2
     err = capsys.readouterr().err
     assert "does not exist" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+# -- names, classes without images, destination, what differs on a rerun ------------------------
+def test_names_that_are_not_utf8(tmp_path):
+    """A Latin-1 name (bytes b'Stra\\xdfe.png') in train/, in a flat val/ and its label
+    file: prepared, listed in files.txt as its own bytes, reported, read back."""
+    make_tree(tmp_path / "src")
+    strasse = os.fsdecode(b"Stra\xdfe.png")
+    Image.fromarray(_photo(200, 150, 40)).save(tmp_path / "src/train/apple" / strasse)
+    (tmp_path / "src/train/cherry" / os.fsdecode(b"caf\xe9.JPEG")).write_bytes(b"not an image")
+    Image.fromarray(_photo(150, 200, 41)).save(tmp_path / "src/val" / os.fsdecode(b"v\xe4.png"))
+    with open(tmp_path / "src/val_labels.txt", "ab") as f:
+        f.write(b"v\xe4.png banana\n")
+    report = prepare(tmp_path / "src", tmp_path / "out", workers=2, progress=False, chunk_size=3)
+    assert report["splits"]["train"] == {"found": 16, "written": 13, "skipped": 3}
+    assert b"train/apple/Stra\xdfe.png" in (tmp_path / "out/train/files.txt").read_bytes().split(b"\n")
+    tr, va = ImageStore(tmp_path / "out", "train"), ImageStore(tmp_path / "out", "val")
+    i = tr.files.index(f"train/apple/{strasse}")
+    np.testing.assert_array_equal(tr.images[i], images_mod.load_fixed_size(tmp_path / "src/train/apple" / strasse))
+    assert va.classes[va.labels[va.files.index(os.fsdecode(b"val/v\xe4.png"))]] == "banana"
+    on_disk = json.loads((tmp_path / "out/report.json").read_text())
+    assert b"train/cherry/caf\xe9.JPEG" in [os.fsencode(s["file"]) for s in on_disk["skipped"]["train"]]
+
+
+def test_empty_class_folder_is_refused_or_kept(tmp_path):
+    make_tree(tmp_path / "src", flat_val=False)
+    (tmp_path / "src/train/durian").mkdir()
+    (tmp_path / "src/train/durian/notes.txt").write_text("no images here")
+    with pytest.raises(PrepareError, match=r"1 class folder\(s\) with no image files: 'durian'"):
+        prepare(tmp_path / "src", tmp_path / "out", workers=0, progress=False)
+    assert not (tmp_path / "out").exists()  # refused before any work
+    report = prepare(tmp_path / "src", tmp_path / "out", workers=0, progress=False, allow_empty_classes=True)
+    assert report["classes_without_images"] == ["durian"]
+    tr = ImageStore(tmp_path / "out", "train")
+    assert tr.classes == ["apple", "banana", "cherry", "durian"] and 3 not in set(tr.labels.tolist())
+
+
+def test_class_of_unreadable_files_is_refused_or_kept(tmp_path, monkeypatch):
+    make_tree(tmp_path / "src", flat_val=False)
+    (tmp_path / "src/train/durian").mkdir()
+    for k in range(3):
+        (tmp_path / f"src/train/durian/d{k}.JPEG").write_bytes(b"\xff\xd8 broken " * k)
+    with pytest.raises(PrepareError, match=r"1 training class\(es\) have no readable image.*'durian'"):
+        prepare(tmp_path / "src", tmp_path / "out", workers=0, progress=False, chunk_size=4)
+    assert not (tmp_path / "out/manifest.json").exists()
+    # Allowed on a rerun: the decoded chunks are kept, nothing is decoded again.
+    monkeypatch.setattr(images_mod, "load_fixed_size", _fail_if_called)
+    report = prepare(
+        tmp_path / "src", tmp_path / "out", workers=0, progress=False, chunk_size=4, allow_empty_classes=True
+    )
+    assert report["classes_without_images"] == ["durian"] and report["splits"]["train"]["skipped"] == 5
+
+
+@pytest.mark.parametrize("inside", [".", "train", "train/apple/store"])
+def test_destination_inside_the_source_is_refused(tmp_path, inside):
+    make_tree(tmp_path / "src")
+    before = sorted(str(p) for p in (tmp_path / "src").rglob("*"))
+    with pytest.raises(PrepareError, match="inside the source tree|is the source tree"):
+        prepare(tmp_path / "src", tmp_path / "src" / inside, workers=0, progress=False)
+    assert sorted(str(p) for p in (tmp_path / "src").rglob("*")) == before  # nothing written
+
+
+def test_rerun_names_the_option_that_differs(tmp_path, monkeypatch):
+    make_tree(tmp_path / "src")
+    prepare(tmp_path / "src", tmp_path / "done", workers=0, progress=False, size=64, chunk_size=3)
+    with pytest.raises(PrepareError, match=r"size \(--size\) is 64 there, 72 now"):
+        prepare(tmp_path / "src", tmp_path / "done", workers=0, progress=False, size=72, chunk_size=3)
+
+    def hook(ev, split, chunk):
+        if ev == "recorded" and chunk == 1:
+            raise _Interrupt()
+
+    monkeypatch.setattr(prepare_mod, "_hook", hook)
+    with pytest.raises(_Interrupt):
+        prepare(tmp_path / "src", tmp_path / "part", workers=0, progress=False, size=64, chunk_size=2)
+    monkeypatch.setattr(prepare_mod, "_hook", None)
+    with pytest.raises(PrepareError, match=r"chunk_size \(--chunk-size\) is 2 there, 3 now"):
+        prepare(tmp_path / "src", tmp_path / "part", workers=0, progress=False, size=64, chunk_size=3)
+    Image.fromarray(_photo(300, 300, 99)).save(tmp_path / "src/train/apple/new.JPEG")
+    with pytest.raises(PrepareError, match=r"file counts are \{'train': 15, 'val': 3\}, there \{'train': 14"):
+        prepare(tmp_path / "src", tmp_path / "part", workers=0, progress=False, size=64, chunk_size=2)
+
+
+def test_a_label_file_that_would_not_be_read_is_refused(tmp_path):
+    make_tree(tmp_path / "src", flat_val=False)
+    (tmp_path / "labels.txt").write_text("x.JPEG apple\n")
+    with pytest.raises(PrepareError, match="only for a flat .* has class folders"):
+        prepare(tmp_path / "src", tmp_path / "out", val_labels=tmp_path / "labels.txt", progress=False)
+    shutil.rmtree(tmp_path / "src/val")
+    with pytest.raises(PrepareError, match="only for a flat .* does not exist"):
+        prepare(tmp_path / "src", tmp_path / "out", val_labels=tmp_path / "labels.txt", progress=False)
+    assert not (tmp_path / "out").exists()

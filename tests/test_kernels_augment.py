@@ -343,6 +343,23 @@ def test_kernel_train_augment_in_the_loader(kernel_device):
             assert batches == 3
 
 
+def test_kernel_train_augment_with_loader_threads(kernel_device):
+    """threads > 1 leaves a one-launch augment whole (whole_batch): the same batches as
+    threads=1, no host concatenation of device arrays; `stream` names where they are made."""
+    rng = np.random.default_rng(22)
+    x = images(rng, 9, 36, 36)
+    stats = dict(seed=5, mean=x.mean(0).astype(np.float32), eigvals=EIGVALS, eigvecs=EIGVECS, crop=32)
+    aug = A.KernelTrainAugment(backend=kernel_device.name, **stats)
+    assert (aug.stream is None) == (kernel_device.name == "emu")
+    with BatchLoader((x, np.arange(9)), 4, shuffle=True, seed=3, augment=aug, threads=3) as threaded, \
+            BatchLoader((x, np.arange(9)), 4, shuffle=True, seed=3, augment=aug) as single:
+        pairs = list(zip(threaded, single))
+    assert len(pairs) == 3
+    for (tx, ty), (sx, sy) in pairs:
+        np.testing.assert_array_equal(ty, sy)
+        np.testing.assert_array_equal(kernel_device.get(tx), kernel_device.get(sx))
+
+
 @pytest.mark.emu
 def test_kernel_train_augment_rejects_cpu_and_non_uint8():
     with pytest.raises(ValueError, match="'emu' or 'cuda'"):

@@ -349,3 +349,42 @@ def test_emulator_speed_on_a_conv(capsys):
         print(f"\n[emu] conv3 13x13x256 -> 384, batch 1: {dt:.3f} s, "
               f"{2 * 169 * 384 * 2304 / dt / 1e9:.2f} GFLOP/s", end="")
     assert dt < 30
+
+
+@pytest.mark.parametrize("stride,padding,groups", [(1, 1, 1), (2, (0, 1, 1, 0), 2), (3, 0, 1)])
+def test_dgrad_and_wgrad_alone_equal_conv2d_backward(kernel_device, cpu, stride, padding, groups):
+    """conv2d_dgrad / conv2d_wgrad (what conv_bench times one direction at a time) give
+    conv2d_backward's dx and (dw, db) bit for bit, on the kernels and on the reference."""
+    rng = np.random.default_rng(41 + stride)
+    x, w = rand(rng, 2, 9, 8, 4), rand(rng, 6, 3, 3, 4 // groups)
+    g = checks.check_conv_args(x, w, None, stride, padding, groups)
+    dy = rand(rng, 2, g.p, g.q, 6)
+    kw = dict(stride=stride, padding=padding, groups=groups)
+    for ops, put, get in ((kernel_device.ops, kernel_device.put, kernel_device.get), (cpu, np.asarray, np.asarray)):
+        xd, wd, dyd = (put(a) for a in (x, w, dy))
+        dx, dw, db = (get(a) for a in ops.conv2d_backward(xd, wd, dyd, **kw))
+        np.testing.assert_array_equal(get(ops.conv2d_dgrad(dyd, wd, x.shape, **kw)), dx)
+        dw1, db1 = ops.conv2d_wgrad(xd, dyd, w.shape, **kw)
+        np.testing.assert_array_equal(get(dw1), dw)
+        np.testing.assert_array_equal(get(db1), db)
+    # and the kernels' halves against the float64 reference
+    dx64, dw64, db64 = cpu.conv2d_backward(up(x), up(w), up(dy), **kw)
+    ops = kernel_device.ops
+    assert_close("conv2d_backward", kernel_device.get(ops.conv2d_dgrad(kernel_device.put(dy), kernel_device.put(w),
+                                                                       x.shape, **kw)), dx64, "dx")
+    dw1, db1 = ops.conv2d_wgrad(kernel_device.put(x), kernel_device.put(dy), w.shape, **kw)
+    assert_close("conv2d_backward", kernel_device.get(dw1), dw64, "dw")
+    assert_close("conv2d_backward", kernel_device.get(db1), db64, "db")
+
+
+@pytest.mark.parametrize("backend_name", ["cpu", "emu"])
+def test_dgrad_wgrad_reject_bad_shapes(backend_name):
+    ops = ccn.backend(backend_name)
+    rng = np.random.default_rng(5)
+    x, w, dy = rand(rng, 1, 5, 5, 2), rand(rng, 3, 3, 3, 2), rand(rng, 1, 3, 3, 3)
+    with pytest.raises(ValueError, match="conv2d_dgrad: x_shape must be 4 non-negative ints"):
+        ops.conv2d_dgrad(dy, w, (1, 5, 5))
+    with pytest.raises(TypeError, match="conv2d_wgrad: w_shape must be a shape"):
+        ops.conv2d_wgrad(x, dy, None)
+    with pytest.raises(ValueError, match="conv2d_dgrad: dy must have shape"):
+        ops.conv2d_dgrad(dy, w, (1, 7, 7, 2))

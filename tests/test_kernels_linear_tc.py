@@ -252,6 +252,18 @@ def test_gemm_tc_binding_refuses_fp32():
                         "fp32", 0)
 
 
+@pytest.mark.emu
+@pytest.mark.parametrize("which", ["M", "N", "K"])
+def test_gemm_tc_refuses_extents_whose_tile_loop_would_wrap(which):
+    """A tile origin (k0 = 16 kt, m0 = 64 blockIdx.y) near 2^31 would wrap: refused first."""
+    emu = ccn.backend("emu")
+    a = np.ones(4, np.float32)
+    dims = {"M": 1, "N": 1, "K": 1, which: 2**31 - 4}
+    with pytest.raises(ValueError, match=rf"gemm_tc: {which} = {2**31 - 4} is larger than"):
+        emu.ext.gemm_tc(a.ctypes.data, a.ctypes.data, a.ctypes.data, 0, dims["M"], dims["N"], dims["K"], False,
+                        False, 1.0, 0.0, False, "tf32", 0)
+
+
 # ---------------------------------------------------------------- the pipeline's hazards
 @pytest.mark.emu
 def test_gemm_tc_driver_matches_in_every_order(tmp_path):

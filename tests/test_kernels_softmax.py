@@ -1,6 +1,7 @@
 """Softmax cross-entropy and top-k errors (csrc/softmax.cuh) against the reference:
 loss and probabilities within the table's tolerance, the gradient bit for bit (same
-operations in the same order), top-k counts exact with the reference's tie rule."""
+operations in the same order), top-k counts exact with the reference's rule (a label tied
+with the k-th class, or a non-finite row, is an error)."""
 from __future__ import annotations
 
 import numpy as np
@@ -61,15 +62,65 @@ def test_softmax_label_dtypes_and_loss_type(kernel_device, cpu):
         assert isinstance(loss, np.float32)  # like the reference's NumPy scalar
 
 
+def brute_force_topk(probs, labels, k):
+    """The rule spelt out one example at a time, independently of the vectorised reference."""
+    errors = 0
+    for row, label in zip(probs.tolist(), labels.tolist()):
+        if not all(np.isfinite(row)):
+            errors += 1
+            continue
+        at_least = sum(1 for c, v in enumerate(row) if c != label and v >= row[label])
+        errors += at_least >= k
+    return errors
+
+
 @given(n=st.integers(1, 8), classes=st.integers(1, 12), levels=st.integers(1, 4), seed=st.integers(0, 2**31),
-       ks=st.lists(st.integers(1, 14), min_size=1, max_size=4))
-def test_topk_matches_reference_with_ties(kernel_device, cpu, n, classes, levels, seed, ks):
-    """Probabilities drawn from a few levels: many ties, resolved in the label's favour."""
+       ks=st.lists(st.integers(1, 14), min_size=1, max_size=4),
+       poison=st.sampled_from([None, np.nan, np.inf, -np.inf]))
+def test_topk_matches_reference_with_ties(kernel_device, cpu, n, classes, levels, seed, ks, poison):
+    """Probabilities drawn from a few levels: many ties, each one counted against the model;
+    optionally one non-finite value in a random row (an error for every k)."""
     rng = np.random.default_rng(seed)
     probs = rng.integers(0, levels, (n, classes)).astype(np.float32) / levels
     labels = rng.integers(0, classes, n)
+    if poison is not None:
+        probs[rng.integers(0, n), rng.integers(0, classes)] = poison
     got = kernel_device.ops.topk_errors(kernel_device.put(probs), kernel_device.put(labels), ks=ks)
-    assert got == cpu.topk_errors(probs, labels, ks=ks)
+    want = cpu.topk_errors(probs, labels, ks=ks)
+    assert got == want
+    assert want == {k: brute_force_topk(probs, labels, k) for k in ks}
+
+
+@pytest.mark.parametrize("name", ["cpu", "emu"])
+def test_topk_uniform_output_is_all_errors(name):
+    """A uniform output (e.g. fc8 weights all zero) ties every class: 100 % error, not 0 %."""
+    got = ccn.backend(name).topk_errors(np.full((4, 10), .1, np.float32), np.arange(4))
+    assert got == {1: 4, 5: 4}
+
+
+F = np.float32
+# (probs row, label, ks, {k: errors}): ties at the k-th place, non-finite rows, all-equal rows.
+TOPK_CASES = [
+    ([.4, .4, .2], 0, (1, 2), {1: 1, 2: 0}),             # tied for first: top-1 error, top-2 correct
+    ([.4, .4, .2], 1, (1, 2), {1: 1, 2: 0}),             # same from the other side (no order bias)
+    ([.5, .3, .1, .1], 2, (3, 4), {3: 1, 4: 0}),          # two above and a tie: top-3 error, top-4 ok
+    ([.3, .3, .3, .1], 0, (2, 3), {2: 1, 3: 0}),          # tied with exactly k-1 = 2 others: top-3 ok
+    ([.3, .3, .3, .1], 0, (1, 2), {1: 1, 2: 1}),          # ... with k-1 = 1 other's room: errors
+    ([.7, .2, .1], 0, (1, 5), {1: 0, 5: 0}),              # a strict maximum is correct
+    ([.25, .25, .25, .25], 3, (1, 3, 4, 9), {1: 1, 3: 1, 4: 0, 9: 0}),  # all equal: needs k >= classes
+    ([np.nan, .5, .5], 1, (1, 5), {1: 1, 5: 1}),          # NaN elsewhere in the row
+    ([.5, np.nan, .5], 1, (1, 5), {1: 1, 5: 1}),          # NaN at the label
+    ([np.inf, .1, .1], 0, (1, 5), {1: 1, 5: 1}),          # +inf at the label (would rank first)
+    ([-np.inf, .9, .1], 1, (1,), {1: 1}),                 # -inf elsewhere
+    ([1.0], 0, (1, 5), {1: 0, 5: 0}),                     # one class
+]
+
+
+@pytest.mark.parametrize("row, label, ks, want", TOPK_CASES)
+def test_topk_rule_instances(kernel_device, cpu, row, label, ks, want):
+    probs, labels = np.array([row], F), np.array([label])
+    assert cpu.topk_errors(probs, labels, ks=ks) == want
+    assert kernel_device.ops.topk_errors(kernel_device.put(probs), kernel_device.put(labels), ks=ks) == want
 
 
 def test_topk_alexnet_and_many_ks(kernel_device, cpu):
@@ -121,3 +172,30 @@ def test_softmax_rejects_bad_input(kernel_device):
         ops.softmax_cross_entropy(logits, put(np.array([0, 1])))
     with pytest.raises(ValueError, match="ks entry must be >= 1"):
         ops.topk_errors(logits, put(np.array([0, 1, 2])), ks=(0,))
+
+
+def test_check_labels_false_skips_only_the_range_check(kernel_device, monkeypatch):
+    """check_labels=False (for labels checked once, outside a timed loop) gives the same
+    results and makes no label-range read; the default still refuses bad labels."""
+    from cuda_convnet.backends.kernel_ops import softmax as softmax_ops
+
+    rng = np.random.default_rng(12)
+    logits = rng.standard_normal((6, 11)).astype(np.float32)
+    labels = rng.integers(0, 11, 6).astype(np.int32)
+    ops, put, get = kernel_device.ops, kernel_device.put, kernel_device.get
+    loss, probs = ops.softmax_cross_entropy(put(logits), put(labels))
+    d = ops.softmax_cross_entropy_backward(probs, put(labels))
+    checked = []
+    real = softmax_ops._check_label_values
+    monkeypatch.setattr(softmax_ops, "_check_label_values", lambda *a: checked.append(a[0]) or real(*a))
+    loss2, probs2 = ops.softmax_cross_entropy(put(logits), put(labels), check_labels=False)
+    d2 = ops.softmax_cross_entropy_backward(probs2, put(labels), check_labels=False)
+    assert checked == []
+    assert float(get(loss2)) == float(get(loss))
+    np.testing.assert_array_equal(get(probs2), get(probs))
+    np.testing.assert_array_equal(get(d2), get(d))
+    bad = labels.copy()
+    bad[2] = 11
+    with pytest.raises(ValueError, match="label"):
+        ops.softmax_cross_entropy(put(logits), put(bad))
+    assert checked == ["softmax_cross_entropy"]

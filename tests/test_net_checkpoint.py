@@ -1,4 +1,4 @@
-"""Checkpoints: round trip, bit-identical resume, atomic writes, bad files (DESIGN.md §8.4-5)."""
+"""Checkpoints: round trip, bit-identical resume, atomic writes, bad files (ARCHITECTURE.md §8.4-5)."""
 from __future__ import annotations
 
 import json
@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from net_support import batch, one_blas_thread, requires_ops, tiny_net  # noqa: F401
 
-from cuda_convnet import SGD, Net, PlateauSchedule, models
+from cuda_convnet import SGD, PlateauSchedule, models
+from cuda_convnet.net import CheckpointError, load_checkpoint, save_checkpoint
 from cuda_convnet.net import checkpoint as ckmod
-from cuda_convnet.net import load_checkpoint
 from cuda_convnet.training import fit
 
 pytestmark = pytest.mark.usefixtures("one_blas_thread")
@@ -30,7 +30,7 @@ def test_round_trip(tmp_path):
     sched.step(0.5)
     sched.step(0.6)
     path = tmp_path / "run" / "ck.npz"  # the folder is created
-    net.save(path, optimizer=opt, schedule=sched, extra={"epoch": 7, "note": "hi"})
+    save_checkpoint(path, net, optimizer=opt, schedule=sched, extra={"epoch": 7, "note": "hi"})
     assert os.listdir(path.parent) == ["ck.npz"]  # no temporary file left behind
     ck = load_checkpoint(path)
     assert ck.net.spec() == net.spec() and ck.net.step == net.step == 2 == ck.step
@@ -41,8 +41,8 @@ def test_round_trip(tmp_path):
     assert ck.optimizer.hyperparameters() == opt.hyperparameters()
     assert ck.schedule.state_dict() == sched.state_dict()
     assert ck.schedule.optimizer is ck.optimizer
-    # Net.load: the net alone; other devices on request.
-    again = Net.load(path, devices="cpu")
+    # The net alone, on other devices on request.
+    again = load_checkpoint(path, devices="cpu").net
     np.testing.assert_array_equal(again.parameters()[0].data, net.parameters()[0].data)
     # The manifest is plain JSON inside the .npz.
     with np.load(path) as z:
@@ -54,16 +54,16 @@ def test_named_arrays_round_trip(tmp_path):
     """`arrays=` (e.g. the training mean image, for classifying files from the checkpoint alone)."""
     net = tiny_net(towers=1, seed=1)
     mean = np.random.default_rng(0).uniform(0, 255, (20, 20, 3)).astype(np.float32)
-    net.save(tmp_path / "ck.npz", arrays={"mean": mean, "names": np.array(["a", "b"])}, extra={"crop": 16})
+    save_checkpoint(tmp_path / "ck.npz", net, arrays={"mean": mean, "names": np.array(["a", "b"])}, extra={"crop": 16})
     ck = load_checkpoint(tmp_path / "ck.npz")
     np.testing.assert_array_equal(ck.arrays["mean"], mean)
     assert ck.arrays["mean"].dtype == np.float32 and list(ck.arrays["names"]) == ["a", "b"]
     assert ck.extra == {"crop": 16} and ck.optimizer is None
     assert load_checkpoint(tmp_path / "ck.npz").net.num_parameters() == net.num_parameters()
     with pytest.raises(TypeError, match="dtype object"):  # would need pickle to read back
-        net.save(tmp_path / "bad.npz", arrays={"x": np.array([{}, 1], dtype=object)})
+        save_checkpoint(tmp_path / "bad.npz", net, arrays={"x": np.array([{}, 1], dtype=object)})
     assert not (tmp_path / "bad.npz").exists()
-    net.save(tmp_path / "plain.npz")
+    save_checkpoint(tmp_path / "plain.npz", net)
     assert load_checkpoint(tmp_path / "plain.npz").arrays == {}
 
 
@@ -91,7 +91,7 @@ def check_resume(tmp_path, devices, dtype):
     b = tiny_net(towers=2, devices=devices, dtype=dtype)
     b_opt = SGD(b.parameters(), lr=0.05)
     run_steps(b, b_opt, data[:3])
-    b.save(tmp_path / "ck.npz", optimizer=b_opt)
+    save_checkpoint(tmp_path / "ck.npz", b, optimizer=b_opt)
     del b, b_opt
     ck = load_checkpoint(tmp_path / "ck.npz")
     run_steps(ck.net, ck.optimizer, data[3:])
@@ -144,7 +144,7 @@ def test_fit_resume_is_bit_identical(tmp_path):
 def test_save_is_atomic(tmp_path, monkeypatch):
     net = tiny_net(towers=1)
     path = tmp_path / "ck.npz"
-    net.save(path)
+    save_checkpoint(path, net)
     good = path.read_bytes()
 
     def broken_savez(f, **arrays):
@@ -153,7 +153,7 @@ def test_save_is_atomic(tmp_path, monkeypatch):
 
     monkeypatch.setattr(ckmod.np, "savez", broken_savez)
     with pytest.raises(OSError, match="disk full"):
-        net.save(path)
+        save_checkpoint(path, net)
     assert path.read_bytes() == good
     assert os.listdir(tmp_path) == ["ck.npz"]
 
@@ -161,12 +161,12 @@ def test_save_is_atomic(tmp_path, monkeypatch):
 def test_truncated_checkpoint_is_a_clear_error(tmp_path):
     net = tiny_net(towers=2)
     path = tmp_path / "ck.npz"
-    net.save(path, optimizer=SGD(net.parameters()))
+    save_checkpoint(path, net, optimizer=SGD(net.parameters()))
     data = path.read_bytes()
     for cut in (10, len(data) // 2, len(data) - 30):
         bad = tmp_path / f"cut{cut}.npz"
         bad.write_bytes(data[:cut])
-        with pytest.raises(ValueError, match=f"{bad}: not a valid cuda_convnet checkpoint"):
+        with pytest.raises(CheckpointError, match=f"{bad}: not a valid cuda_convnet checkpoint"):
             load_checkpoint(bad)
 
 
@@ -183,7 +183,7 @@ def test_foreign_or_damaged_files_are_refused(tmp_path, make):
     elif make == "text":
         path.write_text("hello, world\n")
     else:
-        net.save(path)
+        save_checkpoint(path, net)
         with np.load(path) as z:
             arrays = {k: z[k] for k in z.files}
         manifest = json.loads(arrays["manifest"].tobytes())
@@ -198,11 +198,11 @@ def test_foreign_or_damaged_files_are_refused(tmp_path, make):
         if make != "bad_manifest":
             arrays["manifest"] = np.frombuffer(json.dumps(manifest).encode(), dtype=np.uint8)
         np.savez(path, **arrays)
-    with pytest.raises(ValueError, match=f"{path}: not a valid cuda_convnet checkpoint"):
+    with pytest.raises(CheckpointError, match=f"{path}: not a valid cuda_convnet checkpoint"):
         load_checkpoint(path)
 
 
-def test_missing_file_is_file_not_found(tmp_path):
-    with pytest.raises(FileNotFoundError, match="no such checkpoint"):
+def test_missing_file_is_a_checkpoint_error(tmp_path):
+    with pytest.raises(CheckpointError, match="no such checkpoint"):
         load_checkpoint(tmp_path / "nope.npz")
     assert zipfile  # (the .npz is a zip; truncation shows as BadZipFile underneath)

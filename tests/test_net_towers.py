@@ -1,4 +1,4 @@
-"""Two towers on two devices == one device's grouped form (DESIGN.md §6, §8.4): same weights
+"""Two towers on two devices == one device's grouped form (ARCHITECTURE.md §6, §8.4): same weights
 in, same outputs, loss and gradients out; on cpu now, on emu and cuda when they can."""
 from __future__ import annotations
 
@@ -13,14 +13,14 @@ pytestmark = pytest.mark.usefixtures("one_blas_thread")
 
 
 def _grads(net):
-    return {p.name: np.array(ccn.net.Device.to_host(p.grad)) for p in net.parameters()}
+    return {p.name: np.array(p.device.to_host(p.grad)) for p in net.parameters()}
 
 
 def assert_same_function(net2, net1, x, labels, *, rtol, atol, steps=2):
     """Outputs (test and training mode), loss, errors and gradients agree; then `steps`
     SGD steps keep them together (the optimizer updates each device once per step)."""
     net1.load_state_dict(models.map_weights(net2.state_dict(), net1))
-    to_host = ccn.net.Device.to_host
+    to_host = net2.devices[0].to_host  # every output here is on the first device
     np.testing.assert_allclose(to_host(net2.forward(x)), to_host(net1.forward(x)), rtol=rtol, atol=atol)
     np.testing.assert_allclose(to_host(net2.forward(x, train=True)), to_host(net1.forward(x, train=True)),
                                rtol=rtol, atol=atol)

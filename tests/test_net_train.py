@@ -8,7 +8,7 @@ from net_support import batch, one_blas_thread, requires_ops, tiny_net  # noqa: 
 
 from cuda_convnet import SGD, PlateauSchedule, models
 from cuda_convnet.net import NonFiniteError, load_checkpoint
-from cuda_convnet.training import evaluate, fit
+from cuda_convnet.training import fit, validation_pass
 
 pytestmark = pytest.mark.usefixtures("one_blas_thread")
 
@@ -24,13 +24,13 @@ def test_train_step_reduces_the_loss_on_digits(digits):
     net = models.digits_net(towers=2, weight_std="he", bias=0.1, seed=0)
     opt = SGD(net.parameters(), lr=0.1)
     x, y = digits.train_images[:64], digits.train_labels[:64]
-    before = evaluate(net, x, y)["loss"]
+    before = validation_pass(net, x, y)["loss"]
     for _ in range(20):
         stats = net.train_step(x, y, opt)
         assert set(stats) == {"loss", "top1_err", "top5_err"}
         assert 0 <= stats["top5_err"] <= stats["top1_err"] <= 1
     assert net.step == 20
-    after = evaluate(net, x, y)["loss"]
+    after = validation_pass(net, x, y)["loss"]
     assert after < 0.7 * before, (before, after)  # 2.36 -> 1.37 (dropout slows the start)
 
 
@@ -127,7 +127,8 @@ def test_nan_loss_stops_training_naming_the_step_and_layer():
     with pytest.raises(NonFiniteError, match="input batch"):
         bad = x.copy()
         bad[0, 0, 0, 0] = np.inf
-        tiny_net(towers=1).train_step(bad, y, SGD(tiny_net(towers=1).parameters()))
+        other = tiny_net(towers=1)
+        other.train_step(bad, y, SGD(other.parameters()))
 
 
 @pytest.mark.filterwarnings("ignore::RuntimeWarning")
@@ -145,9 +146,73 @@ def test_nan_in_fit_keeps_the_last_good_checkpoint(tmp_path, digits):
     with pytest.raises(NonFiniteError, match="step 2") as e:
         fit(net, opt, poisoned, val, epochs=3, batch_size=32, checkpoint=ckpt, resume=ckpt, progress=False,
             log=None)
-    assert "the last good checkpoint" in "".join(getattr(e.value, "__notes__", []))
+    assert f"{ckpt} on disk holds the checkpoint written after epoch 1" in "".join(e.value.__notes__)
     assert ckpt.read_bytes() == good
     assert load_checkpoint(ckpt).extra["epoch"] == 1
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+def test_diverged_validation_stops_training_and_keeps_the_checkpoint(tmp_path, digits):
+    """A huge learning rate: the epoch's one training step has a finite loss, but the weights it
+    leaves give NaN probabilities. That epoch must not reach the schedule (a NaN never becomes
+    its best), must not overwrite the good checkpoint on disk, and the message says what is
+    there."""
+    train = (digits.train_images[:64], digits.train_labels[:64])
+    val = (digits.val_images[:32], digits.val_labels[:32])
+    ckpt = tmp_path / "ck.npz"
+    good_net = models.digits_net(towers=1, weight_std="he", bias=0.1)
+    fit(good_net, SGD(good_net.parameters(), lr=0.02), train, val, epochs=1, batch_size=64, checkpoint=ckpt,
+        progress=False, log=None)
+    good = ckpt.read_bytes()
+
+    net = models.digits_net(towers=1, weight_std="he", bias=0.1, seed=3)
+    opt = SGD(net.parameters(), lr=1e35)
+    sched = PlateauSchedule(opt)
+    with pytest.raises(NonFiniteError, match="training stopped after step 1") as e:
+        fit(net, opt, train, val, epochs=3, batch_size=64, schedule=sched, checkpoint=ckpt, progress=False,
+            log=None)
+    notes = "".join(e.value.__notes__)
+    assert f"nothing of this epoch was saved: {ckpt} on disk holds the checkpoint written after epoch 1" in notes
+    assert ckpt.read_bytes() == good
+    assert sched.best is None and sched.evaluations == 0 and opt.lr == 1e35
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ck.npz"]
+
+    # With no checkpoint file at all, the message says so.
+    net = models.digits_net(towers=1, weight_std="he", bias=0.1, seed=3)
+    with pytest.raises(NonFiniteError) as e:
+        fit(net, SGD(net.parameters(), lr=1e35), train, val, epochs=1, batch_size=64,
+            checkpoint=tmp_path / "new.npz", progress=False, log=None)
+    assert f"there is no checkpoint at {tmp_path / 'new.npz'}" in "".join(e.value.__notes__)
+    assert not (tmp_path / "new.npz").exists()
+
+
+def test_validation_pass_counts_ties_and_nan_as_errors():
+    """A uniform output (all classes tied) is 100 % wrong; NaN outputs are errors with a NaN loss."""
+    class Fixed:
+        dtype = np.float32
+
+        def __init__(self, value):
+            self.value = value
+
+        def predict(self, x):
+            return np.full((len(x), 10), self.value, np.float32)
+
+    x, y = np.zeros((7, 3), np.float32), np.arange(14)[::2] // 2  # strided labels, as a column of a table
+    assert validation_pass(Fixed(0.1), x, y, batch_size=3) == {
+        "top1_err": 1.0, "top5_err": 1.0, "loss": pytest.approx(np.log(10)), "non_finite": 0}
+    got = validation_pass(Fixed(np.nan), x, y, batch_size=3)
+    assert (got["top1_err"], got["top5_err"], got["non_finite"]) == (1.0, 1.0, 7) and np.isnan(got["loss"])
+
+
+def test_schedule_refuses_a_non_finite_error():
+    net = tiny_net(towers=1)
+    sched = PlateauSchedule(SGD(net.parameters()), patience=1)
+    for bad in (float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="validation error is"):
+            sched.step(bad)
+    assert sched.best is None and sched.evaluations == 0
+    sched.step(0.5)
+    assert sched.best == 0.5
 
 
 def test_fit_history_and_schedule(tmp_path, digits):
@@ -194,3 +259,18 @@ def test_cuda_training_follows_the_reference(digits):
     _, gpu_losses = _train_digits(("cuda:0", "cuda:0"), digits, 4)
     _, cpu_losses = _train_digits(("cpu", "cpu"), digits, 4)
     np.testing.assert_allclose(gpu_losses, cpu_losses, rtol=5e-3)
+
+
+def test_on_disk_says_what_the_checkpoint_file_holds(tmp_path, digits):
+    from cuda_convnet.training import on_disk
+
+    ckpt = tmp_path / "ck.npz"
+    assert on_disk(None) == "no checkpoint file is written by this run"
+    assert on_disk(ckpt) == f"there is no checkpoint at {ckpt}"
+    net = models.digits_net(towers=1, weight_std="he", bias=0.1)
+    fit(net, SGD(net.parameters(), lr=0.02), (digits.train_images[:64], digits.train_labels[:64]),
+        (digits.val_images[:32], digits.val_labels[:32]), epochs=2, batch_size=64, checkpoint=ckpt, progress=False,
+        log=None)
+    assert on_disk(ckpt) == f"{ckpt} on disk holds the checkpoint written after epoch 2"
+    ckpt.write_bytes(ckpt.read_bytes()[:100])
+    assert on_disk(ckpt).startswith(f"the file at {ckpt} is not a readable checkpoint ({ckpt}: not a valid")

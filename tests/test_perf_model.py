@@ -84,6 +84,9 @@ def test_calibrate_reads_bench_json(tmp_path):
     out = pm.calibrate([path], pred)
     assert f"| conv2 | fwd | {2 * pred[('conv2', 'fwd')]:.3f} | {pred[('conv2', 'fwd')]:.3f} | 2.00 |" in out
     assert "1 measured rows have no prediction" in out
+    # a benchmark that failed wrote no JSON: its file is named, the others still calibrate
+    out = pm.calibrate([tmp_path / "absent.json", path], pred)
+    assert "no measurements (file missing)" in out and "absent.json" in out and "| conv2 | fwd |" in out
 
 
 def test_prediction_from_the_real_sass():

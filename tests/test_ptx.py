@@ -1,4 +1,4 @@
-"""The PTX wrappers of csrc/ptx/ (DESIGN.md §5): their emulator models against NumPy
+"""The PTX wrappers of csrc/ptx/ (ARCHITECTURE.md §5): their emulator models against NumPy
 models written from the PTX ISA, in every thread order, and planted bugs that must fail.
 
 tests/simt/ptx_driver.cpp runs the kernels of tests/simt/ptx_kernels.cuh and

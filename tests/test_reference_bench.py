@@ -1,4 +1,4 @@
-"""The CPU benchmark harness runs (DESIGN.md §9: the benchmarks run on the CPU too, so the
+"""The CPU benchmark harness runs (ARCHITECTURE.md §9: the benchmarks run on the CPU too, so the
 harness itself is always tested): ``bench/reference_bench.py --smoke`` validates the
 reference against PyTorch and prints both times and their ratio.
 """

@@ -1,4 +1,4 @@
-"""Bad input gives a clear TypeError/ValueError naming the argument (DESIGN.md §8.5), and
+"""Bad input gives a clear TypeError/ValueError naming the argument (ARCHITECTURE.md §8.5), and
 the shared output-size rules of ``cuda_convnet.shapes``.
 
 These run against the reference ops; the emu and cuda backends call the same

@@ -1,5 +1,5 @@
 """Central-difference gradient checks of every differentiable reference op, float64
-(DESIGN.md §8.1), over hypothesis-drawn small shapes and parameters.
+(ARCHITECTURE.md §8.1), over hypothesis-drawn small shapes and parameters.
 
 Each op gets a directional check on many draws (cheap: two forward passes) and an
 element-wise check on one or two tiny fixed cases (pins the wrong element if any).

@@ -140,7 +140,7 @@ def test_lrn_window_definition(size, divide):
 
 
 def test_lrn_paper_formula_differs_from_code_by_alpha_over_n():
-    """The two conventions are the same op with alpha scaled by n (DESIGN.md §3)."""
+    """The two conventions are the same op with alpha scaled by n (ARCHITECTURE.md §3)."""
     x = np.random.default_rng(5).standard_normal((1, 2, 2, 8)) * 10
     np.testing.assert_allclose(R.lrn(x, alpha=5e-4, divide_alpha_by_size=True),
                                R.lrn(x, alpha=1e-4, divide_alpha_by_size=False), rtol=1e-14)
@@ -166,13 +166,15 @@ def test_softmax_backward_is_mean_gradient():
 def test_topk_errors_and_ties():
     probs = np.array([
         [0.1, 0.6, 0.3],    # label 1: top-1 correct
-        [0.5, 0.5, 0.0],    # label 1 tied with class 0: tie goes to the label -> correct
-        [0.2, 0.3, 0.5],    # label 0: rank 2 (two classes strictly more probable)
-        [0.4, 0.35, 0.25],  # label 2: rank 2
+        [0.5, 0.5, 0.0],    # label 1 tied with class 0: a tie counts against -> top-1 error
+        [0.2, 0.3, 0.5],    # label 0: two classes at least as probable
+        [0.4, 0.35, 0.25],  # label 2: two classes at least as probable
     ])
     labels = np.array([1, 1, 0, 2])
-    assert R.topk_errors(probs, labels) == {1: 2, 5: 0}
-    assert R.topk_errors(probs, labels, ks=(1, 2, 3)) == {1: 2, 2: 2, 3: 0}
+    assert R.topk_errors(probs, labels) == {1: 3, 5: 0}
+    assert R.topk_errors(probs, labels, ks=(1, 2, 3)) == {1: 3, 2: 2, 3: 0}
+    probs[0, 2] = np.nan  # a non-finite row is an error for every k
+    assert R.topk_errors(probs, labels, ks=(1, 2, 3)) == {1: 4, 2: 3, 3: 1}
 
 
 # ----------------------------------------------------------------------------- SGD

@@ -1,4 +1,4 @@
-"""Philox4x32-10 known answers and the dropout keep-mask contract (§4.2, DESIGN.md §3).
+"""Philox4x32-10 known answers and the dropout keep-mask contract (§4.2, ARCHITECTURE.md §3).
 
 The mask definition in ``cuda_convnet/random.py``'s docstring is what the CUDA kernel is
 written from, so it is pinned here by a second, scalar implementation in plain Python

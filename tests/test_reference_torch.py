@@ -1,4 +1,4 @@
-"""PyTorch CPU as the independent oracle for the reference ops, float64 (DESIGN.md §8.1).
+"""PyTorch CPU as the independent oracle for the reference ops, float64 (ARCHITECTURE.md §8.1).
 
 Gradient checks prove backward matches forward; they cannot prove forward is the right
 function. Here an independent implementation does: conv2d (groups, strides, asymmetric

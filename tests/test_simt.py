@@ -1,4 +1,4 @@
-"""The SIMT emulator's self-tests (DESIGN.md §5): correct kernels give exact answers in
+"""The SIMT emulator's self-tests (ARCHITECTURE.md §5): correct kernels give exact answers in
 every thread order, and planted bugs are caught — a removed __syncthreads gives a wrong
 answer, a divergent barrier raises instead of hanging, and the ASan build reports an
 out-of-bounds shared-memory index."""
@@ -43,7 +43,7 @@ def test_gemm_passes_in_every_order(tmp_path, toolkit):
 
 def test_removing_any_syncthreads_from_gemm_is_caught(tmp_path):
     """Delete each __syncthreads of the GEMM kernel in turn: every mutant must give a
-    wrong answer in at least one thread order (the issue's acceptance criterion)."""
+    wrong answer in at least one thread order."""
     for line, mutant_dir in sb.syncthreads_mutants("gemm.cuh", tmp_path):
         exe = sb.build([sb.SIMT_DIR / "gemm_driver.cpp"], mutant_dir, include_first=mutant_dir)
         caught = [o for o in ORDERS if sb.run(exe, o).returncode != 0]

@@ -1,4 +1,4 @@
-"""The convolution kernels on the SIMT emulator, outside the extension (DESIGN.md §5, the
+"""The convolution kernels on the SIMT emulator, outside the extension (ARCHITECTURE.md §5, the
 idea of tests/test_simt.py applied to csrc/conv_*.cuh): tests/simt/conv_driver.cpp runs
 them against a double-precision loop in every thread order, and deleting any one
 __syncthreads from a convolution kernel gives a wrong answer in at least one order."""

@@ -22,7 +22,7 @@ inline void bind_memory_bound(py::module_& m) {
   // ---------------------------------------------------------------- LRN
   m.def(
       "lrn_forward",
-      [](std::uintptr_t x, std::uintptr_t y, long long rows, int channels, int size, float alpha, float neg_beta,
+      [](std::uintptr_t x, std::uintptr_t y, long long rows, int channels, long long size, float alpha, float neg_beta,
          float k, std::uintptr_t stream, int kernel) {
         py::gil_scoped_release nogil;
         ccn::lrn_forward(ptr<const float>(x), ptr<float>(y), rows, channels, size, alpha, neg_beta, k,
@@ -34,7 +34,7 @@ inline void bind_memory_bound(py::module_& m) {
   m.def(
       "lrn_backward",
       [](std::uintptr_t x, std::uintptr_t y, std::uintptr_t dy, std::uintptr_t dx, long long rows, int channels,
-         int size, float alpha, float neg_beta, float k, float coef, std::uintptr_t stream, int kernel) {
+         long long size, float alpha, float neg_beta, float k, float coef, std::uintptr_t stream, int kernel) {
         py::gil_scoped_release nogil;
         ccn::lrn_backward(ptr<const float>(x), ptr<const float>(y), ptr<const float>(dy), ptr<float>(dx), rows,
                           channels, size, alpha, neg_beta, k, coef, stream_of(stream), kernel);
@@ -118,7 +118,8 @@ inline void bind_memory_bound(py::module_& m) {
                          static_cast<int>(ks.size()), ptr<int>(counts), stream_of(stream));
       },
       py::arg("probs"), py::arg("labels"), py::arg("rows"), py::arg("classes"), py::arg("ks"), py::arg("counts"),
-      py::arg("stream") = 0, "counts[j] += top-ks[j] errors; counts is a zeroed int32 array.");
+      py::arg("stream") = 0, "counts[j] += top-ks[j] errors (rank = #classes != label with prob >= the label's; error iff rank >= k\n"
+      "or the row holds a non-finite value); counts is a zeroed int32 array.");
 
   // ---------------------------------------------------------------- SGD
   m.def(

@@ -1,5 +1,5 @@
 // Float32 -> TF32 / BF16 conversions (PTX ISA, "Data Movement and Conversion Instructions:
-// cvt"), the operand rounding of the tensor-core paths (DESIGN.md §10).
+// cvt"), the operand rounding of the tensor-core paths (ARCHITECTURE.md §4, "Precision").
 //
 // cvt_rna_tf32(x)        cvt.rna.tf32.f32: round to nearest, ties away from zero, to 10
 //                        explicit mantissa bits; returns the 32-bit register (the low 13

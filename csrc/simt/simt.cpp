@@ -1,4 +1,4 @@
-// SIMT emulator runtime: the grid/block/fiber scheduler behind simt.h (DESIGN.md §5).
+// SIMT emulator runtime: the grid/block/fiber scheduler behind simt.h (ARCHITECTURE.md §5).
 //
 // A launch spreads its blocks over OS worker threads (CCN_SIMT_THREADS, default: the
 // machine's cores). A block runs on one worker:

@@ -1,4 +1,4 @@
-// SIMT emulator: runs unchanged CUDA kernel source on the CPU (DESIGN.md §5).
+// SIMT emulator: runs unchanged CUDA kernel source on the CPU (ARCHITECTURE.md §5).
 //
 // Included (instead of cuda_runtime.h) when csrc/ is compiled by g++ for the `_emu`
 // extension. It supplies what kernel code uses: the CUDA keywords, threadIdx/blockIdx/

@@ -1,4 +1,4 @@
-"""The three backends behind one op interface (DESIGN.md §2).
+"""The three backends behind one op interface (ARCHITECTURE.md §2).
 
     backend("cpu")   NumPy reference ops (cuda_convnet.reference): the definition of the math
     backend("emu")   NumPy arrays through cuda_convnet._emu: the CUDA kernels on the SIMT emulator
@@ -31,13 +31,14 @@ def backend(name: str):
 
         return KernelBackend("emu", load("_emu"), numpy)
     if name == "cuda":
-        from .._ext import has_cuda, load
+        from .._ext import cuda_unavailable_reason, has_cuda, load
         from .kernels import KernelBackend
 
         if not has_cuda():
             raise RuntimeError(
-                "the cuda backend needs cuda_convnet._C built with CUDA, a GPU with a driver, and CuPy "
-                "(pip install 'cuda_convnet[cuda13]'); see cuda_convnet.build_info()"
+                f"the cuda backend is unavailable: {cuda_unavailable_reason()}. It needs cuda_convnet._C built "
+                "with CUDA, a GPU with a driver, and CuPy (pip install 'cuda_convnet[cuda13]'); see "
+                "cuda_convnet.build_info()"
             )
         import cupy
 

@@ -3,7 +3,10 @@
 One module per command in this package, each with `add_parser(subparsers)` (which sets
 `func`) and the code it runs; common.py holds what train, eval and predict share (the
 model table, --devices, opening stores and checkpoints). Errors a user can fix (bad paths, bad arguments) are raised
-as `UsageError` and printed as one line, not a traceback.
+as `UsageError` and printed as one line, not a traceback, exit status 2; argparse's own errors (an unknown flag, a
+number out of range: see args.py) are printed as one line too. Every check of an input or an output path is made
+before the work that needs it starts. A failure of the machine during the work (a full disk, out of memory) is one
+line too, with exit status 1.
 """
 from __future__ import annotations
 
@@ -11,16 +14,25 @@ import argparse
 import importlib
 import sys
 
+from .._ext import ExtensionMissing
+
 # Command modules, in the order `--help` lists them.
-COMMANDS = ("demo", "prepare", "train", "eval", "predict", "selfcheck")
+COMMANDS = ("demo", "prepare", "train", "eval", "predict", "selfcheck", "experiment", "figure")
 
 
 class UsageError(Exception):
     """A problem with the user's input: printed as one line, exit status 2."""
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, with a usage error printed as one line (no usage block), exit status 2."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="cuda-convnet",
         description="AlexNet (Krizhevsky, Sutskever, Hinton 2012) on hand-written CUDA kernels.",
     )
@@ -31,12 +43,27 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
+    # File names are bytes on POSIX; one that is not UTF-8 arrives here surrogate-escaped
+    # (os.fsdecode).  Printing it writes its original bytes back, as `ls` does, instead of
+    # raising UnicodeEncodeError halfway through the output.
+    for stream in (sys.stdout, sys.stderr):
+        if hasattr(stream, "reconfigure") and stream.errors == "strict":
+            stream.reconfigure(errors="surrogateescape")
     args = build_parser().parse_args(argv)
+    args.command_line = list(sys.argv[1:] if argv is None else argv)  # recorded by experiment/figure outputs
     try:
         return int(args.func(args) or 0)
-    except UsageError as e:
+    except (UsageError, ExtensionMissing) as e:  # ExtensionMissing: no build, or a stale one
         print(f"cuda-convnet {args.command}: error: {e}", file=sys.stderr)
         return 2
+    except OSError as e:  # a file the command reads or writes (permissions, a full disk, a file for a folder)
+        where = f"{e.filename}: " if e.filename is not None else ""
+        print(f"cuda-convnet {args.command}: error: {where}{e.strerror or e}", file=sys.stderr)
+        return 1
+    except MemoryError:  # e.g. --batch-size or --size far beyond this machine: say so, without a traceback
+        print(f"cuda-convnet {args.command}: error: out of memory (is a batch or an image size too large for this machine?)",
+              file=sys.stderr)
+        return 1
     except KeyboardInterrupt as e:
         print(f"cuda-convnet {args.command}: interrupted{': ' + str(e) if str(e) else ''}", file=sys.stderr)
         return 130

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import tempfile
 from dataclasses import dataclass
 
 import numpy as np
@@ -76,6 +77,21 @@ def check_crop(model: ModelChoice, crop: int | None, store_size: int) -> int:
     return crop
 
 
+def crop_coverage_warning(model: ModelChoice, crop: int, store_size: int) -> str | None:
+    """A warning when the store's image size is not the one `model` is meant for: the
+    fraction of each image a crop covers (training sees only that much of each image).
+
+    The run goes on (a smaller store than intended may be a deliberate choice); the line
+    says how to get the model's own geometry.
+    """
+    if store_size == model.store_size:
+        return None
+    meant = model.store_size
+    return (f"--model {model.name}'s {crop}x{crop} crops cover {100 * crop * crop / store_size ** 2:.0f}% of each of "
+            f"the store's {store_size}x{store_size} images (the model is meant for {meant}x{meant} images, "
+            f"{100 * crop * crop / meant ** 2:.0f}%: prepare with --size {meant})")
+
+
 # -- devices ---------------------------------------------------------------------------------
 def parse_devices(arg, flag: str = "--devices") -> tuple[str, ...]:
     """One or two device names from a comma-separated argument, each checked to run a Net.
@@ -119,6 +135,80 @@ def towers(names) -> tuple[str, str]:
     return tuple(names) * 2 if len(names) == 1 else tuple(names)
 
 
+# -- outputs ---------------------------------------------------------------------------------
+def output_dir(path, flag: str = "--out") -> str:
+    """Check, before any work, that the output folder `path` can be made and written
+    (it is not created here); return it absolute. UsageError saying why not."""
+    path = os.path.abspath(os.fspath(path))
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise UsageError(f"{flag} {path}: exists and is a file, expected a folder")
+    existing = path
+    while not os.path.exists(existing):  # the first ancestor that exists is where mkdir writes
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing):
+        raise UsageError(f"{flag} {path}: {existing} is a file, so the folder cannot be made")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise UsageError(f"{flag} {path}: {existing} is not writable")
+    # What os.access cannot tell (a read-only or special file system, root's access):
+    # make a scratch folder where the output will be made, and remove it.
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix=".write-check-", dir=existing))
+    except OSError as e:
+        raise UsageError(f"{flag} {path}: cannot create the folder ({e.strerror})") from None
+    return path
+
+
+def output_file(path, flag: str) -> None:
+    """Check that the file `path` can be written, before the work whose result goes there."""
+    path = os.fspath(path)
+    parent = os.path.dirname(os.path.abspath(path))
+    if os.path.isdir(path):
+        raise UsageError(f"{flag} {path}: is a folder, expected a file name")
+    if not os.path.isdir(parent):
+        raise UsageError(f"{flag} {path}: no such folder {parent}")
+    if not os.access(parent, os.W_OK | os.X_OK) or (os.path.exists(path) and not os.access(path, os.W_OK)):
+        raise UsageError(f"{flag} {path}: not writable")
+    # What os.access cannot tell (a read-only or special file system, root's access):
+    # open it for appending, which changes nothing, and remove it if it is new.
+    existed = os.path.exists(path)
+    try:
+        with open(path, "ab"):
+            pass
+        if not existed:
+            os.remove(path)
+    except OSError as e:
+        raise UsageError(f"{flag} {path}: cannot be written ({e.strerror})") from None
+
+
+# -- --resume ---------------------------------------------------------------------------------
+def resume_settings(ckpt, recorded: dict, given: dict, flags: dict) -> dict:
+    """The settings a resumed run uses: `recorded` (the checkpoint's), with `given` (the
+    command line's; None = not given) allowed only where it equals the recorded value.
+
+    A resumed run continues bit-identically only with every recorded setting unchanged
+    (batch order and augmentation follow the seed and batch size; the optimizer and the
+    schedule carry their own state), so a different value is refused, naming the flag
+    and both values. flags: setting -> its command-line flag. Returns setting -> value.
+    """
+    from . import UsageError
+
+    changed = []
+    for key, flag in flags.items():
+        value = given.get(key)
+        if value is None:
+            continue
+        shown = flag if value is True else f"{flag} {value}"
+        if key not in recorded:
+            changed.append(f"{shown} (the checkpoint records no {flag})")
+        elif value != recorded[key]:
+            was = f"without {flag}" if recorded[key] is None else f"with {flag} {recorded[key]}"
+            changed.append(f"{shown} (the run was trained {was})")
+    if changed:
+        raise UsageError(f"--resume continues {ckpt} bit-identically, so its settings cannot change: "
+                         f"{'; '.join(changed)}; leave these flags out to keep the recorded values")
+    return {key: recorded.get(key) if given.get(key) is None else given[key] for key in flags}
+
+
 # -- stores and checkpoints ------------------------------------------------------------------
 def subset(n: int, limit: int | None) -> np.ndarray | None:
     """Indices of `limit` of n examples, evenly spaced (a store is in class order); None = all."""
@@ -157,24 +247,24 @@ def checkpoint_path(path) -> str:
 
 def read_manifest(path):
     """The manifest of a checkpoint (for what `train --resume` must match); one-line errors."""
-    from ..net.checkpoint import read_checkpoint
+    from ..net.checkpoint import CheckpointError
+    from ..net.checkpoint import read_manifest as read
 
     try:
-        manifest, _ = read_checkpoint(path)
-    except (FileNotFoundError, ValueError) as e:
+        return read(path)
+    except CheckpointError as e:  # every fault of a checkpoint file, its path first
         raise UsageError(str(e)) from None
-    return manifest
 
 
 def load_model(path, devices):
     """load_checkpoint(path) with the towers on `devices` (one name: all towers on it)."""
-    from ..net import load_checkpoint
+    from ..net import CheckpointError, load_checkpoint
 
     path = checkpoint_path(path)
     devs = devices[0] if len(devices) == 1 else list(devices)
     try:
         return load_checkpoint(path, devices=devs)
-    except (FileNotFoundError, ValueError) as e:
+    except (CheckpointError, ValueError) as e:  # ValueError: the devices do not fit the net
         msg = str(e)
         raise UsageError(msg if msg.startswith(path) else f"{path}: {msg}") from None
 

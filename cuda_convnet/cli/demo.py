@@ -26,43 +26,75 @@ import time
 
 
 def add_parser(sub):
+    from .args import nonnegative_int, path, positive_float, positive_int
+
     p = sub.add_parser("demo", help="train a small AlexNet-style net on the digits dataset (about a minute on a CPU)")
     p.add_argument("--device", default=None,
                    help="cpu, emu or cuda:N, or two comma-separated (one per tower); default: cuda:0 when a GPU "
                         "is usable, else cpu")
-    p.add_argument("--epochs", type=int, default=None, help="epochs (default 20, or 2 with --quick)")
+    p.add_argument("--epochs", type=positive_int, default=None, help="epochs (default 20, or 2 with --quick)")
     p.add_argument("--quick", action="store_true", help="a few seconds: a subset of the data, 2 epochs (for tests)")
-    p.add_argument("--out", default="demo_out", help="output folder for the checkpoint and curves (default ./demo_out)")
-    p.add_argument("--batch", type=int, default=32, help="batch size (default 32)")
-    p.add_argument("--lr", type=float, default=0.02, help="initial learning rate (default 0.02)")
-    p.add_argument("--patience", type=int, default=3,
+    p.add_argument("--out", type=path, default="demo_out", help="output folder for the checkpoint and curves (default ./demo_out)")
+    p.add_argument("--batch", type=positive_int, default=None, help="batch size (default 32)")
+    p.add_argument("--lr", type=positive_float, default=None, help="initial learning rate (default 0.02)")
+    p.add_argument("--patience", type=positive_int, default=None,
                    help="epochs without validation improvement before lr /= 10 (default 3)")
-    p.add_argument("--max-drops", type=int, default=2, help="at most this many lr drops (default 2)")
-    p.add_argument("--width", type=int, default=2, help="layer width multiplier of models.digits_config (default 2)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.npz")
-    p.add_argument("--threads", type=int, default=1,
+    p.add_argument("--max-drops", type=nonnegative_int, default=None, help="at most this many lr drops (default 2)")
+    p.add_argument("--width", type=positive_int, default=None, help="layer width multiplier of models.digits_config (default 2)")
+    p.add_argument("--seed", type=nonnegative_int, default=None, help="(default 0)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue OUT/checkpoint.npz with its recorded settings (a different --batch, --lr, "
+                        "--patience, --max-drops, --width, --seed or --quick is refused: the run would not "
+                        "continue bit-identically); --epochs is the new total")
+    p.add_argument("--threads", type=positive_int, default=1,
                    help="BLAS threads for the cpu backend (default 1: see below)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=run)
+
+
+# Settings recorded in the checkpoint and their defaults; on --resume a flag left out takes
+# the recorded value, one given must equal it (cli/common.py resume_settings).
+_DEFAULTS = {"batch": 32, "lr": 0.02, "patience": 3, "max_drops": 2, "width": 2, "seed": 0, "quick": None}
+_FLAGS = {"batch": "--batch", "lr": "--lr", "patience": "--patience", "max_drops": "--max-drops",
+          "width": "--width", "seed": "--seed", "quick": "--quick"}
+
+
+def _settings(args, ckpt):
+    """The run's settings (and the checkpoint's extra to record them): the defaults, the
+    recorded ones on --resume, and the command line's (refused where they differ)."""
+    from . import UsageError
+    from .common import read_manifest, resume_settings
+
+    given = {k: getattr(args, k) for k in _FLAGS}
+    given["quick"] = True if args.quick else None
+    if args.resume:
+        if not os.path.exists(ckpt):
+            raise UsageError(f"--resume: no checkpoint at {ckpt}")
+        recorded = read_manifest(ckpt).get("extra", {})
+        recorded = {**recorded, "quick": recorded.get("quick") or None} if "batch" in recorded else recorded
+        given = resume_settings(ckpt, recorded, given, _FLAGS)
+    settings = {k: _DEFAULTS[k] if given[k] is None else given[k] for k in _FLAGS}
+    settings["quick"] = bool(settings["quick"])
+    return settings
 
 
 def run(args):
     from .. import SGD, PlateauSchedule, models
     from ..data.digits import load_digits
     from . import UsageError
-    from .common import parse_devices, towers
+    from .common import output_dir, parse_devices, towers
 
     t_start = time.perf_counter()
     devices = towers(parse_devices(args.device, flag="--device"))
-    epochs = args.epochs if args.epochs is not None else (2 if args.quick else 20)
-    if epochs < 1 or args.batch < 1 or args.width < 1:
-        raise UsageError("--epochs, --batch and --width must be >= 1")
-    out = os.path.abspath(args.out)
-    os.makedirs(out, exist_ok=True)
+    out = output_dir(args.out)
     ckpt = os.path.join(out, "checkpoint.npz")
-    if args.resume and not os.path.exists(ckpt):
-        raise UsageError(f"--resume: no checkpoint at {ckpt}")
+    for k, v in _settings(args, ckpt).items():
+        setattr(args, k, v)
+    epochs = args.epochs if args.epochs is not None else (2 if args.quick else 20)
+    try:
+        os.makedirs(out, exist_ok=True)
+    except OSError as e:
+        raise UsageError(f"--out {out}: cannot create the folder ({e.strerror})") from None
 
     data = load_digits(size=32, standardize=True, seed=args.seed)
     x_train, y_train, x_val, y_val = data.train_images, data.train_labels, data.val_images, data.val_labels
@@ -80,7 +112,7 @@ def run(args):
     print(f"SGD: lr {args.lr:g}, momentum 0.9, weight decay 5e-4, batch {args.batch}; lr /10 after "
           f"{args.patience} epochs without improvement (at most {args.max_drops} times)")
 
-    # One BLAS thread: this net's matrices are small, and on the 2-core development machine
+    # One BLAS thread: this net's matrices are small, and on a 2-core x86 CPU
     # OpenBLAS's second thread made a training step 5-20x SLOWER whenever anything else was
     # running (0.04-0.07 s -> 0.37-0.92 s per batch of 32, measured): its threads spin
     # waiting for each other. threadpoolctl ships with scikit-learn, the dataset's package.
@@ -97,7 +129,8 @@ def _train(args, net, opt, schedule, x_train, y_train, x_val, y_val, background,
 
     return fit(net, opt, (x_train, y_train), (x_val, y_val), epochs=epochs, batch_size=args.batch,
                schedule=schedule, augment=DigitsAugment(seed=args.seed, pad=4, fill=background), seed=args.seed,
-               checkpoint=ckpt, resume=ckpt if args.resume else None, progress=not args.no_progress)
+               checkpoint=ckpt, resume=ckpt if args.resume else None, progress=not args.no_progress,
+               extra={k: getattr(args, k) for k in _FLAGS})
 
 
 def _report(args, history, out, ckpt, n_val, t_start):

@@ -8,37 +8,48 @@ the net sees its centre crop, or the ten views of §4.1 with the softmax outputs
 minus the training mean image. A checkpoint written by `train` carries the class names,
 the mean image and the store's image size, so nothing else is needed; for one that does
 not (or to relabel), --classes-from STORE takes them from the store it was trained on.
+
+A file that cannot be read (missing, not an image, truncated) does not stop the others:
+every readable file is classified, each unreadable one gets one line on stderr, and the
+exit status is then 2.
 """
 from __future__ import annotations
+
+import sys
 
 import numpy as np
 
 
 def add_parser(sub):
+    from .args import path, positive_int
+
     p = sub.add_parser("predict", help="top-5 classes and probabilities of image files",
                        description="Classify image files with a trained checkpoint: the --top most probable "
                                    "classes and their softmax probabilities.")
-    p.add_argument("checkpoint", metavar="CKPT", help="checkpoint file, or a training folder")
+    p.add_argument("checkpoint", type=path, metavar="CKPT", help="checkpoint file, or a training folder")
     p.add_argument("images", nargs="+", metavar="IMAGE", help="image files (JPEG, PNG, ... any Pillow reads)")
-    p.add_argument("--classes-from", default=None, metavar="STORE",
+    p.add_argument("--classes-from", type=path, default=None, metavar="STORE",
                    help="take the class names (and the mean image and size, if the checkpoint lacks them) from "
                         "this store")
-    p.add_argument("--top", type=int, default=5, help="how many classes to list (default 5)")
+    p.add_argument("--top", type=positive_int, default=5, help="how many classes to list (default 5)")
     p.add_argument("--ten-crop", action="store_true",
                    help="average the softmax over the ten views of §4.1 (default: the centre crop)")
-    p.add_argument("--batch-size", type=int, default=32, help="images per forward pass (default 32)")
+    p.add_argument("--batch-size", type=positive_int, default=32, help="images per forward pass (default 32)")
     p.add_argument("--devices", default=None,
                    help="cpu, emu or cuda:N (or two, one per tower); default cuda:0 when a GPU is usable, else cpu")
     p.set_defaults(func=run)
 
 
 def decode(path, size: int) -> np.ndarray:
-    """data.images.load_fixed_size with one-line errors naming the file."""
+    """data.images.load_fixed_size (the decoder `prepare` uses, EXIF orientation
+    included) with one-line errors naming the file."""
     import os
 
     from ..data.images import load_fixed_size
     from . import UsageError
 
+    if os.path.isdir(path):
+        raise UsageError(f"{path}: is a folder, not an image file")
     if not os.path.isfile(path):
         raise UsageError(f"{path}: no such file")
     try:
@@ -81,9 +92,19 @@ def run(args):
     scale = ck.extra.get("input_scale", 1.0)  # the views' scale the net was trained on (cli/common.py)
     k = min(args.top, len(classes))
     width = max(len(c) for c in classes)
+    failed = 0
     for lo in range(0, len(args.images), args.batch_size):
-        paths = args.images[lo:lo + args.batch_size]
-        batch = np.stack([decode(p, size) for p in paths])  # every file of the batch decodes, or nothing prints
+        paths, decoded = [], []
+        for path in args.images[lo:lo + args.batch_size]:
+            try:
+                decoded.append(decode(path, size))
+                paths.append(path)
+            except UsageError as e:  # this file only: report it, go on with the others
+                print(f"cuda-convnet predict: error: {e}", file=sys.stderr)
+                failed += 1
+        if not decoded:
+            continue
+        batch = np.stack(decoded)
         views = test_views(batch, mean, crop=crop, ten_crop=args.ten_crop)
         views = (views if args.ten_crop else views[None]) * np.float32(scale)
         probs = np.mean([net.predict(np.ascontiguousarray(v, dtype=net.dtype)) for v in views], axis=0)
@@ -91,4 +112,5 @@ def run(args):
             print(path)
             for rank, c in enumerate(np.argsort(-p, kind="stable")[:k], start=1):
                 print(f"  {rank}. {classes[c]:<{width}}  {p[c]:.4f}")
-    return 0
+        sys.stdout.flush()  # results before the next batch's error lines, in a terminal too
+    return 2 if failed else 0

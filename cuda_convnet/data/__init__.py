@@ -1,12 +1,16 @@
-"""The data pipeline (DESIGN.md §7; paper §2, §4.1, §6).  One job per module:
+"""The data pipeline (ARCHITECTURE.md §7; paper §2, §4.1, §6).  One job per module:
 
     images.py    decode one file -> RGB, shorter side 256, centre 256x256 (§2)
     stats.py     exact streaming mean image and RGB covariance PCA (§2, §4.1)
     store.py     the packed memory-mapped store format; ImageStore reads a split
     prepare.py   ImageNet-style tree -> store, multi-process, resumable
-    augment.py   training views (crop, flip, PCA lighting, mean; Philox recipe for the
-                 CUDA kernel) and test views (centre or ten-crop) (§4.1)
-    evaluate.py  top-1 / top-5 error, ten-crop and multi-model averaging (§4.1, §6)
+    scan.py      prepare's walk and checks of the source tree (classes, file lists)
+    workers.py   prepare's decoding processes (they end with their parent)
+    augment.py   training-view augmenters for the loader (the crop, flip, PCA lighting,
+                 mean recipe itself is the reference op, reference/augment.py) and test
+                 views (centre or ten-crop) (§4.1)
+    evaluate.py  top-1 / top-5 error, ten-crop and multi-model averaging (§4.1, §6),
+                 counted by the backend op topk_errors
     loader.py    BatchLoader: shuffled batches prepared in a background thread
     cifar.py     CIFAR-10 python batches (Krizhevsky's pickle format)
     digits.py    scikit-learn's 8x8 digits as a tiny offline demo dataset
@@ -28,7 +32,7 @@ _EXPORTS = {
     "test_views": "augment",
     "ten_crop_offsets": "augment",
     "evaluate": "evaluate",
-    "topk_errors": "evaluate",
+    "topk_error_rates": "evaluate",
     "BatchLoader": "loader",
     "load_cifar10": "cifar",
     "load_digits": "digits",

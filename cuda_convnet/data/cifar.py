@@ -10,7 +10,7 @@ each a Python-2 pickle of a dict:
     b"labels"      list of N ints in 0..9
     b"label_names" (batches.meta) list of 10 byte strings
 
-We return NHWC uint8 (N, 32, 32, 3) (DESIGN.md §3: activations are NHWC), int32
+We return NHWC uint8 (N, 32, 32, 3) (ARCHITECTURE.md §3: activations are NHWC), int32
 labels and str names.  No download: pass the extracted directory or the .tar.gz.
 
 The files are pickles, and unpickling can run code; the reader only allows the NumPy

@@ -8,9 +8,11 @@ the ten patches" (the four corners, the centre, and their reflections).
 models.  So the prediction for an image is the plain mean of softmax probabilities over
 (models x views), and the errors are computed from that mean.
 
-Ties: the label counts as within the top k when fewer than k classes have a strictly
-higher probability than it (so a tie never counts against the model; with real
-probabilities ties are essentially absent).
+Counting: the backend op ``topk_errors`` (cuda_convnet.reference.softmax) is the one
+definition of the rule, and every count here comes from it: an image is top-k correct
+only when fewer than k classes other than its label have a mean probability >= the
+label's, and its mean probabilities are finite. A tie never counts in the model's favour
+(a uniform output is 100 % wrong) and a NaN output is an error, never a hit.
 
     res = evaluate(net.predict, "out/", split="val", ten_crop=True)
     res.top1, res.top5, res.per_class["n01440764"], res.write_per_class_csv("err.csv")
@@ -31,16 +33,27 @@ import numpy as np
 from .augment import ten_crop_offsets, view
 
 
-def label_ranks(probs: np.ndarray, labels: np.ndarray) -> np.ndarray:
-    """Per example: how many classes have a strictly higher probability than the label."""
-    probs = np.asarray(probs)
-    labels = np.asarray(labels, dtype=np.int64)
-    p_true = probs[np.arange(len(labels)), labels]
-    return (probs > p_true[:, None]).sum(axis=1)
+def _count_topk(probs, labels, ks) -> dict[int, int]:
+    # The one counting rule: the backend op (host arrays, so the cpu backend's).
+    from ..backends import backend
+
+    return backend("cpu").topk_errors(np.ascontiguousarray(probs), np.ascontiguousarray(labels), ks=ks)
 
 
-def topk_errors(probs, labels, ks=(1, 5)) -> dict[int, float]:
-    """{k: error rate} for probabilities (N, classes) and integer labels (N,)."""
+def error_rates(counts: dict[int, int], n: int) -> dict[int, float]:
+    """{k: count / n} from ``topk_errors`` counts over n examples (n >= 1)."""
+    if n < 1:
+        raise ValueError(f"error rates need at least one example, got n={n}")
+    return {k: c / n for k, c in counts.items()}
+
+
+def topk_error_rates(probs, labels, ks=(1, 5)) -> dict[int, float]:
+    """{k: top-k error rate} for probabilities (N, classes) and integer labels (N,), N >= 1.
+
+    The counts of the backend op ``topk_errors`` (its rule: a label tied with the k-th
+    class, or a non-finite row, is an error) divided by N. Raises ValueError/TypeError for
+    bad shapes or labels, or no examples.
+    """
     probs = np.asarray(probs)
     labels = np.asarray(labels)
     if probs.ndim != 2 or labels.shape != (probs.shape[0],):
@@ -49,8 +62,22 @@ def topk_errors(probs, labels, ks=(1, 5)) -> dict[int, float]:
         )
     if len(labels) == 0:
         raise ValueError("no examples")
-    ranks = label_ranks(probs, labels)
-    return {k: float(np.mean(ranks >= k)) for k in ks}
+    return error_rates(_count_topk(probs, labels, ks), len(labels))
+
+
+def per_class_topk_counts(probs, labels, num_classes: int, ks=(1, 5)) -> np.ndarray:
+    """int64 (num_classes, len(ks)): top-k error counts of each label's examples.
+
+    One ``topk_errors`` call per label present, so the per-class counts follow the same
+    rule as the totals (and sum to them).
+    """
+    out = np.zeros((num_classes, len(ks)), dtype=np.int64)
+    labels = np.asarray(labels)
+    for c in np.unique(labels):
+        rows = labels == c
+        got = _count_topk(probs[rows], labels[rows], ks)
+        out[c] = [got[k] for k in ks]
+    return out
 
 
 @dataclass
@@ -61,6 +88,7 @@ class EvalResult:
     views: int
     models: int
     per_class: dict = field(repr=False)  # class name -> {"count", "top1_error", "top5_error"}
+    non_finite: int = 0  # images whose averaged probabilities held a NaN/inf (counted as errors)
     probs: np.ndarray | None = field(default=None, repr=False)  # (N, classes) averaged, if asked
     labels: np.ndarray | None = field(default=None, repr=False)
 
@@ -71,12 +99,15 @@ class EvalResult:
             "count": self.count,
             "views": self.views,
             "models": self.models,
+            "non_finite": self.non_finite,
             "per_class": self.per_class,
         }
 
     def write_per_class_csv(self, path: str | os.PathLike) -> None:
         """class,count,top1_error,top5_error -- one row per class, in class-index order."""
-        with open(path, "w", newline="") as f:
+        # Class names are folder names: bytes that may not be UTF-8 (surrogate-escaped by
+        # os.fsdecode); surrogateescape writes those bytes back as they were.
+        with open(path, "w", newline="", encoding="utf-8", errors="surrogateescape") as f:
             w = csv.writer(f)
             w.writerow(["class", "count", "top1_error", "top5_error"])
             for name, r in self.per_class.items():
@@ -90,19 +121,14 @@ class EvalResult:
                 )
 
 
-def per_class_errors(ranks: np.ndarray, labels: np.ndarray, classes: list[str]) -> dict:
-    n = len(classes)
-    count = np.bincount(labels, minlength=n)
-    wrong1 = np.bincount(labels, weights=(ranks >= 1), minlength=n)
-    wrong5 = np.bincount(labels, weights=(ranks >= 5), minlength=n)
+def per_class_errors(wrong: np.ndarray, labels: np.ndarray, classes: list[str]) -> dict:
+    """{class name: {"count", "top1_error", "top5_error"}} from per_class_topk_counts (ks 1, 5)."""
+    count = np.bincount(labels, minlength=len(classes))
     out = {}
     for c, name in enumerate(classes):
         k = int(count[c])
-        out[name] = {
-            "count": k,
-            "top1_error": float(wrong1[c] / k) if k else None,
-            "top5_error": float(wrong5[c] / k) if k else None,
-        }
+        rates = error_rates({1: int(wrong[c, 0]), 5: int(wrong[c, 1])}, k) if k else {1: None, 5: None}
+        out[name] = {"count": k, "top1_error": rates[1], "top5_error": rates[5]}
     return out
 
 
@@ -115,10 +141,10 @@ def _check_probs(p, batch: int, num_classes: int | None, which: int) -> np.ndarr
     ):
         want = f"({batch}, {num_classes if num_classes is not None else 'classes'})"
         raise ValueError(f"predict_fn #{which} returned shape {p.shape}, expected {want}")
-    if not np.all(np.isfinite(p)):
-        raise ValueError(f"predict_fn #{which} returned non-finite values")
-    sums = p.sum(axis=1)
-    if np.any(p < -1e-6) or np.any(np.abs(sums - 1.0) > 1e-3):
+    # Non-finite rows (a diverged net) are not refused: they are counted, as errors.
+    finite = np.isfinite(p).all(axis=1)
+    sums = p[finite].sum(axis=1)
+    if np.any(p[finite] < -1e-6) or np.any(np.abs(sums - 1.0) > 1e-3):
         raise ValueError(
             f"predict_fn #{which} must return softmax probabilities (rows >= 0 summing to 1); "
             f"row sums range {sums.min():.4g}..{sums.max():.4g} -- logits?"
@@ -146,6 +172,11 @@ def evaluate(
         with images uint8 (N, S, S, 3); then pass `mean` (else no subtraction) and
         optionally `classes`.  A store supplies its own mean and class names.
     ten_crop: ten views (§4.1) or only the centre one.
+
+    Errors are counted by the backend op ``topk_errors`` on the averaged probabilities
+    (ties and non-finite rows are errors; ``non_finite`` says how many rows were not
+    finite). Raises ValueError for mismatched shapes, labels outside the classes, or a
+    predict_fn returning something other than probabilities; TypeError for bad predict_fns.
     """
     from .store import ImageStore
 
@@ -171,7 +202,8 @@ def evaluate(
     num_classes = len(classes) if classes is not None else None
 
     bar = _bar(len(labels), progress)
-    ranks = np.empty(len(labels), dtype=np.int64)
+    wrong = None  # (classes, 2) top-1 / top-5 error counts per class
+    non_finite = 0
     kept = [] if keep_probs else None
     try:
         for lo in range(0, len(labels), batch_size):
@@ -188,7 +220,10 @@ def evaluate(
             y = labels[lo : lo + len(batch)]
             if y.min() < 0 or y.max() >= num_classes:
                 raise ValueError(f"labels outside 0..{num_classes - 1}")
-            ranks[lo : lo + len(batch)] = label_ranks(acc, y)
+            if wrong is None:
+                wrong = np.zeros((num_classes, 2), dtype=np.int64)
+            wrong += per_class_topk_counts(acc, y, num_classes, ks=(1, 5))
+            non_finite += int((~np.isfinite(acc).all(axis=1)).sum())
             if kept is not None:
                 kept.append(acc.astype(np.float32))
             bar.update(len(batch))
@@ -196,13 +231,15 @@ def evaluate(
         bar.close()
     if classes is None:
         classes = [str(c) for c in range(num_classes)]
+    rates = error_rates({1: int(wrong[:, 0].sum()), 5: int(wrong[:, 1].sum())}, len(labels))
     return EvalResult(
-        top1=float(np.mean(ranks >= 1)),
-        top5=float(np.mean(ranks >= 5)),
+        top1=rates[1],
+        top5=rates[5],
+        non_finite=non_finite,
         count=len(labels),
         views=len(offsets),
         models=len(fns),
-        per_class=per_class_errors(ranks, labels, classes),
+        per_class=per_class_errors(wrong, labels, classes),
         probs=np.concatenate(kept) if kept is not None else None,
         labels=labels if keep_probs else None,
     )

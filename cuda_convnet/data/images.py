@@ -21,8 +21,10 @@ Choices the paper leaves open, stated once here:
   images are expanded, and images with transparency are composited over white (what a
   viewer shows on a white page; the colour under alpha=0 is undefined and often black).
   16-bit grayscale is scaled to 8 bits.
-- EXIF orientation is not applied: pixels are used as stored, as in the original
-  pipeline (and torchvision's ImageFolder).
+- EXIF orientation is applied (`PIL.ImageOps.exif_transpose`): a phone photo stored
+  sideways with an Orientation tag of 6 is turned upright before the rescale, as every
+  image viewer shows it.  `prepare` (training images) and `predict` (the user's files)
+  both decode through `load_fixed_size`, so the two always agree.
 - The format is sniffed from the content, not the name: a PNG named .JPEG decodes.
 """
 
@@ -31,7 +33,7 @@ from __future__ import annotations
 import os
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageOps
 
 # Pillow >= 9.1 names filters Image.Resampling.X; older ones Image.X.
 _BICUBIC = getattr(Image, "Resampling", Image).BICUBIC
@@ -91,6 +93,8 @@ def center_square_box(width: int, height: int) -> tuple[float, float, float, flo
 def load_fixed_size(path: str | os.PathLike, size: int = 256) -> np.ndarray:
     """Decode `path`, rescale shorter side to `size`, take the central size x size (§2).
 
+    The one decoder of the package: `prepare` and `predict` both call it, so a file is
+    seen the same way in training and in use.  EXIF orientation is applied first.
     Returns a C-contiguous uint8 array (size, size, 3), RGB.  Raises whatever Pillow
     raises for an unreadable or corrupt file (the caller records and skips it).
     """
@@ -101,7 +105,10 @@ def load_fixed_size(path: str | os.PathLike, size: int = 256) -> np.ndarray:
         if img.format == "JPEG":
             img.draft("RGB", (size, size))
         img.load()  # force the full decode now: truncated files fail here, inside `with`
-        rgb = to_rgb(img)
+        # Orientation: the draft above asked for both sides >= size, which a rotation by
+        # 90 degrees keeps true, so the transpose may come after it.
+        upright = ImageOps.exif_transpose(img)
+        rgb = to_rgb(upright)
         box = center_square_box(*rgb.size)
         out = rgb.resize((size, size), _BICUBIC, box=box)
         arr = np.asarray(out, dtype=np.uint8)

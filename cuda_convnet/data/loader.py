@@ -24,13 +24,14 @@ image index) a run is reproducible from its seed, and a resumed run
 On a GPU, `augment=KernelTrainAugment.from_store(store, seed=1, backend="cuda")` gives the
 same views from one fused kernel launch per batch (csrc/augment.cuh): the thread only
 gathers the uint8 batch and queues its upload and the kernel, and x arrives as a CuPy
-array on the consumer's stream (keep threads=1: the batch is already one launch).
+array on the consumer's stream. Such an augment says `whole_batch = True` (the batch is
+already one launch): the loader then calls it once per batch whatever `threads` is.
 
 `threads > 1` splits each batch's augmentation over a thread pool (sub-batch j of a batch
 at `offset` gets `offset + start of j`); that gives the same result only for augment
 functions that depend on offset + index alone, as TrainAugment does.  An augment with
 an `output_shape(n)` method is also passed `out=` (a slice of one preallocated batch).
-On the 2-core development machine threads=2 gains little: fresh 77 MB output batches
+On a 2-core x86 CPU threads=2 gains little: fresh 77 MB output batches
 cost page faults and the copies are memory-bound (see bench/loader_bench.py).
 
 Errors raised while preparing a batch (in augment, to_device, reading the store) are
@@ -200,7 +201,7 @@ class BatchLoader:
             self._put(q, _Failure(e), stop)
 
     def _augment(self, x, offset: int):
-        if self._pool is None or len(x) < 2 * self.threads:
+        if self._pool is None or len(x) < 2 * self.threads or getattr(self.augment, "whole_batch", False):
             return self.augment(x, offset=offset)
         bounds = np.linspace(0, len(x), self.threads + 1).astype(int)
         spans = list(zip(bounds[:-1], bounds[1:]))
@@ -217,7 +218,15 @@ class BatchLoader:
         parts = [
             self._pool.submit(self.augment, x[lo:hi], offset=offset + int(lo)) for lo, hi in spans
         ]
-        return np.concatenate([p.result() for p in parts])
+        results = [p.result() for p in parts]
+        if not all(isinstance(r, np.ndarray) for r in results):
+            kinds = sorted({type(r).__module__ + "." + type(r).__name__ for r in results})
+            raise TypeError(
+                f"BatchLoader(threads={self.threads}): augment returned {', '.join(kinds)}, not NumPy "
+                "arrays; sub-batches are joined on the host. Give the augment `whole_batch = True` "
+                "(one call per batch) or use threads=1"
+            )
+        return np.concatenate(results)
 
     @staticmethod
     def _put(q: queue.Queue, item, stop: threading.Event) -> bool:

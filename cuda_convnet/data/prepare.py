@@ -24,7 +24,23 @@ crash, power loss) a rerun truncates the partial file to the recorded length and
 continues at the first unrecorded chunk: finished chunks are never decoded again and
 nothing half-written survives.  manifest.json is written last; it marks the store
 complete.  A rerun on a complete store returns its report without work.  A rerun
-against a different tree (file list, sizes or options changed) is refused.
+against a different tree (file list, sizes or options changed) is refused, naming the
+option that differs and both values.
+
+Refused before any work: a destination inside the source tree (the store would become
+part of the tree it is made from), and a training class folder with no image files.
+A training class all of whose files turn out unreadable is refused after decoding
+(the decoded chunks are kept).  `allow_empty_classes=True` (CLI: --allow-empty-classes)
+accepts both: the class keeps its label and has no training images.
+
+File names are bytes on POSIX: a name that is not valid UTF-8 (a Latin-1 `Stra\xdfe.png`)
+is carried as Python's surrogate-escaped str (os.fsdecode) and written back as its
+original bytes (os.fsencode) in files.txt; report.json holds the escaped str, which
+json round-trips and os.fsencode turns back into the same bytes.
+
+Parts: scan.py walks and checks the source tree, workers.py decodes chunks in worker
+processes (which end with the parent, even a SIGKILLed one), this module drives them
+and writes the store.
 """
 
 from __future__ import annotations
@@ -32,19 +48,23 @@ from __future__ import annotations
 import concurrent.futures as cf
 import hashlib
 import json
-import multiprocessing
 import os
 import shutil
-import signal
-import sys
 import time
 from collections import deque
 from pathlib import Path
 
 import numpy as np
 
-from . import images as _images
-from .stats import PixelStats, chunk_sums
+from .scan import (
+    PrepareError,
+    check_not_inside,
+    classes_without_images,
+    kept_items,
+    quote_names,
+    scan_tree,
+)
+from .stats import PixelStats
 from .store import (
     FORMAT,
     MANIFEST,
@@ -52,16 +72,24 @@ from .store import (
     REPORT,
     STATS_FILES,
     VERSION,
+    encode_file_list,
     finalize_images_file,
     save_npy_atomic,
     write_bytes_atomic,
     write_json_atomic,
     write_stats,
 )
+from .workers import decode_chunk, make_executor
 
 PROGRESS_DIR = ".progress"
 STATE = "state.json"
-VAL_LABELS = "val_labels.txt"
+
+# How a file becomes pixels (data/images.py).  Part of a store's options: a store
+# decoded one way is never resumed or reused by code that decodes another way.
+DECODER = "pillow-bicubic-center, exif-orientation"
+
+# The options a store records, with the command-line flag that sets each (for messages).
+OPTION_FLAGS = {"size": "--size", "chunk_size": "--chunk-size", "decoder": "(decoder)"}
 
 # Test hook: called in the parent as _hook(event, split, chunk_index) with event
 # "appended" (chunk data written, not yet recorded) and "recorded" (state.json updated).
@@ -69,196 +97,48 @@ VAL_LABELS = "val_labels.txt"
 _hook = None
 
 
-class PrepareError(ValueError):
-    """The source tree or destination cannot be prepared (raised before any work)."""
-
-
-# -- scanning the source tree --------------------------------------------------------------
-def _listdir(path: Path) -> list[os.DirEntry]:
-    return sorted((e for e in os.scandir(path) if not e.name.startswith(".")), key=lambda e: e.name)
-
-
-def _scan_class_folders(
-    split_dir: Path, class_index: dict[str, int] | None, ignored: list[str], src: Path
-) -> list[tuple[str, int, int]]:
-    """[(relative path, label, size in bytes)] for split_dir/<class>/<image>."""
-    items = []
-    for d in _listdir(split_dir):
-        if not d.is_dir():
-            continue
-        if class_index is not None and d.name not in class_index:
-            raise PrepareError(f"{d.path}: class {d.name!r} is not a class of the training split")
-        label = class_index[d.name] if class_index is not None else None
-        for f in _listdir(Path(d.path)):
-            if f.is_file() and _images.is_image_name(f.name):
-                items.append((os.path.relpath(f.path, src), label, f.stat().st_size))
-            elif f.is_file():
-                ignored.append(os.path.relpath(f.path, src))
-    return items
-
-
-def _scan_flat_val(
-    val_dir: Path, labels_file: Path, class_index: dict[str, int], ignored: list[str], src: Path
-) -> tuple[list[tuple[str, int, int]], int]:
-    if not labels_file.is_file():
-        raise PrepareError(
-            f"{val_dir} holds images but no class folders, and there is no label file "
-            f"{labels_file} ('filename classname' per line)"
-        )
-    name_to_class = {}
-    for lineno, line in enumerate(labels_file.read_text().splitlines(), 1):
-        line = line.strip()
-        if not line or line.startswith("#"):
-            continue
-        parts = line.split()
-        if len(parts) != 2:
-            raise PrepareError(
-                f"{labels_file}:{lineno}: expected 'filename classname', got {line!r}"
-            )
-        fname, cls = parts
-        if cls not in class_index:
-            raise PrepareError(
-                f"{labels_file}:{lineno}: class {cls!r} is not a class of the training split"
-            )
-        name_to_class[fname] = class_index[cls]
-    items, unlabeled = [], []
-    for f in _listdir(val_dir):
-        if not f.is_file():
-            continue
-        if not _images.is_image_name(f.name):
-            if f.name != labels_file.name:
-                ignored.append(os.path.relpath(f.path, src))
-            continue
-        if f.name not in name_to_class:
-            unlabeled.append(f.name)
-            continue
-        items.append((os.path.relpath(f.path, src), name_to_class[f.name], f.stat().st_size))
-    if unlabeled:
-        raise PrepareError(
-            f"{labels_file}: no label for {len(unlabeled)} image(s) in {val_dir}, "
-            f"e.g. {unlabeled[:3]}"
-        )
-    unused = len(name_to_class) - len(items)
-    return items, unused
-
-
-def scan_tree(src: str | os.PathLike, val_labels: str | os.PathLike | None = None) -> dict:
-    """Find the classes and the (path, label, bytes) list of each split; validate the tree."""
-    src = Path(src)
-    if not src.exists():
-        raise PrepareError(f"{src}: source directory does not exist")
-    if not src.is_dir():
-        raise PrepareError(f"{src}: source is a file, expected a directory with train/ (and val/)")
-    train_dir = src / "train"
-    if not train_dir.is_dir():
-        raise PrepareError(f"{src}: no train/ directory (expected {train_dir}/<class>/<image>)")
-    classes = [d.name for d in _listdir(train_dir) if d.is_dir()]
-    if not classes:
-        raise PrepareError(
-            f"{train_dir}: no class directories (expected {train_dir}/<class>/<image>)"
-        )
-    class_index = {c: i for i, c in enumerate(classes)}
-    ignored: list[str] = []
-    splits = {"train": _scan_class_folders(train_dir, class_index, ignored, src)}
-    if not splits["train"]:
-        raise PrepareError(
-            f"{train_dir}: {len(classes)} class directories but no image files in them"
-        )
-    unused_val_labels = 0
-    val_dir = src / "val"
-    if val_dir.is_dir():
-        if any(d.is_dir() for d in _listdir(val_dir)):
-            splits["val"] = _scan_class_folders(val_dir, class_index, ignored, src)
-            ignored.extend(os.path.relpath(f.path, src) for f in _listdir(val_dir) if f.is_file())
-        else:
-            labels_file = Path(val_labels) if val_labels else src / VAL_LABELS
-            splits["val"], unused_val_labels = _scan_flat_val(
-                val_dir, labels_file, class_index, ignored, src
-            )
-        if not splits["val"]:
-            raise PrepareError(f"{val_dir}: exists but holds no image files")
-    return {
-        "classes": classes,
-        "splits": splits,
-        "ignored": ignored,
-        "unused_val_labels": unused_val_labels,
-    }
-
-
-def _fingerprint(tree: dict, size: int, chunk_size: int) -> str:
+def _fingerprint(tree: dict, options: dict) -> str:
     h = hashlib.sha256()
     h.update(
         json.dumps(
-            {
-                "format": FORMAT,
-                "version": VERSION,
-                "size": size,
-                "chunk_size": chunk_size,
-                "classes": tree["classes"],
-            }
+            {"format": FORMAT, "version": VERSION, **options, "classes": tree["classes"]},
+            sort_keys=True,
         ).encode()
     )
     for name, items in tree["splits"].items():
         h.update(name.encode())
         for rel, label, nbytes in items:
-            h.update(f"\0{rel}\0{label}\0{nbytes}".encode())
+            # fsencode: the name's own bytes (a surrogate-escaped name has no UTF-8 form)
+            h.update(b"\0" + os.fsencode(rel) + f"\0{label}\0{nbytes}".encode())
     return h.hexdigest()
 
 
-# -- the worker: decode one chunk ------------------------------------------------------------
-def _decode_chunk(src: str, rel_paths: list[str], size: int, with_stats: bool):
-    """Decode a chunk (runs in a worker process).
-
-    Returns (uint8 (k_ok, size, size, 3), [(index in chunk, reason)], sums or None).
-    Per-file failures never raise: any exception from one file skips that file.
-    """
-    out = np.empty((len(rel_paths), size, size, 3), dtype=np.uint8)
-    failed, k = [], 0
-    for i, rel in enumerate(rel_paths):
-        path = os.path.join(src, rel)
-        try:
-            if os.path.getsize(path) == 0:
-                raise ValueError("empty file (0 bytes)")
-            out[k] = _images.load_fixed_size(path, size)
-            k += 1
-        except Exception as e:  # noqa: BLE001 - any decoder error means "skip this file"
-            failed.append((i, f"{type(e).__name__}: {e}"))
-    out = out[:k]
-    sums = chunk_sums(out) if (with_stats and k) else None
-    return out, failed, sums
+def _tree_summary(tree: dict) -> dict:
+    """What a mismatch message can name: the classes and each split's file count."""
+    return {
+        "classes": len(tree["classes"]),
+        "files": {name: len(items) for name, items in tree["splits"].items()},
+    }
 
 
-def _mp_context():
-    # fork on Linux: workers inherit the imported modules (fast start) and, unlike spawn,
-    # do not re-run the caller's __main__ (a script without an `if __name__ ==
-    # "__main__"` guard, or code piped to `python -`, would otherwise break).  The workers
-    # only touch Pillow and NumPy, so forking a process with threads (tqdm's monitor) is
-    # safe here.  Elsewhere spawn, the only portable choice.
-    if sys.platform.startswith("linux"):
-        return multiprocessing.get_context("fork")
-    return multiprocessing.get_context("spawn")
-
-
-def _worker_init():
-    # Ctrl-C is for the parent: it stops submitting, lets the running chunks finish and
-    # exits with the finished chunks recorded.  Workers that died of the same SIGINT
-    # mid-chunk would only add noise (and a broken pool) to that.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-
-
-class _InlineExecutor:
-    """workers=0: decode in this process (debugging, profiling, tiny inputs)."""
-
-    def submit(self, fn, *args):
-        fut = cf.Future()
-        try:
-            fut.set_result(fn(*args))
-        except BaseException as e:  # noqa: BLE001 - delivered through the future
-            fut.set_exception(e)
-        return fut
-
-    def shutdown(self, wait=True, cancel_futures=False):
-        pass
+def _difference(recorded: dict | None, options: dict, tree: dict) -> str:
+    """Say what differs between a recorded preparation and this run (for PrepareError)."""
+    if not recorded:
+        return "recorded by an older version of prepare (no options recorded)"
+    rec_opts = recorded.get("options", {})
+    diffs = [
+        f"{key} ({OPTION_FLAGS.get(key, key)}) is {rec_opts.get(key)!r} there, {value!r} now"
+        for key, value in options.items()
+        if rec_opts.get(key) != value
+    ]
+    if diffs:
+        return "; ".join(diffs)
+    rec_tree, now = recorded.get("tree", {}), _tree_summary(tree)
+    if rec_tree.get("classes") != now["classes"]:
+        return f"the source has {now['classes']} classes, there {rec_tree.get('classes')}"
+    if rec_tree.get("files") != now["files"]:
+        return f"the source tree's file counts are {now['files']}, there {rec_tree.get('files')}"
+    return "the source tree's file names, labels or sizes changed"
 
 
 # -- the driver --------------------------------------------------------------------------------
@@ -271,34 +151,52 @@ def prepare(
     size: int = 256,
     chunk_size: int = 128,
     val_labels: str | os.PathLike | None = None,
+    allow_empty_classes: bool = False,
 ) -> dict:
     """Prepare src (see module docstring) into the store dst; return the report dict.
 
     workers: decoding processes (default os.cpu_count(); 0 decodes in this process).
     size: output side (256 in the paper).  chunk_size: images per resumable unit.
+    allow_empty_classes: keep a training class with no (readable) images instead of
+    refusing it.  Raises PrepareError (see the module docstring for when).
     """
     t0 = time.perf_counter()
     src, dst = Path(src), Path(dst)
     if dst.exists() and not dst.is_dir():
         raise PrepareError(f"{dst}: destination exists and is a file, expected a directory")
+    for above in dst.absolute().parents:  # the first existing folder above dst is where it is made
+        if above.exists():
+            if not above.is_dir():
+                raise PrepareError(f"{dst}: cannot be made, {above} is a file")
+            break
     if chunk_size < 1 or size < 1:
-        raise PrepareError("chunk_size and size must be positive")
+        raise PrepareError(f"chunk_size and size must be >= 1, got {chunk_size} and {size}")
     workers = (os.cpu_count() or 1) if workers is None else int(workers)
-    tree = scan_tree(src, val_labels)
-    fingerprint = _fingerprint(tree, size, chunk_size)
+    if workers < 0:
+        raise PrepareError(f"workers must be >= 0 (0: decode in this process), got {workers}")
+    check_not_inside(src, dst)
+    tree = scan_tree(src, val_labels, allow_empty_classes=allow_empty_classes)
+    options = {"size": size, "chunk_size": chunk_size, "decoder": DECODER}
+    fingerprint = _fingerprint(tree, options)
+    record = {"options": options, "tree": _tree_summary(tree)}
 
     if (dst / MANIFEST).exists():
         manifest = json.loads((dst / MANIFEST).read_text())
-        if manifest.get("source", {}).get("fingerprint") != fingerprint:
+        source = manifest.get("source", {})
+        if source.get("fingerprint") != fingerprint:
             raise PrepareError(
                 f"{dst}: already holds a complete store of a different source tree or "
-                f"options; choose another destination or remove it"
+                f"options: {_difference(source.get('record'), options, tree)}; choose "
+                f"another destination or remove it"
             )
         report = json.loads((dst / REPORT).read_text())
         report["already_complete"] = True
         return report
 
-    dst.mkdir(parents=True, exist_ok=True)
+    try:
+        dst.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise PrepareError(f"{dst}: cannot create the destination ({e.strerror})") from None
     pdir = dst / PROGRESS_DIR
     pdir.mkdir(exist_ok=True)
     state_path = pdir / STATE
@@ -306,11 +204,12 @@ def prepare(
         state = json.loads(state_path.read_text())
         if state.get("fingerprint") != fingerprint:
             raise PrepareError(
-                f"{dst}: holds an unfinished preparation of a different source tree or options "
-                f"(file list, sizes, size or chunk_size changed); remove {dst} to start over"
+                f"{dst}: holds an unfinished preparation of a different source tree or "
+                f"options: {_difference(state.get('record'), options, tree)}; rerun with the "
+                f"same source and options to resume, or remove {dst} to start over"
             )
     else:
-        state = {"fingerprint": fingerprint, "splits": {}}
+        state = {"fingerprint": fingerprint, "record": record, "splits": {}}
     resumed_from = {name: s["chunks_done"] for name, s in state["splits"].items()}
 
     total = sum(len(items) for items in tree["splits"].values())
@@ -348,6 +247,13 @@ def prepare(
             f"{src}: none of the {len(tree['splits']['train'])} training files could be decoded; "
             f"see {pdir / STATE} for the reasons"
         )
+    unreadable = classes_without_images(tree, state["splits"]["train"]["skipped"])
+    if unreadable and not allow_empty_classes:
+        raise PrepareError(
+            f"{src}: {len(unreadable)} training class(es) have no readable image (every file "
+            f"was skipped): {quote_names(unreadable)}; the reasons are in {pdir / STATE}; fix or "
+            f"remove those files, or rerun with --allow-empty-classes (decoded chunks are kept)"
+        )
     write_stats(dst, stats)
     skipped = {name: s["skipped"] for name, s in state["splits"].items()}
     seconds = time.perf_counter() - t0
@@ -369,6 +275,7 @@ def prepare(
         },
         "skipped_count": sum(len(v) for v in skipped.values()),
         "ignored_files": tree["ignored"],
+        "classes_without_images": sorted(set(tree["empty_classes"]) | set(unreadable)),
         "unused_val_labels": tree["unused_val_labels"],
         "resumed_from_chunk": resumed_from,
         "workers": workers,
@@ -398,6 +305,7 @@ def prepare(
             "path": str(src.resolve()),
             "fingerprint": fingerprint,
             "chunk_size": chunk_size,
+            "record": record,
         },
     }
     write_json_atomic(dst / MANIFEST, manifest)
@@ -485,13 +393,7 @@ def _prepare_split(
             f.truncate(st["bytes"])
 
     if st["chunks_done"] < n_chunks:
-        executor = (
-            _InlineExecutor()
-            if workers <= 0
-            else cf.ProcessPoolExecutor(
-                max_workers=workers, mp_context=_mp_context(), initializer=_worker_init
-            )
-        )
+        executor = make_executor(workers)
         max_inflight = 1 if workers <= 0 else 2 * workers
         pending: deque = deque()
         next_chunk = st["chunks_done"]
@@ -502,7 +404,7 @@ def _prepare_split(
                     while next_chunk < n_chunks and len(pending) < max_inflight:
                         lo = next_chunk * chunk_size
                         rels = [rel for rel, _, _ in items[lo : lo + chunk_size]]
-                        fut = executor.submit(_decode_chunk, str(src), rels, size, with_stats)
+                        fut = executor.submit(decode_chunk, str(src), rels, size, with_stats)
                         pending.append((next_chunk, lo, fut))
                         next_chunk += 1
                     k, lo, fut = pending.popleft()
@@ -545,7 +447,7 @@ def _prepare_split(
             executor.shutdown(wait=True, cancel_futures=True)
 
     # Split complete: labels, file list, then the images header + final name, then "done".
-    kept = _kept_items(items, st["skipped"])
+    kept = kept_items(items, st["skipped"])
     if len(kept) != st["count"]:
         raise PrepareError(
             f"{dst}: progress records {st['count']} {name} images but {len(kept)} files "
@@ -554,14 +456,9 @@ def _prepare_split(
     save_npy_atomic(
         split_dir / "labels.npy", np.array([label for _, label, _ in kept], dtype=np.int32)
     )
-    write_bytes_atomic(split_dir / "files.txt", "".join(rel + "\n" for rel, _, _ in kept).encode())
+    write_bytes_atomic(split_dir / "files.txt", encode_file_list([rel for rel, _, _ in kept]))
     if partial.exists():
         finalize_images_file(partial, final, st["count"], size)
     st["done"] = True
     write_json_atomic(state_path, state)
     return stats
-
-
-def _kept_items(items: list, skipped: list) -> list:
-    bad = {rel for rel, _ in skipped}
-    return [it for it in items if it[0] not in bad]

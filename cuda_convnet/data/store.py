@@ -1,4 +1,4 @@
-"""The packed image store that `prepare` writes and training reads (§2, DESIGN.md §7).
+"""The packed image store that `prepare` writes and training reads (§2, ARCHITECTURE.md §7).
 
 Layout of a store directory::
 
@@ -11,7 +11,10 @@ Layout of a store directory::
     <split>/images.npy       uint8 (N, S, S, 3) NHWC RGB, a plain .npy (np.load with
                                                 mmap_mode='r' works; ImageStore does that)
     <split>/labels.npy       int32 (N,)         index into manifest["classes"]
-    <split>/files.txt        N lines: the source path (relative to src) of each image
+    <split>/files.txt        N lines: the source path (relative to src) of each image,
+                             as the file system's bytes (not necessarily UTF-8), with
+                             a backslash written as two and a newline as backslash-n
+                             (`encode_file_list`; ImageStore.files decodes it)
 
 S is 256 for ImageNet.  `images.npy` is grown in place as prepare appends chunks, under
 the name `images.npy.partial` with a zeroed header (so it cannot be mistaken for a valid
@@ -26,6 +29,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -64,6 +68,35 @@ def save_npy_atomic(path: str | os.PathLike, array: np.ndarray) -> None:
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
+
+
+# -- files.txt ------------------------------------------------------------------------------
+def encode_file_list(names: list[str]) -> bytes:
+    """files.txt's bytes for str file names (os.fsdecode'd, surrogate-escaped if need be).
+
+    Each name is written as its own bytes (os.fsencode), so a name that is not UTF-8
+    survives; backslash and newline are escaped so that any name is exactly one line.
+    """
+    out = []
+    for name in names:
+        raw = os.fsencode(name).replace(b"\\", b"\\\\").replace(b"\n", b"\\n")
+        out.append(raw + b"\n")
+    return b"".join(out)
+
+
+def decode_file_list(data: bytes) -> list[str]:
+    """The inverse of encode_file_list: names as os.fsdecode gives them (open() takes them)."""
+    lines = data.split(b"\n")
+    if lines and lines[-1] == b"":
+        lines.pop()
+    return [os.fsdecode(_UNESCAPE.sub(_unescape, line) if b"\\" in line else line) for line in lines]
+
+
+_UNESCAPE = re.compile(rb"\\(.)", re.DOTALL)
+
+
+def _unescape(m: re.Match) -> bytes:
+    return b"\n" if m.group(1) == b"n" else m.group(1)
 
 
 # -- the big images file: fixed-size .npy header, data appended after it ------------------
@@ -197,7 +230,8 @@ class ImageStore:
         if self._files is None:
             if not self._files_name:
                 raise StoreError(f"{self.root}: split {self.split!r} records no file names")
-            self._files = (self.root / self._files_name).read_text().splitlines()
+            data = (self.root / self._files_name).read_bytes()
+            self._files = decode_file_list(data) if data else []
         return self._files
 
     def __repr__(self) -> str:

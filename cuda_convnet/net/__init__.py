@@ -1,4 +1,4 @@
-"""The layer graph (DESIGN.md §6): layers, the Net, devices, checkpoints.
+"""The layer graph (ARCHITECTURE.md §6): layers, the Net, devices, checkpoints.
 
     layers.py      one class per layer type (conv, fc, relu, tanh, lrn, maxpool, dropout,
                    concat, slice, flatten, softmax) and the Copy the graph inserts
@@ -6,14 +6,15 @@
                    a Copy on every edge between logical devices; summary()
     devices.py     Device: cpu / emu / cuda:N, streams and events, peer copies, and the
                    channel concat/split fallback
-    checkpoint.py  atomic .npz + JSON manifest; bit-identical resume
+    checkpoint.py  atomic .npz + JSON manifest, validated on load; bit-identical resume
+                   (it builds on graph.py; the graph does not know checkpoints)
 """
-from .checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from .checkpoint import Checkpoint, CheckpointError, load_checkpoint, save_checkpoint
 from .devices import NET_OPS, Device, missing_ops, parse_device
 from .graph import Net, NonFiniteError, Parameter
 from .layers import (LRN, ChannelSlice, Concat, Conv, Copy, Dropout, Flatten, FullyConnected, Layer, MaxPool, ReLU,
                      SoftmaxCrossEntropy, Tanh)
 
 __all__ = ["Net", "NonFiniteError", "Parameter", "Device", "parse_device", "NET_OPS", "missing_ops", "Checkpoint",
-           "load_checkpoint", "save_checkpoint", "Layer", "Conv", "FullyConnected", "ReLU", "Tanh", "LRN", "MaxPool",
+           "CheckpointError", "load_checkpoint", "save_checkpoint", "Layer", "Conv", "FullyConnected", "ReLU", "Tanh", "LRN", "MaxPool",
            "Dropout", "Concat", "ChannelSlice", "Flatten", "SoftmaxCrossEntropy", "Copy"]

@@ -1,4 +1,4 @@
-"""Logical devices: where a layer's arrays live and which backend runs its ops (DESIGN.md §6).
+"""Logical devices: where a layer's arrays live and which backend runs its ops (ARCHITECTURE.md §6).
 
 A `Device` is one *logical* device of a Net, named "cpu", "emu" or "cuda:N":
 
@@ -17,6 +17,19 @@ CuPy's current stream, which is the stream the kernel launchers are given). Wher
 edge crosses devices the consumer's stream waits on an event recorded on the producer's
 stream before the copy is issued: "events where the towers meet".
 
+Every crossing between a device's stream and the rest of the program goes through two
+methods of this class, and nothing else in the package reads device memory on the host:
+
+    to_host(a)   a host NumPy copy of an array this device wrote, read ON this device's
+                 stream (the copy is queued behind the kernels that wrote it, then waited
+                 for). A plain `a.get()` outside `activate()` would run on CuPy's current
+                 stream, which for a non-blocking stream is not ordered after its kernels.
+    adopt(a)     a CuPy array made by someone else (the caller's current stream: a data
+                 loader, a benchmark's generator) enters this device's stream order: an
+                 event recorded on the producing stream, waited on by this stream, before
+                 any kernel of this device reads it; an array on another GPU is copied
+                 peer-to-peer on the same terms.
+
 This is also the ONE place that knows how to concatenate and split channels when a
 backend has no kernel for it (`concat_channels` / `split_channels` below).
 """
@@ -28,6 +41,22 @@ import re
 import numpy as np
 
 from ..backends import backend
+
+
+def _is_cupy(a) -> bool:
+    return type(a).__module__.startswith("cupy")
+
+
+def _caller_to_host(a) -> np.ndarray:
+    """Host copy of a caller's CuPy array, in the order of the caller's current stream."""
+    import cupy
+
+    with cupy.cuda.Device(a.device.id):
+        s = cupy.cuda.get_current_stream()
+        out = a.get(stream=s)
+        s.synchronize()
+    return out
+
 
 _NAME = re.compile(r"^(cpu|emu|cuda(?::(\d+))?)$")
 
@@ -96,30 +125,79 @@ class Device:
 
     # ------------------------------------------------------------------ arrays
     def asarray(self, a, dtype=None, *, copy: bool = False):
-        """A C-contiguous array on this device (from host NumPy or from this device).
+        """A C-contiguous array on this device (from host NumPy, or a CuPy array from any stream).
 
         copy=False may return `a` itself; copy=True always gives a new array (for state the
-        Net will update in place, so it never aliases the caller's arrays).
+        Net will update in place, so it never aliases the caller's arrays). A CuPy argument
+        is adopted first (`adopt`): this device's stream waits for the stream that made it.
         """
         if self.kind == "cuda":
+            if _is_cupy(a):
+                a = self.adopt(a)
             with self.activate():
                 out = self.xp.ascontiguousarray(self.xp.asarray(a, dtype=dtype))
                 return out.copy() if copy and out is a else out
-        if type(a).__module__.startswith("cupy"):
-            a = a.get()
+        if _is_cupy(a):
+            a = _caller_to_host(a)
         if copy:
             return np.array(a, dtype=dtype, order="C", copy=True)
         return np.ascontiguousarray(a, dtype=dtype)
+
+    def adopt(self, a, stream=None):
+        """Order this device's stream after the stream that produced CuPy array `a`.
+
+        `stream`: the producing stream (default: CuPy's current stream of the caller, CuPy's
+        convention for where an array was made). Records an event there and makes this
+        device's stream wait on it, so this device's kernels read `a` only once it is
+        written. An array on another GPU is copied to this one (peer-to-peer, ordered the
+        same way). Host arrays and host devices: `a` unchanged. Returns the array to use.
+        """
+        if self.kind != "cuda" or not _is_cupy(a):
+            return a
+        import cupy
+
+        src_id = a.device.id
+        with cupy.cuda.Device(src_id):
+            src = stream if stream is not None else cupy.cuda.get_current_stream()
+            if src.ptr == self._stream.ptr:
+                return a  # already in this stream's order
+            if src_id != self.ordinal and not a.flags.c_contiguous:
+                with src:  # the byte copy below needs one contiguous block
+                    a = cupy.ascontiguousarray(a)
+            ready = cupy.cuda.Event(block=False, disable_timing=True)
+            ready.record(src)
+        if src_id != self.ordinal:
+            return _peer_copy(a, src_id, ready, self)
+        self._stream.wait_event(ready)
+        # CuPy's pool is per stream: were the caller to drop `a`, its block could be handed
+        # out again on `src` while this stream still reads it. Held until synchronize().
+        self._in_flight.append(a)
+        return a
 
     def zeros(self, shape, dtype):
         with self.activate():
             return self.xp.zeros(shape, dtype=dtype)
 
-    @staticmethod
-    def to_host(a) -> np.ndarray:
-        if type(a).__module__.startswith("cupy"):
-            return a.get()
-        return np.asarray(a)
+    def to_host(self, a) -> np.ndarray:
+        """A host NumPy array with the contents of `a`, an array this device wrote.
+
+        On cuda the device-to-host copy is issued on this device's stream (after every
+        kernel queued there) and waited for. A CuPy array of another GPU is read after that
+        whole GPU is synchronised. NumPy arrays come back as they are (no copy).
+        """
+        if not _is_cupy(a):
+            return np.asarray(a)
+        import cupy
+
+        if self.kind == "cuda" and a.device.id == self.ordinal:
+            with self.activate():
+                out = a.get(stream=self._stream)
+                # Older CuPy versions return before an explicit-stream copy completes.
+                self._stream.synchronize()
+            return out
+        with cupy.cuda.Device(a.device.id) as gpu:
+            gpu.synchronize()  # every stream of that GPU: its writer is not known here
+            return a.get(stream=cupy.cuda.get_current_stream())
 
     def copy_from(self, a, src: Device):
         """Copy `a`, an array on device `src`, to this device (the graph's Copy layer)."""
@@ -127,8 +205,7 @@ class Device:
             return _cuda_copy(a, src, self)
         if self.kind == "cuda" or src.kind == "cuda":
             # Host <-> GPU (e.g. a cpu tower feeding a cuda one): through the host.
-            src.synchronize()
-            return self.asarray(Device.to_host(a))
+            return self.asarray(src.to_host(a))
         return np.array(a, copy=True, order="C")
 
     def all_finite(self, a) -> bool:
@@ -209,16 +286,23 @@ def _cuda_copy(a, src: Device, dst: Device):
     with src.activate():
         ready = cupy.cuda.Event(block=False, disable_timing=True)
         ready.record(src._stream)
+    return _peer_copy(a, src.ordinal, ready, dst)
+
+
+def _peer_copy(a, src_ordinal: int, ready, dst: Device):
+    """Copy `a` (on GPU `src_ordinal`, written once `ready` fires) on `dst`'s stream."""
+    import cupy
+
     with dst.activate():
         dst._stream.wait_event(ready)
         y = cupy.empty(a.shape, dtype=a.dtype)
         if a.nbytes:
-            if src.ordinal == dst.ordinal:
+            if src_ordinal == dst.ordinal:
                 y.data.copy_from_device_async(a.data, a.nbytes, stream=dst._stream)
             else:
-                enable_peer_access(dst.ordinal, src.ordinal)
-                enable_peer_access(src.ordinal, dst.ordinal)
-                cupy.cuda.runtime.memcpyPeerAsync(y.data.ptr, dst.ordinal, a.data.ptr, src.ordinal, a.nbytes,
+                enable_peer_access(dst.ordinal, src_ordinal)
+                enable_peer_access(src_ordinal, dst.ordinal)
+                cupy.cuda.runtime.memcpyPeerAsync(y.data.ptr, dst.ordinal, a.data.ptr, src_ordinal, a.nbytes,
                                                   dst._stream.ptr)
     # CuPy's memory pool is per stream: were `a` freed now, its block would go back to the
     # source stream's pool and could be handed out there while this copy (on the

@@ -1,4 +1,4 @@
-"""The Net: named layers, each with its inputs and its device (DESIGN.md §6).
+"""The Net: named layers, each with its inputs and its device (ARCHITECTURE.md §6).
 
     net = Net([Conv("conv1", "data", filters=96, size=11, stride=4, padding=(1, 2, 1, 2)),
                ReLU("relu1", "conv1"), ...,
@@ -87,6 +87,9 @@ class Net:
         if self.dtype != np.float32 and any(d.kind != "cpu" for d in self.devices):
             raise ValueError("the emu and cuda backends compute in float32; use dtype='float32'")
         self.step = 0
+        # Called as hook(params) with a layer's Parameters as soon as the backward pass has
+        # set their .grad (in backward order), e.g. to start their all-reduce across ranks.
+        self.grad_hooks: list = []
         self._init = bool(init)
         # Rebuilt from their specs: the caller's layer objects are never mutated.
         self.layers: list[Layer] = [layer_from_spec(l.spec()) if isinstance(l, Layer) else layer_from_spec(l)
@@ -216,7 +219,7 @@ class Net:
 
     def state_dict(self) -> dict[str, np.ndarray]:
         """Parameter name -> host NumPy copy."""
-        return {p.name: np.array(Device.to_host(p.data), copy=True) for p in self.parameters()}
+        return {p.name: np.array(p.device.to_host(p.data), copy=True) for p in self.parameters()}
 
     def load_state_dict(self, state: dict) -> None:
         """Set every parameter from host arrays (exact shapes; cast to the net's dtype)."""
@@ -226,24 +229,38 @@ class Net:
         if missing or extra:
             raise ValueError(f"load_state_dict: missing {missing}, unexpected {extra}")
         for name, p in params.items():
-            a = np.asarray(Device.to_host(state[name]))
-            if tuple(a.shape) != p.shape:
-                raise ValueError(f"load_state_dict: {name} has shape {tuple(a.shape)}, the net needs {p.shape}")
+            shape = tuple(np.shape(state[name]))
+            if shape != p.shape:
+                raise ValueError(f"load_state_dict: {name} has shape {shape}, the net needs {p.shape}")
         for name, p in params.items():
-            p.data = p.device.asarray(Device.to_host(state[name]), dtype=self.dtype, copy=True)
+            p.data = p.device.asarray(state[name], dtype=self.dtype, copy=True)
             p.grad = None
+        # The host-to-device copies are asynchronous on each device's stream: finish them,
+        # so the caller may reuse its arrays and every stream sees the new weights.
+        self.synchronize()
 
     def _context(self) -> Context:
         return Context(self.step, self.dropout_seed, self.dropout_streams)
 
     # ================================================================== forward / backward
     def _input(self, x):
+        want = f"(N, {', '.join(map(str, self.input_shape))})"
+        if not (hasattr(x, "shape") and hasattr(x, "dtype")):
+            raise TypeError(f"the net takes a {self.dtype.name} array of shape {want} (NumPy or CuPy), "
+                            f"got {type(x).__name__}" + (" (convert it with np.asarray)"
+                                                          if isinstance(x, (list, tuple)) else ""))
         shape = tuple(x.shape)
         if len(shape) != 1 + len(self.input_shape) or shape[1:] != self.input_shape:
-            raise ValueError(f"the net takes input of shape (N, {', '.join(map(str, self.input_shape))}), "
-                             f"got {shape}")
-        if x.dtype != self.dtype:
-            raise TypeError(f"the net computes in {self.dtype.name}; the input is {np.dtype(x.dtype).name}")
+            raise ValueError(f"the net takes input of shape {want}, got {shape}")
+        if shape[0] == 0:
+            raise ValueError(f"the input batch is empty (shape {shape}); pass at least one example")
+        dt = np.dtype(x.dtype)
+        if dt != self.dtype:
+            if dt.newbyteorder("=") == self.dtype:  # same kind and size: only the byte order differs
+                order = "big" if dt.byteorder == ">" else "little"
+                raise TypeError(f"the input is {self.dtype.name} in {order}-endian byte order ({dt.str}); "
+                                f"the net needs native byte order: convert it with x.astype(np.{self.dtype.name})")
+            raise TypeError(f"the net computes in {self.dtype.name}; the input is {dt.name}")
         return self.devices[0].asarray(x)
 
     def _forward(self, x, train: bool, keep: bool):
@@ -275,6 +292,37 @@ class Net:
         for d in self.devices:
             d.synchronize()
 
+    def features(self, x, layer: str | None = None) -> np.ndarray:
+        """One layer's activations for a batch, test mode, as a host NumPy array.
+
+        x: (N, *input_shape) in the net's dtype. layer: any layer name (or "data"; a Copy's
+        name works too); None: the logits. Returns (N, *net.shapes[layer]) (NHWC for conv
+        maps, (N, units) for fc layers). Only the layers up to `layer` run, and outputs no
+        later layer reads are freed as it goes. Figure 4's neighbours use the last hidden
+        layer (the input of the output fc layer). Raises ValueError for an unknown name
+        or the loss layer (its output is a scalar, not an activation).
+        """
+        name = self.output_name if layer is None else str(layer)
+        if self.loss_layer is not None and name == self.loss_layer.name:
+            raise ValueError(f"features: {name!r} is the loss layer; ask for its input {self.output_name!r}")
+        if name not in self.shapes:
+            raise ValueError(f"features: no layer {name!r}; the net has {[l.name for l in self._exec]}")
+        acts = {"data": self._input(x)}
+        ctx = self._context()
+        for idx, lay in enumerate(self._exec):
+            if name in acts:
+                break
+            dev = self.devices[lay.device]
+            params = {k: p.data for k, p in self.params[lay.name].items()}
+            with dev.activate():
+                acts[lay.name] = lay.forward(dev, [acts[i] for i in self._actual_inputs[lay.name]], params, False, ctx)
+            for i in self._actual_inputs[lay.name]:
+                if self._last_use.get(i) == idx and i != name:
+                    del acts[i]
+        self.synchronize()
+        owner = self.devices[self._where[name]] if name in self._where else self.devices[0]  # "data": the first
+        return np.asarray(owner.to_host(acts[name]))
+
     def predict(self, x) -> np.ndarray:
         """Softmax probabilities (N, classes) as a host NumPy array (test mode: no dropout)."""
         logits = self.forward(x, train=False)
@@ -283,20 +331,23 @@ class Net:
             # softmax_cross_entropy's probs do not depend on the labels; any valid ones do.
             dummy = dev.xp.zeros((logits.shape[0],), dtype=np.int32)
             _, probs = dev.ops.softmax_cross_entropy(logits, dummy)
-        return np.asarray(Device.to_host(probs))
+        return dev.to_host(probs)
 
     def gradients(self, x, labels, train: bool = True) -> dict:
         """Forward and backward: leaves each parameter's gradient in `p.grad`; no update.
 
-        Returns {"loss", "top1_err", "top5_err"} of the batch. Raises NonFiniteError (and
-        leaves the parameters untouched) if the loss is NaN or infinite.
+        Returns {"loss", "top1_err", "top5_err"} of the batch, the errors counted by the
+        backend op ``topk_errors`` (a label tied with the k-th class is an error; top-5 is
+        top-min(5, classes)). Raises NonFiniteError (and leaves the parameters untouched) if
+        the loss is NaN or infinite, so non-finite probabilities never reach the counts.
         """
         if self.loss_layer is None:
             raise ValueError("this net has no SoftmaxCrossEntropy layer to train with")
         acts = self._forward(x, train, keep=True)
         ldev = self.devices[self.loss_layer.device]
         logits = acts[self._actual_inputs[self.loss_layer.name][0]]
-        labels = np.asarray(Device.to_host(labels))
+        first = self.devices[0]
+        labels = first.to_host(first.adopt(labels))  # a caller's CuPy labels: read in stream order
         if labels.ndim != 1 or labels.shape[0] != logits.shape[0] or labels.dtype.kind not in "iu":
             raise ValueError(f"labels must be integers of shape ({logits.shape[0]},), got {labels.dtype} "
                              f"{labels.shape}")
@@ -306,7 +357,7 @@ class Net:
         labels_dev = ldev.asarray(labels.astype(np.int32))
         with ldev.activate():
             loss, probs = self.loss_layer.forward(ldev, [logits], {}, train, self._context(), labels=labels_dev)
-            loss = float(Device.to_host(loss))
+            loss = float(ldev.to_host(loss))
             if not math.isfinite(loss):
                 raise self._non_finite(acts, loss)
             k5 = min(5, classes)
@@ -331,6 +382,7 @@ class Net:
             if dy is None:  # an output the loss does not depend on
                 for p in params.values():
                     p.grad = dev.zeros(p.shape, p.dtype)
+                self._grads_ready(dev, params)
                 continue
             xs = [acts[i] for i in ins]
             need = [self._needs_grad[i] for i in ins]
@@ -338,11 +390,18 @@ class Net:
                 dxs, dparams = layer.backward(dev, xs, y, dy, {k: p.data for k, p in params.items()}, ctx, need)
                 for k, p in params.items():
                     p.grad = dparams[k]
+                self._grads_ready(dev, params)
                 for i, dx, nd in zip(ins, dxs, need):
                     if nd and dx is not None:
                         # Out of place: dx may be a view (Flatten) of a gradient still in use.
                         grads[i] = dx if i not in grads else grads[i] + dx
         acts.clear()
+
+    def _grads_ready(self, dev, params: dict) -> None:
+        if params and self.grad_hooks:
+            with dev.activate():  # on cuda the hooks see the layer's device and stream current
+                for hook in self.grad_hooks:
+                    hook(list(params.values()))
 
     def _non_finite(self, acts, loss) -> NonFiniteError:
         first = None
@@ -360,27 +419,16 @@ class Net:
 
     def train_step(self, x, labels, optimizer) -> dict:
         """One SGD step on a batch: forward, backward, the optimizer's update, step += 1."""
+        check_owner = getattr(optimizer, "check_parameters", None)
+        if check_owner is None:
+            raise TypeError(f"train_step: optimizer must be a cuda_convnet.optim.SGD, got {type(optimizer).__name__}")
+        check_owner(self.parameters(), "train_step")
         stats = self.gradients(x, labels, train=True)
         optimizer.step()
         self.synchronize()
         self.step += 1
         return stats
 
-    # ================================================================== checkpoints
-    def save(self, path, *, optimizer=None, schedule=None, extra=None, arrays=None) -> None:
-        """Write a checkpoint (see cuda_convnet.net.checkpoint): atomic, .npz + JSON manifest."""
-        from .checkpoint import save_checkpoint
-
-        save_checkpoint(path, self, optimizer=optimizer, schedule=schedule, extra=extra, arrays=arrays)
-
-    @classmethod
-    def load(cls, path, *, devices=None) -> Net:
-        """The net of a checkpoint (weights and step counter); see load_checkpoint for the rest."""
-        from .checkpoint import load_checkpoint
-
-        return load_checkpoint(path, devices=devices).net
-
-    # ================================================================== description
     def device_label(self, index: int) -> str:
         name = self.device_names[index]
         return name if self.device_names.count(name) == 1 else f"{name}#{index}"

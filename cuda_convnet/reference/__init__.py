@@ -1,4 +1,4 @@
-"""The NumPy reference ops: the definition of every op's math (DESIGN.md §2, §3).
+"""The NumPy reference ops: the definition of every op's math (ARCHITECTURE.md §2, §3).
 
 Written for clarity first, but vectorised (im2col + one matmul per group for
 convolution, loops only over filter/window taps), float32 and float64. The ``emu`` and
@@ -18,6 +18,7 @@ dropout, dropout_backward    §4.2
 softmax_cross_entropy(...)   §3.5 softmax output, §2 top-1/top-5 errors
 sgd_update                   §5 update rule
 concat_channels, split_...   §3.2 where the two towers meet (each other's gradient)
+train_views                  §4.1 random crop, flip, PCA lighting, mean (augment.py)
 ===========================  ===========================================================
 
 Note: the re-exported functions shadow three submodules of the same name (``linear``,
@@ -26,9 +27,9 @@ Note: the re-exported functions shadow three submodules of the same name (``line
 "cuda_convnet.reference.lrn")``.
 """
 
-from ..data.augment import train_views_from_constants as train_views  # §4.1, the kernel op's signature
 from .activation import relu, relu_backward, tanh, tanh_backward
-from .conv import conv2d, conv2d_backward
+from .augment import train_views_from_constants as train_views  # §4.1, the kernel op's signature
+from .conv import conv2d, conv2d_backward, conv2d_dgrad, conv2d_wgrad
 from .copy import concat_channels, split_channels
 from .dropout import dropout, dropout_backward
 from .linear import linear, linear_backward
@@ -39,7 +40,7 @@ from .softmax import softmax_cross_entropy, softmax_cross_entropy_backward, topk
 
 __all__ = [
     "linear", "linear_backward",
-    "conv2d", "conv2d_backward",
+    "conv2d", "conv2d_backward", "conv2d_dgrad", "conv2d_wgrad",
     "relu", "relu_backward", "tanh", "tanh_backward",
     "lrn", "lrn_backward",
     "max_pool", "max_pool_backward",

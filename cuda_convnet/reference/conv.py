@@ -1,4 +1,4 @@
-"""2-D convolution, NHWC x KRSC, with groups (§3.2, §3.5; DESIGN.md §3 and §4).
+"""2-D convolution, NHWC x KRSC, with groups (§3.2, §3.5; ARCHITECTURE.md §3 and §4).
 
 The reference definition every backend must reproduce. Cross-correlation, as in every
 CNN library (no filter flip)::
@@ -17,7 +17,7 @@ How it is computed (written for speed *and* to mirror the CUDA implicit GEMM):
   padded input; reshaping one group's slice to (N·P·Q, R·S·Cg) makes the only copy, and
   ONE matmul per group multiplies it by the (Kg, R·S·Cg) filter matrix. The column order
   (r, s, c) is the KRSC filter order, so the filters need no transpose or copy. This is
-  exactly the forward GEMM of DESIGN.md §4 (M = N·P·Q, N = Kg, K = R·S·Cg).
+  exactly the forward GEMM of ARCHITECTURE.md §4 (M = N·P·Q, N = Kg, K = R·S·Cg).
 * wgrad is the same columns: dw_g = dy_gᵀ · cols_g (M = Kg, N = R·S·Cg, K = N·P·Q).
 * dgrad: dcols_g = dy_g · w_g (one matmul per group), then a col2im scatter-add with a
   loop over the R·S filter taps only (each tap is one strided, fully vectorised add over
@@ -36,7 +36,7 @@ from numpy.lib.stride_tricks import as_strided
 from .. import checks
 from ..checks import ConvGeometry
 
-__all__ = ["conv2d", "conv2d_backward", "IM2COL_CHUNK_BYTES"]
+__all__ = ["conv2d", "conv2d_backward", "conv2d_dgrad", "conv2d_wgrad", "IM2COL_CHUNK_BYTES"]
 
 #: Upper bound on the bytes of im2col columns materialised at once (one batch chunk).
 #: 64 MiB keeps conv1 of AlexNet at batch 128 in ~10 chunks; bigger buys nothing
@@ -144,3 +144,46 @@ def conv2d_backward(x: np.ndarray, w: np.ndarray, dy: np.ndarray, *,
     db = dy.sum(axis=(0, 1, 2))
     dx = np.ascontiguousarray(dxp[:, top:top + g.h, left:left + g.w, :])
     return dx, dw, db
+
+
+class ShapeOnly:
+    """An array's metadata without its data, for the checks of an op that needs a tensor's
+    shape but not its values (dgrad needs x's shape, wgrad w's)."""
+
+    def __init__(self, op: str, name: str, shape, dtype):
+        try:
+            dims = tuple(int(d) for d in shape)
+        except (TypeError, ValueError):
+            raise TypeError(f"{op}: {name} must be a shape (a tuple of ints), got {shape!r}") from None
+        if len(dims) != 4 or min(dims) < 0 or any(d != s for d, s in zip(dims, shape)):
+            raise ValueError(f"{op}: {name} must be 4 non-negative ints, got {tuple(shape)!r}")
+        self.shape, self.ndim, self.dtype = dims, 4, np.dtype(dtype)
+        self.flags = _CONTIGUOUS
+
+
+class _Flags:
+    c_contiguous = True
+
+
+_CONTIGUOUS = _Flags()
+
+
+def conv2d_dgrad(dy: np.ndarray, w: np.ndarray, x_shape, *, stride: int = 1, padding=0, groups: int = 1):
+    """dgrad alone: dx (N, H, W, C) = dL/dx of ``conv2d`` for an input of shape ``x_shape``.
+
+    dy (N, P, Q, K) and w (K, R, S, C/groups) as in conv2d_backward, whose dx this is
+    (dx does not depend on x's values). Raises what conv2d_backward raises.
+    """
+    x = ShapeOnly("conv2d_dgrad", "x_shape", x_shape, getattr(dy, "dtype", np.float64))
+    checks.check_conv_backward_args(x, w, dy, stride, padding, groups, op="conv2d_dgrad")
+    return conv2d_backward(np.zeros(x.shape, dtype=x.dtype), w, dy, stride=stride, padding=padding, groups=groups)[0]
+
+
+def conv2d_wgrad(x: np.ndarray, dy: np.ndarray, w_shape, *, stride: int = 1, padding=0, groups: int = 1):
+    """wgrad alone: (dw (K, R, S, C/groups), db (K,)) of ``conv2d`` for filters of shape
+    ``w_shape``; conv2d_backward's dw and db (they do not depend on w's values)."""
+    w = ShapeOnly("conv2d_wgrad", "w_shape", w_shape, getattr(x, "dtype", np.float64))
+    checks.check_conv_backward_args(x, w, dy, stride, padding, groups, op="conv2d_wgrad")
+    _, dw, db = conv2d_backward(x, np.zeros(w.shape, dtype=w.dtype), dy, stride=stride, padding=padding,
+                                groups=groups)
+    return dw, db

@@ -1,4 +1,4 @@
-"""Dropout (§4.2; DESIGN.md §3), with a counter-based mask shared by every backend.
+"""Dropout (§4.2; ARCHITECTURE.md §3), with a counter-based mask shared by every backend.
 
 §4.2: "setting to zero the output of each hidden neuron with probability 0.5 ... At test
 time, we use all the neurons but multiply their outputs by 0.5". The paper's net applies

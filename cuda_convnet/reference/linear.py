@@ -1,6 +1,6 @@
 """Fully-connected layer: y = x · wᵀ + b (§3.5: the three FC layers, 4096-4096-1000).
 
-Layouts (DESIGN.md §3): x (N, in), w (out, in), b (out,), y (N, out). The weight is
+Layouts (ARCHITECTURE.md §3): x (N, in), w (out, in), b (out,), y (N, out). The weight is
 stored (out, in), as cuda-convnet and PyTorch do, so the forward GEMM reads w row by row.
 These are the plain GEMMs the CUDA side implements with its shared GEMM core:
 

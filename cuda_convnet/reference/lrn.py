@@ -1,4 +1,4 @@
-"""Local response normalisation across channels (§3.3; DESIGN.md §3).
+"""Local response normalisation across channels (§3.3; ARCHITECTURE.md §3).
 
 For an NHWC activation ``a`` (after the ReLU, as in the paper) and channel ``c``::
 
@@ -46,6 +46,9 @@ def _window_sum(a: np.ndarray, before: int, after: int) -> np.ndarray:
     sum (not a cumsum difference), so float32 does not lose precision to cancellation.
     """
     c = a.shape[-1]
+    # A window reaching past both ends of the row is the whole row: clip it first, so any
+    # size costs O(C) memory and time, not O(size).
+    before, after = min(before, max(c - 1, 0)), min(after, max(c - 1, 0))
     padded = np.zeros(a.shape[:-1] + (c + before + after,), dtype=a.dtype)
     padded[..., before:before + c] = a
     out = padded[..., 0:c].copy()

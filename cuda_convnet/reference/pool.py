@@ -1,4 +1,4 @@
-"""Max pooling, overlapping or not (§3.4; DESIGN.md §3).
+"""Max pooling, overlapping or not (§3.4; ARCHITECTURE.md §3).
 
 ``y[n, p, q, c] = max_{r, s < size} xpad[n, p*stride + r, q*stride + s, c]`` where ``xpad``
 is x padded by (top, bottom, left, right) with -inf, so padding never wins. Output size:
@@ -12,8 +12,10 @@ maximum in row-major window order, i.e. the lowest ``r``, then the lowest ``s``.
 overlapping windows an input can be the maximum of several windows; its gradient is the
 sum over them. (A NaN in a window makes the output NaN and routes no gradient.)
 
-Both directions loop over the ``size²`` window taps only; each tap is one strided,
-vectorised operation over N, P, Q and C (C is contiguous, as the kernels want).
+Both directions loop over the window taps that reach the image (padding holds -inf, so
+it never changes a max and is never scanned: a huge window over a small image costs what
+its image part costs, and nothing of the padded size is allocated); each tap is one
+strided, vectorised operation over N, P, Q and C (C is contiguous, as the kernels want).
 """
 
 from __future__ import annotations
@@ -25,31 +27,53 @@ from .. import checks
 __all__ = ["max_pool", "max_pool_backward"]
 
 
-def _pad_neg_inf(x: np.ndarray, pad) -> np.ndarray:
-    top, bottom, left, right = pad
-    if not (top or bottom or left or right):
-        return x
-    n, h, w, c = x.shape
-    xp = np.full((n, h + top + bottom, w + left + right, c), -np.inf, dtype=x.dtype)
-    xp[:, top:top + h, left:left + w, :] = x
-    return xp
+def _tap_span(origin0: int, stride: int, count: int, tap: int, extent: int):
+    """Outputs ``[lo, hi)`` whose tap ``tap`` lands inside ``[0, extent)``, where output
+    ``o`` starts at input index ``origin0 + o*stride``; ``None`` when there are none."""
+    first = tap + origin0           # input index of output 0's tap
+    lo = (-first + stride - 1) // stride if first < 0 else 0
+    hi = min(count, (extent - 1 - first) // stride + 1) if extent - 1 - first >= 0 else 0
+    return (lo, hi) if lo < hi else None
 
 
-def _tap(a: np.ndarray, g: checks.PoolGeometry, r: int, s: int):
-    """View of the (N, P, Q, C) elements that window tap (r, s) reads from padded ``a``."""
+def _reaching(origin0: int, stride: int, count: int, size: int, extent: int):
+    """Candidate taps (ascending) that may land inside ``[0, extent)`` for some output:
+    tap t of output o reads ``origin0 + o*stride + t``. Whichever is smaller: the taps
+    between the first and last image index any output reaches, or the (output, index)
+    pairs themselves, so a huge window or stride costs what the image and output cost."""
+    lo = max(0, -origin0 - (count - 1) * stride)
+    hi = min(size, extent - origin0)  # exclusive
+    if hi - lo <= count * extent:
+        return range(lo, hi)
+    return sorted({t for o in range(count) for i in range(extent)
+                   if lo <= (t := i - origin0 - o * stride) < hi})
+
+
+def _taps(g: checks.PoolGeometry):
+    """Every tap (r, s) in row-major order that reaches the image, with the output slices
+    (rows, cols) it applies to and the input slices it reads."""
+    top, _, left, _ = g.padding
     st = g.stride
-    return a[:, r:r + st * (g.p - 1) + 1:st, s:s + st * (g.q - 1) + 1:st, :]
+    row_taps = [(r, span) for r in _reaching(-top, st, g.p, g.size, g.h)
+                if (span := _tap_span(-top, st, g.p, r, g.h)) is not None]
+    col_taps = [(s, span) for s in _reaching(-left, st, g.q, g.size, g.w)
+                if (span := _tap_span(-left, st, g.q, s, g.w)) is not None]
+    for r, rows in row_taps:
+        for s, cols in col_taps:
+            h0 = rows[0] * st + r - top
+            w0 = cols[0] * st + s - left
+            out = (slice(None), slice(*rows), slice(*cols), slice(None))
+            inp = (slice(None), slice(h0, h0 + st * (rows[1] - rows[0] - 1) + 1, st),
+                   slice(w0, w0 + st * (cols[1] - cols[0] - 1) + 1, st), slice(None))
+            yield r, s, out, inp
 
 
 def max_pool(x: np.ndarray, *, size: int = 3, stride: int = 2, padding=0) -> np.ndarray:
     """Max over ``size x size`` windows at ``stride``. x (N, H, W, C) -> y (N, P, Q, C)."""
     g = checks.check_pool_args(x, size, stride, padding)
-    xp = _pad_neg_inf(x, g.padding)
-    y = _tap(xp, g, 0, 0).copy()
-    for r in range(g.size):
-        for s in range(g.size):
-            if r or s:
-                np.maximum(y, _tap(xp, g, r, s), out=y)
+    y = np.full((g.n, g.p, g.q, g.c), -np.inf, dtype=x.dtype)
+    for _, _, out, inp in _taps(g):
+        np.maximum(y[out], x[inp], out=y[out])
     return y
 
 
@@ -57,17 +81,29 @@ def max_pool_backward(x: np.ndarray, y: np.ndarray, dy: np.ndarray, *, size: int
                       stride: int = 2, padding=0) -> np.ndarray:
     """dx of ``max_pool``: each dy goes to the first max of its window (row-major)."""
     g = checks.check_pool_backward_args(x, y, dy, size, stride, padding)
-    top, bottom, left, right = g.padding
-    xp = _pad_neg_inf(x, g.padding)
-    dxp = np.zeros(xp.shape, dtype=x.dtype)
+    top, _, left, _ = g.padding
+    dx = np.zeros(x.shape, dtype=x.dtype)
     # routed[n, p, q, c]: this window's gradient has already gone to an earlier tap.
     routed = np.zeros(y.shape, dtype=bool)
-    for r in range(g.size):          # row-major tap order = the documented tie rule
-        for s in range(g.size):
-            hit = _tap(xp, g, r, s) == y
-            hit &= ~routed
-            routed |= hit
-            # Within one tap distinct outputs read distinct inputs, so += on the strided
-            # view never collides; overlap across taps accumulates through dxp.
-            _tap(dxp, g, r, s)[...] += np.where(hit, dy, dy.dtype.type(0))
-    return np.ascontiguousarray(dxp[:, top:top + g.h, left:left + g.w, :])
+    # A window whose max is -inf routes to its first -inf tap, which may be padding:
+    # tap (0, 0) is padding when the window starts above or left of the image, and every
+    # row before the last ends in padding when the window runs past the right edge.
+    origin_h = np.arange(g.p) * g.stride - top
+    origin_w = np.arange(g.q) * g.stride - left
+    corner_pad = (origin_h < 0)[:, None] | (origin_w < 0)[None, :]
+    right_pad = np.broadcast_to((origin_w + g.size > g.w)[None, :], corner_pad.shape)
+    minus_inf = y == -np.inf
+    routed |= minus_inf & corner_pad[None, :, :, None]
+    past_row0 = False
+    for r, s, out, inp in _taps(g):  # row-major tap order = the documented tie rule
+        if r > 0 and not past_row0:
+            # Row 0's right padding precedes every tap of the later rows.
+            routed |= minus_inf & right_pad[None, :, :, None]
+            past_row0 = True
+        hit = x[inp] == y[out]
+        hit &= ~routed[out]
+        routed[out] |= hit
+        # Within one tap distinct outputs read distinct inputs, so += on the strided
+        # view never collides; overlap across taps accumulates through dx.
+        dx[inp] += np.where(hit, dy[out], dy.dtype.type(0))
+    return dx

@@ -1,4 +1,4 @@
-"""The paper's SGD update with momentum and weight decay, exactly (§5; DESIGN.md §3).
+"""The paper's SGD update with momentum and weight decay, exactly (§5; ARCHITECTURE.md §3).
 
 §5, for every weight w (batch 128, momentum 0.9, weight decay 0.0005, learning rate ε)::
 

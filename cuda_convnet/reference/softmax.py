@@ -9,11 +9,15 @@ label", §3.5). Computed stably as ``z = logits - max(logits)``,
 ``softmax_cross_entropy_backward(probs, labels) = (probs - onehot(labels)) / N``: the
 gradient of the *mean* loss, so the batch average of §5's update rule is already in it.
 
-``topk_errors`` counts §2's top-1 / top-5 errors. Tie rule (shared by every backend):
-an example is a top-k error iff at least k classes have a probability *strictly greater*
-than its true class's probability. Ties are thus resolved in the label's favour, which
-is deterministic and independent of any sort order (no argsort, so a kernel can count
-with one comparison per class).
+``topk_errors`` counts §2's top-1 / top-5 errors. The rule, shared bit for bit by every
+backend (the CUDA kernel included), never resolves a doubt in the model's favour:
+
+    rank(n) = #{c != label : probs[n, c] >= probs[n, label]}
+    example n is a top-k error  iff  rank(n) >= k  or  row n holds a NaN or an infinity
+
+So a label tied with the k-th most probable class is an error (a uniform output scores
+100 % error, not 0 %), and a diverged net's NaN probabilities are all errors. No argsort:
+the count needs one comparison per class, so a kernel computes it exactly.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ import numpy as np
 
 from .. import checks
 
-__all__ = ["softmax_cross_entropy", "softmax_cross_entropy_backward", "topk_errors"]
+__all__ = ["softmax_cross_entropy", "softmax_cross_entropy_backward", "topk_error_mask", "topk_errors"]
 
 
 def _check_label_values(op, labels, classes):
@@ -58,10 +62,26 @@ def softmax_cross_entropy_backward(probs: np.ndarray, labels: np.ndarray) -> np.
 
 
 def topk_errors(probs: np.ndarray, labels: np.ndarray, ks=(1, 5)) -> dict[int, int]:
-    """{k: number of examples whose label is not in the top k} (ties favour the label)."""
+    """{k: number of top-k errors} for probs (N, classes) and int labels (N,) in [0, classes).
+
+    The module's rule: an example is top-k correct only when fewer than k classes other
+    than its label have a probability >= the label's, and its row is finite. Counts are
+    Python ints. Raises TypeError/ValueError (cuda_convnet.checks) for bad shapes, dtypes,
+    labels outside [0, classes) or ks entries < 1.
+    """
     ks = checks.check_topk_args(probs, labels, ks)
-    n, classes = probs.shape
-    _check_label_values("topk_errors", labels, classes)
+    _check_label_values("topk_errors", labels, probs.shape[1])
+    return {k: int(c) for k, c in zip(ks, topk_error_mask(probs, labels, ks).sum(axis=1))}
+
+
+def topk_error_mask(probs: np.ndarray, labels: np.ndarray, ks) -> np.ndarray:
+    """bool (len(ks), N): entry [j, n] is True when example n is a top-ks[j] error.
+
+    The per-example form of ``topk_errors`` (same rule; unchecked: callers check), for
+    per-class breakdowns.
+    """
+    n = probs.shape[0]
     true_p = probs[np.arange(n), labels][:, None]
-    rank = (probs > true_p).sum(axis=1)   # classes strictly more probable than the label
-    return {k: int((rank >= k).sum()) for k in ks}
+    others = (probs >= true_p).sum(axis=1) - 1      # the label itself is always >= itself
+    bad = ~np.isfinite(probs).all(axis=1)           # NaN label prob: `others` is -1 there
+    return np.stack([(others >= k) | bad for k in ks]) if len(ks) else np.zeros((0, n), bool)

@@ -42,6 +42,14 @@ class KernelOpsBase:
         if self._is_cupy:
             if not isinstance(a, self.xp.ndarray):
                 raise TypeError(f"the {self.name} backend needs CuPy arrays, got {type(a).__name__}")
+            # The launch goes to the current GPU (and its stream): an array of another GPU
+            # would be an illegal address there, or slow peer reads. Refused, as CuPy does.
+            current = self.xp.cuda.runtime.getDevice()
+            if a.device.id != current:
+                raise ValueError(
+                    f"the {self.name} backend: an array is on GPU {a.device.id} but GPU {current} is current; "
+                    f"call the op under `with cupy.cuda.Device({a.device.id}):` (cuda_convnet.ops.* does that "
+                    "by itself)")
             return a.data.ptr
         if not isinstance(a, np.ndarray):
             raise TypeError(f"the {self.name} backend needs NumPy arrays, got {type(a).__name__}")

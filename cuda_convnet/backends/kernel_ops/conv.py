@@ -3,13 +3,17 @@
 Same signatures as cuda_convnet.reference.conv, plus one keyword-only extension on the
 forward: ``relu=True`` fuses the ReLU into the convolution's epilogue (one pass over y
 instead of two), for the Net's conv+ReLU layers. Every shape the reference accepts runs
-(C = 3, odd sizes, N = 1, any stride, asymmetric padding, groups).
+(C = 3, odd sizes, N = 1, any stride up to checks.MAX_EXTENT, asymmetric padding,
+groups): the kernels' grid limits (K/groups and, backward, C/groups <= 65535*64;
+backward, groups * stride^2 <= 65535) are checked by cuda_convnet.checks for every
+backend, the reference included.
 """
 from __future__ import annotations
 
 import numpy as np
 
 from ... import checks
+from ...reference.conv import ShapeOnly
 
 
 def _shape_args(g: checks.ConvGeometry) -> dict:
@@ -52,23 +56,40 @@ class ConvOps:
 
     def conv2d_backward(self, x, w, dy, *, stride=1, padding=0, groups=1):
         """(dx, dw, db): dgrad and wgrad implicit GEMMs; dw and db reduce in a fixed order."""
-        g = checks.check_conv_backward_args(x, w, dy, stride, padding, groups)
+        checks.check_conv_backward_args(x, w, dy, stride, padding, groups)
         self._float32("conv2d_backward", x=x, w=w, dy=dy)
+        kw = dict(stride=stride, padding=padding, groups=groups)
+        dx = self.conv2d_dgrad(dy, w, x.shape, **kw)
+        dw, db = self.conv2d_wgrad(x, dy, w.shape, **kw)
+        return dx, dw, db
+
+    def conv2d_dgrad(self, dy, w, x_shape, *, stride=1, padding=0, groups=1):
+        """dx (N, H, W, C) alone (csrc/conv_dgrad.cuh): conv2d_backward's dx, one launch."""
+        x = ShapeOnly("conv2d_dgrad", "x_shape", x_shape, getattr(dy, "dtype", np.float32))
+        g = checks.check_conv_backward_args(x, w, dy, stride, padding, groups, op="conv2d_dgrad")
+        self._float32("conv2d_dgrad", w=w, dy=dy)
+        if not (g.n and g.c and g.k):  # nothing flows back: zero gradient, no launch
+            return self.xp.zeros(x.shape, dtype=np.float32)
+        dx = self._empty(x.shape)
+        self.ext.conv_dgrad(self._ptr(dy), self._ptr(w), self._ptr(dx), **_shape_args(g), stream=self._stream())
+        return dx
+
+    def conv2d_wgrad(self, x, dy, w_shape, *, stride=1, padding=0, groups=1):
+        """(dw (K, R, S, C/groups), db (K,)) alone (csrc/conv_wgrad.cuh): conv2d_backward's
+        dw and db, reduced in a fixed order (split-K chunks, then a fixed-order sum)."""
+        w = ShapeOnly("conv2d_wgrad", "w_shape", w_shape, getattr(x, "dtype", np.float32))
+        g = checks.check_conv_backward_args(x, w, dy, stride, padding, groups, op="conv2d_wgrad")
+        self._float32("conv2d_wgrad", x=x, dy=dy)
         if not (g.n and g.c and g.k):  # nothing to reduce: zero gradients, no launch
-            zeros = self.xp.zeros
-            return (zeros(x.shape, dtype=np.float32), zeros(w.shape, dtype=np.float32),
-                    dy.sum(axis=(0, 1, 2), dtype=np.float32))
+            return self.xp.zeros(w.shape, dtype=np.float32), dy.sum(axis=(0, 1, 2), dtype=np.float32)
         shape = _shape_args(g)
-        s = self._stream()
-        dx = self._empty((g.n, g.h, g.w, g.c))
-        dw = self._empty(tuple(w.shape))
+        dw = self._empty(w.shape)
         db = self._empty((g.k,))
-        self.ext.conv_dgrad(self._ptr(dy), self._ptr(w), self._ptr(dx), **shape, stream=s)
         plan = self.conv_wgrad_plan(g)
         ws = self._empty((plan["workspace_floats"],)) if plan["workspace_floats"] else None
         self.ext.conv_wgrad(self._ptr(x), self._ptr(dy), self._ptr(dw), self._ptr(db), self._ptr(ws),
-                            plan["workspace_floats"], **shape, chunk_rows=self.wgrad_chunk_rows, stream=s)
-        return dx, dw, db
+                            plan["workspace_floats"], **shape, chunk_rows=self.wgrad_chunk_rows, stream=self._stream())
+        return dw, db
 
     def conv_wgrad_plan(self, g: checks.ConvGeometry) -> dict:
         """How conv2d_backward splits the dw/db reduction for geometry ``g`` (chunk sizes,

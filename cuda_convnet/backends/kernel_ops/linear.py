@@ -26,6 +26,9 @@ class LinearOps:
         n, fan_in, fan_out = checks.check_linear_args(x, w, b)
         checks.check_precision("linear", precision)
         self._float32("linear", x=x, w=w, b=b)
+        if not (n and fan_in and fan_out):  # an empty product: y = b (or 0), no launch
+            y = self.xp.zeros((n, fan_out), dtype=np.float32)
+            return y + b if b is not None else y
         y = self._empty((n, fan_out))
         if n:
             # op(A) = x [N, in]; op(B) = w^T, w stored [out, in] = [N_gemm, K] -> trans_b.
@@ -41,9 +44,11 @@ class LinearOps:
         n, fan_in, fan_out = checks.check_linear_backward_args(x, w, dy)
         checks.check_precision("linear_backward", precision)
         self._float32("linear_backward", x=x, w=w, dy=dy)
+        if not (n and fan_in and fan_out):  # an empty product on some side: no launch
+            zeros = self.xp.zeros
+            return (zeros((n, fan_in), dtype=np.float32), zeros((fan_out, fan_in), dtype=np.float32),
+                    dy.sum(axis=0, dtype=np.float32))
         dx = self._empty((n, fan_in))
-        if n == 0:  # an empty batch: no GEMM has a K of 0; the sums over it are zero
-            return dx, self.xp.zeros((fan_out, fan_in), np.float32), self.xp.zeros((fan_out,), np.float32)
         dw = self._empty((fan_out, fan_in))
         db = self._empty((fan_out,))
         s = self._stream()

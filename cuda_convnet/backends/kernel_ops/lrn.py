@@ -23,8 +23,8 @@ class LrnOps:
         a, nb, _ = _scalars(size, alpha, beta, divide_alpha_by_size)
         c = int(x.shape[-1])
         if x.size:
-            # A window wider than 2C + 2 channels is clipped to the whole row either way.
-            self.ext.lrn_forward(self._ptr(x), self._ptr(y), int(x.size // c), c, min(size, 2 * c + 2), a, nb,
+            # A window of 2C + 1 channels already spans the whole row from any channel.
+            self.ext.lrn_forward(self._ptr(x), self._ptr(y), int(x.size // c), c, min(size, 2 * c + 1), a, nb,
                                  float(np.float32(k)), self._stream(), self._lrn_kernel)
         return y
 
@@ -36,6 +36,6 @@ class LrnOps:
         c = int(x.shape[-1])
         if x.size:
             self.ext.lrn_backward(self._ptr(x), self._ptr(y), self._ptr(dy), self._ptr(dx), int(x.size // c), c,
-                                  min(size, 2 * c + 2), a, nb, float(np.float32(k)), coef, self._stream(),
+                                  min(size, 2 * c + 1), a, nb, float(np.float32(k)), coef, self._stream(),
                                   self._lrn_kernel)
         return dx

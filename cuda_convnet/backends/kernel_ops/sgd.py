@@ -15,16 +15,8 @@ class SgdOps:
         lr, momentum, weight_decay = checks.check_sgd_args(params, grads, velocities, lr, momentum, weight_decay)
         for i, (w, g, v) in enumerate(zip(params, grads, velocities)):
             self._float32("sgd_update", **{f"params[{i}]": w, f"grads[{i}]": g, f"velocities[{i}]": v})
-        # One launch updates every tensor at once: a tensor listed twice (which the
-        # reference would update twice, in turn) would race with itself.
-        written = {}
-        for name, seq in (("params", params), ("velocities", velocities)):
-            for i, a in enumerate(seq):
-                if a.size:
-                    other = written.setdefault(self._ptr(a), f"{name}[{i}]")
-                    if other != f"{name}[{i}]":
-                        raise ValueError(f"sgd_update: {name}[{i}] and {other} are the same memory; the fused "
-                                         "kernel updates every tensor at once, so each must appear once")
+        # One launch updates every tensor at once: check_sgd_args has refused any two
+        # written tensors (or a written tensor and a gradient) that share a byte.
         # Scalars rounded to float32 once, decay·lr as one float64 product: as the reference.
         self.last_sgd_launches = self.ext.sgd_update(
             [self._ptr(w) for w in params], [self._ptr(g) for g in grads], [self._ptr(v) for v in velocities],
