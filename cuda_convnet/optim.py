@@ -22,6 +22,7 @@ when a further drop is due but none are left (a training loop may stop then).
 """
 from __future__ import annotations
 
+import math
 
 import numpy as np
 
