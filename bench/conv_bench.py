@@ -160,20 +160,14 @@ def reference(device, torch, layer, x, w, b, dy):
 # --------------------------------------------------------------------------- ours
 
 def ours_calls(backend, layer):
-    """direction -> fn(x, w, b, dy) returning the outputs to compare, or a status string."""
+    """direction -> fn(x, w, b, dy) returning the outputs to compare."""
     kw = layer.kwargs
-    ops = {name: C.ours_op(backend, name) for name in ("conv2d", "conv2d_dgrad", "conv2d_wgrad", "conv2d_backward")}
-    calls = {
-        "fwd": lambda x, w, b, dy: (ops["conv2d"](x, w, b, **kw),),
-        "dgrad": lambda x, w, b, dy: (ops["conv2d_dgrad"](dy, w, layer.x_shape, **kw),),
-        "wgrad": lambda x, w, b, dy: tuple(ops["conv2d_wgrad"](x, dy, layer.w_shape, **kw)),
-        "bwd": lambda x, w, b, dy: tuple(ops["conv2d_backward"](x, w, dy, **kw)),
+    return {
+        "fwd": lambda x, w, b, dy: (backend.conv2d(x, w, b, **kw),),
+        "dgrad": lambda x, w, b, dy: (backend.conv2d_dgrad(dy, w, layer.x_shape, **kw),),
+        "wgrad": lambda x, w, b, dy: tuple(backend.conv2d_wgrad(x, dy, layer.w_shape, **kw)),
+        "bwd": lambda x, w, b, dy: tuple(backend.conv2d_backward(x, w, dy, **kw)),
     }
-    needs = {"fwd": "conv2d", "dgrad": "conv2d_dgrad", "wgrad": "conv2d_wgrad", "bwd": "conv2d_backward"}
-    for direction, op in needs.items():
-        if ops[op] is None:
-            calls[direction] = C.NOT_IMPLEMENTED
-    return calls
 
 
 def baseline_calls(tconv):
@@ -232,21 +226,18 @@ def bench_layer(layer, device, backend, torch, timing, seed, tol):
                 row["base_status"] = C.describe_error(e)
         # --- ours: validate with poisoned outputs, then time
         fn = ours[direction]
-        if isinstance(fn, str):
-            row["status"] = fn
-        else:
-            try:
-                with poison_outputs():
-                    row["err_ours"] = worst_err(fn(*vin), refs)
-                if not row["err_ours"] <= tol:
-                    row["status"] = C.MISMATCH
-                else:
-                    st = timing.run(device, lambda i, fn=fn: fn(*sets[i % nsets]))
-                    row.update(ours_ms=st["median_s"] * 1e3, ours_spread=(st["p90_s"] - st["p10_s"]) / st["median_s"],
-                               ours_calls=st["calls"], status=C.OK)
-                    row["ours_tflops"] = layer.flops(direction) / st["median_s"] / 1e12
-            except Exception as e:  # noqa: BLE001
-                row["status"] = C.describe_error(e)
+        try:
+            with poison_outputs():
+                row["err_ours"] = worst_err(fn(*vin), refs)
+            if not row["err_ours"] <= tol:
+                row["status"] = C.MISMATCH
+            else:
+                st = timing.run(device, lambda i, fn=fn: fn(*sets[i % nsets]))
+                row.update(ours_ms=st["median_s"] * 1e3, ours_spread=(st["p90_s"] - st["p10_s"]) / st["median_s"],
+                           ours_calls=st["calls"], status=C.OK)
+                row["ours_tflops"] = layer.flops(direction) / st["median_s"] / 1e12
+        except Exception as e:  # noqa: BLE001
+            row["status"] = C.describe_error(e)
         if row.get("ours_ms") and row.get("base_ms"):
             row["ratio"] = row["ours_ms"] / row["base_ms"]
         if row.get("err_base", 0) > TF32_SUSPECT:

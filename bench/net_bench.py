@@ -29,9 +29,6 @@ Timing: blocks of --block steps between device synchronisations (wall clock), me
 block; images/s = batch / (median block time / block). Input batches rotate between two
 buffers.
 
-If ``cuda_convnet.models`` does not exist yet, ours' rows say "skipped: models not
-available" and the PyTorch rows still run (exit 0).
-
     python bench/net_bench.py                         # GPU if usable, else CPU mode
     python bench/net_bench.py --smoke                 # batch 2, one step (tests)
     python bench/net_bench.py --backend cpu --batch 8
@@ -67,7 +64,6 @@ TOL = 1e-3  # centred log-probabilities and loss, float32 net against float64 re
 # that largely cancel, so float32 alone leaves ~4e-3 there (measured at batch 2, cpu backend);
 # the other layers' gradients agree to ~1e-5.
 GRAD_TOL = 2e-2
-SKIPPED = "skipped: models not available"
 
 
 # --------------------------------------------------------------------------- the nets
@@ -335,30 +331,17 @@ def compile_worker(S):
 
 
 def ours_rows(S):
-    """Ours: towers=2 on one device, and towers=1 (grouped) when the model accepts it."""
-    try:
-        from cuda_convnet import SGD, Net, models  # noqa: F401
-    except ImportError as e:
-        print(f"ours: {SKIPPED} ({e})")
-        return [{"impl": "ours", "mode": m, "towers": "2", "batch": S.batch, "status": SKIPPED}
-                for m in ("train", "infer")]
+    """Ours: towers=2 on one device, and towers=1 (the grouped form)."""
+    from cuda_convnet import SGD, models
     devname = {"cuda": "cuda:0"}.get(S.backend_name, S.backend_name)
     rows = []
     for towers in (2, 1):
         label = f"{towers}" if towers == 2 else "1 (grouped)"
         base = {"impl": "ours", "towers": label, "batch": S.batch}
         try:
-            try:
-                net = models.alexnet(towers=towers, devices=(devname,) * towers, num_classes=S.classes)
-            except (TypeError, ValueError):
-                if towers == 1:
-                    raise
-                net = models.alexnet(towers=towers, devices=(devname,), num_classes=S.classes)
+            net = models.alexnet(towers=towers, devices=(devname,) * towers, num_classes=S.classes)
             opt = SGD(net.parameters(), **SGD_ARGS)
         except Exception as e:  # noqa: BLE001
-            if towers == 1:  # the one-tower form is optional
-                print(f"ours towers=1: not built ({C.describe_error(e)})")
-                continue
             rows += [dict(base, mode=m, status=C.describe_error(e)) for m in ("train", "infer")]
             continue
         try:
@@ -455,7 +438,7 @@ def main(argv=None):
         print("torch: not installed; no baseline")
     table = save(rows, False)
     print(table)
-    bad = [r for r in rows if r["status"] not in (C.OK, SKIPPED) and not r["status"].startswith("did not finish")
+    bad = [r for r in rows if r["status"] != C.OK and not r["status"].startswith("did not finish")
            and r["impl"] != "torch.compile"]
     print(f"net_bench: {len(rows)} rows, {sum(r['status'] == C.OK for r in rows)} ok, {len(bad)} failed")
     return 1 if bad else 0

@@ -18,7 +18,6 @@ import time
 import numpy as np
 import pytest
 import subproc
-from net_support import requires_ops
 
 from cuda_convnet.data.loader import BatchLoader
 from cuda_convnet.distributed import has_torch, rank_dropout_seed, shard_order
@@ -165,7 +164,7 @@ def test_grad_hooks_see_each_layers_gradients_in_backward_order():
 
 # ------------------------------------------------------------------ real ranks
 @needs_torch
-@pytest.mark.parametrize("device,world", [("cpu", 2), ("cpu", 3), pytest.param("emu", 2, marks=[pytest.mark.emu, requires_ops("emu")])])
+@pytest.mark.parametrize("device,world", [("cpu", 2), ("cpu", 3), pytest.param("emu", 2, marks=pytest.mark.emu)])
 def test_ranks_match_one_process_on_the_global_batch(tmp_path, device, world):
     """N ranks x batch 4 == one process x batch 4N after 2 epochs (14 or 10 steps), to float32 rounding."""
     r, _ = torchrun(tmp_path, world, "--device", device, "--batch", 4, "--epochs", 2)
@@ -345,7 +344,7 @@ def test_scaling_bench_measures_ranks(tmp_path):
 
 # ------------------------------------------------------------------ the hybrid scheme
 @needs_torch
-@pytest.mark.parametrize("device,world", [("cpu", 2), ("cpu", 3), pytest.param("emu", 2, marks=[pytest.mark.emu, requires_ops("emu")])])
+@pytest.mark.parametrize("device,world", [("cpu", 2), ("cpu", 3), pytest.param("emu", 2, marks=pytest.mark.emu)])
 def test_hybrid_matches_one_process_on_the_global_batch(tmp_path, device, world):
     """Trunk data-parallel, fc1 and fc2 sliced over the ranks: the gathered weights after 2 epochs
     equal one process's with the global batch, to float32 rounding."""

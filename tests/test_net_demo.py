@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from net_support import one_blas_thread, requires_ops  # noqa: F401
+from net_support import one_blas_thread  # noqa: F401
 from subproc import run_cli
 
 from cuda_convnet.net import load_checkpoint
@@ -48,7 +48,6 @@ def test_demo_bad_arguments_are_one_line(tmp_path):
 
 
 @pytest.mark.emu
-@requires_ops("emu")
 def test_demo_quick_on_emu(tmp_path):
     r = demo("--quick", "--epochs", "1", "--out", str(tmp_path), "--device", "emu", "--no-progress", timeout=1800)
     assert r.returncode == 0, r.stderr
@@ -56,7 +55,6 @@ def test_demo_quick_on_emu(tmp_path):
 
 
 @pytest.mark.cuda
-@requires_ops("cuda")
 def test_demo_quick_on_cuda(tmp_path):
     r = demo("--quick", "--out", str(tmp_path), "--device", "cuda:0", "--no-progress")
     assert r.returncode == 0, r.stderr
@@ -78,7 +76,6 @@ def test_net_step_bench_harness_on_cpu():
 
 
 @pytest.mark.emu
-@requires_ops("emu")
 def test_net_step_emu_alexnet_batch_2(capsys):
     """Time one emulated AlexNet training step at batch 2, checked against the reference."""
     bench = _bench()
