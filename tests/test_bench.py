@@ -131,6 +131,7 @@ def test_kernel_bench_emu_smoke(tmp_path):
     assert all(r["status"] == "ok" and (r.get("ours_us") or r.get("ours_ms") or 0) > 0 for r in rows), rows
 
 
+@pytest.mark.slow
 def test_net_bench_cpu_smoke(tmp_path):
     out, doc = run_bench("net_bench.py", "--smoke", "--backend", "cpu", tmp_path=tmp_path)
     rows = doc["rows"]

@@ -96,6 +96,7 @@ def test_sgd_empty_list(kernel_device):
     assert kernel_device.ops.last_sgd_launches == 0
 
 
+@pytest.mark.alexnet_shapes
 def test_sgd_alexnet_parameters_in_one_launch(kernel_device, cpu, capsys):
     """All 16 AlexNet tensors (61M parameters) updated by one launch, bit for bit."""
     rng = np.random.default_rng(3)
