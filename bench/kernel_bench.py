@@ -429,8 +429,9 @@ def run_gemm(dev, backend, torch, timing, seed, batch, div, tol):
     for li, (name, fan_in, fan_out) in enumerate(FC):
         fan_in = fan_in // div if name != "fc6" else 6 * 6 * max(2, 256 // div)
         fan_out = max(2, fan_out // div)
-        make = lambda s: (dev.randn(s, (batch, fan_in)), dev.randn(s + 1, (fan_out, fan_in), fan_in ** -0.5),  # noqa: E731
-                          dev.randn(s + 2, (batch, fan_out)))
+        def make(s, fan_in=fan_in, fan_out=fan_out):
+            return (dev.randn(s, (batch, fan_in)), dev.randn(s + 1, (fan_out, fan_in), fan_in ** -0.5),
+                    dev.randn(s + 2, (batch, fan_out)))
         vin = make(seed + 100 * li)
         h = [dev.host(a).astype(np.float64) for a in vin]
         refs = {"fwd": h[0] @ h[1].T, "dgrad": h[2] @ h[1], "wgrad": h[2].T @ h[0]}
@@ -447,7 +448,8 @@ def run_gemm(dev, backend, torch, timing, seed, batch, div, tol):
             if base:
                 try:
                     row["err_base"] = C.rel_err(dev.from_torch(base[d](*tsets[0])), ref)
-                    st = timing.run(dev, lambda i, d=d: base[d](*tsets[i % nsets]), side="torch")
+                    st = timing.run(dev, lambda i, d=d, tsets=tsets, nsets=nsets: base[d](*tsets[i % nsets]),
+                                    side="torch")
                     row["base_ms"] = st["median_s"] * 1e3
                     row["base_tflops"] = flop / st["median_s"] / 1e12
                 except Exception as e:  # noqa: BLE001
@@ -458,7 +460,7 @@ def run_gemm(dev, backend, torch, timing, seed, batch, div, tol):
                 if not row["err_ours"] <= tol:
                     row["status"] = C.MISMATCH
                 else:
-                    st = timing.run(dev, lambda i, d=d: ours[d](*sets[i % nsets]))
+                    st = timing.run(dev, lambda i, d=d, sets=sets, nsets=nsets: ours[d](*sets[i % nsets]))
                     row.update(ours_ms=st["median_s"] * 1e3, ours_calls=st["calls"], status=C.OK)
                     row["ours_tflops"] = flop / st["median_s"] / 1e12
                     if row.get("base_ms"):

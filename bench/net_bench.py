@@ -54,9 +54,9 @@ import _common as C  # noqa: E402
 C.use_checkout()
 
 import numpy as np  # noqa: E402
+from reference_bench import DROP_P, FULL, LRN, POOL, make_params  # noqa: E402
 
 import cuda_convnet as ccn  # noqa: E402
-from reference_bench import DROP_P, FULL, LRN, POOL, make_params  # noqa: E402
 
 SGD_ARGS = dict(lr=0.01, momentum=0.9, weight_decay=5e-4)
 TOL = 1e-3  # centred log-probabilities and loss, float32 net against float64 reference
@@ -111,7 +111,7 @@ def reference_logprobs(cfg, params, x, test_scale=1.0):
     """log-softmax of the reference forward (eval mode) in the arrays' dtype."""
     R = ccn.backend("cpu")
     h = x
-    for name, k, r, st, pad, groups, lrn, pool in cfg["convs"]:
+    for name, _k, _r, st, pad, groups, lrn, pool in cfg["convs"]:
         h = R.relu(R.conv2d(h, params[name + ".w"], params[name + ".b"], stride=st, padding=pad,
                             groups=groups))
         if lrn:
@@ -353,8 +353,10 @@ def ours_rows(S):
         print(f"ours towers={towers}: {note}")
         status = C.OK if ok else C.MISMATCH
         xs, labels = S.inputs(image, S.args.seed + 700)
-        for mode, fn in (("train", lambda i: net.train_step(xs[i % 2], labels[i % 2], opt)),
-                         ("infer", lambda i: net.predict(xs[i % 2]))):
+        # The lambdas run inside this iteration (S.timed below), on this iteration's net.
+        for mode, fn in (("train", lambda i, net=net, xs=xs, labels=labels, opt=opt: net.train_step(
+                             xs[i % 2], labels[i % 2], opt)),
+                         ("infer", lambda i, net=net, xs=xs: net.predict(xs[i % 2]))):
             row = dict(base, mode=mode, err=err, checked=checked, status=status, image=image)
             if status == C.OK:
                 try:

@@ -34,7 +34,8 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import interleaved_times as timed, use_checkout  # noqa: E402
+from _common import interleaved_times as timed  # noqa: E402
+from _common import use_checkout
 
 use_checkout()  # this checkout's cuda_convnet (see bench/_common.py)
 
@@ -95,7 +96,7 @@ def make_params(cfg, rng, dtype):
 def reference_step(cfg, params, x, labels):
     """Forward + backward through the reference ops. Returns (loss, grads)."""
     tape, h = [], x
-    for name, k, r, st, pad, groups, lrn, pool in cfg["convs"]:
+    for name, _k, _r, st, pad, groups, lrn, pool in cfg["convs"]:
         a = R.conv2d(h, params[name + ".w"], params[name + ".b"], stride=st, padding=pad,
                      groups=groups)
         y = R.relu(a)
@@ -163,12 +164,11 @@ def torch_setup(cfg, params, x, labels, masks):
 
 
 def torch_step(cfg, tp, xt, labels_t, masks_t):
-    import torch
     import torch.nn.functional as F
     for t in list(tp.values()) + [xt]:
         t.grad = None
     h = xt
-    for name, k, r, st, pad, groups, lrn, pool in cfg["convs"]:
+    for name, _k, _r, st, pad, groups, lrn, pool in cfg["convs"]:
         h = F.relu(F.conv2d(h, tp[name + ".w"], tp[name + ".b"], stride=st, padding=pad,
                             groups=groups))
         if lrn:

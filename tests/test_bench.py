@@ -136,7 +136,8 @@ def test_net_bench_cpu_smoke(tmp_path):
     out, doc = run_bench("net_bench.py", "--smoke", "--backend", "cpu", tmp_path=tmp_path)
     rows = doc["rows"]
     ours = [r for r in rows if r["impl"] == "ours"]
-    assert {(r["towers"], r["mode"]) for r in ours} == {(t, m) for t in ("2", "1 (grouped)") for m in ("train", "infer")}
+    assert {(r["towers"], r["mode"]) for r in ours} == {(t, m) for t in ("2", "1 (grouped)")
+                                                        for m in ("train", "infer")}
     assert all(r["status"] == "ok" and r["images_per_s"] > 0 for r in ours), ours
     # validated against the float64 cpu twin (gradients' tolerance 2e-2, the largest)
     assert all(r["checked"] == "float64 cpu twin" and math.isfinite(r["err"]) and r["err"] <= 2e-2
@@ -160,8 +161,8 @@ def _has_gpu():
 
 
 GPU_CHECK = ROOT / "bench" / "gpu_check.sh"
-STEP_ORDER = ["build", "info", "memcheck", "net_bench", "conv_bench", "kernel_bench", "model", "racecheck", "cuda_tests",
-              "torch_compile"]
+STEP_ORDER = ["build", "info", "memcheck", "net_bench", "conv_bench", "kernel_bench", "model", "racecheck",
+              "cuda_tests", "torch_compile"]
 
 
 def _gpu_check_plan():

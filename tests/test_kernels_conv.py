@@ -25,11 +25,10 @@ import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from tolerances import tol
 
 import cuda_convnet as ccn
 from cuda_convnet import checks
-from tolerances import tol
-
 
 # Under an ASan build preloaded into Python (LD_PRELOAD=libasan.so, as .ci/run does) a C++
 # exception aborts the process ("CHECK failed: asan_interceptors.cpp:320 real___cxa_throw")

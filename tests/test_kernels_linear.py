@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from tolerances import tol
 
 import cuda_convnet as ccn
-from tolerances import tol
 
 
 def rand(rng, *shape):

@@ -3,8 +3,6 @@ emulated AlexNet step benchmark."""
 from __future__ import annotations
 
 import importlib.util
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np

@@ -11,9 +11,22 @@
 from .checkpoint import Checkpoint, CheckpointError, load_checkpoint, save_checkpoint
 from .devices import Device, parse_device
 from .graph import Net, NonFiniteError, Parameter
-from .layers import (LRN, ChannelSlice, Concat, Conv, Copy, Dropout, Flatten, FullyConnected, Layer, MaxPool, ReLU,
-                     SoftmaxCrossEntropy, Tanh)
+from .layers import (
+    LRN,
+    ChannelSlice,
+    Concat,
+    Conv,
+    Copy,
+    Dropout,
+    Flatten,
+    FullyConnected,
+    Layer,
+    MaxPool,
+    ReLU,
+    SoftmaxCrossEntropy,
+    Tanh,
+)
 
-__all__ = ["Net", "NonFiniteError", "Parameter", "Device", "parse_device", "Checkpoint",
-           "CheckpointError", "load_checkpoint", "save_checkpoint", "Layer", "Conv", "FullyConnected", "ReLU", "Tanh", "LRN", "MaxPool",
+__all__ = ["Net", "NonFiniteError", "Parameter", "Device", "parse_device", "Checkpoint", "CheckpointError",
+           "load_checkpoint", "save_checkpoint", "Layer", "Conv", "FullyConnected", "ReLU", "Tanh", "LRN", "MaxPool",
            "Dropout", "Concat", "ChannelSlice", "Flatten", "SoftmaxCrossEntropy", "Copy"]
