@@ -1,8 +1,8 @@
 """Our convolution kernels against cuDNN (through PyTorch), layer by layer, on AlexNet's
 shapes (ARCHITECTURE.md §9: each conv layer, forward, dgrad and wgrad, at least as fast as cuDNN).
 
-Layers, batch 128 by default on a GPU (paper §3.5, Figure 2; 227x227 inputs so that conv1
-gives 55x55 with no padding):
+Layers, batch 128 by default on a GPU (paper §3.5, Figure 2; cuda_convnet/alexnet_shapes.py,
+227x227 inputs so that conv1 gives 55x55 with no padding, as its docstring explains):
 
     one-tower grouped form (groups=2 is the two towers on one device, §3.2)
       conv1  227x227x3   -> 96   11x11 stride 4
@@ -55,23 +55,12 @@ C.use_checkout()
 import numpy as np  # noqa: E402
 
 import cuda_convnet as ccn  # noqa: E402
+from cuda_convnet.alexnet_shapes import conv_layers, tower_layers  # noqa: E402
 from cuda_convnet.backends import poison_outputs  # noqa: E402
 
 # name, input H (= W), C, K, filter R (= S), stride, padding, groups
-GROUPED = [
-    ("conv1", 227, 3, 96, 11, 4, 0, 1),
-    ("conv2", 27, 96, 256, 5, 1, 2, 2),
-    ("conv3", 13, 256, 384, 3, 1, 1, 1),
-    ("conv4", 13, 384, 384, 3, 1, 1, 2),
-    ("conv5", 13, 384, 256, 3, 1, 1, 2),
-]
-TOWER = [
-    ("conv1/t", 227, 3, 48, 11, 4, 0, 1),
-    ("conv2/t", 27, 48, 128, 5, 1, 2, 1),
-    ("conv3/t", 13, 256, 192, 3, 1, 1, 1),
-    ("conv4/t", 13, 192, 192, 3, 1, 1, 1),
-    ("conv5/t", 13, 192, 128, 3, 1, 1, 1),
-]
+GROUPED = [tuple(layer)[:8] for layer in conv_layers()]
+TOWER = [tuple(layer)[:8] for layer in tower_layers()]
 DIRECTIONS = ("fwd", "dgrad", "wgrad", "bwd")
 TOL = 1e-3          # float32 against float64, relative L2 (METHOD.md: fp32 lands far under)
 TF32_SUSPECT = 1e-4  # a float32 baseline worse than this looks like TF32 (~3e-4) is on

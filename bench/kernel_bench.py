@@ -54,6 +54,7 @@ C.use_checkout()
 import numpy as np  # noqa: E402
 
 import cuda_convnet as ccn  # noqa: E402
+from cuda_convnet.alexnet_shapes import conv_layers, fc_layers  # noqa: E402
 from cuda_convnet.backends import poison_outputs  # noqa: E402
 from cuda_convnet.data.augment import lighting_constants  # noqa: E402
 
@@ -65,15 +66,17 @@ TOL = 1e-4  # relative L2, float32 against float64: these ops have short or no r
 
 
 def alexnet_param_shapes(div=1):
-    """The paper's parameter tensors (grouped one-device form, 227 inputs); widths / div."""
+    """The paper's parameter tensors (grouped one-device form, alexnet_shapes.param_shapes);
+    widths / div."""
     d = lambda c: max(2, c // div // 2 * 2)  # noqa: E731  (even, for groups=2)
-    convs = [(d(96), 11, 3, 1), (d(256), 5, d(96), 2), (d(384), 3, d(256), 1),
-             (d(384), 3, d(384), 2), (d(256), 3, d(384), 2)]
     shapes = []
-    for k, r, c, g in convs:
-        shapes += [(k, r, r, c // g), (k,)]
-    fc_in = 6 * 6 * d(256)
-    for out in (d(4096), d(4096), max(2, 1000 // div)):
+    for L in conv_layers():
+        c = L.c if L.c == 3 else d(L.c)  # the 3 input colours stay 3
+        shapes += [(d(L.k), L.r, L.r, c // L.groups), (d(L.k),)]
+    fcs = fc_layers()
+    fc_in = fcs[0][1] // conv_layers()[-1].k * d(conv_layers()[-1].k)  # conv5's 6x6 maps, narrowed
+    for i, (_, _, out) in enumerate(fcs):
+        out = max(2, out // div) if i == len(fcs) - 1 else d(out)
         shapes += [(out, fc_in), (out,)]
         fc_in = out
     return shapes
@@ -389,7 +392,7 @@ def run_sgd(dev, backend, torch, timing, seed, div, copy_bw, tol):
     return row
 
 
-FC = (("fc6", 9216, 4096), ("fc7", 4096, 4096), ("fc8", 4096, 1000))
+FC = tuple(fc_layers())
 
 
 def gemm_calls(backend, dev):

@@ -40,16 +40,14 @@ from _common import use_checkout
 use_checkout()  # this checkout's cuda_convnet (see bench/_common.py)
 
 from cuda_convnet import reference as R  # noqa: E402
+from cuda_convnet.alexnet_shapes import INPUT_SIZE, conv_layers, fc_layers  # noqa: E402
 from cuda_convnet.random import dropout_keep_mask  # noqa: E402
 
 # name: (out channels, filter size, stride, padding, groups, LRN after, pool after)
+# (cuda_convnet/alexnet_shapes.py: 227x227 inputs, conv1 unpadded)
 FULL = dict(
-    image=227, classes=1000, fc=4096,
-    convs=[("conv1", 96, 11, 4, 0, 1, True, True),
-           ("conv2", 256, 5, 1, 2, 2, True, True),
-           ("conv3", 384, 3, 1, 1, 1, False, False),
-           ("conv4", 384, 3, 1, 1, 2, False, False),
-           ("conv5", 256, 3, 1, 1, 2, False, True)],
+    image=INPUT_SIZE, classes=fc_layers()[-1][2], fc=fc_layers()[0][2],
+    convs=[(L.name, L.k, L.r, L.stride, L.pad, L.groups, L.lrn, L.pool) for L in conv_layers()],
 )
 # Same topology, every width divided by 8 and a 67x67 input: runs in well under a second.
 SMOKE = dict(

@@ -29,6 +29,7 @@ from tolerances import tol
 
 import cuda_convnet as ccn
 from cuda_convnet import checks
+from cuda_convnet.alexnet_shapes import conv_layers
 
 # Under an ASan build preloaded into Python (LD_PRELOAD=libasan.so, as .ci/run does) a C++
 # exception aborts the process ("CHECK failed: asan_interceptors.cpp:320 real___cxa_throw")
@@ -183,15 +184,9 @@ def test_conv_relu_epilogue(kernel_device, cpu):
 
 # ----------------------------------------------------------------------------- AlexNet
 
-# The paper's five conv layers (§3.5), on 227 x 227 crops (conv1 needs no padding there):
-# name: (H, W, C, K, R, stride, padding, groups).
-ALEXNET = {
-    "conv1": (227, 227, 3, 96, 11, 4, 0, 1),
-    "conv2": (27, 27, 96, 256, 5, 1, 2, 2),
-    "conv3": (13, 13, 256, 384, 3, 1, 1, 1),
-    "conv4": (13, 13, 384, 384, 3, 1, 1, 2),
-    "conv5": (13, 13, 384, 256, 3, 1, 1, 2),
-}
+# The paper's five conv layers (§3.5), on 227 x 227 crops (conv1 needs no padding there;
+# cuda_convnet/alexnet_shapes.py): name: (H, W, C, K, R, stride, padding, groups).
+ALEXNET = {L.name: (L.hw, L.hw, L.c, L.k, L.r, L.stride, L.pad, L.groups) for L in conv_layers()}
 
 
 @pytest.mark.alexnet_shapes
