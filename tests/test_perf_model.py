@@ -89,6 +89,7 @@ def test_calibrate_reads_bench_json(tmp_path):
     assert "no measurements (file missing)" in out and "absent.json" in out and "| conv2 | fwd |" in out
 
 
+@pytest.mark.slow
 def test_prediction_from_the_real_sass():
     """With the kernels' own SASS counts the model reproduces the known shape of the step:
     conv1's dgrad (a 19 %-useful 256x16 tile) is the largest row."""
