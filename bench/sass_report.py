@@ -244,7 +244,7 @@ def dynamic_smem_bytes(base: str, template_args: list[str]) -> int | None:
         return None
     env = dict(source_constants())
     for pname, value in zip(DYNAMIC_TEMPLATE_PARAMS.get(base, ()), template_args):
-        env[pname] = {"true": 1, "false": 0}.get(value.strip(), None)
+        env[pname] = {"true": 1, "false": 0}.get(value.strip())
         if env[pname] is None:
             env[pname] = int(value)
     return 4 * int(eval(expr, {"__builtins__": {}}, env))
