@@ -7,6 +7,7 @@ it the multi-rank tests skip and the rest (sharding, seeds, running without torc
 """
 from __future__ import annotations
 
+import json
 import os
 import pathlib
 import re
@@ -293,6 +294,51 @@ def test_torchrun_train_command(tmp_path):
     # --distributed outside a launcher names it.
     r = subproc.run_cli("train", "store", *small, "--distributed", "--out", "x", cwd=tmp_path)
     assert r.returncode == 2 and "torchrun --nproc-per-node N" in r.stderr, r.stderr
+
+
+@pytest.mark.slow
+@needs_torch
+def test_torchrun_train_command_hybrid(tmp_path):
+    """`torchrun -m cuda_convnet train STORE --parallel hybrid` on 2 ranks: rank 0 alone prints and
+    writes metrics and a one-process checkpoint (the grouped form, gathered fc layers) that
+    `predict` reads; --resume keeps the scheme and refuses another."""
+    from cli_tree import make_tree, picture, write
+
+    from cuda_convnet.net import load_checkpoint
+    from cuda_convnet.net.checkpoint import read_checkpoint
+
+    make_tree(tmp_path / "src")
+    # A fourth class, so the 4 logits of fc8 split over 2 ranks.
+    for split, n in (("train", 12), ("val", 4)):
+        d = tmp_path / "src" / split / "dusk"
+        d.mkdir()
+        for i in range(n):
+            write(255 - picture(i % 3, 90, 90, 500 + i), d / f"dusk_{i:02d}", 0)
+    r = subproc.run_cli("prepare", "src", "store", "--size", "72", "--workers", "1", "--no-progress", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    small = ("--model", "small", "--width", "1", "--devices", "cpu", "--no-progress")
+    r = torchrun_cli(tmp_path, 2, "train", "store", *small, "--batch-size", "8", "--epochs", "1", "--out", "hy",
+                     "--parallel", "hybrid")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert r.stdout.count("hybrid: 2 ranks (gloo), fc6, fc7, fc8 split over the ranks, the rest data-parallel, "
+                          "global batch 8 = 2 x 4") == 1, r.stdout
+    assert r.stdout.count("epoch   1/1") == 1 and r.stdout.count("final validation error") == 1, r.stdout
+    entries = [json.loads(line) for line in (tmp_path / "hy" / "metrics.jsonl").read_text().splitlines()]
+    assert [e["epoch"] for e in entries] == [1] and np.isfinite(entries[0]["train_loss"])
+    manifest, _ = read_checkpoint(tmp_path / "hy" / "checkpoint.npz")
+    assert manifest["extra"]["parallel"] == "hybrid" and manifest["extra"]["world_size"] == 2
+    ck = load_checkpoint(tmp_path / "hy" / "checkpoint.npz")
+    assert ck.net.step == 48 // 8
+    assert ck.net.state_dict()["fc8.weight"].shape == (4, 128) and ck.net.state_dict()["fc6.weight"].shape[0] == 128
+    r = subproc.run_cli("predict", "hy/checkpoint.npz", str(next((tmp_path / "src" / "val" / "moss").iterdir())),
+                        cwd=tmp_path)
+    assert r.returncode == 0, r.stdout + r.stderr
+    r = torchrun_cli(tmp_path, 2, "train", "store", "--no-progress", "--epochs", "2", "--out", "hy", "--resume",
+                     "--parallel", "data")
+    assert r.returncode != 0 and "--parallel data (the run was trained with --parallel hybrid)" in r.stderr, r.stderr
+    r = torchrun_cli(tmp_path, 2, "train", "store", "--no-progress", "--epochs", "2", "--out", "hy", "--resume")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert len((tmp_path / "hy" / "metrics.jsonl").read_text().splitlines()) == 2
 
 
 # ------------------------------------------------------------------ bench/scaling_bench.py
