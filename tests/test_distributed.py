@@ -339,6 +339,10 @@ def test_torchrun_train_command_hybrid(tmp_path):
     r = torchrun_cli(tmp_path, 2, "train", "store", "--no-progress", "--epochs", "2", "--out", "hy", "--resume")
     assert r.returncode == 0, r.stdout + r.stderr
     assert len((tmp_path / "hy" / "metrics.jsonl").read_text().splitlines()) == 2
+    # One process continues it too (the grouped form the checkpoint records).
+    r = subproc.run_cli("train", "store", "--no-progress", "--epochs", "3", "--out", "hy", "--resume", cwd=tmp_path)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert load_checkpoint(tmp_path / "hy" / "checkpoint.npz").net.step == 3 * 48 // 8
 
 
 # ------------------------------------------------------------------ bench/scaling_bench.py

@@ -33,6 +33,11 @@ a given global batch (a larger global batch is a different run: the linear scali
 lr proportional to the global batch, is a common starting point, not applied here). Rank
 0 alone writes the checkpoint, metrics.jsonl and curves.png and prints; every rank
 validates. A failed or unresponsive rank ends the job (--dist-timeout).
+
+--parallel hybrid (cuda_convnet.distributed.hybrid): cuda-convnet2's scheme instead, the conv
+layers data-parallel and the fc layers split over the ranks by units (the model's stated
+choice, Net.parallel), on the net's one-device grouped form; the checkpoint is the whole
+net's (the slices gathered), so one process evaluates, predicts or resumes it too.
 """
 from __future__ import annotations
 
