@@ -170,6 +170,7 @@ class HybridParallel(Rank):
             return fn(*args)
         except RuntimeError as e:  # torch's DistBackendError and kin
             raise self._failure(what, e) from e
+
     def _to_torch(self, a):
         if self.group.backend == "nccl":
             if isinstance(a, np.ndarray):
