@@ -84,6 +84,14 @@ class TowerNetConfig:
     pool_stride: int = 2
     weight_std: object = 0.01    # a number, or "he" (see layers._Weighted)
     lrn: dict = field(default_factory=lambda: {"size": 5, "alpha": 1e-4, "beta": 0.75, "k": 2.0})
+    # How each kind of weighted layer is spread over the ranks of a hybrid job
+    # (distributed.HybridParallel): "data" (every rank holds the layer and trains it on its
+    # examples) or "model" (every rank holds a slice of its units and sees every example).
+    # The default is cuda-convnet2's (Krizhevsky 2014, §3): convolutions data-parallel, the
+    # fully connected layers model-parallel. Stated per layer name on the built net, as
+    # `Net.parallel` (see parallel_table).
+    conv_parallel: str = "data"
+    fc_parallel: str = "model"
 
 
 def alexnet_config(num_classes: int = 1000, input_size: int = 224) -> TowerNetConfig:
@@ -160,6 +168,25 @@ def small_config(num_classes: int, width: int = 2, weight_std="he", bias: float 
         classes=int(num_classes),
         weight_std=weight_std,
     )
+
+PARALLEL_KINDS = ("data", "model")
+
+
+def parallel_table(config: TowerNetConfig, net: Net) -> dict[str, str]:
+    """Layer name -> "data" or "model" for every weighted layer of `net` (built from
+    `config`): convs take config.conv_parallel, fully connected layers config.fc_parallel.
+    Raises ValueError for any other value."""
+    for what, v in (("conv_parallel", config.conv_parallel), ("fc_parallel", config.fc_parallel)):
+        if v not in PARALLEL_KINDS:
+            raise ValueError(f"{what} must be one of {PARALLEL_KINDS}, got {v!r}")
+    table = {}
+    for layer in net.layers:
+        if isinstance(layer, Conv):
+            table[layer.name] = config.conv_parallel
+        elif isinstance(layer, FullyConnected):
+            table[layer.name] = config.fc_parallel
+    return table
+
 
 def _devices(towers, devices):
     if devices is None:
@@ -254,7 +281,9 @@ def tower_net(config: TowerNetConfig, *, towers: int = 2, devices=None, seed: in
     k = len(config.convs) + len(config.hidden) + 1
     layers.append(FullyConnected(f"fc{k}", top, units=config.classes, bias_init=0.0, weight_std=std))
     layers.append(SoftmaxCrossEntropy("loss", f"fc{k}"))
-    return Net(layers, input_shape=config.input_shape, devices=devices, seed=seed, dtype=dtype)
+    net = Net(layers, input_shape=config.input_shape, devices=devices, seed=seed, dtype=dtype)
+    net.parallel = parallel_table(config, net)
+    return net
 
 
 def alexnet(towers: int = 2, devices=None, num_classes: int = 1000, seed: int = 0, *, input_size: int = 224,

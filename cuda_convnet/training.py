@@ -105,7 +105,9 @@ def fit(net, optimizer, train, val, *, epochs: int, batch_size: int = 128, sched
     train_loss, train_top1_err, train_top5_err, val_top1_err, val_top5_err, val_loss, lr,
     lr_dropped, seconds (the whole epoch), images_per_second (training steps only), step.
 
-    distributed: a distributed.DataParallel for one rank of a data-parallel job. Then
+    distributed: a distributed.DataParallel (or HybridParallel, cuda-convnet2's scheme: the
+    optimizer is still built on net.parameters(), and the net and optimizer hold the whole
+    state after each epoch's training steps) for one rank of a multi-process job. Then
     batch_size is the per-rank batch, the loader gives this rank its shard of each global
     batch, gradients are averaged over the ranks before each update, the train statistics
     of `history` are over all ranks (images_per_second: the whole job's), and only rank 0
@@ -177,6 +179,7 @@ def fit(net, optimizer, train, val, *, epochs: int, batch_size: int = 128, sched
             sums = np.array([np.dot(losses, w), np.dot(errs, w), np.dot(errs5, w), w.sum()])
             if distributed is not None:
                 sums = distributed.sum_over_ranks(sums)
+                distributed.gather_state(optimizer)  # the whole net in `net` (hybrid: its slices gathered)
             val_stats = validation_pass(net, x_val, y_val, batch_size=eval_batch_size, view=val_view)
             bad = [p.name for p in net.parameters() if not p.device.all_finite(p.data)]
             if val_stats["non_finite"] or not np.isfinite(val_stats["loss"]) or bad:

@@ -7,6 +7,7 @@ it the multi-rank tests skip and the rest (sharding, seeds, running without torc
 """
 from __future__ import annotations
 
+import json
 import os
 import pathlib
 import re
@@ -295,6 +296,55 @@ def test_torchrun_train_command(tmp_path):
     assert r.returncode == 2 and "torchrun --nproc-per-node N" in r.stderr, r.stderr
 
 
+@pytest.mark.slow
+@needs_torch
+def test_torchrun_train_command_hybrid(tmp_path):
+    """`torchrun -m cuda_convnet train STORE --parallel hybrid` on 2 ranks: rank 0 alone prints and
+    writes metrics and a one-process checkpoint (the grouped form, gathered fc layers) that
+    `predict` reads; --resume keeps the scheme and refuses another."""
+    from cli_tree import make_tree, picture, write
+
+    from cuda_convnet.net import load_checkpoint
+    from cuda_convnet.net.checkpoint import read_checkpoint
+
+    make_tree(tmp_path / "src")
+    # A fourth class, so the 4 logits of fc8 split over 2 ranks.
+    for split, n in (("train", 12), ("val", 4)):
+        d = tmp_path / "src" / split / "dusk"
+        d.mkdir()
+        for i in range(n):
+            write(255 - picture(i % 3, 90, 90, 500 + i), d / f"dusk_{i:02d}", 0)
+    r = subproc.run_cli("prepare", "src", "store", "--size", "72", "--workers", "1", "--no-progress", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    small = ("--model", "small", "--width", "1", "--devices", "cpu", "--no-progress")
+    r = torchrun_cli(tmp_path, 2, "train", "store", *small, "--batch-size", "8", "--epochs", "1", "--out", "hy",
+                     "--parallel", "hybrid")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert r.stdout.count("hybrid: 2 ranks (gloo), fc6, fc7, fc8 split over the ranks, the rest data-parallel, "
+                          "global batch 8 = 2 x 4") == 1, r.stdout
+    assert r.stdout.count("epoch   1/1") == 1 and r.stdout.count("final validation error") == 1, r.stdout
+    entries = [json.loads(line) for line in (tmp_path / "hy" / "metrics.jsonl").read_text().splitlines()]
+    assert [e["epoch"] for e in entries] == [1] and np.isfinite(entries[0]["train_loss"])
+    manifest, _ = read_checkpoint(tmp_path / "hy" / "checkpoint.npz")
+    assert manifest["extra"]["parallel"] == "hybrid" and manifest["extra"]["world_size"] == 2
+    ck = load_checkpoint(tmp_path / "hy" / "checkpoint.npz")
+    assert ck.net.step == 48 // 8
+    assert ck.net.state_dict()["fc8.weight"].shape == (4, 128) and ck.net.state_dict()["fc6.weight"].shape[0] == 128
+    r = subproc.run_cli("predict", "hy/checkpoint.npz", str(next((tmp_path / "src" / "val" / "moss").iterdir())),
+                        cwd=tmp_path)
+    assert r.returncode == 0, r.stdout + r.stderr
+    r = torchrun_cli(tmp_path, 2, "train", "store", "--no-progress", "--epochs", "2", "--out", "hy", "--resume",
+                     "--parallel", "data")
+    assert r.returncode != 0 and "--parallel data (the run was trained with --parallel hybrid)" in r.stderr, r.stderr
+    r = torchrun_cli(tmp_path, 2, "train", "store", "--no-progress", "--epochs", "2", "--out", "hy", "--resume")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert len((tmp_path / "hy" / "metrics.jsonl").read_text().splitlines()) == 2
+    # One process continues it too (the grouped form the checkpoint records).
+    r = subproc.run_cli("train", "store", "--no-progress", "--epochs", "3", "--out", "hy", "--resume", cwd=tmp_path)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert load_checkpoint(tmp_path / "hy" / "checkpoint.npz").net.step == 3 * 48 // 8
+
+
 # ------------------------------------------------------------------ bench/scaling_bench.py
 BENCH = pathlib.Path(__file__).resolve().parents[1] / "bench"
 
@@ -350,32 +400,98 @@ def test_scaling_bench_measures_ranks(tmp_path):
 
 
 # ------------------------------------------------------------------ the hybrid scheme
-@pytest.mark.slow
-@needs_torch
-@pytest.mark.parametrize("device,world", [("cpu", 2), ("cpu", 3), pytest.param("emu", 2, marks=pytest.mark.emu)])
-def test_hybrid_matches_one_process_on_the_global_batch(tmp_path, device, world):
-    """Trunk data-parallel, fc1 and fc2 sliced over the ranks: the gathered weights after 2 epochs
-    equal one process's with the global batch, to float32 rounding."""
+def hybrid_reference(device, batch, epochs=2, dropout=False):
+    """fit on one process with the global batch, for the hybrid worker's net; -> (net, opt, history)."""
     sys.path.insert(0, TESTS)
-    from distributed_worker import dp_dataset, make_optimizer, tiny_dp_net
+    from distributed_worker import dp_dataset, hybrid_net, make_optimizer
 
     from cuda_convnet.training import fit
 
-    r, _ = torchrun(tmp_path, world, "--hybrid", "--device", device, "--batch", 4, "--epochs", 2)
+    net = hybrid_net(device, dropout=dropout)
+    opt = make_optimizer(net)
+    x, y = dp_dataset()
+    hist = fit(net, opt, (x, y), (x[:20], y[:20]), epochs=epochs, batch_size=batch, seed=5, progress=False,
+               log=None)
+    return net, opt, hist
+
+
+@pytest.mark.slow
+@needs_torch
+@pytest.mark.parametrize("device,world,dropout", [("cpu", 2, True), ("cpu", 3, False),
+                                                  pytest.param("emu", 2, True, marks=pytest.mark.emu)])
+def test_hybrid_matches_one_process_on_the_global_batch(tmp_path, device, world, dropout):
+    """fit with HybridParallel (trunk data-parallel, fc1 and fc2 sliced, the head's dropout
+    on): after 2 epochs the net equals one process's with the global batch, to float32
+    rounding, and so does every epoch's train loss (the global batch's on every rank)."""
+    sys.path.insert(0, TESTS)
+    from distributed_worker import hybrid_net
+
+    from cuda_convnet.net.checkpoint import read_manifest
+
+    args = ["--dropout"] if dropout else []
+    r, _ = torchrun(tmp_path, world, "--hybrid", "--device", device, "--batch", 4, "--epochs", 2, *args)
     assert r.returncode == 0, r.stdout + r.stderr
     got = weights(tmp_path)
-    net = tiny_dp_net(device, units=12, classes=6)
-    init = net.state_dict()
-    x, y = dp_dataset()
-    hist = fit(net, make_optimizer(net), (x, y), (x[:20], y[:20]), epochs=2, batch_size=4 * world, seed=5,
-               progress=False, log=None)
+    net, _, hist = hybrid_reference(device, 4 * world, dropout=dropout)
+    init = hybrid_net(device).state_dict()
     assert int(got["step"]) == net.step == 2 * (60 // (4 * world))
-    # The hybrid's per-step losses are the global batch's: their mean is the epochs' train loss.
-    per_epoch = got["losses"].reshape(2, -1).mean(axis=1)
-    np.testing.assert_allclose(per_epoch, [h["train_loss"] for h in hist], rtol=1e-5)
+    saved = read_manifest(tmp_path / "checkpoint.npz")["extra"]["history"]
+    for k in ("train_loss", "train_top1_err", "val_top1_err", "val_loss"):
+        np.testing.assert_allclose([h[k] for h in saved], [h[k] for h in hist], rtol=1e-5, atol=1e-7, err_msg=k)
     for k, v in net.state_dict().items():
         assert np.abs(v - init[k]).max() > 1e-2, f"{k} did not train"
         np.testing.assert_allclose(got[k], v, rtol=1e-5, atol=2e-6, err_msg=k)
+
+
+@pytest.mark.slow
+@needs_torch
+def test_hybrid_dropout_masks_are_the_global_batch_masks(tmp_path):
+    """With dropout on, the hybrid run matches the one-process run with dropout (its masks)
+    and not the one without: the masks are those of the global batch, not per-rank ones."""
+    r, _ = torchrun(tmp_path, 2, "--hybrid", "--batch", 4, "--epochs", 1, "--dropout")
+    assert r.returncode == 0, r.stdout + r.stderr
+    got = weights(tmp_path)
+    with_drop, _, _ = hybrid_reference("cpu", 8, epochs=1, dropout=True)
+    without, _, _ = hybrid_reference("cpu", 8, epochs=1, dropout=False)
+    np.testing.assert_allclose(got["fc1.weight"], with_drop.state_dict()["fc1.weight"], rtol=1e-5, atol=2e-6)
+    assert np.abs(got["fc1.weight"] - without.state_dict()["fc1.weight"]).max() > 1e-3
+
+
+@pytest.mark.slow
+@needs_torch
+def test_hybrid_checkpoint_is_the_one_process_state_and_resumes_bit_identically(tmp_path):
+    """Rank 0's checkpoint holds the whole net and velocities (gathered slices), loads in one
+    process, and equals what the ranks hold; 1 epoch + resume == 2 epochs straight, bitwise."""
+    from cuda_convnet.net import load_checkpoint
+
+    straight, resumed = tmp_path / "straight", tmp_path / "resumed"
+    r, _ = torchrun(straight, 2, "--hybrid", "--dropout", "--epochs", 2)
+    assert r.returncode == 0, r.stdout + r.stderr
+    ck = load_checkpoint(straight / "checkpoint.npz", devices=("cpu",))
+    state, vel = ck.net.state_dict(), ck.optimizer.state_dict()["velocities"]
+    assert ck.net.step == 14 and set(state) == set(vel) == {"conv1.weight", "conv1.bias", "fc1.weight", "fc1.bias",
+                                                           "fc2.weight", "fc2.bias"}
+    for rank in range(2):
+        with np.load(straight / f"slices{rank}.npz") as z:
+            held = {k: z[k] for k in z.files}
+        for name in state:
+            rows = slice(None) if name.startswith("conv") else slice(rank * len(state[name]) // 2,
+                                                                      (rank + 1) * len(state[name]) // 2)
+            np.testing.assert_array_equal(held[name], state[name][rows], err_msg=f"rank {rank} {name}")
+            np.testing.assert_array_equal(held[f"v:{name}"], vel[name][rows], err_msg=f"rank {rank} v {name}")
+    assert np.abs(vel["fc2.weight"]).max() > 0
+    # One process predicts with it.
+    x = np.random.default_rng(0).standard_normal((3, 8, 8, 3)).astype(np.float32)
+    assert np.allclose(ck.net.predict(x).sum(axis=1), 1, atol=1e-5)
+
+    r, _ = torchrun(resumed, 2, "--hybrid", "--dropout", "--epochs", 1)
+    assert r.returncode == 0, r.stdout + r.stderr
+    r, _ = torchrun(resumed, 2, "--hybrid", "--dropout", "--epochs", 2, "--resume")
+    assert r.returncode == 0, r.stdout + r.stderr
+    a, b = weights(straight), weights(resumed)
+    assert int(b["step"]) == 14
+    for k in a:
+        np.testing.assert_array_equal(a[k], b[k], err_msg=k)
 
 
 @needs_torch
@@ -384,7 +500,7 @@ def test_hybrid_rejects_what_it_cannot_split():
     from cuda_convnet.distributed.hybrid import HybridParallel
 
     sys.path.insert(0, TESTS)
-    from distributed_worker import tiny_dp_net
+    from distributed_worker import hybrid_net, tiny_dp_net
 
     group = ProcessGroup(rank=0, world_size=3, local_rank=0, backend="gloo", timeout_s=5.0)
     net = tiny_dp_net("cpu", units=12, classes=6)
@@ -394,7 +510,32 @@ def test_hybrid_rejects_what_it_cannot_split():
         HybridParallel(net, group, model_parallel=("fc1",))
     with pytest.raises(ValueError, match="no layer 'fc9'"):
         HybridParallel(net, group, model_parallel=("fc9",))
-    with pytest.raises(ValueError, match=r"'drop' \(dropout\) between the fc layers is not element-wise"):
-        HybridParallel(tiny_dp_net("cpu", units=12, classes=6, dropout=True), group, model_parallel=("fc1", "fc2"))
-    hp = HybridParallel(net, group, model_parallel=("fc1", "fc2"))
+    with pytest.raises(ValueError, match=r"states no per-layer parallel choice"):
+        HybridParallel(net, group)
+    bad = hybrid_net("cpu")
+    bad.parallel["fc1"] = "pipeline"
+    with pytest.raises(ValueError, match="layer 'fc1' is 'pipeline', expected 'data' or 'model'"):
+        HybridParallel(bad, group)
+    pooled = hybrid_net("cpu")
+    pooled.parallel["conv1"] = "model"
+    with pytest.raises(ValueError, match=r"layer 'conv1' \(conv\) cannot be split over the ranks"):
+        HybridParallel(pooled, group)
+    hp = HybridParallel(hybrid_net("cpu", dropout=True), group)   # the stated choice; dropout in the head
     assert [p.shape for p in hp.parameters()] == [(6, 3, 3, 3), (6,), (4, 96), (4,), (2, 12), (2,)]
+
+
+def test_models_state_the_2014_choice():
+    """tower_net's nets say conv "data", fc "model" (cuda-convnet2's hybrid), both forms."""
+    from cuda_convnet import models
+
+    net = models.small_net(10, towers=1, devices=("cpu",), width=1)
+    assert net.parallel == {"conv1": "data", "conv2": "data", "conv3": "data", "conv4": "data", "conv5": "data",
+                            "fc6": "model", "fc7": "model", "fc8": "model"}
+    cfg = models.alexnet_config()
+    assert (cfg.conv_parallel, cfg.fc_parallel) == ("data", "model")
+    two = models.digits_net(towers=2, devices=("cpu", "cpu"))
+    assert two.parallel["conv3/1"] == "data" and two.parallel["fc7/0"] == "model" and two.parallel["fc8"] == "model"
+    from dataclasses import replace
+
+    with pytest.raises(ValueError, match="fc_parallel must be one of"):
+        models.tower_net(replace(models.digits_config(), fc_parallel="pipe"), towers=1)

@@ -33,12 +33,15 @@ class ModelChoice:
     widths: bool          # takes --width
     about: str
 
-    def build(self, classes: int, devices, seed: int, crop: int, width: int | None):
+    def build(self, classes: int, devices, seed: int, crop: int, width: int | None, *, towers: int = 2):
+        """The net; towers=1 builds the one-device grouped form on devices[0] (same weights)."""
         from .. import models
 
+        if towers == 1:
+            devices = tuple(devices)[:1]
         if self.name == "alexnet":
-            return models.alexnet(towers=2, devices=devices, num_classes=classes, seed=seed, input_size=crop)
-        return models.small_net(classes, towers=2, devices=devices, seed=seed, width=width or 2)
+            return models.alexnet(towers=towers, devices=devices, num_classes=classes, seed=seed, input_size=crop)
+        return models.small_net(classes, towers=towers, devices=devices, seed=seed, width=width or 2)
 
     def input_scale(self, store) -> float:
         """What the mean-subtracted pixels are multiplied by before the net sees them.

@@ -33,6 +33,11 @@ a given global batch (a larger global batch is a different run: the linear scali
 lr proportional to the global batch, is a common starting point, not applied here). Rank
 0 alone writes the checkpoint, metrics.jsonl and curves.png and prints; every rank
 validates. A failed or unresponsive rank ends the job (--dist-timeout).
+
+--parallel hybrid (cuda_convnet.distributed.hybrid): cuda-convnet2's scheme instead, the conv
+layers data-parallel and the fc layers split over the ranks by units (the model's stated
+choice, Net.parallel), on the net's one-device grouped form; the checkpoint is the whole
+net's (the slices gathered), so one process evaluates, predicts or resumes it too.
 """
 from __future__ import annotations
 
@@ -48,7 +53,7 @@ import numpy as np
 # the recorded value; one given must equal it (cli/common.py resume_settings).
 _SAVED = {"model": "--model", "crop": "--crop", "width": "--width", "seed": "--seed", "batch_size": "--batch-size",
           "limit_train": "--limit-train", "limit_val": "--limit-val", "lr": "--lr", "patience": "--patience",
-          "max_drops": "--max-drops"}
+          "max_drops": "--max-drops", "parallel": "--parallel"}
 
 
 def add_parser(sub):
@@ -96,6 +101,10 @@ def add_parser(sub):
     p.add_argument("--distributed", action="store_true",
                    help="run as one rank of a data-parallel job launched by torchrun (implied when torchrun's "
                         "environment is set); --batch-size is then the global batch")
+    p.add_argument("--parallel", choices=("data", "hybrid"), default=None,
+                   help="how the ranks share the net (default data): data = a full replica per rank; hybrid = "
+                        "cuda-convnet2's scheme, conv layers data-parallel and the fc layers split over the ranks "
+                        "(the model's stated choice; the one-device grouped form of the net)")
     p.add_argument("--dist-timeout", type=float, default=None, metavar="S",
                    help="seconds a rank waits for the others in a collective before the job fails (default 60)")
     p.set_defaults(func=run)
@@ -181,6 +190,7 @@ def _train(args, group=None):
         raise UsageError(f"--lr must be a positive number, got {args.lr}")
     devices = towers(parse_devices(args.devices))
     world = 1 if group is None else group.world_size
+    parallel = "data"  # settled with the other settings below (a resumed run keeps its own)
     if group is not None and any(d.startswith("cuda") for d in devices):
         if len(set(devices)) > 1:
             raise UsageError(f"--devices {args.devices}: a data-parallel rank holds its whole net on one GPU, "
@@ -213,6 +223,10 @@ def _train(args, group=None):
     elif os.path.exists(ckpt):
         raise UsageError(f"{out} already holds a checkpoint: pass --resume to continue it, or choose another --out")
     model = MODELS[settings["model"] or "alexnet"]
+    parallel = settings["parallel"] or "data"
+    if parallel == "hybrid" and len(set(devices)) > 1:
+        raise UsageError(f"--parallel hybrid: each rank holds its net on one device (the grouped form), not "
+                         f"--devices {args.devices}")
     if settings["width"] is not None and not model.widths:
         raise UsageError(f"--width applies to --model small, not {model.name}")
     crop = check_crop(model, settings["crop"], train_store.size)
@@ -243,7 +257,9 @@ def _train(args, group=None):
     scale = saved.get("input_scale") if args.resume else None
     scale = model.input_scale(train_store) if scale is None else scale
     try:
-        net = model.build(len(classes), devices, seed, crop, settings["width"] or 2)
+        # The hybrid scheme splits the grouped one-device form's fc layers (models.tower_net).
+        net = model.build(len(classes), devices, seed, crop, settings["width"] or 2,
+                          towers=1 if parallel == "hybrid" else 2)
     except ValueError as e:
         raise UsageError(f"--model {model.name}: {e}") from None
     opt = SGD(net.parameters(), lr=lr, momentum=0.9, weight_decay=5e-4)
@@ -252,10 +268,13 @@ def _train(args, group=None):
     print(f"store {args.store}: {len(y_train)} training and {len(y_val)} validation images"
           f"{' (subsets)' if train_idx is not None or val_idx is not None else ''}, {s}x{s}, "
           f"{len(classes)} classes")
-    print(f"model {model.name}: {crop}x{crop} crops; towers on {', '.join(devices)}")
+    print(f"model {model.name}: {crop}x{crop} crops; "
+          + (f"grouped form on {devices[0]}" if parallel == "hybrid" else f"towers on {', '.join(devices)}"))
     if group is not None:
-        print(f"data-parallel: {world} ranks ({group.backend}), global batch {batch} = {world} x {batch // world}; "
-              f"rank 0 writes {out}")
+        split = [k for k, v in net.parallel.items() if v == "model"] if parallel == "hybrid" else []
+        how = (f"hybrid: {world} ranks ({group.backend}), {', '.join(split)} split over the ranks, the rest "
+               "data-parallel" if split else f"data-parallel: {world} ranks ({group.backend})")
+        print(f"{how}, global batch {batch} = {world} x {batch // world}; rank 0 writes {out}")
         if args.resume and saved.get("world_size", world) != world:
             print(f"the checkpoint was trained on {saved.get('world_size')} ranks, continuing on {world}: the same "
                   "global batches, other float32 summation orders and dropout masks")
@@ -286,14 +305,15 @@ def _train(args, group=None):
 
     width = (settings["width"] or 2) if model.widths else None
     extra = {**settings, "model": model.name, "crop": crop, "width": width, "seed": seed, "batch_size": batch,
-             "lr": lr, "patience": patience, "max_drops": max_drops,
+             "lr": lr, "patience": patience, "max_drops": max_drops, "parallel": parallel,
              "classes": list(classes), "image_size": s, "store": os.path.abspath(args.store), "input_scale": scale}
     threads = args.threads if args.threads is not None else (1 if model.name == "small" else None)
     try:
         with blas_threads(threads):
             history = fit_store(net, opt, schedule, (x_train, y_train), (x_val, y_val), train_store, crop=crop,
                                 scale=scale, epochs=args.epochs, batch=batch, seed=seed, ckpt=ckpt, resume=args.resume,
-                                extra=extra, on_epoch=on_epoch, progress=not args.no_progress, group=group)
+                                extra=extra, on_epoch=on_epoch, progress=not args.no_progress, group=group,
+                                parallel=parallel)
     except CheckpointError as e:  # --resume of a damaged file (read again in full by fit)
         raise UsageError(str(e)) from None
     except NonFiniteError as e:  # the run failed (not the user's input): one line, status 1
@@ -321,10 +341,12 @@ def _train(args, group=None):
 
 
 def fit_store(net, opt, schedule, train, val, store, *, crop, scale, epochs, batch, seed, ckpt, resume, extra,
-              on_epoch, progress, group=None):
+              on_epoch, progress, group=None, parallel="data"):
     """training.fit on store images: §4.1's training views, centre-crop validation (both
     times `scale`), the checkpoint carrying the store's mean image. group: this rank's
-    distributed.ProcessGroup (batch is then the global batch, split over the ranks)."""
+    distributed.ProcessGroup (batch is then the global batch, split over the ranks);
+    parallel: "data" (DataParallel) or "hybrid" (HybridParallel, UsageError when the net's
+    fc layers do not split over the ranks)."""
     from ..data.augment import CenterView, TrainAugment
     from ..training import fit
     from .common import Scaled
@@ -334,7 +356,16 @@ def fit_store(net, opt, schedule, train, val, store, *, crop, scale, epochs, bat
     if group is not None:
         from ..distributed import DataParallel
 
-        dp = DataParallel(net, group)
+        if parallel == "hybrid":
+            from ..distributed.hybrid import HybridParallel
+            from . import UsageError
+
+            try:
+                dp = HybridParallel(net, group)
+            except ValueError as e:
+                raise UsageError(f"--parallel hybrid: {e}") from None
+        else:
+            dp = DataParallel(net, group)
     return fit(net, opt, train, val, epochs=epochs, batch_size=batch // (1 if dp is None else dp.world_size),
                distributed=dp, schedule=schedule, augment=augment, seed=seed,
                checkpoint=ckpt, resume=ckpt if resume else None, progress=progress,

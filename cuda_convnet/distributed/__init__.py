@@ -14,7 +14,8 @@ Modules, one job each: group (process group from the launcher's environment, tim
 sharding (the epoch-seeded partition of the training set), reducer (bucketed gradient
 all-reduce started from the backward pass), seeds (per-rank dropout keys), data_parallel
 (what `fit` calls), hybrid (cuda-convnet2's scheme: a data-parallel trunk, a model-parallel
-fully connected head).
+fully connected head; `fit(..., distributed=HybridParallel(net, group))`), rank (what both
+schemes give `fit`).
 """
 from __future__ import annotations
 
@@ -32,12 +33,16 @@ from .sharding import ShardedBatchLoader, shard_order
 
 
 def __getattr__(name):
-    # DataParallel and GradientReducer need torch at construction only; importing them
-    # lazily keeps `import cuda_convnet.distributed` free of torch.
+    # DataParallel, HybridParallel and GradientReducer need torch at construction only;
+    # importing them lazily keeps `import cuda_convnet.distributed` free of torch.
     if name == "DataParallel":
         from .data_parallel import DataParallel
 
         return DataParallel
+    if name == "HybridParallel":
+        from .hybrid import HybridParallel
+
+        return HybridParallel
     if name == "GradientReducer":
         from .reducer import GradientReducer
 
@@ -45,6 +50,6 @@ def __getattr__(name):
     raise AttributeError(name)
 
 
-__all__ = ["DEFAULT_TIMEOUT_S", "DataParallel", "GradientReducer", "ProcessGroup", "RankFailure", "ShardedBatchLoader",
-           "apply_rank_seeds", "backend_for", "has_torch", "init_from_env", "launched_by_torchrun",
-           "rank_dropout_seed", "require_torch", "shard_order"]
+__all__ = ["DEFAULT_TIMEOUT_S", "DataParallel", "GradientReducer", "HybridParallel", "ProcessGroup", "RankFailure",
+           "ShardedBatchLoader", "apply_rank_seeds", "backend_for", "has_torch", "init_from_env",
+           "launched_by_torchrun", "rank_dropout_seed", "require_torch", "shard_order"]

@@ -2,77 +2,108 @@
 convolutional neural networks", §3): convolutional layers data-parallel, the fully
 connected head model-parallel.
 
-    hp = HybridParallel(net, group, model_parallel=("fc6", "fc7", "fc8"))
-    opt = SGD(hp.parameters(), lr=0.01)
-    stats = hp.train_step(x_local, y_local, opt)        # x_local: this rank's b examples
-    full = hp.full_state_dict()                          # the whole net's weights, every rank
+    net = models.small_net(10, towers=1, devices=("cpu",))   # net.parallel: convs "data", fcs "model"
+    opt = SGD(net.parameters(), lr=0.01)                      # the full net's optimizer, as for one process
+    hp = HybridParallel(net, group)                           # or model_parallel=("fc6", "fc7", "fc8")
+    fit(net, opt, train, val, batch_size=B // group.world_size, distributed=hp, ...)
 
-The per-layer choice is the `model_parallel` argument: the named FullyConnected layers,
-which with the element-wise layers between them (ReLU, Tanh) must form the chain that
-ends at the loss. Everything before the first of them is the trunk, trained data-parallel.
-Each rank holds the whole trunk and the r-th slice of the units of every model-parallel
-layer (units % world_size == 0), taken from the full net built with the same seed, so the
-slices together are the one-process net.
+The per-layer choice is stated in the model definition (`Net.parallel`, layer name ->
+"data" or "model", which models.tower_net fills from its config: convs "data", fc layers
+"model"), or overridden by the `model_parallel` argument. The model-parallel layers are
+FullyConnected layers which, with the element-wise layers between them (ReLU, Tanh,
+Dropout), form the chain that ends at the loss. Everything before the first of them is the
+trunk, trained data-parallel. Each rank holds the whole trunk and the r-th slice of the
+units of every model-parallel layer (units % world_size == 0), taken from the full net
+(rank 0's, broadcast by sync_state), so the slices together are the one-process net.
 
 One step, world size N, per-rank batch b, global batch B = N b (the paper's scheme with
 all features exchanged at once):
 
   forward   the trunk on the rank's b examples -> features (b, F); all-gather the features
             and the labels of every rank -> (B, F); each model-parallel layer computes its
-            slice of units for all B examples, the element-wise layers after it act on the
-            slice, and an all-gather along the features gives the next layer its full input
-            (B, U); the logits (B, C) and the loss (the mean over B) are the same on every rank.
-  backward  every rank takes its columns of dlogits; each layer's weight gradient is local
+            slice of units for all B examples, the ReLU/Tanh after it act on the slice, and
+            an all-gather along the features gives the full (B, U), on which the layer's
+            dropout runs (every rank the same: the mask of element (i, j) is a Philox draw of
+            its flat index in the (B, U) tensor, cuda_convnet.random, so it is the mask one
+            process draws for the global batch: same key, the net's own, and same counter
+            (step, stream)). The logits (B, C) and the loss (the mean over B) are the same on
+            every rank.
+  backward  every rank takes its columns of the gradient of each gathered tensor (after the
+            dropout's backward on the full tensor); each layer's weight gradient is local
             (its own slice, from all B examples); its input gradient is a partial sum over
             the slices, completed by an all-reduce (SUM) of which the rank keeps its columns
             (for the features: its b rows, a reduce-scatter written as all-reduce + slice since
             gloo has no reduce-scatter). The trunk's backward from those rows gives a share
             of the global-batch gradient; the trunk's buckets are all-reduced as SUMS.
   update    the fused SGD over the trunk and the rank's slices (identical trunks on every
-            rank; the slices are the one-process update's rows).
+            rank; the slices are the one-process update's rows), with the hyperparameters of
+            the full net's optimizer (so a learning-rate schedule acting on it applies).
 
-So N ranks equal one process with batch B up to float32 summation order. Limits: one
-device per rank (the grouped, one-column form of a net), no dropout in the model-parallel
-head, synchronous exchanges (the trunk's gradient all-reduce is the overlapped one of
-reducer.py); the NCCL path (CuPy arrays through DLPack) has not run on GPUs.
+So N ranks equal one process with batch B up to float32 summation order, dropout included.
+The full `net` and its optimizer are brought up to date by gather_state (all-gather of the
+slices and their velocities), which `fit` calls before each validation pass and checkpoint:
+every rank validates the whole net and rank 0 writes a one-process checkpoint. Limits: one
+device per rank (the grouped, one-column form of a net); synchronous exchanges in the head
+(the trunk's gradient all-reduce is the overlapped one of reducer.py); the full net is kept
+on every rank beside the slices (for validation and checkpoints); the NCCL path (CuPy
+arrays through DLPack) has not run on GPUs.
 """
 from __future__ import annotations
 
 import numpy as np
 
-from ..net.graph import Net, Parameter
-from ..net.layers import FullyConnected
-from .group import collective_failure
+from ..net.graph import Net, NonFiniteError, Parameter
+from ..net.layers import Context, FullyConnected
+from ..optim import SGD
+from .rank import Rank
 from .reducer import DEFAULT_BUCKET_BYTES, GradientReducer
 from .seeds import apply_rank_seeds
 
-_ELEMENTWISE = ("relu", "tanh")
+_ELEMENTWISE = ("relu", "tanh", "dropout")
 
 
-class HybridParallel:
-    def __init__(self, net: Net, group, *, model_parallel, bucket_bytes: int = DEFAULT_BUCKET_BYTES):
-        """net: the full one-process net (same seed on every rank); group: a ProcessGroup.
+def model_parallel_layers(net: Net) -> list[str]:
+    """The layers `net.parallel` marks "model", in layer order (ValueError when it states
+    no choice or a value other than "data"/"model")."""
+    table = net.parallel
+    if not table:
+        raise ValueError("the net states no per-layer parallel choice (Net.parallel is empty; models.tower_net "
+                         "fills it): pass model_parallel=(...) naming the fc layers to split")
+    bad = {k: v for k, v in table.items() if v not in ("data", "model")}
+    if bad:
+        name, v = next(iter(bad.items()))
+        raise ValueError(f"Net.parallel: layer {name!r} is {v!r}, expected 'data' or 'model'")
+    return [layer.name for layer in net.layers if table.get(layer.name) == "model"]
+
+
+class HybridParallel(Rank):
+    def __init__(self, net: Net, group, *, model_parallel=None, bucket_bytes: int = DEFAULT_BUCKET_BYTES):
+        """net: the full one-process net; group: a ProcessGroup. model_parallel: the fc layers
+        to split (default: those `net.parallel` marks "model").
 
         Raises ValueError when the named layers are not a chain of fc (and element-wise)
-        layers ending at the loss, a layer's units do not split over the ranks, or the net
-        spans several devices.
+        layers ending at the loss, a layer's units do not split over the ranks, the net
+        spans several devices, or (model_parallel=None) the net states no choice.
         """
-        from ._torch import require_torch
-
-        self.torch, self.dist = require_torch()
-        self.group, self.rank, self.world_size = group, group.rank, group.world_size
-        names = list(model_parallel)
+        super().__init__(net, group)
+        names = list(model_parallel_layers(net) if model_parallel is None else model_parallel)
         if not names:
             raise ValueError("model_parallel names no layer")
         if net.loss_layer is None:
             raise ValueError("the hybrid scheme trains a net that ends in a SoftmaxCrossEntropy loss")
-        if len(set(net.device_names)) != 1:
-            raise ValueError(f"the hybrid scheme runs one device per rank; this net is on {net.device_names}")
+        if len(set(net.device_names)) != 1 or len(net.devices) != 1:
+            raise ValueError(f"the hybrid scheme runs one device per rank (the grouped one-column form of a net); "
+                             f"this net is on {net.device_names}")
         layers = net.layers[:-1]
         by_name = {layer.name: i for i, layer in enumerate(layers)}
         missing = [n for n in names if n not in by_name]
         if missing:
             raise ValueError(f"model_parallel: no layer {missing[0]!r} in the net")
+        not_fc = [n for n in names if not isinstance(layers[by_name[n]], FullyConnected)]
+        if not_fc:
+            layer = layers[by_name[not_fc[0]]]
+            raise ValueError(f"model_parallel: layer {layer.name!r} ({layer.type}) cannot be split over the ranks; "
+                             "only fully connected layers are model-parallel")
         first = by_name[names[0]]
         head = layers[first:]
         prev = head[0].inputs[0]
@@ -93,26 +124,43 @@ class HybridParallel:
         if net.loss_layer.inputs != (prev,):
             raise ValueError("model_parallel: the head must end at the loss's input")
 
-        # The data-parallel trunk, with the full net's weights.
+        # The data-parallel trunk (its weights are set by _load_full).
         self.trunk = Net(layers[:first], input_shape=net.input_shape, devices=net.device_names, seed=net.seed,
                          dtype=net.dtype.name, init=False)
-        full = net.state_dict()
-        self.trunk.load_state_dict({k: v for k, v in full.items() if k.split(".")[0] in self.trunk.params})
+        self.trunk.dropout_streams = net.dropout_streams
+        apply_rank_seeds(self.trunk, self.rank)
         self.dev = self.trunk.devices[0]
         self.head = list(head)
         self.loss_layer = net.loss_layer
-        # This rank's slices: rows [r u/N, (r+1) u/N) of each fc weight and bias.
         self.slices: dict[str, dict[str, Parameter]] = {}
+        self.local_optimizer: SGD | None = None     # over the trunk and the slices
+        self._load_full(net.state_dict(), None)
+        self.reducer = GradientReducer(self.trunk, self.world_size, bucket_bytes=bucket_bytes, average=False)
+
+    def _rows(self, layer) -> slice:
+        u = layer.units // self.world_size
+        return slice(self.rank * u, (self.rank + 1) * u)
+
+    def _load_full(self, state: dict, velocities: dict | None, hyper: dict | None = None) -> None:
+        """Set the trunk and this rank's slices (rows [r u/N, (r+1) u/N) of each fc weight and
+        bias) from the full net's host arrays; likewise the velocities (None: zeros)."""
+        self.trunk.load_state_dict({k: v for k, v in state.items() if k.split(".")[0] in self.trunk.params})
         for layer in self.head:
             if isinstance(layer, FullyConnected):
-                u = layer.units // self.world_size
-                rows = slice(self.rank * u, (self.rank + 1) * u)
+                rows = self._rows(layer)
                 self.slices[layer.name] = {k: Parameter(f"{layer.name}.{k}", layer.name,
-                                                        self.dev.asarray(full[f"{layer.name}.{k}"][rows], copy=True),
+                                                        self.dev.asarray(state[f"{layer.name}.{k}"][rows], copy=True),
                                                         self.dev)
                                            for k in ("weight", "bias")}
-        apply_rank_seeds(self.trunk, self.rank)
-        self.reducer = GradientReducer(self.trunk, self.world_size, bucket_bytes=bucket_bytes, average=False)
+        self.local_optimizer = SGD(self.parameters(), **(hyper or {}))
+        if velocities is not None:
+            mine = {}
+            for p in self.parameters():
+                v = velocities[p.name]
+                mine[p.name] = v[self._rows(next(l for l in self.head if l.name == p.layer))] \
+                    if p.layer in self.slices else v
+            self.local_optimizer.load_state_dict({**self.local_optimizer.hyperparameters(), "velocities": mine})
+        self.trunk.step = self.net.step
 
     # ------------------------------------------------------------------ collectives
     # gloo takes host tensors (NumPy memory, no copy); NCCL takes GPU tensors: CuPy arrays
@@ -121,7 +169,7 @@ class HybridParallel:
         try:
             return fn(*args)
         except RuntimeError as e:  # torch's DistBackendError and kin
-            raise collective_failure(self.rank, self.world_size, self.group.timeout_s, what, e) from e
+            raise self._failure(what, e) from e
 
     def _to_torch(self, a):
         if self.group.backend == "nccl":
@@ -156,14 +204,40 @@ class HybridParallel:
 
     # ------------------------------------------------------------------ training
     def parameters(self) -> list[Parameter]:
-        """The trunk's parameters, then this rank's slices (what the optimizer updates)."""
+        """The trunk's parameters, then this rank's slices (what the rank's SGD updates)."""
         return self.trunk.parameters() + [p for s in self.slices.values() for p in s.values()]
 
+    def sync_state(self, optimizer) -> None:
+        """Start every rank from rank 0's full net and velocities (`optimizer` is built on
+        `self.net.parameters()`): broadcast them, then take this rank's slices."""
+        optimizer.check_parameters(self.net.parameters(), "HybridParallel")
+        self.broadcast_state(optimizer)
+        self._load_full(self.net.state_dict(), optimizer.state_dict()["velocities"], optimizer.hyperparameters())
+
+    def gather_state(self, optimizer) -> None:
+        """Make `self.net` and `optimizer` the one-process state: the trunk, the all-gathered
+        slices and their velocities, and the step (a collective: every rank calls it)."""
+        state, vel = self.trunk.state_dict(), {}
+        for p in self.trunk.parameters():
+            vel[p.name] = self._host(self.local_optimizer.velocities[p.name])
+        for params in self.slices.values():
+            for p in params.values():
+                state[p.name] = self._host(self._all_gather(p.data, axis=0))
+                vel[p.name] = self._host(self._all_gather(self.local_optimizer.velocities[p.name], axis=0))
+        self.net.load_state_dict(state)
+        optimizer.load_state_dict({**optimizer.hyperparameters(), "velocities": vel})
+        self.net.step = self.trunk.step
+
     def train_step(self, x, labels, optimizer) -> dict:
-        """One SGD step on this rank's b examples of the global batch; -> the global batch's
-        {"loss", "top1_err", "top5_err"} (the same on every rank)."""
+        """One SGD step on this rank's b examples of the global batch, with `optimizer`'s
+        hyperparameters (the full net's SGD; its velocities are this object's until
+        gather_state); -> the global batch's {"loss", "top1_err", "top5_err"} (the same on
+        every rank). Raises NonFiniteError (on every rank) for a NaN/Inf loss."""
+        optimizer.check_parameters(self.net.parameters(), "HybridParallel")
+        opt = self.local_optimizer
+        opt.lr, opt.momentum, opt.weight_decay = optimizer.lr, optimizer.momentum, optimizer.weight_decay
         try:
-            return self._step(x, labels, optimizer)
+            return self._step(x, labels, opt)
         except BaseException:
             self.reducer.reset()
             raise
@@ -171,24 +245,35 @@ class HybridParallel:
     def _step(self, x, labels, optimizer) -> dict:
         trunk, dev, n = self.trunk, self.dev, self.world_size
         b = x.shape[0]
-        ctx = trunk._context()
         acts = trunk._forward(x, True, keep=True)
+        # The head draws the one-process net's dropout masks: its key, its counter.
+        ctx = Context(trunk.step, self.net.dropout_seed, self.net.dropout_streams)
         h = self._all_gather(acts[trunk.output_name], axis=0)                  # (B, F)
         y = self._all_gather(np.asarray(labels, dtype=np.int32), axis=0)
-        saved = []                                                               # (layer, input, output)
+        saved = []           # (layer, input, output), or None: an all-gather along the features
+        sliced = False       # h holds this rank's columns only
         with dev.activate():
             for i, layer in enumerate(self.head):
+                if sliced and layer.type == "dropout":
+                    h = self._all_gather(h, axis=1)                              # the full (B, U)
+                    saved.append(None)
+                    sliced = False
                 params = {k: p.data for k, p in self.slices.get(layer.name, {}).items()}
                 out = layer.forward(dev, [h], params, True, ctx)
                 saved.append((layer, h, out))
-                nxt = self.head[i + 1] if i + 1 < len(self.head) else None
                 h = out
-                if nxt is None or isinstance(nxt, FullyConnected):
-                    h = self._all_gather(out, axis=1)                            # the full (B, U)
+                sliced = sliced or isinstance(layer, FullyConnected)
+                nxt = self.head[i + 1] if i + 1 < len(self.head) else None
+                if sliced and (nxt is None or isinstance(nxt, FullyConnected)):
+                    h = self._all_gather(out, axis=1)
                     saved.append(None)
+                    sliced = False
             labels_dev = dev.asarray(np.asarray(dev.to_host(y)).astype(np.int32))
             loss, probs = self.loss_layer.forward(dev, [h], {}, True, ctx, labels=labels_dev)
             loss = float(dev.to_host(loss))
+            if not np.isfinite(loss):   # the same loss on every rank: all stop here
+                raise NonFiniteError(f"training stopped at step {trunk.step}: the loss is {loss} (hybrid scheme). "
+                                     "The parameters are those before this step.", step=trunk.step, layer=None)
             classes = h.shape[1]
             k5 = min(5, classes)
             errs = dev.ops.topk_errors(probs, labels_dev, ks=(1, k5))
@@ -210,10 +295,14 @@ class HybridParallel:
         dfeat = dev.xp.ascontiguousarray(dy[self.rank * b:(self.rank + 1) * b])   # my rows
         trunk._backward(acts, {trunk.output_name: dfeat})
         trunk.synchronize()
-        self.reducer.finish()
+        try:
+            self.reducer.finish()
+        except RuntimeError as e:
+            raise self._failure("the gradient all-reduce", e) from e
         optimizer.step()
         trunk.synchronize()
         trunk.step += 1
+        self.net.step = trunk.step
         total = max(1, h.shape[0])
         return {"loss": loss, "top1_err": errs[1] / total, "top5_err": errs[k5] / total}
 

@@ -90,6 +90,9 @@ class Net:
         # Called as hook(params) with a layer's Parameters as soon as the backward pass has
         # set their .grad (in backward order), e.g. to start their all-reduce across ranks.
         self.grad_hooks: list = []
+        # Layer name -> "data" or "model": how a hybrid job spreads each weighted layer over
+        # its ranks (distributed.HybridParallel); models.tower_net states it for its nets.
+        self.parallel: dict[str, str] = {}
         self._init = bool(init)
         # Rebuilt from their specs: the caller's layer objects are never mutated.
         self.layers: list[Layer] = [layer_from_spec(l.spec()) if isinstance(l, Layer) else layer_from_spec(l)
