@@ -22,6 +22,11 @@ How it is computed (written for speed *and* to mirror the CUDA implicit GEMM):
 * dgrad: dcols_g = dy_g · w_g (one matmul per group), then a col2im scatter-add with a
   loop over the R·S filter taps only (each tap is one strided, fully vectorised add over
   N, P, Q and all C); never a loop over pixels or channels.
+* Only the padding some window reads together with the image is materialised
+  (``_Region``): outputs whose window lies wholly in the padding are the bias in the
+  forward pass and add nothing to dx and dw, so a legal padding of 2^31 (checks.MAX_EXTENT)
+  costs what the image costs. For padding smaller than the kernel (every window meets the
+  image) the region is the whole output and the computation is the plain im2col above.
 * The batch is processed in chunks so that the materialised columns stay under
   ``IM2COL_CHUNK_BYTES`` (AlexNet conv1 at batch 128 would otherwise need ~560 MB of
   float32 columns). Chunk partial sums of dw/db are added in a fixed order, so results
@@ -44,31 +49,91 @@ __all__ = ["conv2d", "conv2d_backward", "conv2d_dgrad", "conv2d_wgrad", "IM2COL_
 IM2COL_CHUNK_BYTES = 64 << 20
 
 
-def _pad(x: np.ndarray, pad) -> np.ndarray:
-    """Zero-pad the H and W axes of an NHWC array by (top, bottom, left, right)."""
-    top, bottom, left, right = pad
-    if not (top or bottom or left or right):
-        return x
-    n, h, w, c = x.shape
-    xp = np.zeros((n, h + top + bottom, w + left + right, c), dtype=x.dtype)
-    xp[:, top:top + h, left:left + w, :] = x
-    return xp
+def _overlap(pad_before: int, extent: int, size: int, stride: int, count: int):
+    """Outputs ``[lo, hi)`` along one axis whose window (padded indices ``o*stride`` to
+    ``o*stride + size - 1``) meets the image (padded indices ``pad_before`` to
+    ``pad_before + extent - 1``). The windows of the others lie wholly in the padding;
+    they form a prefix and a suffix, since window starts increase with ``o``."""
+    lo = 0 if pad_before < size else min(count, (pad_before - size) // stride + 1)
+    hi = min(count, -(-(pad_before + extent) // stride))
+    return lo, max(lo, hi)
 
 
-def _patches(xp: np.ndarray, g: ConvGeometry) -> np.ndarray:
-    """Read-only (n, P, Q, R, S, C) view: [n, p, q, r, s, c] = xp[n, p*st + r, q*st + s, c]."""
+class _Region:
+    """The outputs ``[p0, p1) x [q0, q1)`` whose windows meet the image, and the part of
+    the padded input those windows read: padded rows ``[a, a + rows)`` and columns
+    ``[c, c + cols)``. Its size is below (H + 2R) x (W + 2S) whatever the padding, since
+    consecutive windows in it start ``stride`` apart and all meet the image."""
+
+    def __init__(self, g: ConvGeometry):
+        top, _, left, _ = g.padding
+        self.p0, self.p1 = _overlap(top, g.h, g.r, g.stride, g.p)
+        self.q0, self.q1 = _overlap(left, g.w, g.s, g.stride, g.q)
+        self.p, self.q = self.p1 - self.p0, self.q1 - self.q0
+        self.full = (self.p, self.q) == (g.p, g.q)
+        self.a, self.c = self.p0 * g.stride, self.q0 * g.stride
+        self.rows = (self.p - 1) * g.stride + g.r if self.p else 0
+        self.cols = (self.q - 1) * g.stride + g.s if self.q else 0
+        # The image rows/columns inside the region, and where they sit in it.
+        self.i0 = min(g.h, max(0, self.a - top))
+        self.i1 = max(self.i0, min(g.h, self.a + self.rows - top))
+        self.j0 = min(g.w, max(0, self.c - left))
+        self.j1 = max(self.j0, min(g.w, self.c + self.cols - left))
+        self.li, self.lj = top + self.i0 - self.a, left + self.j0 - self.c
+
+    @property
+    def empty(self) -> bool:
+        return self.p == 0 or self.q == 0
+
+    def image_part(self) -> tuple:
+        """Index of the image's part inside a (N, rows, cols, C) region array."""
+        return (slice(None), slice(self.li, self.li + self.i1 - self.i0),
+                slice(self.lj, self.lj + self.j1 - self.j0), slice(None))
+
+    def input(self, x: np.ndarray) -> np.ndarray:
+        """The region of the zero-padded input, (N, rows, cols, C); a view of x when the
+        region holds no padding."""
+        n, c = x.shape[0], x.shape[3]
+        if (self.li, self.lj, self.i1 - self.i0, self.j1 - self.j0) == (0, 0, self.rows, self.cols):
+            return x[:, self.i0:self.i1, self.j0:self.j1, :]
+        xr = np.zeros((n, self.rows, self.cols, c), dtype=x.dtype)
+        xr[self.image_part()] = x[:, self.i0:self.i1, self.j0:self.j1, :]
+        return xr
+
+
+def _patches(xp: np.ndarray, g: ConvGeometry, p: int, q: int) -> np.ndarray:
+    """Read-only (n, p, q, R, S, C) view: [n, i, j, r, s, c] = xp[n, i*st + r, j*st + s, c]."""
     sn, sh, sw, sc = xp.strides
     st = g.stride
-    return as_strided(xp, shape=(xp.shape[0], g.p, g.q, g.r, g.s, g.c),
+    return as_strided(xp, shape=(xp.shape[0], p, q, g.r, g.s, g.c),
                       strides=(sn, sh * st, sw * st, sh, sw, sc), writeable=False)
 
 
-def _batch_chunks(g: ConvGeometry, itemsize: int):
-    """Yield (n0, n1) so that each chunk's columns fit in IM2COL_CHUNK_BYTES."""
-    per_image = max(1, g.p * g.q * g.r * g.s * g.c_per_group * itemsize)
+def _batch_chunks(g: ConvGeometry, itemsize: int, p: int, q: int):
+    """Yield (n0, n1) so that each chunk's columns (p x q outputs) fit in IM2COL_CHUNK_BYTES."""
+    per_image = max(1, p * q * g.r * g.s * g.c_per_group * itemsize)
     step = max(1, IM2COL_CHUNK_BYTES // per_image)
     for n0 in range(0, g.n, step):
         yield n0, min(g.n, n0 + step)
+
+
+def _nonfinite_filters(w: np.ndarray) -> np.ndarray:
+    """(K,) bool: filters holding an inf or NaN. A window of padding multiplies its zeros
+    by every tap, so such a filter's output there is NaN (0 * inf), as in the kernels."""
+    return ~np.isfinite(w).all(axis=(1, 2, 3))
+
+
+def _nonfinite_outside(dy: np.ndarray, reg: _Region) -> np.ndarray:
+    """(K,) bool: channels of dy holding an inf or NaN at an output whose window is all
+    padding. wgrad multiplies it by that window's zeros (NaN), as the kernels do. Scanned
+    in slices of about 2^20 elements, so a huge dy costs no copy of its size."""
+    blocks = (dy[:, :reg.p0], dy[:, reg.p1:], dy[:, reg.p0:reg.p1, :reg.q0], dy[:, reg.p0:reg.p1, reg.q1:])
+    bad = np.zeros(dy.shape[3], dtype=bool)
+    for blk in blocks:
+        step = max(1, (1 << 20) // max(1, blk.shape[0] * blk.shape[2] * blk.shape[3]))
+        for i in range(0, blk.shape[1], step):
+            bad |= ~np.isfinite(blk[:, i:i + step]).all(axis=(0, 1, 2))
+    return bad
 
 
 def conv2d(x: np.ndarray, w: np.ndarray, b: np.ndarray | None = None, *,
@@ -76,23 +141,37 @@ def conv2d(x: np.ndarray, w: np.ndarray, b: np.ndarray | None = None, *,
     """Grouped 2-D convolution. x (N, H, W, C), w (K, R, S, C/groups), b (K,) or None.
 
     ``padding``: int, (ph, pw) or (top, bottom, left, right). Returns y (N, P, Q, K).
+    Outputs whose window lies wholly in the padding are b (NaN for a filter with an inf or
+    NaN tap); only the padding some window reads together with the image is allocated.
     """
     g = checks.check_conv_args(x, w, b, stride, padding, groups)
     cg, kg, rsc = g.c_per_group, g.k_per_group, g.r * g.s * g.c_per_group
+    reg = _Region(g)
     y = np.empty((g.n, g.p, g.q, g.k), dtype=x.dtype)
-    xp = _pad(x, g.padding)
+    if reg.full:
+        y_sub = y
+    else:
+        outside = np.zeros(g.k, dtype=x.dtype) if b is None else b.copy()
+        outside[_nonfinite_filters(w)] = np.nan
+        y[...] = outside
+        if reg.empty:
+            return y
+        y_sub = np.empty((g.n, reg.p, reg.q, g.k), dtype=x.dtype)
+    xp = reg.input(x)
     # (Kg, R·S·Cg) filter matrices: contiguous views of the KRSC array, no copy.
     wmats = w.reshape(g.groups, kg, rsc)
-    for n0, n1 in _batch_chunks(g, x.itemsize):
-        patches = _patches(xp[n0:n1], g)
-        rows = (n1 - n0) * g.p * g.q
-        y_rows = y[n0:n1].reshape(rows, g.k)
+    for n0, n1 in _batch_chunks(g, x.itemsize, reg.p, reg.q):
+        patches = _patches(xp[n0:n1], g, reg.p, reg.q)
+        rows = (n1 - n0) * reg.p * reg.q
+        y_rows = y_sub[n0:n1].reshape(rows, g.k)
         for gi in range(g.groups):
             cols = patches[..., gi * cg:(gi + 1) * cg].reshape(rows, rsc)  # the im2col copy
             # out= a column block of y: BLAS writes it in place (row stride K).
             np.matmul(cols, wmats[gi].T, out=y_rows[:, gi * kg:(gi + 1) * kg])
     if b is not None:
-        y += b
+        y_sub += b
+    if not reg.full:
+        y[:, reg.p0:reg.p1, reg.q0:reg.q1] = y_sub
     return y
 
 
@@ -100,30 +179,39 @@ def conv2d_backward(x: np.ndarray, w: np.ndarray, dy: np.ndarray, *,
                     stride: int = 1, padding=0, groups: int = 1):
     """Gradients of ``conv2d`` -> (dx (N, H, W, C), dw (K, R, S, C/groups), db (K,)).
 
-    db is always returned; a layer without a bias ignores it.
+    db is always returned; a layer without a bias ignores it. Outputs whose window lies
+    wholly in the padding add nothing to dx and dw (NaN to dw[k] where dy[..., k] is inf
+    or NaN there: 0 * inf).
     """
     g = checks.check_conv_backward_args(x, w, dy, stride, padding, groups)
     cg, kg, rsc = g.c_per_group, g.k_per_group, g.r * g.s * g.c_per_group
-    top, bottom, left, right = g.padding
     st = g.stride
-    xp = _pad(x, g.padding)
-    dxp = np.zeros(xp.shape, dtype=x.dtype)
+    reg = _Region(g)
+    dx = np.zeros(x.shape, dtype=x.dtype)
     dw = np.zeros(w.shape, dtype=w.dtype)
+    db = dy.sum(axis=(0, 1, 2))
+    if not reg.full:
+        dw[_nonfinite_outside(dy, reg)] = np.nan
+    if reg.empty:
+        return dx, dw, db
+    xp = reg.input(x)
+    dxp = np.zeros((g.n, reg.rows, reg.cols, g.c), dtype=x.dtype)
+    dy_sub = dy if reg.full else dy[:, reg.p0:reg.p1, reg.q0:reg.q1]
     dw_mats = dw.reshape(g.groups, kg, rsc)
     wmats = w.reshape(g.groups, kg, rsc)
-    # The last padded row/col a tap reaches: r + st*(P-1); slice ends are exclusive.
-    h_span, w_span = st * (g.p - 1) + 1, st * (g.q - 1) + 1
-    for n0, n1 in _batch_chunks(g, x.itemsize):
+    # The last region row/col a tap reaches: r + st*(p-1); slice ends are exclusive.
+    h_span, w_span = st * (reg.p - 1) + 1, st * (reg.q - 1) + 1
+    for n0, n1 in _batch_chunks(g, x.itemsize, reg.p, reg.q):
         nc = n1 - n0
-        patches = _patches(xp[n0:n1], g)
-        rows = nc * g.p * g.q
-        dy_rows = dy[n0:n1].reshape(rows, g.k)
+        patches = _patches(xp[n0:n1], g, reg.p, reg.q)
+        rows = nc * reg.p * reg.q
+        dy_rows = dy_sub[n0:n1].reshape(rows, g.k)
         dxp_chunk = dxp[n0:n1]
         # dcols[n, p, q, r, s, c]: what output (p, q) sends back to tap (r, s), channel c.
         if g.groups == 1:
             dcols = None
         else:
-            dcols = np.empty((nc, g.p, g.q, g.r, g.s, g.c), dtype=x.dtype)
+            dcols = np.empty((nc, reg.p, reg.q, g.r, g.s, g.c), dtype=x.dtype)
         for gi in range(g.groups):
             ks, cs = slice(gi * kg, (gi + 1) * kg), slice(gi * cg, (gi + 1) * cg)
             dy_g = dy_rows[:, ks]
@@ -131,7 +219,7 @@ def conv2d_backward(x: np.ndarray, w: np.ndarray, dy: np.ndarray, *,
             # wgrad: (Kg, rows) · (rows, R·S·Cg); chunks add in order -> deterministic.
             dw_mats[gi] += dy_g.T @ cols
             # dgrad columns: (rows, Kg) · (Kg, R·S·Cg).
-            dcols_g = (dy_g @ wmats[gi]).reshape(nc, g.p, g.q, g.r, g.s, cg)
+            dcols_g = (dy_g @ wmats[gi]).reshape(nc, reg.p, reg.q, g.r, g.s, cg)
             if dcols is None:
                 dcols = dcols_g
             else:
@@ -141,8 +229,7 @@ def conv2d_backward(x: np.ndarray, w: np.ndarray, dy: np.ndarray, *,
         for r in range(g.r):
             for s in range(g.s):
                 dxp_chunk[:, r:r + h_span:st, s:s + w_span:st, :] += dcols[:, :, :, r, s, :]
-    db = dy.sum(axis=(0, 1, 2))
-    dx = np.ascontiguousarray(dxp[:, top:top + g.h, left:left + g.w, :])
+    dx[:, reg.i0:reg.i1, reg.j0:reg.j1, :] = dxp[reg.image_part()]
     return dx, dw, db
 
 
