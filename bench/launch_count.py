@@ -19,8 +19,8 @@ proxy of cuda_convnet._emu. What is counted:
   syncs      host synchronisations a GPU would make: each Device.synchronize (a stream
              synchronisation), each Device.to_host of a device array (the loss), each
              Device.all_finite, the label-range check of the softmax and top-k ops (a
-             min and a max read back: 2), and each topk_errors result (its counts are
-             read back: 1).
+             min and a max read back: 2, unless called with check_labels=False), and
+             each topk_errors result (its counts are read back: 1, unless on_device=True).
   copies     cross-device copies (Device.copy_from: where the towers meet).
 
 The counts depend on the layer structure and on the launchers' rules, not on the batch
@@ -133,7 +133,7 @@ class RecordingOps:
                 out = attr(*args, **kwargs)
             finally:
                 self._tally.op = outer
-            if op == "topk_errors":
+            if op == "topk_errors" and not kwargs.get("on_device"):
                 self._tally.syncs["topk_errors result"] += 1
             return out
 
@@ -157,10 +157,10 @@ def recording(net, tally: Tally, host_inputs=()):
         tally.syncs["stream synchronize"] += 1
         return orig["synchronize"](self)
 
-    def to_host(a):
+    def to_host(self, a):
         if id(a) not in host_ids:
             tally.syncs["to_host"] += 1
-        return orig["to_host"](a)
+        return orig["to_host"](self, a)
 
     def all_finite(self, a):
         tally.syncs["all_finite"] += 1
@@ -175,13 +175,13 @@ def recording(net, tally: Tally, host_inputs=()):
         return orig_check(op, labels, classes)
 
     Device.synchronize, Device.all_finite, Device.copy_from = synchronize, all_finite, copy_from
-    Device.to_host = staticmethod(to_host)
+    Device.to_host = to_host
     softmax_ops._check_label_values = check_labels
     try:
         yield tally
     finally:
         for n, f in orig.items():
-            setattr(Device, n, staticmethod(f) if n == "to_host" else f)
+            setattr(Device, n, f)
         softmax_ops._check_label_values = orig_check
         for d, ops in zip(net.devices, saved_ops):
             d.ops = ops

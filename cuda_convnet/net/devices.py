@@ -194,6 +194,8 @@ class Device:
                 out = a.get(stream=self._stream)
                 # Older CuPy versions return before an explicit-stream copy completes.
                 self._stream.synchronize()
+            # The stream has drained: arrays lent to it are no longer read (synchronize()).
+            self._in_flight.clear()
             return out
         with cupy.cuda.Device(a.device.id) as gpu:
             gpu.synchronize()  # every stream of that GPU: its writer is not known here

@@ -72,10 +72,11 @@ def _batch_chunks(g: ConvGeometry, itemsize: int):
 
 
 def conv2d(x: np.ndarray, w: np.ndarray, b: np.ndarray | None = None, *,
-           stride: int = 1, padding=0, groups: int = 1) -> np.ndarray:
+           stride: int = 1, padding=0, groups: int = 1, relu: bool = False) -> np.ndarray:
     """Grouped 2-D convolution. x (N, H, W, C), w (K, R, S, C/groups), b (K,) or None.
 
     ``padding``: int, (ph, pw) or (top, bottom, left, right). Returns y (N, P, Q, K).
+    ``relu=True`` returns max(0, y) (§3.1), what the kernels' fused epilogue computes.
     """
     g = checks.check_conv_args(x, w, b, stride, padding, groups)
     cg, kg, rsc = g.c_per_group, g.k_per_group, g.r * g.s * g.c_per_group
@@ -93,21 +94,24 @@ def conv2d(x: np.ndarray, w: np.ndarray, b: np.ndarray | None = None, *,
             np.matmul(cols, wmats[gi].T, out=y_rows[:, gi * kg:(gi + 1) * kg])
     if b is not None:
         y += b
+    if relu:
+        np.maximum(y, 0, out=y)
     return y
 
 
 def conv2d_backward(x: np.ndarray, w: np.ndarray, dy: np.ndarray, *,
-                    stride: int = 1, padding=0, groups: int = 1):
+                    stride: int = 1, padding=0, groups: int = 1, need_dx: bool = True):
     """Gradients of ``conv2d`` -> (dx (N, H, W, C), dw (K, R, S, C/groups), db (K,)).
 
-    db is always returned; a layer without a bias ignores it.
+    db is always returned; a layer without a bias ignores it. ``need_dx=False`` (a layer
+    whose input needs no gradient, e.g. the data) skips the dgrad: dx is None.
     """
     g = checks.check_conv_backward_args(x, w, dy, stride, padding, groups)
     cg, kg, rsc = g.c_per_group, g.k_per_group, g.r * g.s * g.c_per_group
     top, bottom, left, right = g.padding
     st = g.stride
     xp = _pad(x, g.padding)
-    dxp = np.zeros(xp.shape, dtype=x.dtype)
+    dxp = np.zeros(xp.shape, dtype=x.dtype) if need_dx else None
     dw = np.zeros(w.shape, dtype=w.dtype)
     dw_mats = dw.reshape(g.groups, kg, rsc)
     wmats = w.reshape(g.groups, kg, rsc)
@@ -118,9 +122,9 @@ def conv2d_backward(x: np.ndarray, w: np.ndarray, dy: np.ndarray, *,
         patches = _patches(xp[n0:n1], g)
         rows = nc * g.p * g.q
         dy_rows = dy[n0:n1].reshape(rows, g.k)
-        dxp_chunk = dxp[n0:n1]
+        dxp_chunk = dxp[n0:n1] if need_dx else None
         # dcols[n, p, q, r, s, c]: what output (p, q) sends back to tap (r, s), channel c.
-        if g.groups == 1:
+        if g.groups == 1 or not need_dx:
             dcols = None
         else:
             dcols = np.empty((nc, g.p, g.q, g.r, g.s, g.c), dtype=x.dtype)
@@ -130,18 +134,24 @@ def conv2d_backward(x: np.ndarray, w: np.ndarray, dy: np.ndarray, *,
             cols = patches[..., cs].reshape(rows, rsc)
             # wgrad: (Kg, rows) · (rows, R·S·Cg); chunks add in order -> deterministic.
             dw_mats[gi] += dy_g.T @ cols
+            if not need_dx:
+                continue
             # dgrad columns: (rows, Kg) · (Kg, R·S·Cg).
             dcols_g = (dy_g @ wmats[gi]).reshape(nc, g.p, g.q, g.r, g.s, cg)
             if dcols is None:
                 dcols = dcols_g
             else:
                 dcols[..., cs] = dcols_g
+        if not need_dx:
+            continue
         # col2im: one strided add per filter tap (R·S iterations, all groups at once).
         # Within a tap distinct outputs hit distinct inputs, so the add never collides.
         for r in range(g.r):
             for s in range(g.s):
                 dxp_chunk[:, r:r + h_span:st, s:s + w_span:st, :] += dcols[:, :, :, r, s, :]
     db = dy.sum(axis=(0, 1, 2))
+    if not need_dx:
+        return None, dw, db
     dx = np.ascontiguousarray(dxp[:, top:top + g.h, left:left + g.w, :])
     return dx, dw, db
 
@@ -185,5 +195,5 @@ def conv2d_wgrad(x: np.ndarray, dy: np.ndarray, w_shape, *, stride: int = 1, pad
     w = ShapeOnly("conv2d_wgrad", "w_shape", w_shape, getattr(x, "dtype", np.float64))
     checks.check_conv_backward_args(x, w, dy, stride, padding, groups, op="conv2d_wgrad")
     _, dw, db = conv2d_backward(x, np.zeros(w.shape, dtype=w.dtype), dy, stride=stride, padding=padding,
-                                groups=groups)
+                                groups=groups, need_dx=False)
     return dw, db

@@ -18,22 +18,28 @@ from .. import checks
 __all__ = ["linear", "linear_backward"]
 
 
-def linear(x: np.ndarray, w: np.ndarray, b: np.ndarray | None = None) -> np.ndarray:
-    """y = x · wᵀ (+ b). x (N, in), w (out, in), b (out,) or None -> y (N, out)."""
+def linear(x: np.ndarray, w: np.ndarray, b: np.ndarray | None = None, *, relu: bool = False) -> np.ndarray:
+    """y = x · wᵀ (+ b). x (N, in), w (out, in), b (out,) or None -> y (N, out).
+
+    ``relu=True`` returns max(0, y) (§3.1), what the GEMM's fused epilogue computes.
+    """
     checks.check_linear_args(x, w, b)
     y = x @ w.T
     if b is not None:
         y += b
+    if relu:
+        np.maximum(y, 0, out=y)
     return y
 
 
-def linear_backward(x: np.ndarray, w: np.ndarray, dy: np.ndarray):
+def linear_backward(x: np.ndarray, w: np.ndarray, dy: np.ndarray, *, need_dx: bool = True):
     """Gradients of ``linear`` -> (dx (N, in), dw (out, in), db (out,)).
 
     db is always returned (Σ over the batch of dy); a caller without a bias ignores it.
+    ``need_dx=False`` (an input that needs no gradient) skips the dx GEMM: dx is None.
     """
     checks.check_linear_backward_args(x, w, dy)
-    dx = dy @ w
+    dx = dy @ w if need_dx else None
     dw = dy.T @ x
     db = dy.sum(axis=0)
     return dx, dw, db
