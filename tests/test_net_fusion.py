@@ -76,7 +76,13 @@ def test_summary_marks_the_fused_relus():
 
 
 def test_no_fusion_where_another_layer_reads_the_pre_activation():
-    from cuda_convnet.net.layers import Conv, Flatten, FullyConnected, ReLU, SoftmaxCrossEntropy
+    from cuda_convnet.net.layers import (
+        Conv,
+        Flatten,
+        FullyConnected,
+        ReLU,
+        SoftmaxCrossEntropy,
+    )
 
     layers = [Conv("c1", "data", filters=4, size=3, padding=1), ReLU("r1", "c1"),
               Conv("c2", "c1", filters=4, size=3, padding=1),  # reads c1 before its ReLU
