@@ -74,8 +74,10 @@ DYNAMIC_SMEM_FLOATS = {
     "conv_wgrad_kernel1": "kConvSmemFloats",
     "gemm_kernel1": "kGemmSmemFloats",
     "gemm_kernel2": "kGemm2SmemFloats",
+    "gemm_tc_kernel1": "kGemmTcStages * ((kGemmTcBK * (BM + 8) if TA else BM * (kGemmTcBK + 4))"
+                       " + (kGemmTcBN * (kGemmTcBK + 4) if TB else kGemmTcBK * (kGemmTcBN + 8)))",
 }
-DYNAMIC_TEMPLATE_PARAMS = {"conv_dgrad_kernel1": ("BM", "BN")}
+DYNAMIC_TEMPLATE_PARAMS = {"conv_dgrad_kernel1": ("BM", "BN"), "gemm_tc_kernel1": ("BM", "TA", "TB")}
 
 
 # ---------------------------------------------------------------------------- tools
@@ -242,7 +244,9 @@ def dynamic_smem_bytes(base: str, template_args: list[str]) -> int | None:
         return None
     env = dict(source_constants())
     for pname, value in zip(DYNAMIC_TEMPLATE_PARAMS.get(base, ()), template_args):
-        env[pname] = int(value)
+        env[pname] = {"true": 1, "false": 0}.get(value.strip(), None)
+        if env[pname] is None:
+            env[pname] = int(value)
     return 4 * int(eval(expr, {"__builtins__": {}}, env))
 
 

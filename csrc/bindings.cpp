@@ -12,6 +12,7 @@
 #include "bind/module.h"
 #include "bind/bind_conv.h"
 #include "bind/bind_gemm.h"
+#include "bind/bind_gemm_tc.h"
 #include "bind/bind_memory_bound.h"
 
 #ifndef CCN_MODULE_NAME
@@ -74,6 +75,7 @@ PYBIND11_MODULE(CCN_MODULE_NAME, m) {
         "Why device_count() is 0 (cudaGetDeviceCount's error and the runtime/driver versions); '' when it is not.");
 
   bind_gemm(m);
+  bind_gemm_tc(m);
   bind_activation(m);
   bind_conv(m);
   bind_memory_bound(m);

@@ -12,6 +12,7 @@
 #include "copy.h"
 #include "dropout.h"
 #include "gemm.h"
+#include "gemm_tc.h"
 #include "lrn.h"
 #include "philox.h"
 #include "pool.h"

@@ -54,6 +54,8 @@ __all__ = [
     "MAX_EXTENT",
     "check_extents",
     "check_no_overlap",
+    "PRECISIONS",
+    "check_precision",
     "check_linear_args",
     "check_linear_backward_args",
     "ConvGeometry",
@@ -284,6 +286,23 @@ def _wrap_shape_error(op: str, fn, *args):
         raise ValueError(f"{op}: {e}") from None
     except TypeError as e:
         raise TypeError(f"{op}: {e}") from None
+
+
+# --------------------------------------------------------------------------- precision
+
+# The GEMM precisions of the FC (and, later, conv) ops, and how they map to PyTorch's
+# torch.set_float32_matmul_precision: "fp32" = "highest" (float32 SIMT kernels);
+# "3xtf32" = float32-level accuracy on tensor cores (closer to "highest" than to "high");
+# "tf32" = "high"; "bf16" = "medium" (operands rounded to BF16, float32 accumulation).
+PRECISIONS = ("fp32", "3xtf32", "tf32", "bf16")
+
+
+def check_precision(op: str, precision) -> str:
+    """``precision`` must be one of PRECISIONS (a str); returns it. ValueError otherwise."""
+    if not isinstance(precision, str) or precision not in PRECISIONS:
+        raise ValueError(f"{op}: precision must be one of {', '.join(repr(p) for p in PRECISIONS)}; "
+                         f"got {precision!r}")
+    return precision
 
 
 # --------------------------------------------------------------------------- linear

@@ -71,6 +71,31 @@ def test_hot_kernel_main_loop_floor(stats, name):
         f"{name}: {s.blocks_per_sm} blocks/SM ({s.occupancy_limit}) < {MIN_BLOCKS_PER_SM[name]}"
 
 
+# The tensor-core FC GEMM, gemm_tc_kernel1<BM, TRANS_A, TRANS_B, PREC, VEC = true>, in the
+# layouts of the FC forward <false, true>, dgrad <false, false> and wgrad <true, false>, both
+# tiles, each precision (0 tf32, 1 3xtf32, 2 bf16). The FMA share counts HMMA as one
+# instruction (each is 2048-4096 FLOPs), so it is a ratchet on the main loop's overhead
+# (operand conversions, shared loads, copy addressing), not an efficiency. Measured today
+# on sm_90: BM 64: tf32 7.4-7.9 %, 3xtf32 11.5-13.1 %, bf16 5.0-7.0 %; BM 16: 2.5-3.0 %,
+# 4.9-5.6 %, 1.6-2.2 %; 40-107 registers, >= 4 blocks/SM.
+TC_HMMA_SHARE_FLOOR = {(64, 0): 0.07, (64, 1): 0.11, (64, 2): 0.045, (16, 0): 0.024, (16, 1): 0.045,
+                       (16, 2): 0.015}
+
+
+@pytest.mark.parametrize("bm,prec", sorted(TC_HMMA_SHARE_FLOOR))
+@pytest.mark.parametrize("layout", ["false, true", "false, false", "true, false"])
+def test_tensor_core_gemm_main_loop(stats, bm, prec, layout):
+    """HMMA, cp.async (LDGSTS, its commit and wait) and exactly one barrier in the main loop."""
+    s = _kernel(stats, f"gemm_tc_kernel1<{bm}, {layout}, {prec}, true>")
+    ops = s.loop_ops
+    count = {base: sum(n for op, n in ops.items() if op.split(".")[0] == base) for base in
+             ("HMMA", "LDGSTS", "LDGDEPBAR", "DEPBAR", "BAR")}
+    assert count["HMMA"] > 0 and count["LDGSTS"] > 0, f"{s.name}: main loop {ops}"
+    assert count["LDGDEPBAR"] == 1 and count["DEPBAR"] == 1 and count["BAR"] == 1, f"{s.name}: main loop {ops}"
+    assert s.fma_share >= TC_HMMA_SHARE_FLOOR[bm, prec], f"{s.name}: HMMA share {s.fma_share:.3f}"
+    assert s.blocks_per_sm >= 4 and s.ldl_stl == 0, f"{s.name}: {s.blocks_per_sm} blocks/SM, {s.ldl_stl} LDL/STL"
+
+
 @pytest.mark.parametrize("arch", sorted(sass.ARCH_LIMITS))
 def test_no_kernel_spills(stats, arch):
     # augment_train_views_kernel1 (the data layer, once per step) indexes a small per-thread

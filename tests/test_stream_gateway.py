@@ -21,7 +21,8 @@ from cuda_convnet.net import devices as devices_mod
 from cuda_convnet.net.devices import Device
 
 PKG = Path(ccn.__file__).resolve().parent
-SCANNED = sorted([*PKG.glob("net/*.py"), PKG / "optim.py", PKG / "training.py", *PKG.glob("data/*.py")])
+SCANNED = sorted([*PKG.glob("net/*.py"), PKG / "optim.py", PKG / "training.py", *PKG.glob("data/*.py"),
+                  *PKG.glob("distributed/*.py"), *PKG.glob("experiments/*.py")])
 GATEWAY = PKG / "net" / "devices.py"
 # Receivers whose argument-less .get() is not an array read (queue.Queue.get).
 NOT_ARRAYS = {"q"}

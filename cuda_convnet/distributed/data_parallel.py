@@ -67,11 +67,9 @@ class DataParallel:
         """Broadcast rank 0's parameters and optimizer velocities to every rank (one flat
         array in the net's dtype, through the host): the replicas start from one state
         whatever each process built or loaded."""
-        from ..net.devices import Device
-
         params = self.net.parameters()
-        arrays = [Device.to_host(p.data) for p in params] + [Device.to_host(optimizer.velocities[p.name])
-                                                             for p in params]
+        arrays = [p.device.to_host(p.data) for p in params] + [p.device.to_host(optimizer.velocities[p.name])
+                                                               for p in params]
         flat = np.concatenate([np.asarray(a, dtype=self.net.dtype).reshape(-1) for a in arrays])
         t = self.torch.from_numpy(flat)
         if self.group.backend == "nccl":

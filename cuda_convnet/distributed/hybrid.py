@@ -40,7 +40,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..net.devices import Device
 from ..net.graph import Net, Parameter
 from ..net.layers import FullyConnected
 from .group import collective_failure
@@ -131,7 +130,7 @@ class HybridParallel:
             self.dev.synchronize()
             return self.torch.from_dlpack(self.dev.xp.ascontiguousarray(a)).clone()
         self.dev.synchronize()
-        return self.torch.from_numpy(np.array(Device.to_host(a), order="C", copy=True))
+        return self.torch.from_numpy(np.array(self.dev.to_host(a), order="C", copy=True))
 
     def _from_torch(self, t):
         if t.is_cuda:
@@ -153,7 +152,7 @@ class HybridParallel:
 
     def _host(self, a) -> np.ndarray:
         self.dev.synchronize()
-        return np.ascontiguousarray(Device.to_host(a))
+        return np.ascontiguousarray(self.dev.to_host(a))
 
     # ------------------------------------------------------------------ training
     def parameters(self) -> list[Parameter]:
@@ -187,9 +186,9 @@ class HybridParallel:
                 if nxt is None or isinstance(nxt, FullyConnected):
                     h = self._all_gather(out, axis=1)                            # the full (B, U)
                     saved.append(None)
-            labels_dev = dev.asarray(np.asarray(Device.to_host(y)).astype(np.int32))
+            labels_dev = dev.asarray(np.asarray(dev.to_host(y)).astype(np.int32))
             loss, probs = self.loss_layer.forward(dev, [h], {}, True, ctx, labels=labels_dev)
-            loss = float(Device.to_host(loss))
+            loss = float(dev.to_host(loss))
             classes = h.shape[1]
             k5 = min(5, classes)
             errs = dev.ops.topk_errors(probs, labels_dev, ks=(1, k5))

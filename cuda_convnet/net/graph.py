@@ -364,7 +364,8 @@ class Net:
                 if self._last_use.get(i) == idx and i != name:
                     del acts[i]
         self.synchronize()
-        return np.asarray(self.devices[self._where[name]].to_host(acts[name]))
+        owner = self.devices[self._where[name]] if name in self._where else self.devices[0]  # "data": the first
+        return np.asarray(owner.to_host(acts[name]))
 
     def predict(self, x) -> np.ndarray:
         """Softmax probabilities (N, classes) as a host NumPy array (test mode: no dropout)."""
