@@ -13,8 +13,7 @@ load, cuDNN's algorithm search, allocator), then time every call on its own (eve
 the GPU) and report the median; callers rotate among several input sets so that a
 working set smaller than the last-level cache does not flatter the numbers
 (``rotation_sets``). Validation comes first and is separate: a row whose output disagrees
-with the float64 reference is reported as MISMATCH and never timed; an op a backend does
-not have yet is reported as "not implemented", never given a number.
+with the float64 reference is reported as MISMATCH and never timed.
 """
 
 from __future__ import annotations
@@ -35,7 +34,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 
-OK, NOT_IMPLEMENTED, MISMATCH = "ok", "not implemented", "MISMATCH"
+OK, MISMATCH = "ok", "MISMATCH"
 
 
 def use_checkout():
@@ -369,14 +368,6 @@ def rel_err(ours, ref) -> float:
     den = float(xp.linalg.norm(b.ravel()))
     num = float(xp.linalg.norm((a - b).ravel()))
     return num / den if den > 0 else num
-
-
-def ours_op(backend, name):
-    """The backend's op `name`, or None when that backend does not have it (yet)."""
-    try:
-        return getattr(backend, name)
-    except AttributeError:
-        return None
 
 
 def describe_error(e: BaseException) -> str:

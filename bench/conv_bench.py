@@ -1,8 +1,8 @@
 """Our convolution kernels against cuDNN (through PyTorch), layer by layer, on AlexNet's
 shapes (ARCHITECTURE.md §9: each conv layer, forward, dgrad and wgrad, at least as fast as cuDNN).
 
-Layers, batch 128 by default on a GPU (paper §3.5, Figure 2; 227x227 inputs so that conv1
-gives 55x55 with no padding):
+Layers, batch 128 by default on a GPU (paper §3.5, Figure 2; cuda_convnet/alexnet_shapes.py,
+227x227 inputs so that conv1 gives 55x55 with no padding, as its docstring explains):
 
     one-tower grouped form (groups=2 is the two towers on one device, §3.2)
       conv1  227x227x3   -> 96   11x11 stride 4
@@ -55,23 +55,12 @@ C.use_checkout()
 import numpy as np  # noqa: E402
 
 import cuda_convnet as ccn  # noqa: E402
+from cuda_convnet.alexnet_shapes import conv_layers, tower_layers  # noqa: E402
 from cuda_convnet.backends import poison_outputs  # noqa: E402
 
 # name, input H (= W), C, K, filter R (= S), stride, padding, groups
-GROUPED = [
-    ("conv1", 227, 3, 96, 11, 4, 0, 1),
-    ("conv2", 27, 96, 256, 5, 1, 2, 2),
-    ("conv3", 13, 256, 384, 3, 1, 1, 1),
-    ("conv4", 13, 384, 384, 3, 1, 1, 2),
-    ("conv5", 13, 384, 256, 3, 1, 1, 2),
-]
-TOWER = [
-    ("conv1/t", 227, 3, 48, 11, 4, 0, 1),
-    ("conv2/t", 27, 48, 128, 5, 1, 2, 1),
-    ("conv3/t", 13, 256, 192, 3, 1, 1, 1),
-    ("conv4/t", 13, 192, 192, 3, 1, 1, 1),
-    ("conv5/t", 13, 192, 128, 3, 1, 1, 1),
-]
+GROUPED = [tuple(layer)[:8] for layer in conv_layers()]
+TOWER = [tuple(layer)[:8] for layer in tower_layers()]
 DIRECTIONS = ("fwd", "dgrad", "wgrad", "bwd")
 TOL = 1e-3          # float32 against float64, relative L2 (METHOD.md: fp32 lands far under)
 TF32_SUSPECT = 1e-4  # a float32 baseline worse than this looks like TF32 (~3e-4) is on
@@ -160,20 +149,14 @@ def reference(device, torch, layer, x, w, b, dy):
 # --------------------------------------------------------------------------- ours
 
 def ours_calls(backend, layer):
-    """direction -> fn(x, w, b, dy) returning the outputs to compare, or a status string."""
+    """direction -> fn(x, w, b, dy) returning the outputs to compare."""
     kw = layer.kwargs
-    ops = {name: C.ours_op(backend, name) for name in ("conv2d", "conv2d_dgrad", "conv2d_wgrad", "conv2d_backward")}
-    calls = {
-        "fwd": lambda x, w, b, dy: (ops["conv2d"](x, w, b, **kw),),
-        "dgrad": lambda x, w, b, dy: (ops["conv2d_dgrad"](dy, w, layer.x_shape, **kw),),
-        "wgrad": lambda x, w, b, dy: tuple(ops["conv2d_wgrad"](x, dy, layer.w_shape, **kw)),
-        "bwd": lambda x, w, b, dy: tuple(ops["conv2d_backward"](x, w, dy, **kw)),
+    return {
+        "fwd": lambda x, w, b, dy: (backend.conv2d(x, w, b, **kw),),
+        "dgrad": lambda x, w, b, dy: (backend.conv2d_dgrad(dy, w, layer.x_shape, **kw),),
+        "wgrad": lambda x, w, b, dy: tuple(backend.conv2d_wgrad(x, dy, layer.w_shape, **kw)),
+        "bwd": lambda x, w, b, dy: tuple(backend.conv2d_backward(x, w, dy, **kw)),
     }
-    needs = {"fwd": "conv2d", "dgrad": "conv2d_dgrad", "wgrad": "conv2d_wgrad", "bwd": "conv2d_backward"}
-    for direction, op in needs.items():
-        if ops[op] is None:
-            calls[direction] = C.NOT_IMPLEMENTED
-    return calls
 
 
 def baseline_calls(tconv):
@@ -232,21 +215,18 @@ def bench_layer(layer, device, backend, torch, timing, seed, tol):
                 row["base_status"] = C.describe_error(e)
         # --- ours: validate with poisoned outputs, then time
         fn = ours[direction]
-        if isinstance(fn, str):
-            row["status"] = fn
-        else:
-            try:
-                with poison_outputs():
-                    row["err_ours"] = worst_err(fn(*vin), refs)
-                if not row["err_ours"] <= tol:
-                    row["status"] = C.MISMATCH
-                else:
-                    st = timing.run(device, lambda i, fn=fn: fn(*sets[i % nsets]))
-                    row.update(ours_ms=st["median_s"] * 1e3, ours_spread=(st["p90_s"] - st["p10_s"]) / st["median_s"],
-                               ours_calls=st["calls"], status=C.OK)
-                    row["ours_tflops"] = layer.flops(direction) / st["median_s"] / 1e12
-            except Exception as e:  # noqa: BLE001
-                row["status"] = C.describe_error(e)
+        try:
+            with poison_outputs():
+                row["err_ours"] = worst_err(fn(*vin), refs)
+            if not row["err_ours"] <= tol:
+                row["status"] = C.MISMATCH
+            else:
+                st = timing.run(device, lambda i, fn=fn: fn(*sets[i % nsets]))
+                row.update(ours_ms=st["median_s"] * 1e3, ours_spread=(st["p90_s"] - st["p10_s"]) / st["median_s"],
+                           ours_calls=st["calls"], status=C.OK)
+                row["ours_tflops"] = layer.flops(direction) / st["median_s"] / 1e12
+        except Exception as e:  # noqa: BLE001
+            row["status"] = C.describe_error(e)
         if row.get("ours_ms") and row.get("base_ms"):
             row["ratio"] = row["ours_ms"] / row["base_ms"]
         if row.get("err_base", 0) > TF32_SUSPECT:

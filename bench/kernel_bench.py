@@ -54,6 +54,7 @@ C.use_checkout()
 import numpy as np  # noqa: E402
 
 import cuda_convnet as ccn  # noqa: E402
+from cuda_convnet.alexnet_shapes import conv_layers, fc_layers  # noqa: E402
 from cuda_convnet.backends import poison_outputs  # noqa: E402
 from cuda_convnet.data.augment import lighting_constants  # noqa: E402
 
@@ -65,15 +66,17 @@ TOL = 1e-4  # relative L2, float32 against float64: these ops have short or no r
 
 
 def alexnet_param_shapes(div=1):
-    """The paper's parameter tensors (grouped one-device form, 227 inputs); widths / div."""
+    """The paper's parameter tensors (grouped one-device form, alexnet_shapes.param_shapes);
+    widths / div."""
     d = lambda c: max(2, c // div // 2 * 2)  # noqa: E731  (even, for groups=2)
-    convs = [(d(96), 11, 3, 1), (d(256), 5, d(96), 2), (d(384), 3, d(256), 1),
-             (d(384), 3, d(384), 2), (d(256), 3, d(384), 2)]
     shapes = []
-    for k, r, c, g in convs:
-        shapes += [(k, r, r, c // g), (k,)]
-    fc_in = 6 * 6 * d(256)
-    for out in (d(4096), d(4096), max(2, 1000 // div)):
+    for L in conv_layers():
+        c = L.c if L.c == 3 else d(L.c)  # the 3 input colours stay 3
+        shapes += [(d(L.k), L.r, L.r, c // L.groups), (d(L.k),)]
+    fcs = fc_layers()
+    fc_in = fcs[0][1] // conv_layers()[-1].k * d(conv_layers()[-1].k)  # conv5's 6x6 maps, narrowed
+    for i, (_, _, out) in enumerate(fcs):
+        out = max(2, out // div) if i == len(fcs) - 1 else d(out)
         shapes += [(out, fc_in), (out,)]
         fc_in = out
     return shapes
@@ -95,8 +98,8 @@ class Case:
 
     per_sample = True
 
-    def __init__(self, name, shape, needs, make, ours, ref, nbytes, base=None, per_sample=True, images=None):
-        self.name, self.shape, self.needs = name, shape, needs
+    def __init__(self, name, shape, make, ours, ref, nbytes, base=None, per_sample=True, images=None):
+        self.name, self.shape = name, shape
         self.make, self.ours, self.ref, self.nbytes, self.base = make, ours, ref, nbytes, base
         self.per_sample = per_sample
         self.images = images  # images per call, for an images/s column (the augmentation)
@@ -131,7 +134,7 @@ def memory_cases(dev, torch, batch, div):
         torch_lrn = (lambda t: F.local_response_norm(nchw(t), LRN["size"], LRN["alpha"], LRN["beta"], LRN["k"])
                      .permute(0, 2, 3, 1).contiguous()) if F else None
         cases.append(Case(
-            f"lrn {where}", nhwc(shape), ("lrn",),
+            f"lrn {where}", nhwc(shape),
             lambda s, shape=shape: {"x": dev.randn(s, shape)},
             lambda B, X: (B.lrn(X["x"], **LRN),),
             lambda H: (R.lrn(H["x"], **LRN),), 2 * 4 * n,
@@ -143,7 +146,7 @@ def memory_cases(dev, torch, batch, div):
             return {"x": x, "y": y_of(lambda h: R.lrn(h, **LRN), torch_lrn, x), "dy": dev.randn(s + 1, shape)}
 
         cases.append(Case(
-            f"lrn_backward {where}", nhwc(shape), ("lrn_backward",), make_bwd,
+            f"lrn_backward {where}", nhwc(shape), make_bwd,
             lambda B, X: (B.lrn_backward(X["x"], X["y"], X["dy"], **LRN),),
             lambda H: (R.lrn_backward(H["x"], H["y"], H["dy"], **LRN),), 4 * 4 * n))
 
@@ -153,7 +156,7 @@ def memory_cases(dev, torch, batch, div):
         oshape = (batch, pool_out(hw), pool_out(hw), c)
         n_in, n_out = math.prod(shape), math.prod(oshape)
         cases.append(Case(
-            f"max_pool {where}", nhwc(shape), ("max_pool",),
+            f"max_pool {where}", nhwc(shape),
             lambda s, shape=shape: {"x": dev.randn(s, shape)},
             lambda B, X: (B.max_pool(X["x"], **POOL),),
             lambda H: (R.max_pool(H["x"], **POOL),), 4 * (n_in + n_out),
@@ -171,7 +174,7 @@ def memory_cases(dev, torch, batch, div):
             return inp
 
         cases.append(Case(
-            f"max_pool_backward {where}", nhwc(shape), ("max_pool_backward",), make_pool_bwd,
+            f"max_pool_backward {where}", nhwc(shape), make_pool_bwd,
             lambda B, X: (B.max_pool_backward(X["x"], X["y"], X["dy"], **POOL),),
             lambda H: (R.max_pool_backward(H["x"], H["y"], H["dy"], **POOL),), 4 * 2 * (n_in + n_out),
             base=(lambda T: torch.ops.aten.max_pool2d_with_indices_backward(
@@ -185,7 +188,7 @@ def memory_cases(dev, torch, batch, div):
             ("relu", R.relu, lambda t: torch.relu(t), lambda T: torch.ops.aten.threshold_backward(T["dy"], T["y"], 0)),
             ("tanh", R.tanh, lambda t: torch.tanh(t), lambda T: torch.ops.aten.tanh_backward(T["dy"], T["y"]))):
         cases.append(Case(
-            f"{op} conv1", nhwc(shape), (op,),
+            f"{op} conv1", nhwc(shape),
             lambda s: {"x": dev.randn(s, shape)},
             lambda B, X, op=op: (getattr(B, op)(X["x"]),),
             lambda H, fwd_ref=fwd_ref: (fwd_ref(H["x"]),), 2 * 4 * n,
@@ -196,7 +199,7 @@ def memory_cases(dev, torch, batch, div):
             return {"y": y_of(fwd_ref, torch_fwd, x), "dy": dev.randn(s + 1, shape)}
 
         cases.append(Case(
-            f"{op}_backward conv1", nhwc(shape), (op + "_backward",), make_act_bwd,
+            f"{op}_backward conv1", nhwc(shape), make_act_bwd,
             lambda B, X, op=op: (getattr(B, op + "_backward")(X["y"], X["dy"]),),
             lambda H, op=op: (getattr(R, op + "_backward")(H["y"], H["dy"]),), 3 * 4 * n,
             base=torch_bwd if F else None))
@@ -212,12 +215,12 @@ def memory_cases(dev, torch, batch, div):
             return inp
 
         cases.append(Case(
-            f"dropout {where}", nhwc(dshape), ("dropout",), make_drop,
+            f"dropout {where}", nhwc(dshape), make_drop,
             lambda B, X: (B.dropout(X["x"], **DROP),),
             lambda H: (R.dropout(H["x"], **DROP),), 2 * 4 * n,
             base=(lambda T: F.dropout(T["x"], DROP["p"], training=True)) if F else None))
         cases.append(Case(
-            f"dropout_backward {where}", nhwc(dshape), ("dropout_backward",), make_drop,
+            f"dropout_backward {where}", nhwc(dshape), make_drop,
             lambda B, X: (B.dropout_backward(X["dy"], **DROP),),
             lambda H: (R.dropout_backward(H["dy"], **DROP),), 2 * 4 * n,
             base=(lambda T: torch.ops.aten.native_dropout_backward(T["dy"], T["torch_mask"], 1.0)) if F else None))
@@ -241,13 +244,13 @@ def memory_cases(dev, torch, batch, div):
         return inp
 
     cases.append(Case(
-        "softmax_cross_entropy", nhwc(lshape), ("softmax_cross_entropy",), make_softmax,
+        "softmax_cross_entropy", nhwc(lshape), make_softmax,
         lambda B, X: tuple(reversed(B.softmax_cross_entropy(X["logits"], X["labels"], **labels_checked(B)))),
         lambda H: tuple(reversed(R.softmax_cross_entropy(H["logits"], H["labels"]))),
         2 * 4 * n + 4 * batch,
         base=(lambda T: F.cross_entropy(T["logits"], T["torch_labels"])) if F else None, per_sample=False))
     cases.append(Case(
-        "softmax_cross_entropy_backward", nhwc(lshape), ("softmax_cross_entropy_backward",), make_softmax,
+        "softmax_cross_entropy_backward", nhwc(lshape), make_softmax,
         lambda B, X: (B.softmax_cross_entropy_backward(X["probs"], X["labels"], **labels_checked(B)),),
         lambda H: (R.softmax_cross_entropy_backward(H["probs"], H["labels"]),), 2 * 4 * n + 4 * batch,
         per_sample=False))
@@ -256,14 +259,14 @@ def memory_cases(dev, torch, batch, div):
     half = (batch, 13, 13, ch(128))
     n = math.prod(half)
     cases.append(Case(
-        "concat_channels", f"2x {nhwc(half)}", ("concat_channels",),
+        "concat_channels", f"2x {nhwc(half)}",
         lambda s: {"a": dev.randn(s, half), "b": dev.randn(s + 1, half)},
         lambda B, X: (B.concat_channels([X["a"], X["b"]]),),
         lambda H: (np.concatenate([H["a"], H["b"]], axis=-1),), 4 * 4 * n,
         base=(lambda T: torch.cat([T["a"], T["b"]], dim=-1)) if F else None))
     full = half[:3] + (2 * half[3],)
     cases.append(Case(
-        "split_channels", nhwc(full), ("split_channels",),
+        "split_channels", nhwc(full),
         lambda s: {"x": dev.randn(s, full)},
         lambda B, X: tuple(B.split_channels(X["x"], [half[3], half[3]])),
         lambda H: tuple(np.split(H["x"], 2, axis=-1)), 4 * 4 * n,
@@ -276,7 +279,7 @@ def memory_cases(dev, torch, batch, div):
     sigma, P = lighting_constants(np.array([4200.0, 610.0, 95.0]), eigvecs)
     aug = dict(seed=2012, offset=0, sigma=sigma, P=P, crop=224)
     cases.append(Case(
-        "train_views 256->224", nhwc(ishape), ("train_views",),
+        "train_views 256->224", nhwc(ishape),
         lambda s: {"images": dev.randint(s, 256, ishape).astype(np.uint8),
                    "mean": dev.randn(s + 1, ishape[1:], 40.0) + np.float32(120)},
         lambda B, X: (B.train_views(X["images"], mean=X["mean"], **aug),),
@@ -305,7 +308,6 @@ def torch_views(dev, inp):
 def run_case(case, dev, backend, torch, timing, seed, vbatch, copy_bw, tol):
     row = {"op": case.name, "shape": case.shape, "mbytes": case.nbytes / 1e6}
     inputs_nbytes = case.nbytes
-    missing = [op for op in case.needs if C.ours_op(backend, op) is None]
     vin = case.make(seed)
     sets = None
     if case.base is not None and torch is not None:
@@ -317,9 +319,6 @@ def run_case(case, dev, backend, torch, timing, seed, vbatch, copy_bw, tol):
             row["base_us"] = st["median_s"] * 1e6
         except Exception as e:  # noqa: BLE001
             row["base_status"] = C.describe_error(e)
-    if missing:
-        row["status"] = C.NOT_IMPLEMENTED
-        return row
     try:
         vb = vbatch if case.per_sample else None
         with poison_outputs():
@@ -371,10 +370,7 @@ def run_sgd(dev, backend, torch, timing, seed, div, copy_bw, tol):
             del ps, opt
         except Exception as e:  # noqa: BLE001
             row["base_status"] = C.describe_error(e)
-    sgd = C.ours_op(backend, "sgd_update")
-    if sgd is None:
-        row["status"] = C.NOT_IMPLEMENTED
-        return row
+    sgd = backend.sgd_update
     try:
         w, g, v = make(seed), make(seed + 100), [a * np.float32(0.1) for a in make(seed + 200)]
         h = [[dev.host(a).astype(np.float64) for a in arrs] for arrs in (w, g, v)]
@@ -396,7 +392,7 @@ def run_sgd(dev, backend, torch, timing, seed, div, copy_bw, tol):
     return row
 
 
-FC = (("fc6", 9216, 4096), ("fc7", 4096, 4096), ("fc8", 4096, 1000))
+FC = tuple(fc_layers())
 
 
 def gemm_calls(backend, dev):
@@ -436,8 +432,9 @@ def run_gemm(dev, backend, torch, timing, seed, batch, div, tol):
     for li, (name, fan_in, fan_out) in enumerate(FC):
         fan_in = fan_in // div if name != "fc6" else 6 * 6 * max(2, 256 // div)
         fan_out = max(2, fan_out // div)
-        make = lambda s: (dev.randn(s, (batch, fan_in)), dev.randn(s + 1, (fan_out, fan_in), fan_in ** -0.5),  # noqa: E731
-                          dev.randn(s + 2, (batch, fan_out)))
+        def make(s, fan_in=fan_in, fan_out=fan_out):
+            return (dev.randn(s, (batch, fan_in)), dev.randn(s + 1, (fan_out, fan_in), fan_in ** -0.5),
+                    dev.randn(s + 2, (batch, fan_out)))
         vin = make(seed + 100 * li)
         h = [dev.host(a).astype(np.float64) for a in vin]
         refs = {"fwd": h[0] @ h[1].T, "dgrad": h[2] @ h[1], "wgrad": h[2].T @ h[0]}
@@ -454,7 +451,8 @@ def run_gemm(dev, backend, torch, timing, seed, batch, div, tol):
             if base:
                 try:
                     row["err_base"] = C.rel_err(dev.from_torch(base[d](*tsets[0])), ref)
-                    st = timing.run(dev, lambda i, d=d: base[d](*tsets[i % nsets]), side="torch")
+                    st = timing.run(dev, lambda i, d=d, tsets=tsets, nsets=nsets: base[d](*tsets[i % nsets]),
+                                    side="torch")
                     row["base_ms"] = st["median_s"] * 1e3
                     row["base_tflops"] = flop / st["median_s"] / 1e12
                 except Exception as e:  # noqa: BLE001
@@ -465,7 +463,7 @@ def run_gemm(dev, backend, torch, timing, seed, batch, div, tol):
                 if not row["err_ours"] <= tol:
                     row["status"] = C.MISMATCH
                 else:
-                    st = timing.run(dev, lambda i, d=d: ours[d](*sets[i % nsets]))
+                    st = timing.run(dev, lambda i, d=d, sets=sets, nsets=nsets: ours[d](*sets[i % nsets]))
                     row.update(ours_ms=st["median_s"] * 1e3, ours_calls=st["calls"], status=C.OK)
                     row["ours_tflops"] = flop / st["median_s"] / 1e12
                     if row.get("base_ms"):
@@ -542,10 +540,8 @@ def main(argv=None):
     notes = [f"{r['op']}: torch: {r['base_status']}" for r in rows if r.get("base_status")]
     for n in notes:
         print("note:", n)
-    bad = [r for r in rows if r.get("status") not in (C.OK, C.NOT_IMPLEMENTED)]
-    n_ok = sum(r.get("status") == C.OK for r in rows)
-    n_ni = sum(r.get("status") == C.NOT_IMPLEMENTED for r in rows)
-    print(f"kernel_bench: {len(rows)} rows: {n_ok} ok, {n_ni} not implemented, {len(bad)} failed")
+    bad = [r for r in rows if r.get("status") != C.OK]
+    print(f"kernel_bench: {len(rows)} rows: {len(rows) - len(bad)} ok, {len(bad)} failed")
     if args.json:
         C.write_json(args.json, "kernel_bench", meta, rows, table, notes=notes, memory_rows=len(mem_rows),
                      partial=False)

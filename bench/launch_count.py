@@ -43,6 +43,7 @@ sys.path.insert(0, str(ROOT))  # run from a checkout
 sys.path.insert(0, str(ROOT / "bench"))
 
 from sass_report import source_constants  # noqa: E402
+
 from cuda_convnet import SGD, models  # noqa: E402
 from cuda_convnet._ext import load  # noqa: E402
 from cuda_convnet.backends.kernel_ops import softmax as softmax_ops  # noqa: E402

@@ -29,9 +29,6 @@ Timing: blocks of --block steps between device synchronisations (wall clock), me
 block; images/s = batch / (median block time / block). Input batches rotate between two
 buffers.
 
-If ``cuda_convnet.models`` does not exist yet, ours' rows say "skipped: models not
-available" and the PyTorch rows still run (exit 0).
-
     python bench/net_bench.py                         # GPU if usable, else CPU mode
     python bench/net_bench.py --smoke                 # batch 2, one step (tests)
     python bench/net_bench.py --backend cpu --batch 8
@@ -57,9 +54,9 @@ import _common as C  # noqa: E402
 C.use_checkout()
 
 import numpy as np  # noqa: E402
+from reference_bench import DROP_P, FULL, LRN, POOL, make_params  # noqa: E402
 
 import cuda_convnet as ccn  # noqa: E402
-from reference_bench import DROP_P, FULL, LRN, POOL, make_params  # noqa: E402
 
 SGD_ARGS = dict(lr=0.01, momentum=0.9, weight_decay=5e-4)
 TOL = 1e-3  # centred log-probabilities and loss, float32 net against float64 reference
@@ -67,7 +64,6 @@ TOL = 1e-3  # centred log-probabilities and loss, float32 net against float64 re
 # that largely cancel, so float32 alone leaves ~4e-3 there (measured at batch 2, cpu backend);
 # the other layers' gradients agree to ~1e-5.
 GRAD_TOL = 2e-2
-SKIPPED = "skipped: models not available"
 
 
 # --------------------------------------------------------------------------- the nets
@@ -115,7 +111,7 @@ def reference_logprobs(cfg, params, x, test_scale=1.0):
     """log-softmax of the reference forward (eval mode) in the arrays' dtype."""
     R = ccn.backend("cpu")
     h = x
-    for name, k, r, st, pad, groups, lrn, pool in cfg["convs"]:
+    for name, _k, _r, st, pad, groups, lrn, pool in cfg["convs"]:
         h = R.relu(R.conv2d(h, params[name + ".w"], params[name + ".b"], stride=st, padding=pad,
                             groups=groups))
         if lrn:
@@ -335,30 +331,17 @@ def compile_worker(S):
 
 
 def ours_rows(S):
-    """Ours: towers=2 on one device, and towers=1 (grouped) when the model accepts it."""
-    try:
-        from cuda_convnet import SGD, Net, models  # noqa: F401
-    except ImportError as e:
-        print(f"ours: {SKIPPED} ({e})")
-        return [{"impl": "ours", "mode": m, "towers": "2", "batch": S.batch, "status": SKIPPED}
-                for m in ("train", "infer")]
+    """Ours: towers=2 on one device, and towers=1 (the grouped form)."""
+    from cuda_convnet import SGD, models
     devname = {"cuda": "cuda:0"}.get(S.backend_name, S.backend_name)
     rows = []
     for towers in (2, 1):
         label = f"{towers}" if towers == 2 else "1 (grouped)"
         base = {"impl": "ours", "towers": label, "batch": S.batch}
         try:
-            try:
-                net = models.alexnet(towers=towers, devices=(devname,) * towers, num_classes=S.classes)
-            except (TypeError, ValueError):
-                if towers == 1:
-                    raise
-                net = models.alexnet(towers=towers, devices=(devname,), num_classes=S.classes)
+            net = models.alexnet(towers=towers, devices=(devname,) * towers, num_classes=S.classes)
             opt = SGD(net.parameters(), **SGD_ARGS)
         except Exception as e:  # noqa: BLE001
-            if towers == 1:  # the one-tower form is optional
-                print(f"ours towers=1: not built ({C.describe_error(e)})")
-                continue
             rows += [dict(base, mode=m, status=C.describe_error(e)) for m in ("train", "infer")]
             continue
         try:
@@ -370,8 +353,10 @@ def ours_rows(S):
         print(f"ours towers={towers}: {note}")
         status = C.OK if ok else C.MISMATCH
         xs, labels = S.inputs(image, S.args.seed + 700)
-        for mode, fn in (("train", lambda i: net.train_step(xs[i % 2], labels[i % 2], opt)),
-                         ("infer", lambda i: net.predict(xs[i % 2]))):
+        # The lambdas run inside this iteration (S.timed below), on this iteration's net.
+        for mode, fn in (("train", lambda i, net=net, xs=xs, labels=labels, opt=opt: net.train_step(
+                             xs[i % 2], labels[i % 2], opt)),
+                         ("infer", lambda i, net=net, xs=xs: net.predict(xs[i % 2]))):
             row = dict(base, mode=mode, err=err, checked=checked, status=status, image=image)
             if status == C.OK:
                 try:
@@ -455,7 +440,7 @@ def main(argv=None):
         print("torch: not installed; no baseline")
     table = save(rows, False)
     print(table)
-    bad = [r for r in rows if r["status"] not in (C.OK, SKIPPED) and not r["status"].startswith("did not finish")
+    bad = [r for r in rows if r["status"] != C.OK and not r["status"].startswith("did not finish")
            and r["impl"] != "torch.compile"]
     print(f"net_bench: {len(rows)} rows, {sum(r['status'] == C.OK for r in rows)} ok, {len(bad)} failed")
     return 1 if bad else 0

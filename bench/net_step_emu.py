@@ -14,9 +14,6 @@ the float32 reference itself is ~3e-2 off float64 on conv1's update and ~1e-6 on
 
     python bench/net_step_emu.py              # batch 2, prints the time of each phase
     python bench/net_step_emu.py --batch 1 --towers 1
-
-Needs the emu backend's conv, LRN, pooling, dropout, softmax and SGD kernels; until they
-exist it says which are missing and exits with status 2.
 """
 from __future__ import annotations
 
@@ -29,12 +26,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
 
-import cuda_convnet as ccn  # noqa: E402
 from cuda_convnet import SGD, models  # noqa: E402
-
-
-def missing_ops(device: str = "emu"):
-    return ccn.net.missing_ops(device)
 
 
 def step_timed(net, opt, x, y):
@@ -54,9 +46,6 @@ def step_timed(net, opt, x, y):
 
 def run(batch: int = 2, towers: int = 2, seed: int = 0, check: bool = True, device: str = "emu") -> dict:
     """Time one step on `device` ("emu"; "cpu" runs the same harness on the reference)."""
-    missing = missing_ops(device)
-    if missing:
-        raise RuntimeError(f"the {device} backend has no {', '.join(missing)} yet (kernels not merged)")
     devices = (device,) * towers
     net = models.alexnet(towers=towers, devices=devices, seed=seed)
     opt = SGD(net.parameters(), lr=0.01)
@@ -106,11 +95,6 @@ def main(argv=None) -> int:
     ap.add_argument("--device", default="emu", choices=("emu", "cpu"),
                     help="emu (default); cpu times the reference through the same harness")
     args = ap.parse_args(argv)
-    missing = missing_ops(args.device)
-    if missing:
-        print(f"net_step_emu: the {args.device} backend has no {', '.join(missing)} yet (the conv and memory-bound "
-              "kernels are not merged); nothing to time", file=sys.stderr)
-        return 2
     r = run(args.batch, args.towers, args.seed, check=not args.no_check, device=args.device)
     where = "the SIMT emulator" if args.device == "emu" else "the NumPy reference"
     print(f"AlexNet ({r['towers']} tower(s) on {args.device}), batch {r['batch']}, one training step on {where}:")

@@ -34,21 +34,20 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import interleaved_times as timed, use_checkout  # noqa: E402
+from _common import interleaved_times as timed  # noqa: E402
+from _common import use_checkout
 
 use_checkout()  # this checkout's cuda_convnet (see bench/_common.py)
 
 from cuda_convnet import reference as R  # noqa: E402
+from cuda_convnet.alexnet_shapes import INPUT_SIZE, conv_layers, fc_layers  # noqa: E402
 from cuda_convnet.random import dropout_keep_mask  # noqa: E402
 
 # name: (out channels, filter size, stride, padding, groups, LRN after, pool after)
+# (cuda_convnet/alexnet_shapes.py: 227x227 inputs, conv1 unpadded)
 FULL = dict(
-    image=227, classes=1000, fc=4096,
-    convs=[("conv1", 96, 11, 4, 0, 1, True, True),
-           ("conv2", 256, 5, 1, 2, 2, True, True),
-           ("conv3", 384, 3, 1, 1, 1, False, False),
-           ("conv4", 384, 3, 1, 1, 2, False, False),
-           ("conv5", 256, 3, 1, 1, 2, False, True)],
+    image=INPUT_SIZE, classes=fc_layers()[-1][2], fc=fc_layers()[0][2],
+    convs=[(L.name, L.k, L.r, L.stride, L.pad, L.groups, L.lrn, L.pool) for L in conv_layers()],
 )
 # Same topology, every width divided by 8 and a 67x67 input: runs in well under a second.
 SMOKE = dict(
@@ -95,7 +94,7 @@ def make_params(cfg, rng, dtype):
 def reference_step(cfg, params, x, labels):
     """Forward + backward through the reference ops. Returns (loss, grads)."""
     tape, h = [], x
-    for name, k, r, st, pad, groups, lrn, pool in cfg["convs"]:
+    for name, _k, _r, st, pad, groups, lrn, pool in cfg["convs"]:
         a = R.conv2d(h, params[name + ".w"], params[name + ".b"], stride=st, padding=pad,
                      groups=groups)
         y = R.relu(a)
@@ -163,12 +162,11 @@ def torch_setup(cfg, params, x, labels, masks):
 
 
 def torch_step(cfg, tp, xt, labels_t, masks_t):
-    import torch
     import torch.nn.functional as F
     for t in list(tp.values()) + [xt]:
         t.grad = None
     h = xt
-    for name, k, r, st, pad, groups, lrn, pool in cfg["convs"]:
+    for name, _k, _r, st, pad, groups, lrn, pool in cfg["convs"]:
         h = F.relu(F.conv2d(h, tp[name + ".w"], tp[name + ".b"], stride=st, padding=pad,
                             groups=groups))
         if lrn:

@@ -244,7 +244,7 @@ def dynamic_smem_bytes(base: str, template_args: list[str]) -> int | None:
         return None
     env = dict(source_constants())
     for pname, value in zip(DYNAMIC_TEMPLATE_PARAMS.get(base, ()), template_args):
-        env[pname] = {"true": 1, "false": 0}.get(value.strip(), None)
+        env[pname] = {"true": 1, "false": 0}.get(value.strip())
         if env[pname] is None:
             env[pname] = int(value)
     return 4 * int(eval(expr, {"__builtins__": {}}, env))
@@ -433,7 +433,8 @@ def analyse(arch: int, mangled: str, demangled: str, insns: list[Insn], res: dic
     if uses_dynamic and dyn is None:
         limiter += " (+dyn smem unknown)"
     return KernelStats(
-        name=demangled.split("(", 1)[0].replace("void ", "", 1).replace("ccn::", ""), kernel=base, template_args=targs, source=source,
+        name=demangled.split("(", 1)[0].replace("void ", "", 1).replace("ccn::", ""), kernel=base, template_args=targs,
+        source=source,
         arch=arch, regs=res.get("REG", 0), stack=res.get("STACK", 0), local_bytes=res.get("LOCAL", 0),
         static_smem=static, dynamic_smem=dyn, smem_per_block=smem_block, threads=threads, blocks_per_sm=blocks,
         warps_per_sm=blocks * (-(-threads // 32)), occupancy_limit=limiter,

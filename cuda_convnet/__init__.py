@@ -15,10 +15,9 @@ emulator, a NumPy reference that defines every op's math, and a thin layer graph
 """
 from __future__ import annotations
 
-from . import ops  # noqa: F401
+from . import models, ops  # noqa: F401
 from ._ext import build_info, cuda_unavailable_reason, has_cuda  # noqa: F401
 from .backends import backend  # noqa: F401
-from . import models  # noqa: F401,E402
 from .net import CheckpointError, Net, NonFiniteError, load_checkpoint, save_checkpoint  # noqa: F401
 from .optim import SGD, PlateauSchedule  # noqa: F401
 

@@ -30,7 +30,7 @@ import importlib.machinery
 import importlib.util
 import runpy
 import sys
-from functools import cache, lru_cache
+from functools import cache
 from pathlib import Path
 
 PACKAGE = __package__ or "cuda_convnet"
@@ -114,7 +114,7 @@ def _import_from(where: Path, name: str):
     return module
 
 
-@lru_cache(maxsize=None)
+@cache
 def load(name: str):
     """Import `cuda_convnet._emu` or `cuda_convnet._C` (from the folder chosen as the module
     docstring says). Raises ExtensionMissing (an ImportError) saying what to do."""
@@ -157,7 +157,7 @@ def build_info() -> dict:
     }
 
 
-@lru_cache(maxsize=None)
+@cache
 def has_cuda() -> bool:
     """True only when `_C` was built, a usable GPU is present, and CuPy imports.
 
@@ -166,7 +166,7 @@ def has_cuda() -> bool:
     return cuda_unavailable_reason() == ""
 
 
-@lru_cache(maxsize=None)
+@cache
 def cuda_unavailable_reason() -> str:
     """"" when the cuda backend is usable, else one line saying why not: not built with
     CUDA, `_C` not importable, cudaGetDeviceCount's error from `_C` (e.g. a CUDA runtime

@@ -28,6 +28,12 @@ def pytest_configure(config):
     config.addinivalue_line("markers", "slow: takes minutes (builds or trains); CI runs it, the fast loop may skip it")
 
 
+def pytest_runtest_setup(item):
+    """A test marked `cuda` needs a real GPU: skipped without one (the marker's meaning)."""
+    if item.get_closest_marker("cuda") is not None and not ccn.has_cuda():
+        pytest.skip("no usable GPU (cuda_convnet.has_cuda() is False)")
+
+
 def pytest_report_header(config):
     """Which cuda_convnet is under test and which build of it: `pytest` and `python -m pytest`
     can import different copies (the latter puts the current folder first on sys.path)."""

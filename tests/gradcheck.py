@@ -23,7 +23,6 @@ by at least ``h``; callers arrange that (offset inputs, shuffled-arange pooling 
 from __future__ import annotations
 
 import numpy as np
-
 from tolerances import GRADCHECK_STEP, tol
 
 __all__ = ["check_directional", "check_elementwise", "check_op"]

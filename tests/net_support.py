@@ -1,38 +1,12 @@
-"""Shared by the tests of the layer graph (tests/test_net_*.py).
-
-`requires_ops(backend, *names)`: a pytest mark that skips a test while `backend` lacks
-one of the ops (the emu/cuda kernels for conv, LRN, pooling, dropout, softmax and SGD are
-being written on other branches); once they are merged `hasattr(backend, name)` turns
-true and the tests run, with no edit here.
-"""
+"""Shared by the tests of the layer graph (tests/test_net_*.py): the tiny tower net, a
+batch for it, and a fixture limiting BLAS to one thread."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-import cuda_convnet as ccn
 from cuda_convnet import models
 from cuda_convnet.models import ConvBlock, TowerNetConfig
-from cuda_convnet.net.devices import NET_OPS
-
-
-def missing_ops(backend_name: str, *names) -> list[str] | str:
-    """The ops `backend_name` lacks, or a string saying why the backend is unavailable."""
-    try:
-        b = ccn.backend(backend_name)
-    except Exception as e:  # noqa: BLE001 - no GPU, extension not built, ...
-        return f"backend {backend_name!r} unavailable: {e}"
-    return [n for n in names if not hasattr(b, n)]
-
-
-def requires_ops(backend_name: str, *names):
-    """Skip unless `backend_name` exists and has every op in `names` (default: all of NET_OPS)."""
-    names = names or NET_OPS
-    missing = missing_ops(backend_name, *names)
-    if isinstance(missing, str):
-        return pytest.mark.skip(reason=missing)
-    return pytest.mark.skipif(bool(missing), reason=f"the {backend_name} backend has no {', '.join(missing)} "
-                                                    "yet (kernels not merged); runs automatically once it does")
 
 
 def tiny_config(classes: int = 5) -> TowerNetConfig:

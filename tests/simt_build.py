@@ -94,7 +94,8 @@ def text_mutants(path, pattern, replacement, out_dir):
     sites = [i for i, line in enumerate(lines) if rx.search(line)]
     assert sites, f"{path.name}: no line matches {pattern!r}"
     for site in sites:
-        mutant_dir = pathlib.Path(out_dir) / f"mutant_{path.stem}_{site}_{hashlib.sha1(pattern.encode()).hexdigest()[:6]}"
+        digest = hashlib.sha1(pattern.encode()).hexdigest()[:6]
+        mutant_dir = pathlib.Path(out_dir) / f"mutant_{path.stem}_{site}_{digest}"
         mutant_dir.mkdir(parents=True)
         mutated = list(lines)
         mutated[site] = rx.sub(replacement, mutated[site])

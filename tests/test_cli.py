@@ -1,6 +1,7 @@
 """The command line, run as a user runs it (a subprocess)."""
 from __future__ import annotations
 
+import pytest
 from subproc import run_cli
 
 
@@ -11,6 +12,7 @@ def test_help_lists_commands(tmp_path):
         assert command in r.stdout
 
 
+@pytest.mark.slow
 def test_selfcheck_runs_the_kernels(tmp_path):
     r = run_cli("selfcheck", "--batch", "1", cwd=tmp_path)
     assert r.returncode == 0, r.stderr

@@ -35,8 +35,8 @@ def ok(r):
 
 def run_bytes(*args, cwd):
     """`python -m cuda_convnet *args` with stdout/stderr kept as bytes (names may not be UTF-8)."""
-    return subprocess.run([sys.executable, "-m", "cuda_convnet", *map(os.fspath, args)], check=False, capture_output=True,
-                          cwd=cwd, env=env(), timeout=600)
+    return subprocess.run([sys.executable, "-m", "cuda_convnet", *map(os.fspath, args)], check=False,
+                          capture_output=True, cwd=cwd, env=env(), timeout=600)
 
 
 def sideways(stored: np.ndarray, path, orientation=6):

@@ -10,7 +10,6 @@ import json
 import numpy as np
 import pytest
 from cli_tree import CLASSES, make_tree
-from net_support import requires_ops
 from subproc import run_cli
 
 from cuda_convnet.cli import main
@@ -154,7 +153,6 @@ def test_predict_names_top_classes(flow, ten_crop):
 
 
 @pytest.mark.emu
-@requires_ops("emu")
 def test_train_on_emu_matches_cpu(flow):
     """Two steps with both towers on the emulated CUDA kernels, against the same on the CPU."""
     root = flow["root"]

@@ -12,7 +12,7 @@ def test_shapes_range_and_split():
     d = load_digits(seed=0)
     assert d.train_images.shape[1:] == (32, 32, 3) and d.train_images.dtype == np.float32
     assert len(d.train_images) + len(d.val_images) == 1797
-    assert 0.0 <= d.train_images.min() and d.train_images.max() <= 1.0
+    assert d.train_images.min() >= 0.0 and d.train_images.max() <= 1.0
     assert np.array_equal(d.train_images[..., 0], d.train_images[..., 2])
     # each 8x8 pixel became a 4x4 block
     assert np.all(d.train_images[:, ::4, ::4] == d.train_images[:, 3::4, 3::4])

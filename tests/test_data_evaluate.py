@@ -144,7 +144,7 @@ def test_store_source_per_class_csv_and_bad_predictions(tmp_path):
     res = evaluate(predict, tmp_path / "s", split="val", crop=24, progress=False)
     assert res.top1 == pytest.approx(2 / 7)
     res.write_per_class_csv(tmp_path / "pc.csv")
-    rows = list(csv.DictReader(open(tmp_path / "pc.csv")))
+    rows = list(csv.DictReader((tmp_path / "pc.csv").read_text().splitlines()))
     assert [r["class"] for r in rows] == ["x", "y", "z"]
     assert float(rows[1]["top1_error"]) == 1.0 and int(rows[2]["count"]) == 3
     assert res.to_dict()["top1_error"] == res.top1

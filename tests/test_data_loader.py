@@ -200,6 +200,5 @@ def test_split_augment_returning_non_numpy_batches_is_refused():
 
     images = np.random.default_rng(4).integers(0, 256, (8, 4, 4, 3), dtype=np.uint8)
     with BatchLoader((images, np.arange(8)), 8, shuffle=False, augment=lambda x, offset: DeviceLike(len(x)),
-                     threads=2) as loader:
-        with pytest.raises(TypeError, match=r"threads=2.*not NumPy.*whole_batch"):
-            next(iter(loader))
+                     threads=2) as loader, pytest.raises(TypeError, match=r"threads=2.*not NumPy.*whole_batch"):
+        next(iter(loader))

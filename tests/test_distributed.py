@@ -18,7 +18,6 @@ import time
 import numpy as np
 import pytest
 import subproc
-from net_support import requires_ops
 
 from cuda_convnet.data.loader import BatchLoader
 from cuda_convnet.distributed import has_torch, rank_dropout_seed, shard_order
@@ -164,8 +163,9 @@ def test_grad_hooks_see_each_layers_gradients_in_backward_order():
 
 
 # ------------------------------------------------------------------ real ranks
+@pytest.mark.slow
 @needs_torch
-@pytest.mark.parametrize("device,world", [("cpu", 2), ("cpu", 3), pytest.param("emu", 2, marks=[pytest.mark.emu, requires_ops("emu")])])
+@pytest.mark.parametrize("device,world", [("cpu", 2), ("cpu", 3), pytest.param("emu", 2, marks=pytest.mark.emu)])
 def test_ranks_match_one_process_on_the_global_batch(tmp_path, device, world):
     """N ranks x batch 4 == one process x batch 4N after 2 epochs (14 or 10 steps), to float32 rounding."""
     r, _ = torchrun(tmp_path, world, "--device", device, "--batch", 4, "--epochs", 2)
@@ -190,6 +190,7 @@ def tiny_dp_net_state(device):
     return tiny_dp_net(device).state_dict()
 
 
+@pytest.mark.slow
 @needs_torch
 def test_repeat_runs_are_bit_identical(tmp_path):
     runs = []
@@ -201,6 +202,7 @@ def test_repeat_runs_are_bit_identical(tmp_path):
         np.testing.assert_array_equal(runs[0][k], runs[1][k], err_msg=k)
 
 
+@pytest.mark.slow
 @needs_torch
 def test_checkpoint_written_once_and_resume_is_bit_identical(tmp_path):
     """Rank 0 alone saves; 1 epoch + resume for the 2nd == 2 epochs straight (with dropout)."""
@@ -220,6 +222,7 @@ def test_checkpoint_written_once_and_resume_is_bit_identical(tmp_path):
     assert not list((tmp_path / "resumed").glob("*.tmp*"))
 
 
+@pytest.mark.slow
 @needs_torch
 def test_a_hung_rank_times_out(tmp_path):
     """Rank 1 stops answering: rank 0's all-reduce times out after the group's 5 s and the job ends."""
@@ -232,6 +235,7 @@ def test_a_hung_rank_times_out(tmp_path):
     assert "rank 1/2: stopped by the launcher" in out, out
 
 
+@pytest.mark.slow
 @needs_torch
 @pytest.mark.parametrize("how", ["raise", "kill"])
 def test_a_failing_rank_ends_every_rank(tmp_path, how):
@@ -259,6 +263,7 @@ def torchrun_cli(cwd, nproc: int, *args, timeout=300):
                           timeout=timeout, check=False)
 
 
+@pytest.mark.slow
 @needs_torch
 def test_torchrun_train_command(tmp_path):
     """`torchrun -m cuda_convnet train STORE`: global batch 8 = 2 x 4; rank 0 alone prints and writes."""
@@ -329,6 +334,7 @@ def test_scaling_model_arithmetic():
     assert fast["efficiency_overlap"] > fast["efficiency_serial"] > 0.9
 
 
+@pytest.mark.slow
 @needs_torch
 def test_scaling_bench_measures_ranks(tmp_path):
     r = subprocess.run([sys.executable, str(BENCH / "scaling_bench.py"), "--ranks", "1,2", "--steps", "1",
@@ -344,8 +350,9 @@ def test_scaling_bench_measures_ranks(tmp_path):
 
 
 # ------------------------------------------------------------------ the hybrid scheme
+@pytest.mark.slow
 @needs_torch
-@pytest.mark.parametrize("device,world", [("cpu", 2), ("cpu", 3), pytest.param("emu", 2, marks=[pytest.mark.emu, requires_ops("emu")])])
+@pytest.mark.parametrize("device,world", [("cpu", 2), ("cpu", 3), pytest.param("emu", 2, marks=pytest.mark.emu)])
 def test_hybrid_matches_one_process_on_the_global_batch(tmp_path, device, world):
     """Trunk data-parallel, fc1 and fc2 sliced over the ranks: the gathered weights after 2 epochs
     equal one process's with the global batch, to float32 rounding."""

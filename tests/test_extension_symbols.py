@@ -81,3 +81,43 @@ def test_reason_when_built_without_cuda(monkeypatch):
     finally:
         _ext.cuda_unavailable_reason.cache_clear()
         _ext.has_cuda.cache_clear()
+
+
+# ------------------------------------------------------------------ one binding, two builds
+def _api(module) -> dict[str, str]:
+    """Every public name of an extension -> its pybind11 signature (the whole docstring of a
+    function: the signature line, and every overload's), or the type of a constant."""
+    api = {}
+    for name in dir(module):
+        if name.startswith("_"):
+            continue
+        obj = getattr(module, name)
+        api[name] = (obj.__doc__ or "").strip() if type(obj).__name__ == "builtin_function_or_method" \
+            else f"constant of type {type(obj).__name__}"
+    return api
+
+
+def test_emu_signatures_are_real():
+    """The comparison below is only as good as the signatures it compares: every launcher's
+    docstring starts with `name(arg: type, ...) -> result`, with typed arguments."""
+    api = _api(_ext.load("_emu"))
+    launchers = {"gemm", "conv_forward", "conv_dgrad", "conv_wgrad", "lrn_forward", "lrn_backward",
+                 "max_pool_forward", "max_pool_backward", "dropout", "softmax_xent_forward", "topk_errors",
+                 "sgd_update", "concat_channels", "split_channels", "augment_train_views"}
+    assert launchers <= set(api), sorted(launchers - set(api))
+    for name in launchers:
+        first = api[name].splitlines()[0]
+        assert first.startswith(f"{name}(") and ": " in first and ") -> " in first, first
+
+
+def test_emu_and_cuda_builds_expose_the_same_api():
+    """_emu (g++ + emulator) and _C (nvcc) are bindings.cpp compiled twice: the same names,
+    each function with the same signature (argument names, types, defaults, result) and
+    the same constants (`emulated` differs in value only)."""
+    if not ccn.build_info().get("built_with_cuda"):
+        pytest.skip("cuda_convnet._C not built (no nvcc at build time); CI builds it")
+    emu, cuda = _api(_ext.load("_emu")), _api(_ext.load("_C"))
+    assert sorted(set(emu) ^ set(cuda)) == [], "names in one build only"
+    differ = {name: (emu[name].splitlines()[0], cuda[name].splitlines()[0]) for name in emu if emu[name] != cuda[name]}
+    assert differ == {}
+    assert _ext.load("_emu").emulated is True and _ext.load("_C").emulated is False

@@ -148,6 +148,6 @@ def test_layers_read_top_down():
 def test_every_module_imports_in_a_fresh_interpreter(tmp_path):
     names = sorted(m for m in modules() if m != "cuda_convnet.__main__")  # __main__ runs the CLI
     code = "import importlib, sys\nfor m in sys.argv[1:]:\n    importlib.import_module(m)\nprint('ok')"
-    r = subprocess.run([sys.executable, "-c", code, *names], capture_output=True, text=True, env=subproc.env(), check=False,
-                       cwd=tmp_path, timeout=300)
+    r = subprocess.run([sys.executable, "-c", code, *names], capture_output=True, text=True, env=subproc.env(),
+                       check=False, cwd=tmp_path, timeout=300)
     assert r.returncode == 0 and r.stdout.strip() == "ok", r.stderr

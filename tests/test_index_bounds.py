@@ -14,10 +14,10 @@ import time
 
 import numpy as np
 import pytest
+from kernel_inputs import randn
 
 import cuda_convnet as ccn
 from cuda_convnet import checks
-from tests.kernel_inputs import randn
 
 BACKENDS = ("cpu", "emu")
 MAX = checks.MAX_EXTENT

@@ -328,7 +328,7 @@ def test_kernel_train_augment_in_the_loader(kernel_device):
     numpy_aug = A.TrainAugment(**stats)
     with BatchLoader((x, y), 4, shuffle=True, seed=2, augment=kernel_aug) as kl, \
             BatchLoader((x, y), 4, shuffle=True, seed=2, augment=numpy_aug) as nl:
-        for epoch in range(2):
+        for _epoch in range(2):
             batches = 0
             for (kx, ky), (nx, ny) in zip(kl, nl):
                 np.testing.assert_array_equal(ky, ny)

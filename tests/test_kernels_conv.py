@@ -25,11 +25,11 @@ import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from tolerances import tol
 
 import cuda_convnet as ccn
 from cuda_convnet import checks
-from tolerances import tol
-
+from cuda_convnet.alexnet_shapes import conv_layers
 
 # Under an ASan build preloaded into Python (LD_PRELOAD=libasan.so, as .ci/run does) a C++
 # exception aborts the process ("CHECK failed: asan_interceptors.cpp:320 real___cxa_throw")
@@ -196,17 +196,12 @@ def test_conv_relu_epilogue(kernel_device, cpu):
 
 # ----------------------------------------------------------------------------- AlexNet
 
-# The paper's five conv layers (§3.5), on 227 x 227 crops (conv1 needs no padding there):
-# name: (H, W, C, K, R, stride, padding, groups).
-ALEXNET = {
-    "conv1": (227, 227, 3, 96, 11, 4, 0, 1),
-    "conv2": (27, 27, 96, 256, 5, 1, 2, 2),
-    "conv3": (13, 13, 256, 384, 3, 1, 1, 1),
-    "conv4": (13, 13, 384, 384, 3, 1, 1, 2),
-    "conv5": (13, 13, 384, 256, 3, 1, 1, 2),
-}
+# The paper's five conv layers (§3.5), on 227 x 227 crops (conv1 needs no padding there;
+# cuda_convnet/alexnet_shapes.py): name: (H, W, C, K, R, stride, padding, groups).
+ALEXNET = {L.name: (L.hw, L.hw, L.c, L.k, L.r, L.stride, L.pad, L.groups) for L in conv_layers()}
 
 
+@pytest.mark.alexnet_shapes
 @pytest.mark.parametrize("layer", list(ALEXNET))
 def test_conv_alexnet_layer_shapes(kernel_device, cpu, layer, capsys):
     """Every AlexNet conv layer's real shape at batch 2, nothing cut: forward (with bias),
@@ -344,23 +339,6 @@ def test_launcher_checks_reach_python(kernel_device):
         ext.conv_forward(1, 1, 0, 1, **dict(shape, groups=3))
     with pytest.raises(ValueError, match="larger than the padded input"):
         ext.conv_dgrad(1, 1, 1, **dict(shape, h=2))
-
-
-@pytest.mark.skipif(os.environ.get("CCN_SIMT_ORDER", "forward") != "forward", reason="timed once")
-@pytest.mark.emu
-def test_emulator_speed_on_a_conv(capsys):
-    """Not a benchmark (bench/ has those): records the emulator's speed on conv3's forward
-    at batch 1 in the test log, and guards against it becoming unusably slow."""
-    emu = ccn.backend("emu")
-    rng = np.random.default_rng(1)
-    x, w = rand(rng, 1, 13, 13, 256), rand(rng, 384, 3, 3, 256)
-    t = time.perf_counter()
-    emu.conv2d(x, w, padding=1)
-    dt = time.perf_counter() - t
-    with capsys.disabled():
-        print(f"\n[emu] conv3 13x13x256 -> 384, batch 1: {dt:.3f} s, "
-              f"{2 * 169 * 384 * 2304 / dt / 1e9:.2f} GFLOP/s", end="")
-    assert dt < 30
 
 
 @pytest.mark.parametrize("stride,padding,groups", [(1, 1, 1), (2, (0, 1, 1, 0), 2), (3, 0, 1)])

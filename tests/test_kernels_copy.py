@@ -36,6 +36,7 @@ def test_concat_and_split_match_reference(kernel_device, cpu, lead, sizes, seed)
                                sum(np.vdot(x.astype(np.float64), d) for x, d in zip(xs, dxs)), rtol=1e-12)
 
 
+@pytest.mark.alexnet_shapes
 def test_alexnet_tower_joins(kernel_device, cpu):
     """conv2's towers into conv3 (2 x 27x27x128 -> 256) and conv5's (2 x 13x13x128), and
     the FC layers' halves (2 x 2048 -> 4096), batch 2."""

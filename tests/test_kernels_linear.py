@@ -3,15 +3,13 @@ linear_backward on the emu backend (and cuda when a GPU is present), on random f
 inputs, outputs poisoned with NaN before every launch (conftest.py)."""
 from __future__ import annotations
 
-import os
-
 import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from tolerances import tol
 
 import cuda_convnet as ccn
-from tolerances import tol
 
 
 def rand(rng, *shape):
@@ -90,6 +88,7 @@ def test_linear_tile_edges(kernel_device, cpu, n, fan_in, fan_out):
     check_linear(kernel_device, cpu, n, fan_in, fan_out, True, seed=n * fan_in + fan_out)
 
 
+@pytest.mark.alexnet_shapes
 def test_linear_alexnet_fc_shapes(kernel_device, cpu):
     """The paper's FC layers at batch 2: fc6 9216->4096 forward (the whole layer), and
     fc6 cut to 512 outputs plus fc7/fc8 shapes through the backward pass."""
@@ -157,21 +156,3 @@ def test_emu_refuses_device_arrays_it_cannot_read():
 
     with pytest.raises(TypeError, match="NumPy arrays"):
         emu.linear(Fake(), np.ones((2, 2), np.float32))
-
-
-@pytest.mark.skipif(os.environ.get("CCN_SIMT_ORDER", "forward") != "forward", reason="timed once")
-@pytest.mark.emu
-def test_emulator_speed_on_an_fc_gemm(capsys):
-    """Not a benchmark (bench/ has those): records the emulator's speed on one FC-sized
-    GEMM in the test log, and guards against it becoming unusably slow."""
-    import time
-
-    emu = ccn.backend("emu")
-    rng = np.random.default_rng(1)
-    x, w = rand(rng, 8, 2304), rand(rng, 1024, 2304)
-    t = time.perf_counter()
-    emu.linear(x, w)
-    dt = time.perf_counter() - t
-    with capsys.disabled():
-        print(f"\n[emu] linear 8x2304 -> 1024: {dt:.3f} s, {2 * 8 * 2304 * 1024 / dt / 1e9:.2f} GFLOP/s")
-    assert dt < 30

@@ -59,6 +59,7 @@ def test_lrn_window_wider_than_the_channels(kernel_device, cpu, lrn_version, div
     np.testing.assert_array_equal(huge, whole)
 
 
+@pytest.mark.alexnet_shapes
 @pytest.mark.parametrize("h,c", [(55, 96), (27, 256)])
 def test_lrn_alexnet_layers(kernel_device, cpu, h, c):
     """§3.3's LRN after conv1 (55x55x96) and conv2 (27x27x256), batch 2, the paper's

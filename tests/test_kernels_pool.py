@@ -53,6 +53,7 @@ def test_max_pool_matches_reference(kernel_device, cpu, g, kind, seed):
     check_pool(kernel_device, cpu, kind(rng, (n, h, w, c)), seed, size=size, stride=stride, padding=pad)
 
 
+@pytest.mark.alexnet_shapes
 @pytest.mark.parametrize("h,c", [(55, 96), (27, 256), (13, 256)])
 def test_max_pool_alexnet_layers(kernel_device, cpu, h, c):
     """§3.4's overlapping pooling (3/2) after conv1, conv2, conv5, batch 2."""

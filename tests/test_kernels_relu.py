@@ -54,6 +54,7 @@ def test_relu_unaligned_pointers_take_the_scalar_path(cpu, n):
     np.testing.assert_array_equal(emu.relu_backward(y, dy), cpu.relu_backward(y, dy))
 
 
+@pytest.mark.alexnet_shapes
 def test_relu_alexnet_activation(kernel_device, cpu):
     """conv1's output at batch 2: 2 x 55 x 55 x 96."""
     rng = np.random.default_rng(55)

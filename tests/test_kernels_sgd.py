@@ -12,13 +12,11 @@ from kernel_inputs import randn, unaligned
 from tolerances import tol
 
 import cuda_convnet as ccn
+from cuda_convnet.alexnet_shapes import param_shapes
 
 # AlexNet's parameters (§3.5, two towers as groups=2): conv KRSC weights and biases, FC
 # (out, in) weights and biases; 16 tensors, 60,965,224 numbers.
-ALEXNET_SHAPES = [
-    (96, 11, 11, 3), (96,), (256, 5, 5, 48), (256,), (384, 3, 3, 256), (384,), (384, 3, 3, 192), (384,),
-    (256, 3, 3, 192), (256,), (4096, 9216), (4096,), (4096, 4096), (4096,), (1000, 4096), (1000,),
-]
+ALEXNET_SHAPES = param_shapes()
 
 
 def make_state(rng, shapes, make=np.ascontiguousarray):
@@ -96,6 +94,7 @@ def test_sgd_empty_list(kernel_device):
     assert kernel_device.ops.last_sgd_launches == 0
 
 
+@pytest.mark.alexnet_shapes
 def test_sgd_alexnet_parameters_in_one_launch(kernel_device, cpu, capsys):
     """All 16 AlexNet tensors (61M parameters) updated by one launch, bit for bit."""
     rng = np.random.default_rng(3)

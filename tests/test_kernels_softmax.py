@@ -38,6 +38,7 @@ def test_softmax_cross_entropy_matches_reference(kernel_device, cpu, n, classes,
     check_softmax(kernel_device, cpu, logits, labels)
 
 
+@pytest.mark.alexnet_shapes
 def test_softmax_alexnet_output(kernel_device, cpu):
     """fc8 at batch 2: 2 x 1000 (and batch 128's row count with 1000 classes)."""
     rng = np.random.default_rng(1000)
@@ -123,6 +124,7 @@ def test_topk_rule_instances(kernel_device, cpu, row, label, ks, want):
     assert kernel_device.ops.topk_errors(kernel_device.put(probs), kernel_device.put(labels), ks=ks) == want
 
 
+@pytest.mark.alexnet_shapes
 def test_topk_alexnet_and_many_ks(kernel_device, cpu):
     rng = np.random.default_rng(5)
     _, probs = cpu.softmax_cross_entropy(3 * randn(rng, 64, 1000), rng.integers(0, 1000, 64))

@@ -6,6 +6,7 @@ import pytest
 from net_support import one_blas_thread  # noqa: F401
 
 from cuda_convnet import models
+from cuda_convnet.alexnet_shapes import conv_layers, param_shapes, tower_layers
 from cuda_convnet.net import Copy
 
 pytestmark = pytest.mark.usefixtures("one_blas_thread")
@@ -39,6 +40,15 @@ def test_parameter_count_is_the_papers_60_million(two_tower, one_tower):
     assert one_tower.num_parameters() == TOTAL
     assert f"total parameters: {TOTAL:,}" in two_tower.summary()
     assert f"total parameters: {TOTAL:,}" in one_tower.summary()
+
+
+def test_benchmark_shape_tables_are_the_models(one_tower):
+    """alexnet_shapes (227 unpadded, what the benches and kernel tests use) describes the
+    model's net (224 crops, conv1 padded): the same tensors, fc6's 9216 inputs included."""
+    assert [tuple(p.data.shape) for p in one_tower.parameters()] == param_shapes()
+    assert [L.name for L in conv_layers()] == ["conv1", "conv2", "conv3", "conv4", "conv5"]
+    assert [(L.c, L.k, L.groups) for L in tower_layers()] == [(3, 48, 1), (48, 128, 1), (256, 192, 1),
+                                                               (192, 192, 1), (192, 128, 1)]
 
 
 def test_parameters_per_layer(two_tower, one_tower):

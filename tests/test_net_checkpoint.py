@@ -7,7 +7,7 @@ import zipfile
 
 import numpy as np
 import pytest
-from net_support import batch, one_blas_thread, requires_ops, tiny_net  # noqa: F401
+from net_support import batch, one_blas_thread, tiny_net  # noqa: F401
 
 from cuda_convnet import SGD, PlateauSchedule, models
 from cuda_convnet.net import CheckpointError, load_checkpoint, save_checkpoint
@@ -104,13 +104,11 @@ def test_resume_is_bit_identical_cpu(tmp_path):
 
 
 @pytest.mark.emu
-@requires_ops("emu")
 def test_resume_is_bit_identical_emu(tmp_path):
     check_resume(tmp_path, ("emu", "emu"), "float32")
 
 
 @pytest.mark.cuda
-@requires_ops("cuda")
 def test_resume_is_bit_identical_cuda(tmp_path):
     check_resume(tmp_path, ("cuda:0", "cuda:0"), "float32")
 

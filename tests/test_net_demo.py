@@ -3,13 +3,11 @@ emulated AlexNet step benchmark."""
 from __future__ import annotations
 
 import importlib.util
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
-from net_support import one_blas_thread, requires_ops  # noqa: F401
+from net_support import one_blas_thread  # noqa: F401
 from subproc import run_cli
 
 from cuda_convnet.net import load_checkpoint
@@ -21,6 +19,7 @@ def demo(*args, timeout=300):
     return run_cli("demo", *args, cwd=ROOT / "tests", timeout=timeout)
 
 
+@pytest.mark.slow
 def test_demo_quick_writes_a_checkpoint_and_curves(tmp_path):
     out = tmp_path / "demo"
     r = demo("--quick", "--out", str(out), "--device", "cpu")
@@ -47,16 +46,16 @@ def test_demo_bad_arguments_are_one_line(tmp_path):
     assert r.returncode == 2 and "no checkpoint" in r.stderr
 
 
+@pytest.mark.slow
 @pytest.mark.emu
-@requires_ops("emu")
 def test_demo_quick_on_emu(tmp_path):
     r = demo("--quick", "--epochs", "1", "--out", str(tmp_path), "--device", "emu", "--no-progress", timeout=1800)
     assert r.returncode == 0, r.stderr
     assert (tmp_path / "checkpoint.npz").exists()
 
 
+@pytest.mark.slow
 @pytest.mark.cuda
-@requires_ops("cuda")
 def test_demo_quick_on_cuda(tmp_path):
     r = demo("--quick", "--out", str(tmp_path), "--device", "cuda:0", "--no-progress")
     assert r.returncode == 0, r.stderr
@@ -77,8 +76,9 @@ def test_net_step_bench_harness_on_cpu():
     assert r["train_step"] > 0 and np.isfinite(r["loss"])
 
 
+@pytest.mark.slow
+@pytest.mark.alexnet_shapes
 @pytest.mark.emu
-@requires_ops("emu")
 def test_net_step_emu_alexnet_batch_2(capsys):
     """Time one emulated AlexNet training step at batch 2, checked against the reference."""
     bench = _bench()

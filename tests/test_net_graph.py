@@ -7,8 +7,21 @@ import pytest
 from net_support import batch, one_blas_thread, tiny_net  # noqa: F401
 
 import cuda_convnet as ccn
-from cuda_convnet.net import (LRN, ChannelSlice, Concat, Conv, Copy, Dropout, Flatten, FullyConnected, MaxPool, Net,
-                              ReLU, SoftmaxCrossEntropy, Tanh)
+from cuda_convnet.net import (
+    LRN,
+    ChannelSlice,
+    Concat,
+    Conv,
+    Copy,
+    Dropout,
+    Flatten,
+    FullyConnected,
+    MaxPool,
+    Net,
+    ReLU,
+    SoftmaxCrossEntropy,
+    Tanh,
+)
 
 pytestmark = pytest.mark.usefixtures("one_blas_thread")
 

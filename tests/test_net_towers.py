@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from net_support import batch, one_blas_thread, requires_ops, tiny_net  # noqa: F401
+from net_support import batch, one_blas_thread, tiny_net  # noqa: F401
 
 import cuda_convnet as ccn
 from cuda_convnet import models
@@ -84,7 +84,6 @@ def test_float32_two_towers_equal_grouped_form_cpu():
 
 
 @pytest.mark.emu
-@requires_ops("emu")
 def test_two_towers_equal_grouped_form_emu():
     x, y = batch(dtype=np.float32)
     net2 = tiny_net(towers=2, devices=("emu", "emu"), dtype="float32")
@@ -93,7 +92,6 @@ def test_two_towers_equal_grouped_form_emu():
 
 
 @pytest.mark.emu
-@requires_ops("emu")
 def test_emu_towers_equal_cpu_towers():
     """The kernels through the emulator against the reference, the whole net at once."""
     x, y = batch(dtype=np.float32)
@@ -103,7 +101,6 @@ def test_emu_towers_equal_cpu_towers():
 
 
 @pytest.mark.cuda
-@requires_ops("cuda")
 def test_two_towers_equal_grouped_form_cuda():
     """Both towers on one GPU (two logical devices, two streams), against the grouped form
     on that GPU and against the reference; on two GPUs also across them (peer copies)."""
@@ -122,10 +119,9 @@ def test_two_towers_equal_grouped_form_cuda():
 
 
 @pytest.mark.emu
-@requires_ops("emu", "linear", "linear_backward", "relu", "relu_backward")
-def test_towers_of_fc_layers_on_emu_now():
-    """What the emu backend can already run: two towers of fc layers with the copies,
-    the channel concat fallback and flatten, forward and backward, against the reference."""
+def test_towers_of_fc_layers_on_emu():
+    """Two towers of fc layers on emu with the copies between them, the channel concat
+    and flatten, forward and backward, against the reference."""
     from cuda_convnet.net import Concat, Flatten, FullyConnected, Net, ReLU
 
     def layers():

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from net_support import batch, one_blas_thread, requires_ops, tiny_net  # noqa: F401
+from net_support import batch, one_blas_thread, tiny_net  # noqa: F401
 
 from cuda_convnet import SGD, PlateauSchedule, models
 from cuda_convnet.net import NonFiniteError, load_checkpoint
@@ -241,7 +241,6 @@ def _train_digits(devices, digits, steps):
 
 
 @pytest.mark.emu
-@requires_ops("emu")
 def test_emu_training_follows_the_reference(digits):
     """A few steps on digits through the emulated kernels track the reference's steps."""
     # Float32 rounding differs between kernels and reference and grows a little each step
@@ -254,7 +253,6 @@ def test_emu_training_follows_the_reference(digits):
 
 
 @pytest.mark.cuda
-@requires_ops("cuda")
 def test_cuda_training_follows_the_reference(digits):
     _, gpu_losses = _train_digits(("cuda:0", "cuda:0"), digits, 4)
     _, cpu_losses = _train_digits(("cpu", "cpu"), digits, 4)

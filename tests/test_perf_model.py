@@ -96,6 +96,7 @@ def test_calibrate_reads_bench_json(tmp_path):
     assert "no measurements (file missing)" in out and "absent.json" in out and "| conv2 | fwd |" in out
 
 
+@pytest.mark.slow
 def test_prediction_from_the_real_sass():
     """With the kernels' own SASS counts the model reproduces the known shape of the step:
     with conv1's dgrad gone (its input is the data), conv2's dgrad (groups of C/g = 48 in

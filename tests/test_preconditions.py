@@ -7,11 +7,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from kernel_inputs import randn
+from net_support import batch, tiny_net
 
 import cuda_convnet as ccn
 from cuda_convnet import optim
-from tests.kernel_inputs import randn
-from tests.net_support import batch, tiny_net
 
 BACKENDS = ("cpu", "emu")
 

@@ -370,8 +370,8 @@ def test_dropped_cp_async_wait_is_caught(tmp_path):
 def test_wait_covering_one_group_too_few_is_caught(tmp_path):
     """wait_group<kStages - 1> leaves the stage about to be read in flight."""
     rng = np.random.default_rng(16)
-    _assert_mutants_fail(tmp_path, PIPELINE, r"cp_async_wait_group<kPipeStages - 2>", "cp_async_wait_group<kPipeStages - 1>",
-                         "pipeline", pipeline_case(rng, 64, 16, 36))
+    _assert_mutants_fail(tmp_path, PIPELINE, r"cp_async_wait_group<kPipeStages - 2>",
+                         "cp_async_wait_group<kPipeStages - 1>", "pipeline", pipeline_case(rng, 64, 16, 36))
 
 
 def test_dropped_pipeline_barrier_is_caught(tmp_path):
@@ -395,7 +395,8 @@ def test_lane_skipping_mma_is_a_divergence_error(tmp_path):
 def test_lanes_at_different_mma_sites_are_a_divergence_error(tmp_path):
     """mma.sync.aligned: every lane must execute the same instruction, not one per branch."""
     inputs, _ = tf32_tile_case(np.random.default_rng(14))
-    split = "\\1if (lane == 7) {\n\\1  mma_m16n8k8_tf32(d, a, b, c);\n\\1} else {\n\\1  mma_m16n8k8_tf32(d, a, b, c);\n\\1}"
+    split = ("\\1if (lane == 7) {\n\\1  mma_m16n8k8_tf32(d, a, b, c);\n"
+             "\\1} else {\n\\1  mma_m16n8k8_tf32(d, a, b, c);\n\\1}")
     for _, mutant_dir in sb.text_mutants(KERNELS, r"^(\s*)mma_m16n8k8_tf32\(d, a, b, c\);", split, tmp_path):
         exe = sb.build([DRIVER], mutant_dir, include_first=mutant_dir, include_dirs=[sb.SIMT_DIR])
         for order in ORDERS:

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from tolerances import tol
 
 from cuda_convnet import reference as R
-from tolerances import tol
 
 F32, F64 = np.float32, np.float64
 

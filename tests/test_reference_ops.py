@@ -10,7 +10,6 @@ import pytest
 
 from cuda_convnet import reference as R
 
-
 # ----------------------------------------------------------------------------- conv2d
 
 def conv2d_loops(x, w, b, stride, pad, groups):

@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from tolerances import tol
 
 from cuda_convnet import reference as R
-from tolerances import tol
 
 torch = pytest.importorskip("torch")
 F = torch.nn.functional

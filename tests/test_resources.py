@@ -34,7 +34,8 @@ def _demangle(names):
     tool = shutil.which("c++filt")
     if not tool or not names:
         return {n: n for n in names}
-    out = subprocess.run([tool], check=False, input="\n".join(names), capture_output=True, text=True).stdout.splitlines()
+    out = subprocess.run([tool], check=False, input="\n".join(names), capture_output=True,
+                         text=True).stdout.splitlines()
     return dict(zip(names, out)) if len(out) == len(names) else {n: n for n in names}
 
 

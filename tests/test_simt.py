@@ -4,9 +4,7 @@ answer, a divergent barrier raises instead of hanging, and the ASan build report
 out-of-bounds shared-memory index."""
 from __future__ import annotations
 
-
 import pytest
-
 import simt_build as sb
 
 pytestmark = pytest.mark.skipif(sb.compiler() is None, reason="needs g++")

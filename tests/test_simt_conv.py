@@ -8,7 +8,6 @@ import os
 import subprocess
 
 import pytest
-
 import simt_build as sb
 
 pytestmark = pytest.mark.skipif(sb.compiler() is None, reason="needs g++")

@@ -9,14 +9,14 @@ Each exposes the same functions with the same signatures (`linear`, `relu`, ...)
 """
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache
 
 from .kernel_ops.base import poison_outputs  # noqa: F401  (re-exported for tests)
 
 NAMES = ("cpu", "emu", "cuda")
 
 
-@lru_cache(maxsize=None)
+@cache
 def backend(name: str):
     """Return the backend called `name` ("cpu", "emu" or "cuda")."""
     if name == "cpu":

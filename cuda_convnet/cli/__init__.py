@@ -61,8 +61,8 @@ def main(argv=None) -> int:
         print(f"cuda-convnet {args.command}: error: {where}{e.strerror or e}", file=sys.stderr)
         return 1
     except MemoryError:  # e.g. --batch-size or --size far beyond this machine: say so, without a traceback
-        print(f"cuda-convnet {args.command}: error: out of memory (is a batch or an image size too large for this machine?)",
-              file=sys.stderr)
+        print(f"cuda-convnet {args.command}: error: out of memory "
+              "(is a batch or an image size too large for this machine?)", file=sys.stderr)
         return 1
     except KeyboardInterrupt as e:
         print(f"cuda-convnet {args.command}: interrupted{': ' + str(e) if str(e) else ''}", file=sys.stderr)

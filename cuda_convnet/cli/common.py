@@ -100,17 +100,11 @@ def parse_devices(arg, flag: str = "--devices") -> tuple[str, ...]:
     or two); `towers(names)` makes two of one.
     """
     from .. import has_cuda
-    from ..net.devices import missing_ops, parse_device
+    from ..backends import backend
+    from ..net.devices import parse_device
 
     if arg is None:
-        arg = "cpu"
-        if has_cuda():
-            missing = missing_ops("cuda")
-            if missing:
-                print(f"a GPU is present, but the cuda backend has no {', '.join(missing)} yet: running on the "
-                      "CPU (reference backend)")
-            else:
-                arg = "cuda:0"
+        arg = "cuda:0" if has_cuda() else "cpu"
     names = [a.strip() for a in arg.split(",") if a.strip()]
     if len(names) not in (1, 2):
         raise UsageError(f"{flag} takes one device or two comma-separated ones, got {arg!r}")
@@ -122,11 +116,9 @@ def parse_devices(arg, flag: str = "--devices") -> tuple[str, ...]:
         if kind == "cuda" and not has_cuda():
             raise UsageError(f"{flag} {n}: no usable GPU (cuda_convnet.has_cuda() is False)")
         try:
-            missing = missing_ops(kind)
+            backend(kind)
         except ImportError as e:  # the emulator extension is not built
             raise UsageError(f"{flag} {n}: {e}") from None
-        if missing:
-            raise UsageError(f"{flag} {n}: the {kind} backend has no {', '.join(missing)} yet")
     return tuple(names)
 
 

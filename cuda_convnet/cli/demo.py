@@ -34,13 +34,15 @@ def add_parser(sub):
                         "is usable, else cpu")
     p.add_argument("--epochs", type=positive_int, default=None, help="epochs (default 20, or 2 with --quick)")
     p.add_argument("--quick", action="store_true", help="a few seconds: a subset of the data, 2 epochs (for tests)")
-    p.add_argument("--out", type=path, default="demo_out", help="output folder for the checkpoint and curves (default ./demo_out)")
+    p.add_argument("--out", type=path, default="demo_out",
+                   help="output folder for the checkpoint and curves (default ./demo_out)")
     p.add_argument("--batch", type=positive_int, default=None, help="batch size (default 32)")
     p.add_argument("--lr", type=positive_float, default=None, help="initial learning rate (default 0.02)")
     p.add_argument("--patience", type=positive_int, default=None,
                    help="epochs without validation improvement before lr /= 10 (default 3)")
     p.add_argument("--max-drops", type=nonnegative_int, default=None, help="at most this many lr drops (default 2)")
-    p.add_argument("--width", type=positive_int, default=None, help="layer width multiplier of models.digits_config (default 2)")
+    p.add_argument("--width", type=positive_int, default=None,
+                   help="layer width multiplier of models.digits_config (default 2)")
     p.add_argument("--seed", type=nonnegative_int, default=None, help="(default 0)")
     p.add_argument("--resume", action="store_true",
                    help="continue OUT/checkpoint.npz with its recorded settings (a different --batch, --lr, "

@@ -29,7 +29,8 @@ def add_parser(sub):
                        description="Top-1 and top-5 error (§2) of CKPT on STORE's split, from the centre crop or "
                                    "the ten views of §4.1; several checkpoints are averaged (§6).")
     p.add_argument("store", type=path, help="a store written by `prepare`")
-    p.add_argument("checkpoints", type=path, nargs="+", metavar="CKPT", help="checkpoint file(s), or training folder(s)")
+    p.add_argument("checkpoints", type=path, nargs="+", metavar="CKPT",
+                   help="checkpoint file(s), or training folder(s)")
     views = p.add_mutually_exclusive_group()
     views.add_argument("--ten-crop", action="store_true",
                        help="average the four corner and centre crops and their reflections (§4.1)")
@@ -40,7 +41,8 @@ def add_parser(sub):
                    help="where to run: cpu, emu or cuda:N, or two comma-separated (one per tower); default "
                         "cuda:0 when a GPU is usable, else cpu")
     p.add_argument("--limit", type=positive_int, default=None, metavar="N", help="evaluate N images, evenly spaced")
-    p.add_argument("--per-class", type=path, default=None, metavar="CSV", help="write class,count,top1_error,top5_error")
+    p.add_argument("--per-class", type=path, default=None, metavar="CSV",
+                   help="write class,count,top1_error,top5_error")
     p.add_argument("--json", type=path, default=None, metavar="FILE", help="also write the results as JSON")
     p.add_argument("--assume-store-classes", action="store_true",
                    help="accept a checkpoint that records no class names (not written by `train`), taking its "

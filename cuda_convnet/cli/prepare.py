@@ -11,12 +11,14 @@ def add_parser(sub):
     from .args import nonnegative_int, path, positive_int
 
     p = sub.add_parser("prepare", help="decode an ImageNet-style tree into a packed 256x256 store (resumable)")
-    p.add_argument("src", type=path, help="tree with train/<class>/* and optionally val/ (class folders or val_labels.txt)")
+    p.add_argument("src", type=path,
+                   help="tree with train/<class>/* and optionally val/ (class folders or val_labels.txt)")
     p.add_argument("dst", type=path, help="output store directory (run again to resume)")
     p.add_argument("--workers", type=nonnegative_int, default=None, help="decoding processes (default: all cores)")
     p.add_argument("--chunk-size", type=positive_int, default=128, help="images per resumable chunk")
     p.add_argument("--size", type=positive_int, default=256, help="side of the stored square images (paper: 256)")
-    p.add_argument("--val-labels", type=path, default=None, help="label file for a flat val/ (default SRC/val_labels.txt)")
+    p.add_argument("--val-labels", type=path, default=None,
+                   help="label file for a flat val/ (default SRC/val_labels.txt)")
     p.add_argument("--allow-empty-classes", action="store_true",
                    help="keep a training class folder with no image files, or whose files are all unreadable, "
                         "as a class without training images (default: refuse, naming the classes, since the net "
@@ -36,7 +38,8 @@ def run(args):
     except PrepareError as e:
         raise UsageError(str(e)) from e
     except KeyboardInterrupt:
-        raise KeyboardInterrupt(f"finished chunks are saved in {args.dst}; run the same command again to resume")
+        raise KeyboardInterrupt(f"finished chunks are saved in {args.dst}; "
+                                "run the same command again to resume") from None
     summary = {k: report[k] for k in ("splits", "skipped_count", "seconds", "images_per_second")}
     if report.get("classes_without_images"):
         summary["classes_without_images"] = report["classes_without_images"]

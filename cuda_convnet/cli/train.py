@@ -66,18 +66,22 @@ def add_parser(sub):
     p.add_argument("--crop", type=positive_int, default=None,
                    help="side of the training crops = the net's input (default: the model's, 224 or 64); must "
                         "not exceed the store's image size")
-    p.add_argument("--width", type=positive_int, default=None, help="layer width multiplier of --model small (default 2)")
+    p.add_argument("--width", type=positive_int, default=None,
+                   help="layer width multiplier of --model small (default 2)")
     p.add_argument("--devices", default=None,
                    help="the two towers' devices: cpu, emu or cuda:N, one for both or two comma-separated "
                         "(cuda:0,cuda:1); default cuda:0 when a GPU is usable, else cpu")
-    p.add_argument("--epochs", type=positive_int, default=90, help="epochs in total, counting resumed ones (default 90)")
-    p.add_argument("--batch-size", type=positive_int, default=None, help="images per SGD step (default 128, the paper's)")
+    p.add_argument("--epochs", type=positive_int, default=90,
+                   help="epochs in total, counting resumed ones (default 90)")
+    p.add_argument("--batch-size", type=positive_int, default=None,
+                   help="images per SGD step (default 128, the paper's)")
     p.add_argument("--lr", type=positive_float, default=None, help="initial learning rate (default 0.01, the paper's)")
     p.add_argument("--patience", type=positive_int, default=None,
                    help="epochs without validation improvement before lr /= 10 (default 2)")
     p.add_argument("--max-drops", type=nonnegative_int, default=None,
                    help="learning-rate drops before training stops (default 3, the paper's)")
-    p.add_argument("--seed", type=nonnegative_int, default=None, help="weights, batch order and augmentation (default 0)")
+    p.add_argument("--seed", type=nonnegative_int, default=None,
+                   help="weights, batch order and augmentation (default 0)")
     p.add_argument("--out", type=path, default="train_out", help="output folder (default ./train_out)")
     p.add_argument("--resume", action="store_true",
                    help="continue OUT/checkpoint.npz with its settings, optimizer and schedule, bit-identically: "
@@ -150,8 +154,20 @@ def _train(args, group=None):
     from .. import SGD, PlateauSchedule
     from ..net import CheckpointError, NonFiniteError
     from . import UsageError
-    from .common import (CHECKPOINT, MODELS, blas_threads, check_crop, crop_coverage_warning, open_store, output_dir,
-                         parse_devices, read_manifest, resume_settings, subset, towers)
+    from .common import (
+        CHECKPOINT,
+        MODELS,
+        blas_threads,
+        check_crop,
+        crop_coverage_warning,
+        open_store,
+        output_dir,
+        parse_devices,
+        read_manifest,
+        resume_settings,
+        subset,
+        towers,
+    )
 
     t_start = time.perf_counter()
     for flag, v in (("--epochs", args.epochs), ("--batch-size", args.batch_size), ("--width", args.width),

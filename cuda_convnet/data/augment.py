@@ -128,7 +128,7 @@ class TrainAugment:
         self.crop, self.lighting_std, self.pca_scale = crop, lighting_std, pca_scale
 
     @classmethod
-    def from_store(cls, store, *, seed: int, **kw) -> "TrainAugment":
+    def from_store(cls, store, *, seed: int, **kw) -> TrainAugment:
         return cls(seed=seed, **store_statistics(store), **kw)
 
     def output_shape(self, n: int) -> tuple[int, int, int, int]:
@@ -243,7 +243,7 @@ class KernelTrainAugment:
         return None if self.backend == "emu" else self._consumer
 
     @classmethod
-    def from_store(cls, store, *, seed: int, backend: str, **kw) -> "KernelTrainAugment":
+    def from_store(cls, store, *, seed: int, backend: str, **kw) -> KernelTrainAugment:
         return cls(backend=backend, seed=seed, **store_statistics(store), **kw)
 
     def __call__(self, images, *, offset: int):

@@ -119,7 +119,7 @@ def _reader(root: Path):
 
         return read
     if root.is_file() and tarfile.is_tarfile(root):
-        tar = tarfile.open(root)
+        tar = tarfile.open(root)  # noqa: SIM115  (stays open: read() below serves members from it)
         members = {Path(m.name).name: m for m in tar.getmembers() if m.isfile()}
 
         def read(name):

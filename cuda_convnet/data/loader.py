@@ -48,6 +48,7 @@ thread; nothing is left running.
 from __future__ import annotations
 
 import concurrent.futures as cf
+import contextlib
 import queue
 import threading
 
@@ -197,12 +198,10 @@ class BatchLoader:
                     return
             self._put(q, _END, stop)
         except BaseException as e:  # noqa: BLE001 - delivered to the consumer
-            try:
+            with contextlib.suppress(AttributeError):
                 e.add_note(
                     f"(raised in BatchLoader's background thread, batch {b} of epoch {epoch})"
                 )
-            except AttributeError:
-                pass
             self._put(q, _Failure(e), stop)
 
     def _augment(self, x, offset: int):
@@ -273,7 +272,8 @@ class BatchLoader:
         self.close()
 
     def __del__(self):
-        try:
+        # Not contextlib.suppress: at interpreter shutdown module globals may already be gone.
+        try:  # noqa: SIM105
             self.close()
         except Exception:  # noqa: BLE001 - interpreter shutdown
             pass

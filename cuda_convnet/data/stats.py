@@ -69,7 +69,7 @@ class PixelStats:
         return {"count": self.count, "pixel_sum": self.pixel_sum, "pixel_outer": self.pixel_outer}
 
     @classmethod
-    def from_state(cls, state: dict, image_sum: np.ndarray) -> "PixelStats":
+    def from_state(cls, state: dict, image_sum: np.ndarray) -> PixelStats:
         s = cls(*image_sum.shape[:2])
         s.count = int(state["count"])
         s.image_sum = np.asarray(image_sum, dtype=np.int64).copy()

@@ -102,10 +102,7 @@ def _unescape(m: re.Match) -> bytes:
 # -- the big images file: fixed-size .npy header, data appended after it ------------------
 def npy_header(shape: tuple[int, ...], descr: str = "|u1") -> bytes:
     """A version-1.0 .npy header padded to exactly NPY_HEADER_BYTES bytes."""
-    d = "{'descr': %r, 'fortran_order': False, 'shape': %r, }" % (
-        descr,
-        tuple(int(s) for s in shape),
-    )
+    d = f"{{'descr': {descr!r}, 'fortran_order': False, 'shape': {tuple(int(s) for s in shape)!r}, }}"
     magic = b"\x93NUMPY\x01\x00"
     body_len = NPY_HEADER_BYTES - len(magic) - 2
     body = d.encode("latin1")

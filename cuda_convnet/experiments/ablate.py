@@ -97,8 +97,8 @@ def run(ds, *, variants, seeds, epochs: int, batch: int, lr: float, width: int, 
                 f"  train top-1 {100 * r['train_top1_err']:6.2f}%  ({r['seconds']:.1f}s)")
     rows = summarise(runs, variants)
     return {"data": ds.name, "train_images": len(ds.train_labels), "val_images": len(ds.val_labels),
-            "epochs": epochs, "batch": batch, "lr": lr, "width": width, "device": device, "seeds": list(seeds), "runs": runs,
-            "rows": rows, "notes": notes(ds, rows)}
+            "epochs": epochs, "batch": batch, "lr": lr, "width": width, "device": device, "seeds": list(seeds),
+            "runs": runs, "rows": rows, "notes": notes(ds, rows)}
 
 
 def notes(ds, rows) -> list[str]:

@@ -81,7 +81,8 @@ def run(ds, *, lrs, epochs: int, batch: int, target: float, seed: int, width: in
         log=print) -> dict:
     """The sweep for both units; the record `experiment relu-vs-tanh` writes (JSON-ready)."""
     result = {"data": ds.name, "train_images": len(ds.train_labels), "epochs": epochs, "batch": batch,
-              "target": target, "seed": seed, "width": width, "device": device, "lrs": list(lrs), "runs": {}, "best": {}}
+              "target": target, "seed": seed, "width": width, "device": device, "lrs": list(lrs), "runs": {},
+              "best": {}}
     for act in ("relu", "tanh"):
         runs = []
         for lr in lrs:

@@ -4,17 +4,29 @@
                    concat, slice, flatten, softmax) and the Copy the graph inserts
     graph.py       Net: forward in order, backward in reverse, gradients accumulated,
                    a Copy on every edge between logical devices; summary()
-    devices.py     Device: cpu / emu / cuda:N, streams and events, peer copies, and the
-                   channel concat/split fallback
+    devices.py     Device: cpu / emu / cuda:N, streams and events, peer copies
     checkpoint.py  atomic .npz + JSON manifest, validated on load; bit-identical resume
                    (it builds on graph.py; the graph does not know checkpoints)
 """
 from .checkpoint import Checkpoint, CheckpointError, load_checkpoint, save_checkpoint
-from .devices import NET_OPS, Device, missing_ops, parse_device
+from .devices import Device, parse_device
 from .graph import Net, NonFiniteError, Parameter
-from .layers import (LRN, ChannelSlice, Concat, Conv, Copy, Dropout, Flatten, FullyConnected, Layer, MaxPool, ReLU,
-                     SoftmaxCrossEntropy, Tanh)
+from .layers import (
+    LRN,
+    ChannelSlice,
+    Concat,
+    Conv,
+    Copy,
+    Dropout,
+    Flatten,
+    FullyConnected,
+    Layer,
+    MaxPool,
+    ReLU,
+    SoftmaxCrossEntropy,
+    Tanh,
+)
 
-__all__ = ["Net", "NonFiniteError", "Parameter", "Device", "parse_device", "NET_OPS", "missing_ops", "Checkpoint",
-           "CheckpointError", "load_checkpoint", "save_checkpoint", "Layer", "Conv", "FullyConnected", "ReLU", "Tanh", "LRN", "MaxPool",
+__all__ = ["Net", "NonFiniteError", "Parameter", "Device", "parse_device", "Checkpoint", "CheckpointError",
+           "load_checkpoint", "save_checkpoint", "Layer", "Conv", "FullyConnected", "ReLU", "Tanh", "LRN", "MaxPool",
            "Dropout", "Concat", "ChannelSlice", "Flatten", "SoftmaxCrossEntropy", "Copy"]

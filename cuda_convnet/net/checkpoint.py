@@ -37,6 +37,7 @@ load_checkpoint builds one with Net.from_spec.
 """
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import math
@@ -110,10 +111,8 @@ def save_checkpoint(path, net, *, optimizer=None, schedule=None, extra=None, arr
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
-        try:
+        with contextlib.suppress(OSError):
             os.unlink(tmp)
-        except OSError:
-            pass
         raise
 
 

@@ -29,9 +29,6 @@ methods of this class, and nothing else in the package reads device memory on th
                  event recorded on the producing stream, waited on by this stream, before
                  any kernel of this device reads it; an array on another GPU is copied
                  peer-to-peer on the same terms.
-
-This is also the ONE place that knows how to concatenate and split channels when a
-backend has no kernel for it (`concat_channels` / `split_channels` below).
 """
 from __future__ import annotations
 
@@ -60,18 +57,6 @@ def _caller_to_host(a) -> np.ndarray:
 
 
 _NAME = re.compile(r"^(cpu|emu|cuda(?::(\d+))?)$")
-
-#: Every op a Net's layers, its loss and the optimizer call on a device's backend.
-NET_OPS = ("conv2d", "conv2d_backward", "linear", "linear_backward", "relu", "relu_backward", "lrn",
-           "lrn_backward", "max_pool", "max_pool_backward", "dropout", "dropout_backward", "softmax_cross_entropy",
-           "softmax_cross_entropy_backward", "topk_errors", "sgd_update")
-
-
-def missing_ops(kind: str, ops=NET_OPS) -> list[str]:
-    """The ops of `ops` that backend `kind` ("cpu", "emu", "cuda") does not have (yet)."""
-    b = backend(kind)
-    return [op for op in ops if not hasattr(b, op)]
-
 
 def parse_device(name: str) -> tuple[str, int | None]:
     """"cpu" -> ("cpu", None); "cuda:1" -> ("cuda", 1); "cuda" -> ("cuda", 0)."""
@@ -231,29 +216,19 @@ class Device:
         with self.activate():
             return bool(self.xp.isfinite(a).all())
 
-    # --------------------------------------------- channel concat / split (the fallback)
+    # --------------------------------------------- channel concat / split
     def concat_channels(self, xs):
-        """Concatenate along the last (channel) axis: the backend's kernel if it has one."""
-        op = getattr(self.ops, "concat_channels", None)
+        """Concatenate along the last (channel) axis, on this device's stream."""
         with self.activate():
-            if op is not None:
-                return op(list(xs))
-            return self.xp.concatenate(list(xs), axis=-1)
+            return self.ops.concat_channels(list(xs))
 
     def split_channels(self, y, sizes):
         """Split the last axis into contiguous arrays of `sizes` channels each."""
         sizes = [int(s) for s in sizes]
         if sum(sizes) != y.shape[-1]:
             raise ValueError(f"split_channels: sizes {sizes} do not add up to {y.shape[-1]} channels")
-        op = getattr(self.ops, "split_channels", None)
         with self.activate():
-            if op is not None:
-                return list(op(y, sizes))
-            out, start = [], 0
-            for s in sizes:
-                out.append(self.xp.ascontiguousarray(y[..., start:start + s]))
-                start += s
-            return out
+            return list(self.ops.split_channels(y, sizes))
 
 
 class _CudaContext:

@@ -95,7 +95,8 @@ class Layer:
 
     def __repr__(self):
         args = ", ".join(f"{k}={v!r}" for k, v in self.config().items())
-        return f"{type(self).__name__}({self.name!r}, {list(self.inputs)!r}, device={self.device}{', ' if args else ''}{args})"
+        sep = ", " if args else ""
+        return f"{type(self).__name__}({self.name!r}, {list(self.inputs)!r}, device={self.device}{sep}{args})"
 
     # ------------------------------------------------------------------ shapes, parameters
     def output_shape(self, in_shapes):

@@ -95,7 +95,7 @@ def max_pool_backward(x: np.ndarray, y: np.ndarray, dy: np.ndarray, *, size: int
     minus_inf = y == -np.inf
     routed |= minus_inf & corner_pad[None, :, :, None]
     past_row0 = False
-    for r, s, out, inp in _taps(g):  # row-major tap order = the documented tie rule
+    for r, _s, out, inp in _taps(g):  # row-major tap order = the documented tie rule
         if r > 0 and not past_row0:
             # Row 0's right padding precedes every tap of the later rows.
             routed |= minus_inf & right_pad[None, :, :, None]
