@@ -50,8 +50,8 @@ class LinearOps:
         self._float32("linear_backward", x=x, w=w, dy=dy)
         if not (n and fan_in and fan_out):  # an empty product on some side: no launch
             zeros = self.xp.zeros
-            return (zeros((n, fan_in), dtype=np.float32) if need_dx else None, zeros((fan_out, fan_in), dtype=np.float32),
-                    dy.sum(axis=0, dtype=np.float32))
+            dx = zeros((n, fan_in), dtype=np.float32) if need_dx else None
+            return dx, zeros((fan_out, fan_in), dtype=np.float32), dy.sum(axis=0, dtype=np.float32)
         dx = self._empty((n, fan_in)) if need_dx else None
         dw = self._empty((fan_out, fan_in))
         db = self._empty((fan_out,))
