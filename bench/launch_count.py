@@ -19,8 +19,8 @@ proxy of cuda_convnet._emu. What is counted:
   syncs      host synchronisations a GPU would make: each Device.synchronize (a stream
              synchronisation), each Device.to_host of a device array (the loss), each
              Device.all_finite, the label-range check of the softmax and top-k ops (a
-             min and a max read back: 2), and each topk_errors result (its counts are
-             read back: 1).
+             min and a max read back: 2, unless called with check_labels=False), and
+             each topk_errors result (its counts are read back: 1, unless on_device=True).
   copies     cross-device copies (Device.copy_from: where the towers meet).
 
 The counts depend on the layer structure and on the launchers' rules, not on the batch
@@ -134,7 +134,7 @@ class RecordingOps:
                 out = attr(*args, **kwargs)
             finally:
                 self._tally.op = outer
-            if op == "topk_errors":
+            if op == "topk_errors" and not kwargs.get("on_device"):
                 self._tally.syncs["topk_errors result"] += 1
             return out
 

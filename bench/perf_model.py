@@ -272,11 +272,10 @@ def alexnet_launches(batch: int = 128, sass=None) -> list[Launch]:
         pad = blk.padding if isinstance(blk.padding, tuple) else (blk.padding,) * 4
         groups = 1 if blk.both_towers else cfg.columns
         g = ConvGeom(n, h, w, c, blk.filters, blk.size, blk.size, blk.stride, pad, groups)
-        out += conv_forward(sass, f"conv{i}", g)
-        # conv2d_backward launches dgrad for every conv layer, conv1 (input: the data) too.
-        layer_bwd = conv_wgrad(sass, f"conv{i}", g) + conv_dgrad(sass, f"conv{i}", g)
+        out += conv_forward(sass, f"conv{i}", g)  # with the ReLU in its epilogue (the Net fuses it)
+        # No dgrad for conv1: its input is the data, which needs no gradient (need_dx=False).
+        layer_bwd = conv_wgrad(sass, f"conv{i}", g) + (conv_dgrad(sass, f"conv{i}", g) if i > 1 else [])
         size = n * g.p * g.q * g.k
-        out.append(mem(f"relu{i}", "fwd", "map_kernel1<Relu>", 2 * size))
         layer_bwd = [mem(f"relu{i}", "bwd", "map2_kernel1<ReluGrad>", 3 * size)] + layer_bwd
         h, w, c = g.p, g.q, g.k
         if blk.lrn:
@@ -298,8 +297,7 @@ def alexnet_launches(batch: int = 128, sass=None) -> list[Launch]:
         layer_bwd = [gemm(sass, name, "dgrad", n, fan_in, u, False, False),
                      gemm(sass, name, "wgrad", u, fan_in, n, True, False),
                      mem(name, "wgrad", "bias_grad_kernel1", n * u + u)]
-        if j < 6 + len(cfg.hidden):
-            out.append(mem(f"relu{j}", "fwd", "map_kernel1<Relu>", 2 * n * u))
+        if j < 6 + len(cfg.hidden):  # the ReLU is in the forward GEMM's epilogue
             out += grouped(f"drop{j}", "fwd", "dropout_kernel1", 2, n * u, cfg.columns)
             layer_bwd = (grouped(f"drop{j}", "bwd", "dropout_kernel1", 2, n * u, cfg.columns)
                          + [mem(f"relu{j}", "bwd", "map2_kernel1<ReluGrad>", 3 * n * u)] + layer_bwd)
@@ -342,7 +340,7 @@ def _alexnet_param_shapes():
 def predict_alexnet(batch: int = 128, sass=None) -> dict:
     """PREDICTED milliseconds per (layer, direction) of one grouped AlexNet train_step on an
     H100, plus ("step", "train") for the whole step. Directions: "fwd", "dgrad", "wgrad" and
-    "bwd" (= dgrad + wgrad) for conv1-5 and fc6-8 (wgrad includes the bias gradient and the
+    "bwd" (= dgrad + wgrad; conv1 launches no dgrad) for conv1-5 and fc6-8 (wgrad includes the bias gradient and the
     split-K sums), "fwd"/"bwd" for the memory-bound layers, ("sgd", "update")."""
     out: dict = {}
     launches = alexnet_launches(batch, sass)
@@ -350,8 +348,8 @@ def predict_alexnet(batch: int = 128, sass=None) -> dict:
         key = (ln.layer, ln.direction)
         out[key] = out.get(key, 0.0) + ln.seconds * 1e3
     for layer in {ln.layer for ln in launches}:
-        if (layer, "dgrad") in out:  # conv_bench's "bwd": dx, dw and db together
-            out[(layer, "bwd")] = out[(layer, "dgrad")] + out[(layer, "wgrad")]
+        if (layer, "wgrad") in out:  # conv_bench's "bwd": dx (where launched), dw and db together
+            out[(layer, "bwd")] = out.get((layer, "dgrad"), 0.0) + out[(layer, "wgrad")]
     out[("step", "train")] = sum(ln.seconds for ln in launches) * 1e3
     return out
 

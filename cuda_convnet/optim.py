@@ -67,8 +67,12 @@ class SGD:
                              f"{len(self.params)} parameter tensors that are not exactly this net's "
                              f"{len(theirs)}{missing}); build it with SGD(net.parameters(), ...)")
 
-    def step(self) -> None:
-        """Apply the update to every parameter from its `grad` (one fused call per device)."""
+    def step(self, *, synchronize: bool = True) -> None:
+        """Apply the update to every parameter from its `grad` (one fused call per device).
+
+        synchronize=False leaves the updates queued on each device's stream (Net.train_step:
+        every later read of them is stream-ordered); the default waits for them.
+        """
         for dev, group in self._groups:
             missing = [p.name for p in group if p.grad is None]
             if missing:
@@ -79,8 +83,9 @@ class SGD:
                                    [self.velocities[p.name] for p in group],
                                    lr=self.lr, momentum=self.momentum, weight_decay=self.weight_decay)
         # Leave every device consistent: a host read or another stream may look next.
-        for dev, _ in self._groups:
-            dev.synchronize()
+        if synchronize:
+            for dev, _ in self._groups:
+                dev.synchronize()
 
     def hyperparameters(self) -> dict:
         return {"lr": self.lr, "momentum": self.momentum, "weight_decay": self.weight_decay}

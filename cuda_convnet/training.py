@@ -27,6 +27,7 @@ import numpy as np
 
 from .backends import backend
 from .data.loader import BatchLoader
+from .data.pinned import PinnedBatch, PinnedRing
 from .net import NonFiniteError, load_checkpoint, save_checkpoint
 from .net.checkpoint import CheckpointError, read_manifest
 
@@ -133,7 +134,11 @@ def fit(net, optimizer, train, val, *, epochs: int, batch_size: int = 128, sched
     x_train, y_train = train
     x_val, y_val = val
     if distributed is None:
-        loader = BatchLoader((x_train, y_train), batch_size, shuffle=True, seed=seed, augment=augment, drop_last=True)
+        # On a GPU the loader thread writes each batch into pinned memory, so its upload is
+        # one asynchronous copy on the net's stream (data.pinned).
+        staging = PinnedRing() if net.devices[0].kind == "cuda" else None
+        loader = BatchLoader((x_train, y_train), batch_size, shuffle=True, seed=seed, augment=augment, drop_last=True,
+                             to_device=staging)
         train_step = net.train_step
     else:
         loader = distributed.loader((x_train, y_train), batch_size, seed=seed, augment=augment)
@@ -159,7 +164,7 @@ def fit(net, optimizer, train, val, *, epochs: int, batch_size: int = 128, sched
                     # A batch made on the GPU (KernelTrainAugment) enters the net's stream order
                     # after the stream that made it (no host round trip).
                     x = net.devices[0].adopt(x, stream=getattr(augment, "stream", None))
-                else:
+                elif not (isinstance(x, PinnedBatch) and x.dtype == net.dtype and x.flags.c_contiguous):
                     x = np.ascontiguousarray(x, dtype=net.dtype)
                 try:
                     stats = train_step(x, y, optimizer)

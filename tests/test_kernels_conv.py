@@ -99,6 +99,18 @@ def check_conv(dev, cpu, x, w, b, *, stride, padding, groups, relu=False, backwa
     assert_close("conv2d_backward", dx, rdx, what + " dx")
     assert_close("conv2d_backward", dw, rdw, what + " dw")
     assert_close("conv2d_backward", db, rdb, what + " db")
+    # need_dx=False (an input that needs no gradient): no dgrad, dw and db the same bits.
+    with wgrad_chunk_rows(dev.ops, chunk_rows):
+        none, dw2, db2 = dev.ops.conv2d_backward(dev.put(x), dev.put(w), dev.put(dy), need_dx=False, **kw)
+    assert none is None
+    np.testing.assert_array_equal(dev.get(dw2), dw, err_msg=what + " dw, need_dx=False")
+    np.testing.assert_array_equal(dev.get(db2), db, err_msg=what + " db, need_dx=False")
+    rnone, rdw2, rdb2 = cpu.conv2d_backward(up(x), up(w), up(dy), need_dx=False, **kw)
+    assert rnone is None
+    np.testing.assert_array_equal(rdw2, rdw)
+    np.testing.assert_array_equal(rdb2, rdb)
+    if relu:
+        np.testing.assert_array_equal(cpu.conv2d(up(x), up(w), up(b), relu=True, **kw), want)
 
 
 # ----------------------------------------------------------------------------- drawn shapes

@@ -43,6 +43,21 @@ def check_linear(dev, cpu, n, fan_in, fan_out, with_bias, seed):
     rdx, rdw, rdb = reference(cpu, x, w, dy=dy)
     for got, want in ((dx, rdx), (dw, rdw), (db, rdb)):
         assert_close_gemm(got, want, "linear_backward")
+    # The ReLU in the GEMM's epilogue: max(0, y) of the same bits (the reference's relu=True
+    # is max(0, its y)); need_dx=False: no dx, and dw and db the same bits as with it.
+    yr = dev.get(dev.ops.linear(dev.put(x), dev.put(w), dev.put(b), relu=True))
+    np.testing.assert_array_equal(yr, np.maximum(y, 0))
+    x64, w64 = x.astype(np.float64), w.astype(np.float64)
+    b64 = None if b is None else b.astype(np.float64)
+    np.testing.assert_array_equal(cpu.linear(x64, w64, b64, relu=True), np.maximum(cpu.linear(x64, w64, b64), 0))
+    none, dw2, db2 = dev.ops.linear_backward(dev.put(x), dev.put(w), dev.put(dy), need_dx=False)
+    assert none is None
+    np.testing.assert_array_equal(dev.get(dw2), dw)
+    np.testing.assert_array_equal(dev.get(db2), db)
+    rnone, rdw2, rdb2 = cpu.linear_backward(x64, w64, dy.astype(np.float64), need_dx=False)
+    assert rnone is None
+    np.testing.assert_array_equal(rdw2, rdw)
+    np.testing.assert_array_equal(rdb2, rdb)
 
 
 @given(

@@ -201,3 +201,27 @@ def test_check_labels_false_skips_only_the_range_check(kernel_device, monkeypatc
     with pytest.raises(ValueError, match="label"):
         ops.softmax_cross_entropy(put(logits), put(bad))
     assert checked == ["softmax_cross_entropy"]
+
+
+def test_topk_counts_on_device_and_unchecked(kernel_device, cpu, monkeypatch):
+    """on_device=True: the same counts as an int32 array (ks order) left on the device, for
+    a caller that reads them with the loss in one transfer; check_labels=False reads no
+    label back. The reference takes the same keywords."""
+    from cuda_convnet.backends.kernel_ops import softmax as softmax_ops
+
+    rng = np.random.default_rng(13)
+    _, probs = cpu.softmax_cross_entropy(3 * randn(rng, 40, 17), rng.integers(0, 17, 40))
+    labels = rng.integers(0, 17, 40)
+    want = cpu.topk_errors(probs, labels, ks=(1, 3, 5))
+    assert 0 < want[1] < 40
+    checked = []
+    real = softmax_ops._check_label_values
+    monkeypatch.setattr(softmax_ops, "_check_label_values", lambda *a: checked.append(a[0]) or real(*a))
+    got = kernel_device.ops.topk_errors(kernel_device.put(probs), kernel_device.put(labels), ks=(1, 3, 5),
+                                        check_labels=False, on_device=True)
+    assert checked == []
+    assert type(got).__module__.split(".")[0] == ("cupy" if kernel_device.name == "cuda" else "numpy")
+    host = kernel_device.get(got)
+    assert host.dtype == np.int32 and host.tolist() == [want[1], want[3], want[5]]
+    ref = cpu.topk_errors(probs, labels, ks=(1, 3, 5), check_labels=False, on_device=True)
+    assert ref.dtype == np.int32 and ref.tolist() == host.tolist()

@@ -27,6 +27,11 @@ gathers the uint8 batch and queues its upload and the kernel, and x arrives as a
 array on the consumer's stream. Such an augment says `whole_batch = True` (the batch is
 already one launch): the loader then calls it once per batch whatever `threads` is.
 
+With a host augment on a GPU, `to_device=data.pinned.PinnedRing()` (what training.fit
+passes for a cuda net) writes each batch into one of a few reused page-locked buffers, so
+the net's upload is one asynchronous copy on its stream instead of a 77 MB staging copy on
+the training thread.
+
 `threads > 1` splits each batch's augmentation over a thread pool (sub-batch j of a batch
 at `offset` gets `offset + start of j`); that gives the same result only for augment
 functions that depend on offset + index alone, as TrainAugment does.  An augment with

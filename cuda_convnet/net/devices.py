@@ -38,6 +38,7 @@ import re
 import numpy as np
 
 from ..backends import backend
+from ..data.pinned import PinnedBatch
 
 
 def _is_cupy(a) -> bool:
@@ -119,6 +120,8 @@ class Device:
         if self.kind == "cuda":
             if _is_cupy(a):
                 a = self.adopt(a)
+            elif isinstance(a, PinnedBatch) and a.flags.c_contiguous and (dtype is None or np.dtype(dtype) == a.dtype):
+                return self._upload_pinned(a)
             with self.activate():
                 out = self.xp.ascontiguousarray(self.xp.asarray(a, dtype=dtype))
                 return out.copy() if copy and out is a else out
@@ -127,6 +130,20 @@ class Device:
         if copy:
             return np.array(a, dtype=dtype, order="C", copy=True)
         return np.ascontiguousarray(a, dtype=dtype)
+
+    def _upload_pinned(self, a):
+        """One asynchronous host-to-device copy of a page-locked batch on this device's
+        stream (no staging copy, no host wait); the batch's ring slot is reused only
+        after the event recorded behind the copy has completed."""
+        import cupy
+
+        with self.activate():
+            out = cupy.empty(a.shape, dtype=a.dtype)
+            out.set(a, stream=self._stream)
+            done = cupy.cuda.Event(block=True, disable_timing=True)
+            done.record(self._stream)
+        a.uploaded(done)
+        return out
 
     def adopt(self, a, stream=None):
         """Order this device's stream after the stream that produced CuPy array `a`.
@@ -179,6 +196,8 @@ class Device:
                 out = a.get(stream=self._stream)
                 # Older CuPy versions return before an explicit-stream copy completes.
                 self._stream.synchronize()
+            # The stream has drained: arrays lent to it are no longer read (synchronize()).
+            self._in_flight.clear()
             return out
         with cupy.cuda.Device(a.device.id) as gpu:
             gpu.synchronize()  # every stream of that GPU: its writer is not known here

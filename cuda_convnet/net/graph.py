@@ -21,6 +21,15 @@ Rules of the graph:
   optimizer's velocities) live on their layer's device.
 * Dropout masks depend on (seed, step, stream): `net.step` counts training steps and is
   saved in checkpoints, so a resumed run draws the same masks.
+* A ReLU that is the only reader of a conv or fc layer's output is fused into that layer's
+  GEMM epilogue (`forward(..., relu=True)`): the ReLU layer stays in the graph under its
+  name, launches nothing forward (its output is the fused layer's), and its backward reads
+  the mask from its output y > 0 as before. Outputs and gradients are those of the
+  unfused graph (`Net(..., fuse_relu=False)`); `features` of the conv/fc layer itself
+  runs it unfused, so the pre-activation stays reachable.
+* One training step blocks the host once (one device): labels are range-checked on the
+  host before their upload, and the loss and the top-k error counts come back in one
+  device-to-host read (Device.to_host); every other dependency is stream-ordered.
 """
 from __future__ import annotations
 
@@ -71,8 +80,11 @@ def _dropout_seed(seed: int) -> int:
 
 
 class Net:
-    def __init__(self, layers, *, input_shape, devices=("cpu",), seed: int = 0, dtype="float32", init: bool = True):
-        """init=False allocates zero parameters instead of drawing them (to load weights next)."""
+    def __init__(self, layers, *, input_shape, devices=("cpu",), seed: int = 0, dtype="float32", init: bool = True,
+                 fuse_relu: bool = True):
+        """init=False allocates zero parameters instead of drawing them (to load weights next).
+        fuse_relu=False runs every ReLU as its own launch (the fusion's test twin)."""
+        self.fuse_relu = bool(fuse_relu)
         if isinstance(devices, str):
             devices = (devices,)
         self.devices = [Device(d) for d in devices]
@@ -188,6 +200,36 @@ class Net:
         for idx, layer in enumerate(self._exec):
             for i in self._actual_inputs[layer.name]:
                 self._last_use[i] = idx
+        self._fuse_relus()
+
+    def _fuse_relus(self):
+        """{conv/fc name: relu name} for each ReLU fused into its producer's epilogue.
+
+        Fused only where the ReLU is the sole reader of the output (so nothing else sees
+        the pre-activation; a reader on another device reads through a Copy, which is then
+        the reader) and the output is not the net's output.
+        """
+        readers: dict[str, list[Layer]] = {}
+        for layer in self._exec + ([self.loss_layer] if self.loss_layer else []):
+            for i in self._actual_inputs[layer.name]:
+                readers.setdefault(i, []).append(layer)
+        self._relu_of: dict[str, str] = {}
+        self._fused_into: dict[str, str] = {}
+        if not self.fuse_relu:
+            return
+        for layer in self._exec:
+            rd = readers.get(layer.name, [])
+            if (layer.type in ("conv", "fc") and len(rd) == 1 and rd[0].type == "relu"
+                    and layer.name != self.output_name):
+                self._relu_of[layer.name] = rd[0].name
+                self._fused_into[rd[0].name] = layer.name
+
+    def _run_forward(self, layer, dev, xs, params, train, ctx, fuse: bool = True):
+        if fuse and layer.name in self._relu_of:
+            return layer.forward(dev, xs, params, train, ctx, relu=True)
+        if fuse and layer.name in self._fused_into:
+            return xs[0]  # the producer's epilogue applied it: no launch
+        return layer.forward(dev, xs, params, train, ctx)
 
     @classmethod
     def from_spec(cls, spec: dict, *, devices=None, init: bool = True) -> Net:
@@ -274,7 +316,7 @@ class Net:
             xs = [acts[i] for i in self._actual_inputs[layer.name]]
             params = {k: p.data for k, p in self.params[layer.name].items()}
             with dev.activate():
-                acts[layer.name] = layer.forward(dev, xs, params, train, ctx)
+                acts[layer.name] = self._run_forward(layer, dev, xs, params, train, ctx)
             if not keep:
                 for i in self._actual_inputs[layer.name]:
                     if self._last_use.get(i) == idx and i != self.output_name:
@@ -318,7 +360,9 @@ class Net:
             dev = self.devices[lay.device]
             params = {k: p.data for k, p in self.params[lay.name].items()}
             with dev.activate():
-                acts[lay.name] = lay.forward(dev, [acts[i] for i in self._actual_inputs[lay.name]], params, False, ctx)
+                # The layer asked for itself runs unfused: its pre-activation is the answer.
+                acts[lay.name] = self._run_forward(lay, dev, [acts[i] for i in self._actual_inputs[lay.name]],
+                                                   params, False, ctx, fuse=lay.name != name)
             for i in self._actual_inputs[lay.name]:
                 if self._last_use.get(i) == idx and i != name:
                     del acts[i]
@@ -350,7 +394,10 @@ class Net:
         ldev = self.devices[self.loss_layer.device]
         logits = acts[self._actual_inputs[self.loss_layer.name][0]]
         first = self.devices[0]
-        labels = first.to_host(first.adopt(labels))  # a caller's CuPy labels: read in stream order
+        # Labels are checked on the host (while the forward runs): the device ops then skip
+        # their own range check, which on cuda is a read back from the device. A caller's
+        # CuPy labels are read once, in stream order; NumPy labels cost no synchronisation.
+        labels = first.to_host(first.adopt(labels))
         if labels.ndim != 1 or labels.shape[0] != logits.shape[0] or labels.dtype.kind not in "iu":
             raise ValueError(f"labels must be integers of shape ({logits.shape[0]},), got {labels.dtype} "
                              f"{labels.shape}")
@@ -358,18 +405,28 @@ class Net:
         if labels.size and (labels.min() < 0 or labels.max() >= classes):
             raise ValueError(f"labels must be in [0, {classes}), got values in [{labels.min()}, {labels.max()}]")
         labels_dev = ldev.asarray(labels.astype(np.int32))
+        k5 = min(5, classes)
         with ldev.activate():
-            loss, probs = self.loss_layer.forward(ldev, [logits], {}, train, self._context(), labels=labels_dev)
-            loss = float(ldev.to_host(loss))
+            loss, probs = self.loss_layer.forward(ldev, [logits], {}, train, self._context(), labels=labels_dev,
+                                                  check_labels=False)
+            counts = ldev.ops.topk_errors(probs, labels_dev, ks=(1, k5), check_labels=False, on_device=True)
+            # The step's one host read: loss and both counts together (float64 holds the
+            # counts exactly), before the backward is queued, so a non-finite loss stops
+            # the step with the parameters and gradients untouched.
+            xp = ldev.xp
+            packed = xp.concatenate([xp.asarray(loss, dtype=np.float64).reshape(1), counts.astype(np.float64)])
+            loss, top1, top5 = (float(v) for v in ldev.to_host(packed))
             if not math.isfinite(loss):
                 raise self._non_finite(acts, loss)
-            k5 = min(5, classes)
-            errs = ldev.ops.topk_errors(probs, labels_dev, ks=(1, k5))
-            dlogits = self.loss_layer.backward(ldev, probs, labels_dev)
+            dlogits = self.loss_layer.backward(ldev, probs, labels_dev, check_labels=False)
         self._backward(acts, {self._actual_inputs[self.loss_layer.name][0]: dlogits})
-        self.synchronize()
+        # The loss device's queue needs no wait (its reads are stream-ordered); the others
+        # may hold arrays lent to their streams by cross-device copies until they finish.
+        for d in self.devices:
+            if d is not ldev:
+                d.synchronize()
         n = max(1, logits.shape[0])
-        return {"loss": loss, "top1_err": errs[1] / n, "top5_err": errs[k5] / n}
+        return {"loss": loss, "top1_err": top1 / n, "top5_err": top5 / n}
 
     def _backward(self, acts, grads: dict):
         """Backward pass from `grads` (output name -> its gradient; consumed), freeing `acts`."""
@@ -427,8 +484,9 @@ class Net:
             raise TypeError(f"train_step: optimizer must be a cuda_convnet.optim.SGD, got {type(optimizer).__name__}")
         check_owner(self.parameters(), "train_step")
         stats = self.gradients(x, labels, train=True)
-        optimizer.step()
-        self.synchronize()
+        # Queued behind the backward on each device's stream; no host wait (a host read of
+        # a parameter goes through Device.to_host, which is ordered after it).
+        optimizer.step(synchronize=False)
         self.step += 1
         return stats
 
@@ -446,7 +504,9 @@ class Net:
                 dev = self.device_label(layer.device)
             shape = self.shapes[layer.name]
             n = sum(p.size for p in self.params[layer.name].values())
-            rows.append((layer.name, layer.type, dev, "x".join(map(str, shape)) if shape else "loss",
+            # A fused ReLU is applied in its producer's epilogue: it launches nothing forward.
+            kind = f"{layer.type} (fused)" if layer.name in self._fused_into else layer.type
+            rows.append((layer.name, kind, dev, "x".join(map(str, shape)) if shape else "loss",
                          f"{n:,}" if n else ""))
         widths = [max(len(r[i]) for r in rows) for i in range(5)]
         lines = ["  ".join(c.ljust(w) if i < 4 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths)))

@@ -136,6 +136,10 @@ def _normal_parts(seed: int, key: str, parts, part_shape, std: float, dtype) -> 
 class _Weighted(Layer):
     """A conv or fc layer: a weight (initialised N(0, weight_std), §5) and a bias.
 
+    forward(..., relu=True) applies max(0, y) in the GEMM's epilogue: the Net asks for it
+    where a ReLU layer is the only reader of this layer's output (that ReLU then launches
+    nothing forward; its backward reads the mask from y > 0 as before).
+
     weight_std is a number (the paper's 0.01) or "he": sqrt(2 / fan_in), fan_in = the
     weights one output sums over (He et al. 2015; trains a small net in a few epochs).
     """
@@ -202,12 +206,13 @@ class Conv(_Weighted):
     def _kw(self):
         return {"stride": self.stride, "padding": self.padding, "groups": self.groups}
 
-    def forward(self, dev, xs, params, train, ctx):
-        return dev.ops.conv2d(xs[0], params["weight"], params["bias"], **self._kw())
+    def forward(self, dev, xs, params, train, ctx, relu=False):
+        return dev.ops.conv2d(xs[0], params["weight"], params["bias"], **self._kw(), relu=relu)
 
     def backward(self, dev, xs, y, dy, params, ctx, need_dx):
-        dx, dw, db = dev.ops.conv2d_backward(xs[0], params["weight"], dy, **self._kw())
-        return [dx if need_dx[0] else None], {"weight": dw, "bias": db}
+        # need_dx False (the data, or what only depends on it): no dgrad is launched.
+        dx, dw, db = dev.ops.conv2d_backward(xs[0], params["weight"], dy, **self._kw(), need_dx=bool(need_dx[0]))
+        return [dx], {"weight": dw, "bias": db}
 
 
 @_register
@@ -232,12 +237,12 @@ class FullyConnected(_Weighted):
     def param_shapes(self, in_shapes):
         return {"weight": (self.units, in_shapes[0][0]), "bias": (self.units,)}
 
-    def forward(self, dev, xs, params, train, ctx):
-        return dev.ops.linear(xs[0], params["weight"], params["bias"])
+    def forward(self, dev, xs, params, train, ctx, relu=False):
+        return dev.ops.linear(xs[0], params["weight"], params["bias"], relu=relu)
 
     def backward(self, dev, xs, y, dy, params, ctx, need_dx):
-        dx, dw, db = dev.ops.linear_backward(xs[0], params["weight"], dy)
-        return [dx if need_dx[0] else None], {"weight": dw, "bias": db}
+        dx, dw, db = dev.ops.linear_backward(xs[0], params["weight"], dy, need_dx=bool(need_dx[0]))
+        return [dx], {"weight": dw, "bias": db}
 
 
 def _nhwc(layer, shape):
@@ -486,11 +491,13 @@ class SoftmaxCrossEntropy(Layer):
             raise ValueError(f"layer {self.name!r} (softmax) needs (N, classes) logits, got {in_shapes[0]}")
         return ()
 
-    def forward(self, dev, xs, params, train, ctx, labels=None):
-        return dev.ops.softmax_cross_entropy(xs[0], labels)
+    def forward(self, dev, xs, params, train, ctx, labels=None, check_labels=True):
+        # check_labels=False: the caller checked the range on the host before the upload,
+        # so no op reads the labels back from the device.
+        return dev.ops.softmax_cross_entropy(xs[0], labels, check_labels=check_labels)
 
-    def backward(self, dev, probs, labels):
-        return dev.ops.softmax_cross_entropy_backward(probs, labels)
+    def backward(self, dev, probs, labels, check_labels=True):
+        return dev.ops.softmax_cross_entropy_backward(probs, labels, check_labels=check_labels)
 
 
 class Copy(Layer):

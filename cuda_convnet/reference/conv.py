@@ -137,12 +137,13 @@ def _nonfinite_outside(dy: np.ndarray, reg: _Region) -> np.ndarray:
 
 
 def conv2d(x: np.ndarray, w: np.ndarray, b: np.ndarray | None = None, *,
-           stride: int = 1, padding=0, groups: int = 1) -> np.ndarray:
+           stride: int = 1, padding=0, groups: int = 1, relu: bool = False) -> np.ndarray:
     """Grouped 2-D convolution. x (N, H, W, C), w (K, R, S, C/groups), b (K,) or None.
 
     ``padding``: int, (ph, pw) or (top, bottom, left, right). Returns y (N, P, Q, K).
     Outputs whose window lies wholly in the padding are b (NaN for a filter with an inf or
     NaN tap); only the padding some window reads together with the image is allocated.
+    ``relu=True`` returns max(0, y) (§3.1), what the kernels' fused epilogue computes.
     """
     g = checks.check_conv_args(x, w, b, stride, padding, groups)
     cg, kg, rsc = g.c_per_group, g.k_per_group, g.r * g.s * g.c_per_group
@@ -155,7 +156,7 @@ def conv2d(x: np.ndarray, w: np.ndarray, b: np.ndarray | None = None, *,
         outside[_nonfinite_filters(w)] = np.nan
         y[...] = outside
         if reg.empty:
-            return y
+            return np.maximum(y, 0, out=y) if relu else y
         y_sub = np.empty((g.n, reg.p, reg.q, g.k), dtype=x.dtype)
     xp = reg.input(x)
     # (Kg, R·S·Cg) filter matrices: contiguous views of the KRSC array, no copy.
@@ -172,22 +173,25 @@ def conv2d(x: np.ndarray, w: np.ndarray, b: np.ndarray | None = None, *,
         y_sub += b
     if not reg.full:
         y[:, reg.p0:reg.p1, reg.q0:reg.q1] = y_sub
+    if relu:
+        np.maximum(y, 0, out=y)
     return y
 
 
 def conv2d_backward(x: np.ndarray, w: np.ndarray, dy: np.ndarray, *,
-                    stride: int = 1, padding=0, groups: int = 1):
+                    stride: int = 1, padding=0, groups: int = 1, need_dx: bool = True):
     """Gradients of ``conv2d`` -> (dx (N, H, W, C), dw (K, R, S, C/groups), db (K,)).
 
     db is always returned; a layer without a bias ignores it. Outputs whose window lies
     wholly in the padding add nothing to dx and dw (NaN to dw[k] where dy[..., k] is inf
-    or NaN there: 0 * inf).
+    or NaN there: 0 * inf). ``need_dx=False`` (a layer whose input needs no gradient, e.g.
+    the data) skips the dgrad: dx is None.
     """
     g = checks.check_conv_backward_args(x, w, dy, stride, padding, groups)
     cg, kg, rsc = g.c_per_group, g.k_per_group, g.r * g.s * g.c_per_group
     st = g.stride
     reg = _Region(g)
-    dx = np.zeros(x.shape, dtype=x.dtype)
+    dx = np.zeros(x.shape, dtype=x.dtype) if need_dx else None
     dw = np.zeros(w.shape, dtype=w.dtype)
     db = dy.sum(axis=(0, 1, 2))
     if not reg.full:
@@ -195,7 +199,7 @@ def conv2d_backward(x: np.ndarray, w: np.ndarray, dy: np.ndarray, *,
     if reg.empty:
         return dx, dw, db
     xp = reg.input(x)
-    dxp = np.zeros((g.n, reg.rows, reg.cols, g.c), dtype=x.dtype)
+    dxp = np.zeros((g.n, reg.rows, reg.cols, g.c), dtype=x.dtype) if need_dx else None
     dy_sub = dy if reg.full else dy[:, reg.p0:reg.p1, reg.q0:reg.q1]
     dw_mats = dw.reshape(g.groups, kg, rsc)
     wmats = w.reshape(g.groups, kg, rsc)
@@ -206,9 +210,9 @@ def conv2d_backward(x: np.ndarray, w: np.ndarray, dy: np.ndarray, *,
         patches = _patches(xp[n0:n1], g, reg.p, reg.q)
         rows = nc * reg.p * reg.q
         dy_rows = dy_sub[n0:n1].reshape(rows, g.k)
-        dxp_chunk = dxp[n0:n1]
+        dxp_chunk = dxp[n0:n1] if need_dx else None
         # dcols[n, p, q, r, s, c]: what output (p, q) sends back to tap (r, s), channel c.
-        if g.groups == 1:
+        if g.groups == 1 or not need_dx:
             dcols = None
         else:
             dcols = np.empty((nc, reg.p, reg.q, g.r, g.s, g.c), dtype=x.dtype)
@@ -218,18 +222,23 @@ def conv2d_backward(x: np.ndarray, w: np.ndarray, dy: np.ndarray, *,
             cols = patches[..., cs].reshape(rows, rsc)
             # wgrad: (Kg, rows) · (rows, R·S·Cg); chunks add in order -> deterministic.
             dw_mats[gi] += dy_g.T @ cols
+            if not need_dx:
+                continue
             # dgrad columns: (rows, Kg) · (Kg, R·S·Cg).
             dcols_g = (dy_g @ wmats[gi]).reshape(nc, reg.p, reg.q, g.r, g.s, cg)
             if dcols is None:
                 dcols = dcols_g
             else:
                 dcols[..., cs] = dcols_g
+        if not need_dx:
+            continue
         # col2im: one strided add per filter tap (R·S iterations, all groups at once).
         # Within a tap distinct outputs hit distinct inputs, so the add never collides.
         for r in range(g.r):
             for s in range(g.s):
                 dxp_chunk[:, r:r + h_span:st, s:s + w_span:st, :] += dcols[:, :, :, r, s, :]
-    dx[:, reg.i0:reg.i1, reg.j0:reg.j1, :] = dxp[reg.image_part()]
+    if need_dx:
+        dx[:, reg.i0:reg.i1, reg.j0:reg.j1, :] = dxp[reg.image_part()]
     return dx, dw, db
 
 
@@ -272,5 +281,5 @@ def conv2d_wgrad(x: np.ndarray, dy: np.ndarray, w_shape, *, stride: int = 1, pad
     w = ShapeOnly("conv2d_wgrad", "w_shape", w_shape, getattr(x, "dtype", np.float64))
     checks.check_conv_backward_args(x, w, dy, stride, padding, groups, op="conv2d_wgrad")
     _, dw, db = conv2d_backward(x, np.zeros(w.shape, dtype=w.dtype), dy, stride=stride, padding=padding,
-                                groups=groups)
+                                groups=groups, need_dx=False)
     return dw, db

@@ -34,30 +34,36 @@ from .precision import round_operand
 __all__ = ["linear", "linear_backward"]
 
 
-def linear(x: np.ndarray, w: np.ndarray, b: np.ndarray | None = None, *, precision: str = "fp32") -> np.ndarray:
+def linear(x: np.ndarray, w: np.ndarray, b: np.ndarray | None = None, *, precision: str = "fp32",
+           relu: bool = False) -> np.ndarray:
     """y = x · wᵀ (+ b). x (N, in), w (out, in), b (out,) or None -> y (N, out).
 
     precision: "fp32" (default), "3xtf32", "tf32" or "bf16" (module docstring);
-    ValueError for any other value.
+    ValueError for any other value. ``relu=True`` returns max(0, y) (§3.1), what the
+    GEMM's fused epilogue computes.
     """
     checks.check_linear_args(x, w, b)
     checks.check_precision("linear", precision)
     y = round_operand(x, precision) @ round_operand(w, precision).T
     if b is not None:
         y += b
+    if relu:
+        np.maximum(y, 0, out=y)
     return y
 
 
-def linear_backward(x: np.ndarray, w: np.ndarray, dy: np.ndarray, *, precision: str = "fp32"):
+def linear_backward(x: np.ndarray, w: np.ndarray, dy: np.ndarray, *, precision: str = "fp32",
+                    need_dx: bool = True):
     """Gradients of ``linear`` -> (dx (N, in), dw (out, in), db (out,)).
 
     db is always returned (Σ over the batch of dy); a caller without a bias ignores it.
     precision as for ``linear``: it rounds the operands of the dgrad and wgrad GEMMs.
+    ``need_dx=False`` (an input that needs no gradient) skips the dx GEMM: dx is None.
     """
     checks.check_linear_backward_args(x, w, dy)
     checks.check_precision("linear_backward", precision)
     rx, rw, rdy = (round_operand(a, precision) for a in (x, w, dy))
-    dx = rdy @ rw
+    dx = rdy @ rw if need_dx else None
     dw = rdy.T @ rx
     db = dy.sum(axis=0)
     return dx, dw, db

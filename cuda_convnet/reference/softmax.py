@@ -36,10 +36,16 @@ def _check_label_values(op, labels, classes):
                          f"[{labels.min()}, {labels.max()}]")
 
 
-def softmax_cross_entropy(logits: np.ndarray, labels: np.ndarray):
-    """-> (loss, probs): loss the batch mean (a NumPy scalar of logits' dtype), probs (N, K)."""
+def softmax_cross_entropy(logits: np.ndarray, labels: np.ndarray, *, check_labels: bool = True):
+    """-> (loss, probs): loss the batch mean (a NumPy scalar of logits' dtype), probs (N, K).
+
+    check_labels=False skips the label-range check, for labels the caller already checked
+    (on the cuda backend the check is a read back from the device); the same keyword on
+    the backward and ``topk_errors``.
+    """
     n, classes = checks.check_softmax_args(logits, labels)
-    _check_label_values("softmax_cross_entropy", labels, classes)
+    if check_labels:
+        _check_label_values("softmax_cross_entropy", labels, classes)
     z = logits - logits.max(axis=1, keepdims=True)
     e = np.exp(z)
     sums = e.sum(axis=1, keepdims=True)
@@ -50,10 +56,11 @@ def softmax_cross_entropy(logits: np.ndarray, labels: np.ndarray):
     return logits.dtype.type(loss), probs
 
 
-def softmax_cross_entropy_backward(probs: np.ndarray, labels: np.ndarray) -> np.ndarray:
+def softmax_cross_entropy_backward(probs: np.ndarray, labels: np.ndarray, *, check_labels: bool = True) -> np.ndarray:
     """d(mean loss)/d logits = (probs - onehot(labels)) / N."""
     n, classes = checks.check_softmax_backward_args(probs, labels)
-    _check_label_values("softmax_cross_entropy_backward", labels, classes)
+    if check_labels:
+        _check_label_values("softmax_cross_entropy_backward", labels, classes)
     d = probs.copy()
     d[np.arange(n), labels] -= 1
     if n:
@@ -61,17 +68,24 @@ def softmax_cross_entropy_backward(probs: np.ndarray, labels: np.ndarray) -> np.
     return d
 
 
-def topk_errors(probs: np.ndarray, labels: np.ndarray, ks=(1, 5)) -> dict[int, int]:
+def topk_errors(probs: np.ndarray, labels: np.ndarray, ks=(1, 5), *, check_labels: bool = True,
+                on_device: bool = False):
     """{k: number of top-k errors} for probs (N, classes) and int labels (N,) in [0, classes).
 
     The module's rule: an example is top-k correct only when fewer than k classes other
     than its label have a probability >= the label's, and its row is finite. Counts are
-    Python ints. Raises TypeError/ValueError (cuda_convnet.checks) for bad shapes, dtypes,
-    labels outside [0, classes) or ks entries < 1.
+    Python ints. on_device=True returns them instead as an int32 array (len(ks),) in ks
+    order on the backend's device, not read back (a training step fetches them together
+    with the loss). Raises TypeError/ValueError (cuda_convnet.checks) for bad shapes,
+    dtypes, labels outside [0, classes) (unless check_labels=False) or ks entries < 1.
     """
     ks = checks.check_topk_args(probs, labels, ks)
-    _check_label_values("topk_errors", labels, probs.shape[1])
-    return {k: int(c) for k, c in zip(ks, topk_error_mask(probs, labels, ks).sum(axis=1))}
+    if check_labels:
+        _check_label_values("topk_errors", labels, probs.shape[1])
+    counts = topk_error_mask(probs, labels, ks).sum(axis=1).astype(np.int32)
+    if on_device:
+        return counts
+    return {k: int(c) for k, c in zip(ks, counts)}
 
 
 def topk_error_mask(probs: np.ndarray, labels: np.ndarray, ks) -> np.ndarray:

@@ -54,12 +54,13 @@ class ConvOps:
             return self.conv_fwd_variant
         return self.ext.conv_forward_kernel(self._ptr(x), self._ptr(w), **_shape_args(g))
 
-    def conv2d_backward(self, x, w, dy, *, stride=1, padding=0, groups=1):
-        """(dx, dw, db): dgrad and wgrad implicit GEMMs; dw and db reduce in a fixed order."""
+    def conv2d_backward(self, x, w, dy, *, stride=1, padding=0, groups=1, need_dx=True):
+        """(dx, dw, db): dgrad and wgrad implicit GEMMs; dw and db reduce in a fixed order.
+        ``need_dx=False`` launches no dgrad and returns dx None (the data layer's input)."""
         checks.check_conv_backward_args(x, w, dy, stride, padding, groups)
         self._float32("conv2d_backward", x=x, w=w, dy=dy)
         kw = dict(stride=stride, padding=padding, groups=groups)
-        dx = self.conv2d_dgrad(dy, w, x.shape, **kw)
+        dx = self.conv2d_dgrad(dy, w, x.shape, **kw) if need_dx else None
         dw, db = self.conv2d_wgrad(x, dy, w.shape, **kw)
         return dx, dw, db
 

@@ -9,16 +9,18 @@ from ... import checks
 
 
 class LinearOps:
-    def _gemm(self, precision, a, b, c, bias, m, n, k, trans_a, trans_b, stream):
-        """One GEMM C[m,n] = op(a) op(b) (+ bias) on the kernel of `precision`."""
-        args = (self._ptr(a), self._ptr(b), self._ptr(c), self._ptr(bias), m, n, k, trans_a, trans_b, 1.0, 0.0, False)
+    def _gemm(self, precision, a, b, c, bias, m, n, k, trans_a, trans_b, stream, relu=False):
+        """One GEMM C[m,n] = op(a) op(b) (+ bias, then ReLU if `relu`) on the kernel of `precision`."""
+        args = (self._ptr(a), self._ptr(b), self._ptr(c), self._ptr(bias), m, n, k, trans_a, trans_b, 1.0, 0.0,
+                bool(relu))
         if precision == "fp32":
             self.ext.gemm(*args, stream)
         else:
             self.ext.gemm_tc(*args, precision, stream)
 
-    def linear(self, x, w, b=None, *, precision="fp32"):
-        """y = x @ w.T + b: one GEMM with the bias fused into its epilogue.
+    def linear(self, x, w, b=None, *, precision="fp32", relu=False):
+        """y = x @ w.T + b: one GEMM with the bias (and with ``relu=True`` the ReLU) fused
+        into its epilogue.
 
         x (N, in), w (out, in), b (out,) or None, float32 -> y (N, out) float32.
         precision: "fp32" (default), "3xtf32", "tf32" or "bf16"; ValueError otherwise.
@@ -28,32 +30,35 @@ class LinearOps:
         self._float32("linear", x=x, w=w, b=b)
         if not (n and fan_in and fan_out):  # an empty product: y = b (or 0), no launch
             y = self.xp.zeros((n, fan_out), dtype=np.float32)
-            return y + b if b is not None else y
+            y = y + b if b is not None else y
+            return self.xp.maximum(y, 0) if relu else y
         y = self._empty((n, fan_out))
         if n:
             # op(A) = x [N, in]; op(B) = w^T, w stored [out, in] = [N_gemm, K] -> trans_b.
-            self._gemm(precision, x, w, y, b, n, fan_out, fan_in, False, True, self._stream())
+            self._gemm(precision, x, w, y, b, n, fan_out, fan_in, False, True, self._stream(), relu=relu)
         return y
 
-    def linear_backward(self, x, w, dy, *, precision="fp32"):
+    def linear_backward(self, x, w, dy, *, precision="fp32", need_dx=True):
         """(dx, dw, db) = (dy @ w, dy.T @ x, dy summed over the batch).
 
         Shapes as ``linear``; dy (N, out). precision as for ``linear`` (dgrad and wgrad
-        GEMMs; db is always the float32 column sum, in row order).
+        GEMMs; db is always the float32 column sum, in row order). ``need_dx=False``
+        launches no dx GEMM and returns dx None (an input that needs no gradient).
         """
         n, fan_in, fan_out = checks.check_linear_backward_args(x, w, dy)
         checks.check_precision("linear_backward", precision)
         self._float32("linear_backward", x=x, w=w, dy=dy)
         if not (n and fan_in and fan_out):  # an empty product on some side: no launch
             zeros = self.xp.zeros
-            return (zeros((n, fan_in), dtype=np.float32), zeros((fan_out, fan_in), dtype=np.float32),
-                    dy.sum(axis=0, dtype=np.float32))
-        dx = self._empty((n, fan_in))
+            dx = zeros((n, fan_in), dtype=np.float32) if need_dx else None
+            return dx, zeros((fan_out, fan_in), dtype=np.float32), dy.sum(axis=0, dtype=np.float32)
+        dx = self._empty((n, fan_in)) if need_dx else None
         dw = self._empty((fan_out, fan_in))
         db = self._empty((fan_out,))
         s = self._stream()
-        # dx [N, in] = dy [N, out] . w [out, in]: both stored as op() wants.
-        self._gemm(precision, dy, w, dx, None, n, fan_in, fan_out, False, False, s)
+        if need_dx:
+            # dx [N, in] = dy [N, out] . w [out, in]: both stored as op() wants.
+            self._gemm(precision, dy, w, dx, None, n, fan_in, fan_out, False, False, s)
         # dw [out, in] = dy^T . x: dy stored [K=N, M=out] -> trans_a; x stored [K=N, N=in].
         self._gemm(precision, dy, x, dw, None, fan_out, fan_in, n, True, False, s)
         self.ext.bias_grad(self._ptr(dy), self._ptr(db), n, fan_out, s)

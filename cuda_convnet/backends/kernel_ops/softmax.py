@@ -46,18 +46,22 @@ class SoftmaxOps:
                                            float(np.float32(1.0 / n)), self._stream())
         return d
 
-    def topk_errors(self, probs, labels, ks=(1, 5)):
+    def topk_errors(self, probs, labels, ks=(1, 5), *, check_labels=True, on_device=False):
         """{k: number of top-k errors}, the reference's rule bit for bit (csrc/softmax.cuh):
         a row is top-k correct only when fewer than k classes other than the label have a
-        probability >= the label's and all its values are finite."""
+        probability >= the label's and all its values are finite. on_device=True returns
+        the int32 counts array (len(ks),) on the device instead, with no host read;
+        check_labels as above."""
         ks = checks.check_topk_args(probs, labels, ks)
         self._float32("topk_errors", probs=probs)
         n, classes = probs.shape
-        labels = self._labels32("topk_errors", labels, classes)
+        labels = self._labels32("topk_errors", labels, classes, check_labels)
         counts = self.xp.zeros(len(ks), dtype=np.int32)
         if n:
             # k beyond the class count can never be reached; clip so it fits an int32.
             self.ext.topk_errors(self._ptr(probs), self._ptr(labels), n, classes, [min(k, classes + 1) for k in ks],
                                  self._ptr(counts), self._stream())
+        if on_device:
+            return counts
         counts = counts.tolist()
         return {k: int(c) for k, c in zip(ks, counts)}
