@@ -233,11 +233,14 @@ def _net_bench():
 
 
 def _planted(op, scale):
-    """`op` with its (first) output scaled: a kernel wrong by a small relative amount."""
+    """`op` with its first output scaled (the first one computed: a conv whose input needs no
+    gradient returns dx=None, and then its dw is the wrong one): a kernel wrong by a small
+    relative amount."""
     def wrong(*args, **kwargs):
         out = op(*args, **kwargs)
         if isinstance(out, tuple):
-            return (out[0] * np.float32(scale),) + out[1:]
+            i = next(i for i, o in enumerate(out) if o is not None)
+            return out[:i] + (out[i] * np.float32(scale),) + out[i + 1:]
         return out * np.float32(scale)
     return wrong
 
@@ -247,7 +250,7 @@ def _planted(op, scale):
     (None, 1.0, None),                          # the honest kernels pass
     ("max_pool", 1.01, "predict"),              # a forward kernel 1 % off
     ("lrn", 0.99, "predict"),
-    ("conv2d_backward", 1.05, "grad"),          # a backward kernel's dx 5 % off
+    ("conv2d_backward", 1.05, "grad"),          # a backward kernel's gradient 5 % off
     ("max_pool_backward", 1.05, "grad"),
 ])
 def test_net_bench_validation_catches_a_wrong_kernel(monkeypatch, op, scale, caught_by):
