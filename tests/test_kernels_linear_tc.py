@@ -130,6 +130,7 @@ def test_linear_tc_tile_edges(kernel_device, cpu, precision, n, fan_in, fan_out)
     check_linear(kernel_device, cpu, precision, n, fan_in, fan_out, True, seed=n * fan_in + fan_out)
 
 
+@pytest.mark.alexnet_shapes
 @pytest.mark.parametrize("precision", TC)
 def test_linear_tc_alexnet_fc_shapes(kernel_device, cpu, precision):
     """The paper's FC layers at batch 2: fc6 9216->4096 forward (whole), fc7 4096->4096 and
