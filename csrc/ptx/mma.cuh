@@ -120,6 +120,17 @@ inline void mma_m16n8k16_bf16_combine(const void* const in[32], void* const out[
   mma_gather_c(in, C);
   mma_compute<16>(A, B, C, out);
 }
+
+// The model's side of both wrappers: every lane's registers into one warp collective at
+// the caller's site, D scattered back.
+__device__ __forceinline__ void mma_emulate(float d[4], const uint32_t a[4], const uint32_t b[2],
+                                            const float c[4], ::ccn::simt::WarpCombine combine,
+                                            const char* name, const char* ccn_file, int ccn_line) {
+  MmaIn in{{a[0], a[1], a[2], a[3]}, {b[0], b[1]}, {c[0], c[1], c[2], c[3]}};
+  float out[4];
+  ::ccn::simt::warp_collective(0xffffffffu, &in, out, combine, name, ccn_file, ccn_line);
+  for (int i = 0; i < 4; ++i) d[i] = out[i];
+}
 }  // namespace ptx_detail
 #endif
 
@@ -133,11 +144,7 @@ __device__ __forceinline__ void mma_m16n8k8_tf32(float d[4], const uint32_t a[4]
       : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]), "f"(c[0]), "f"(c[1]), "f"(c[2]),
         "f"(c[3]));
 #elif defined(CCN_EMU)
-  ptx_detail::MmaIn in{{a[0], a[1], a[2], a[3]}, {b[0], b[1]}, {c[0], c[1], c[2], c[3]}};
-  float out[4];
-  ::ccn::simt::warp_collective(0xffffffffu, &in, out, ptx_detail::mma_m16n8k8_tf32_combine,
-                               "mma.sync.m16n8k8.tf32", ccn_file, ccn_line);
-  for (int i = 0; i < 4; ++i) d[i] = out[i];
+  ptx_detail::mma_emulate(d, a, b, c, ptx_detail::mma_m16n8k8_tf32_combine, "mma.sync.m16n8k8.tf32", ccn_file, ccn_line);
 #endif
 }
 
@@ -151,11 +158,7 @@ __device__ __forceinline__ void mma_m16n8k16_bf16(float d[4], const uint32_t a[4
       : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]), "f"(c[0]), "f"(c[1]), "f"(c[2]),
         "f"(c[3]));
 #elif defined(CCN_EMU)
-  ptx_detail::MmaIn in{{a[0], a[1], a[2], a[3]}, {b[0], b[1]}, {c[0], c[1], c[2], c[3]}};
-  float out[4];
-  ::ccn::simt::warp_collective(0xffffffffu, &in, out, ptx_detail::mma_m16n8k16_bf16_combine,
-                               "mma.sync.m16n8k16.bf16", ccn_file, ccn_line);
-  for (int i = 0; i < 4; ++i) d[i] = out[i];
+  ptx_detail::mma_emulate(d, a, b, c, ptx_detail::mma_m16n8k16_bf16_combine, "mma.sync.m16n8k16.bf16", ccn_file, ccn_line);
 #endif
 }
 

@@ -34,13 +34,7 @@ class DataParallel(Rank):
         except BaseException:
             self.reducer.reset()
             raise
-        try:
-            self.reducer.finish()
-        except RuntimeError as e:
-            raise self._failure("the gradient all-reduce", e) from e
-        optimizer.step()
-        net.synchronize()
-        net.step += 1
+        self._reduce_and_update(net, optimizer)
         return stats
 
     def sync_state(self, optimizer) -> None:

@@ -295,13 +295,7 @@ class HybridParallel(Rank):
         dfeat = dev.xp.ascontiguousarray(dy[self.rank * b:(self.rank + 1) * b])   # my rows
         trunk._backward(acts, {trunk.output_name: dfeat})
         trunk.synchronize()
-        try:
-            self.reducer.finish()
-        except RuntimeError as e:
-            raise self._failure("the gradient all-reduce", e) from e
-        optimizer.step()
-        trunk.synchronize()
-        trunk.step += 1
+        self._reduce_and_update(trunk, optimizer)
         self.net.step = trunk.step
         total = max(1, h.shape[0])
         return {"loss": loss, "top1_err": errs[1] / total, "top5_err": errs[k5] / total}

@@ -34,6 +34,17 @@ class Rank:
     def _failure(self, what, err):
         return collective_failure(self.rank, self.world_size, self.group.timeout_s, what, err)
 
+    def _reduce_and_update(self, net, optimizer) -> None:
+        """The tail of every scheme's step: wait for the last gradient buckets, apply the
+        fused SGD update (the same on every rank), wait for it, and count the step."""
+        try:
+            self.reducer.finish()
+        except RuntimeError as e:
+            raise self._failure("the gradient all-reduce", e) from e
+        optimizer.step(synchronize=False)
+        net.synchronize()
+        net.step += 1
+
     def broadcast_state(self, optimizer) -> None:
         """Set `self.net` and `optimizer` (built on the net's parameters) to rank 0's
         parameters and velocities (one flat array in the net's dtype, through the host)."""
