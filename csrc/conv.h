@@ -81,7 +81,18 @@ void conv_forward(const float* x, const float* w, const float* b, float* y, cons
 bool conv_fwd_kernel2_applies(const float* x, const float* w, const ConvShape& g);
 
 // dx = gradient of conv with respect to x, given dy. Overwrites dx (every element).
-void conv_dgrad(const float* dy, const float* w, float* dx, const ConvShape& g, cudaStream_t stream);
+// version: 0 picks the kernel (conv_dgrad_version); 1 forces conv_dgrad_kernel1 (general),
+// 2 conv_dgrad_kernel2 (throws where conv_dgrad_kernel2_applies is false). Both give
+// bit-identical results.
+void conv_dgrad(const float* dy, const float* w, float* dx, const ConvShape& g, cudaStream_t stream,
+                int version = 0);
+// conv_dgrad_kernel2's preconditions: K/groups % 4 == 0, C/groups % 4 == 0, dy, w, dx
+// 16-byte aligned, its int offsets in range (conv_dgrad2.cuh).
+bool conv_dgrad_kernel2_applies(const float* dy, const float* w, const float* dx, const ConvShape& g);
+// The version conv_dgrad(version = 0) runs: 2 where kernel2 applies and C/groups > 16, else 1.
+int conv_dgrad_version(const float* dy, const float* w, const float* dx, const ConvShape& g);
+// kernel2's tile width for C/groups channels: 48, 64, 96 or 128 (conv_dgrad2.cuh).
+int conv_dgrad_tile_n(int cg);
 
 // How the wgrad/bias-gradient reduction over N*P*Q is split (deterministic: depends on the
 // shape and `chunk_rows` only, never on the device). chunk_rows = 0 picks automatically;

@@ -40,13 +40,28 @@ inline void bind_conv(py::module_& m) {
       "Which conv_fwd_kernel<version> conv_forward(variant=0) runs for these pointers and this shape.");
   m.def(
       "conv_dgrad",
-      [](std::uintptr_t dy, std::uintptr_t wt, std::uintptr_t dx, CCN_CONV_SHAPE_PARAMS, std::uintptr_t stream) {
+      [](std::uintptr_t dy, std::uintptr_t wt, std::uintptr_t dx, CCN_CONV_SHAPE_PARAMS, std::uintptr_t stream,
+         int version) {
         ccn::ConvShape g = ccn::make_conv_shape(CCN_CONV_SHAPE_ARGS);
         py::gil_scoped_release nogil;
-        ccn::conv_dgrad(ptr<const float>(dy), ptr<const float>(wt), ptr<float>(dx), g, stream_of(stream));
+        ccn::conv_dgrad(ptr<const float>(dy), ptr<const float>(wt), ptr<float>(dx), g, stream_of(stream), version);
       },
       py::arg("dy"), py::arg("wt"), py::arg("dx"), CCN_CONV_SHAPE_PYARGS, py::arg("stream") = 0,
-      "dx (N,H,W,C) = gradient of the convolution with respect to its input (see csrc/conv.h).");
+      py::arg("version") = 0,
+      "dx (N,H,W,C) = gradient of the convolution with respect to its input. version: 0 automatic, 1 or 2 "
+      "forces conv_dgrad_kernel1/2 (see csrc/conv.h).");
+  m.def(
+      "conv_dgrad_kernel",
+      [](std::uintptr_t dy, std::uintptr_t wt, std::uintptr_t dx, CCN_CONV_SHAPE_PARAMS) {
+        ccn::ConvShape g = ccn::make_conv_shape(CCN_CONV_SHAPE_ARGS);
+        return ccn::conv_dgrad_version(ptr<const float>(dy), ptr<const float>(wt), ptr<const float>(dx), g);
+      },
+      py::arg("dy"), py::arg("wt"), py::arg("dx"), CCN_CONV_SHAPE_PYARGS,
+      "Which conv_dgrad_kernel<version> conv_dgrad(version=0) runs for these pointers and this shape.");
+  m.def(
+      "conv_dgrad_tile_n",
+      [](int cg) { return ccn::conv_dgrad_tile_n(cg); },
+      py::arg("cg"), "conv_dgrad_kernel2's tile width (48, 64, 96 or 128) for C/groups channels.");
   m.def(
       "conv_wgrad_plan",
       [](CCN_CONV_SHAPE_PARAMS, int chunk_rows) {

@@ -31,6 +31,10 @@ class ConvOps:
     #: == 0 and the arrays are 16-byte aligned, else conv_fwd_kernel1); 1 or 2 forces one
     #: (tests and benchmarks). Both give bit-identical results.
     conv_fwd_variant = 0
+    #: Which dgrad kernel: 0 lets the launcher choose (conv_dgrad_kernel2 where K/groups and
+    #: C/groups % 4 == 0, C/groups > 16 and the arrays are 16-byte aligned, else
+    #: conv_dgrad_kernel1); 1 or 2 forces one. Both give bit-identical results.
+    conv_dgrad_version = 0
 
     def conv2d(self, x, w, b=None, *, stride=1, padding=0, groups=1, relu=False):
         """y = conv(x, w) + b (NHWC x KRSC -> NPQK); ``relu=True`` applies ReLU in the epilogue."""
@@ -72,8 +76,17 @@ class ConvOps:
         if not (g.n and g.c and g.k):  # nothing flows back: zero gradient, no launch
             return self.xp.zeros(x.shape, dtype=np.float32)
         dx = self._empty(x.shape)
-        self.ext.conv_dgrad(self._ptr(dy), self._ptr(w), self._ptr(dx), **_shape_args(g), stream=self._stream())
+        self.ext.conv_dgrad(self._ptr(dy), self._ptr(w), self._ptr(dx), **_shape_args(g), stream=self._stream(),
+                            version=self.conv_dgrad_version)
         return dx
+
+    def conv2d_dgrad_kernel_version(self, dy, w, dx, *, stride=1, padding=0, groups=1) -> int:
+        """Which conv_dgrad_kernel<version> conv2d_dgrad runs writing into ``dx`` (1: general,
+        2: the pipelined 128-row tile), given conv_dgrad_version."""
+        g = checks.check_conv_backward_args(dx, w, dy, stride, padding, groups, op="conv2d_dgrad")
+        if self.conv_dgrad_version:
+            return self.conv_dgrad_version
+        return self.ext.conv_dgrad_kernel(self._ptr(dy), self._ptr(w), self._ptr(dx), **_shape_args(g))
 
     def conv2d_wgrad(self, x, dy, w_shape, *, stride=1, padding=0, groups=1):
         """(dw (K, R, S, C/groups), db (K,)) alone (csrc/conv_wgrad.cuh): conv2d_backward's
