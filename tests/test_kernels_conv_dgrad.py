@@ -85,7 +85,8 @@ def dgrad2_cases(draw):
 def test_dgrad2_matches_reference_on_drawn_shapes(kernel_device, cpu, case):
     rng = np.random.default_rng(case.pop("seed"))
     kw = dict(stride=case["stride"], padding=case["padding"], groups=case["groups"])
-    wt, dy = case_arrays(rng, *(case[k] for k in "n h w c k r s stride padding groups".split()), cpu)
+    names = ("n", "h", "w", "c", "k", "r", "s", "stride", "padding", "groups")
+    wt, dy = case_arrays(rng, *(case[k] for k in names), cpu)
     check_dgrad2(kernel_device, cpu, (case["n"], case["h"], case["w"], case["c"]), wt, dy, str(case), **kw)
 
 
