@@ -48,15 +48,18 @@ bool conv_dgrad_kernel2_applies(const float* dy, const float* w, const float* dx
   const long long lim = 1LL << 31;
   return g.kg % 4 == 0 && g.cg % 4 == 0 && aligned16(dy) && aligned16(w) && aligned16(dx) &&
          g.npq * g.k < lim && (long long)(g.r + 1) * (g.q + 1) * g.k < lim &&
-         (long long)(g.kg + g.stride + 1) * g.rscg < lim;
+         (long long)(g.kg + g.stride + 1) * g.rscg < lim && ceil_div(g.cg, conv_dgrad_tile_n(g.cg)) <= 65535u;
 }
 
 int conv_dgrad_tile_n(int cg) {
   CCN_REQUIRE(cg >= 1, "C/groups must be >= 1");
-  // The fewest padded channel columns; ties go to the wider tile (fewer loads per FMA).
+  // The fewest padded channel columns; ties go to the earlier width of {128, 64, 48}:
+  // 128 and 64 keep 16 warps per SM (sm_90: 2 blocks of 256 or 4 of 128 threads at 128
+  // registers), 48 keeps 15 (5 blocks of 96). A 96-wide tile needs 165 registers (2 blocks
+  // of 192 threads, 12 warps) and pads exactly as two 48-wide ones, so it is not offered.
   int best = 128;
   long long best_cols = (long long)ceil_div(cg, 128) * 128;
-  for (int bn : {96, 64, 48}) {
+  for (int bn : {64, 48}) {
     long long cols = (long long)ceil_div(cg, bn) * bn;
     if (cols < best_cols) best = bn, best_cols = cols;
   }
@@ -78,13 +81,13 @@ void conv_dgrad(const float* dy, const float* w, float* dx, const ConvShape& g, 
   CCN_REQUIRE(ceil_div(g.cg, kConvBN) <= 65535u, "C/groups too large for the grid's y dimension");
   CCN_REQUIRE(version != 2 || conv_dgrad_kernel2_applies(dy, w, dx, g),
               "conv_dgrad_kernel2 needs K/groups % 4 == 0, C/groups % 4 == 0, 16-byte aligned dy, w and dx, "
-              "and N*P*Q*K, (R+1)*(Q+1)*K, (K/groups + stride + 1)*R*S*C/groups < 2^31");
+              "N*P*Q*K, (R+1)*(Q+1)*K, (K/groups + stride + 1)*R*S*C/groups < 2^31 and its C/groups tiles "
+              "within the grid's y dimension");
   if (version == 0) version = conv_dgrad_version(dy, w, dx, g);
   if (version == 2) {
     switch (conv_dgrad_tile_n(g.cg)) {
       case 48: launch_dgrad2<48>(dy, w, dx, g, stream); break;
       case 64: launch_dgrad2<64>(dy, w, dx, g, stream); break;
-      case 96: launch_dgrad2<96>(dy, w, dx, g, stream); break;
       default: launch_dgrad2<128>(dy, w, dx, g, stream); break;
     }
   } else if (g.cg <= 16) {

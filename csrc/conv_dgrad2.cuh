@@ -6,30 +6,33 @@
 //
 // Preconditions (conv_dgrad_kernel2_applies, checked by conv_dgrad): K/g % 4 == 0 and
 // C/g % 4 == 0 (a 16-byte quad of k stays inside one tap, a quad of c inside the group),
-// dy, w and dx 16-byte aligned, and the in-loop offsets fit int ((R+1)*(Q+1)*K and
-// K/g*R*S*C/g < 2^31; image and group bases are 64-bit).
+// dy, w and dx 16-byte aligned, and the copies' element offsets fit int (N*P*Q*K,
+// (R+1)*(Q+1)*K and (K/g + stride + 1)*R*S*C/g < 2^31; the group base of w and the
+// epilogue's dx offsets are 64-bit).
 //
 // Block tile 128 x BN x 16, 2*BN threads, each owning an 8 x 8 register tile: rows
 // {4 ty + i, 64 + 4 ty + i}, columns {4 tx + j, BN/2 + 4 tx + j} (i, j < 4), tx = tid %
-// (BN/8), ty = tid / (BN/8). BN is 48, 64, 96 or 128, picked per layer by the launcher so
-// that C/g is covered with the fewest padded columns (ties to the wider tile, which loads
-// fewer bytes per FMA): AlexNet's C/g = 48 (conv2's input) takes 48, 192 (conv4, conv5)
-// takes 96 (2 tiles, no padding: a 128-wide tile would waste a quarter, as 64 would of 48),
-// 256 (conv3) takes 128. The thread count follows BN so every thread keeps 64 accumulators.
+// (BN/8), ty = tid / (BN/8). The thread count follows BN so every thread keeps 64
+// accumulators (__launch_bounds__ caps them at 128 registers: 16 warps per SM for BN = 128
+// and 64, 15 for 48 on sm_90). The launcher (conv_dgrad_tile_n) takes BN in {128, 64, 48}
+// covering C/g with the fewest padded columns: AlexNet's C/g = 48 (conv2's input) -> 48,
+// 192 (conv4, conv5) -> 64 x 3, 256 (conv3) -> 128, none padded (a 64-wide tile would pad
+// 48 by a third, a 128-wide one 192 by a quarter).
 //
-// Shared memory, per stage (kDgrad2Stages = 3): A m-major [128][16 + 4] (dy is contiguous
-// along k = filters, so a 16-byte cp.async moves 4 consecutive k of one pixel; rows padded
-// to 20 floats so rows 4 apart fall 16 banks apart), B k-major [16][BN + 4] (w is contiguous
-// along c). Per K step a thread reads, per quad of k, its 8 A rows as float4s along k (8
-// LDS.128) and per k its 2 B float4s (8 LDS.128): 16 128-bit loads per 256 FMAs, as
-// conv_fwd_kernel2.
+// Shared memory, per stage (kDgrad2Stages = 3), both k-major as conv_fwd_kernel2's:
+// A [16][128 + 4], B [16][BN + 4]. Per k a thread reads 2 float4s of A (its rows) and 2 of
+// B (its columns): 4 LDS.128 per 64 FMAs. dy is contiguous along k (filters), so A is
+// transposed on the way in: each thread copies a quad of 4 consecutive k of one pixel as
+// four 4-byte cp.async into 4 rows of the stage (16-byte copies would land m-major, and an
+// m-major A tile read as float4s along k needs 32 more live registers per thread: spills at
+// 128). w is contiguous along c, so B moves in 16-byte copies.
 //
-// Loads: cp.async (csrc/ptx/cp_async.cuh), 16 bytes each, src-size 0 (zero fill) for taps
-// outside dy, rows past M, k past Kgemm and channels past C/g. Thread tid copies the k quad
-// lq = tid % 4 of A rows tid/4 + (BN/2)*e and the c quad tid % (BN/4) of B rows
-// tid / (BN/4) and that + 8. The tap of each copied k is kept in incremental counters
-// (f, v, u and the element offset they give), advanced by 16 per K step with subtractions
-// and compares: no division by a run-time value inside the K loop.
+// Loads: cp.async (csrc/ptx/cp_async.cuh), src-size 0 (zero fill) for taps outside dy, rows
+// past M, k past Kgemm and channels past C/g. Thread tid copies the k quad lq = tid % 4 of A
+// rows tid/4 + (BN/2)*e, and the c quads bq and bq + BN/8 of B row tid / (BN/8)
+// (bq = tid % (BN/8)). The tap of each copied k is kept in incremental counters (f, v, u
+// and the element offset they give), advanced by 16 per K step with adds and compares: no
+// division by a run-time value inside the K loop.
 //
 // Pipeline (as gemm_tc.cuh): kDgrad2Stages - 1 tiles in flight before the loop; each K step
 // waits for its tile (cp.async.wait_group<Stages - 2>), one __syncthreads (every thread's

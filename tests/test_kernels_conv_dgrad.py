@@ -69,7 +69,7 @@ def case_arrays(rng, n, h, w, c, k, r, s, stride, padding, groups, cpu):
 @st.composite
 def dgrad2_cases(draw):
     groups = draw(st.integers(1, 2))
-    # C/g covers every tile width the launcher picks (48, 64, 96, 128) with ragged edges.
+    # C/g covers every tile width the launcher picks (48, 64, 128) with ragged edges.
     cg = draw(st.sampled_from([4, 8, 12, 20, 48, 52, 64, 96, 100, 128, 132]))
     kg = 4 * draw(st.integers(1, 6))
     r, s = draw(st.integers(1, 5)), draw(st.integers(1, 5))
@@ -96,7 +96,7 @@ def test_dgrad2_matches_reference_on_drawn_shapes(kernel_device, cpu, case):
         (1, 1, 1, 4, 4, 1, 1, 1, 0, 1),              # one pixel, one quad of channels and filters
         (2, 9, 8, 96, 24, 3, 3, 1, 1, 2),            # C/g = 48: the 48-wide tile, 2 row tiles
         (3, 10, 9, 64, 8, 2, 3, 1, (0, 1, 1, 0), 1),  # C/g = 64, M = 270: 3 row tiles
-        (1, 8, 10, 200, 8, 2, 3, 3, (1, 0, 0, 2), 2),  # C/g = 100: 2 tiles of 96; phases with no taps
+        (1, 8, 10, 200, 8, 2, 3, 3, (1, 0, 0, 2), 2),  # C/g = 100: 128-wide, ragged; phases with no taps
         (1, 10, 11, 132, 20, 3, 2, 1, (1, 1, 0, 1), 1),  # C/g = 132: 2 tiles of 128
         (2, 12, 13, 8, 12, 11, 11, 4, 1, 1),         # conv1-like 11 x 11 at stride 4, 16 phases
     ],
@@ -117,7 +117,7 @@ ALEXNET = {L.name: L for L in conv_layers()}
 @pytest.mark.parametrize("layer", [pytest.param("conv2", marks=pytest.mark.slow), "conv3", "conv4", "conv5"])
 def test_dgrad2_alexnet_layers(kernel_device, cpu, layer, capsys):
     """conv2-5's dgrad at batch 2, full size: the launcher picks kernel2 with the tile width
-    that wastes no column (C/g = 48 -> 48, 256 -> 128, 192 -> 96), and kernel1 agrees bit for bit."""
+    that wastes no column (C/g = 48 -> 48, 256 -> 128, 192 -> 64), and kernel1 agrees bit for bit."""
     L = ALEXNET[layer]
     rng = np.random.default_rng(sum(map(ord, layer)))
     kw = dict(stride=L.stride, padding=L.pad, groups=L.groups)
@@ -126,7 +126,7 @@ def test_dgrad2_alexnet_layers(kernel_device, cpu, layer, capsys):
     dx_probe = kernel_device.put(np.empty(x_shape, np.float32))
     ops = kernel_device.ops
     assert ops.conv2d_dgrad_kernel_version(kernel_device.put(dy), kernel_device.put(wt), dx_probe, **kw) == 2
-    assert ops.ext.conv_dgrad_tile_n(L.c // L.groups) == {"conv2": 48, "conv3": 128, "conv4": 96, "conv5": 96}[layer]
+    assert ops.ext.conv_dgrad_tile_n(L.c // L.groups) == {"conv2": 48, "conv3": 128, "conv4": 64, "conv5": 64}[layer]
     t = time.perf_counter()
     check_dgrad2(kernel_device, cpu, x_shape, wt, dy, layer, **kw)
     with capsys.disabled():
@@ -135,13 +135,13 @@ def test_dgrad2_alexnet_layers(kernel_device, cpu, layer, capsys):
 
 
 def test_tile_width_wastes_fewest_columns(kernel_device):
-    """The N tile covers C/g with the fewest padded columns, ties to the wider tile."""
+    """The N tile covers C/g with the fewest padded columns (ties: 128, then 64, then 48)."""
     tile_n = kernel_device.ops.ext.conv_dgrad_tile_n
-    want = {4: 48, 20: 48, 48: 48, 64: 64, 96: 96, 100: 128, 128: 128, 132: 48, 192: 96, 256: 128, 384: 128}
+    want = {4: 48, 20: 48, 48: 48, 64: 64, 96: 48, 100: 128, 128: 128, 132: 48, 192: 64, 256: 128, 384: 128}
     assert {cg: tile_n(cg) for cg in want} == want
     for cg in range(1, 600):
         padded = -(-cg // tile_n(cg)) * tile_n(cg)
-        assert padded == min(-(-cg // bn) * bn for bn in (48, 64, 96, 128))
+        assert padded == min(-(-cg // bn) * bn for bn in (48, 64, 128))
     with pytest.raises(ValueError, match="C/groups must be >= 1"):
         tile_n(0)
 

@@ -95,9 +95,9 @@ int main() {
   ok &= run<48>({2, 9, 8, 96, 24, 3, 3, 1, 1, 1, 1, 1, 2});
   // C/g = 40 in a 64-wide tile (ragged columns), stride 2: 4 phases, asymmetric padding.
   ok &= run<64>({2, 11, 9, 40, 8, 3, 4, 2, 0, 1, 2, 0, 1});
-  // C/g = 100: 2 column tiles; K/g = 4 (the tap counters wrap 4 times per K step); stride 3
-  // with R = 2: phases with no taps (dx = 0 there).
-  ok &= run<96>({1, 8, 10, 200, 8, 2, 3, 3, 1, 0, 0, 2, 2});
+  // C/g = 100: 3 column tiles of 48; K/g = 4 (the tap counters wrap 4 times per K step);
+  // stride 3 with R = 2: phases with no taps (dx = 0 there).
+  ok &= run<48>({1, 8, 10, 200, 8, 2, 3, 3, 1, 0, 0, 2, 2});
   // C/g = 132: 2 column tiles of 128; K/g = 20 (f wraps inside a K step); M = 110 < 128.
   ok &= run<128>({1, 10, 11, 132, 20, 3, 2, 1, 1, 1, 0, 1, 1});
   return ok ? 0 : 1;
