@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 from tolerances import tol
 
 import cuda_convnet as ccn
+from cuda_convnet import checks
 from cuda_convnet.alexnet_shapes import conv_layers
 
 ORDERS = ("forward", "reverse", "shuffle:5")
@@ -50,7 +51,7 @@ def dgrad(dev, dy, w, x_shape, version, **kw):
 def check_dgrad2(dev, cpu, x_shape, w, dy, what, **kw):
     """kernel2 against the float64 reference, and kernel1 gives the same bits."""
     dx2 = dgrad(dev, dy, w, x_shape, 2, **kw)
-    want = cpu.conv2d_backward(np.zeros(x_shape), w.astype(np.float64), dy.astype(np.float64), **kw)[0]
+    want = cpu.conv2d_dgrad(dy.astype(np.float64), w.astype(np.float64), x_shape, **kw)
     assert not np.isnan(dx2).any(), f"{what}: a dx element was never written (still NaN poison)"
     np.testing.assert_allclose(dx2, want, err_msg=what, **tol("conv2d_backward", "kernel_vs_reference"))
     dx1 = dgrad(dev, dy, w, x_shape, 1, **kw)
@@ -58,10 +59,11 @@ def check_dgrad2(dev, cpu, x_shape, w, dy, what, **kw):
     return dx2
 
 
-def case_arrays(rng, n, h, w, c, k, r, s, stride, padding, groups, cpu):
+def case_arrays(rng, n, h, w, c, k, r, s, stride, padding, groups):
+    """Random filters (scaled to keep dx O(1)) and a random dy of the convolution's output shape."""
     wt = rand(rng, k, r, s, c // groups, scale=1 / np.sqrt(r * s * k / groups))
-    g = cpu.conv2d(np.zeros((n, h, w, c), np.float32), wt, stride=stride, padding=padding, groups=groups)
-    return wt, rand(rng, *g.shape)
+    g = checks.check_conv_args(np.empty((n, h, w, c), np.float32), wt, None, stride, padding, groups)
+    return wt, rand(rng, n, g.p, g.q, k)
 
 
 # ----------------------------------------------------------------------------- drawn shapes
@@ -86,7 +88,7 @@ def test_dgrad2_matches_reference_on_drawn_shapes(kernel_device, cpu, case):
     rng = np.random.default_rng(case.pop("seed"))
     kw = dict(stride=case["stride"], padding=case["padding"], groups=case["groups"])
     names = ("n", "h", "w", "c", "k", "r", "s", "stride", "padding", "groups")
-    wt, dy = case_arrays(rng, *(case[k] for k in names), cpu)
+    wt, dy = case_arrays(rng, *(case[k] for k in names))
     check_dgrad2(kernel_device, cpu, (case["n"], case["h"], case["w"], case["c"]), wt, dy, str(case), **kw)
 
 
@@ -103,7 +105,7 @@ def test_dgrad2_matches_reference_on_drawn_shapes(kernel_device, cpu, case):
 )
 def test_dgrad2_tile_edges(kernel_device, cpu, n, h, w, c, k, r, s, stride, padding, groups):
     rng = np.random.default_rng(n * 1000 + h * 100 + c)
-    wt, dy = case_arrays(rng, n, h, w, c, k, r, s, stride, padding, groups, cpu)
+    wt, dy = case_arrays(rng, n, h, w, c, k, r, s, stride, padding, groups)
     check_dgrad2(kernel_device, cpu, (n, h, w, c), wt, dy, f"c={c} k={k} r={r} stride={stride}", stride=stride,
                  padding=padding, groups=groups)
 
@@ -121,7 +123,7 @@ def test_dgrad2_alexnet_layers(kernel_device, cpu, layer, capsys):
     L = ALEXNET[layer]
     rng = np.random.default_rng(sum(map(ord, layer)))
     kw = dict(stride=L.stride, padding=L.pad, groups=L.groups)
-    wt, dy = case_arrays(rng, 2, L.hw, L.hw, L.c, L.k, L.r, L.r, L.stride, L.pad, L.groups, cpu)
+    wt, dy = case_arrays(rng, 2, L.hw, L.hw, L.c, L.k, L.r, L.r, L.stride, L.pad, L.groups)
     x_shape = (2, L.hw, L.hw, L.c)
     dx_probe = kernel_device.put(np.empty(x_shape, np.float32))
     ops = kernel_device.ops
@@ -158,7 +160,7 @@ def test_launcher_picks_kernel2_where_it_applies(kernel_device, cpu):
         return ops.conv2d_dgrad_kernel_version(put(dy), put(wt), put(np.empty(x_shape, np.float32)), **kw)
 
     for c, k, want in [(40, 8, 2), (16, 8, 1), (3, 8, 1), (40, 6, 1), (42, 8, 1)]:
-        wt, dy = case_arrays(rng, 2, 6, 5, c, k, 3, 3, 1, 1, 1, cpu)
+        wt, dy = case_arrays(rng, 2, 6, 5, c, k, 3, 3, 1, 1, 1)
         assert version((2, 6, 5, c), wt, dy, stride=1, padding=1) == want, (c, k)
         dx0 = dgrad(kernel_device, dy, wt, (2, 6, 5, c), 0, stride=1, padding=1)
         np.testing.assert_array_equal(dx0, dgrad(kernel_device, dy, wt, (2, 6, 5, c), 1, stride=1, padding=1))
@@ -170,7 +172,7 @@ def test_misaligned_dy_falls_back_to_kernel1(kernel_device, cpu):
     if kernel_device.name != "emu":
         pytest.skip("builds a misaligned NumPy view")
     rng = np.random.default_rng(8)
-    wt, dy = case_arrays(rng, 2, 7, 6, 40, 8, 3, 3, 1, 1, 1, cpu)
+    wt, dy = case_arrays(rng, 2, 7, 6, 40, 8, 3, 3, 1, 1, 1)
     buf = np.empty(dy.size + 4, np.float32)
     start = next(i for i in range(4) if buf[i:].ctypes.data % 16 == 4)
     dym = buf[start:start + dy.size].reshape(dy.shape)
@@ -187,7 +189,7 @@ def test_misaligned_dy_falls_back_to_kernel1(kernel_device, cpu):
 
 def test_dgrad2_bit_identical_across_runs(kernel_device, cpu):
     rng = np.random.default_rng(12)
-    wt, dy = case_arrays(rng, 2, 9, 9, 96, 16, 3, 3, 2, 1, 2, cpu)
+    wt, dy = case_arrays(rng, 2, 9, 9, 96, 16, 3, 3, 2, 1, 2)
     kw = dict(stride=2, padding=1, groups=2)
     first = dgrad(kernel_device, dy, wt, (2, 9, 9, 96), 2, **kw)
     np.testing.assert_array_equal(dgrad(kernel_device, dy, wt, (2, 9, 9, 96), 2, **kw), first)
@@ -197,7 +199,7 @@ def test_dgrad2_bit_identical_across_runs(kernel_device, cpu):
 def test_dgrad2_identical_in_every_thread_order(monkeypatch, cpu):
     emu = ccn.backend("emu")
     rng = np.random.default_rng(13)
-    wt, dy = case_arrays(rng, 2, 8, 7, 104, 24, 3, 2, 1, (1, 0, 0, 1), 1, cpu)
+    wt, dy = case_arrays(rng, 2, 8, 7, 104, 24, 3, 2, 1, (1, 0, 0, 1), 1)
     kw = dict(stride=1, padding=(1, 0, 0, 1))
     results = {}
     for order in ORDERS:
