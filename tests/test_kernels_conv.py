@@ -176,7 +176,7 @@ def test_conv_tile_edges(kernel_device, cpu, n, h, w, c, k, r, s, stride, paddin
 
 
 @cxx_throw_works
-def test_conv_forward_fast_path_falls_back_when_misaligned(kernel_device, cpu):
+def test_conv2d_fast_path_falls_back_when_misaligned(kernel_device, cpu):
     """C/g % 4 == 0 but x starts 4 bytes past a 16-byte boundary: the launcher must take
     conv_fwd_kernel1 (and refuse a forced kernel2), with the same answer."""
     if kernel_device.name != "emu":
