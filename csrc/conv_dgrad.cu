@@ -29,7 +29,7 @@ void launch_dgrad2(const float* dy, const float* w, float* dx, const ConvShape& 
   auto kernel = conv_dgrad_kernel2<BN>;
   constexpr int smem = dgrad2_smem_floats<BN>() * sizeof(float);
 #if !defined(CCN_EMU)
-  // Above the default 48 KB of dynamic shared memory (BN = 128: 56 KB) the kernel must opt
+  // Above the default 48 KB of dynamic shared memory (BN = 128: 50,688 bytes) the kernel must opt
   // in; set on every launch, so it holds on whichever device is current.
   if (smem > 48 * 1024) {
     cudaError_t e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
@@ -46,7 +46,7 @@ void launch_dgrad2(const float* dy, const float* w, float* dx, const ConvShape& 
 
 bool conv_dgrad_kernel2_applies(const float* dy, const float* w, const float* dx, const ConvShape& g) {
   const long long lim = 1LL << 31;
-  return g.kg % 4 == 0 && g.cg % 4 == 0 && aligned16(dy) && aligned16(w) && aligned16(dx) &&
+  return g.kg % 4 == 0 && g.cg % 4 == 0 && aligned16(dy) && aligned16(w) && (dx == nullptr || aligned16(dx)) &&
          g.npq * g.k < lim && (long long)(g.r + 1) * (g.q + 1) * g.k < lim &&
          (long long)(g.kg + g.stride + 1) * g.rscg < lim && ceil_div(g.cg, conv_dgrad_tile_n(g.cg)) <= 65535u;
 }
@@ -66,25 +66,31 @@ int conv_dgrad_tile_n(int cg) {
   return best;
 }
 
-int conv_dgrad_version(const float* dy, const float* w, const float* dx, const ConvShape& g) {
-  // C/g <= 16 (conv1's C = 3): kernel1's 256 x 16 tile pads less than a 48-wide one.
-  return g.cg > 16 && conv_dgrad_kernel2_applies(dy, w, dx, g) ? 2 : 1;
+DgradTile conv2d_dgrad_tile(const ConvShape& g, int kernel) {
+  CCN_REQUIRE(kernel == 1 || kernel == 2, "kernel must be 1 or 2");
+  if (kernel == 2) return {kDgrad2BM, conv_dgrad_tile_n(g.cg)};
+  return g.cg <= 16 ? DgradTile{256, 16} : DgradTile{kConvBM, kConvBN};
 }
 
-void conv_dgrad(const float* dy, const float* w, float* dx, const ConvShape& g, cudaStream_t stream, int version) {
-  CCN_REQUIRE(dy && w && dx, "null tensor pointer");
-  CCN_REQUIRE(g.n >= 1 && g.p >= 1 && g.q >= 1 && g.cg * g.groups == g.c && g.kg * g.groups == g.k,
-              "shape not made by make_conv_shape");
-  CCN_REQUIRE(version >= 0 && version <= 2, "version must be 0 (automatic), 1 or 2");
-  CCN_REQUIRE((long long)g.groups * g.stride * g.stride <= 65535,
-              "groups * stride^2 too large for the grid's z dimension");
-  CCN_REQUIRE(ceil_div(g.cg, kConvBN) <= 65535u, "C/groups too large for the grid's y dimension");
-  CCN_REQUIRE(version != 2 || conv_dgrad_kernel2_applies(dy, w, dx, g),
+int conv2d_dgrad_version(const float* dy, const float* w, const float* dx, const ConvShape& g, int version) {
+  CCN_REQUIRE(version >= 0 && version <= 2, "version must be 0 (the launcher picks), 1 or 2");
+  const bool fast = conv_dgrad_kernel2_applies(dy, w, dx, g);
+  CCN_REQUIRE(version != 2 || fast,
               "conv_dgrad_kernel2 needs K/groups % 4 == 0, C/groups % 4 == 0, 16-byte aligned dy, w and dx, "
               "N*P*Q*K, (R+1)*(Q+1)*K, (K/groups + stride + 1)*R*S*C/groups < 2^31 and its C/groups tiles "
               "within the grid's y dimension");
-  if (version == 0) version = conv_dgrad_version(dy, w, dx, g);
-  if (version == 2) {
+  // C/g <= 16 (conv1's C = 3): kernel1's 256 x 16 tile pads less than a 48-wide one.
+  return version != 0 ? version : (fast && g.cg > 16 ? 2 : 1);
+}
+
+void conv2d_dgrad(const float* dy, const float* w, float* dx, const ConvShape& g, cudaStream_t stream, int version) {
+  CCN_REQUIRE(dy && w && dx, "null tensor pointer");
+  CCN_REQUIRE(g.n >= 1 && g.p >= 1 && g.q >= 1 && g.cg * g.groups == g.c && g.kg * g.groups == g.k,
+              "shape not made by make_conv_shape");
+  CCN_REQUIRE((long long)g.groups * g.stride * g.stride <= 65535,
+              "groups * stride^2 too large for the grid's z dimension");
+  CCN_REQUIRE(ceil_div(g.cg, kConvBN) <= 65535u, "C/groups too large for the grid's y dimension");
+  if (conv2d_dgrad_version(dy, w, dx, g, version) == 2) {
     switch (conv_dgrad_tile_n(g.cg)) {
       case 48: launch_dgrad2<48>(dy, w, dx, g, stream); break;
       case 64: launch_dgrad2<64>(dy, w, dx, g, stream); break;

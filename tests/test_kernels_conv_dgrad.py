@@ -34,13 +34,19 @@ def rand(rng, *shape, scale=1.0):
 
 @contextlib.contextmanager
 def dgrad_version(ops, version):
-    """Force conv2d_dgrad's kernel (0: the launcher's choice) for a while."""
-    old = ops.conv_dgrad_version
-    ops.conv_dgrad_version = version
+    """Force conv2d_dgrad's kernel through kernel_versions (0: the launcher picks) for a while."""
+    old = dict(ops.kernel_versions)
+    ops.kernel_versions["conv2d_dgrad"] = version
     try:
         yield
     finally:
-        ops.conv_dgrad_version = old
+        ops.kernel_versions.clear()
+        ops.kernel_versions.update(old)
+
+
+def geometry(n, h, w, c, k, r, s, stride, padding, groups):
+    return checks.check_conv_args(np.empty((n, h, w, c), np.float32), np.empty((k, r, s, c // groups), np.float32),
+                                  None, stride, padding, groups)
 
 
 def dgrad(dev, dy, w, x_shape, version, **kw):
@@ -62,7 +68,7 @@ def check_dgrad2(dev, cpu, x_shape, w, dy, what, **kw):
 def case_arrays(rng, n, h, w, c, k, r, s, stride, padding, groups):
     """Random filters (scaled to keep dx O(1)) and a random dy of the convolution's output shape."""
     wt = rand(rng, k, r, s, c // groups, scale=1 / np.sqrt(r * s * k / groups))
-    g = checks.check_conv_args(np.empty((n, h, w, c), np.float32), wt, None, stride, padding, groups)
+    g = geometry(n, h, w, c, k, r, s, stride, padding, groups)
     return wt, rand(rng, n, g.p, g.q, k)
 
 
@@ -125,10 +131,11 @@ def test_dgrad2_alexnet_layers(kernel_device, cpu, layer, capsys):
     kw = dict(stride=L.stride, padding=L.pad, groups=L.groups)
     wt, dy = case_arrays(rng, 2, L.hw, L.hw, L.c, L.k, L.r, L.r, L.stride, L.pad, L.groups)
     x_shape = (2, L.hw, L.hw, L.c)
-    dx_probe = kernel_device.put(np.empty(x_shape, np.float32))
     ops = kernel_device.ops
-    assert ops.conv2d_dgrad_kernel_version(kernel_device.put(dy), kernel_device.put(wt), dx_probe, **kw) == 2
-    assert ops.ext.conv_dgrad_tile_n(L.c // L.groups) == {"conv2": 48, "conv3": 128, "conv4": 64, "conv5": 64}[layer]
+    assert ops.kernel_version("conv2d_dgrad", kernel_device.put(dy), kernel_device.put(wt), x_shape, **kw) == 2
+    g = geometry(*x_shape, L.k, L.r, L.r, L.stride, L.pad, L.groups)
+    want_n = {"conv2": 48, "conv3": 128, "conv4": 64, "conv5": 64}[layer]
+    assert ops.conv2d_dgrad_plan(g) == {"block_m": 128, "block_n": want_n}
     t = time.perf_counter()
     check_dgrad2(kernel_device, cpu, x_shape, wt, dy, layer, **kw)
     with capsys.disabled():
@@ -138,14 +145,21 @@ def test_dgrad2_alexnet_layers(kernel_device, cpu, layer, capsys):
 
 def test_tile_width_wastes_fewest_columns(kernel_device):
     """The N tile covers C/g with the fewest padded columns (ties: 128, then 64, then 48)."""
-    tile_n = kernel_device.ops.ext.conv_dgrad_tile_n
+    ops = kernel_device.ops
+
+    def block_n(cg):
+        return ops.conv2d_dgrad_plan(geometry(1, 3, 3, cg, 4, 1, 1, 1, 0, 1))["block_n"]
+
     want = {4: 48, 20: 48, 48: 48, 64: 64, 96: 48, 100: 128, 128: 128, 132: 48, 192: 64, 256: 128, 384: 128}
-    assert {cg: tile_n(cg) for cg in want} == want
-    for cg in range(1, 600):
-        padded = -(-cg // tile_n(cg)) * tile_n(cg)
+    assert {cg: block_n(cg) for cg in want} == want
+    for cg in range(1, 400):
+        padded = -(-cg // block_n(cg)) * block_n(cg)
         assert padded == min(-(-cg // bn) * bn for bn in (48, 64, 128))
-    with pytest.raises(ValueError, match="C/groups must be >= 1"):
-        tile_n(0)
+    g = geometry(1, 3, 3, 3, 4, 1, 1, 1, 0, 1)
+    assert ops.conv2d_dgrad_plan(g, kernel=1) == {"block_m": 256, "block_n": 16}
+    assert ops.conv2d_dgrad_plan(geometry(1, 3, 3, 40, 4, 1, 1, 1, 0, 1), kernel=1) == {"block_m": 64, "block_n": 64}
+    with pytest.raises(ValueError, match="kernel must be 1 or 2"):
+        ops.conv2d_dgrad_plan(g, kernel=3)
 
 
 # ----------------------------------------------------------------------------- the switch
@@ -157,14 +171,19 @@ def test_launcher_picks_kernel2_where_it_applies(kernel_device, cpu):
     rng = np.random.default_rng(3)
 
     def version(x_shape, wt, dy, **kw):
-        return ops.conv2d_dgrad_kernel_version(put(dy), put(wt), put(np.empty(x_shape, np.float32)), **kw)
+        return ops.kernel_version("conv2d_dgrad", put(dy), put(wt), x_shape, **kw)
 
     for c, k, want in [(40, 8, 2), (16, 8, 1), (3, 8, 1), (40, 6, 1), (42, 8, 1)]:
         wt, dy = case_arrays(rng, 2, 6, 5, c, k, 3, 3, 1, 1, 1)
         assert version((2, 6, 5, c), wt, dy, stride=1, padding=1) == want, (c, k)
         dx0 = dgrad(kernel_device, dy, wt, (2, 6, 5, c), 0, stride=1, padding=1)
         np.testing.assert_array_equal(dx0, dgrad(kernel_device, dy, wt, (2, 6, 5, c), 1, stride=1, padding=1))
-    with dgrad_version(ops, 2), pytest.raises(ValueError, match="conv_dgrad_kernel2 needs"):
+    with dgrad_version(ops, 2):
+        with pytest.raises(ValueError, match="conv_dgrad_kernel2 needs"):
+            ops.conv2d_dgrad(put(dy), put(wt), (2, 6, 5, 42), stride=1, padding=1)
+        with pytest.raises(ValueError, match="conv_dgrad_kernel2 needs"):
+            version((2, 6, 5, 42), wt, dy, stride=1, padding=1)
+    with dgrad_version(ops, 3), pytest.raises(ValueError, match="version must be 0"):
         ops.conv2d_dgrad(put(dy), put(wt), (2, 6, 5, 42), stride=1, padding=1)
 
 
@@ -178,9 +197,8 @@ def test_misaligned_dy_falls_back_to_kernel1(kernel_device, cpu):
     dym = buf[start:start + dy.size].reshape(dy.shape)
     dym[...] = dy
     ops, kw = kernel_device.ops, dict(stride=1, padding=1)
-    dx_probe = np.empty((2, 7, 6, 40), np.float32)
-    assert ops.conv2d_dgrad_kernel_version(dy, wt, dx_probe, **kw) == 2
-    assert ops.conv2d_dgrad_kernel_version(dym, wt, dx_probe, **kw) == 1
+    assert ops.kernel_version("conv2d_dgrad", dy, wt, (2, 7, 6, 40), **kw) == 2
+    assert ops.kernel_version("conv2d_dgrad", dym, wt, (2, 7, 6, 40), **kw) == 1
     np.testing.assert_array_equal(ops.conv2d_dgrad(dym, wt, (2, 7, 6, 40), **kw),
                                   ops.conv2d_dgrad(dy, wt, (2, 7, 6, 40), **kw))
     with dgrad_version(ops, 2), pytest.raises(ValueError, match="conv_dgrad_kernel2 needs"):
