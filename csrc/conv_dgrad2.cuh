@@ -4,7 +4,7 @@
 // Kgemm = Ru*Su*K/g with k = (u*Su + v)*K/g + f, A[m, k] = dy[n, p0 - u, q0 - v, g*K/g + f],
 // B[k, c] = w[g*K/g + f, a + stride*u, b + stride*v, c]) on the design of conv_fwd_kernel2.
 //
-// Preconditions (conv_dgrad_kernel2_applies, checked by conv_dgrad): K/g % 4 == 0 and
+// Preconditions (conv_dgrad_kernel2_applies, checked by conv2d_dgrad): K/g % 4 == 0 and
 // C/g % 4 == 0 (a 16-byte quad of k stays inside one tap, a quad of c inside the group),
 // dy, w and dx 16-byte aligned, and the copies' element offsets fit int (N*P*Q*K,
 // (R+1)*(Q+1)*K and (K/g + stride + 1)*R*S*C/g < 2^31; the group base of w and the
