@@ -22,11 +22,12 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import _common as C  # noqa: E402
+from harness.checkout import use_checkout  # noqa: E402  (bench/ is not a package)
 
-C.use_checkout()
+use_checkout()
 
 import numpy as np  # noqa: E402
+from harness.validation import describe_error, rel_err  # noqa: E402
 
 import cuda_convnet as ccn  # noqa: E402
 from cuda_convnet.backends import poison_outputs  # noqa: E402
@@ -106,7 +107,7 @@ def run_sgd(ops, put, get, args):
     ccn.backend("cpu").sgd_update(*ref, **SGD)
     dev = [[put(a) for a in lst] for lst in args]
     ops.sgd_update(*dev, **SGD)
-    return max(C.rel_err(get(a), r) for a, r in zip(dev[0] + dev[2], ref[0] + ref[2]))
+    return max(rel_err(get(a), r) for a, r in zip(dev[0] + dev[2], ref[0] + ref[2]))
 
 
 def reference_of(name, fn, args):
@@ -144,13 +145,13 @@ def main(argv=None):
                     if args.backend == "cuda":
                         cupy.cuda.Device().synchronize()  # a kernel fault surfaces here, by name
                     refs = reference_of(name, fn, inputs)
-                    err = max(C.rel_err(get(o) if hasattr(o, "shape") else o, r) for o, r in zip(outs, refs))
+                    err = max(rel_err(get(o) if hasattr(o, "shape") else o, r) for o, r in zip(outs, refs))
             ok = err <= TOL
             failed += not ok
             print(f"{name:32s} rel err {err:.1e} {'ok' if ok else 'MISMATCH'}")
         except Exception as e:  # noqa: BLE001
             failed += 1
-            print(f"{name:32s} {C.describe_error(e)}")
+            print(f"{name:32s} {describe_error(e)}")
     print(f"sanitize_subset: {'all ops ok' if not failed else f'{failed} failed'}")
     return 1 if failed else 0
 
