@@ -66,6 +66,11 @@ def calls(rng):
          lambda o, *a: (o.conv2d(*a, **conv),)),
         ("conv2d_backward groups=2", (f(2, 9, 7, 6), f(8, 3, 3, 3), f(2, 9, 7, 8)),
          lambda o, *a: tuple(o.conv2d_backward(*a, **conv))),
+        # dgrad and wgrad alone: the launches conv2d_backward makes, through their own entry points
+        ("conv2d_dgrad groups=2", (f(2, 9, 7, 8), f(8, 3, 3, 3)),
+         lambda o, dy, w: (o.conv2d_dgrad(dy, w, (2, 9, 7, 6), **conv),)),
+        ("conv2d_wgrad groups=2", (f(2, 9, 7, 6), f(2, 9, 7, 8)),
+         lambda o, x, dy: tuple(o.conv2d_wgrad(x, dy, (8, 3, 3, 3), **conv))),
         ("conv2d 7x7/4", (f(2, 19, 17, 3), f(5, 7, 7, 3), f(5)),
          lambda o, *a: (o.conv2d(*a, **conv1),)),
         ("conv2d_backward 7x7/4", (f(2, 19, 17, 3), f(5, 7, 7, 3), f(2, 4, 3, 5)),
