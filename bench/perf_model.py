@@ -275,7 +275,7 @@ def alexnet_launches(batch: int = 128, sass=None) -> list[Launch]:
 
     for i, blk in enumerate(cfg.convs, 1):
         pad = blk.padding if isinstance(blk.padding, tuple) else (blk.padding,) * 4
-        groups = 1 if blk.both_towers else cfg.columns
+        groups = 1 if blk.both_towers else cfg.towers
         g = ConvGeom(n, h, w, c, blk.filters, blk.size, blk.size, blk.stride, pad, groups)
         out += conv_forward(sass, f"conv{i}", g)  # with the ReLU in its epilogue (the Net fuses it)
         # No dgrad for conv1: its input is the data, which needs no gradient (need_dx=False).
@@ -284,8 +284,8 @@ def alexnet_launches(batch: int = 128, sass=None) -> list[Launch]:
         layer_bwd = [mem(f"relu{i}", "bwd", "map2_kernel1<ReluGrad>", 3 * size)] + layer_bwd
         h, w, c = g.p, g.q, g.k
         if blk.lrn:
-            out += grouped(f"norm{i}", "fwd", "lrn_forward_kernel2", 2, size, cfg.columns)
-            layer_bwd = grouped(f"norm{i}", "bwd", "lrn_backward_kernel2", 4, size, cfg.columns, inputs=3) + layer_bwd
+            out += grouped(f"norm{i}", "fwd", "lrn_forward_kernel2", 2, size, cfg.towers)
+            layer_bwd = grouped(f"norm{i}", "bwd", "lrn_backward_kernel2", 4, size, cfg.towers, inputs=3) + layer_bwd
         if blk.pool:
             ph, pw = (h - cfg.pool_size) // cfg.pool_stride + 1, (w - cfg.pool_size) // cfg.pool_stride + 1
             small = n * ph * pw * c
@@ -303,8 +303,8 @@ def alexnet_launches(batch: int = 128, sass=None) -> list[Launch]:
                      gemm(sass, name, "wgrad", u, fan_in, n, True, False),
                      mem(name, "wgrad", "bias_grad_kernel1", n * u + u)]
         if j < 6 + len(cfg.hidden):  # the ReLU is in the forward GEMM's epilogue
-            out += grouped(f"drop{j}", "fwd", "dropout_kernel1", 2, n * u, cfg.columns)
-            layer_bwd = (grouped(f"drop{j}", "bwd", "dropout_kernel1", 2, n * u, cfg.columns)
+            out += grouped(f"drop{j}", "fwd", "dropout_kernel1", 2, n * u, cfg.towers)
+            layer_bwd = (grouped(f"drop{j}", "bwd", "dropout_kernel1", 2, n * u, cfg.towers)
                          + [mem(f"relu{j}", "bwd", "map2_kernel1<ReluGrad>", 3 * n * u)] + layer_bwd)
         bwd.append(layer_bwd)
         fan_in = u
@@ -330,7 +330,7 @@ def alexnet_conv_geoms(batch: int = 128) -> tuple:
     cfg = models.alexnet_config()
     geoms, h, w, c = [], *cfg.input_shape
     for i, blk in enumerate(cfg.convs, 1):
-        groups = 1 if blk.both_towers else cfg.columns
+        groups = 1 if blk.both_towers else cfg.towers
         pad = blk.padding if isinstance(blk.padding, tuple) else (blk.padding,) * 4
         g = ConvGeom(batch, h, w, c, blk.filters, blk.size, blk.size, blk.stride, pad, groups)
         geoms.append((f"conv{i}", g))
