@@ -31,7 +31,7 @@ from harness.validation import describe_error, rel_err  # noqa: E402
 
 import cuda_convnet as ccn  # noqa: E402
 from cuda_convnet.backends import poison_outputs  # noqa: E402
-from cuda_convnet.data.augment import lighting_constants  # noqa: E402
+from cuda_convnet.reference.augment import lighting_constants  # noqa: E402
 
 TOL = 1e-4
 SGD = dict(lr=0.01, momentum=0.9, weight_decay=5e-4)
