@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from bench_support import bench_module
 
 import cuda_convnet as ccn
 
@@ -75,11 +76,7 @@ def test_conv_bench_cpu_smoke(tmp_path):
 
 def test_conv_bench_fails_a_row_without_our_figure(tmp_path, monkeypatch):
     """A backend without conv2d_wgrad: that row has no figure, and the run exits 1."""
-    sys.path.insert(0, str(ROOT / "bench"))
-    try:
-        import conv_bench
-    finally:
-        sys.path.remove(str(ROOT / "bench"))
+    conv_bench = bench_module("conv_bench")
 
     class NoWgrad:
         def __init__(self, inner):
@@ -224,12 +221,7 @@ def test_gpu_check_without_a_gpu_builds_nothing(tmp_path):
 
 
 def _net_bench():
-    sys.path.insert(0, str(ROOT / "bench"))
-    try:
-        import net_bench
-    finally:
-        sys.path.remove(str(ROOT / "bench"))
-    return net_bench
+    return bench_module("net_bench")
 
 
 def _planted(op, scale):

@@ -6,15 +6,14 @@ so no nvcc is needed."""
 from __future__ import annotations
 
 import re
-import sys
 from pathlib import Path
 
 import pytest
+from bench_support import bench_module
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "bench"))
-import evolution as ev  # noqa: E402  (bench/ is not a package)
-import perf_model as pm  # noqa: E402
+ev = bench_module("evolution")
+pm = bench_module("perf_model")
 
 # sass_report --json rows (sm_90) for the kernels the AlexNet step launches, plus a tensor-core
 # GEMM and an sm_80 row that must be ignored.

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from bench_support import bench_module
 
 import cuda_convnet as ccn
 from cuda_convnet import reference
@@ -23,12 +24,7 @@ LINE = re.compile(r"^(\S+(?: \S+)?)\s+(rel err (\S+) (ok|MISMATCH)|error: .*)$")
 
 
 def _sanitize_subset():
-    sys.path.insert(0, str(ROOT / "bench"))
-    try:
-        import sanitize_subset
-    finally:
-        sys.path.remove(str(ROOT / "bench"))
-    return sanitize_subset
+    return bench_module("sanitize_subset")
 
 
 def _results(stdout):
