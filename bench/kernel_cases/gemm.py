@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 from harness.validation import MISMATCH, OK, describe_error, rel_err
+from harness.versions import forced, versions
 
 from cuda_convnet.alexnet_shapes import fc_layers
 from cuda_convnet.backends import poison_outputs
@@ -75,21 +76,32 @@ def run_gemm(dev, backend, torch, timing, seed, batch, div, tol):
                     row["base_tflops"] = flop / st["median_s"] / 1e12
                 except Exception as e:  # noqa: BLE001
                     row["base_status"] = describe_error(e)
-            try:
-                with poison_outputs():
-                    row["err_ours"] = rel_err(ours[d](*vin), ref)
-                if not row["err_ours"] <= tol:
-                    row["status"] = MISMATCH
-                else:
-                    st = timing.run(dev, lambda i, d=d, sets=sets, nsets=nsets: ours[d](*sets[i % nsets]))
-                    row.update(ours_ms=st["median_s"] * 1e3, ours_calls=st["calls"], status=OK)
-                    row["ours_tflops"] = flop / st["median_s"] / 1e12
-                    if row.get("base_ms"):
-                        row["ratio"] = row["ours_ms"] / row["base_ms"]
-            except Exception as e:  # noqa: BLE001
-                row["status"] = describe_error(e)
+            _measure_ours(row, ours[d], vin, sets, ref, flop, dev, timing, tol)
             rows.append(row)
+            for v in versions(backend, "linear"):  # every kernel version of the GEMM, side by side
+                vrow = {"layer": name, "op": f"{d} v{v}", "mnk": row["mnk"], "gflop": row["gflop"], "version": v}
+                vrow.update({k: row[k] for k in ("base_ms", "base_tflops", "err_base") if k in row})
+                with forced(backend, ("linear", "linear_backward"), v):
+                    _measure_ours(vrow, ours[d], vin, sets, ref, flop, dev, timing, tol)
+                rows.append(vrow)
     return rows
+
+
+def _measure_ours(row, fn, vin, sets, ref, flop, dev, timing, tol):
+    """Ours on one GEMM: validated (outputs poisoned), then timed over the rotated sets."""
+    try:
+        with poison_outputs():
+            row["err_ours"] = rel_err(fn(*vin), ref)
+        if not row["err_ours"] <= tol:
+            row["status"] = MISMATCH
+        else:
+            st = timing.run(dev, lambda i: fn(*sets[i % len(sets)]))
+            row.update(ours_ms=st["median_s"] * 1e3, ours_calls=st["calls"], status=OK)
+            row["ours_tflops"] = flop / st["median_s"] / 1e12
+            if row.get("base_ms"):
+                row["ratio"] = row["ours_ms"] / row["base_ms"]
+    except Exception as e:  # noqa: BLE001
+        row["status"] = describe_error(e)
 
 
 def gemm_columns(dev):
