@@ -154,3 +154,39 @@ def test_results_md_holds_the_generated_table():
     table = text.split(ev.BEGIN, 1)[1].split(ev.END, 1)[0]
     assert "PREDICTION" in table and "| conv_fwd | 2 | `conv_fwd_kernel2` |" in table
     assert "not yet measured on a GPU" in table
+
+
+def test_measured_column_from_a_gpu_runs_version_rows(tmp_path):
+    """conv_bench / kernel_bench JSON of a GPU run fill the measured column, summed over the
+    same work as the same-work prediction; a CPU-mode run fills nothing."""
+    import json
+
+    env = {"device": "GPU: NVIDIA H100 80GB HBM3", "date": "2026-12-01 10:00 UTC", "commit": "abc1234"}
+    conv = {"bench": "conv_bench", "env": env, "rows": [
+        {"layer": c, "op": f"fwd v{v}", "version": v, "status": "ok", "ours_ms": 0.5 * v}
+        for c in ("conv1", "conv2", "conv3", "conv4", "conv5") for v in (1, 2) if not (c == "conv1" and v == 2)]
+        + [{"layer": "conv2", "op": "fwd", "status": "ok", "ours_ms": 9.0}]}  # the launcher's pick: no version
+    kernel = {"bench": "kernel_bench", "env": env, "rows": [
+        {"op": "lrn conv1 v2", "version": 2, "status": "ok", "ours_us": 100.0},
+        {"op": "lrn conv2 v2", "version": 2, "status": "ok", "ours_us": 50.0},
+        {"op": "lrn_backward conv1 v1", "version": 1, "status": "MISMATCH"},
+        {"layer": "fc6", "op": "fwd v2", "version": 2, "status": "ok", "ours_ms": 0.25}]}
+    cpu = dict(kernel, env=dict(env, device="CPU: x86_64, 2 cores"))
+    got = ev.measured([conv, kernel, cpu])
+    where = "NVIDIA H100 80GB HBM3, 2026-12-01 10:00 UTC, abc1234"
+    assert got == {"conv_fwd_kernel1": f"2.000 ms (conv2-conv5 fwd; {where})",
+                   "conv_fwd_kernel2": f"4.000 ms (conv2-conv5 fwd; {where})",
+                   "lrn_forward_kernel2": f"0.150 ms (lrn conv1+conv2; {where})",
+                   "gemm_kernel2": f"0.250 ms (fc6-fc8 fwd+dgrad+wgrad; {where})"}
+    assert ev.measured([cpu]) == {}
+    sass, c, k = tmp_path / "sass.json", tmp_path / "conv.json", tmp_path / "kernel.json"
+    sass.write_text(json.dumps(_stats()))
+    c.write_text(json.dumps(conv))
+    k.write_text(json.dumps(kernel))
+    results = tmp_path / "RESULTS.md"
+    results.write_text(f"{ev.BEGIN}\n{ev.END}\n")
+    assert ev.main(["--sass-json", str(sass), "--write", str(results), "--measured", str(c), str(k)]) == 0
+    line = next(ln for ln in results.read_text().splitlines() if "`conv_fwd_kernel2`" in ln)
+    assert line.endswith(f"| 4.000 ms (conv2-conv5 fwd; {where}) |")
+    assert "| not yet measured on a GPU |" in next(ln for ln in results.read_text().splitlines()
+                                                   if "`lrn_forward_kernel1`" in ln)
