@@ -109,7 +109,7 @@ def ideas(csrc: Path = ROOT / "csrc") -> dict:
             for name in names:
                 out.setdefault(name, _shorten(idea.strip()))
         # a kernel with no entry: the comment right above its definition
-        for m in re.finditer(r"__global__[^(]*?\b(\w+_kernel\d+)\s*\(", path.read_text()):
+        for m in re.finditer(r"__global__[^;{]*?\b(\w+_kernel\d+)\s*\(", path.read_text()):
             name = m.group(1)
             if name in out:
                 continue

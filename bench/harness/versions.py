@@ -22,7 +22,7 @@ FAMILY = {"conv2d": "conv_fwd", "lrn": "lrn_forward", "lrn_backward": "lrn_backw
 
 def family_versions(family: str, csrc: Path = ROOT / "csrc") -> list[int]:
     """The n of every ``__global__ ... <family>_kernel<n>(`` defined in csrc/*.cuh, ascending."""
-    pattern = re.compile(rf"__global__[^;{{(]*?\b{re.escape(family)}_kernel(\d+)\s*\(")
+    pattern = re.compile(rf"__global__[^;{{]*?\b{re.escape(family)}_kernel(\d+)\s*\(")
     found = {int(m.group(1)) for p in csrc.glob("*.cuh") for m in pattern.finditer(p.read_text())}
     return sorted(found)
 
