@@ -141,7 +141,7 @@ def step_ms(sass, batch=128) -> dict:
 def _conv_fwd_same_work(sass, version, batch):
     geoms, _ = perf_model.alexnet_conv_geoms(batch)
     both = [(n, g) for n, g in geoms if g.cg % 4 == 0]  # conv1 (C = 3) runs kernel1 only
-    return sum(ln.seconds for n, g in both for ln in perf_model.conv_forward(sass, n, g, version)) * 1e3, \
+    return sum(ln.seconds for n, g in both for ln in perf_model.conv2d(sass, n, g, version)) * 1e3, \
         "+".join(n for n, _ in both) + " fwd"
 
 

@@ -116,3 +116,20 @@ def test_the_reference_against_itself_agrees_to_rounding(capsys):
     results = _results(capsys.readouterr().out)
     assert all(status == "ok" and err <= 1e-6 for status, err, _ in results.values()), results
     assert results["linear"][1] > 0 and results["softmax_cross_entropy"][1] > 0
+
+
+@pytest.mark.emu
+def test_every_kernel_version_runs_under_the_sanitizer(capsys):
+    """Each version of every versioned op agrees on at least one call; a version that
+    declines a call does so only where it cannot run it (kernel2 and C/groups % 4 != 0)."""
+    versions = bench_module("harness.versions")
+    assert _sanitize_subset().main(["--backend", "emu"]) == 0
+    results = _results(capsys.readouterr().out)
+    for op, family in versions.FAMILY.items():
+        for v in versions.family_versions(family):
+            ok = [n for n, r in results.items() if _op(n) == op and n.endswith(f" v{v}") and r[0] == "ok"]
+            assert ok, (op, v)
+    declined = {n: r[2] for n, r in results.items() if r[0] == "not run"}
+    assert set(declined) == {"conv2d groups=2 v2", "conv2d 7x7/4 v2"}, declined
+    assert all("kernel2 needs" in line for line in declined.values()), declined
+    assert results["conv2d groups=2 C/g=4 v2"][0] == "ok"
