@@ -145,6 +145,13 @@ def _conv_fwd_same_work(sass, version, batch):
         "+".join(n for n, _ in both) + " fwd"
 
 
+def _conv_dgrad_same_work(sass, version, batch):
+    geoms, _ = perf_model.alexnet_conv_geoms(batch)
+    both = [(n, g) for n, g in geoms[1:] if g.cg % 4 == 0 and g.kg % 4 == 0]  # conv1 launches no dgrad
+    return sum(ln.seconds for n, g in both for ln in perf_model.conv2d_dgrad(sass, n, g, version)) * 1e3, \
+        "+".join(n for n, _ in both) + " dgrad"
+
+
 def _gemm_same_work(sass, version, batch):
     _, fan_in = perf_model.alexnet_conv_geoms(batch)
     total, n = 0.0, batch
@@ -160,7 +167,7 @@ def _gemm_same_work(sass, version, batch):
 
 
 # Families whose versions perf_model can force onto the same work: family -> fn(sass, version, batch)
-SAME_WORK = {"conv_fwd": _conv_fwd_same_work, "gemm": _gemm_same_work}
+SAME_WORK = {"conv_fwd": _conv_fwd_same_work, "conv_dgrad": _conv_dgrad_same_work, "gemm": _gemm_same_work}
 
 
 def rows(sass_stats: list[dict], batch=128, csrc: Path = ROOT / "csrc") -> list[dict]:

@@ -183,19 +183,21 @@ def conv2d(sass, name, g: ConvGeom, version: int = 0) -> list[Launch]:
     return [gemm_launch(sass, name, "fwd", kernel, tiles, bm, bn, k_block, g.flops, F32 * (x + y + w + g.k))]
 
 
-def conv2d_dgrad(sass, name, g: ConvGeom) -> list[Launch]:
+def conv2d_dgrad(sass, name, g: ConvGeom, version: int = 0) -> list[Launch]:
     """Per stride phase (a, b): its own rows and taps (conv_dgrad.cuh); one launch whose
-    busiest SM is modelled over all the phases' active blocks. conv_dgrad_kernel2 (128 x BN,
-    BN from the launcher's own conv2d_dgrad_plan) where conv2d_dgrad_version picks it (K/g and
-    C/g % 4 == 0, C/g > 16; the arrays are taken as aligned), else kernel1."""
+    busiest SM is modelled over all the phases' active blocks. version 0: the launcher's pick,
+    conv_dgrad_kernel2 where K/g and C/g % 4 == 0 and C/g > 16 (the arrays are taken as
+    aligned), else kernel1; 1 or 2 that kernel (ValueError where kernel2 cannot run). The
+    block tile is the launcher's own (conv2d_dgrad_plan, through the emulator build)."""
     x, y, w = g.bytes()
-    if g.kg % 4 == 0 and g.cg % 4 == 0 and g.cg > 16:
-        tile = _emu().conv2d_dgrad_plan(**_shape_kwargs(g), kernel=2)
-        bm, bn = tile["block_m"], tile["block_n"]
-        kernel = f"conv_dgrad_kernel2<{bn}>"
-    else:
-        bm, bn = (256, 16) if g.cg <= 16 else (64, 64)
-        kernel = f"conv_dgrad_kernel1<{bm}, {bn}>"
+    fits2 = g.kg % 4 == 0 and g.cg % 4 == 0
+    if version == 2 and not fits2:
+        raise ValueError(f"{name}: conv_dgrad_kernel2 needs K/groups and C/groups % 4 == 0 "
+                         f"(K/groups = {g.kg}, C/groups = {g.cg})")
+    version = version or (2 if fits2 and g.cg > 16 else 1)
+    tile = _emu().conv2d_dgrad_plan(**_shape_kwargs(g), kernel=version)
+    bm, bn = tile["block_m"], tile["block_n"]
+    kernel = f"conv_dgrad_kernel2<{bn}>" if version == 2 else f"conv_dgrad_kernel1<{bm}, {bn}>"
     st = g.stride
     tiles, padded, k_max = 0, 0.0, 0
     for a in range(st):
