@@ -1,6 +1,8 @@
-// conv_dgrad_kernel2<BN>: the fast path of dgrad (the gradient of the convolution with
-// respect to its input), the same implicit GEMM as conv_dgrad_kernel1 (conv_dgrad.cuh: per
-// group and stride phase (a, b), M = the phase's N*Hph*Wph input pixels, Ngemm = C/g,
+// conv_dgrad_kernel2<BN> (fast path: K/g and C/g multiples of 4, C/g above 16, aligned;
+// AlexNet conv2-5): a 128 x BN x 16 block tile with 8 x 8 outputs per thread, float4 shared
+// reads and a 3-stage cp.async pipeline. The gradient of the convolution with respect to its
+// input (dgrad) as the same implicit GEMM as conv_dgrad_kernel1 (conv_dgrad.cuh: per group
+// and stride phase (a, b), M = the phase's N*Hph*Wph input pixels, Ngemm = C/g,
 // Kgemm = Ru*Su*K/g with k = (u*Su + v)*K/g + f, A[m, k] = dy[n, p0 - u, q0 - v, g*K/g + f],
 // B[k, c] = w[g*K/g + f, a + stride*u, b + stride*v, c]) on the design of conv_fwd_kernel2.
 //
