@@ -138,6 +138,7 @@ int main(int argc, char** argv) {
     ok &= run_fwd({3, 10, 9, 4, 9, 2, 3, 1, 0, 1, 1, 0, 1}, 1);   // M = 270: five row tiles
     ok &= run_fwd({2, 9, 8, 8, 140, 3, 2, 2, 1, 0, 2, 1, 2}, 2);  // C/g = 4, Kgemm = 24: two K steps
     ok &= run_fwd({3, 10, 9, 4, 9, 2, 3, 1, 0, 1, 1, 0, 1}, 2);   // M = 270: three row tiles of 128
+    ok &= run_fwd({1, 7, 6, 12, 20, 3, 3, 1, 1, 1, 1, 1, 1}, 2);  // Kgemm = 108: 7 K steps, the stages reused
   }
   if (all || which == "dgrad") {
     ok &= run_dgrad<kConvBM, kConvBN>({1, 7, 6, 40, 12, 3, 3, 2, 1, 1, 1, 1, 2});  // C/g = 20, 4 phases

@@ -9,12 +9,25 @@ from ... import checks
 
 
 class LinearOps:
+    #: Split-K of the float32 GEMMs (csrc/gemm.cu, gemm_plan): 0 lets the launcher choose
+    #: from the device's SM count (enough K slices that a small grid fills one wave), 1
+    #: never splits, n > 1 at most n slices (tests set it to exercise both paths).
+    gemm_splits = 0
+
+    def gemm_plan(self, m, n, k) -> dict:
+        """How the float32 GEMM runs an m x n x k product on this device: {"version",
+        "splits", "k_chunk", "workspace_floats"} (csrc/gemm.cu, gemm_plan)."""
+        return self.ext.gemm_plan(m, n, k, version=0, splits=self.gemm_splits)
+
     def _gemm(self, precision, a, b, c, bias, m, n, k, trans_a, trans_b, stream, relu=False):
         """One GEMM C[m,n] = op(a) op(b) (+ bias, then ReLU if `relu`) on the kernel of `precision`."""
         args = (self._ptr(a), self._ptr(b), self._ptr(c), self._ptr(bias), m, n, k, trans_a, trans_b, 1.0, 0.0,
                 bool(relu))
         if precision == "fp32":
-            self.ext.gemm(*args, stream)
+            # A split-K plan writes its K slices to a workspace allocated here, as conv2d_wgrad does.
+            floats = self.gemm_plan(m, n, k)["workspace_floats"]
+            ws = self._empty((floats,)) if floats else None
+            self.ext.gemm(*args, stream, self._ptr(ws), floats, 0, self.gemm_splits)
         else:
             self.ext.gemm_tc(*args, precision, stream)
 
