@@ -19,7 +19,9 @@ The model (H100 SXM: 132 SMs, 4 warp schedulers per SM, 1.98 GHz, 3.35 TB/s HBM3
   64x64 or 256x16 when C/groups <= 16, blocks past their phase's rows exit at once;
   conv_wgrad.cu: 64x64 tiles split over N*P*Q by conv_wgrad_plan, called through the
   emulator build so the plan is the launcher's own; gemm.cu: gemm_kernel2 128x128x8 when
-  M, N >= 128, else gemm_kernel1 64x64x16). Per block, the main loop issues
+  M, N >= 128, else gemm_kernel1 64x64x16, with the K split of gemm_plan, called through the
+  emulator build (132 SMs), plus gemm_sum_splits_kernel1 when it splits). Per block, the
+  main loop issues
       FFMA warp instructions = BM * BN * K_padded / 32,   all = FFMA / fma_share
   (fma_share: the kernel's main-loop FMA share in the SASS, bench/sass_report.py; the
   prologue and epilogue are neglected). The busiest SM runs ceil(blocks / 132) blocks (wave
@@ -233,14 +235,28 @@ def conv_wgrad(sass, name, g: ConvGeom) -> list[Launch]:
     return out
 
 
-def gemm(sass, layer, direction, m, n, k, trans_a, trans_b) -> Launch:
-    if m >= 128 and n >= 128:
-        kernel, bm, bn, bk = f"gemm_kernel2<{str(trans_a).lower()}, {str(trans_b).lower()}>", 128, 128, 8
+def gemm_plan(m, n, k) -> dict:
+    """The launcher's own kernel choice and split-K (csrc/gemm.cu, gemm_plan, through the
+    emulator build, which reports the H100's 132 SMs)."""
+    return _emu().gemm_plan(m, n, k)
+
+
+def gemm(sass, layer, direction, m, n, k, trans_a, trans_b) -> list[Launch]:
+    """The float32 GEMM: `splits` K slices of the 128 x 128 (gemm_kernel2, 8-deep K steps) or
+    64 x 64 (gemm_kernel1, 16) tile, each writing an [m, n] slab, then the fixed-order sum."""
+    plan = gemm_plan(m, n, k)
+    ta, tb = str(trans_a).lower(), str(trans_b).lower()
+    if plan["version"] == 2:
+        kernel, bm, bn, bk = f"gemm_kernel2<{ta}, {tb}>", 128, 128, 8
     else:
-        kernel, bm, bn, bk = f"gemm_kernel1<{str(trans_a).lower()}, {str(trans_b).lower()}>", 64, 64, 16
-    tiles = _cdiv(m, bm) * _cdiv(n, bn)
-    return gemm_launch(sass, layer, direction, kernel, tiles, bm, bn, _cdiv(k, bk) * bk, 2.0 * m * n * k,
-                       F32 * (m * k + k * n + m * n))
+        kernel, bm, bn, bk = f"gemm_kernel1<{ta}, {tb}>", 64, 64, 16
+    splits = plan["splits"]
+    tiles = _cdiv(m, bm) * _cdiv(n, bn) * splits
+    out = [gemm_launch(sass, layer, direction, kernel, tiles, bm, bn, _cdiv(plan["k_chunk"], bk) * bk,
+                       2.0 * m * n * k, F32 * (m * k + k * n + splits * m * n))]
+    if splits > 1:  # the slices summed with the epilogue: splits slabs read, C written
+        out.append(memory_launch(layer, direction, "gemm_sum_splits_kernel1", F32 * (splits + 1) * m * n))
+    return out
 
 
 # ---------------------------------------------------------------------------- the network
@@ -293,9 +309,9 @@ def alexnet_launches(batch: int = 128, sass=None) -> list[Launch]:
     units = list(cfg.hidden) + [cfg.classes]
     for j, u in enumerate(units, 6):
         name = f"fc{j}"
-        out.append(gemm(sass, name, "fwd", n, u, fan_in, False, True))
-        layer_bwd = [gemm(sass, name, "dgrad", n, fan_in, u, False, False),
-                     gemm(sass, name, "wgrad", u, fan_in, n, True, False),
+        out += gemm(sass, name, "fwd", n, u, fan_in, False, True)
+        layer_bwd = [*gemm(sass, name, "dgrad", n, fan_in, u, False, False),
+                     *gemm(sass, name, "wgrad", u, fan_in, n, True, False),
                      mem(name, "wgrad", "bias_grad_kernel1", n * u + u)]
         if j < 6 + len(cfg.hidden):  # the ReLU is in the forward GEMM's epilogue
             out += grouped(f"drop{j}", "fwd", "dropout_kernel1", 2, n * u, cfg.columns)

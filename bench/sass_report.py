@@ -30,7 +30,8 @@ Per kernel and architecture:
                      threads per block from ``__launch_bounds__`` (256 where absent)
   fma%               FFMA (+HMMA, DFMA) / all instructions of the main loop, NOPs excluded
   int/fma            integer ALU instructions (INT_OPS) per FMA in the main loop
-  lds128, lds32      128-bit and 32-bit shared loads in the main loop (LDS.64 counted apart)
+  lds128, lds32      128-bit and 32-bit shared loads in the main loop (LDS.64 counted apart;
+                     not ptxas's never-executed "@!PT LDS RZ, [RZ]" beside cp.async)
   ldgsts/ldsm/hmma   whether the kernel uses cp.async, ldmatrix, tensor-core MMA (anywhere)
   local              spill traffic: LOCAL and STACK bytes (-res-usage), LDL/STL instructions
                      anywhere in the kernel
@@ -260,6 +261,7 @@ class Insn:
     addr: int
     op: str      # full opcode with modifiers, e.g. "LDS.128", "FFMA"
     args: str
+    pred: str = ""  # guard predicate, e.g. "@P0"; "@!PT" never executes (ptxas's placeholders beside LDGSTS)
 
     @property
     def base(self) -> str:
@@ -283,7 +285,7 @@ def parse_sass(text: str) -> dict[int, dict[str, list[Insn]]]:
             continue
         m = _INSN.search(line)
         if m and arch is not None and func is not None:
-            out[arch][func].append(Insn(int(m.group(1), 16), m.group(3), m.group(4)))
+            out[arch][func].append(Insn(int(m.group(1), 16), m.group(3), m.group(4), m.group(2) or ""))
     return out
 
 
@@ -420,7 +422,7 @@ def analyse(arch: int, mangled: str, demangled: str, insns: list[Insn], res: dic
         ops[x.op] = ops.get(x.op, 0) + 1
     fma = sum(_is_fma(x) for x in body)
     ints = sum(x.base in INT_OPS for x in body)
-    lds = [x.op for x in body if x.base == "LDS"]
+    lds = [x.op for x in body if x.base == "LDS" and x.pred != "@!PT"]  # not the never-executed placeholders
     lds128 = sum(".128" in o for o in lds)
     lds64 = sum(".64" in o for o in lds)
     reported = res.get("SHARED", 0)

@@ -59,8 +59,14 @@ def test_alexnet_grids_follow_the_launchers():
     assert not [k for k in by if k[0].startswith("relu") and k[1] == "fwd"]
     assert sorted(k[0] for k in by if k[0].startswith("relu")) == sorted(
         ["relu1", "relu2", "relu3", "relu4", "relu5", "relu6", "relu7"])
-    # FC at batch 128: fc6/fc7 forward 32 blocks, fc8 forward 8 (128x128 tiles)
-    assert [by[(f"fc{i}", "fwd")][0].blocks for i in (6, 7, 8)] == [32, 32, 8]
+    # FC at batch 128: fc6/fc7 forward 32 tiles of 128x128, fc8 8, split over K into 9, 10
+    # and 37 slices (the launcher's gemm_plan on 132 SMs), each then summed by one more launch;
+    # every FC GEMM fills at least one wave of 2 blocks per SM.
+    assert [by[(f"fc{i}", "fwd")][0].blocks for i in (6, 7, 8)] == [32 * 9, 32 * 10, 8 * 37]
+    assert [ln.kernel for ln in by[("fc8", "fwd")]] == ["gemm_kernel2<false, true>", "gemm_sum_splits_kernel1"]
+    for i in (6, 7, 8):
+        for d in ("fwd", "dgrad", "wgrad"):
+            assert by[(f"fc{i}", d)][0].blocks >= 2 * 132, (i, d)
     # wgrad: the launcher's own plan (through the emulator build)
     plan = pm.wgrad_plan(pm.ConvGeom(128, 224, 224, 3, 96, 11, 11, 4, (1, 2, 1, 2), 1))
     assert by[("conv1", "wgrad")][0].blocks == 2 * 6 * plan["chunks"]
