@@ -147,6 +147,28 @@ constexpr int kConvFwd2LdA = kConvFwd2BM + kConvPad, kConvFwd2LdB = kConvFwd2BN 
 constexpr int kConvFwd2StageFloats = kConvBK * kConvFwd2LdA + kConvBK * kConvFwd2LdB;  // one stage: A, then B
 constexpr int kConvFwd2SmemFloats = kConvFwd2Stages * kConvFwd2StageFloats;
 
+// The 8 x 8 epilogue of kernel2 and kernel3: bias, ReLU, store. Register row i is tile row
+// 4*ty + i (i < 4) or 64 + 4*ty + (i - 4); column j likewise with tx.
+__device__ __forceinline__ void conv_fwd_store_8x8(const ConvShape& g, const float* __restrict__ bias,
+                                                   float* __restrict__ y, const float (&acc)[8][8], int grp, int m0,
+                                                   int n0, int M, bool relu, int tx, int ty) {
+#pragma unroll
+  for (int i = 0; i < 8; ++i) {
+    int m = m0 + (i < 4 ? 4 * ty + i : 64 + 4 * ty + i - 4);
+    if (m >= M) continue;
+    float* yrow = y + (long long)m * g.k + grp * g.kg;
+#pragma unroll
+    for (int j = 0; j < 8; ++j) {
+      int n = n0 + (j < 4 ? 4 * tx + j : 64 + 4 * tx + j - 4);
+      if (n >= g.kg) continue;
+      float v = acc[i][j];
+      if (bias) v += bias[grp * g.kg + n];
+      if (relu) v = (v <= 0.f) ? 0.f : v;
+      yrow[n] = v;
+    }
+  }
+}
+
 __global__ void __launch_bounds__(kConvThreads)
     conv_fwd_kernel2(const float* __restrict__ x, const float* __restrict__ w, const float* __restrict__ bias,
                      float* __restrict__ y, ConvShape g, bool relu) {
@@ -221,23 +243,99 @@ __global__ void __launch_bounds__(kConvThreads)
     write_stage = write_stage == S - 1 ? 0 : write_stage + 1;
   }
 
-  // Epilogue: bias, ReLU, store. Register row i is tile row 4*ty + i (i < 4) or
-  // 64 + 4*ty + (i - 4); column j likewise with tx.
+  conv_fwd_store_8x8(g, bias, y, acc, grp, m0, n0, M, relu, tx, ty);
+}
+
+// conv_fwd_kernel3 (any C/g; AlexNet conv1, C = 3): kernel2's tile, micro-kernel and
+// pipeline, with a scalar gather: the four taps a thread copies per K step need not share
+// one (r, s), so each keeps its own (r, s, c), decoded once before the loop and advanced by
+// 16 taps per step with carries (no division in the loop).
+__global__ void __launch_bounds__(kConvThreads)
+    conv_fwd_kernel3(const float* __restrict__ x, const float* __restrict__ w, const float* __restrict__ bias,
+                     float* __restrict__ y, ConvShape g, bool relu) {
+  constexpr int S = kConvFwd2Stages, LDA = kConvFwd2LdA, LDB = kConvFwd2LdB;
+  CCN_DYNAMIC_SHARED(float, smem);  // [S] x {As [BK][128 + pad], Bs [BK][128 + pad]}
+  const int tx = threadIdx.x, ty = threadIdx.y;
+  const int tid = ty * 16 + tx;
+  const int grp = blockIdx.z;
+  const int m0 = blockIdx.x * kConvFwd2BM, n0 = blockIdx.y * kConvFwd2BN;
+  const int M = static_cast<int>(g.npq), Kgemm = g.rscg;
+  const int ktiles = (Kgemm + kConvBK - 1) / kConvBK;
+
+  // This thread's loads: taps k0 + 4*lq + q (q < 4), rows lrow and 64 + lrow.
+  const int lq = tid % 4, lrow = tid / 4;
+  const float* xrow[2];
+  int h0[2], w0[2];
+  const float* wrow[2];
 #pragma unroll
-  for (int i = 0; i < 8; ++i) {
-    int m = m0 + (i < 4 ? 4 * ty + i : 64 + 4 * ty + i - 4);
-    if (m >= M) continue;
-    float* yrow = y + (long long)m * g.k + grp * g.kg;
-#pragma unroll
-    for (int j = 0; j < 8; ++j) {
-      int n = n0 + (j < 4 ? 4 * tx + j : 64 + 4 * tx + j - 4);
-      if (n >= g.kg) continue;
-      float v = acc[i][j];
-      if (bias) v += bias[grp * g.kg + n];
-      if (relu) v = (v <= 0.f) ? 0.f : v;
-      yrow[n] = v;
-    }
+  for (int e = 0; e < 2; ++e) {
+    conv_fwd_row_origin(g, x, grp, m0 + lrow + 64 * e, M, xrow[e], h0[e], w0[e]);
+    int j = n0 + lrow + 64 * e;
+    wrow[e] = j < g.kg ? w + (long long)(grp * g.kg + j) * Kgemm : nullptr;
   }
+  // Tap q of the next tile to load: k = (r*S + s)*Cg + c; a K step moves it 16 taps on,
+  // that is dc channels and ds (+ a carry) filter columns, dr rows (+ a carry).
+  const int dc = kConvBK % g.cg, drs = kConvBK / g.cg, ds = drs % g.s, dr = drs / g.s;
+  int tr[4], ts[4], tc[4];
+#pragma unroll
+  for (int q = 0; q < 4; ++q) {
+    int k = 4 * lq + q;
+    int rs = k / g.cg;
+    tc[q] = k - rs * g.cg;
+    tr[q] = rs / g.s;
+    ts[q] = rs - tr[q] * g.s;
+  }
+
+  // Tile kt (called for kt = 0, 1, 2, ... in order) into stage `stage`, transposed to
+  // k-major by 4-byte copies; off-image positions, taps past Kgemm and filters past K/g
+  // read nothing and land as zeros.
+  auto load = [&](int stage, int kt) {
+    float* as = smem + stage * kConvFwd2StageFloats + 4 * lq * LDA + lrow;
+    float* bs = smem + stage * kConvFwd2StageFloats + kConvBK * LDA + 4 * lq * LDB + lrow;
+#pragma unroll
+    for (int q = 0; q < 4; ++q) {
+      const int k = kt * kConvBK + 4 * lq + q;
+      const bool k_valid = k < Kgemm;
+#pragma unroll
+      for (int e = 0; e < 2; ++e) {
+        int hh = h0[e] + tr[q], ww = w0[e] + ts[q];
+        const bool a_in = k_valid && conv_in_range(hh, g.h) && conv_in_range(ww, g.w);
+        cp_async_4(as + q * LDA + 64 * e, a_in ? xrow[e] + ((long long)hh * g.w + ww) * g.c + tc[q] : x,
+                   a_in ? 4 : 0);
+        const bool b_in = wrow[e] && k_valid;
+        cp_async_4(bs + q * LDB + 64 * e, b_in ? wrow[e] + k : w, b_in ? 4 : 0);
+      }
+      // Advance tap q by 16: channels, then filter columns, then rows, with carries.
+      tc[q] += dc;
+      int carry = tc[q] >= g.cg;
+      tc[q] -= carry ? g.cg : 0;
+      ts[q] += ds + carry;
+      carry = ts[q] >= g.s;
+      ts[q] -= carry ? g.s : 0;
+      tr[q] += dr + carry;
+    }
+  };
+
+  for (int st = 0; st < S - 1; ++st) {
+    if (st < ktiles) load(st, st);
+    cp_async_commit_group();  // empty past the last tile: the group count per step stays fixed
+  }
+
+  float acc[8][8];
+  tile_zero(acc);
+
+  int read_stage = 0, write_stage = S - 1;
+  for (int kt = 0; kt < ktiles; ++kt) {
+    cp_async_wait_group<S - 2>();  // this thread's copies of tile kt have landed
+    __syncthreads();  // every thread's copies of tile kt are visible, and the stage read in step kt - 1 is free
+    if (kt + S - 1 < ktiles) load(write_stage, kt + S - 1);
+    cp_async_commit_group();
+    const float* as = smem + read_stage * kConvFwd2StageFloats;
+    tile_fma_8x8<kConvBK, LDA, LDB>(as, as + kConvBK * LDA, acc, tx, ty);
+    read_stage = read_stage == S - 1 ? 0 : read_stage + 1;
+    write_stage = write_stage == S - 1 ? 0 : write_stage + 1;
+  }
+  conv_fwd_store_8x8(g, bias, y, acc, grp, m0, n0, M, relu, tx, ty);
 }
 
 }  // namespace ccn
