@@ -248,8 +248,9 @@ __global__ void __launch_bounds__(kConvThreads)
 
 // conv_fwd_kernel3 (any C/g; AlexNet conv1, C = 3): kernel2's tile, micro-kernel and
 // pipeline, with a scalar gather: the four taps a thread copies per K step need not share
-// one (r, s), so each keeps its own (r, s, c), decoded once before the loop and advanced by
-// 16 taps per step with carries (no division in the loop).
+// one (r, s), so each keeps its own (r, s, c) and its offset (r*W + s)*C + c from the
+// receptive field's corner, decoded once before the loop and advanced by 16 taps per step
+// with carries (no division or 64-bit multiply in the loop).
 __global__ void __launch_bounds__(kConvThreads)
     conv_fwd_kernel3(const float* __restrict__ x, const float* __restrict__ w, const float* __restrict__ bias,
                      float* __restrict__ y, ConvShape g, bool relu) {
@@ -264,19 +265,25 @@ __global__ void __launch_bounds__(kConvThreads)
 
   // This thread's loads: taps k0 + 4*lq + q (q < 4), rows lrow and 64 + lrow.
   const int lq = tid % 4, lrow = tid / 4;
-  const float* xrow[2];
+  long long corner[2];  // offset in x of the receptive field's top-left pixel (its channel 0 of the group)
   int h0[2], w0[2];
   const float* wrow[2];
 #pragma unroll
   for (int e = 0; e < 2; ++e) {
-    conv_fwd_row_origin(g, x, grp, m0 + lrow + 64 * e, M, xrow[e], h0[e], w0[e]);
+    const float* xrow;
+    conv_fwd_row_origin(g, x, grp, m0 + lrow + 64 * e, M, xrow, h0[e], w0[e]);
+    corner[e] = (xrow - x) + ((long long)h0[e] * g.w + w0[e]) * g.c;  // used only where in range
     int j = n0 + lrow + 64 * e;
     wrow[e] = j < g.kg ? w + (long long)(grp * g.kg + j) * Kgemm : nullptr;
   }
-  // Tap q of the next tile to load: k = (r*S + s)*Cg + c; a K step moves it 16 taps on,
-  // that is dc channels and ds (+ a carry) filter columns, dr rows (+ a carry).
+  // Tap q of the next tile to load: k = (r*S + s)*Cg + c at offset (r*W + s)*C + c. A K
+  // step moves it 16 taps on: dc channels, ds filter columns and dr rows, plus the carries
+  // c -> s (offset + C - Cg) and s -> r (offset + W*C - S*C).
   const int dc = kConvBK % g.cg, drs = kConvBK / g.cg, ds = drs % g.s, dr = drs / g.s;
+  const long long wc = (long long)g.w * g.c;
+  const long long d_step = dr * wc + (long long)ds * g.c + dc, d_c = g.c - g.cg, d_s = wc - (long long)g.s * g.c;
   int tr[4], ts[4], tc[4];
+  long long toff[4];
 #pragma unroll
   for (int q = 0; q < 4; ++q) {
     int k = 4 * lq + q;
@@ -284,6 +291,7 @@ __global__ void __launch_bounds__(kConvThreads)
     tc[q] = k - rs * g.cg;
     tr[q] = rs / g.s;
     ts[q] = rs - tr[q] * g.s;
+    toff[q] = tr[q] * wc + (long long)ts[q] * g.c + tc[q];
   }
 
   // Tile kt (called for kt = 0, 1, 2, ... in order) into stage `stage`, transposed to
@@ -298,21 +306,26 @@ __global__ void __launch_bounds__(kConvThreads)
       const bool k_valid = k < Kgemm;
 #pragma unroll
       for (int e = 0; e < 2; ++e) {
-        int hh = h0[e] + tr[q], ww = w0[e] + ts[q];
-        const bool a_in = k_valid && conv_in_range(hh, g.h) && conv_in_range(ww, g.w);
-        cp_async_4(as + q * LDA + 64 * e, a_in ? xrow[e] + ((long long)hh * g.w + ww) * g.c + tc[q] : x,
-                   a_in ? 4 : 0);
+        const bool a_in = k_valid && conv_in_range(h0[e] + tr[q], g.h) && conv_in_range(w0[e] + ts[q], g.w);
+        cp_async_4(as + q * LDA + 64 * e, a_in ? x + (corner[e] + toff[q]) : x, a_in ? 4 : 0);
         const bool b_in = wrow[e] && k_valid;
         cp_async_4(bs + q * LDB + 64 * e, b_in ? wrow[e] + k : w, b_in ? 4 : 0);
       }
       // Advance tap q by 16: channels, then filter columns, then rows, with carries.
       tc[q] += dc;
-      int carry = tc[q] >= g.cg;
-      tc[q] -= carry ? g.cg : 0;
-      ts[q] += ds + carry;
-      carry = ts[q] >= g.s;
-      ts[q] -= carry ? g.s : 0;
-      tr[q] += dr + carry;
+      toff[q] += d_step;
+      if (tc[q] >= g.cg) {
+        tc[q] -= g.cg;
+        ts[q] += 1;
+        toff[q] += d_c;
+      }
+      ts[q] += ds;
+      tr[q] += dr;
+      if (ts[q] >= g.s) {
+        ts[q] -= g.s;
+        tr[q] += 1;
+        toff[q] += d_s;
+      }
     }
   };
 

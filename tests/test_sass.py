@@ -19,11 +19,12 @@ sys.path.insert(0, str(ROOT / "bench"))
 import sass_report as sass  # noqa: E402  (bench/ is not a package)
 
 # Kernel (as sass_report names it) -> floors on sm_90. What AlexNet runs at batch 128:
-# conv_fwd_kernel2 (conv2-5 forward), conv_fwd_kernel1 (conv1 forward, C = 3), dgrad in
-# the 64x64 tile and in the 256x16 tile (conv1, C = 3), wgrad, and gemm_kernel2 in the
+# conv_fwd_kernel2 (conv2-5 forward), conv_fwd_kernel3 (conv1 forward, C = 3; kernel1 is
+# the general fallback), dgrad in the 64x64 tile and in the 256x16 tile (conv1, C = 3), wgrad, and gemm_kernel2 in the
 # three transpositions of the FC layers (forward <false, true>, dgrad <false, false>,
 # wgrad <true, false>). Measured today (fma share / int per FMA / 128-bit, 32-bit LDS):
 #   conv_fwd_kernel2 80.5 % / 0.13 / 64, 0     conv_fwd_kernel1 45.6 % / 0.52 / 0, 128
+#   conv_fwd_kernel3 73.2 % / 0.24 / 64, 0     (conv1 forward, C = 3: the scalar gather's taps)
 #   conv_dgrad<64,64> 30.2 % / 1.45 / 0, 128   conv_dgrad<256,16> 24.9 % / 1.60 / 0, 272
 #   conv_wgrad_kernel1 32.3 % / 1.11 / 0, 128  gemm_kernel2 76.8-80.6 % / 0.13-0.16 / 32, 0
 # (conv_fwd_kernel2 and gemm_kernel2 carry their cp.async pipelines: 2-3 % of the loop is
@@ -32,6 +33,7 @@ FLOORS = {
     # kernel: (min FMA share, max integer instructions per FMA, needs 128-bit shared loads)
     "conv_fwd_kernel2": (0.79, 0.15, True),
     "conv_fwd_kernel1": (0.43, 0.60, False),
+    "conv_fwd_kernel3": (0.71, 0.28, True),
     "conv_dgrad_kernel1<64, 64>": (0.28, 1.55, False),
     "conv_dgrad_kernel1<256, 16>": (0.23, 1.70, False),
     "conv_wgrad_kernel1": (0.30, 1.20, False),
@@ -43,6 +45,7 @@ FLOORS = {
 MIN_BLOCKS_PER_SM = {"conv_fwd_kernel2": 2, "conv_fwd_kernel1": 4, "conv_dgrad_kernel1<64, 64>": 3,
                      "conv_dgrad_kernel1<256, 16>": 2, "conv_wgrad_kernel1": 5, "gemm_kernel2<false, true>": 2,
                      "gemm_kernel2<false, false>": 2, "gemm_kernel2<true, false>": 2}
+MIN_BLOCKS_PER_SM["conv_fwd_kernel3"] = 2
 
 
 @pytest.fixture(scope="session")
@@ -75,7 +78,7 @@ def test_hot_kernel_main_loop_floor(stats, name):
 
 # The float32 kernels with a cp.async pipeline: copies (LDGSTS), one commit (LDGDEPBAR), one
 # wait (DEPBAR) and exactly one barrier per K step in the main loop.
-PIPELINED = ("conv_fwd_kernel2", "gemm_kernel2<false, true>", "gemm_kernel2<false, false>",
+PIPELINED = ("conv_fwd_kernel2", "conv_fwd_kernel3", "gemm_kernel2<false, true>", "gemm_kernel2<false, false>",
              "gemm_kernel2<true, false>")
 
 
