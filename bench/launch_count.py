@@ -10,7 +10,8 @@ proxy of cuda_convnet._emu. What is counted:
   launches   kernel launches, per backend op (conv2d, linear_backward, ...). Each launcher
              call is one launch, except the launchers that issue several kernels, whose
              count follows their source: conv_wgrad (the dw kernel, + the chunk sum when
-             the plan splits N*P*Q, + the bias-gradient kernel, + its chunk sum),
+             the plan splits N*P*Q, + the bias-gradient kernel, + its chunk sum), gemm (+
+             the sum of its K slices when gemm_plan splits),
              softmax_xent_forward (the rows, then the mean), topk_errors (one per
              kMaxTopK values of k), and the launchers that return their own count
              (sgd_update, concat_channels, split_channels). Array operations the Net does
@@ -79,6 +80,11 @@ class Tally:
                 "launches_per_op": self.per_op(), "syncs_per_kind": dict(sorted(self.syncs.items()))}
 
 
+# The gemm binding's parameters in order (csrc/bind/bind_gemm.h), for positional calls.
+_GEMM_PARAMS = ("a", "b", "c", "bias", "M", "N", "K", "trans_a", "trans_b", "alpha", "beta", "relu", "stream",
+                "workspace", "workspace_floats", "version", "splits")
+
+
 def _launches(name, args, kwargs, ret, ext) -> int:
     """Kernel launches of one launcher call (see the module docstring)."""
     if name in ("sgd_update", "concat_channels", "split_channels"):
@@ -88,6 +94,13 @@ def _launches(name, args, kwargs, ret, ext) -> int:
         plan = ext.conv_wgrad_plan(**shape, chunk_rows=kwargs["chunk_rows"])
         has_db = args[3] != 0
         return 1 + (plan["chunks"] > 1) + has_db + (has_db and plan["bias_chunks"] > 1)
+    if name == "gemm":  # the K slices, + their sum when gemm_plan splits (only with a workspace)
+        kw = {**dict(zip(_GEMM_PARAMS, args)), **kwargs}
+        if not kw.get("workspace") and not kw.get("splits"):
+            return 1
+        plan = ext.gemm_plan(M=kw["M"], N=kw["N"], K=kw["K"], version=kw.get("version", 0),
+                             splits=kw.get("splits", 0))
+        return 1 + (plan["splits"] > 1)
     if name == "softmax_xent_forward":
         return 2
     if name == "topk_errors":
@@ -98,7 +111,7 @@ def _launches(name, args, kwargs, ret, ext) -> int:
 class RecordingExt:
     """cuda_convnet._emu with every launcher call counted into a Tally."""
 
-    _QUERIES = ("conv_wgrad_plan", "conv_forward_kernel", "device_count", "emulated")
+    _QUERIES = ("conv_wgrad_plan", "conv_forward_kernel", "gemm_plan", "device_count", "emulated")
 
     def __init__(self, ext, tally: Tally):
         self._ext, self._tally = ext, tally

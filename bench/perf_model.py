@@ -15,7 +15,7 @@ The model (H100 SXM: 132 SMs, 4 warp schedulers per SM, 1.98 GHz, 3.35 TB/s HBM3
 
   GEMM-family launches (conv forward, dgrad, wgrad; FC GEMMs). The grid, tile and K extent
   follow the launchers in csrc/ (conv_fwd.cu: conv_fwd_kernel2 128x128 where C/groups % 4
-  == 0, else conv_fwd_kernel1 64x64; conv_dgrad.cu: one GEMM per group and stride phase,
+  == 0, else conv_fwd_kernel3 128x128; conv_dgrad.cu: one GEMM per group and stride phase,
   64x64 or 256x16 when C/groups <= 16, blocks past their phase's rows exit at once;
   conv_wgrad.cu: 64x64 tiles split over N*P*Q by conv_wgrad_plan, called through the
   emulator build so the plan is the launcher's own; gemm.cu: gemm_kernel2 128x128x8 when
@@ -170,10 +170,8 @@ class ConvGeom:
 
 def conv_forward(sass, name, g: ConvGeom) -> list[Launch]:
     x, y, w = g.bytes()
-    if g.cg % 4 == 0:
-        kernel, bm, bn = "conv_fwd_kernel2", 128, 128
-    else:
-        kernel, bm, bn = "conv_fwd_kernel1", 64, 64
+    # 128 x 128 tiles: the vector gather where C/groups % 4 == 0, else the scalar one (conv1)
+    kernel, bm, bn = ("conv_fwd_kernel2" if g.cg % 4 == 0 else "conv_fwd_kernel3"), 128, 128
     tiles = _cdiv(g.n * g.p * g.q, bm) * _cdiv(g.kg, bn) * g.groups
     k_block = _cdiv(g.r * g.s * g.cg, 16) * 16
     return [gemm_launch(sass, name, "fwd", kernel, tiles, bm, bn, k_block, g.flops, F32 * (x + y + w + g.k))]

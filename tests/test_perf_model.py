@@ -18,7 +18,7 @@ import perf_model as pm  # noqa: E402  (bench/ is not a package)
 FAKE = {name: {"fma_share": 0.5, "blocks_per_sm": 2, "threads": 256} for name in (
     "conv_fwd_kernel1", "conv_fwd_kernel2", "conv_dgrad_kernel1<64, 64>", "conv_dgrad_kernel1<256, 16>",
     "conv_wgrad_kernel1", "gemm_kernel1<false, true>", "gemm_kernel2<false, true>", "gemm_kernel2<false, false>",
-    "gemm_kernel2<true, false>", "gemm_kernel1<false, false>", "gemm_kernel1<true, false>")}
+    "gemm_kernel2<true, false>", "gemm_kernel1<false, false>", "gemm_kernel1<true, false>", "conv_fwd_kernel3")}
 
 
 def test_gemm_launch_time_and_wave_quantization():
@@ -44,9 +44,9 @@ def test_alexnet_grids_follow_the_launchers():
     by = {}
     for ln in launches:
         by.setdefault((ln.layer, ln.direction), []).append(ln)
-    # conv1 forward: C = 3 -> conv_fwd_kernel1, 64x64 tiles of M = 128*55*55, N = 96
+    # conv1 forward: C = 3 -> conv_fwd_kernel3, 128x128 tiles of M = 128*55*55, N = 96
     f1 = by[("conv1", "fwd")][0]
-    assert (f1.kernel, f1.blocks) == ("conv_fwd_kernel1", 6050 * 2)
+    assert (f1.kernel, f1.blocks) == ("conv_fwd_kernel3", 3025)
     # conv2 forward: groups 2, 128x128 tiles: ceil(128*27*27/128) * ceil(128/128) * 2
     assert by[("conv2", "fwd")][0].blocks == 729 * 2
     # conv1's input is the data: no dgrad (need_dx=False). Where one ran (C = 3, the 256x16
