@@ -73,8 +73,8 @@ inline ConvShape make_conv_shape(int n, int h, int w, int c, int k, int r, int s
 
 // y = conv(x, w) + b, then ReLU if `relu`. b may be null. y must not alias x or w.
 // variant: 0 picks the kernel (conv_fwd_kernel2 when conv_fwd_kernel2_applies, else
-// conv_fwd_kernel1); 1 or 2 forces that version (2 throws where it does not apply). Both
-// give bit-identical results.
+// conv_fwd_kernel3); 1, 2 or 3 forces that version (2 throws where it does not apply;
+// 1, the 64 x 64 general kernel, and 3 run any shape). All three give bit-identical results.
 void conv_forward(const float* x, const float* w, const float* b, float* y, const ConvShape& g, bool relu,
                   cudaStream_t stream, int variant = 0);
 // The fast path's preconditions: C/groups % 4 == 0, x and w 16-byte aligned.

@@ -77,7 +77,7 @@ def wgrad_chunk_rows(ops, rows):
 def check_conv(dev, cpu, x, w, b, *, stride, padding, groups, relu=False, backward=True, chunk_rows=0, what="",
                both_kernels=True):
     """Forward (with b and the relu epilogue as given) and backward against the reference.
-    Where the forward takes conv_fwd_kernel2, kernel1 must give the same bits."""
+    Where the forward takes conv_fwd_kernel2 or kernel3, kernel1 must give the same bits."""
     kw = dict(stride=stride, padding=padding, groups=groups)
     what = what or f"x{x.shape} w{w.shape} b={b is not None} {kw} relu={relu}"
     args = dev.put(x), dev.put(w), dev.put(b)
@@ -86,10 +86,15 @@ def check_conv(dev, cpu, x, w, b, *, stride, padding, groups, relu=False, backwa
     if relu:
         want = cpu.relu(want)
     assert_close("conv2d", y, want, what + f" forward (kernel{dev.ops.conv2d_kernel_version(*args[:2], **kw)})")
-    if both_kernels and dev.ops.conv2d_kernel_version(*args[:2], **kw) == 2:
+    version = dev.ops.conv2d_kernel_version(*args[:2], **kw)
+    if both_kernels and version in (2, 3):
         with setting(dev.ops, "conv_fwd_variant", 1):
             y1 = dev.get(dev.ops.conv2d(*args, relu=relu, **kw))
-        np.testing.assert_array_equal(y1, y, err_msg=what + ": conv_fwd_kernel1 and kernel2 differ")
+        np.testing.assert_array_equal(y1, y, err_msg=what + f": conv_fwd_kernel1 and kernel{version} differ")
+    if both_kernels and version == 2:  # the scalar gather runs every shape the vector one does
+        with setting(dev.ops, "conv_fwd_variant", 3):
+            y3 = dev.get(dev.ops.conv2d(*args, relu=relu, **kw))
+        np.testing.assert_array_equal(y3, y, err_msg=what + ": conv_fwd_kernel3 and kernel2 differ")
     if not backward:
         return
     dy = rand(np.random.default_rng(zlib.crc32(what.encode())), *want.shape)
@@ -164,7 +169,7 @@ def test_conv_tile_edges(kernel_device, cpu, n, h, w, c, k, r, s, stride, paddin
 @cxx_throw_works
 def test_conv_forward_fast_path_falls_back_when_misaligned(kernel_device, cpu):
     """C/g % 4 == 0 but x starts 4 bytes past a 16-byte boundary: the launcher must take
-    conv_fwd_kernel1 (and refuse a forced kernel2), with the same answer."""
+    conv_fwd_kernel3 (and refuse a forced kernel2), with the same answer."""
     if kernel_device.name != "emu":
         pytest.skip("builds a misaligned NumPy view")
     rng = np.random.default_rng(8)
@@ -175,7 +180,7 @@ def test_conv_forward_fast_path_falls_back_when_misaligned(kernel_device, cpu):
     xm[...] = x
     assert xm.flags.c_contiguous and xm.ctypes.data % 16 == 4
     ops, kw = kernel_device.ops, dict(stride=1, padding=1, groups=2)
-    assert ops.conv2d_kernel_version(x, w, **kw) == 2 and ops.conv2d_kernel_version(xm, w, **kw) == 1
+    assert ops.conv2d_kernel_version(x, w, **kw) == 2 and ops.conv2d_kernel_version(xm, w, **kw) == 3
     np.testing.assert_array_equal(ops.conv2d(xm, w, b, **kw), ops.conv2d(x, w, b, **kw))
     with setting(ops, "conv_fwd_variant", 2), pytest.raises(ValueError, match="kernel2 needs"):
         ops.conv2d(xm, w, b, **kw)
@@ -216,7 +221,7 @@ def test_conv_alexnet_layer_shapes(kernel_device, cpu, layer, capsys):
     t = time.perf_counter()
     kw = dict(stride=stride, padding=pad, groups=groups)
     version = kernel_device.ops.conv2d_kernel_version(kernel_device.put(x), kernel_device.put(wt), **kw)
-    assert version == (1 if layer == "conv1" else 2)  # C = 3 takes the general kernel
+    assert version == (3 if layer == "conv1" else 2)  # C = 3 takes the scalar gather
     check_conv(kernel_device, cpu, x, wt, b, what=layer, both_kernels=False, **kw)
     with capsys.disabled():
         print(f"\n[{kernel_device}] {layer} batch 2 forward + backward (with the reference): "

@@ -7,8 +7,8 @@ conv3 across the towers, two hidden fc layers with dropout, softmax) at a size t
 emulator runs in seconds, batch 2. The full AlexNet at batch 1 gives the same counts but
 for the FC layers' split-K sums (`python bench/launch_count.py`: grouped 95 launches, two
 towers 138; 1 and 2 host synchronisations): the wgrad plans and the GEMMs' K splits, and
-with them the chunk-sum launches, depend on the shapes. A change that removes a launch or a synchronisation lowers the numbers here in the
-same commit.
+with them the chunk-sum launches, depend on the shapes. A change that removes a launch or
+a synchronisation lowers the numbers here in the same commit.
 
 What keeps them low: conv1 (whose input is the data) launches no dgrad; every ReLU is
 fused into its conv/fc layer's epilogue (no forward ReLU launch); the labels are checked

@@ -29,12 +29,12 @@ inline void bind_conv(py::module_& m) {
       py::arg("x"), py::arg("wt"), py::arg("b"), py::arg("y"), CCN_CONV_SHAPE_PYARGS, py::arg("relu") = false,
       py::arg("stream") = 0, py::arg("variant") = 0,
       "y (N,P,Q,K) = conv(x (N,H,W,C), wt (K,R,S,C/groups)) + b, optional ReLU; b may be 0. variant: 0 automatic, "
-      "1 or 2 forces conv_fwd_kernel1/2 (see csrc/conv.h).");
+      "1, 2 or 3 forces conv_fwd_kernel1/2/3 (see csrc/conv.h).");
   m.def(
       "conv_forward_kernel",
       [](std::uintptr_t x, std::uintptr_t wt, CCN_CONV_SHAPE_PARAMS) {
         ccn::ConvShape g = ccn::make_conv_shape(CCN_CONV_SHAPE_ARGS);
-        return ccn::conv_fwd_kernel2_applies(ptr<const float>(x), ptr<const float>(wt), g) ? 2 : 1;
+        return ccn::conv_fwd_kernel2_applies(ptr<const float>(x), ptr<const float>(wt), g) ? 2 : 3;
       },
       py::arg("x"), py::arg("wt"), CCN_CONV_SHAPE_PYARGS,
       "Which conv_fwd_kernel<version> conv_forward(variant=0) runs for these pointers and this shape.");

@@ -28,8 +28,8 @@ class ConvOps:
     #: it small to exercise the multi-chunk path on small shapes.
     wgrad_chunk_rows = 0
     #: Which forward kernel: 0 lets the launcher choose (conv_fwd_kernel2 where C/groups % 4
-    #: == 0 and the arrays are 16-byte aligned, else conv_fwd_kernel1); 1 or 2 forces one
-    #: (tests and benchmarks). Both give bit-identical results.
+    #: == 0 and the arrays are 16-byte aligned, else conv_fwd_kernel3); 1, 2 or 3 forces one
+    #: (tests and benchmarks). All give bit-identical results.
     conv_fwd_variant = 0
 
     def conv2d(self, x, w, b=None, *, stride=1, padding=0, groups=1, relu=False):
@@ -47,8 +47,8 @@ class ConvOps:
         return y
 
     def conv2d_kernel_version(self, x, w, *, stride=1, padding=0, groups=1) -> int:
-        """Which conv_fwd_kernel<version> conv2d runs on these arrays (1: general, 2: the
-        vectorised fast path), given conv_fwd_variant."""
+        """Which conv_fwd_kernel<version> conv2d runs on these arrays (1: the general 64 x 64
+        tile, 2: the 128 x 128 tile's vector gather, 3: its scalar gather), given conv_fwd_variant."""
         g = checks.check_conv_args(x, w, None, stride, padding, groups)
         if self.conv_fwd_variant:
             return self.conv_fwd_variant
