@@ -7,6 +7,12 @@
 
 namespace ccn {
 
+int gemm_version(int M, int N, int version) {
+  CCN_REQUIRE(version >= 0 && version <= 2, "version must be 0 (the launcher picks), 1 or 2");
+  if (version != 0) return version;
+  return M >= kGemm2BM && N >= kGemm2BN ? 2 : 1;
+}
+
 namespace {
 
 // Resident blocks per SM of each kernel on sm_80/sm_90 (registers: bench/sass_report.py,
@@ -22,11 +28,10 @@ long long div_up(long long a, long long b) { return (a + b - 1) / b; }
 }  // namespace
 
 GemmPlan gemm_plan(int M, int N, int K, int version, int splits, int sm_count) {
-  CCN_REQUIRE(version >= 0 && version <= 2, "version must be 0 (automatic), 1 or 2, not " + std::to_string(version));
   CCN_REQUIRE(splits >= 0, "splits must be >= 0 (0: automatic), not " + std::to_string(splits));
   CCN_REQUIRE(M >= 1 && N >= 1 && K >= 1, "M, N, K must be >= 1");
   GemmPlan p{};
-  p.version = version ? version : (M >= kGemm2BM && N >= kGemm2BN ? 2 : 1);
+  p.version = gemm_version(M, N, version);
   const bool v2 = p.version == 2;
   // Chunks are whole K steps of both kernels (16 is a multiple of kGemm2BK).
   constexpr long long step = kGemmBK;
@@ -52,8 +57,8 @@ GemmPlan gemm_plan(int M, int N, int K, int version, int splits, int sm_count) {
 }
 
 void gemm(const float* A, const float* B, float* C, const float* bias, int M, int N, int K, bool trans_a,
-          bool trans_b, float alpha, float beta, bool relu, cudaStream_t stream, float* workspace,
-          long long workspace_floats, int version, int splits) {
+          bool trans_b, float alpha, float beta, bool relu, cudaStream_t stream, int version, float* workspace,
+          long long workspace_floats, int splits) {
   CCN_REQUIRE(M >= 1 && N >= 1 && K >= 1, "M, N, K must be >= 1");
   CCN_REQUIRE_EXTENT(M, "M");
   CCN_REQUIRE_EXTENT(N, "N");

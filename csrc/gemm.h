@@ -29,14 +29,20 @@ GemmPlan gemm_plan(int M, int N, int K, int version, int splits, int sm_count);
 // op(A) is M x K: A is stored [M,K] (trans_a = false) or [K,M] (trans_a = true).
 // op(B) is K x N: B is stored [K,N] (trans_b = false) or [N,K] (trans_b = true).
 // beta == 0 never reads C (it may hold garbage); bias may be null.
-// Kernel and split: gemm_plan(M, N, K, version, splits, device_sm_count()), except that
-// splits == 0 with a null workspace runs unsplit. A split needs `workspace` (not aliasing
-// A, B, C) of at least the plan's workspace_floats: std::invalid_argument otherwise. The
-// result is bit-identical across runs on one device (the slices are summed in order); the
-// split, and so the rounding, depends on the device's SM count.
+// version: 0 lets the launcher pick (gemm_kernel2 when M and N are >= 128, else
+// gemm_kernel1); 1 or 2 forces gemm_kernel<version> (both zero-fill ragged edges, so either
+// runs any size); any other value throws.
+// Split: gemm_plan(M, N, K, version, splits, device_sm_count()), except that splits == 0
+// with a null workspace runs unsplit. A split needs `workspace` (not aliasing A, B, C) of at
+// least the plan's workspace_floats: std::invalid_argument otherwise. The result is
+// bit-identical across runs on one device (the slices are summed in order); the split, and
+// so the rounding, depends on the device's SM count.
 void gemm(const float* A, const float* B, float* C, const float* bias, int M, int N, int K, bool trans_a,
-          bool trans_b, float alpha, float beta, bool relu, cudaStream_t stream, float* workspace = nullptr,
-          long long workspace_floats = 0, int version = 0, int splits = 0);
+          bool trans_b, float alpha, float beta, bool relu, cudaStream_t stream, int version = 0,
+          float* workspace = nullptr, long long workspace_floats = 0, int splits = 0);
+// Which gemm_kernel<n> gemm(..., version) runs for an M x N output; throws
+// std::invalid_argument exactly where gemm would refuse `version`.
+int gemm_version(int M, int N, int version = 0);
 
 // db[c] = sum_r dy[r, c] for a [rows, cols] matrix, summed in row order (deterministic).
 void bias_grad(const float* dy, float* db, long long rows, int cols, cudaStream_t stream);
