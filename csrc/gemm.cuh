@@ -12,15 +12,23 @@
 //   updates from shared memory, __syncthreads (before the next step overwrites the tiles).
 //   Loads are coalesced along whichever dimension is contiguous in memory (TRANS_A/B).
 //   Shared tiles are stored k-major with 4 floats of padding per row.
-// gemm_kernel2: the same dataflow with 4x the work per thread, for large matrices.
+// gemm_kernel2: 4x the work per thread, for large matrices.
 //   Block tile 128 x 128, K step 8, 256 threads (16 x 16); each thread owns an 8 x 8
 //   register tile made of four 4 x 4 quadrants: rows {ty*4 + i, 64 + ty*4 + i} and cols
 //   {tx*4 + j, 64 + tx*4 + j}, so every shared-memory read is a float4 (an A read is a
 //   broadcast across tx, B reads are consecutive float4s across tx: conflict-free) and
 //   each K step does 64 FMAs per 4 float4 reads (kernel1: 16 FMAs per 8 scalar reads).
-//   Global loads are one float4 per thread per operand when the contiguous dimension is
-//   a multiple of 4 and the pointers are 16-byte aligned (`vec`), scalar otherwise; both
-//   zero-fill past the matrix edge. The launcher picks kernel2 when M and N are >= 128.
+//   Loads: a 3-stage cp.async pipeline (ptx/cp_async.cuh), one float4 of each operand per
+//   thread and stage: one 16-byte copy along M or N when that dimension is contiguous, a
+//   multiple of 4 and 16-byte aligned (`vec`), else four 4-byte copies (always for the
+//   k-contiguous layouts, which are stored transposed); edges zero-filled (src-size 0).
+//   Each K step: wait for this thread's copies of tile kt, one barrier, the copies of tile
+//   kt + 2 into the stage read in step kt - 1, the FMAs of tile kt. Shared rows padded to
+//   132 floats (the transposed 4-byte stores of a warp then hit distinct banks). The
+//   launcher picks kernel2 when M and N are >= 128.
+// Split-K (both kernels): blockIdx.z = slice z sums k in [z k_chunk, (z + 1) k_chunk) into
+//   its own [M, N] slab of C (a workspace); gemm_sum_splits_kernel1 then adds the slabs in
+//   slice order and applies alpha, beta, bias, ReLU (gemm.cu, gemm_plan).
 // Preconditions: M, N, K >= 1; C does not alias A or B.
 #pragma once
 
