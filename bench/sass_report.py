@@ -71,6 +71,7 @@ INT_OPS = ("IMAD", "IADD3", "IADD", "VIADD", "VIADDMNMX", "LEA", "SHF", "SHL", "
 DYNAMIC_SMEM_FLOATS = {
     "conv_fwd_kernel1": "kConvSmemFloats",
     "conv_fwd_kernel2": "kConvFwd2SmemFloats",
+    "conv_fwd_kernel3": "kConvFwd2SmemFloats",
     "conv_dgrad_kernel1": "kConvBK * (BM + kConvPad) + kConvBK * (BN + kConvPad)",
     "conv_dgrad_kernel2": "kDgrad2Stages * (kConvBK * kDgrad2LdA + kConvBK * (BN + kConvPad))",
     "conv_wgrad_kernel1": "kConvSmemFloats",
@@ -286,7 +287,7 @@ class Insn:
     addr: int
     op: str      # full opcode with modifiers, e.g. "LDS.128", "FFMA"
     args: str
-    pred: str = ""  # guard predicate, e.g. "@P0"; "@!PT" never executes
+    pred: str = ""  # guard predicate, e.g. "@P0"; "@!PT" never executes (ptxas's placeholders beside LDGSTS)
 
     @property
     def base(self) -> str:

@@ -29,7 +29,7 @@ class ConvOps:
     wgrad_chunk_rows = 0
     # The forward's kernel: kernel_versions["conv2d"] (base.py). 0 lets the launcher pick
     # (conv_fwd_kernel2 where C/groups % 4 == 0 and x, w are 16-byte aligned, else
-    # conv_fwd_kernel1); 1 or 2 forces one. Both give bit-identical results.
+    # conv_fwd_kernel3); 1, 2 or 3 forces one. All give bit-identical results.
     # dgrad's kernel: kernel_versions["conv2d_dgrad"]. 0 lets the launcher pick
     # (conv_dgrad_kernel2 where K/groups and C/groups % 4 == 0, C/groups > 16 and dy, w are
     # 16-byte aligned, else conv_dgrad_kernel1); 1 or 2 forces one. Bit-identical results.
@@ -49,7 +49,8 @@ class ConvOps:
         return y
 
     def _kernel_version_conv2d(self, x, w, b=None, *, stride=1, padding=0, groups=1, relu=False) -> int:
-        # 1: the general kernel, 2: the vectorised fast path (csrc/conv.h, conv2d_version).
+        # 1: the general 64 x 64 tile; 2, 3: the 128 x 128 tile's vector and scalar gathers
+        # (csrc/conv.h, conv2d_version).
         g = checks.check_conv_args(x, w, b, stride, padding, groups)
         return self.ext.conv2d_version(x=self._ptr(x), wt=self._ptr(w), **_shape_args(g),
                                        version=self._version("conv2d"))
