@@ -18,4 +18,22 @@ void conv2d_tc(const float* x, const float* w, const float* b, float* y, const C
 void conv2d_dgrad_tc(const float* dy, const float* w, float* dx, const ConvShape& g, int precision,
                      cudaStream_t stream);
 
+// How conv2d_wgrad_tc splits its N*P*Q reduction (a function of the shape and chunk_rows
+// only, never of the device). chunk_rows = 0 picks automatically; otherwise the rows per
+// chunk (rounded up to a multiple of 16). workspace_floats: what conv2d_wgrad_tc needs
+// (chunks x (|dw| + K) when split, else 0).
+struct WgradTcPlan {
+  int chunk_rows;
+  int chunks;
+  long long workspace_floats;
+};
+WgradTcPlan conv2d_wgrad_tc_plan(const ConvShape& g, int chunk_rows);
+
+// dw = gradient of conv with respect to w; db[k] = sum of dy over N, P, Q (float32, not
+// rounded; db may be null). Partial sums of each chunk go to `workspace` (at least
+// plan.workspace_floats floats; may be null when that is 0) and are added in chunk order.
+void conv2d_wgrad_tc(const float* x, const float* dy, float* dw, float* db, float* workspace,
+                     long long workspace_floats, const ConvShape& g, int chunk_rows, int precision,
+                     cudaStream_t stream);
+
 }  // namespace ccn

@@ -54,6 +54,33 @@ inline void bind_conv_tc(py::module_& m) {
       py::arg("dy"), py::arg("wt"), py::arg("dx"), CCN_CONV_TC_SHAPE_PYARGS, py::arg("precision") = "tf32",
       py::arg("stream") = 0,
       "dx (N,H,W,C) = gradient of the convolution with respect to its input, on tensor cores (see csrc/conv_tc.h).");
+  m.def(
+      "conv2d_wgrad_tc_plan",
+      [](CCN_CONV_TC_SHAPE_PARAMS, int chunk_rows) {
+        ccn::WgradTcPlan p = ccn::conv2d_wgrad_tc_plan(ccn::make_conv_shape(CCN_CONV_TC_SHAPE_ARGS), chunk_rows);
+        py::dict d;
+        d["chunk_rows"] = p.chunk_rows;
+        d["chunks"] = p.chunks;
+        d["workspace_floats"] = p.workspace_floats;
+        return d;
+      },
+      CCN_CONV_TC_SHAPE_PYARGS, py::arg("chunk_rows") = 0,
+      "How conv2d_wgrad_tc splits its N*P*Q reduction, and the workspace it needs (floats).");
+  m.def(
+      "conv2d_wgrad_tc",
+      [](std::uintptr_t x, std::uintptr_t dy, std::uintptr_t dw, std::uintptr_t db, std::uintptr_t workspace,
+         long long workspace_floats, CCN_CONV_TC_SHAPE_PARAMS, int chunk_rows, const std::string& precision,
+         std::uintptr_t stream) {
+        int p = ccn_bind_conv_tc::precision_code("conv2d_wgrad_tc", precision);
+        ccn::ConvShape g = ccn::make_conv_shape(CCN_CONV_TC_SHAPE_ARGS);
+        py::gil_scoped_release nogil;
+        ccn::conv2d_wgrad_tc(ptr<const float>(x), ptr<const float>(dy), ptr<float>(dw), ptr<float>(db),
+                             ptr<float>(workspace), workspace_floats, g, chunk_rows, p, stream_of(stream));
+      },
+      py::arg("x"), py::arg("dy"), py::arg("dw"), py::arg("db"), py::arg("workspace"), py::arg("workspace_floats"),
+      CCN_CONV_TC_SHAPE_PYARGS, py::arg("chunk_rows") = 0, py::arg("precision") = "tf32", py::arg("stream") = 0,
+      "dw (K,R,S,C/groups) on tensor cores and db (K,) in float32 (db may be 0), deterministic split-K "
+      "(see csrc/conv_tc.h).");
 }
 
 #undef CCN_CONV_TC_SHAPE_PARAMS
