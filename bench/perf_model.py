@@ -332,9 +332,9 @@ def predict_conv_tc(batch: int = 128, sass=None) -> dict:
     sass = sass if sass is not None else load_sass()
     out = {}
     for name, g in alexnet_conv_geoms(batch):
-        simt = {"fwd": conv_forward(sass, name, g), "wgrad": conv_wgrad(sass, name, g)}
+        simt = {"fwd": conv2d(sass, name, g), "wgrad": conv2d_wgrad(sass, name, g)}
         if name != "conv1":
-            simt["dgrad"] = conv_dgrad(sass, name, g)
+            simt["dgrad"] = conv2d_dgrad(sass, name, g)
         for d, launches in simt.items():
             out[(name, d, "fp32")] = sum(ln.seconds for ln in launches) * 1e3
             for p in TC_PRECISIONS:

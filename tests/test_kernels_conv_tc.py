@@ -355,3 +355,79 @@ def test_conv_tc_driver_under_sanitizers(tmp_path):
                timeout=600)
     assert r.returncode == 0 and "MISMATCH" not in r.stdout, f"{r.stdout}{r.stderr[-3000:]}"
     assert "runtime error" not in r.stderr, r.stderr[-3000:]
+
+
+# ---------------------------------------------------------------- the kernel backend's precision
+@pytest.mark.parametrize("precision", TC)
+def test_conv_ops_precision_runs_the_tensor_core_kernels(kernel_device, precision):
+    """ConvOps.conv2d / conv2d_backward / conv2d_dgrad / conv2d_wgrad at a tensor-core
+    precision are the tc bindings' results, bit for bit (dw split into many chunks by
+    wgrad_chunk_rows as well), and match the rounded reference."""
+    ops, put, get = kernel_device.ops, kernel_device.put, kernel_device.get
+    kw = dict(stride=2, padding=(1, 0, 2, 1), groups=2)
+    x, w, b, dy = case(np.random.default_rng(8), 2, 11, 9, 8, 12, 3, 3, 2, 2, (1, 0, 2, 1))
+    y = get(ops.conv2d(put(x), put(w), put(b), relu=True, precision=precision, **kw))
+    np.testing.assert_array_equal(y, tc_forward(kernel_device, x, w, b, precision, relu=True, **kw))
+    dx, dw, db = (get(a) for a in ops.conv2d_backward(put(x), put(w), put(dy), precision=precision, **kw))
+    np.testing.assert_array_equal(dx, tc_dgrad(kernel_device, dy, w, x.shape, precision, **kw))
+    want_dw, want_db = tc_wgrad(kernel_device, x, dy, w.shape, precision, **kw)
+    np.testing.assert_array_equal(dw, want_dw)
+    np.testing.assert_array_equal(db, want_db)
+    np.testing.assert_array_equal(get(ops.conv2d_dgrad(put(dy), put(w), x.shape, precision=precision, **kw)), dx)
+    old = ops.wgrad_chunk_rows
+    try:
+        ops.wgrad_chunk_rows = 16
+        split = [get(a) for a in ops.conv2d_wgrad(put(x), put(dy), w.shape, precision=precision, **kw)]
+    finally:
+        ops.wgrad_chunk_rows = old
+    for got, want in zip(split, tc_wgrad(kernel_device, x, dy, w.shape, precision, chunk_rows=16, **kw)):
+        np.testing.assert_array_equal(got, want)
+    check_all(kernel_device, precision, x, w, b, dy, what="ops", **kw)
+
+
+def test_conv_ops_fp32_is_the_default_and_the_simt_kernels(kernel_device):
+    ops, put, get = kernel_device.ops, kernel_device.put, kernel_device.get
+    kw = dict(stride=1, padding=1, groups=1)
+    x, w, b, dy = case(np.random.default_rng(9), 2, 7, 6, 4, 8, 3, 3, 1, 1, 1)
+    np.testing.assert_array_equal(get(ops.conv2d(put(x), put(w), put(b), **kw)),
+                                  get(ops.conv2d(put(x), put(w), put(b), precision="fp32", **kw)))
+    for a, c in zip(ops.conv2d_backward(put(x), put(w), put(dy), **kw),
+                    ops.conv2d_backward(put(x), put(w), put(dy), precision="fp32", **kw)):
+        np.testing.assert_array_equal(get(a), get(c))
+
+
+@pytest.mark.parametrize("bad", ["TF32", "fp16", "", None, 32])
+def test_conv_ops_refuse_a_bad_precision(kernel_device, bad):
+    ops, put = kernel_device.ops, kernel_device.put
+    kw = dict(stride=1, padding=0, groups=1)
+    x, w, b, dy = case(np.random.default_rng(0), 1, 4, 4, 2, 3, 3, 3, 1, 1, 0)
+    msg = r"precision must be one of 'fp32', '3xtf32', 'tf32', 'bf16'"
+    with pytest.raises(ValueError, match=r"^conv2d: " + msg):
+        ops.conv2d(put(x), put(w), put(b), precision=bad, **kw)
+    with pytest.raises(ValueError, match=r"^conv2d_backward: " + msg):
+        ops.conv2d_backward(put(x), put(w), put(dy), precision=bad, **kw)
+    with pytest.raises(ValueError, match=r"^conv2d_dgrad: " + msg):
+        ops.conv2d_dgrad(put(dy), put(w), x.shape, precision=bad, **kw)
+    with pytest.raises(ValueError, match=r"^conv2d_wgrad: " + msg):
+        ops.conv2d_wgrad(put(x), put(dy), w.shape, precision=bad, **kw)
+
+
+def test_conv_ops_tensor_core_forward_has_one_kernel_version(kernel_device):
+    """kernel_version reports conv_tc_fwd_kernel1 for a tensor-core precision; a forced
+    fp32 kernel version (kernel_versions["conv2d"]) cannot apply to it: ValueError."""
+    ops, put = kernel_device.ops, kernel_device.put
+    kw = dict(stride=1, padding=1, groups=1)
+    x, w, b, _ = case(np.random.default_rng(4), 1, 5, 5, 4, 4, 3, 3, 1, 1, 1)
+    assert ops.kernel_version("conv2d", put(x), put(w), precision="tf32", **kw) == 1
+    old = dict(ops.kernel_versions)
+    ops.kernel_versions["conv2d"] = 2
+    try:
+        msg = r"^conv2d: kernel_versions\['conv2d'\] picks a conv_fwd_kernel<n> \(precision 'fp32'\); precision " \
+              r"'bf16' runs conv_tc_fwd_kernel1, which has one version"
+        with pytest.raises(ValueError, match=msg):
+            ops.conv2d(put(x), put(w), put(b), precision="bf16", **kw)
+        with pytest.raises(ValueError, match=msg):
+            ops.kernel_version("conv2d", put(x), put(w), precision="bf16", **kw)
+    finally:
+        ops.kernel_versions.clear()
+        ops.kernel_versions.update(old)
