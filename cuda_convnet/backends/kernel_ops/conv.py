@@ -60,8 +60,10 @@ class ConvOps:
 
     def _conv_tc_has_one_version(self, op, precision):
         if self._version(op):
-            raise ValueError(f"{op}: kernel_versions[{op!r}] picks a float32 kernel (precision 'fp32'); "
-                             f"precision {precision!r} runs the tensor-core kernel, which has one version")
+            fp32, tc = {"conv2d": ("conv_fwd", "conv_tc_fwd_kernel1"), "conv2d_dgrad": ("conv_dgrad",
+                                                                                      "conv_tc_dgrad_kernel1")}[op]
+            raise ValueError(f"{op}: kernel_versions[{op!r}] picks a {fp32}_kernel<n> (precision 'fp32'); "
+                             f"precision {precision!r} runs {tc}, which has one version")
 
     def _kernel_version_conv2d(self, x, w, b=None, *, stride=1, padding=0, groups=1, relu=False,
                                precision="fp32") -> int:
