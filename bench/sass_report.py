@@ -30,7 +30,8 @@ Per kernel and architecture:
                      threads per block from ``__launch_bounds__`` (256 where absent)
   fma%               FFMA (+HMMA, DFMA) / all instructions of the main loop, NOPs excluded
   int/fma            integer ALU instructions (INT_OPS) per FMA in the main loop
-  lds128, lds32      128-bit and 32-bit shared loads in the main loop (LDS.64 counted apart)
+  lds128, lds32      128-bit and 32-bit shared loads in the main loop (LDS.64 counted apart;
+                     ``LDS RZ, [RZ]``, which loads nothing, not counted)
   ldgsts/ldsm/hmma   whether the kernel uses cp.async, ldmatrix, tensor-core MMA (anywhere)
   local              spill traffic: LOCAL and STACK bytes (-res-usage), LDL/STL instructions
                      anywhere in the kernel
@@ -72,6 +73,7 @@ DYNAMIC_SMEM_FLOATS = {
     "conv_fwd_kernel2": "kConvFwd2SmemFloats",
     "conv_dgrad_kernel1": "kConvBK * (BM + kConvPad) + kConvBK * (BN + kConvPad)",
     "conv_wgrad_kernel1": "kConvSmemFloats",
+    "conv_wgrad_kernel2": "kWgrad2SmemFloats",
     "gemm_kernel1": "kGemmSmemFloats",
     "gemm_kernel2": "kGemm2SmemFloats",
     "gemm_tc_kernel1": "kGemmTcStages * ((kGemmTcBK * (BM + 8) if TA else BM * (kGemmTcBK + 4))"
@@ -420,7 +422,9 @@ def analyse(arch: int, mangled: str, demangled: str, insns: list[Insn], res: dic
         ops[x.op] = ops.get(x.op, 0) + 1
     fma = sum(_is_fma(x) for x in body)
     ints = sum(x.base in INT_OPS for x in body)
-    lds = [x.op for x in body if x.base == "LDS"]
+    # `LDS RZ, [RZ]` (a load into the zero register, which nvcc places before cp.async
+    # copies) moves no data: not a shared load of the K loop.
+    lds = [x.op for x in body if x.base == "LDS" and not x.args.replace(" ", "").startswith("RZ,")]
     lds128 = sum(".128" in o for o in lds)
     lds64 = sum(".64" in o for o in lds)
     reported = res.get("SHARED", 0)

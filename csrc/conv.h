@@ -83,9 +83,14 @@ bool conv_fwd_kernel2_applies(const float* x, const float* w, const ConvShape& g
 // dx = gradient of conv with respect to x, given dy. Overwrites dx (every element).
 void conv_dgrad(const float* dy, const float* w, float* dx, const ConvShape& g, cudaStream_t stream);
 
-// How the wgrad/bias-gradient reduction over N*P*Q is split (deterministic: depends on the
-// shape and `chunk_rows` only, never on the device). chunk_rows = 0 picks automatically;
-// otherwise it is the number of N*P*Q rows per chunk (rounded up to a multiple of 16).
+// How the wgrad/bias-gradient reduction over N*P*Q is split. chunk_rows = 0 picks
+// automatically; otherwise it is the number of N*P*Q rows per chunk (rounded up to a
+// multiple of 16). The plan depends on the shape and `chunk_rows` only, NOT on the device
+// it runs on: the split fixes the order in which dw's partial sums are added, hence dw's
+// rounding, and a shape-only plan makes dw bit-identical on every run, on every GPU and in
+// the emulator (a training run resumed on another card, or checked on CI, reproduces it).
+// The automatic plan is therefore sized for one card, the 132-SM H100 (conv_wgrad.cu):
+// whole waves of the kernel's tile there; elsewhere it is correct, with a partial wave.
 struct WgradPlan {
   int chunk_rows;        // rows of N*P*Q per chunk (multiple of the K step)
   int chunks;            // of dw
@@ -99,7 +104,17 @@ WgradPlan conv_wgrad_plan(const ConvShape& g, int chunk_rows);
 // The partial sums of each chunk go to `workspace` (at least plan.workspace_floats floats,
 // device memory the caller allocated; may be null when that is 0) and a second kernel adds
 // them in chunk order: bit-identical results on every run and in every thread order.
+// version: 0 picks the kernel (conv_wgrad_kernel2 where conv_wgrad_kernel2_applies, else
+// conv_wgrad_kernel1); 1 or 2 forces that one (2 throws std::invalid_argument where it does
+// not apply). Under one plan both kernels give bit-identical dw.
 void conv_wgrad(const float* x, const float* dy, float* dw, float* db, float* workspace,
-                long long workspace_floats, const ConvShape& g, int chunk_rows, cudaStream_t stream);
+                long long workspace_floats, const ConvShape& g, int chunk_rows, cudaStream_t stream,
+                int version = 0);
+// kernel2's conditions on the shape (C/groups % 4 == 0, K/groups % 4 == 0; they also choose
+// the plan's tile), and on the pointers as well (x and dy 16-byte aligned).
+bool conv_wgrad_kernel2_shape_ok(const ConvShape& g);
+bool conv_wgrad_kernel2_applies(const float* x, const float* dy, const ConvShape& g);
+// The kernel conv_wgrad(version) runs for these pointers (throws as conv_wgrad does).
+int conv_wgrad_kernel_version(const float* x, const float* dy, const ConvShape& g, int version);
 
 }  // namespace ccn

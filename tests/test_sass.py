@@ -26,6 +26,7 @@ import sass_report as sass  # noqa: E402  (bench/ is not a package)
 #   conv_fwd_kernel2 83.3 % / 0.09 / 64, 0     conv_fwd_kernel1 45.6 % / 0.52 / 0, 128
 #   conv_dgrad<64,64> 30.2 % / 1.45 / 0, 128   conv_dgrad<256,16> 24.9 % / 1.60 / 0, 272
 #   conv_wgrad_kernel1 32.3 % / 1.11 / 0, 128  gemm_kernel2 80.9-81.9 % / 0.07 / 32, 0
+#   conv_wgrad_kernel2 81.2 % / 0.11 / 64, 0   (conv2-5 wgrad; 127 registers, 2 blocks/SM)
 FLOORS = {
     # kernel: (min FMA share, max integer instructions per FMA, needs 128-bit shared loads)
     "conv_fwd_kernel2": (0.81, 0.12, True),
@@ -33,14 +34,15 @@ FLOORS = {
     "conv_dgrad_kernel1<64, 64>": (0.28, 1.55, False),
     "conv_dgrad_kernel1<256, 16>": (0.23, 1.70, False),
     "conv_wgrad_kernel1": (0.30, 1.20, False),
+    "conv_wgrad_kernel2": (0.79, 0.13, True),
     "gemm_kernel2<false, true>": (0.78, 0.10, True),
     "gemm_kernel2<false, false>": (0.79, 0.10, True),
     "gemm_kernel2<true, false>": (0.79, 0.10, True),
 }
 # Blocks per SM on sm_90 today; fewer would leave the SM with fewer warps to hide latency.
 MIN_BLOCKS_PER_SM = {"conv_fwd_kernel2": 2, "conv_fwd_kernel1": 4, "conv_dgrad_kernel1<64, 64>": 3,
-                     "conv_dgrad_kernel1<256, 16>": 2, "conv_wgrad_kernel1": 5, "gemm_kernel2<false, true>": 2,
-                     "gemm_kernel2<false, false>": 2, "gemm_kernel2<true, false>": 2}
+                     "conv_dgrad_kernel1<256, 16>": 2, "conv_wgrad_kernel1": 5, "conv_wgrad_kernel2": 2,
+                     "gemm_kernel2<false, true>": 2, "gemm_kernel2<false, false>": 2, "gemm_kernel2<true, false>": 2}
 
 
 @pytest.fixture(scope="session")
@@ -96,6 +98,18 @@ def test_tensor_core_gemm_main_loop(stats, bm, prec, layout):
     assert s.blocks_per_sm >= 4 and s.ldl_stl == 0, f"{s.name}: {s.blocks_per_sm} blocks/SM, {s.ldl_stl} LDL/STL"
 
 
+@pytest.mark.parametrize("name", ["conv_wgrad_kernel2"])
+def test_pipelined_conv_main_loop(stats, name):
+    """The float32 cp.async pipelines: 16-byte copies (LDGSTS) issued inside the main loop,
+    one commit (LDGDEPBAR), one wait (DEPBAR) and exactly one barrier per K step."""
+    s = _kernel(stats, name)
+    count = {base: sum(n for op, n in s.loop_ops.items() if op.split(".")[0] == base) for base in
+             ("LDGSTS", "LDGDEPBAR", "DEPBAR", "BAR")}
+    assert count["LDGSTS"] >= 4 and all(".128" in op for op in s.loop_ops if op.startswith("LDGSTS")), s.loop_ops
+    assert count["LDGDEPBAR"] == 1 and count["DEPBAR"] == 1 and count["BAR"] == 1, f"{name}: main loop {count}"
+    assert s.ldgsts and s.ldl_stl == 0
+
+
 @pytest.mark.parametrize("arch", sorted(sass.ARCH_LIMITS))
 def test_no_kernel_spills(stats, arch):
     # augment_train_views_kernel1 (the data layer, once per step) indexes a small per-thread
@@ -141,6 +155,13 @@ def test_main_loop_rule_on_known_sass():
     assert s.fma_share == pytest.approx(0.4)
     # 40 registers -> 1280 per warp -> 51 warps -> 6 blocks of 8 warps
     assert (s.blocks_per_sm, s.occupancy_limit, s.smem_per_block) == (6, "regs", 1024)
+
+
+def test_zero_register_load_is_not_a_shared_load():
+    """nvcc puts `LDS RZ, [RZ]` (loads nothing) beside cp.async copies: not counted as LDS."""
+    text = _SASS.replace("LDS R9, [R2] ;", "LDS RZ, [RZ] ;")
+    s = sass.analyse(90, "_Z1kPf", "void k(float*)", sass.parse_sass(text)[90]["_Z1kPf"], {"REG": 40}, "csrc/k.cu")
+    assert (s.lds128, s.lds32) == (1, 0)
 
 
 def test_occupancy_limits():

@@ -31,6 +31,10 @@ class ConvOps:
     #: == 0 and the arrays are 16-byte aligned, else conv_fwd_kernel1); 1 or 2 forces one
     #: (tests and benchmarks). Both give bit-identical results.
     conv_fwd_variant = 0
+    #: Which wgrad kernel: 0 lets the launcher choose (conv_wgrad_kernel2 where C/groups and
+    #: K/groups are multiples of 4 and x, dy are 16-byte aligned, else conv_wgrad_kernel1);
+    #: 1 or 2 forces one. Both give bit-identical dw under the same plan.
+    conv_wgrad_version = 0
 
     def conv2d(self, x, w, b=None, *, stride=1, padding=0, groups=1, relu=False):
         """y = conv(x, w) + b (NHWC x KRSC -> NPQK); ``relu=True`` applies ReLU in the epilogue."""
@@ -89,8 +93,18 @@ class ConvOps:
         plan = self.conv_wgrad_plan(g)
         ws = self._empty((plan["workspace_floats"],)) if plan["workspace_floats"] else None
         self.ext.conv_wgrad(self._ptr(x), self._ptr(dy), self._ptr(dw), self._ptr(db), self._ptr(ws),
-                            plan["workspace_floats"], **shape, chunk_rows=self.wgrad_chunk_rows, stream=self._stream())
+                            plan["workspace_floats"], **shape, chunk_rows=self.wgrad_chunk_rows, stream=self._stream(),
+                            version=self.conv_wgrad_version)
         return dw, db
+
+    def conv2d_wgrad_kernel_version(self, x, dy, w_shape, *, stride=1, padding=0, groups=1) -> int:
+        """Which conv_wgrad_kernel<version> conv2d_wgrad runs on these arrays (1: general,
+        2: the 128 x 128 cp.async pipeline), given conv_wgrad_version; ValueError where a
+        forced version cannot run them."""
+        w = ShapeOnly("conv2d_wgrad", "w_shape", w_shape, getattr(x, "dtype", np.float32))
+        g = checks.check_conv_backward_args(x, w, dy, stride, padding, groups, op="conv2d_wgrad")
+        return self.ext.conv_wgrad_kernel(self._ptr(x), self._ptr(dy), **_shape_args(g),
+                                          version=self.conv_wgrad_version)
 
     def conv_wgrad_plan(self, g: checks.ConvGeometry) -> dict:
         """How conv2d_backward splits the dw/db reduction for geometry ``g`` (chunk sizes,
