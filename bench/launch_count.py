@@ -84,7 +84,7 @@ def _launches(name, args, kwargs, ret, ext) -> int:
     if name in ("sgd_update", "concat_channels", "split_channels"):
         return int(ret)
     if name == "conv_wgrad":
-        shape = {k: v for k, v in kwargs.items() if k not in ("chunk_rows", "stream")}
+        shape = {k: v for k, v in kwargs.items() if k not in ("chunk_rows", "stream", "version")}
         plan = ext.conv_wgrad_plan(**shape, chunk_rows=kwargs["chunk_rows"])
         has_db = args[3] != 0
         return 1 + (plan["chunks"] > 1) + has_db + (has_db and plan["bias_chunks"] > 1)
@@ -98,7 +98,7 @@ def _launches(name, args, kwargs, ret, ext) -> int:
 class RecordingExt:
     """cuda_convnet._emu with every launcher call counted into a Tally."""
 
-    _QUERIES = ("conv_wgrad_plan", "conv_forward_kernel", "device_count", "emulated")
+    _QUERIES = ("conv_wgrad_plan", "conv_wgrad_kernel", "conv_forward_kernel", "device_count", "emulated")
 
     def __init__(self, ext, tally: Tally):
         self._ext, self._tally = ext, tally

@@ -18,7 +18,8 @@ The model (H100 SXM: 132 SMs, 4 warp schedulers per SM, 1.98 GHz, 3.35 TB/s HBM3
   == 0, else conv_fwd_kernel1 64x64; conv_dgrad.cu: one GEMM per group and stride phase,
   64x64 or 256x16 when C/groups <= 16, blocks past their phase's rows exit at once;
   conv_wgrad.cu: conv_wgrad_kernel2 128x128 (a 3-stage cp.async pipeline) where C/groups
-  and K/groups % 4 == 0, else conv_wgrad_kernel1 64x64, split over N*P*Q by
+  and K/groups % 4 == 0, conv_wgrad_kernel3 (the same with 4-byte copies of x) where only
+  K/groups % 4 == 0, else conv_wgrad_kernel1 64x64, split over N*P*Q by
   conv_wgrad_plan, called through the emulator build so the plan is the launcher's own;
   gemm.cu: gemm_kernel2 128x128x8 when M, N >= 128, else gemm_kernel1 64x64x16). Per block, the main loop issues
       FFMA warp instructions = BM * BN * K_padded / 32,   all = FFMA / fma_share
@@ -223,8 +224,8 @@ def conv_wgrad(sass, name, g: ConvGeom) -> list[Launch]:
     x, y, w = g.bytes()
     plan = wgrad_plan(g)
     rscg = g.r * g.s * g.cg
-    if g.cg % 4 == 0 and g.kg % 4 == 0:
-        kernel, bm, bn = "conv_wgrad_kernel2", 128, 128
+    if g.kg % 4 == 0:
+        kernel, bm, bn = "conv_wgrad_kernel2" if g.cg % 4 == 0 else "conv_wgrad_kernel3", 128, 128
     else:
         kernel, bm, bn = "conv_wgrad_kernel1", 64, 64
     tiles = _cdiv(rscg, bn) * _cdiv(g.kg, bm) * plan["chunks"] * g.groups

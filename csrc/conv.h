@@ -91,6 +91,7 @@ void conv_dgrad(const float* dy, const float* w, float* dx, const ConvShape& g, 
 // the emulator (a training run resumed on another card, or checked on CI, reproduces it).
 // The automatic plan is therefore sized for one card, the 132-SM H100 (conv_wgrad.cu):
 // whole waves of the kernel's tile there; elsewhere it is correct, with a partial wave.
+// (It depends on the pointers' alignment neither: the tile it plans for follows K/groups.)
 struct WgradPlan {
   int chunk_rows;        // rows of N*P*Q per chunk (multiple of the K step)
   int chunks;            // of dw
@@ -105,15 +106,16 @@ WgradPlan conv_wgrad_plan(const ConvShape& g, int chunk_rows);
 // device memory the caller allocated; may be null when that is 0) and a second kernel adds
 // them in chunk order: bit-identical results on every run and in every thread order.
 // version: 0 picks the kernel (conv_wgrad_kernel2 where conv_wgrad_kernel2_applies, else
-// conv_wgrad_kernel1); 1 or 2 forces that one (2 throws std::invalid_argument where it does
-// not apply). Under one plan both kernels give bit-identical dw.
+// conv_wgrad_kernel3 where conv_wgrad_kernel3_applies, else conv_wgrad_kernel1); 1, 2 or 3
+// forces that one (throws std::invalid_argument where it does not apply). Under one plan
+// all three give bit-identical dw.
 void conv_wgrad(const float* x, const float* dy, float* dw, float* db, float* workspace,
                 long long workspace_floats, const ConvShape& g, int chunk_rows, cudaStream_t stream,
                 int version = 0);
-// kernel2's conditions on the shape (C/groups % 4 == 0, K/groups % 4 == 0; they also choose
-// the plan's tile), and on the pointers as well (x and dy 16-byte aligned).
-bool conv_wgrad_kernel2_shape_ok(const ConvShape& g);
+// kernel2: C/groups % 4 == 0, K/groups % 4 == 0, x and dy 16-byte aligned (AlexNet conv2-5).
+// kernel3: K/groups % 4 == 0, dy 16-byte aligned, any C (conv1, C = 3).
 bool conv_wgrad_kernel2_applies(const float* x, const float* dy, const ConvShape& g);
+bool conv_wgrad_kernel3_applies(const float* dy, const ConvShape& g);
 // The kernel conv_wgrad(version) runs for these pointers (throws as conv_wgrad does).
 int conv_wgrad_kernel_version(const float* x, const float* dy, const ConvShape& g, int version);
 

@@ -12,10 +12,10 @@ namespace {
 // The split policy: a function of the shape (and a forced chunk_rows) only, never of the
 // device, so the emulator and every GPU add the same partial sums in the same order and dw
 // is bit-identical everywhere. It is sized for the card the project targets, an H100
-// (kPlanSMs SMs): for the tile of the kernel the shape's kernel family runs (kernel2's
-// 128 x 128 where conv_wgrad_kernel2_shape_ok, kernel1's 64 x 64 otherwise; a misaligned
-// call that falls back to kernel1 keeps kernel2's plan, so the bits do not depend on
-// pointer alignment either), it tries every whole number of waves W and takes the chunk
+// (kPlanSMs SMs): for the tile of the kernels the shape can run (the 128 x 128 of kernel2
+// and kernel3 where K/groups % 4 == 0, kernel1's 64 x 64 otherwise; a misaligned call that
+// falls back to kernel1 keeps the 128-tile plan, so the bits do not depend on pointer
+// alignment either), it tries every whole number of waves W and takes the chunk
 // count that fits W waves with the least predicted time:
 //   cost(W) = waves(W) * (K steps per chunk + kBlockOverheadSteps)
 //             + chunks * |dw| * kReduceStepsPerFloat   (the partials written and re-read)
@@ -37,7 +37,7 @@ struct PlanTile {
 };
 // One K step of a full SM: blocks_per_sm * BM * BN * 16 FMAs at 128 FMA lanes per SM per
 // clock; the partials move at ~2.7 TB/s over 132 SMs at 1.98 GHz (~10 bytes per SM-clock).
-//   kernel2: 2 * 128 * 128 * 16 / 128 = 4096 clocks; 8 / 10 / 4096 ~ 2e-4 steps per float.
+//   kernel2/3: 2 * 128 * 128 * 16 / 128 = 4096 clocks; 8 / 10 / 4096 ~ 2e-4 steps per float.
 //   kernel1: 5 * 64 * 64 * 16 / 128 = 2560 clocks;  8 / 10 / 2560 ~ 3e-4.
 constexpr PlanTile kPlanTile2{kWgrad2BM, kWgrad2BN, 2, 2e-4};
 constexpr PlanTile kPlanTile1{kConvBM, kConvBN, 5, 3e-4};
@@ -46,7 +46,7 @@ long long round_up(long long v, long long m) { return (v + m - 1) / m * m; }
 long long div_up(long long a, long long b) { return (a + b - 1) / b; }
 
 long long auto_chunk_rows(const ConvShape& g) {
-  const PlanTile& pt = conv_wgrad_kernel2_shape_ok(g) ? kPlanTile2 : kPlanTile1;
+  const PlanTile& pt = g.kg % 4 == 0 ? kPlanTile2 : kPlanTile1;
   const long long tiles = div_up(g.kg, pt.bm) * div_up(g.rscg, pt.bn) * g.groups;
   const long long steps = div_up(g.npq, kConvBK);
   const long long slots = kPlanSMs * pt.blocks_per_sm;
@@ -69,11 +69,11 @@ long long auto_chunk_rows(const ConvShape& g) {
 
 }  // namespace
 
-bool conv_wgrad_kernel2_shape_ok(const ConvShape& g) { return g.cg % 4 == 0 && g.kg % 4 == 0; }
-
 bool conv_wgrad_kernel2_applies(const float* x, const float* dy, const ConvShape& g) {
-  return conv_wgrad_kernel2_shape_ok(g) && aligned16(x) && aligned16(dy);
+  return g.cg % 4 == 0 && g.kg % 4 == 0 && aligned16(x) && aligned16(dy);
 }
+
+bool conv_wgrad_kernel3_applies(const float* dy, const ConvShape& g) { return g.kg % 4 == 0 && aligned16(dy); }
 
 WgradPlan conv_wgrad_plan(const ConvShape& g, int chunk_rows) {
   CCN_REQUIRE(chunk_rows >= 0, "chunk_rows must be >= 0 (0: automatic)");
@@ -105,11 +105,12 @@ WgradPlan conv_wgrad_plan(const ConvShape& g, int chunk_rows) {
 }
 
 int conv_wgrad_kernel_version(const float* x, const float* dy, const ConvShape& g, int version) {
-  CCN_REQUIRE(version >= 0 && version <= 2, "conv_wgrad: version must be 0 (automatic), 1 or 2");
-  const bool fast = conv_wgrad_kernel2_applies(x, dy, g);
-  CCN_REQUIRE(version != 2 || fast,
+  CCN_REQUIRE(version >= 0 && version <= 3, "conv_wgrad: version must be 0 (automatic), 1, 2 or 3");
+  const bool v2 = conv_wgrad_kernel2_applies(x, dy, g), v3 = conv_wgrad_kernel3_applies(dy, g);
+  CCN_REQUIRE(version != 2 || v2,
               "conv_wgrad_kernel2 needs C/groups % 4 == 0, K/groups % 4 == 0 and 16-byte aligned x and dy");
-  return version != 0 ? version : (fast ? 2 : 1);
+  CCN_REQUIRE(version != 3 || v3, "conv_wgrad_kernel3 needs K/groups % 4 == 0 and a 16-byte aligned dy");
+  return version != 0 ? version : (v2 ? 2 : v3 ? 3 : 1);
 }
 
 void conv_wgrad(const float* x, const float* dy, float* dw, float* db, float* workspace,
@@ -128,11 +129,12 @@ void conv_wgrad(const float* x, const float* dy, float* dw, float* db, float* wo
   float* dw_parts = plan.chunks > 1 ? workspace : dw;
   float* db_parts = plan.bias_chunks > 1 ? workspace + (plan.chunks > 1 ? plan.chunks * dw_floats : 0) : db;
 
-  if (kernel == 2) {
+  if (kernel == 2 || kernel == 3) {
     dim3 grid(ceil_div(g.rscg, kWgrad2BN), ceil_div(g.kg, kWgrad2BM), plan.chunks * g.groups);
-    CCN_LAUNCH(conv_wgrad_kernel2, grid, dim3(16, 16), kWgrad2SmemFloats * sizeof(float), stream)(
-        x, dy, dw_parts, g, plan.chunk_rows, dw_floats);
-    CCN_CHECK_LAUNCH("conv_wgrad_kernel2");
+    auto fn = kernel == 2 ? conv_wgrad_kernel2 : conv_wgrad_kernel3;
+    CCN_LAUNCH(fn, grid, dim3(16, 16), kWgrad2SmemFloats * sizeof(float), stream)(x, dy, dw_parts, g,
+                                                                                 plan.chunk_rows, dw_floats);
+    CCN_CHECK_LAUNCH(kernel == 2 ? "conv_wgrad_kernel2" : "conv_wgrad_kernel3");
   } else {
     dim3 grid(ceil_div(g.rscg, kConvBN), ceil_div(g.kg, kConvBM), plan.chunks * g.groups);
     CCN_LAUNCH(conv_wgrad_kernel1, grid, dim3(16, 16), kConvSmemFloats * sizeof(float), stream)(

@@ -52,6 +52,14 @@
 //   row kk (A: two addresses, broadcast; B: 16 consecutive float4s), and a copy writes 16
 //   contiguous bytes, so no padding is needed against bank conflicts. 3 stages x 16 KiB
 //   = 48 KiB, the most dynamic shared memory a launch gets without an opt-in.
+// conv_wgrad_kernel3 (K/g % 4 == 0, dy 16-byte aligned, any C: AlexNet conv1 with C = 3):
+//   kernel2 with the x tile copied element by element (cp.async 4 bytes), since a quad of
+//   taps is then neither inside one pixel nor 16-byte aligned. Thread tid copies row
+//   tid / 16 of the K step, columns 8*(tid % 16) .. + 7 (8 consecutive taps: the warp's
+//   lanes read runs of the receptive field, contiguous along (s, c) within a filter row);
+//   the taps are counted on from the first (channel, then s, then r), the row's (n, p, q)
+//   advanced as in kernel2. dy, the pipeline, the FMAs and the epilogue are kernel2's
+//   (one shared body, conv_wgrad_tile128), so kernel3's dw has kernel1's and kernel2's bits.
 // conv_bias_grad_kernel1: db partials. One thread per column (channel) and chunk of rows,
 //   summing its rows in order; adjacent threads read adjacent channels (coalesced).
 //   Grid: x = column blocks of 128, y = chunk. Output: out[chunk * cols + col].
@@ -171,9 +179,12 @@ struct WgradRowCounter {
   }
 };
 
-__global__ void __launch_bounds__(kConvThreads, 2)
-    conv_wgrad_kernel2(const float* __restrict__ x, const float* __restrict__ dy, float* __restrict__ out,
-                       ConvShape g, int chunk_rows, long long chunk_stride) {
+// The body of conv_wgrad_kernel2 (VEC_X: x copied as 16-byte quads) and conv_wgrad_kernel3
+// (x copied element by element); everything but the copies of the x tile is shared.
+template <bool VEC_X>
+__device__ __forceinline__ void conv_wgrad_tile128(const float* __restrict__ x, const float* __restrict__ dy,
+                                                   float* __restrict__ out, const ConvShape& g, int chunk_rows,
+                                                   long long chunk_stride) {
   constexpr int S = kWgrad2Stages, LD = kWgrad2BM;
   static_assert(kWgrad2BM == kWgrad2BN, "one row stride for both tiles");
   CCN_DYNAMIC_SHARED(float, smem);  // [S][As 16 x 128, Bs 16 x 128]
@@ -184,28 +195,35 @@ __global__ void __launch_bounds__(kConvThreads, 2)
   const int t_begin = chunk * chunk_rows;
   const int t_end = static_cast<int>(min(static_cast<long long>(t_begin) + chunk_rows, g.npq));
   const int ksteps = (t_end - t_begin + kConvBK - 1) / kConvBK;
+  const int step_p = kConvBK / g.q, step_q = kConvBK - step_p * g.q;  // a K step's row carries
 
-  // This thread's copies: column quad 4*lq of both tiles, rows lr and lr + 8 of a K step.
+  // dy copies: column quad 4*lq, rows lr and lr + 8 of a K step.
   const int lq = tid % 32, lr = tid / 32;
   const bool f_ok = m0 + 4 * lq < g.kg;  // K/g % 4 == 0: the quad is all in or all out
   const float* dyp = dy + (long long)(t_begin + lr) * g.k + grp * g.kg + m0 + 4 * lq;
   const long long dy_step = (long long)kConvBK * g.k, dy_half = 8LL * g.k;
-  const int j = n0 + 4 * lq;
-  const bool j_ok = j < g.rscg;  // R*S*C/g % 4 == 0 likewise
+  int rows_left = t_end - t_begin - lr;  // rows from this thread's first dy row to the chunk's end
+
+  // x copies. VEC_X: the tap quad of column 4*lq (one (r, s), C/g % 4 == 0), rows lr and
+  // lr + 8. Otherwise: row lb = tid / 16 and the 8 consecutive columns 8*tx .. 8*tx + 7,
+  // whose taps are re-derived each K step from the first one's by counting (channel, then
+  // s, then r), so only one tap and one row counter stay live.
+  const int lb = VEC_X ? lr : tid / 16;
+  const int j = VEC_X ? n0 + 4 * lq : n0 + 8 * tx;
+  const int cols_left = g.rscg - j;  // !VEC_X: columns j + e past R*S*C/g copy nothing
   int r = 0, s = 0, c = 0;
-  if (j_ok) {
+  if (j < g.rscg) {
     int rs = j / g.cg;
     c = j - rs * g.cg;
     r = rs / g.s;
     s = rs - r * g.s;
   }
-  const float* xc = x + (long long)grp * g.cg + c;
-  const int dr = r - g.pad_top, ds = s - g.pad_left;
-  WgradRowCounter row[2];
-  row[0].start(g, min(t_begin + lr, t_end - 1));  // a row past the chunk is never copied
-  row[1].start(g, min(t_begin + lr + 8, t_end - 1));
-  const int step_p = kConvBK / g.q, step_q = kConvBK - step_p * g.q;
-  int rows_left = t_end - t_begin - lr;  // rows of this thread's first row onward in the chunk
+  const float* xg = x + (long long)grp * g.cg;
+  constexpr int XROWS = VEC_X ? 2 : 1;
+  WgradRowCounter row[XROWS];
+#pragma unroll
+  for (int e = 0; e < XROWS; ++e) row[e].start(g, min(t_begin + lb + 8 * e, t_end - 1));  // past the end: never copied
+  int x_rows_left = t_end - t_begin - lb;
 
   // Issue the copies of the next K step into `stage`, then move every counter on a step.
   auto copy_step = [&](int stage) {
@@ -213,18 +231,43 @@ __global__ void __launch_bounds__(kConvThreads, 2)
     float* bs = as + kConvBK * LD;
 #pragma unroll
     for (int e = 0; e < 2; ++e) {
-      const bool t_ok = rows_left > 8 * e;
-      const bool a_ok = t_ok && f_ok;
+      const bool a_ok = rows_left > 8 * e && f_ok;
       cp_async_16(as + (lr + 8 * e) * LD + 4 * lq, a_ok ? dyp + e * dy_half : dy, a_ok ? 16 : 0);
-      const int hh = row[e].p * g.stride + dr, ww = row[e].q * g.stride + ds;
-      const bool b_ok = t_ok && j_ok && conv_in_range(hh, g.h) && conv_in_range(ww, g.w);
-      const float* src = b_ok ? xc + (((long long)row[e].n * g.h + hh) * g.w + ww) * g.c : x;
-      cp_async_16(bs + (lr + 8 * e) * LD + 4 * lq, src, b_ok ? 16 : 0);
+    }
+    if (VEC_X) {
+#pragma unroll
+      for (int e = 0; e < XROWS; ++e) {
+        const int hh = row[e].p * g.stride + r - g.pad_top, ww = row[e].q * g.stride + s - g.pad_left;
+        const bool b_ok =
+            x_rows_left > 8 * e && cols_left > 0 && conv_in_range(hh, g.h) && conv_in_range(ww, g.w);
+        const float* src = b_ok ? xg + (((long long)row[e].n * g.h + hh) * g.w + ww) * g.c + c : x;
+        cp_async_16(bs + (lb + 8 * e) * LD + 4 * lq, src, b_ok ? 16 : 0);
+      }
+    } else {
+      const int h0 = row[0].p * g.stride - g.pad_top, w0 = row[0].q * g.stride - g.pad_left;
+      const float* img = xg + (long long)row[0].n * g.h * g.w * g.c;
+      const bool t_ok = x_rows_left > 0;
+      int rr = r, ss = s, cc = c;
+#pragma unroll
+      for (int e = 0; e < 8; ++e) {
+        const int hh = h0 + rr, ww = w0 + ss;
+        const bool b_ok = t_ok && e < cols_left && conv_in_range(hh, g.h) && conv_in_range(ww, g.w);
+        const float* src = b_ok ? img + ((long long)hh * g.w + ww) * g.c + cc : x;
+        cp_async_4(bs + lb * LD + 8 * tx + e, src, b_ok ? 4 : 0);
+        if (++cc == g.cg) {  // the next column: the next channel, else the next tap
+          cc = 0;
+          if (++ss == g.s) {
+            ss = 0;
+            ++rr;
+          }
+        }
+      }
     }
     dyp += dy_step;
     rows_left -= kConvBK;
-    row[0].advance(g, step_p, step_q);
-    row[1].advance(g, step_p, step_q);
+    x_rows_left -= kConvBK;
+#pragma unroll
+    for (int e = 0; e < XROWS; ++e) row[e].advance(g, step_p, step_q);
   };
 
   for (int st = 0; st < S - 1; ++st) {
@@ -262,6 +305,18 @@ __global__ void __launch_bounds__(kConvThreads, 2)
       if (col < g.rscg) drow[col] = acc[i][jj];
     }
   }
+}
+
+__global__ void __launch_bounds__(kConvThreads, 2)
+    conv_wgrad_kernel2(const float* __restrict__ x, const float* __restrict__ dy, float* __restrict__ out,
+                       ConvShape g, int chunk_rows, long long chunk_stride) {
+  conv_wgrad_tile128<true>(x, dy, out, g, chunk_rows, chunk_stride);
+}
+
+__global__ void __launch_bounds__(kConvThreads, 2)
+    conv_wgrad_kernel3(const float* __restrict__ x, const float* __restrict__ dy, float* __restrict__ out,
+                       ConvShape g, int chunk_rows, long long chunk_stride) {
+  conv_wgrad_tile128<false>(x, dy, out, g, chunk_rows, chunk_stride);
 }
 
 __global__ void __launch_bounds__(kConvBiasThreads)

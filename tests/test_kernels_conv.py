@@ -10,7 +10,8 @@ kernel_vs_reference).
 Paths covered: the forward's general kernel (conv_fwd_kernel1) and its vectorised fast
 path (conv_fwd_kernel2, C/groups % 4 == 0, checked bit-identical to kernel1); the wgrad
 64 x 64 tile (conv_wgrad_kernel1) and its 128 x 128 cp.async pipeline (conv_wgrad_kernel2,
-C/groups and K/groups % 4 == 0, checked bit-identical to kernel1 under the same plan);
+C/groups and K/groups % 4 == 0; conv_wgrad_kernel3, K/groups % 4 == 0 and any C), each
+checked bit-identical to kernel1 under the same plan;
 dgrad's 64 x 64 tile (C/groups > 16)
 and its 256 x 16 tile (C/groups <= 16, conv1's C = 3), every stride phase of dgrad
 (stride 1-4, including phases with no taps when stride > R); the wgrad/bias reduction
@@ -103,10 +104,10 @@ def check_conv(dev, cpu, x, w, b, *, stride, padding, groups, relu=False, backwa
     assert_close("conv2d_backward", dx, rdx, what + " dx")
     assert_close("conv2d_backward", dw, rdw, what + f" dw (wgrad kernel{wgrad_version})")
     assert_close("conv2d_backward", db, rdb, what + " db")
-    if both_kernels and wgrad_version == 2:  # the general kernel, same plan: the same bits
+    if both_kernels and wgrad_version > 1:  # the general kernel, same plan: the same bits
         with wgrad_chunk_rows(dev.ops, chunk_rows), setting(dev.ops, "conv_wgrad_version", 1):
             dw1, db1 = (dev.get(a) for a in dev.ops.conv2d_wgrad(dev.put(x), dev.put(dy), w.shape, **kw))
-        np.testing.assert_array_equal(dw1, dw, err_msg=what + ": conv_wgrad_kernel1 and kernel2 differ")
+        np.testing.assert_array_equal(dw1, dw, err_msg=what + f": conv_wgrad_kernel1 and kernel{wgrad_version} differ")
         np.testing.assert_array_equal(db1, db, err_msg=what + ": db differs between the wgrad kernels")
     # need_dx=False (an input that needs no gradient): no dgrad, dw and db the same bits.
     with wgrad_chunk_rows(dev.ops, chunk_rows):
@@ -230,7 +231,9 @@ def test_conv_alexnet_layer_shapes(kernel_device, cpu, layer, capsys):
     assert version == (1 if layer == "conv1" else 2)  # C = 3 takes the general kernel
     g = checks.check_conv_args(x, wt, None, stride, pad, groups)
     dy = kernel_device.put(np.empty((2, g.p, g.q, k), np.float32))
-    assert kernel_device.ops.conv2d_wgrad_kernel_version(kernel_device.put(x), dy, wt.shape, **kw) == version
+    # wgrad: conv1 (C = 3) copies x element by element (kernel3), conv2-5 in quads (kernel2)
+    assert kernel_device.ops.conv2d_wgrad_kernel_version(kernel_device.put(x), dy, wt.shape, **kw) == \
+        (3 if layer == "conv1" else 2)
     check_conv(kernel_device, cpu, x, wt, b, what=layer, both_kernels=False, **kw)
     with capsys.disabled():
         print(f"\n[{kernel_device}] {layer} batch 2 forward + backward (with the reference): "
@@ -291,40 +294,51 @@ def test_conv_identical_in_every_thread_order(monkeypatch, cpu, case):
     assert_close("conv2d_backward", results["forward"][2], rdw, "dw")
 
 
+def _misaligned(a):
+    """A copy of `a` whose data start 4 bytes past a 16-byte boundary."""
+    buf = np.empty(a.size + 4, np.float32)
+    start = next(i for i in range(4) if (buf[i:].ctypes.data % 16) == 4)
+    out = buf[start:start + a.size].reshape(a.shape)
+    out[...] = a
+    return out
+
+
 @cxx_throw_works
-def test_wgrad_fast_path_falls_back_when_misaligned(kernel_device, cpu):
-    """C/g and K/g % 4 == 0 but dy starts 4 bytes past a 16-byte boundary: the launcher takes
-    conv_wgrad_kernel1 under kernel2's plan (the same bits) and refuses a forced kernel2."""
+def test_wgrad_fast_paths_fall_back_when_misaligned(kernel_device, cpu):
+    """C/g and K/g % 4 == 0 but x or dy starts 4 bytes past a 16-byte boundary: a misaligned
+    x takes conv_wgrad_kernel3 (x copied element by element), a misaligned dy kernel1, both
+    under the same plan (the same bits); a forced kernel that cannot run is refused."""
     if kernel_device.name != "emu":
         pytest.skip("builds a misaligned NumPy view")
     x, w, _, dy, kw = _determinism_case_kernel2()
-    buf = np.empty(dy.size + 4, np.float32)
-    start = next(i for i in range(4) if (buf[i:].ctypes.data % 16) == 4)
-    dym = buf[start:start + dy.size].reshape(dy.shape)
-    dym[...] = dy
+    xm, dym = _misaligned(x), _misaligned(dy)
     ops = kernel_device.ops
-    assert ops.conv2d_wgrad_kernel_version(x, dy, w.shape, **kw) == 2
-    assert ops.conv2d_wgrad_kernel_version(x, dym, w.shape, **kw) == 1
-    for got, want in zip(ops.conv2d_wgrad(x, dym, w.shape, **kw), ops.conv2d_wgrad(x, dy, w.shape, **kw)):
-        np.testing.assert_array_equal(got, want)
-    with setting(ops, "conv_wgrad_version", 2):
-        with pytest.raises(ValueError, match="conv_wgrad_kernel2 needs"):
-            ops.conv2d_wgrad(x, dym, w.shape, **kw)
-        with pytest.raises(ValueError, match="conv_wgrad_kernel2 needs"):
-            ops.conv2d_wgrad_kernel_version(x, dym, w.shape, **kw)
-    with setting(ops, "conv_wgrad_version", 3), pytest.raises(ValueError, match="version must be 0"):
+    want = ops.conv2d_wgrad(x, dy, w.shape, **kw)
+    for xa, dya, version in ((x, dy, 2), (xm, dy, 3), (x, dym, 1), (xm, dym, 1)):
+        assert ops.conv2d_wgrad_kernel_version(xa, dya, w.shape, **kw) == version
+        for got, ref in zip(ops.conv2d_wgrad(xa, dya, w.shape, **kw), want):
+            np.testing.assert_array_equal(got, ref, err_msg=f"kernel{version}")
+    for version, xa, dya in ((2, xm, dy), (3, x, dym)):
+        with setting(ops, "conv_wgrad_version", version):
+            with pytest.raises(ValueError, match=f"conv_wgrad_kernel{version} needs"):
+                ops.conv2d_wgrad(xa, dya, w.shape, **kw)
+            with pytest.raises(ValueError, match=f"conv_wgrad_kernel{version} needs"):
+                ops.conv2d_wgrad_kernel_version(xa, dya, w.shape, **kw)
+    with setting(ops, "conv_wgrad_version", 4), pytest.raises(ValueError, match="version must be 0"):
         ops.conv2d_wgrad(x, dy, w.shape, **kw)
 
 
 # The automatic plan's model of the card (csrc/conv_wgrad.cu): 132 SMs; blocks resident per
-# SM on sm_90, as tests/test_sass.py keeps them (MIN_BLOCKS_PER_SM): kernel2 2, kernel1 5.
-PLAN_SMS, PLAN_TILES = 132, {2: (128, 2), 1: (64, 5)}
+# SM on sm_90, as tests/test_sass.py keeps them (MIN_BLOCKS_PER_SM): kernel2 and kernel3 2
+# (128 x 128 tiles, planned for wherever K/groups % 4 == 0), kernel1 5 (64 x 64).
+PLAN_SMS, PLAN_TILES = 132, {True: (128, 2), False: (64, 5)}
 
 
 @pytest.mark.parametrize("layers", ["grouped", "towers"])
 def test_wgrad_plan_fills_whole_waves_for_alexnet(layers):
     """At batch 128 every AlexNet layer's dw grid fills >= 95 % of the waves it takes on a
-    132-SM H100 (before this plan: 1.16-1.9 waves, i.e. 58-95 %), with chunks of >= 256 rows."""
+    132-SM H100 (before this plan: 1.16-1.9 waves of 64 x 64 tiles, 58-95 % filled), with
+    chunks of >= 256 rows."""
     from cuda_convnet.alexnet_shapes import tower_layers
     ops = ccn.backend("emu")
     for L in conv_layers() if layers == "grouped" else tower_layers():
@@ -332,9 +346,8 @@ def test_wgrad_plan_fills_whole_waves_for_alexnet(layers):
         w = np.empty((L.k, L.r, L.r, L.c // L.groups), np.float32)
         g = checks.check_conv_args(x, w, None, L.stride, L.pad, L.groups)
         plan = ops.conv_wgrad_plan(g)
-        version = 2 if (g.c // g.groups) % 4 == 0 and (g.k // g.groups) % 4 == 0 else 1
-        assert version == (1 if L.name.startswith("conv1") else 2)
-        tile, per_sm = PLAN_TILES[version]
+        tile, per_sm = PLAN_TILES[(g.k // g.groups) % 4 == 0]
+        assert tile == 128
         blocks = -(-g.k // g.groups // tile) * -(-g.r * g.s * (g.c // g.groups) // tile) * g.groups * plan["chunks"]
         slots = PLAN_SMS * per_sm
         fill = blocks / (-(-blocks // slots) * slots)

@@ -17,9 +17,9 @@ import perf_model as pm  # noqa: E402  (bench/ is not a package)
 # arithmetic checkable by hand.
 FAKE = {name: {"fma_share": 0.5, "blocks_per_sm": 2, "threads": 256} for name in (
     "conv_fwd_kernel1", "conv_fwd_kernel2", "conv_dgrad_kernel1<64, 64>", "conv_dgrad_kernel1<256, 16>",
-    "conv_wgrad_kernel1", "conv_wgrad_kernel2", "gemm_kernel1<false, true>", "gemm_kernel2<false, true>",
-    "gemm_kernel2<false, false>", "gemm_kernel2<true, false>", "gemm_kernel1<false, false>",
-    "gemm_kernel1<true, false>")}
+    "conv_wgrad_kernel1", "conv_wgrad_kernel2", "conv_wgrad_kernel3", "gemm_kernel1<false, true>",
+    "gemm_kernel2<false, true>", "gemm_kernel2<false, false>", "gemm_kernel2<true, false>",
+    "gemm_kernel1<false, false>", "gemm_kernel1<true, false>")}
 
 
 def test_gemm_launch_time_and_wave_quantization():
@@ -64,8 +64,9 @@ def test_alexnet_grids_follow_the_launchers():
     assert [by[(f"fc{i}", "fwd")][0].blocks for i in (6, 7, 8)] == [32, 32, 8]
     # wgrad: the launcher's own plan (through the emulator build)
     plan = pm.wgrad_plan(pm.ConvGeom(128, 224, 224, 3, 96, 11, 11, 4, (1, 2, 1, 2), 1))
-    assert by[("conv1", "wgrad")][0].blocks == 2 * 6 * plan["chunks"]
-    assert by[("conv1", "wgrad")][0].kernel == "conv_wgrad_kernel1"  # C = 3
+    # conv1 (C = 3, K = 96): kernel3, 128x128 tiles of M = 96, N = 11*11*3 = 363
+    assert by[("conv1", "wgrad")][0].blocks == 1 * 3 * plan["chunks"]
+    assert by[("conv1", "wgrad")][0].kernel == "conv_wgrad_kernel3"
     # conv2 wgrad: C/g = 48, K/g = 128 -> kernel2, 128x128 tiles of M = 128, N = 5*5*48 per group
     plan = pm.wgrad_plan(pm.ConvGeom(128, 27, 27, 96, 256, 5, 5, 1, (2, 2, 2, 2), 2))
     w2 = by[("conv2", "wgrad")][0]

@@ -32,8 +32,9 @@ class ConvOps:
     #: (tests and benchmarks). Both give bit-identical results.
     conv_fwd_variant = 0
     #: Which wgrad kernel: 0 lets the launcher choose (conv_wgrad_kernel2 where C/groups and
-    #: K/groups are multiples of 4 and x, dy are 16-byte aligned, else conv_wgrad_kernel1);
-    #: 1 or 2 forces one. Both give bit-identical dw under the same plan.
+    #: K/groups are multiples of 4 and x, dy are 16-byte aligned; else conv_wgrad_kernel3 where
+    #: K/groups % 4 == 0 and dy is aligned; else conv_wgrad_kernel1); 1, 2 or 3 forces one.
+    #: All give bit-identical dw under the same plan.
     conv_wgrad_version = 0
 
     def conv2d(self, x, w, b=None, *, stride=1, padding=0, groups=1, relu=False):
@@ -99,8 +100,9 @@ class ConvOps:
 
     def conv2d_wgrad_kernel_version(self, x, dy, w_shape, *, stride=1, padding=0, groups=1) -> int:
         """Which conv_wgrad_kernel<version> conv2d_wgrad runs on these arrays (1: general,
-        2: the 128 x 128 cp.async pipeline), given conv_wgrad_version; ValueError where a
-        forced version cannot run them."""
+        2: the 128 x 128 cp.async pipeline with 16-byte copies of x, 3: the same pipeline with
+        4-byte copies of x, for C/groups % 4 != 0), given conv_wgrad_version; ValueError where
+        a forced version cannot run them."""
         w = ShapeOnly("conv2d_wgrad", "w_shape", w_shape, getattr(x, "dtype", np.float32))
         g = checks.check_conv_backward_args(x, w, dy, stride, padding, groups, op="conv2d_wgrad")
         return self.ext.conv_wgrad_kernel(self._ptr(x), self._ptr(dy), **_shape_args(g),
