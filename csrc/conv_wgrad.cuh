@@ -57,8 +57,10 @@
 //   taps is then neither inside one pixel nor 16-byte aligned. Thread tid copies row
 //   tid / 16 of the K step, columns 8*(tid % 16) .. + 7 (8 consecutive taps: the warp's
 //   lanes read runs of the receptive field, contiguous along (s, c) within a filter row);
-//   the taps are counted on from the first (channel, then s, then r), the row's (n, p, q)
-//   advanced as in kernel2. dy, the pipeline, the FMAs and the epilogue are kernel2's
+//   the taps are counted on from the first (channel, then s, then r, with selects, not
+//   branches) and the element's offset from the receptive-field origin moves with them by
+//   1, a pixel step or a row step, so an element costs no multiplication; the row's
+//   (n, p, q) is advanced as in kernel2. dy, the pipeline, the FMAs and the epilogue are kernel2's
 //   (one shared body, conv_wgrad_tile128), so kernel3's dw has kernel1's and kernel2's bits.
 // conv_bias_grad_kernel1: db partials. One thread per column (channel) and chunk of rows,
 //   summing its rows in order; adjacent threads read adjacent channels (coalesced).
@@ -219,6 +221,11 @@ __device__ __forceinline__ void conv_wgrad_tile128(const float* __restrict__ x, 
     s = rs - r * g.s;
   }
   const float* xg = x + (long long)grp * g.cg;
+  // !VEC_X: the first column's tap offset from the receptive-field origin, and the steps
+  // from the group's last channel of (r, s) to its first of (r, s + 1) and of (r + 1, 0).
+  const long long tap0 = ((long long)r * g.w + s) * g.c + c;
+  const int pixel_jump = g.c - g.cg + 1;
+  const long long row_jump = (long long)(g.w - g.s + 1) * g.c - g.cg + 1;
   constexpr int XROWS = VEC_X ? 2 : 1;
   WgradRowCounter row[XROWS];
 #pragma unroll
@@ -245,22 +252,26 @@ __device__ __forceinline__ void conv_wgrad_tile128(const float* __restrict__ x, 
       }
     } else {
       const int h0 = row[0].p * g.stride - g.pad_top, w0 = row[0].q * g.stride - g.pad_left;
-      const float* img = xg + (long long)row[0].n * g.h * g.w * g.c;
+      // x offset of column e's element: the row's receptive-field origin plus the tap's
+      // offset, which grows by 1 per channel, by pixel_jump to the next s and by row_jump
+      // to the next r (NHWC).
+      const float* src0 = xg + (long long)row[0].n * g.h * g.w * g.c + ((long long)h0 * g.w + w0) * g.c + tap0;
       const bool t_ok = x_rows_left > 0;
       int rr = r, ss = s, cc = c;
+      long long off = 0;
 #pragma unroll
       for (int e = 0; e < 8; ++e) {
         const int hh = h0 + rr, ww = w0 + ss;
         const bool b_ok = t_ok && e < cols_left && conv_in_range(hh, g.h) && conv_in_range(ww, g.w);
-        const float* src = b_ok ? img + ((long long)hh * g.w + ww) * g.c + cc : x;
-        cp_async_4(bs + lb * LD + 8 * tx + e, src, b_ok ? 4 : 0);
-        if (++cc == g.cg) {  // the next column: the next channel, else the next tap
-          cc = 0;
-          if (++ss == g.s) {
-            ss = 0;
-            ++rr;
-          }
-        }
+        cp_async_4(bs + lb * LD + 8 * tx + e, b_ok ? src0 + off : x, b_ok ? 4 : 0);
+        // The next column: the next channel, else the next tap (selects, not branches).
+        const bool next_s = ++cc == g.cg;
+        cc = next_s ? 0 : cc;
+        ss += next_s;
+        const bool next_r = ss == g.s;
+        ss = next_r ? 0 : ss;
+        rr += next_r;
+        off += next_r ? row_jump : next_s ? pixel_jump : 1;
       }
     }
     dyp += dy_step;
