@@ -20,8 +20,9 @@ The model (H100 SXM: 132 SMs, 4 warp schedulers per SM, 1.98 GHz, 3.35 TB/s HBM3
   conv_wgrad.cu: conv_wgrad_kernel2 128x128 (a 3-stage cp.async pipeline) where C/groups
   and K/groups % 4 == 0, conv_wgrad_kernel3 (the same with 4-byte copies of x) where only
   K/groups % 4 == 0, else conv_wgrad_kernel1 64x64, split over N*P*Q by
-  conv_wgrad_plan, called through the emulator build so the plan is the launcher's own;
-  gemm.cu: gemm_kernel2 128x128x8 when M, N >= 128, else gemm_kernel1 64x64x16). Per block, the main loop issues
+  conv2d_wgrad_plan, called through the emulator build so the plan is the launcher's own;
+  gemm.cu: gemm_kernel2 128x128x8 when M, N >= 128, else gemm_kernel1 64x64x16). Per block,
+  the main loop issues
       FFMA warp instructions = BM * BN * K_padded / 32,   all = FFMA / fma_share
   (fma_share: the kernel's main-loop FMA share in the SASS, bench/sass_report.py; the
   prologue and epilogue are neglected). The busiest SM runs ceil(blocks / 132) blocks (wave
@@ -168,9 +169,13 @@ class ConvGeom:
         return x, y, self.k * self.r * self.s * self.cg
 
 
-def conv_forward(sass, name, g: ConvGeom) -> list[Launch]:
+def conv2d(sass, name, g: ConvGeom, version: int = 0) -> list[Launch]:
+    """version: 0 the launcher's pick (kernel2 where C/groups % 4 == 0), 1 or 2 that kernel
+    (ValueError where kernel2 cannot run)."""
     x, y, w = g.bytes()
-    if g.cg % 4 == 0:
+    if version == 2 and g.cg % 4:
+        raise ValueError(f"{name}: conv_fwd_kernel2 needs C/groups % 4 == 0 (C/groups = {g.cg})")
+    if version == 2 or (version == 0 and g.cg % 4 == 0):
         kernel, bm, bn = "conv_fwd_kernel2", 128, 128
     else:
         kernel, bm, bn = "conv_fwd_kernel1", 64, 64
@@ -179,7 +184,7 @@ def conv_forward(sass, name, g: ConvGeom) -> list[Launch]:
     return [gemm_launch(sass, name, "fwd", kernel, tiles, bm, bn, k_block, g.flops, F32 * (x + y + w + g.k))]
 
 
-def conv_dgrad(sass, name, g: ConvGeom) -> list[Launch]:
+def conv2d_dgrad(sass, name, g: ConvGeom) -> list[Launch]:
     """Per stride phase (a, b): its own rows and taps (conv_dgrad.cuh); one launch whose
     busiest SM is modelled over all the phases' active blocks."""
     x, y, w = g.bytes()
@@ -214,20 +219,24 @@ def _emu():
 
 
 def wgrad_plan(g: ConvGeom) -> dict:
-    """The launcher's own split (conv_wgrad_plan, through the emulator build)."""
-    return _emu().conv_wgrad_plan(n=g.n, h=g.h, w=g.w, c=g.c, k=g.k, r=g.r, s=g.s, stride=g.stride,
+    """The launcher's own split (conv2d_wgrad_plan, through the emulator build)."""
+    return _emu().conv2d_wgrad_plan(n=g.n, h=g.h, w=g.w, c=g.c, k=g.k, r=g.r, s=g.s, stride=g.stride,
                                   pad_top=g.pad[0], pad_bottom=g.pad[1], pad_left=g.pad[2], pad_right=g.pad[3],
                                   groups=g.groups, chunk_rows=0)
 
 
-def conv_wgrad(sass, name, g: ConvGeom) -> list[Launch]:
+def conv2d_wgrad(sass, name, g: ConvGeom, version: int = 0) -> list[Launch]:
+    """version: 0 the launcher's pick (kernel2 where C/groups and K/groups % 4 == 0, else
+    kernel3 where K/groups % 4 == 0, else kernel1), or that kernel (ValueError where it cannot
+    run). The chunk plan is the shape's whatever the kernel."""
     x, y, w = g.bytes()
     plan = wgrad_plan(g)
     rscg = g.r * g.s * g.cg
-    if g.kg % 4 == 0:
-        kernel, bm, bn = "conv_wgrad_kernel2" if g.cg % 4 == 0 else "conv_wgrad_kernel3", 128, 128
-    else:
-        kernel, bm, bn = "conv_wgrad_kernel1", 64, 64
+    runs = {1: True, 2: g.cg % 4 == 0 and g.kg % 4 == 0, 3: g.kg % 4 == 0}
+    if version and not runs.get(version, False):
+        raise ValueError(f"{name}: conv_wgrad_kernel{version} cannot run C/groups = {g.cg}, K/groups = {g.kg}")
+    version = version or (2 if runs[2] else 3 if runs[3] else 1)
+    kernel, bm, bn = f"conv_wgrad_kernel{version}", *((64, 64) if version == 1 else (128, 128))
     tiles = _cdiv(rscg, bn) * _cdiv(g.kg, bm) * plan["chunks"] * g.groups
     out = [gemm_launch(sass, name, "wgrad", kernel, tiles, bm, bn, plan["chunk_rows"], g.flops,
                        F32 * (x + y + plan["chunks"] * w))]
@@ -239,8 +248,9 @@ def conv_wgrad(sass, name, g: ConvGeom) -> list[Launch]:
     return out
 
 
-def gemm(sass, layer, direction, m, n, k, trans_a, trans_b) -> Launch:
-    if m >= 128 and n >= 128:
+def gemm(sass, layer, direction, m, n, k, trans_a, trans_b, version: int = 0) -> Launch:
+    """version: 0 the launcher's pick (gemm_kernel2 where M, N >= 128), 1 or 2 that kernel."""
+    if version == 2 or (version == 0 and m >= 128 and n >= 128):
         kernel, bm, bn, bk = f"gemm_kernel2<{str(trans_a).lower()}, {str(trans_b).lower()}>", 128, 128, 8
     else:
         kernel, bm, bn, bk = f"gemm_kernel1<{str(trans_a).lower()}, {str(trans_b).lower()}>", 64, 64, 16
@@ -276,17 +286,17 @@ def alexnet_launches(batch: int = 128, sass=None) -> list[Launch]:
 
     for i, blk in enumerate(cfg.convs, 1):
         pad = blk.padding if isinstance(blk.padding, tuple) else (blk.padding,) * 4
-        groups = 1 if blk.both_towers else cfg.columns
+        groups = 1 if blk.both_towers else cfg.towers
         g = ConvGeom(n, h, w, c, blk.filters, blk.size, blk.size, blk.stride, pad, groups)
-        out += conv_forward(sass, f"conv{i}", g)  # with the ReLU in its epilogue (the Net fuses it)
+        out += conv2d(sass, f"conv{i}", g)  # with the ReLU in its epilogue (the Net fuses it)
         # No dgrad for conv1: its input is the data, which needs no gradient (need_dx=False).
-        layer_bwd = conv_wgrad(sass, f"conv{i}", g) + (conv_dgrad(sass, f"conv{i}", g) if i > 1 else [])
+        layer_bwd = conv2d_wgrad(sass, f"conv{i}", g) + (conv2d_dgrad(sass, f"conv{i}", g) if i > 1 else [])
         size = n * g.p * g.q * g.k
         layer_bwd = [mem(f"relu{i}", "bwd", "map2_kernel1<ReluGrad>", 3 * size)] + layer_bwd
         h, w, c = g.p, g.q, g.k
         if blk.lrn:
-            out += grouped(f"norm{i}", "fwd", "lrn_forward_kernel2", 2, size, cfg.columns)
-            layer_bwd = grouped(f"norm{i}", "bwd", "lrn_backward_kernel2", 4, size, cfg.columns, inputs=3) + layer_bwd
+            out += grouped(f"norm{i}", "fwd", "lrn_forward_kernel2", 2, size, cfg.towers)
+            layer_bwd = grouped(f"norm{i}", "bwd", "lrn_backward_kernel2", 4, size, cfg.towers, inputs=3) + layer_bwd
         if blk.pool:
             ph, pw = (h - cfg.pool_size) // cfg.pool_stride + 1, (w - cfg.pool_size) // cfg.pool_stride + 1
             small = n * ph * pw * c
@@ -304,8 +314,8 @@ def alexnet_launches(batch: int = 128, sass=None) -> list[Launch]:
                      gemm(sass, name, "wgrad", u, fan_in, n, True, False),
                      mem(name, "wgrad", "bias_grad_kernel1", n * u + u)]
         if j < 6 + len(cfg.hidden):  # the ReLU is in the forward GEMM's epilogue
-            out += grouped(f"drop{j}", "fwd", "dropout_kernel1", 2, n * u, cfg.columns)
-            layer_bwd = (grouped(f"drop{j}", "bwd", "dropout_kernel1", 2, n * u, cfg.columns)
+            out += grouped(f"drop{j}", "fwd", "dropout_kernel1", 2, n * u, cfg.towers)
+            layer_bwd = (grouped(f"drop{j}", "bwd", "dropout_kernel1", 2, n * u, cfg.towers)
                          + [mem(f"relu{j}", "bwd", "map2_kernel1<ReluGrad>", 3 * n * u)] + layer_bwd)
         bwd.append(layer_bwd)
         fan_in = u
@@ -323,20 +333,33 @@ def alexnet_launches(batch: int = 128, sass=None) -> list[Launch]:
 
 
 @functools.cache
+def alexnet_conv_geoms(batch: int = 128) -> tuple:
+    """(name, ConvGeom) of conv1..conv5 in the grouped one-device form, and the flattened
+    size that fc6 reads."""
+    from cuda_convnet import models
+
+    cfg = models.alexnet_config()
+    geoms, h, w, c = [], *cfg.input_shape
+    for i, blk in enumerate(cfg.convs, 1):
+        groups = 1 if blk.both_towers else cfg.towers
+        pad = blk.padding if isinstance(blk.padding, tuple) else (blk.padding,) * 4
+        g = ConvGeom(batch, h, w, c, blk.filters, blk.size, blk.size, blk.stride, pad, groups)
+        geoms.append((f"conv{i}", g))
+        h, w, c = g.p, g.q, g.k
+        if blk.pool:
+            h, w = (h - cfg.pool_size) // cfg.pool_stride + 1, (w - cfg.pool_size) // cfg.pool_stride + 1
+    return tuple(geoms), h * w * c
+
+
+@functools.cache
 def _alexnet_param_shapes():
     from cuda_convnet import models
 
     cfg = models.alexnet_config()
-    shapes, h, w, c = [], *cfg.input_shape
-    for blk in cfg.convs:
-        groups = 1 if blk.both_towers else cfg.columns
-        pad = blk.padding if isinstance(blk.padding, tuple) else (blk.padding,) * 4
-        g = ConvGeom(1, h, w, c, blk.filters, blk.size, blk.size, blk.stride, pad, groups)
+    geoms, fan_in = alexnet_conv_geoms(1)
+    shapes = []
+    for _, g in geoms:
         shapes += [(g.k, g.r, g.s, g.cg), (g.k,)]
-        h, w, c = g.p, g.q, g.k
-        if blk.pool:
-            h, w = (h - cfg.pool_size) // cfg.pool_stride + 1, (w - cfg.pool_size) // cfg.pool_stride + 1
-    fan_in = h * w * c
     for u in list(cfg.hidden) + [cfg.classes]:
         shapes += [(u, fan_in), (u,)]
         fan_in = u

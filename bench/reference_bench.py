@@ -34,10 +34,10 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import interleaved_times as timed  # noqa: E402
-from _common import use_checkout
+from harness.checkout import use_checkout  # noqa: E402  (bench/ is not a package)
+from harness.timing import interleaved_times  # noqa: E402
 
-use_checkout()  # this checkout's cuda_convnet (see bench/_common.py)
+use_checkout()  # this checkout's cuda_convnet (see bench/harness/checkout.py)
 
 from cuda_convnet import reference as R  # noqa: E402
 from cuda_convnet.alexnet_shapes import INPUT_SIZE, conv_layers, fc_layers  # noqa: E402
@@ -98,7 +98,7 @@ def reference_step(cfg, params, x, labels):
         a = R.conv2d(h, params[name + ".w"], params[name + ".b"], stride=st, padding=pad,
                      groups=groups)
         y = R.relu(a)
-        tape.append(("conv", name, h, (st, pad, groups)))
+        tape.append(("conv2d", name, h, (st, pad, groups)))
         tape.append(("relu", y))
         h = y
         if lrn:
@@ -113,7 +113,7 @@ def reference_step(cfg, params, x, labels):
     h = h.reshape(h.shape[0], -1)
     for i, name in enumerate(("fc6", "fc7", "fc8")):
         a = R.linear(h, params[name + ".w"], params[name + ".b"])
-        tape.append(("fc", name, h))
+        tape.append(("linear", name, h))
         h = a
         if name != "fc8":
             h = R.relu(a)
@@ -130,7 +130,7 @@ def reference_step(cfg, params, x, labels):
             d = R.dropout_backward(d, p=DROP_P, seed=SEED, offset=entry[1])
         elif kind == "relu":
             d = R.relu_backward(entry[1], d)
-        elif kind == "fc":
+        elif kind == "linear":
             _, name, inp = entry
             d, grads[name + ".w"], grads[name + ".b"] = R.linear_backward(
                 inp, params[name + ".w"], d)
@@ -140,7 +140,7 @@ def reference_step(cfg, params, x, labels):
             d = R.max_pool_backward(entry[1], entry[2], d, **POOL)
         elif kind == "lrn":
             d = R.lrn_backward(entry[1], entry[2], d, **LRN)
-        elif kind == "conv":
+        elif kind == "conv2d":
             _, name, inp, (st, pad, groups) = entry
             d, grads[name + ".w"], grads[name + ".b"] = R.conv2d_backward(
                 inp, params[name + ".w"], d, stride=st, padding=pad, groups=groups)
@@ -214,7 +214,7 @@ def main(argv=None):
 
     if torch is None:
         params, x, labels, _ = problem(np.float32)
-        ((t_ref, m_ref),) = timed([lambda: reference_step(cfg, params, x, labels)], iters,
+        ((t_ref, m_ref),) = interleaved_times([lambda: reference_step(cfg, params, x, labels)], iters,
                                   warmup=0 if args.smoke else 2)
         print(f"reference: {t_ref * 1e3:.1f} ms/step (best; median {m_ref * 1e3:.1f})")
         print("torch: not installed, ratio: n/a")
@@ -245,7 +245,7 @@ def main(argv=None):
 
     params, x, labels, masks = problem(np.float32)
     state = torch_setup(cfg, params, x, labels, masks)
-    (t_ref, m_ref), (t_torch, m_torch) = timed([lambda: reference_step(cfg, params, x, labels),
+    (t_ref, m_ref), (t_torch, m_torch) = interleaved_times([lambda: reference_step(cfg, params, x, labels),
                             lambda: torch_step(cfg, *state)], iters,
                            warmup=1 if args.smoke else 2)
     print(f"reference: {t_ref * 1e3:.1f} ms/step (best; median {m_ref * 1e3:.1f})")

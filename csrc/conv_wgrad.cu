@@ -75,7 +75,7 @@ bool conv_wgrad_kernel2_applies(const float* x, const float* dy, const ConvShape
 
 bool conv_wgrad_kernel3_applies(const float* dy, const ConvShape& g) { return g.kg % 4 == 0 && aligned16(dy); }
 
-WgradPlan conv_wgrad_plan(const ConvShape& g, int chunk_rows) {
+WgradPlan conv2d_wgrad_plan(const ConvShape& g, int chunk_rows) {
   CCN_REQUIRE(chunk_rows >= 0, "chunk_rows must be >= 0 (0: automatic)");
   const long long rows = g.npq;
   WgradPlan plan{};
@@ -104,8 +104,8 @@ WgradPlan conv_wgrad_plan(const ConvShape& g, int chunk_rows) {
   return plan;
 }
 
-int conv_wgrad_kernel_version(const float* x, const float* dy, const ConvShape& g, int version) {
-  CCN_REQUIRE(version >= 0 && version <= 3, "conv_wgrad: version must be 0 (automatic), 1, 2 or 3");
+int conv2d_wgrad_version(const float* x, const float* dy, const ConvShape& g, int version) {
+  CCN_REQUIRE(version >= 0 && version <= 3, "version must be 0 (the launcher picks), 1, 2 or 3");
   const bool v2 = conv_wgrad_kernel2_applies(x, dy, g), v3 = conv_wgrad_kernel3_applies(dy, g);
   CCN_REQUIRE(version != 2 || v2,
               "conv_wgrad_kernel2 needs C/groups % 4 == 0, K/groups % 4 == 0 and 16-byte aligned x and dy");
@@ -113,17 +113,17 @@ int conv_wgrad_kernel_version(const float* x, const float* dy, const ConvShape& 
   return version != 0 ? version : (v2 ? 2 : v3 ? 3 : 1);
 }
 
-void conv_wgrad(const float* x, const float* dy, float* dw, float* db, float* workspace,
-                long long workspace_floats, const ConvShape& g, int chunk_rows, cudaStream_t stream, int version) {
+void conv2d_wgrad(const float* x, const float* dy, float* dw, float* db, float* workspace,
+                  long long workspace_floats, const ConvShape& g, int chunk_rows, cudaStream_t stream, int version) {
   CCN_REQUIRE(x && dy && dw, "null tensor pointer");
   CCN_REQUIRE(g.n >= 1 && g.p >= 1 && g.q >= 1 && g.cg * g.groups == g.c && g.kg * g.groups == g.k,
               "shape not made by make_conv_shape");
   CCN_REQUIRE(ceil_div(g.kg, kConvBM) <= 65535u, "K/groups too large for the grid's y dimension");
-  const int kernel = conv_wgrad_kernel_version(x, dy, g, version);
-  const WgradPlan plan = conv_wgrad_plan(g, chunk_rows);
+  const int kernel = conv2d_wgrad_version(x, dy, g, version);
+  const WgradPlan plan = conv2d_wgrad_plan(g, chunk_rows);
   CCN_REQUIRE(workspace_floats >= plan.workspace_floats,
               "workspace too small: " + std::to_string(workspace_floats) + " floats given, " +
-                  std::to_string(plan.workspace_floats) + " needed (conv_wgrad_plan)");
+                  std::to_string(plan.workspace_floats) + " needed (conv2d_wgrad_plan)");
   CCN_REQUIRE(plan.workspace_floats == 0 || workspace, "null workspace");
   const long long dw_floats = (long long)g.k * g.rscg;
   float* dw_parts = plan.chunks > 1 ? workspace : dw;

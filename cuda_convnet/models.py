@@ -42,7 +42,7 @@ count.
 Initialisation (§5): weights N(0, 0.01); biases 1 in conv2, conv4, conv5 and the hidden
 fc layers (fc6, fc7), 0 in conv1, conv3 and fc8. LRN per tower (each GPU normalised its
 own 48 or 128 maps), so in the grouped form the LRN is applied per channel group, and so
-is dropout (each tower's units draw their own mask stream).
+is dropout (each tower's units draw their own mask subsequence).
 """
 from __future__ import annotations
 
@@ -52,7 +52,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .net import LRN, Concat, Conv, Dropout, Flatten, FullyConnected, MaxPool, Net, ReLU, SoftmaxCrossEntropy
+from .net import LRN, Concat, Conv2d, Dropout, Flatten, Linear, MaxPool, Net, ReLU, SoftmaxCrossEntropy
 
 
 @dataclass(frozen=True)
@@ -71,13 +71,13 @@ class ConvBlock:
 
 @dataclass(frozen=True)
 class TowerNetConfig:
-    """A net of Figure 2's shape: conv blocks in `columns` towers, then hidden fc layers."""
+    """A net of Figure 2's shape: conv blocks in `towers` towers, then hidden fc layers."""
 
     input_shape: tuple
     convs: tuple
     hidden: tuple              # units of each hidden fc layer (total over the towers)
     classes: int
-    columns: int = 2           # the towers of the paper (two GPUs)
+    towers: int = 2            # the towers of the paper (two GPUs, §3.2)
     hidden_bias: float = 1.0
     dropout: float = 0.5
     pool_size: int = 3
@@ -181,9 +181,9 @@ def parallel_table(config: TowerNetConfig, net: Net) -> dict[str, str]:
             raise ValueError(f"{what} must be one of {PARALLEL_KINDS}, got {v!r}")
     table = {}
     for layer in net.layers:
-        if isinstance(layer, Conv):
+        if isinstance(layer, Conv2d):
             table[layer.name] = config.conv_parallel
-        elif isinstance(layer, FullyConnected):
+        elif isinstance(layer, Linear):
             table[layer.name] = config.fc_parallel
     return table
 
@@ -202,9 +202,9 @@ def _devices(towers, devices):
 
 
 def tower_net(config: TowerNetConfig, *, towers: int = 2, devices=None, seed: int = 0, dtype="float32") -> Net:
-    """Build `config` as `towers` towers on their own devices (towers == config.columns), or
-    as one device's grouped form (towers == 1, groups == config.columns)."""
-    cols = config.columns
+    """Build `config` as `towers` towers on their own devices (towers == config.towers), or
+    as one device's grouped form (towers == 1, groups == config.towers)."""
+    cols = config.towers
     if towers not in (1, cols):
         raise ValueError(f"towers must be 1 (the grouped one-device form) or {cols}, got {towers}")
     devices = _devices(towers, devices)
@@ -215,7 +215,7 @@ def tower_net(config: TowerNetConfig, *, towers: int = 2, devices=None, seed: in
         top = "data"
         for k, c in enumerate(config.convs, start=1):
             groups = 1 if (c.both_towers or k == 1) else cols
-            layers.append(Conv(f"conv{k}", top, filters=c.filters, size=c.size, stride=c.stride, padding=c.padding,
+            layers.append(Conv2d(f"conv{k}", top, filters=c.filters, size=c.size, stride=c.stride, padding=c.padding,
                                groups=groups, bias_init=c.bias, weight_std=std, init_parts=list(range(cols))))
             layers.append(ReLU(f"relu{k}", f"conv{k}"))
             top = f"relu{k}"
@@ -229,10 +229,10 @@ def tower_net(config: TowerNetConfig, *, towers: int = 2, devices=None, seed: in
         top = "flatten"
         for j, units in enumerate(config.hidden):
             k = len(config.convs) + 1 + j
-            layers += [FullyConnected(f"fc{k}", top, units=units, bias_init=config.hidden_bias, weight_std=std,
+            layers += [Linear(f"fc{k}", top, units=units, bias_init=config.hidden_bias, weight_std=std,
                                       init_parts=list(range(cols))),
                        ReLU(f"relu{k}", f"fc{k}"),
-                       Dropout(f"drop{k}", f"relu{k}", p=config.dropout, groups=cols, stream=j * cols)]
+                       Dropout(f"drop{k}", f"relu{k}", p=config.dropout, groups=cols, subsequence=j * cols)]
             top = f"drop{k}"
     else:
         tops = ["data"] * towers
@@ -243,7 +243,7 @@ def tower_net(config: TowerNetConfig, *, towers: int = 2, devices=None, seed: in
                 if c.both_towers and k > 1:
                     inp = f"merge{k}/{t}"
                     layers.append(Concat(inp, list(tops), device=t))
-                layers.append(Conv(f"conv{k}/{t}", inp, filters=c.filters // towers, size=c.size, stride=c.stride,
+                layers.append(Conv2d(f"conv{k}/{t}", inp, filters=c.filters // towers, size=c.size, stride=c.stride,
                                    padding=c.padding, bias_init=c.bias, weight_std=std, init_key=f"conv{k}",
                                    init_parts=[t], device=t))
                 layers.append(ReLU(f"relu{k}/{t}", f"conv{k}/{t}", device=t))
@@ -269,17 +269,17 @@ def tower_net(config: TowerNetConfig, *, towers: int = 2, devices=None, seed: in
                 if j > 0:
                     inp = f"merge{k}/{t}"
                     layers.append(Concat(inp, list(tops), device=t))
-                layers += [FullyConnected(f"fc{k}/{t}", inp, units=units // towers, bias_init=config.hidden_bias,
+                layers += [Linear(f"fc{k}/{t}", inp, units=units // towers, bias_init=config.hidden_bias,
                                           weight_std=std, init_key=f"fc{k}", init_parts=[t], device=t),
                            ReLU(f"relu{k}/{t}", f"fc{k}/{t}", device=t),
-                           Dropout(f"drop{k}/{t}", f"relu{k}/{t}", p=config.dropout, stream=j * cols + t,
+                           Dropout(f"drop{k}/{t}", f"relu{k}/{t}", p=config.dropout, subsequence=j * cols + t,
                                    device=t)]
                 new.append(f"drop{k}/{t}")
             tops = new
         layers.append(Concat("merge_out", list(tops), device=0))
         top = "merge_out"
     k = len(config.convs) + len(config.hidden) + 1
-    layers.append(FullyConnected(f"fc{k}", top, units=config.classes, bias_init=0.0, weight_std=std))
+    layers.append(Linear(f"fc{k}", top, units=config.classes, bias_init=0.0, weight_std=std))
     layers.append(SoftmaxCrossEntropy("loss", f"fc{k}"))
     net = Net(layers, input_shape=config.input_shape, devices=devices, seed=seed, dtype=dtype)
     net.parallel = parallel_table(config, net)
@@ -365,7 +365,7 @@ ABLATIONS = {
 def ablated(config: TowerNetConfig, variant: str) -> TowerNetConfig:
     """`config` with one of the paper's design choices undone (ABLATIONS names them).
 
-    "one-tower" follows §3.2's comparison net: a single column (columns=1) whose conv
+    "one-tower" follows §3.2's comparison net: a single tower (towers=1) whose conv
     layers have half the filters, except the last conv layer and the fc layers, which
     keep their size (the paper's footnote 2: so both nets have about as many parameters).
     "no-lighting" changes the training data, not the net: the config is returned as is.
@@ -386,7 +386,7 @@ def ablated(config: TowerNetConfig, variant: str) -> TowerNetConfig:
     if variant == "one-tower":
         last = len(config.convs) - 1
         convs = tuple(c if k == last else replace(c, filters=c.filters // 2) for k, c in enumerate(config.convs))
-        return replace(config, convs=convs, columns=1)
+        return replace(config, convs=convs, towers=1)
     # "no-conv4": a middle layer (not the first, which reads the image, nor the last, which pools).
     if len(config.convs) < 4:
         raise ValueError(f"no-conv4: the config has only {len(config.convs)} conv layers")
@@ -411,11 +411,11 @@ def four_layer_net(activation: str = "relu", *, input_shape=(32, 32, 3), classes
     w = int(width)
     layers, top = [], "data"
     for k, (filters, size) in enumerate(((w, 5), (2 * w, 5), (2 * w, 3)), start=1):
-        layers += [Conv(f"conv{k}", top, filters=filters, size=size, padding=size // 2, weight_std=weight_std),
+        layers += [Conv2d(f"conv{k}", top, filters=filters, size=size, padding=size // 2, weight_std=weight_std),
                    act(f"{activation}{k}", f"conv{k}"),
                    MaxPool(f"pool{k}", f"{activation}{k}", size=3, stride=2)]
         top = f"pool{k}"
-    layers += [Flatten("flatten", top), FullyConnected("fc4", "flatten", units=classes, weight_std=weight_std),
+    layers += [Flatten("flatten", top), Linear("fc4", "flatten", units=classes, weight_std=weight_std),
                SoftmaxCrossEntropy("loss", "fc4")]
     return Net(layers, input_shape=input_shape, devices=devices, seed=seed, dtype=dtype)
 

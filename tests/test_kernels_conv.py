@@ -28,6 +28,7 @@ import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from kernel_inputs import assert_kernel_close, randn
 from tolerances import tol
 
 import cuda_convnet as ccn
@@ -43,25 +44,13 @@ cxx_throw_works = pytest.mark.skipif(
     reason="libasan preloaded without libstdc++: a C++ throw aborts (preload libstdc++.so as well)")
 
 
-def rand(rng, *shape, scale=1.0):
-    return (rng.standard_normal(shape) * scale).astype(np.float32)
-
-
-def assert_close(op, got, want, what=""):
-    assert got.shape == want.shape, f"{what}: shape {got.shape} != {want.shape}"
-    assert got.dtype == np.float32
-    assert not np.isnan(got).any(), f"{what}: an output element was never written (still NaN poison)"
-    np.testing.assert_allclose(got, want, err_msg=what, **tol(op, "kernel_vs_reference"))
-
-
 def up(a):
     return None if a is None else a.astype(np.float64)
 
 
 @contextlib.contextmanager
 def setting(ops, name, value):
-    """Set a ConvOps knob (wgrad_chunk_rows, conv_fwd_variant, conv_wgrad_version) on the
-    backend for a while."""
+    """Set a ConvOps knob (wgrad_chunk_rows) on the backend for a while."""
     old = ops.__dict__.get(name)
     setattr(ops, name, value)
     try:
@@ -71,6 +60,18 @@ def setting(ops, name, value):
             delattr(ops, name)
         else:
             setattr(ops, name, old)
+
+
+@contextlib.contextmanager
+def forced_version(ops, op, version):
+    """Force `op`'s kernel version through the backend's kernel_versions for a while."""
+    old = dict(ops.kernel_versions)
+    ops.kernel_versions[op] = version
+    try:
+        yield
+    finally:
+        ops.kernel_versions.clear()
+        ops.kernel_versions.update(old)
 
 
 def wgrad_chunk_rows(ops, rows):
@@ -89,23 +90,25 @@ def check_conv(dev, cpu, x, w, b, *, stride, padding, groups, relu=False, backwa
     want = cpu.conv2d(up(x), up(w), up(b), **kw)
     if relu:
         want = cpu.relu(want)
-    assert_close("conv2d", y, want, what + f" forward (kernel{dev.ops.conv2d_kernel_version(*args[:2], **kw)})")
-    if both_kernels and dev.ops.conv2d_kernel_version(*args[:2], **kw) == 2:
-        with setting(dev.ops, "conv_fwd_variant", 1):
+    version = dev.ops.kernel_version("conv2d", *args, **kw)
+    assert_kernel_close("conv2d", y, want, what + f" forward (kernel{version})")
+    if both_kernels and version == 2:
+        with forced_version(dev.ops, "conv2d", 1):
+            assert dev.ops.kernel_version("conv2d", *args, **kw) == 1
             y1 = dev.get(dev.ops.conv2d(*args, relu=relu, **kw))
         np.testing.assert_array_equal(y1, y, err_msg=what + ": conv_fwd_kernel1 and kernel2 differ")
     if not backward:
         return
-    dy = rand(np.random.default_rng(zlib.crc32(what.encode())), *want.shape)
+    dy = randn(np.random.default_rng(zlib.crc32(what.encode())), *want.shape)
     with wgrad_chunk_rows(dev.ops, chunk_rows):
         dx, dw, db = (dev.get(a) for a in dev.ops.conv2d_backward(dev.put(x), dev.put(w), dev.put(dy), **kw))
-        wgrad_version = dev.ops.conv2d_wgrad_kernel_version(dev.put(x), dev.put(dy), w.shape, **kw)
+        wgrad_version = dev.ops.kernel_version("conv2d_wgrad", dev.put(x), dev.put(dy), w.shape, **kw)
     rdx, rdw, rdb = cpu.conv2d_backward(up(x), up(w), up(dy), **kw)
-    assert_close("conv2d_backward", dx, rdx, what + " dx")
-    assert_close("conv2d_backward", dw, rdw, what + f" dw (wgrad kernel{wgrad_version})")
-    assert_close("conv2d_backward", db, rdb, what + " db")
+    assert_kernel_close("conv2d_backward", dx, rdx, what + " dx")
+    assert_kernel_close("conv2d_backward", dw, rdw, what + f" dw (wgrad kernel{wgrad_version})")
+    assert_kernel_close("conv2d_backward", db, rdb, what + " db")
     if both_kernels and wgrad_version > 1:  # the general kernel, same plan: the same bits
-        with wgrad_chunk_rows(dev.ops, chunk_rows), setting(dev.ops, "conv_wgrad_version", 1):
+        with wgrad_chunk_rows(dev.ops, chunk_rows), forced_version(dev.ops, "conv2d_wgrad", 1):
             dw1, db1 = (dev.get(a) for a in dev.ops.conv2d_wgrad(dev.put(x), dev.put(dy), w.shape, **kw))
         np.testing.assert_array_equal(dw1, dw, err_msg=what + f": conv_wgrad_kernel1 and kernel{wgrad_version} differ")
         np.testing.assert_array_equal(db1, db, err_msg=what + ": db differs between the wgrad kernels")
@@ -145,9 +148,9 @@ def conv_cases(draw):
 @given(case=conv_cases())
 def test_conv_matches_reference_on_drawn_shapes(kernel_device, cpu, case):
     rng = np.random.default_rng(case["seed"])
-    x = rand(rng, case["n"], case["h"], case["w"], case["c"])
-    w = rand(rng, case["k"], case["r"], case["s"], case["c"] // case["groups"])
-    b = rand(rng, case["k"]) if case["bias"] else None
+    x = randn(rng, case["n"], case["h"], case["w"], case["c"])
+    w = randn(rng, case["k"], case["r"], case["s"], case["c"] // case["groups"])
+    b = randn(rng, case["k"]) if case["bias"] else None
     check_conv(kernel_device, cpu, x, w, b, stride=case["stride"], padding=case["padding"], groups=case["groups"],
                relu=case["relu"], chunk_rows=case["chunk_rows"])
 
@@ -169,35 +172,43 @@ def test_conv_matches_reference_on_drawn_shapes(kernel_device, cpu, case):
 )
 def test_conv_tile_edges(kernel_device, cpu, n, h, w, c, k, r, s, stride, padding, groups):
     rng = np.random.default_rng(n * 1000 + h * 100 + c)
-    x, wt, b = rand(rng, n, h, w, c), rand(rng, k, r, s, c // groups), rand(rng, k)
+    x, wt, b = randn(rng, n, h, w, c), randn(rng, k, r, s, c // groups), randn(rng, k)
     check_conv(kernel_device, cpu, x, wt, b, stride=stride, padding=padding, groups=groups, relu=False)
 
 
 @cxx_throw_works
-def test_conv_forward_fast_path_falls_back_when_misaligned(kernel_device, cpu):
+def test_conv2d_fast_path_falls_back_when_misaligned(kernel_device, cpu):
     """C/g % 4 == 0 but x starts 4 bytes past a 16-byte boundary: the launcher must take
     conv_fwd_kernel1 (and refuse a forced kernel2), with the same answer."""
     if kernel_device.name != "emu":
         pytest.skip("builds a misaligned NumPy view")
     rng = np.random.default_rng(8)
-    x, w, b = rand(rng, 2, 7, 6, 8), rand(rng, 12, 3, 3, 4), rand(rng, 12)
+    x, w, b = randn(rng, 2, 7, 6, 8), randn(rng, 12, 3, 3, 4), randn(rng, 12)
     buf = np.empty(x.size + 4, np.float32)
     start = next(i for i in range(4) if (buf[i:].ctypes.data % 16) == 4)
     xm = buf[start:start + x.size].reshape(x.shape)
     xm[...] = x
     assert xm.flags.c_contiguous and xm.ctypes.data % 16 == 4
     ops, kw = kernel_device.ops, dict(stride=1, padding=1, groups=2)
-    assert ops.conv2d_kernel_version(x, w, **kw) == 2 and ops.conv2d_kernel_version(xm, w, **kw) == 1
+    assert ops.kernel_version("conv2d", x, w, **kw) == 2 and ops.kernel_version("conv2d", xm, w, **kw) == 1
     np.testing.assert_array_equal(ops.conv2d(xm, w, b, **kw), ops.conv2d(x, w, b, **kw))
-    with setting(ops, "conv_fwd_variant", 2), pytest.raises(ValueError, match="kernel2 needs"):
-        ops.conv2d(xm, w, b, **kw)
+    with forced_version(ops, "conv2d", 2):
+        assert ops.kernel_version("conv2d", x, w, **kw) == 2
+        for call in (lambda: ops.conv2d(xm, w, b, **kw), lambda: ops.kernel_version("conv2d", xm, w, **kw)):
+            with pytest.raises(ValueError, match="kernel2 needs"):
+                call()
+    for bad in (3, -1, True, "2"):
+        with forced_version(ops, "conv2d", bad), pytest.raises(ValueError, match="version"):
+            ops.conv2d(x, w, b, **kw)
+    with forced_version(ops, "conv2d_dgrad", 1), pytest.raises(ValueError, match="has no kernel versions"):
+        ops.conv2d(x, w, b, **kw)
     check_conv(kernel_device, cpu, xm, w, b, backward=False, **kw)
 
 
 def test_conv_relu_epilogue(kernel_device, cpu):
     """relu=True is relu(conv + b) exactly where the reference is clearly away from 0."""
     rng = np.random.default_rng(4)
-    x, w, b = rand(rng, 2, 8, 8, 6), rand(rng, 20, 3, 3, 3), rand(rng, 20)
+    x, w, b = randn(rng, 2, 8, 8, 6), randn(rng, 20, 3, 3, 3), randn(rng, 20)
     kw = dict(stride=1, padding=1, groups=2)
     y = kernel_device.get(kernel_device.ops.conv2d(*map(kernel_device.put, (x, w, b)), relu=True, **kw))
     lin = kernel_device.get(kernel_device.ops.conv2d(*map(kernel_device.put, (x, w, b)), **kw))
@@ -222,17 +233,17 @@ def test_conv_alexnet_layer_shapes(kernel_device, cpu, layer, capsys):
     alone took ~130 s). Weights scaled by 1/sqrt(R*S*C/g) to keep outputs O(1)."""
     h, w, c, k, r, stride, pad, groups = ALEXNET[layer]
     rng = np.random.default_rng(sum(map(ord, layer)))
-    x = rand(rng, 2, h, w, c)
-    wt = rand(rng, k, r, r, c // groups, scale=1 / np.sqrt(r * r * c // groups))
-    b = rand(rng, k)
+    x = randn(rng, 2, h, w, c)
+    wt = randn(rng, k, r, r, c // groups, scale=1 / np.sqrt(r * r * c // groups))
+    b = randn(rng, k)
     t = time.perf_counter()
     kw = dict(stride=stride, padding=pad, groups=groups)
-    version = kernel_device.ops.conv2d_kernel_version(kernel_device.put(x), kernel_device.put(wt), **kw)
+    version = kernel_device.ops.kernel_version("conv2d", kernel_device.put(x), kernel_device.put(wt), **kw)
     assert version == (1 if layer == "conv1" else 2)  # C = 3 takes the general kernel
     g = checks.check_conv_args(x, wt, None, stride, pad, groups)
     dy = kernel_device.put(np.empty((2, g.p, g.q, k), np.float32))
     # wgrad: conv1 (C = 3) copies x element by element (kernel3), conv2-5 in quads (kernel2)
-    assert kernel_device.ops.conv2d_wgrad_kernel_version(kernel_device.put(x), dy, wt.shape, **kw) == \
+    assert kernel_device.ops.kernel_version("conv2d_wgrad", kernel_device.put(x), dy, wt.shape, **kw) == \
         (3 if layer == "conv1" else 2)
     check_conv(kernel_device, cpu, x, wt, b, what=layer, both_kernels=False, **kw)
     with capsys.disabled():
@@ -245,8 +256,8 @@ def test_conv_alexnet_layer_shapes(kernel_device, cpu, layer, capsys):
 def _determinism_case():
     rng = np.random.default_rng(11)
     # N*P*Q = 2*12*12 = 288 rows: two chunks in the automatic plan, 18 with chunk_rows=16.
-    x, w, b = rand(rng, 2, 12, 12, 6), rand(rng, 10, 3, 3, 3), rand(rng, 10)
-    dy = rand(rng, 2, 12, 12, 10)
+    x, w, b = randn(rng, 2, 12, 12, 6), randn(rng, 10, 3, 3, 3), randn(rng, 10)
+    dy = randn(rng, 2, 12, 12, 10)
     return x, w, b, dy, dict(stride=1, padding=1, groups=2)
 
 
@@ -257,7 +268,7 @@ def test_conv_backward_is_deterministic(kernel_device, chunk_rows):
     ops = kernel_device.ops
     args = [kernel_device.put(a) for a in (x, w, dy)]
     with wgrad_chunk_rows(ops, chunk_rows):
-        plan = ops.conv_wgrad_plan(checks.check_conv_backward_args(x, w, dy, **kw))
+        plan = ops.conv2d_wgrad_plan(checks.check_conv_backward_args(x, w, dy, **kw))
         assert plan["chunks"] > 1 and plan["bias_chunks"] > 1, plan  # the split path
         first = [kernel_device.get(a) for a in ops.conv2d_backward(*args, **kw)]
         second = [kernel_device.get(a) for a in ops.conv2d_backward(*args, **kw)]
@@ -268,8 +279,8 @@ def test_conv_backward_is_deterministic(kernel_device, chunk_rows):
 def _determinism_case_kernel2():
     rng = np.random.default_rng(12)
     # C/g = 4, K/g = 8: wgrad kernel2 (and forward kernel2); N*P*Q = 3*9*7 = 189 rows.
-    x, w, b = rand(rng, 3, 9, 7, 8), rand(rng, 16, 3, 2, 4), rand(rng, 16)
-    dy = rand(rng, 3, 9, 7, 16)
+    x, w, b = randn(rng, 3, 9, 7, 8), randn(rng, 16, 3, 2, 4), randn(rng, 16)
+    dy = randn(rng, 3, 9, 7, 16)
     return x, w, b, dy, dict(stride=1, padding=(1, 1, 0, 1), groups=2)
 
 
@@ -281,7 +292,7 @@ def test_conv_identical_in_every_thread_order(monkeypatch, cpu, case):
     added in chunk order (both wgrad kernels)."""
     emu = ccn.backend("emu")
     x, w, b, dy, kw = case()
-    assert emu.conv2d_wgrad_kernel_version(x, dy, w.shape, **kw) == (2 if case is _determinism_case_kernel2 else 1)
+    assert emu.kernel_version("conv2d_wgrad", x, dy, w.shape, **kw) == (2 if case is _determinism_case_kernel2 else 1)
     results = {}
     for order in ("forward", "reverse", "shuffle:5"):
         monkeypatch.setenv("CCN_SIMT_ORDER", order)
@@ -291,7 +302,7 @@ def test_conv_identical_in_every_thread_order(monkeypatch, cpu, case):
         for name, a, ref in zip(("y", "dx", "dw", "db"), outs, results["forward"]):
             np.testing.assert_array_equal(a, ref, err_msg=f"{name} in order {order}")
     _, rdw, _ = cpu.conv2d_backward(up(x), up(w), up(dy), **kw)
-    assert_close("conv2d_backward", results["forward"][2], rdw, "dw")
+    assert_kernel_close("conv2d_backward", results["forward"][2], rdw, "dw")
 
 
 def _misaligned(a):
@@ -315,16 +326,16 @@ def test_wgrad_fast_paths_fall_back_when_misaligned(kernel_device, cpu):
     ops = kernel_device.ops
     want = ops.conv2d_wgrad(x, dy, w.shape, **kw)
     for xa, dya, version in ((x, dy, 2), (xm, dy, 3), (x, dym, 1), (xm, dym, 1)):
-        assert ops.conv2d_wgrad_kernel_version(xa, dya, w.shape, **kw) == version
+        assert ops.kernel_version("conv2d_wgrad", xa, dya, w.shape, **kw) == version
         for got, ref in zip(ops.conv2d_wgrad(xa, dya, w.shape, **kw), want):
             np.testing.assert_array_equal(got, ref, err_msg=f"kernel{version}")
     for version, xa, dya in ((2, xm, dy), (3, x, dym)):
-        with setting(ops, "conv_wgrad_version", version):
+        with forced_version(ops, "conv2d_wgrad", version):
             with pytest.raises(ValueError, match=f"conv_wgrad_kernel{version} needs"):
                 ops.conv2d_wgrad(xa, dya, w.shape, **kw)
             with pytest.raises(ValueError, match=f"conv_wgrad_kernel{version} needs"):
-                ops.conv2d_wgrad_kernel_version(xa, dya, w.shape, **kw)
-    with setting(ops, "conv_wgrad_version", 4), pytest.raises(ValueError, match="version must be 0"):
+                ops.kernel_version("conv2d_wgrad", xa, dya, w.shape, **kw)
+    with forced_version(ops, "conv2d_wgrad", 4), pytest.raises(ValueError, match="version must be 0"):
         ops.conv2d_wgrad(x, dy, w.shape, **kw)
 
 
@@ -345,7 +356,7 @@ def test_wgrad_plan_fills_whole_waves_for_alexnet(layers):
         x = np.empty((128, L.hw, L.hw, L.c), np.float32)
         w = np.empty((L.k, L.r, L.r, L.c // L.groups), np.float32)
         g = checks.check_conv_args(x, w, None, L.stride, L.pad, L.groups)
-        plan = ops.conv_wgrad_plan(g)
+        plan = ops.conv2d_wgrad_plan(g)
         tile, per_sm = PLAN_TILES[(g.k // g.groups) % 4 == 0]
         assert tile == 128
         blocks = -(-g.k // g.groups // tile) * -(-g.r * g.s * (g.c // g.groups) // tile) * g.groups * plan["chunks"]
@@ -366,7 +377,7 @@ def test_wgrad_plan_depends_on_the_shape_only(kernel_device):
         x = np.empty((n, h, h, c), np.float32)
         w = np.empty((k, r, r, c // groups), np.float32)
         g = checks.check_conv_args(x, w, None, stride, pad, groups)
-        plan = ops.conv_wgrad_plan(g)
+        plan = ops.conv2d_wgrad_plan(g)
         rows = g.n * g.p * g.q
         assert plan["chunk_rows"] % 16 == 0 and (plan["chunks"] - 1) * plan["chunk_rows"] < rows
         assert plan["chunks"] * plan["chunk_rows"] >= rows
@@ -382,7 +393,7 @@ def test_wgrad_plan_depends_on_the_shape_only(kernel_device):
 def test_conv_rejects_bad_input(kernel_device):
     rng = np.random.default_rng(0)
     ops, put = kernel_device.ops, kernel_device.put
-    x, w, dy = rand(rng, 1, 5, 5, 4), rand(rng, 6, 3, 3, 2), rand(rng, 1, 3, 3, 6)
+    x, w, dy = randn(rng, 1, 5, 5, 4), randn(rng, 6, 3, 3, 2), randn(rng, 1, 3, 3, 6)
     with pytest.raises(TypeError, match="float32"):
         ops.conv2d(put(x.astype(np.float64)), put(w.astype(np.float64)), groups=2)
     with pytest.raises(TypeError, match="float32"):
@@ -391,11 +402,11 @@ def test_conv_rejects_bad_input(kernel_device):
     with pytest.raises(ValueError, match="input channels per group"):
         ops.conv2d(put(x), put(w))  # w has 2 channels per group, x has 4 with groups=1
     with pytest.raises(ValueError, match="not divisible by groups"):
-        ops.conv2d(put(x), put(rand(rng, 6, 3, 3, 4)), groups=3)
+        ops.conv2d(put(x), put(randn(rng, 6, 3, 3, 4)), groups=3)
     with pytest.raises(ValueError, match="dy must have shape"):
-        ops.conv2d_backward(put(x), put(w), put(rand(rng, 1, 4, 3, 6)), groups=2)
+        ops.conv2d_backward(put(x), put(w), put(randn(rng, 1, 4, 3, 6)), groups=2)
     with pytest.raises(ValueError, match="larger than the padded input"):
-        ops.conv2d(put(x), put(rand(rng, 6, 7, 3, 2)), groups=2)
+        ops.conv2d(put(x), put(randn(rng, 6, 7, 3, 2)), groups=2)
 
 
 @pytest.mark.parametrize("n,c,k", [(0, 4, 6), (2, 0, 6), (2, 4, 0)])
@@ -403,8 +414,8 @@ def test_conv_empty_sizes_match_reference(kernel_device, cpu, n, c, k):
     """An empty batch, no input channels or no filters: no kernel runs, and the answers
     are the reference's (y = b, zero gradients, db = sum of dy)."""
     rng = np.random.default_rng(2)
-    x, w, b = rand(rng, n, 5, 6, c), rand(rng, k, 3, 2, c), rand(rng, k)
-    dy = rand(rng, n, 3, 5, k)
+    x, w, b = randn(rng, n, 5, 6, c), randn(rng, k, 3, 2, c), randn(rng, k)
+    dy = randn(rng, n, 3, 5, k)
     put, get, ops = kernel_device.put, kernel_device.get, kernel_device.ops
     np.testing.assert_array_equal(get(ops.conv2d(put(x), put(w), put(b))), cpu.conv2d(x, w, b))
     np.testing.assert_array_equal(get(ops.conv2d(put(x), put(w), put(b), relu=True)), cpu.relu(cpu.conv2d(x, w, b)))
@@ -419,14 +430,17 @@ def test_launcher_checks_reach_python(kernel_device):
     ext = kernel_device.ops.ext
     shape = dict(n=1, h=20, w=20, c=2, k=2, r=3, s=3, stride=1, pad_top=0, pad_bottom=0, pad_left=0,
                  pad_right=0, groups=1)
-    plan = ext.conv_wgrad_plan(**shape, chunk_rows=16)
+    plan = ext.conv2d_wgrad_plan(**shape, chunk_rows=16)
     assert plan["chunks"] > 1 and plan["workspace_floats"] > 0
     with pytest.raises(ValueError, match="workspace too small"):
-        ext.conv_wgrad(1, 1, 1, 0, 0, plan["workspace_floats"] - 1, **shape, chunk_rows=16)
+        ext.conv2d_wgrad(x=1, dy=1, dw=1, db=0, workspace=0, workspace_floats=plan["workspace_floats"] - 1, **shape,
+                         chunk_rows=16)
     with pytest.raises(ValueError, match="divisible by groups"):
-        ext.conv_forward(1, 1, 0, 1, **dict(shape, groups=3))
+        ext.conv2d(x=1, wt=1, b=0, y=1, **dict(shape, groups=3))
     with pytest.raises(ValueError, match="larger than the padded input"):
-        ext.conv_dgrad(1, 1, 1, **dict(shape, h=2))
+        ext.conv2d_dgrad(dy=1, wt=1, dx=1, **dict(shape, h=2))
+    with pytest.raises(ValueError, match="version must be"):
+        ext.conv2d(x=16, wt=16, b=0, y=16, **shape, version=3)
 
 
 @pytest.mark.parametrize("stride,padding,groups", [(1, 1, 1), (2, (0, 1, 1, 0), 2), (3, 0, 1)])
@@ -434,9 +448,9 @@ def test_dgrad_and_wgrad_alone_equal_conv2d_backward(kernel_device, cpu, stride,
     """conv2d_dgrad / conv2d_wgrad (what conv_bench times one direction at a time) give
     conv2d_backward's dx and (dw, db) bit for bit, on the kernels and on the reference."""
     rng = np.random.default_rng(41 + stride)
-    x, w = rand(rng, 2, 9, 8, 4), rand(rng, 6, 3, 3, 4 // groups)
+    x, w = randn(rng, 2, 9, 8, 4), randn(rng, 6, 3, 3, 4 // groups)
     g = checks.check_conv_args(x, w, None, stride, padding, groups)
-    dy = rand(rng, 2, g.p, g.q, 6)
+    dy = randn(rng, 2, g.p, g.q, 6)
     kw = dict(stride=stride, padding=padding, groups=groups)
     for ops, put, get in ((kernel_device.ops, kernel_device.put, kernel_device.get), (cpu, np.asarray, np.asarray)):
         xd, wd, dyd = (put(a) for a in (x, w, dy))
@@ -448,18 +462,18 @@ def test_dgrad_and_wgrad_alone_equal_conv2d_backward(kernel_device, cpu, stride,
     # and the kernels' halves against the float64 reference
     dx64, dw64, db64 = cpu.conv2d_backward(up(x), up(w), up(dy), **kw)
     ops = kernel_device.ops
-    assert_close("conv2d_backward", kernel_device.get(ops.conv2d_dgrad(kernel_device.put(dy), kernel_device.put(w),
-                                                                       x.shape, **kw)), dx64, "dx")
+    dx = kernel_device.get(ops.conv2d_dgrad(kernel_device.put(dy), kernel_device.put(w), x.shape, **kw))
+    assert_kernel_close("conv2d_backward", dx, dx64, "dx")
     dw1, db1 = ops.conv2d_wgrad(kernel_device.put(x), kernel_device.put(dy), w.shape, **kw)
-    assert_close("conv2d_backward", kernel_device.get(dw1), dw64, "dw")
-    assert_close("conv2d_backward", kernel_device.get(db1), db64, "db")
+    assert_kernel_close("conv2d_backward", kernel_device.get(dw1), dw64, "dw")
+    assert_kernel_close("conv2d_backward", kernel_device.get(db1), db64, "db")
 
 
 @pytest.mark.parametrize("backend_name", ["cpu", "emu"])
 def test_dgrad_wgrad_reject_bad_shapes(backend_name):
     ops = ccn.backend(backend_name)
     rng = np.random.default_rng(5)
-    x, w, dy = rand(rng, 1, 5, 5, 2), rand(rng, 3, 3, 3, 2), rand(rng, 1, 3, 3, 3)
+    x, w, dy = randn(rng, 1, 5, 5, 2), randn(rng, 3, 3, 3, 2), randn(rng, 1, 3, 3, 3)
     with pytest.raises(ValueError, match="conv2d_dgrad: x_shape must be 4 non-negative ints"):
         ops.conv2d_dgrad(dy, w, (1, 5, 5))
     with pytest.raises(TypeError, match="conv2d_wgrad: w_shape must be a shape"):
