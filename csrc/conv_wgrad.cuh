@@ -60,8 +60,8 @@
 //   the taps are counted on from the first (channel, then s, then r, with selects, not
 //   branches) and the element's offset from the receptive-field origin moves with them by
 //   1, a pixel step or a row step, so an element costs no multiplication; the row's
-//   (n, p, q) is advanced as in kernel2. dy, the pipeline, the FMAs and the epilogue are kernel2's
-//   (one shared body, conv_wgrad_tile128), so kernel3's dw has kernel1's and kernel2's bits.
+//   (n, p, q) is advanced as in kernel2. dy, the pipeline, the FMAs and the epilogue are
+//   kernel2's (one shared body, conv_wgrad_tile128), so kernel3's dw has kernel1's bits.
 // conv_bias_grad_kernel1: db partials. One thread per column (channel) and chunk of rows,
 //   summing its rows in order; adjacent threads read adjacent channels (coalesced).
 //   Grid: x = column blocks of 128, y = chunk. Output: out[chunk * cols + col].
