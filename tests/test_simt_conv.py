@@ -68,3 +68,15 @@ def test_broken_wgrad_pipeline_is_caught(tmp_path, pattern, replacement):
         assert not passed, f"conv_wgrad.cuh:{line} ({pattern!r} -> {replacement!r}) passes in {passed}"
         n += 1
     assert n >= 1
+
+
+def test_wgrad_kernels_under_sanitizers(tmp_path):
+    """AddressSanitizer and UBSan over the driver's wgrad cases (all three kernels): no copy
+    reads outside x or dy (the zero-fill copies of padding, ragged rows and columns read
+    nothing) and no shared-memory stage is overrun."""
+    exe = sb.build([DRIVER], tmp_path, sanitize=True)
+    env = dict(os.environ, CCN_SIMT_ORDER="shuffle:2", ASAN_OPTIONS="detect_leaks=0")
+    r = subprocess.run([str(exe), "wgrad"], check=False, capture_output=True, text=True, env=env, timeout=600)
+    assert r.returncode == 0 and "MISMATCH" not in r.stdout and r.stdout.count("match") == 15, \
+        f"{r.stdout}{r.stderr[-3000:]}"
+    assert "runtime error" not in r.stderr, r.stderr[-3000:]
