@@ -19,7 +19,8 @@ pm = bench_module("perf_model")
 # GEMM and an sm_80 row that must be ignored.
 INSTANCES = {
     "conv_fwd_kernel1": [""], "conv_fwd_kernel2": [""], "conv_dgrad_kernel1": ["<64, 64>", "<256, 16>"],
-    "conv_wgrad_kernel1": [""], "gemm_kernel1": ["<false, true>", "<false, false>", "<true, false>"],
+    "conv_wgrad_kernel1": [""], "conv_wgrad_kernel2": [""], "conv_wgrad_kernel3": [""],
+    "gemm_kernel1": ["<false, true>", "<false, false>", "<true, false>"],
     "gemm_kernel2": ["<false, true>", "<false, false>", "<true, false>"],
     "gemm_tc_kernel1": ["<64, false, true, 0, true>"],
     "lrn_forward_kernel1": [""], "lrn_forward_kernel2": ["<1>", "<4>"],
