@@ -23,10 +23,10 @@ The model (H100 SXM: 132 SMs, 4 warp schedulers per SM, 1.98 GHz, 3.35 TB/s HBM3
   conv_wgrad.cu: conv_wgrad_kernel2 128x128 (a 3-stage cp.async pipeline) where C/groups
   and K/groups % 4 == 0, conv_wgrad_kernel3 (the same with 4-byte copies of x) where only
   K/groups % 4 == 0, else conv_wgrad_kernel1 64x64, split over N*P*Q by
-  conv2d_wgrad_plan, called through the emulator build so the plan is the launcher's own; gemm.cu: gemm_kernel2 128x128x8 when
-  M, N >= 128, else gemm_kernel1 64x64x16, with the K split of gemm_plan, called through the
-  emulator build (132 SMs), plus gemm_sum_splits_kernel1 when it splits). Per block, the
-  main loop issues
+  conv2d_wgrad_plan, called through the emulator build so the plan is the launcher's own;
+  gemm.cu: gemm_kernel2 128x128x8 when M, N >= 128, else gemm_kernel1 64x64x16, with the
+  K split of gemm_plan, called through the emulator build (132 SMs), plus
+  gemm_sum_splits_kernel1 when it splits). Per block, the main loop issues
       FFMA warp instructions = BM * BN * K_padded / 32,   all = FFMA / fma_share
   (fma_share: the kernel's main-loop FMA share in the SASS, bench/sass_report.py; the
   prologue and epilogue are neglected). The busiest SM runs ceil(blocks / 132) blocks (wave
@@ -354,31 +354,13 @@ def conv_tc(sass, name, g: ConvGeom, direction, precision) -> list[Launch]:
     return out
 
 
-def alexnet_conv_geoms(batch: int = 128) -> list[tuple[str, ConvGeom]]:
-    """(name, geometry) of the five conv layers of the grouped AlexNet at `batch`."""
-    from cuda_convnet import models
-
-    cfg = models.alexnet_config()
-    h, w, c = cfg.input_shape
-    out = []
-    for i, blk in enumerate(cfg.convs, 1):
-        pad = blk.padding if isinstance(blk.padding, tuple) else (blk.padding,) * 4
-        g = ConvGeom(batch, h, w, c, blk.filters, blk.size, blk.size, blk.stride, pad,
-                     1 if blk.both_towers else cfg.columns)
-        out.append((f"conv{i}", g))
-        h, w, c = g.p, g.q, g.k
-        if blk.pool:
-            h, w = (h - cfg.pool_size) // cfg.pool_stride + 1, (w - cfg.pool_size) // cfg.pool_stride + 1
-    return out
-
-
 def predict_conv_tc(batch: int = 128, sass=None) -> dict:
     """PREDICTED milliseconds per (layer, direction, precision) of the AlexNet conv layers on
     the tensor-core kernels, with the float32 SIMT kernels' prediction as precision "fp32"
     (conv1: no dgrad, its input is the data)."""
     sass = sass if sass is not None else load_sass()
     out = {}
-    for name, g in alexnet_conv_geoms(batch):
+    for name, g in alexnet_conv_geoms(batch)[0]:
         simt = {"fwd": conv2d(sass, name, g), "wgrad": conv2d_wgrad(sass, name, g)}
         if name != "conv1":
             simt["dgrad"] = conv2d_dgrad(sass, name, g)

@@ -17,9 +17,11 @@ import perf_model as pm  # noqa: E402  (bench/ is not a package)
 # arithmetic checkable by hand.
 FAKE = {name: {"fma_share": 0.5, "blocks_per_sm": 2, "threads": 256} for name in (
     "conv_fwd_kernel1", "conv_fwd_kernel2", "conv_dgrad_kernel1<64, 64>", "conv_dgrad_kernel1<256, 16>",
-    "conv_wgrad_kernel1", "conv_wgrad_kernel2", "conv_wgrad_kernel3", "gemm_kernel1<false, true>", "gemm_kernel2<false, true>", "gemm_kernel2<false, false>",
+    "conv_wgrad_kernel1", "conv_wgrad_kernel2", "conv_wgrad_kernel3", "gemm_kernel1<false, true>",
+    "gemm_kernel2<false, true>", "gemm_kernel2<false, false>",
     "gemm_kernel2<true, false>", "gemm_kernel1<false, false>", "gemm_kernel1<true, false>",
-    "conv_dgrad_kernel2<48>", "conv_dgrad_kernel2<64>", "conv_dgrad_kernel2<128>", "conv_fwd_kernel3")}
+    "conv_dgrad_kernel2<48>", "conv_dgrad_kernel2<64>", "conv_dgrad_kernel2<128>",
+    "conv_fwd_kernel3")}
 
 
 def test_gemm_launch_time_and_wave_quantization():
