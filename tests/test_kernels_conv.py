@@ -231,7 +231,7 @@ def test_conv_alexnet_layer_shapes(kernel_device, cpu, layer, capsys):
     assert version == (1 if layer == "conv1" else 2)  # C = 3 takes the general kernel
     check_conv(kernel_device, cpu, x, wt, b, what=layer, both_kernels=False, **kw)
     with capsys.disabled():
-        print(f"\n[{kernel_device}] {layer} batch 2 forward + backward (with the reference): "
+        print(f"\n[{kernel_device.name}] {layer} batch 2 forward + backward (with the reference): "
               f"{time.perf_counter() - t:.2f} s", end="")
 
 

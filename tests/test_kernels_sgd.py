@@ -11,8 +11,8 @@ from hypothesis import strategies as st
 from kernel_inputs import randn, unaligned
 from tolerances import tol
 
-import cuda_convnet as ccn
 from cuda_convnet.alexnet_shapes import param_shapes
+from cuda_convnet.backends.device import BackendDevice
 
 # AlexNet's parameters (§3.5, two towers as groups=2): conv KRSC weights and biases, FC
 # (out, in) weights and biases; 16 tensors, 60,965,224 numbers.
@@ -26,14 +26,14 @@ def make_state(rng, shapes, make=np.ascontiguousarray):
     return ws, gs, vs
 
 
-def check_sgd(dev, cpu, ws, gs, vs, expect_launches=1, **hyper):
+def check_sgd(dev, cpu, ws, gs, vs, expect_launches=1, keep_alignment=False, **hyper):
     ref_w, ref_v = [w.copy() for w in ws], [v.copy() for v in vs]
     cpu.sgd_update(ref_w, gs, ref_v, **hyper)
     # The float64 reference on the same float32 values (before the emu backend, whose put()
-    # does not copy, updates ws and vs in place).
+    # need not copy, updates ws and vs in place).
     w64, v64 = [w.astype(np.float64) for w in ws], [v.astype(np.float64) for v in vs]
     cpu.sgd_update(w64, [g.astype(np.float64) for g in gs], v64, **hyper)
-    dw, dg, dv = [dev.put(w) for w in ws], [dev.put(g) for g in gs], [dev.put(v) for v in vs]
+    dw, dg, dv = [[dev.put(a, keep_alignment=keep_alignment) for a in arrays] for arrays in (ws, gs, vs)]
     assert dev.ops.sgd_update(dw, dg, dv, **hyper) is None
     assert dev.ops.last_sgd_launches == expect_launches
     for i, (w, v) in enumerate(zip(dw, dv)):
@@ -41,21 +41,6 @@ def check_sgd(dev, cpu, ws, gs, vs, expect_launches=1, **hyper):
         np.testing.assert_array_equal(dev.get(v), ref_v[i], err_msg=f"velocities[{i}]")
     for a, b in zip(dw + dv, w64 + v64):
         np.testing.assert_allclose(dev.get(a), b, **tol("sgd_update", "kernel_vs_reference"))
-
-
-class EmuDevice:
-    """The emu backend with the kernel_device interface, for emu-only tests (put keeps the
-    caller's array, alignment included)."""
-    name = "emu"
-    ops = ccn.backend("emu")
-
-    @staticmethod
-    def put(a):
-        return a
-
-    @staticmethod
-    def get(a):
-        return np.asarray(a)
 
 
 shapes_st = st.lists(st.lists(st.integers(1, 9), min_size=1, max_size=3).map(tuple), min_size=1, max_size=6)
@@ -77,7 +62,7 @@ def test_sgd_mixes_aligned_and_unaligned_tensors_in_one_launch(cpu):
     for i in (0, 3):  # one tensor with all three unaligned, one with only g unaligned
         ws[i], gs[i], vs[i] = unaligned(ws[i]), unaligned(gs[i]), unaligned(vs[i])
     gs[1] = unaligned(gs[1])
-    check_sgd(EmuDevice(), cpu, ws, gs, vs, lr=0.01)
+    check_sgd(BackendDevice("emu"), cpu, ws, gs, vs, keep_alignment=True, lr=0.01)
 
 
 def test_sgd_more_tensors_than_one_table(kernel_device, cpu):
