@@ -16,7 +16,9 @@ The model (H100 SXM: 132 SMs, 4 warp schedulers per SM, 1.98 GHz, 3.35 TB/s HBM3
   GEMM-family launches (conv forward, dgrad, wgrad; FC GEMMs). The grid, tile and K extent
   follow the launchers in csrc/ (conv_fwd.cu: conv_fwd_kernel2 128x128 where C/groups % 4
   == 0, else conv_fwd_kernel1 64x64; conv_dgrad.cu: one GEMM per group and stride phase,
-  64x64 or 256x16 when C/groups <= 16, blocks past their phase's rows exit at once;
+  conv_dgrad_kernel2 128 x (48, 64 or 128) where K/groups and C/groups % 4 == 0 and
+  C/groups > 16, else kernel1 64x64 or 256x16 when C/groups <= 16, blocks past their
+  phase's rows exit at once;
   conv_wgrad.cu: 64x64 tiles split over N*P*Q by conv2d_wgrad_plan, called through the
   emulator build so the plan is the launcher's own; gemm.cu: gemm_kernel2 128x128x8 when
   M, N >= 128, else gemm_kernel1 64x64x16). Per block, the main loop issues
@@ -183,10 +185,17 @@ def conv2d(sass, name, g: ConvGeom, version: int = 0) -> list[Launch]:
 
 def conv2d_dgrad(sass, name, g: ConvGeom) -> list[Launch]:
     """Per stride phase (a, b): its own rows and taps (conv_dgrad.cuh); one launch whose
-    busiest SM is modelled over all the phases' active blocks."""
+    busiest SM is modelled over all the phases' active blocks. conv_dgrad_kernel2 (128 x BN,
+    BN from the launcher's own conv2d_dgrad_plan) where conv2d_dgrad_version picks it (K/g and
+    C/g % 4 == 0, C/g > 16; the arrays are taken as aligned), else kernel1."""
     x, y, w = g.bytes()
-    bm, bn = (256, 16) if g.cg <= 16 else (64, 64)
-    kernel = f"conv_dgrad_kernel1<{bm}, {bn}>"
+    if g.kg % 4 == 0 and g.cg % 4 == 0 and g.cg > 16:
+        tile = _emu().conv2d_dgrad_plan(**_shape_kwargs(g), kernel=2)
+        bm, bn = tile["block_m"], tile["block_n"]
+        kernel = f"conv_dgrad_kernel2<{bn}>"
+    else:
+        bm, bn = (256, 16) if g.cg <= 16 else (64, 64)
+        kernel = f"conv_dgrad_kernel1<{bm}, {bn}>"
     st = g.stride
     tiles, padded, k_max = 0, 0.0, 0
     for a in range(st):
@@ -213,6 +222,11 @@ def _emu():
     from cuda_convnet._ext import load
 
     return load("_emu")
+
+
+def _shape_kwargs(g: ConvGeom) -> dict:
+    return dict(n=g.n, h=g.h, w=g.w, c=g.c, k=g.k, r=g.r, s=g.s, stride=g.stride, pad_top=g.pad[0],
+                pad_bottom=g.pad[1], pad_left=g.pad[2], pad_right=g.pad[3], groups=g.groups)
 
 
 def wgrad_plan(g: ConvGeom) -> dict:
