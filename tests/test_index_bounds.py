@@ -14,7 +14,7 @@ import time
 
 import numpy as np
 import pytest
-from kernel_inputs import randn
+from kernel_inputs import emu_ext, host_ptr, randn
 
 import cuda_convnet as ccn
 from cuda_convnet import checks
@@ -23,13 +23,6 @@ BACKENDS = ("cpu", "emu")
 MAX = checks.MAX_EXTENT
 INT_MAX = 2**31 - 1
 
-
-def _ext():
-    return ccn.backend("emu").ext
-
-
-def _ptr(a):
-    return a.ctypes.data
 
 
 # ------------------------------------------------------------------------------ pooling
@@ -47,7 +40,8 @@ def test_pool_backward_with_stride_int_max_visits_only_window_0():
     y = np.ascontiguousarray(x[:, :1, :1, :])
     dy = randn(rng, 2, 1, 1, 1)
     dx = np.full_like(x, np.nan)
-    _ext().max_pool_backward(_ptr(x), _ptr(y), _ptr(dy), _ptr(dx), 2, 3, 3, 1, 1, INT_MAX, 0, 0, 0, 0, 1, 1)
+    emu_ext().max_pool_backward(host_ptr(x), host_ptr(y), host_ptr(dy), host_ptr(dx), 2, 3, 3, 1, 1, INT_MAX,
+                                0, 0, 0, 0, 1, 1)
     want = np.zeros_like(x)
     want[:, 0, 0, :] = dy[:, 0, 0, :]
     np.testing.assert_array_equal(dx, want)
@@ -156,11 +150,11 @@ def test_lrn_launcher_accepts_any_size_and_refuses_huge_channel_counts():
     x = randn(rng, 3, 6)
     y1, y2 = np.full_like(x, np.nan), np.full_like(x, np.nan)
     lrn = dict(alpha=0.01, neg_beta=-0.75, k=2.0)
-    _ext().lrn(x=_ptr(x), y=_ptr(y1), rows=3, channels=6, size=2**62, **lrn)
-    _ext().lrn(x=_ptr(x), y=_ptr(y2), rows=3, channels=6, size=11, **lrn)
+    emu_ext().lrn(x=host_ptr(x), y=host_ptr(y1), rows=3, channels=6, size=2**62, **lrn)
+    emu_ext().lrn(x=host_ptr(x), y=host_ptr(y2), rows=3, channels=6, size=11, **lrn)
     np.testing.assert_array_equal(y1, y2)
     with pytest.raises(ValueError, match=rf"channels = {INT_MAX} is larger than {MAX}"):
-        _ext().lrn(x=_ptr(x), y=_ptr(y1), rows=1, channels=INT_MAX, size=5, **lrn, version=1)
+        emu_ext().lrn(x=host_ptr(x), y=host_ptr(y1), rows=1, channels=INT_MAX, size=5, **lrn, version=1)
 
 
 # ------------------------------------------------------------------------------ GEMM, softmax
@@ -168,16 +162,16 @@ def test_lrn_launcher_accepts_any_size_and_refuses_huge_channel_counts():
 
 def test_versioned_launchers_refuse_unknown_versions():
     a = np.ones(16, np.float32)
-    gemm = dict(a=_ptr(a), b=_ptr(a), c=_ptr(a), bias=0, M=4, N=4, K=1, trans_a=False, trans_b=False)
-    assert [_ext().gemm_version(M=m, N=n) for m, n in ((127, 500), (128, 128))] == [1, 2]
+    gemm = dict(a=host_ptr(a), b=host_ptr(a), c=host_ptr(a), bias=0, M=4, N=4, K=1, trans_a=False, trans_b=False)
+    assert [emu_ext().gemm_version(M=m, N=n) for m, n in ((127, 500), (128, 128))] == [1, 2]
     for version in (-1, 3):
         with pytest.raises(ValueError, match="version must be 0"):
-            _ext().gemm(**gemm, version=version)
+            emu_ext().gemm(**gemm, version=version)
         with pytest.raises(ValueError, match="version must be 0"):
-            _ext().lrn(x=_ptr(a), y=_ptr(a), rows=4, channels=4, size=5, alpha=0.01, neg_beta=-0.75, k=2.0,
+            emu_ext().lrn(x=host_ptr(a), y=host_ptr(a), rows=4, channels=4, size=5, alpha=0.01, neg_beta=-0.75, k=2.0,
                        version=version)
         with pytest.raises(ValueError, match="version must be 0"):
-            _ext().lrn_version(rows=4, channels=4, version=version)
+            emu_ext().lrn_version(rows=4, channels=4, version=version)
 
 
 # ------------------------------------------------------------------------------ refusals

@@ -11,20 +11,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from gradcheck import check_op
-from hypothesis import HealthCheck, given, settings
+from gradcheck import SETTINGS, check_op, rng_from
+from hypothesis import given
 from hypothesis import strategies as st
 
 from cuda_convnet import reference as R
-
-# Modest example counts: the whole reference suite must run in well under 90 s on 2 cores.
-SETTINGS = settings(max_examples=30, deadline=None, database=None, derandomize=True,
-                    suppress_health_check=[HealthCheck.too_slow])
-
-
-def rng_from(seed):
-    return np.random.default_rng(seed)
-
 
 # ----------------------------------------------------------------------------- LRN
 

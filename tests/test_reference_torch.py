@@ -14,25 +14,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from tolerances import tol
+from torch_oracle import assert_close, nchw, nhwc
 
 from cuda_convnet import reference as R
 
 torch = pytest.importorskip("torch")
 F = torch.nn.functional
-
-
-def nchw(a: np.ndarray):
-    """NHWC (or KRSC) NumPy -> NCHW (or KCRS) torch, float64, requiring grad."""
-    return torch.from_numpy(np.ascontiguousarray(a.transpose(0, 3, 1, 2))).requires_grad_()
-
-
-def nhwc(t) -> np.ndarray:
-    return t.detach().permute(0, 2, 3, 1).numpy()
-
-
-def assert_close(actual, expected, op, check="torch"):
-    np.testing.assert_allclose(actual, expected, **tol(op, check))
 
 
 def shuffled_arange(rng, shape):
