@@ -31,7 +31,8 @@ Per kernel and architecture:
   fma%               FFMA (+HMMA, DFMA) / all instructions of the main loop, NOPs excluded
   int/fma            integer ALU instructions (INT_OPS) per FMA in the main loop
   lds128, lds32      128-bit and 32-bit shared loads in the main loop (LDS.64 counted apart;
-                     ptxas's never-executed "@!PT LDS RZ, [RZ]" padding is not a load)
+                     ptxas's never-executed "@!PT LDS RZ, [RZ]" padding and any
+                     ``LDS RZ, [RZ]``, which loads nothing, not counted)
   ldgsts/ldsm/hmma   whether the kernel uses cp.async, ldmatrix, tensor-core MMA (anywhere)
   local              spill traffic: LOCAL and STACK bytes (-res-usage), LDL/STL instructions
                      anywhere in the kernel
@@ -71,13 +72,20 @@ INT_OPS = ("IMAD", "IADD3", "IADD", "VIADD", "VIADDMNMX", "LEA", "SHF", "SHL", "
 DYNAMIC_SMEM_FLOATS = {
     "conv_fwd_kernel1": "kConvSmemFloats",
     "conv_fwd_kernel2": "kConvFwd2SmemFloats",
+    "conv_fwd_kernel3": "kConvFwd2SmemFloats",
     "conv_dgrad_kernel1": "kConvBK * (BM + kConvPad) + kConvBK * (BN + kConvPad)",
     "conv_dgrad_kernel2": "kDgrad2Stages * (kConvBK * kDgrad2LdA + kConvBK * (BN + kConvPad))",
     "conv_wgrad_kernel1": "kConvSmemFloats",
+    "conv_wgrad_kernel2": "kWgrad2SmemFloats",
+    "conv_wgrad_kernel3": "kWgrad2SmemFloats",
     "gemm_kernel1": "kGemmSmemFloats",
     "gemm_kernel2": "kGemm2SmemFloats",
     "gemm_tc_kernel1": "kGemmTcStages * ((kGemmTcBK * (BM + 8) if TA else BM * (kGemmTcBK + 4))"
                        " + (kGemmTcBN * (kGemmTcBK + 4) if TB else kGemmTcBK * (kGemmTcBN + 8)))",
+    # TcTile stages of tc_mainloop.cuh (the same for every precision and copy width).
+    "conv_tc_fwd_kernel1": "kTcStages * (128 * (kTcBK + 4) + 64 * (kTcBK + 4))",
+    "conv_tc_dgrad_kernel1": "kTcStages * (128 * (kTcBK + 4) + kTcBK * (64 + 8))",
+    "conv_tc_wgrad_kernel1": "kTcStages * (kTcBK * (64 + 8) + kTcBK * (128 + 8))",
 }
 DYNAMIC_TEMPLATE_PARAMS = {"conv_dgrad_kernel1": ("BM", "BN"), "conv_dgrad_kernel2": ("BN",),
                            "gemm_tc_kernel1": ("BM", "TA", "TB")}
@@ -286,7 +294,7 @@ class Insn:
     addr: int
     op: str      # full opcode with modifiers, e.g. "LDS.128", "FFMA"
     args: str
-    pred: str = ""  # guard predicate, e.g. "@P0"; "@!PT" never executes
+    pred: str = ""  # guard predicate, e.g. "@P0"; "@!PT" never executes (ptxas's placeholders beside LDGSTS)
 
     @property
     def base(self) -> str:
@@ -447,9 +455,10 @@ def analyse(arch: int, mangled: str, demangled: str, insns: list[Insn], res: dic
         ops[x.op] = ops.get(x.op, 0) + 1
     fma = sum(_is_fma(x) for x in body)
     ints = sum(x.base in INT_OPS for x in body)
-    # ptxas pads cp.async sequences with "@!PT LDS RZ, [RZ]": never executed, no shared load
-    # (still counted as issued instructions).
-    lds = [x.op for x in body if x.base == "LDS" and x.pred != "@!PT"]
+    # ptxas pads cp.async sequences with "@!PT LDS RZ, [RZ]" (never executed) and may place
+    # `LDS RZ, [RZ]` (a load into the zero register) before the copies: neither moves data,
+    # so neither is a shared load of the K loop (both still count as issued instructions).
+    lds = [x.op for x in body if x.base == "LDS" and x.pred != "@!PT" and not x.args.replace(" ", "").startswith("RZ,")]
     lds128 = sum(".128" in o for o in lds)
     lds64 = sum(".64" in o for o in lds)
     reported = res.get("SHARED", 0)
