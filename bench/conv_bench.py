@@ -151,10 +151,10 @@ def reference(device, torch, layer, x, w, b, dy):
                                 [1, 1], False, [0, 0], layer.groups, [True, True, True])
         return tuple(t.to_ours_layout(v) for v in (y, dx, dw, db))
     ref = ccn.backend("cpu")
-    h = [device.host(a).astype(np.float64) for a in (x, w, b, dy)]
+    h = [device.get(a).astype(np.float64) for a in (x, w, b, dy)]
     y = ref.conv2d(h[0], h[1], h[2], **layer.kwargs)
     dx, dw, db = ref.conv2d_backward(h[0], h[1], h[3], **layer.kwargs)
-    return tuple(device.asarray(v) for v in (y, dx, dw, db))
+    return tuple(device.put(v) for v in (y, dx, dw, db))
 
 
 # --------------------------------------------------------------------------- ours

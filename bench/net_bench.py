@@ -247,9 +247,9 @@ def torch_rows(S, params, val_x, ref_logp):
     model = torch_alexnet(torch, S.cfg, params).to(S.dev.torch_device).to(memory_format=torch.channels_last)
     model.eval()
     with torch.no_grad():
-        xt = dev.to_torch(dev.asarray(val_x.astype(np.float32))).permute(0, 3, 1, 2)
+        xt = dev.to_torch(dev.put(val_x.astype(np.float32))).permute(0, 3, 1, 2)
         logp = F.log_softmax(model(xt), dim=1)
-    err = rel_err(centred(dev.host(dev.from_torch(logp))), centred(ref_logp))
+    err = rel_err(centred(dev.get(dev.from_torch(logp))), centred(ref_logp))
     xs, labels = S.inputs(227, S.args.seed + 500)
     txs = [dev.to_torch(x).permute(0, 3, 1, 2) for x in xs]
     tls = [dev.to_torch(y).long() for y in labels]

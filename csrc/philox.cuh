@@ -3,7 +3,7 @@
 // counter and a 64-bit key map to 128 random bits, with no state carried between calls, so
 // any thread can draw "random number j" directly. Used by dropout (dropout.cuh, §4.2) and
 // by the GPU augmentation kernel; cuda_convnet/random.py is the NumPy twin and states the
-// contract, and tests/test_kernels_dropout.py checks this file against Random123's
+// contract, and tests/test_dropout.py checks this file against Random123's
 // known-answer vectors.
 //
 // One round on counter (c0, c1, c2, c3) with key (k0, k1):

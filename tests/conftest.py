@@ -5,12 +5,12 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import numpy as np
 import pytest
 from hypothesis import HealthCheck, settings
 
 import cuda_convnet as ccn
 from cuda_convnet.backends import poison_outputs
+from cuda_convnet.backends.device import BackendDevice
 
 # The emulator is fast but not GPU-fast, and its speed varies with the machine's load:
 # no per-example deadline. CCN_HYPOTHESIS_EXAMPLES scales the search (CI uses the default).
@@ -57,37 +57,15 @@ def _poison_kernel_outputs():
         yield
 
 
-class KernelDevice:
-    """A kernel backend plus the two conversions a test needs (host -> backend -> host)."""
-
-    def __init__(self, name):
-        self.name = name
-        self.ops = ccn.backend(name)
-        if name == "cuda":
-            import cupy
-
-            self._to, self._back = cupy.asarray, cupy.asnumpy
-        else:
-            self._to, self._back = np.ascontiguousarray, np.asarray
-
-    def put(self, a):
-        return None if a is None else self._to(a)
-
-    def get(self, a):
-        return self._back(a)
-
-    def __repr__(self):
-        return self.name
-
-
 @pytest.fixture(
     params=[pytest.param("emu", marks=pytest.mark.emu), pytest.param("cuda", marks=pytest.mark.cuda)],
     scope="session",
 )
 def kernel_device(request):
+    """A kernel backend and its host <-> backend conversions (put, get)."""
     if request.param == "cuda" and not ccn.has_cuda():
         pytest.skip("no usable GPU (cuda_convnet.has_cuda() is False)")
-    return KernelDevice(request.param)
+    return BackendDevice(request.param)
 
 
 @pytest.fixture(scope="session")

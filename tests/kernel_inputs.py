@@ -1,4 +1,4 @@
-"""What the tests/test_kernels_*.py files share: random arrays that are never zero, pointers
+"""What the kernels' tests share: random arrays that are never zero, pointers
 deliberately off a 16-byte boundary (the kernels' scalar paths), a runner that repeats a
 computation in every emulator thread order, and the kernel-against-reference comparison."""
 from __future__ import annotations
@@ -17,6 +17,18 @@ def randn(rng, *shape, scale=1.0, dtype=np.float32):
     a = rng.standard_normal(shape)
     a[a == 0] = 0.5
     return (a * scale).astype(dtype)
+
+
+def emu_ext():
+    """The emulator build (cuda_convnet._emu): its launchers called directly with host pointers."""
+    import cuda_convnet as ccn
+
+    return ccn.backend("emu").ext
+
+
+def host_ptr(a) -> int:
+    """The address of a NumPy array's data, as the emulator's launchers take pointers."""
+    return a.ctypes.data
 
 
 def assert_kernel_close(op, got, want, what=""):

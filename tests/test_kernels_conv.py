@@ -251,7 +251,7 @@ def test_conv_alexnet_layer_shapes(kernel_device, cpu, layer, capsys):
         (3 if layer == "conv1" else 2)
     check_conv(kernel_device, cpu, x, wt, b, what=layer, both_kernels=False, **kw)
     with capsys.disabled():
-        print(f"\n[{kernel_device}] {layer} batch 2 forward + backward (with the reference): "
+        print(f"\n[{kernel_device.name}] {layer} batch 2 forward + backward (with the reference): "
               f"{time.perf_counter() - t:.2f} s", end="")
 
 

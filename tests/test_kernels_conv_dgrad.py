@@ -139,7 +139,7 @@ def test_dgrad2_alexnet_layers(kernel_device, cpu, layer, capsys):
     t = time.perf_counter()
     check_dgrad2(kernel_device, cpu, x_shape, wt, dy, layer, **kw)
     with capsys.disabled():
-        print(f"\n[{kernel_device}] {layer} batch 2 dgrad, kernel2 + kernel1 + reference: "
+        print(f"\n[{kernel_device.name}] {layer} batch 2 dgrad, kernel2 + kernel1 + reference: "
               f"{time.perf_counter() - t:.2f} s", end="")
 
 

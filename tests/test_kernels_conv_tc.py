@@ -27,6 +27,7 @@ from tolerances import tol
 import cuda_convnet as ccn
 from cuda_convnet import checks
 from cuda_convnet.alexnet_shapes import conv_layers
+from cuda_convnet.backends.device import BackendDevice
 from cuda_convnet.reference import conv as ref
 from cuda_convnet.reference.precision import round_bf16, round_tf32
 
@@ -183,7 +184,7 @@ def test_conv_tc_alexnet_layer_shapes(kernel_device, precision, layer, capsys):
     check_all(kernel_device, precision, x, wt, b, dy, what=layer, directions=directions, stride=stride, padding=pad,
               groups=groups)
     with capsys.disabled():
-        print(f"\n[{kernel_device}] {layer} {precision} batch 2 {'+'.join(directions)} (with the reference): "
+        print(f"\n[{kernel_device.name}] {layer} {precision} batch 2 {'+'.join(directions)} (with the reference): "
               f"{time.perf_counter() - t:.2f} s", end="")
 
 
@@ -215,7 +216,7 @@ def test_conv_tc_identical_across_runs_and_thread_orders(monkeypatch, precision)
     """Every output is one fixed sequence of float32 operations (the split-K wgrad's chunks
     are added in chunk order, no atomics): bit-identical in every thread order and on a
     second run, for a one-chunk and a many-chunk wgrad."""
-    dev = _EmuDevice()
+    dev = BackendDevice("emu")
     kw = dict(stride=2, padding=(1, 0, 2, 1), groups=2)
     x, w, b, dy = case(np.random.default_rng(3), 2, 11, 9, 8, 12, 3, 3, 2, 2, (1, 0, 2, 1))
 
@@ -232,20 +233,6 @@ def test_conv_tc_identical_across_runs_and_thread_orders(monkeypatch, precision)
     for order, outs in results.items():
         for a, want in zip(outs, results["forward"]):
             np.testing.assert_array_equal(a, want, err_msg=order)
-
-
-class _EmuDevice:
-    """The emu backend with host arrays (the kernel_device interface, for emu-only tests)."""
-
-    ops = ccn.backend("emu")
-
-    @staticmethod
-    def put(a):
-        return None if a is None else np.ascontiguousarray(a)
-
-    @staticmethod
-    def get(a):
-        return np.asarray(a)
 
 
 @pytest.mark.emu

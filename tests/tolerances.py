@@ -18,14 +18,16 @@ Kinds of check
     about 1e-9 relative here; 1e-6 leaves room without hiding a wrong term (a real bug
     is an O(1) relative error).
 ``torch`` (float64)
-    Reference vs PyTorch CPU, the independent oracle (tests/test_reference_torch.py).
+    Reference vs PyTorch CPU, the independent oracle (each op family's `*_vs_torch` tests,
+    helpers in tests/torch_oracle.py).
     Same math, different summation orders: agreement is ~1e-15 in practice.
 ``kernel_vs_reference`` (float32; provisional entries for tf32 and bfloat16)
     A float32 kernel (``emu`` or ``cuda`` backend) against the reference evaluated in
     float64 on the same float32 inputs (cast the inputs up, compare the kernel's output
     to the float64 answer). Assumes test data of unit scale (U(-1, 1) or N(0, 1) inputs,
     weights scaled to keep outputs O(1)-O(10)) and reduction lengths up to ~10^4 (e.g.
-    R·S·C = 5·5·16, N·P·Q = 4·16·16). tests/test_reference_float32.py checks that the
+    R·S·C = 5·5·16, N·P·Q = 4·16·16). Each op family's test file (its `*_float32_*` test;
+    tests/test_reference_float32.py for the elementwise and windowed ops) checks that the
     reference's own float32 path meets these numbers, so they are attainable; a kernel
     that needs more has a bug or a worse summation order, and the diff that loosens an
     entry should say which. ``conv2d_backward``/``linear_backward`` entries cover all of
@@ -152,7 +154,7 @@ TOLERANCES: dict[str, dict[tuple[str, str], Tol]] = {
     },
     # Against the float64 reference: the float32 rounding of each product and sum, a few
     # ulp of |v|, |w|. Against the float32 reference the kernel is bit-exact (it forbids
-    # FMA contraction, csrc/sgd.cuh) and tests/test_kernels_sgd.py checks equality.
+    # FMA contraction, csrc/sgd.cuh) and tests/test_sgd.py checks equality.
     "sgd_update": {
         ("torch", "float64"): _TORCH,
         ("kernel_vs_reference", "float32"): Tol(rtol=1e-6, atol=1e-7),

@@ -4,6 +4,9 @@
     CudaDevice  CuPy arrays, PyTorch CUDA (cuDNN/cuBLAS, TF32 off) as the baseline,
                 CUDA-event timing of every call
 
+Both are the package's `BackendDevice` (the backend's ops, put: host -> backend array,
+get: -> host NumPy) with timing and the baseline added;
+
 plus the choice of backend and the strict-float32 PyTorch baseline.
 """
 
@@ -16,6 +19,8 @@ import time
 from pathlib import Path
 
 import numpy as np
+
+from cuda_convnet.backends.device import BackendDevice
 
 
 def import_torch():
@@ -52,17 +57,19 @@ def pick_backend(name: str) -> str:
 
 
 def make_device(backend_name: str, torch):
-    return CudaDevice(torch) if backend_name == "cuda" else CpuDevice(torch)
+    """The benchmark device of backend `backend_name` ("cpu", "emu" or "cuda")."""
+    return CudaDevice(torch) if backend_name == "cuda" else CpuDevice(torch, backend_name)
 
 
-class CpuDevice:
-    """NumPy arrays; PyTorch CPU shares their memory (torch.from_numpy)."""
+class CpuDevice(BackendDevice):
+    """NumPy arrays of a host backend ("cpu" or "emu"); PyTorch CPU shares their memory
+    (torch.from_numpy). `kind`: where the arrays live and how calls are timed."""
 
     kind = "cpu"
     baseline = "torch-cpu"
 
-    def __init__(self, torch):
-        self.xp = np
+    def __init__(self, torch, backend_name: str = "cpu"):
+        super().__init__(backend_name)
         self.torch = torch
         self.torch_device = "cpu"
         if torch is not None:
@@ -88,13 +95,6 @@ class CpuDevice:
 
     def randint(self, seed, high, shape):
         return np.random.default_rng(seed).integers(0, high, size=shape).astype(np.int32)
-
-    def asarray(self, a):
-        a = np.asarray(a)  # (np.ascontiguousarray would make a 0-d array 1-d)
-        return a if a.flags.c_contiguous else np.ascontiguousarray(a)
-
-    def host(self, a) -> np.ndarray:
-        return np.asarray(a)
 
     def to_torch(self, a):
         return self.torch.from_numpy(a)
@@ -133,7 +133,7 @@ class CpuDevice:
                           f"{os.cpu_count()} cores"}
 
 
-class CudaDevice:
+class CudaDevice(BackendDevice):
     """CuPy arrays on the current device; PyTorch shares their memory through DLPack.
 
     Ours run on CuPy's current stream and are timed with CuPy events; the baseline runs on
@@ -146,10 +146,8 @@ class CudaDevice:
 
     def __init__(self, torch):
         os.environ.setdefault("CUPY_TF32", "0")  # cupy.matmul: float32, not TF32
-        import cupy
-
-        self.cp = cupy
-        self.xp = cupy
+        super().__init__("cuda")
+        self.cp = self.xp
         self.torch = torch
         self.torch_device = "cuda"
         if torch is not None:
@@ -166,13 +164,6 @@ class CudaDevice:
 
     def randint(self, seed, high, shape):
         return self.cp.random.RandomState(seed).randint(0, high, size=shape).astype(np.int32)
-
-    def asarray(self, a):
-        a = self.cp.asarray(a)
-        return a if a.flags.c_contiguous else self.cp.ascontiguousarray(a)
-
-    def host(self, a) -> np.ndarray:
-        return self.cp.asnumpy(a)
 
     def to_torch(self, a):
         return self.torch.from_dlpack(a)

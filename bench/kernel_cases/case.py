@@ -53,7 +53,7 @@ class CaseEnv:
         CPU, from PyTorch on a GPU."""
         dev = self.dev
         if dev.kind == "cpu" or self.torch is None:
-            return fn_ref(dev.host(x))
+            return fn_ref(dev.get(x))
         return dev.from_torch(fn_torch(dev.to_torch(x)))
 
 
@@ -67,7 +67,7 @@ def to_host64(dev, inp, vb):
     for k, v in inp.items():
         if k.startswith("torch_"):
             continue
-        h = dev.host(v[:vb] if vb is not None else v)  # slice on the device: copy only what is checked
+        h = dev.get(v[:vb] if vb is not None else v)  # slice on the device: copy only what is checked
         out[k] = h.astype(np.float64) if h.dtype.kind == "f" else h
     return out
 
@@ -100,7 +100,7 @@ def run_case(case, dev, backend, torch, timing, seed, vbatch, copy_bw, tol, *, l
         with poison_outputs():
             outs = case.ours(backend, vin)
         refs = case.ref(to_host64(dev, vin, vb))
-        row["err_ours"] = max(rel_err(o[:vb] if vb is not None else o, dev.asarray(r))
+        row["err_ours"] = max(rel_err(o[:vb] if vb is not None else o, dev.put(r))
                               for o, r in zip(outs, refs))
         if not row["err_ours"] <= tol:
             row["status"] = MISMATCH

@@ -55,7 +55,7 @@ def run_gemm(dev, backend, torch, timing, seed, batch, div, tol):
             return (dev.randn(s, (batch, fan_in)), dev.randn(s + 1, (fan_out, fan_in), fan_in ** -0.5),
                     dev.randn(s + 2, (batch, fan_out)))
         vin = make(seed + 100 * li)
-        h = [dev.host(a).astype(np.float64) for a in vin]
+        h = [dev.get(a).astype(np.float64) for a in vin]
         refs = {"fwd": h[0] @ h[1].T, "dgrad": h[2] @ h[1], "wgrad": h[2].T @ h[0]}
         nbytes = 4 * (batch * fan_in + fan_in * fan_out + batch * fan_out)
         nsets = timing.sets(nbytes, dev)
@@ -66,7 +66,7 @@ def run_gemm(dev, backend, torch, timing, seed, batch, div, tol):
                        "wgrad": (fan_out, fan_in, batch)}[d]
             flop = 2.0 * m * n * k
             row = {"layer": name, "op": d, "mnk": f"{m}x{n}x{k}", "gflop": flop / 1e9}
-            ref = dev.asarray(refs[d])
+            ref = dev.put(refs[d])
             if base:
                 try:
                     row["err_base"] = rel_err(dev.from_torch(base[d](*tsets[0])), ref)

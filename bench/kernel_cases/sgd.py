@@ -58,10 +58,10 @@ def run_sgd(dev, backend, torch, timing, seed, div, copy_bw, tol):
     sgd = backend.sgd_update
     try:
         w, g, v = make(seed), make(seed + 100), [a * np.float32(0.1) for a in make(seed + 200)]
-        h = [[dev.host(a).astype(np.float64) for a in arrs] for arrs in (w, g, v)]
+        h = [[dev.get(a).astype(np.float64) for a in arrs] for arrs in (w, g, v)]
         sgd(w, g, v, **SGD)
         ccn.backend("cpu").sgd_update(*h, **SGD)
-        row["err_ours"] = max(rel_err(a, dev.asarray(b)) for a, b in zip(w + v, h[0] + h[2]))
+        row["err_ours"] = max(rel_err(a, dev.put(b)) for a, b in zip(w + v, h[0] + h[2]))
         del h
         if not row["err_ours"] <= tol:
             row["status"] = MISMATCH

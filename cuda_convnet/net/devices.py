@@ -37,7 +37,7 @@ import re
 
 import numpy as np
 
-from ..backends import backend
+from ..backends.device import BackendDevice
 from ..data.pinned import PinnedBatch
 
 
@@ -70,13 +70,18 @@ def parse_device(name: str) -> tuple[str, int | None]:
     return m.group(1), None
 
 
-class Device:
-    """One logical device: a backend, its array module, and (on cuda) a GPU and a stream."""
+class Device(BackendDevice):
+    """One logical device: a backend, its array module, and (on cuda) a GPU and a stream.
+
+    The `BackendDevice` adapter (put, get, ops, xp) with this device's stream order:
+    `put` is `asarray`, `get` is `to_host`; `name` is the logical name ("cuda:N"), `kind`
+    the backend's.
+    """
 
     def __init__(self, name: str):
         self.kind, self.ordinal = parse_device(name)
+        super().__init__(self.kind)
         self.name = f"cuda:{self.ordinal}" if self.kind == "cuda" else self.kind
-        self.ops = backend(self.kind)
         self._stream = None
         # Arrays another stream may still be reading (see _cuda_copy); released on synchronize().
         self._in_flight: list = []
@@ -85,13 +90,10 @@ class Device:
 
             if self.ordinal >= cupy.cuda.runtime.getDeviceCount():
                 raise ValueError(f"device {self.name}: only {cupy.cuda.runtime.getDeviceCount()} GPU(s) present")
-            self.xp = cupy
             with cupy.cuda.Device(self.ordinal):
                 # Non-blocking: no implicit ordering with the legacy default stream; every
                 # dependency between devices is an explicit event.
                 self._stream = cupy.cuda.Stream(non_blocking=True)
-        else:
-            self.xp = np
 
     def __repr__(self):
         return f"Device({self.name!r})"
@@ -131,6 +133,20 @@ class Device:
         if copy:
             return np.array(a, dtype=dtype, order="C", copy=True)
         return np.ascontiguousarray(a, dtype=dtype)
+
+    def put(self, a, *, keep_alignment: bool = False):
+        """`asarray(a)` (None stays None); keep_alignment=True as in `BackendDevice.put`,
+        the upload issued on this device's stream."""
+        if a is None:
+            return None
+        if keep_alignment and not _is_cupy(a):
+            with self.activate():
+                return super().put(a, keep_alignment=True)
+        return self.asarray(a)
+
+    def get(self, a) -> np.ndarray:
+        """`to_host(a)`."""
+        return self.to_host(a)
 
     def _upload_pinned(self, a):
         """One asynchronous host-to-device copy of a page-locked batch on this device's

@@ -9,7 +9,7 @@ Note the learning rate sits *inside* v. PyTorch's ``optim.SGD`` keeps the learni
 outside (buf = μ·buf + g + λw; w -= ε·buf), so the two agree exactly while ε is constant
 (v = -ε·buf) but differ on the step where ε changes: the paper's step carries the old
 momentum at the old ε, PyTorch rescales it to the new one. The difference on that step
-is exactly μ·(ε_new - ε_old)·buf_prev (tests/test_reference_torch.py shows it).
+is exactly μ·(ε_new - ε_old)·buf_prev (tests/test_sgd.py shows it).
 
 Evaluation order, with every scalar first rounded to the array's dtype (a kernel that
 does the same, without FMA contraction, reproduces the bits)::

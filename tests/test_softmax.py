@@ -1,17 +1,25 @@
-"""Softmax cross-entropy and top-k errors (csrc/softmax.cuh) against the reference:
-loss and probabilities within the table's tolerance, the gradient bit for bit (same
-operations in the same order), top-k counts exact with the reference's rule (a label tied
-with the k-th class, or a non-finite row, is an error)."""
+"""Softmax cross-entropy and top-k errors, the whole op family: the kernels
+(csrc/softmax.cuh) against the reference (loss and probabilities within the table's
+tolerance, the gradient bit for bit (same operations in the same order), top-k counts exact
+with the reference's rule: a label tied with the k-th class, or a non-finite row, is an
+error); then the reference: stability, the mean gradient, ties, its gradient (central
+differences, float64), float32 within the kernel tolerance, PyTorch's cross_entropy as the
+oracle, argument errors and the launchers' index bounds."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
+from gradcheck import SETTINGS, check_op, rng_from
 from hypothesis import given
 from hypothesis import strategies as st
-from kernel_inputs import assert_same_in_every_order, in_every_thread_order, randn
+from kernel_inputs import assert_same_in_every_order, emu_ext, host_ptr, in_every_thread_order, randn
+from reference_support import F32, F64, arr, assert_attains, both
 from tolerances import tol
+from torch_oracle import F, assert_close, needs_torch, torch
 
 import cuda_convnet as ccn
+from cuda_convnet import checks
+from cuda_convnet import reference as R
 
 
 def check_softmax(dev, cpu, logits, labels):
@@ -99,7 +107,6 @@ def test_topk_uniform_output_is_all_errors(name):
     assert got == {1: 4, 5: 4}
 
 
-F = np.float32
 # (probs row, label, ks, {k: errors}): ties at the k-th place, non-finite rows, all-equal rows.
 TOPK_CASES = [
     ([.4, .4, .2], 0, (1, 2), {1: 1, 2: 0}),             # tied for first: top-1 error, top-2 correct
@@ -119,7 +126,7 @@ TOPK_CASES = [
 
 @pytest.mark.parametrize("row, label, ks, want", TOPK_CASES)
 def test_topk_rule_instances(kernel_device, cpu, row, label, ks, want):
-    probs, labels = np.array([row], F), np.array([label])
+    probs, labels = np.array([row], F32), np.array([label])
     assert cpu.topk_errors(probs, labels, ks=ks) == want
     assert kernel_device.ops.topk_errors(kernel_device.put(probs), kernel_device.put(labels), ks=ks) == want
 
@@ -225,3 +232,122 @@ def test_topk_counts_on_device_and_unchecked(kernel_device, cpu, monkeypatch):
     assert host.dtype == np.int32 and host.tolist() == [want[1], want[3], want[5]]
     ref = cpu.topk_errors(probs, labels, ks=(1, 3, 5), check_labels=False, on_device=True)
     assert ref.dtype == np.int32 and ref.tolist() == host.tolist()
+
+
+# ----------------------------------------------------------------------------- reference: definition
+
+def test_softmax_is_stable_and_keeps_dtype():
+    z = np.array([[1e4, 0.0, -1e4], [3.0, 3.0, 3.0]], dtype=np.float32)
+    loss, probs = R.softmax_cross_entropy(z, np.array([1, 2]))
+    assert loss.dtype == np.float32 and probs.dtype == np.float32
+    assert np.isfinite(loss) and np.isfinite(probs).all()
+    np.testing.assert_allclose(float(loss), (1e4 + np.log(3)) / 2, rtol=1e-6)
+    np.testing.assert_allclose(probs[1], [1 / 3] * 3, rtol=1e-6)
+
+
+def test_softmax_backward_is_mean_gradient():
+    probs = np.array([[0.2, 0.8], [0.6, 0.4]])
+    d = R.softmax_cross_entropy_backward(probs, np.array([1, 0]))
+    np.testing.assert_allclose(d, [[0.1, -0.1], [-0.2, 0.2]], rtol=1e-14)
+
+
+def test_topk_errors_and_ties():
+    probs = np.array([
+        [0.1, 0.6, 0.3],    # label 1: top-1 correct
+        [0.5, 0.5, 0.0],    # label 1 tied with class 0: a tie counts against -> top-1 error
+        [0.2, 0.3, 0.5],    # label 0: two classes at least as probable
+        [0.4, 0.35, 0.25],  # label 2: two classes at least as probable
+    ])
+    labels = np.array([1, 1, 0, 2])
+    assert R.topk_errors(probs, labels) == {1: 3, 5: 0}
+    assert R.topk_errors(probs, labels, ks=(1, 2, 3)) == {1: 3, 2: 2, 3: 0}
+    probs[0, 2] = np.nan  # a non-finite row is an error for every k
+    assert R.topk_errors(probs, labels, ks=(1, 2, 3)) == {1: 4, 2: 3, 3: 1}
+
+
+# ----------------------------------------------------------------------------- reference: gradient check (float64)
+
+def _softmax_check(n, classes, rng, elementwise=False):
+    z = rng.standard_normal((n, classes)) * 3
+    labels = rng.integers(0, classes, size=n)
+    fwd = lambda z: R.softmax_cross_entropy(z, labels)[0]
+    bwd = lambda ins, loss, g: (
+        R.softmax_cross_entropy_backward(R.softmax_cross_entropy(ins[0], labels)[1], labels) * g,)
+    check_op("softmax_cross_entropy", fwd, bwd, [z], rng=rng, elementwise=elementwise)
+
+
+@SETTINGS
+@given(n=st.integers(1, 6), classes=st.integers(1, 12), seed=st.integers(0, 2**32 - 1))
+def test_softmax_cross_entropy_gradcheck(n, classes, seed):
+    _softmax_check(n, classes, rng_from(seed))
+
+
+def test_softmax_cross_entropy_elementwise():
+    _softmax_check(3, 5, rng_from(6), elementwise=True)
+
+
+# ---------------------------------------------------------------------- reference: float32 within the kernel tolerance
+
+def test_softmax_and_topk_float32_attain_the_kernel_tolerance():
+    rng = np.random.default_rng(3)
+    z = (rng.standard_normal((32, 1000)) * 4).astype(F32)
+    labels = rng.integers(0, 1000, 32)
+    (l32, p32), (l64, p64) = both(R.softmax_cross_entropy, z, labels)
+    assert_attains("softmax_cross_entropy", (l32, p32), (l64, p64))
+    assert_attains("softmax_cross_entropy_backward",
+                   *both(R.softmax_cross_entropy_backward, p32, labels))
+    assert R.topk_errors(p32, labels) == R.topk_errors(p32.astype(F64), labels)
+
+
+# ----------------------------------------------------------------------------- reference vs PyTorch (float64)
+
+@needs_torch
+def test_softmax_cross_entropy_vs_torch():
+    rng = np.random.default_rng(16)
+    z = rng.standard_normal((7, 10)) * 5
+    z[0] += 800            # huge logits: the stable formulation must not overflow
+    labels = rng.integers(0, 10, size=7)
+    loss, probs = R.softmax_cross_entropy(z, labels)
+    zt = torch.from_numpy(z).requires_grad_()
+    lt = F.cross_entropy(zt, torch.from_numpy(labels))
+    assert_close(loss, lt.item(), "softmax_cross_entropy")
+    assert_close(probs, torch.softmax(zt, 1).detach().numpy(), "softmax_cross_entropy")
+    lt.backward()
+    assert_close(R.softmax_cross_entropy_backward(probs, labels), zt.grad.numpy(),
+                 "softmax_cross_entropy_backward")
+
+
+# ----------------------------------------------------------------------------- bad input
+
+def test_softmax_errors():
+    z = arr(3, 5)
+    with pytest.raises(TypeError, match="softmax_cross_entropy: labels must have an integer"):
+        R.softmax_cross_entropy(z, np.zeros(3))
+    with pytest.raises(ValueError, match=r"softmax_cross_entropy: labels must have shape \(3\)"):
+        R.softmax_cross_entropy(z, np.zeros(4, dtype=np.int64))
+    with pytest.raises(ValueError, match=r"softmax_cross_entropy: labels must be in \[0, 5\)"):
+        R.softmax_cross_entropy(z, np.array([0, 5, 1]))
+    with pytest.raises(ValueError, match=r"softmax_cross_entropy_backward: labels must be in"):
+        R.softmax_cross_entropy_backward(z, np.array([0, -1, 1]))
+    with pytest.raises(ValueError, match=r"topk_errors: ks entry must be >= 1"):
+        R.topk_errors(z, np.array([0, 1, 2]), ks=(0,))
+    with pytest.raises(TypeError, match=r"topk_errors: ks must be a sequence"):
+        R.topk_errors(z, np.array([0, 1, 2]), ks=5)
+
+
+# ----------------------------------------------------------------------------- index bounds
+
+MAX = checks.MAX_EXTENT
+
+
+INT_MAX = 2**31 - 1
+
+
+def test_softmax_launchers_refuse_class_counts_whose_loop_would_wrap():
+    a, labels, counts = np.ones(4, np.float32), np.zeros(1, np.int32), np.zeros(2, np.int32)
+    with pytest.raises(ValueError, match=rf"classes = {INT_MAX} is larger than {MAX}"):
+        emu_ext().softmax_cross_entropy(logits=host_ptr(a), labels=host_ptr(labels), probs=host_ptr(a),
+                                        row_loss=host_ptr(a), loss=host_ptr(a), rows=1, classes=INT_MAX)
+    with pytest.raises(ValueError, match=rf"classes = {INT_MAX} is larger than {MAX}"):
+        emu_ext().topk_errors(probs=host_ptr(a), labels=host_ptr(labels), rows=1, classes=INT_MAX, ks=[1, 5],
+                              counts=host_ptr(counts))

@@ -1,16 +1,21 @@
-"""The activation kernels (csrc/activation.cuh, kernel_ops/activation.py) against the
-reference: ReLU bit for bit, tanh at the tolerance table's figure; the vector (float4)
-path, the scalar tail and the unaligned fallback of each, forward and backward."""
+"""ReLU and tanh (paper §3.1), the whole op family: the kernels (csrc/activation.cuh,
+kernel_ops/activation.py) against the reference (ReLU bit for bit, tanh at the tolerance
+table's figure; the vector (float4) path, the scalar tail and the unaligned fallback of
+each, forward and backward), then the reference itself: its definition at the kink, its
+gradient (central differences, float64) and PyTorch's relu/tanh as the independent oracle."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
+from gradcheck import SETTINGS, check_op, rng_from
 from hypothesis import given
 from hypothesis import strategies as st
 from kernel_inputs import randn, unaligned
 from tolerances import tol
+from torch_oracle import assert_close, needs_torch, torch
 
 import cuda_convnet as ccn
+from cuda_convnet import reference as R
 
 # ------------------------------------------------------------------------------ ReLU
 
@@ -126,3 +131,61 @@ def test_tanh_rejects_bad_input(kernel_device):
         ops.tanh_backward(put(np.ones((2, 3), np.float32)), put(np.ones((3, 2), np.float32)))
     with pytest.raises(ValueError, match="contiguous"):
         ops.tanh(put(np.ones((4, 3), np.float32)).T)
+
+
+# ----------------------------------------------------------------------------- reference: definition
+
+def test_relu_backward_at_zero_is_zero():
+    y = R.relu(np.array([-1.0, 0.0, 2.0]))
+    np.testing.assert_array_equal(R.relu_backward(y, np.ones(3)), [0.0, 0.0, 1.0])
+
+
+# ----------------------------------------------------------------------------- reference: gradient check (float64)
+
+def _away_from_zero(rng, shape, margin=0.1):
+    """Values with |x| >= margin: central differences never straddle ReLU's kink."""
+    x = rng.uniform(margin, 2.0, size=shape)
+    return x * rng.choice([-1.0, 1.0], size=shape)
+
+
+@SETTINGS
+@given(shape=st.lists(st.integers(1, 5), min_size=1, max_size=4),
+       seed=st.integers(0, 2**32 - 1))
+def test_relu_gradcheck(shape, seed):
+    rng = rng_from(seed)
+    x = _away_from_zero(rng, tuple(shape))
+    check_op("relu", R.relu, lambda ins, y, dy: (R.relu_backward(y, dy),), [x], rng=rng)
+
+
+@SETTINGS
+@given(shape=st.lists(st.integers(1, 5), min_size=1, max_size=4),
+       seed=st.integers(0, 2**32 - 1))
+def test_tanh_gradcheck(shape, seed):
+    rng = rng_from(seed)
+    x = rng.standard_normal(tuple(shape)) * 2
+    check_op("tanh", R.tanh, lambda ins, y, dy: (R.tanh_backward(y, dy),), [x], rng=rng)
+
+
+def test_activations_elementwise():
+    rng = rng_from(2)
+    x = _away_from_zero(rng, (2, 3, 2, 2))
+    check_op("relu", R.relu, lambda ins, y, dy: (R.relu_backward(y, dy),), [x], rng=rng,
+             elementwise=True)
+    check_op("tanh", R.tanh, lambda ins, y, dy: (R.tanh_backward(y, dy),), [x], rng=rng,
+             elementwise=True)
+
+
+# ----------------------------------------------------------------------------- reference vs PyTorch (float64)
+
+@needs_torch
+@pytest.mark.parametrize("name", ["relu", "tanh"])
+def test_activation_vs_torch(name):
+    rng = np.random.default_rng(12)
+    x = rng.standard_normal((2, 3, 4, 5)) * 2
+    xt = torch.from_numpy(x).requires_grad_()
+    yt = getattr(torch, name)(xt)
+    y = getattr(R, name)(x)
+    assert_close(y, yt.detach().numpy(), name)
+    dy = rng.standard_normal(x.shape)
+    yt.backward(torch.from_numpy(dy))
+    assert_close(getattr(R, name + "_backward")(y, dy), xt.grad.numpy(), name + "_backward")
