@@ -428,22 +428,26 @@ def check_activation_backward_args(y, dy, *, op: str):
 
 # --------------------------------------------------------------------------- LRN
 
-def check_lrn_args(x, size, alpha, beta, k, *, op: str = "lrn"):
-    """x NHWC; size >= 1; alpha >= 0; beta >= 0; k > 0 (so the base never reaches 0)."""
+def check_lrn_args(x, size, alpha, beta, k, groups=1, *, op: str = "lrn"):
+    """x NHWC; size >= 1; alpha >= 0; beta >= 0; k > 0 (so the base never reaches 0);
+    groups >= 1 dividing C. Returns (size, alpha, beta, k, groups)."""
     check_array(op, "x", x, ndim=4, layout=_NHWC)
     check_extents(op, **{"x.shape[3] (C)": x.shape[3]})
     size = check_int(op, "size", size, minimum=1)
+    groups = check_int(op, "groups", groups, minimum=1)
+    if x.shape[3] % groups:
+        raise ValueError(f"{op}: x.shape[3] (C) = {x.shape[3]} does not split into groups = {groups}")
     dt = np.dtype(x.dtype)
     alpha = check_real(op, "alpha", alpha, minimum=0.0, dtype=dt)
     beta = check_real(op, "beta", beta, minimum=0.0, dtype=dt)
     k = check_real(op, "k", k, minimum=0.0, strict_minimum=True, dtype=dt)
     # The backward's coefficient 2 * alpha * beta is one more scalar in x's precision.
     check_real(op, "2 * alpha * beta", 2.0 * alpha * beta, dtype=dt)
-    return size, alpha, beta, k
+    return size, alpha, beta, k, groups
 
 
-def check_lrn_backward_args(x, y, dy, size, alpha, beta, k, *, op: str = "lrn_backward"):
-    params = check_lrn_args(x, size, alpha, beta, k, op=op)
+def check_lrn_backward_args(x, y, dy, size, alpha, beta, k, groups=1, *, op: str = "lrn_backward"):
+    params = check_lrn_args(x, size, alpha, beta, k, groups, op=op)
     check_array(op, "y", y, shape=tuple(x.shape))
     check_array(op, "dy", dy, shape=tuple(x.shape))
     check_same_dtype(op, x=x, y=y, dy=dy)

@@ -151,15 +151,21 @@ def test_lrn_with_a_huge_size_is_the_whole_row_and_fast(backend, size):
     np.testing.assert_allclose(y, x * (2.0 + 1e-2 * s) ** -0.75, rtol=2e-6)
 
 
-def test_lrn_launcher_accepts_any_size_and_refuses_huge_channel_counts():
+def test_lrn_launcher_refuses_a_window_past_the_group_and_huge_channel_counts():
+    """The launcher takes the window clipped by shapes.lrn_window and refuses anything
+    else (so its index sums stay in range), before any pointer is read."""
     rng = np.random.default_rng(5)
     x = randn(rng, 3, 6)
-    y1, y2 = np.full_like(x, np.nan), np.full_like(x, np.nan)
-    _ext().lrn_forward(_ptr(x), _ptr(y1), 3, 6, 2**62, 0.01, -0.75, 2.0)
-    _ext().lrn_forward(_ptr(x), _ptr(y2), 3, 6, 11, 0.01, -0.75, 2.0)
-    np.testing.assert_array_equal(y1, y2)
+    y = np.full_like(x, np.nan)
+    kw = dict(alpha=0.01, neg_beta=-0.75, k=2.0)
+    for before, after in ((6, 0), (0, 6), (-1, 0), (3, 2)):  # (3, 2): groups=2 leaves 3 channels
+        with pytest.raises(ValueError, match=r"(before|after) must be in \[0, channels / groups\)"):
+            _ext().lrn_forward(x=_ptr(x), y=_ptr(y), rows=3, channels=6, groups=2 if before == 3 else 1,
+                               before=before, after=after, **kw)
+    assert np.isnan(y).all()
     with pytest.raises(ValueError, match=rf"channels = {INT_MAX} is larger than {MAX}"):
-        _ext().lrn_forward(_ptr(x), _ptr(y1), 1, INT_MAX, 5, 0.01, -0.75, 2.0, 0, 1)
+        _ext().lrn_forward(x=_ptr(x), y=_ptr(y), rows=1, channels=INT_MAX, groups=1, before=2, after=2, kernel=1,
+                           **kw)
 
 
 # ------------------------------------------------------------------------------ GEMM, softmax

@@ -81,7 +81,8 @@ def test_lrn_many_channels_uses_the_general_kernel(kernel_device, cpu):
     # aborts the process on any throw (preloading libstdc++.so after libasan.so fixes it).
     if not ccn.build_info()["sanitize"]:
         with pytest.raises(ValueError, match="kernel 2 needs channels <= 2048"):
-            kernel_device.ops.ext.lrn_forward(0, 0, 1, 2051, 5, 1e-4, -0.75, 2.0, 0, 2)
+            kernel_device.ops.ext.lrn_forward(x=0, y=0, rows=1, channels=2051, groups=1, before=2, after=2,
+                                              alpha=1e-4, neg_beta=-0.75, k=2.0, kernel=2)
 
 
 @pytest.mark.emu
@@ -125,3 +126,66 @@ def test_lrn_rejects_bad_input(kernel_device):
         ops.lrn(x, size=0)
     with pytest.raises(ValueError, match=r"dy must have shape \(1, 2, 2, 4\)"):
         ops.lrn_backward(x, x, put(np.ones((1, 2, 2, 3), np.float32)))
+
+
+@pytest.mark.parametrize("c,groups", [(96, 2), (12, 3), (10, 2), (4, 4), (7, 1)])
+def test_lrn_groups_equal_the_op_on_each_channel_range(kernel_device, cpu, lrn_version, c, groups):
+    """groups=g is the op applied to each of g channel ranges and concatenated, bit for bit
+    (the two towers' LRN in the one-device form, paper §3.5): one launch, no split/concat.
+    C/g = 48 takes kernel 2's float4 path, 5 the scalar one, 1 a one-channel window."""
+    dev = kernel_device
+    rng = np.random.default_rng(c * 10 + groups)
+    x, dy = np.abs(randn(rng, 2, 3, 5, c)) * 3, randn(rng, 2, 3, 5, c)
+    kw = dict(size=5, alpha=0.5, beta=0.75, k=2.0)
+    cg = c // groups
+    for ops, get, put in ((dev.ops, dev.get, dev.put), (cpu, np.asarray, np.asarray)):
+        y = get(ops.lrn(put(x), groups=groups, **kw))
+        dx = get(ops.lrn_backward(put(x), put(y), put(dy), groups=groups, **kw))
+        parts = [slice(g * cg, (g + 1) * cg) for g in range(groups)]
+        ys = [get(ops.lrn(put(np.ascontiguousarray(x[..., p])), **kw)) for p in parts]
+        np.testing.assert_array_equal(y, np.concatenate(ys, axis=-1))
+        dxs = [get(ops.lrn_backward(*(put(np.ascontiguousarray(a[..., p])) for a in (x, y, dy)), **kw))
+               for p in parts]
+        np.testing.assert_array_equal(dx, np.concatenate(dxs, axis=-1))
+    if groups > 1:  # the windows really would cross the group boundary
+        assert not np.allclose(y, cpu.lrn(x, **kw))
+    check_lrn(dev, cpu, x, dy, groups=groups, **kw)
+
+
+def test_lrn_refuses_groups_that_do_not_divide_the_channels(kernel_device, cpu):
+    for ops, put in ((kernel_device.ops, kernel_device.put), (cpu, np.asarray)):
+        x = put(np.ones((1, 2, 2, 6), np.float32))
+        with pytest.raises(ValueError, match=r"lrn: x.shape\[3\] \(C\) = 6 does not split into groups = 4"):
+            ops.lrn(x, groups=4)
+        with pytest.raises(ValueError, match=r"lrn_backward: groups must be >= 1, got 0"):
+            ops.lrn_backward(x, x, x, groups=0)
+        with pytest.raises(TypeError, match="lrn: groups must be an int"):
+            ops.lrn(x, groups=2.0)
+
+
+@pytest.mark.alexnet_shapes
+@pytest.mark.parametrize("h,c", [(55, 96), (27, 256)])
+def test_lrn_three_quarters_form_is_within_a_few_ulp(kernel_device, cpu, h, c):
+    """beta = 0.75 runs r * sqrtf(r), r = rsqrtf(scale), instead of powf. Its relative error
+    on the AlexNet LRN layers is far inside the lrn tolerance: measured 2.0 ulp (2.4e-7)
+    through the emulator's correctly rounded rsqrtf; a GPU's rsqrtf (2 ulp) adds at most
+    ~3 ulp, so 1e-6 (8.4 ulp) holds there too."""
+    rng = np.random.default_rng(c)
+    x = np.abs(randn(rng, 2, h, h, c)) * 10  # ReLU outputs: scale = k + alpha' * sum reaches ~4
+    y = kernel_device.get(kernel_device.ops.lrn(kernel_device.put(x), groups=2))
+    y64 = cpu.lrn(x.astype(np.float64), groups=2)
+    nz = y64 != 0
+    assert np.max(np.abs(y[nz] - y64[nz]) / np.abs(y64[nz])) < 1e-6
+
+
+def test_lrn_window_is_the_one_clipping_rule():
+    """shapes.lrn_window: size//2 before, (size-1)//2 after, each clipped to C - 1 (the
+    reference and the kernel backends both take it; the launchers refuse anything wider)."""
+    from cuda_convnet.shapes import lrn_window
+    assert lrn_window(5, 96) == (2, 2)
+    assert lrn_window(6, 10) == (3, 2)      # even size: one more before (PyTorch's rule)
+    assert lrn_window(5, 2) == (1, 1)
+    assert lrn_window(2**62, 7) == (6, 6)   # the whole group from any channel: width 2C - 1
+    assert lrn_window(1, 1) == (0, 0)
+    with pytest.raises(ValueError, match="LRN size must be >= 1, got 0"):
+        lrn_window(0, 4)

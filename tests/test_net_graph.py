@@ -123,6 +123,28 @@ def test_lrn_and_dropout_groups_match_per_tower_ops():
     np.testing.assert_array_equal(d.forward(x), x * 0.5)  # test mode: the paper's x 0.5
 
 
+@pytest.mark.parametrize("device", ["cpu", "emu"])
+def test_grouped_lrn_layer_is_bit_identical_to_the_split_form(device):
+    """The LRN layer with groups=2 makes one lrn / lrn_backward call over both groups (no
+    channel split or concat); forward and backward equal the ops on each channel range,
+    split and concatenated, bit for bit, in float32 on the reference and the kernels."""
+    rng = np.random.default_rng(1)
+    x = (np.abs(rng.standard_normal((2, 5, 5, 96))) * 3).astype(np.float32)
+    dy = rng.standard_normal(x.shape).astype(np.float32)
+    net = Net([LRN("n", "data", groups=2)], input_shape=(5, 5, 96), devices=(device,))
+    dev, layer = net.devices[0], net.layers[0]
+    y = dev.to_host(layer.forward(dev, [dev.asarray(x)], {}, False, None))
+    [dx], _ = layer.backward(dev, [dev.asarray(x)], dev.asarray(y), dev.asarray(dy), {}, None, [True])
+    ops = dev.ops
+    halves = [np.ascontiguousarray(a[..., :48]) for a in (x, y, dy)], [np.ascontiguousarray(a[..., 48:])
+                                                                      for a in (x, y, dy)]
+    want_y = np.concatenate([ops.lrn(h[0]) for h in halves], axis=-1)
+    want_dx = np.concatenate([ops.lrn_backward(*h) for h in halves], axis=-1)
+    np.testing.assert_array_equal(y, want_y)
+    np.testing.assert_array_equal(dev.to_host(dx), want_dx)
+    assert not np.allclose(y, ops.lrn(x))  # the windows really would cross
+
+
 def test_dropout_masks_follow_the_step_counter():
     net = tiny_net(towers=2)
     x, _ = batch()

@@ -22,26 +22,28 @@ inline void bind_memory_bound(py::module_& m) {
   // ---------------------------------------------------------------- LRN
   m.def(
       "lrn_forward",
-      [](std::uintptr_t x, std::uintptr_t y, long long rows, int channels, long long size, float alpha, float neg_beta,
-         float k, std::uintptr_t stream, int kernel) {
+      [](std::uintptr_t x, std::uintptr_t y, long long rows, int channels, int groups, int before, int after,
+         float alpha, float neg_beta, float k, std::uintptr_t stream, int kernel) {
         py::gil_scoped_release nogil;
-        ccn::lrn_forward(ptr<const float>(x), ptr<float>(y), rows, channels, size, alpha, neg_beta, k,
-                         stream_of(stream), kernel);
+        ccn::lrn_forward(ptr<const float>(x), ptr<float>(y), rows, channels, groups, before, after, alpha, neg_beta,
+                         k, stream_of(stream), kernel);
       },
-      py::arg("x"), py::arg("y"), py::arg("rows"), py::arg("channels"), py::arg("size"), py::arg("alpha"),
-      py::arg("neg_beta"), py::arg("k"), py::arg("stream") = 0, py::arg("kernel") = 0,
-      "Cross-channel LRN of a [rows, channels] array; alpha is alpha' (see csrc/lrn.h).");
+      py::arg("x"), py::arg("y"), py::arg("rows"), py::arg("channels"), py::arg("groups"), py::arg("before"),
+      py::arg("after"), py::arg("alpha"), py::arg("neg_beta"), py::arg("k"), py::arg("stream") = 0,
+      py::arg("kernel") = 0,
+      "Cross-channel LRN of a [rows, channels] array in channel groups; alpha is alpha' (see csrc/lrn.h).");
   m.def(
       "lrn_backward",
       [](std::uintptr_t x, std::uintptr_t y, std::uintptr_t dy, std::uintptr_t dx, long long rows, int channels,
-         long long size, float alpha, float neg_beta, float k, float coef, std::uintptr_t stream, int kernel) {
+         int groups, int before, int after, float alpha, float neg_beta, float k, float coef, std::uintptr_t stream,
+         int kernel) {
         py::gil_scoped_release nogil;
         ccn::lrn_backward(ptr<const float>(x), ptr<const float>(y), ptr<const float>(dy), ptr<float>(dx), rows,
-                          channels, size, alpha, neg_beta, k, coef, stream_of(stream), kernel);
+                          channels, groups, before, after, alpha, neg_beta, k, coef, stream_of(stream), kernel);
       },
       py::arg("x"), py::arg("y"), py::arg("dy"), py::arg("dx"), py::arg("rows"), py::arg("channels"),
-      py::arg("size"), py::arg("alpha"), py::arg("neg_beta"), py::arg("k"), py::arg("coef"), py::arg("stream") = 0,
-      py::arg("kernel") = 0);
+      py::arg("groups"), py::arg("before"), py::arg("after"), py::arg("alpha"), py::arg("neg_beta"), py::arg("k"),
+      py::arg("coef"), py::arg("stream") = 0, py::arg("kernel") = 0);
 
   // ---------------------------------------------------------------- max pooling
   m.def(

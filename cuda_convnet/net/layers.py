@@ -25,7 +25,10 @@ names and signatures), so the same layer runs on cpu, emu and cuda:
 `groups` on LRN and Dropout exists for the one-device grouped form of the two-tower net:
 in the paper each GPU normalises (and drops) only its own maps, so the one-device form
 applies the op to each tower's channel range separately, which makes the two forms the
-same function (the LRN window never crosses from one tower's maps into the other's).
+same function (the LRN window never crosses from one tower's maps into the other's). The
+lrn ops take `groups` themselves (one launch over every group, no channel split or
+concat); dropout is applied per channel range (split, one launch per group, concat).
+Max pooling needs no groups: its windows never mix channels.
 """
 from __future__ import annotations
 
@@ -287,15 +290,6 @@ def _per_group(dev, x, groups, fn):
     return dev.concat_channels([fn(p, g) for g, p in enumerate(parts)])
 
 
-def _per_group_n(dev, arrays, groups, fn):
-    """Like _per_group for several arrays split alike: fn(parts_tuple, g)."""
-    if groups == 1:
-        return fn(tuple(arrays), 0)
-    c = arrays[0].shape[-1]
-    split = [dev.split_channels(a, [c // groups] * groups) for a in arrays]
-    return dev.concat_channels([fn(tuple(s[g] for s in split), g) for g in range(groups)])
-
-
 def _check_groups(layer, c):
     if c % layer.groups:
         raise ValueError(f"layer {layer.name!r}: {c} channels do not split into {layer.groups} groups")
@@ -323,19 +317,17 @@ class LRN(Layer):
 
     def _kw(self):
         return {"size": self.size, "alpha": self.alpha, "beta": self.beta, "k": self.k,
-                "divide_alpha_by_size": self.divide_alpha_by_size}
+                "divide_alpha_by_size": self.divide_alpha_by_size, "groups": self.groups}
 
     def output_shape(self, in_shapes):
         _check_groups(self, in_shapes[0][-1])
         return in_shapes[0]
 
     def forward(self, dev, xs, params, train, ctx):
-        return _per_group(dev, xs[0], self.groups, lambda p, g: dev.ops.lrn(p, **self._kw()))
+        return dev.ops.lrn(xs[0], **self._kw())
 
     def backward(self, dev, xs, y, dy, params, ctx, need_dx):
-        dx = _per_group_n(dev, (xs[0], y, dy), self.groups,
-                          lambda a, g: dev.ops.lrn_backward(a[0], a[1], a[2], **self._kw()))
-        return [dx], {}
+        return [dev.ops.lrn_backward(xs[0], y, dy, **self._kw())], {}
 
 
 @_register
