@@ -97,6 +97,7 @@ def lrn_backward(x: np.ndarray, y: np.ndarray, dy: np.ndarray, *, size: int = 5,
     """dx (x's shape) of ``lrn`` given its input x, output y and the output gradient dy,
     all NHWC of one shape and dtype; the other arguments as ``lrn``'s."""
     size, alpha, beta, k, groups = checks.check_lrn_backward_args(x, y, dy, size, alpha, beta, k, groups)
+    shape = x.shape
     x, y, dy = _grouped(x, groups), _grouped(y, groups), _grouped(dy, groups)
     scale, alpha_eff = _scale(x, size, alpha, k, divide_alpha_by_size)
     t = dy * y / scale
@@ -105,4 +106,4 @@ def lrn_backward(x: np.ndarray, y: np.ndarray, dy: np.ndarray, *, size: int = 5,
     back = _window_sum(t, after, before)
     dx = dy * np.power(scale, x.dtype.type(-beta))
     dx -= x.dtype.type(2.0 * alpha_eff * beta) * x * back
-    return dx.reshape(x.shape[:-2] + (-1,))
+    return dx.reshape(shape)
