@@ -615,8 +615,10 @@ def check_concat_args(xs, *, op: str = "concat_channels"):
     return lead, sizes
 
 
-def check_split_args(y, sizes, *, op: str = "split_channels") -> tuple[int, ...]:
-    """y with a channel (last) axis; sizes a non-empty sequence of ints >= 0 summing to it."""
+def check_split_args(y, sizes, accumulate=None, *, op: str = "split_channels") -> tuple[int, ...]:
+    """y with a channel (last) axis; sizes a non-empty sequence of ints >= 0 summing to it;
+    accumulate None or one entry per part: None, or an array of that part's shape and y's
+    dtype, C-contiguous, that the part's slice of y is added to in place."""
     check_array(op, "y", y)
     if y.ndim < 1:
         raise ValueError(f"{op}: y must have a channel axis, got a 0-D array")
@@ -629,6 +631,16 @@ def check_split_args(y, sizes, *, op: str = "split_channels") -> tuple[int, ...]
     if sum(sizes) != y.shape[-1]:
         raise ValueError(f"{op}: sizes {list(sizes)} add up to {sum(sizes)} but y has "
                          f"{y.shape[-1]} channels (shape {tuple(y.shape)})")
+    if accumulate is not None:
+        accumulate = list(accumulate)
+        if len(accumulate) != len(sizes):
+            raise ValueError(f"{op}: accumulate has {len(accumulate)} entries for {len(sizes)} parts")
+        for i, (a, s) in enumerate(zip(accumulate, sizes)):
+            if a is not None:
+                check_array(op, f"accumulate[{i}]", a, shape=tuple(y.shape[:-1]) + (s,))
+                check_same_dtype(op, y=y, **{f"accumulate[{i}]": a})
+                if a is y:
+                    raise ValueError(f"{op}: accumulate[{i}] is y itself")
     return sizes
 
 

@@ -145,6 +145,30 @@ def test_grouped_lrn_layer_is_bit_identical_to_the_split_form(device):
     assert not np.allclose(y, ops.lrn(x))  # the windows really would cross
 
 
+@pytest.mark.parametrize("device", ["cpu", "emu"])
+def test_gradients_added_in_place_are_bit_identical_to_the_separate_add(device, monkeypatch):
+    """Two towers: each tower's pool2, pool5 and drop6 output feeds its own Concat and a copy
+    to the other device. Where the Concat's backward runs second its split adds into the
+    gradient already there (split_channels' beta = 1) instead of a new array plus the Net's
+    add; the parameter gradients are those of the separate add, bit for bit."""
+    x, labels = batch(dtype=np.float32)
+    runs = []
+    for in_place in (True, False):
+        monkeypatch.setattr(Concat, "accumulates_dx", in_place)
+        net = tiny_net(towers=2, devices=(device, device), dtype="float32")
+        adds = []
+        orig = net._add_gradients
+        net._add_gradients = lambda a, b, adds=adds, orig=orig: adds.append(1) or orig(a, b)
+        stats = net.gradients(x, labels)
+        runs.append((stats, {p.name: p.device.to_host(p.grad) for p in net.parameters()}, len(adds)))
+    (s_new, g_new, adds_new), (s_old, g_old, adds_old) = runs
+    assert (adds_new, adds_old) == (3, 6)
+    assert s_new == s_old
+    assert g_new.keys() == g_old.keys()
+    for name in g_new:
+        np.testing.assert_array_equal(g_new[name], g_old[name], err_msg=name)
+
+
 def test_dropout_masks_follow_the_step_counter():
     net = tiny_net(towers=2)
     x, _ = batch()

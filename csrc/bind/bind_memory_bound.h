@@ -160,15 +160,19 @@ inline void bind_memory_bound(py::module_& m) {
   m.def(
       "split_channels",
       [](std::uintptr_t whole, const std::vector<std::uintptr_t>& parts, const std::vector<int>& channels,
-         long long rows, std::uintptr_t stream) {
+         long long rows, std::uintptr_t stream, const std::vector<float>& beta) {
         if (parts.size() != channels.size())
           throw std::invalid_argument("split_channels: parts and channels must have the same length");
+        if (!beta.empty() && beta.size() != parts.size())
+          throw std::invalid_argument("split_channels: beta must be empty or have one entry per part");
         std::vector<float*> p(parts.size());
         for (std::size_t i = 0; i < parts.size(); ++i) p[i] = ptr<float>(parts[i]);
         py::gil_scoped_release nogil;
         return ccn::split_channels(ptr<const float>(whole), p.data(), channels.data(), static_cast<int>(p.size()),
-                                   rows, stream_of(stream));
+                                   rows, stream_of(stream), beta.empty() ? nullptr : beta.data());
       },
       py::arg("whole"), py::arg("parts"), py::arg("channels"), py::arg("rows"), py::arg("stream") = 0,
-      "part_i = whole[:, off_i:off_i + C_i]; returns the number of launches.");
+      py::arg("beta") = std::vector<float>{},
+      "part_i = whole[:, off_i:off_i + C_i] + beta_i * part_i (beta empty: all 0, part_i not read); returns the "
+      "number of launches.");
 }

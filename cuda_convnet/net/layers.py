@@ -412,11 +412,15 @@ class Concat(Layer):
                                  f"{[tuple(s) for s in in_shapes]}, which differ outside the channel axis")
         return tuple(first[:-1]) + (sum(s[-1] for s in in_shapes),)
 
+    # backward(acc=...): where an input's gradient already holds another reader's part, the
+    # split adds this layer's part into it in place (split_channels' beta = 1).
+    accumulates_dx = True
+
     def forward(self, dev, xs, params, train, ctx):
         return dev.concat_channels(xs)
 
-    def backward(self, dev, xs, y, dy, params, ctx, need_dx):
-        parts = dev.split_channels(dy, [x.shape[-1] for x in xs])
+    def backward(self, dev, xs, y, dy, params, ctx, need_dx, acc=None):
+        parts = dev.split_channels(dy, [x.shape[-1] for x in xs], accumulate=acc)
         return [p if need else None for p, need in zip(parts, need_dx)], {}
 
 
