@@ -327,10 +327,17 @@ def check_linear_args(x, w, b=None, *, op: str = "linear") -> tuple[int, int, in
     return n, fan_in, fan_out
 
 
-def check_linear_backward_args(x, w, dy, *, op: str = "linear_backward"):
+def check_linear_backward_args(x, w, dy, dx_accumulate=None, *, op: str = "linear_backward"):
+    """x (N, in), w (out, in), dy (N, out); dx_accumulate None or (N, in) of x's dtype, not
+    x, w or dy themselves (the dx GEMM adds into it in place)."""
     n, fan_in, fan_out = check_linear_args(x, w, None, op=op)
     check_array(op, "dy", dy, shape=(n, fan_out))
     check_same_dtype(op, x=x, dy=dy)
+    if dx_accumulate is not None:
+        check_array(op, "dx_accumulate", dx_accumulate, shape=(n, fan_in))
+        check_same_dtype(op, x=x, dx_accumulate=dx_accumulate)
+        if any(dx_accumulate is a for a in (x, w, dy)):
+            raise ValueError(f"{op}: dx_accumulate must not be x, w or dy")
     return n, fan_in, fan_out
 
 

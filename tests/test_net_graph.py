@@ -169,6 +169,35 @@ def test_gradients_added_in_place_are_bit_identical_to_the_separate_add(device, 
         np.testing.assert_array_equal(g_new[name], g_old[name], err_msg=name)
 
 
+@pytest.mark.parametrize("device", ["cpu", "emu"])
+def test_fc_dx_gemm_accumulates_in_place_bit_identically(device, monkeypatch):
+    """A hidden layer read by two fc layers: the second fc backward's dx GEMM runs with
+    beta = 1 into the gradient the first left (no separate add); gradients bit-identical."""
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((4, 12)).astype(np.float32)
+    labels = rng.integers(0, 3, 4)
+
+    def build():
+        return Net([FullyConnected("fc0", "data", units=16), ReLU("relu0", "fc0"),
+                    FullyConnected("fa", "relu0", units=8), FullyConnected("fb", "relu0", units=8),
+                    Concat("cat", ["fa", "fb"]), FullyConnected("out", "cat", units=3),
+                    SoftmaxCrossEntropy("loss", "out")], input_shape=(12,), devices=(device,), seed=3)
+
+    runs = []
+    for in_place in (True, False):
+        monkeypatch.setattr(FullyConnected, "accumulates_dx", in_place)
+        net = build()
+        adds = []
+        orig = net._add_gradients
+        net._add_gradients = lambda a, b, adds=adds, orig=orig: adds.append(1) or orig(a, b)
+        net.gradients(x, labels)
+        runs.append(({p.name: p.device.to_host(p.grad) for p in net.parameters()}, len(adds)))
+    (g_new, adds_new), (g_old, adds_old) = runs
+    assert (adds_new, adds_old) == (0, 1)
+    for name in g_new:
+        np.testing.assert_array_equal(g_new[name], g_old[name], err_msg=name)
+
+
 def test_dropout_masks_follow_the_step_counter():
     net = tiny_net(towers=2)
     x, _ = batch()

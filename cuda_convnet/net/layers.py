@@ -243,8 +243,12 @@ class FullyConnected(_Weighted):
     def forward(self, dev, xs, params, train, ctx, relu=False):
         return dev.ops.linear(xs[0], params["weight"], params["bias"], relu=relu)
 
-    def backward(self, dev, xs, y, dy, params, ctx, need_dx):
-        dx, dw, db = dev.ops.linear_backward(xs[0], params["weight"], dy, need_dx=bool(need_dx[0]))
+    # backward(acc=...): the dx GEMM adds into the input's gradient already there (beta = 1).
+    accumulates_dx = True
+
+    def backward(self, dev, xs, y, dy, params, ctx, need_dx, acc=None):
+        kw = {"dx_accumulate": acc[0]} if acc is not None and acc[0] is not None else {}
+        dx, dw, db = dev.ops.linear_backward(xs[0], params["weight"], dy, need_dx=bool(need_dx[0]), **kw)
         return [dx], {"weight": dw, "bias": db}
 
 
