@@ -23,9 +23,19 @@ by at least ``h``; callers arrange that (offset inputs, shuffled-arange pooling 
 from __future__ import annotations
 
 import numpy as np
+from hypothesis import HealthCheck, settings
 from tolerances import GRADCHECK_STEP, tol
 
-__all__ = ["check_directional", "check_elementwise", "check_op"]
+__all__ = ["check_directional", "check_elementwise", "check_op", "SETTINGS", "rng_from"]
+
+# Modest example counts for the hypothesis-drawn gradient checks: the whole reference
+# suite must run in well under 90 s on 2 cores.
+SETTINGS = settings(max_examples=30, deadline=None, database=None, derandomize=True,
+                    suppress_health_check=[HealthCheck.too_slow])
+
+
+def rng_from(seed):
+    return np.random.default_rng(seed)
 
 
 def _loss(forward, inputs, g_out):

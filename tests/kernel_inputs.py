@@ -17,6 +17,25 @@ def randn(rng, *shape, dtype=np.float32):
     return a.astype(dtype)
 
 
+def shuffled_arange(rng, shape):
+    """Distinct values 1 apart in random order, float64: no ties, so no argmax switches under
+    a finite-difference step or between implementations."""
+    n = int(np.prod(shape))
+    return rng.permutation(n).astype(np.float64).reshape(shape) - n / 2
+
+
+def emu_ext():
+    """The emulator build (cuda_convnet._emu): its launchers called directly with host pointers."""
+    import cuda_convnet as ccn
+
+    return ccn.backend("emu").ext
+
+
+def host_ptr(a) -> int:
+    """The address of a NumPy array's data, as the emulator's launchers take pointers."""
+    return a.ctypes.data
+
+
 def unaligned(a):
     """A contiguous copy of `a` that starts 4 bytes past a 16-byte boundary."""
     a = np.asarray(a)

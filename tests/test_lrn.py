@@ -1,17 +1,222 @@
-"""Cross-channel LRN (csrc/lrn.cuh) against the float64 reference, both alpha conventions,
-both kernel versions (1: general, window read from global memory; 2: whole rows in shared
-memory, float4 where aligned), AlexNet's two LRN layers, every thread order."""
+"""Local response normalisation (paper §3.3), the whole op family: the reference's
+definition (explicit loops, the two alpha conventions, channel groups), its gradient
+(central differences, float64), PyTorch's local_response_norm as the independent oracle,
+argument errors, index bounds (absurd sizes), and the kernels of csrc/lrn.cuh against the
+reference on every kernel backend: both kernel versions (1: general, window read from
+global memory; 2: whole rows in shared memory, float4 where aligned), AlexNet's two LRN
+layers, every thread order."""
 from __future__ import annotations
+
+import time
 
 import numpy as np
 import pytest
+from gradcheck import SETTINGS, check_op, rng_from
 from hypothesis import given
 from hypothesis import strategies as st
-from kernel_inputs import assert_same_in_every_order, in_every_thread_order, randn, unaligned
+from kernel_inputs import (
+    assert_same_in_every_order,
+    emu_ext,
+    host_ptr,
+    in_every_thread_order,
+    randn,
+    unaligned,
+)
 from tolerances import tol
+from torch_oracle import F, assert_close, nchw, needs_torch, nhwc
 
 import cuda_convnet as ccn
+from cuda_convnet import checks
+from cuda_convnet import reference as R
 
+REF_AND_EMU = ("cpu", "emu")
+MAX = checks.MAX_EXTENT
+INT_MAX = 2**31 - 1
+
+
+def ones(*shape, dtype=np.float64):
+    return np.ones(shape, dtype=dtype)
+
+
+# ----------------------------------------------------------------------------- reference: definition
+
+def lrn_loops(x, size, alpha, beta, k, divide):
+    a = alpha / size if divide else alpha
+    n, h, w, c = x.shape
+    y = np.empty_like(x)
+    for idx in np.ndindex(n, h, w):
+        for ci in range(c):
+            lo, hi = max(0, ci - size // 2), min(c - 1, ci + (size - 1) // 2)
+            s = sum(x[idx + (j,)] ** 2 for j in range(lo, hi + 1))
+            y[idx + (ci,)] = x[idx + (ci,)] / (k + a * s) ** beta
+    return y
+
+
+@pytest.mark.parametrize("size", [1, 2, 4, 5, 11])
+@pytest.mark.parametrize("divide", [True, False])
+def test_lrn_window_definition(size, divide):
+    x = np.random.default_rng(4).standard_normal((1, 2, 3, 6))
+    np.testing.assert_allclose(
+        R.lrn(x, size=size, alpha=0.5, beta=0.75, k=2.0, divide_alpha_by_size=divide),
+        lrn_loops(x, size, 0.5, 0.75, 2.0, divide), rtol=1e-13)
+
+
+def test_lrn_paper_formula_differs_from_code_by_alpha_over_n():
+    """The two conventions are the same op with alpha scaled by n (ARCHITECTURE.md §3)."""
+    x = np.random.default_rng(5).standard_normal((1, 2, 2, 8)) * 10
+    np.testing.assert_allclose(R.lrn(x, alpha=5e-4, divide_alpha_by_size=True),
+                               R.lrn(x, alpha=1e-4, divide_alpha_by_size=False), rtol=1e-14)
+
+
+# ----------------------------------------------------------------------------- reference: gradient check (float64)
+
+@st.composite
+def lrn_cases(draw):
+    groups = draw(st.integers(1, 3))
+    return dict(
+        shape=(draw(st.integers(1, 2)), draw(st.integers(1, 3)), draw(st.integers(1, 3)),
+               groups * draw(st.integers(1, 5))),
+        groups=groups,
+        size=draw(st.integers(1, 7)),                 # odd and even, larger than C too
+        # alpha large enough that the normalisation is far from the identity, so a wrong
+        # cross-channel term shows (at the paper's 1e-4 it would hide below tolerance).
+        alpha=draw(st.floats(0.05, 3.0)),
+        beta=draw(st.floats(0.25, 1.5)),
+        k=draw(st.floats(0.5, 3.0)),
+        divide_alpha_by_size=draw(st.booleans()),
+    )
+
+
+def _lrn_check(case, rng, elementwise=False):
+    params = {k: v for k, v in case.items() if k != "shape"}
+    x = rng.standard_normal(case["shape"])
+    check_op("lrn", lambda x: R.lrn(x, **params),
+             lambda ins, y, dy: (R.lrn_backward(ins[0], y, dy, **params),), [x], rng=rng,
+             elementwise=elementwise)
+
+
+@SETTINGS
+@given(case=lrn_cases(), seed=st.integers(0, 2**32 - 1))
+def test_lrn_gradcheck(case, seed):
+    _lrn_check(case, rng_from(seed))
+
+
+@pytest.mark.parametrize("divide", [True, False])
+@pytest.mark.parametrize("size", [2, 5])
+def test_lrn_elementwise(size, divide):
+    case = dict(shape=(1, 2, 2, 7), size=size, alpha=0.7, beta=0.75, k=2.0,
+                divide_alpha_by_size=divide)
+    _lrn_check(case, rng_from(3), elementwise=True)
+
+
+# ----------------------------------------------------------------------------- reference vs PyTorch (float64)
+
+@needs_torch
+@pytest.mark.parametrize("divide_alpha_by_size", [True, False])
+@pytest.mark.parametrize("size", [1, 2, 3, 4, 5, 7, 9])   # even sizes and size > C too
+def test_lrn_vs_torch(size, divide_alpha_by_size):
+    rng = np.random.default_rng(13)
+    x = rng.standard_normal((2, 3, 4, 7)) * 2
+    alpha, beta, k = 0.8, 0.75, 2.0   # big alpha: the normalisation must matter
+    y = R.lrn(x, size=size, alpha=alpha, beta=beta, k=k,
+              divide_alpha_by_size=divide_alpha_by_size)
+    # torch.nn.functional.local_response_norm always uses alpha/size per term, so the
+    # paper's printed formula (alpha per term) is torch's alpha = alpha * size.
+    torch_alpha = alpha if divide_alpha_by_size else alpha * size
+    xt = nchw(x)
+    yt = F.local_response_norm(xt, size, alpha=torch_alpha, beta=beta, k=k)
+    assert_close(y, nhwc(yt), "lrn")
+    dy = rng.standard_normal(x.shape)
+    yt.backward(nchw(dy).detach())
+    dx = R.lrn_backward(x, y, dy, size=size, alpha=alpha, beta=beta, k=k,
+                        divide_alpha_by_size=divide_alpha_by_size)
+    assert_close(dx, nhwc(xt.grad), "lrn_backward")
+
+
+@needs_torch
+def test_lrn_paper_defaults():
+    """The defaults are the paper's (n=5, alpha=1e-4, beta=0.75, k=2) in the code's
+    alpha/n convention, i.e. torch's local_response_norm(x, 5, 1e-4, 0.75, 2)."""
+    rng = np.random.default_rng(14)
+    x = np.abs(rng.standard_normal((1, 2, 2, 16))) * 30    # post-ReLU magnitudes
+    yt = F.local_response_norm(nchw(x), 5, alpha=1e-4, beta=0.75, k=2.0)
+    assert_close(R.lrn(x), nhwc(yt), "lrn")
+
+
+# ----------------------------------------------------------------------------- bad input
+
+def test_lrn_errors():
+    x = ones(1, 2, 2, 4)
+    with pytest.raises(ValueError, match="lrn: size must be >= 1"):
+        R.lrn(x, size=0)
+    with pytest.raises(ValueError, match="lrn: k must be > 0"):
+        R.lrn(x, k=0.0)
+    with pytest.raises(ValueError, match="lrn: alpha must be >= 0"):
+        R.lrn(x, alpha=-1.0)
+    with pytest.raises(ValueError, match="lrn: beta must be finite"):
+        R.lrn(x, beta=float("nan"))
+    with pytest.raises(ValueError, match=r"lrn_backward: y must have shape"):
+        R.lrn_backward(x, ones(1, 2, 2, 3), x)
+
+
+@pytest.mark.parametrize("backend", REF_AND_EMU)
+def test_lrn_k_that_rounds_to_zero_in_float32_is_refused_with_the_reason(backend):
+    x = randn(np.random.default_rng(11), 1, 2, 2, 6)
+    with pytest.raises(ValueError, match=r"lrn: k must be > 0.0, got 1e-50, which rounds to 0.0 in float32"):
+        ccn.backend(backend).lrn(x, k=1e-50)
+
+
+def test_lrn_tiny_k_is_fine_in_float64():
+    x = randn(np.random.default_rng(12), 1, 2, 2, 6, dtype=np.float64)
+    y = ccn.backend("cpu").lrn(x, k=1e-50, alpha=1e-4, beta=0.75, size=5)
+    assert np.all(np.isfinite(y))
+    sq = x * x
+    c = x.shape[-1]
+    want = np.empty_like(x)
+    for ch in range(c):
+        s = sq[..., max(0, ch - 2):min(c, ch + 3)].sum(axis=-1)
+        want[..., ch] = x[..., ch] * (1e-50 + 1e-4 / 5 * s) ** -0.75
+    np.testing.assert_allclose(y, want, rtol=1e-12)
+
+
+# ----------------------------------------------------------------------------- index bounds
+
+@pytest.mark.parametrize("backend", REF_AND_EMU)
+@pytest.mark.parametrize("size", [2**62, 10**30])
+def test_lrn_with_a_huge_size_is_the_whole_row_and_fast(backend, size):
+    rng = np.random.default_rng(4)
+    x, dy = randn(rng, 2, 2, 3, 7), randn(rng, 2, 2, 3, 7)
+    ops = ccn.backend(backend)
+    t0 = time.perf_counter()
+    # divide_alpha_by_size=False: alpha' does not depend on size, so the whole-row window
+    # (any size >= 2C - 1) must give exactly the same numbers.
+    y = ops.lrn(x, size=size, alpha=1e-2, divide_alpha_by_size=False)
+    dx = ops.lrn_backward(x, y, dy, size=size, alpha=1e-2, divide_alpha_by_size=False)
+    assert time.perf_counter() - t0 < 10
+    np.testing.assert_array_equal(y, ops.lrn(x, size=13, alpha=1e-2, divide_alpha_by_size=False))
+    np.testing.assert_array_equal(dx, ops.lrn_backward(x, y, dy, size=13, alpha=1e-2, divide_alpha_by_size=False))
+    s = (x * x).sum(axis=-1, keepdims=True)
+    np.testing.assert_allclose(y, x * (2.0 + 1e-2 * s) ** -0.75, rtol=2e-6)
+
+
+def test_lrn_launcher_refuses_a_window_past_the_group_and_huge_channel_counts():
+    """The launcher takes the window clipped by shapes.lrn_window and refuses anything
+    else (so its index sums stay in range), before any pointer is read."""
+    rng = np.random.default_rng(5)
+    x = randn(rng, 3, 6)
+    y = np.full_like(x, np.nan)
+    kw = dict(alpha=0.01, neg_beta=-0.75, k=2.0)
+    for before, after in ((6, 0), (0, 6), (-1, 0), (3, 2)):  # (3, 2): groups=2 leaves 3 channels
+        with pytest.raises(ValueError, match=r"(before|after) must be in \[0, channels / groups\)"):
+            emu_ext().lrn_forward(x=host_ptr(x), y=host_ptr(y), rows=3, channels=6, groups=2 if before == 3 else 1,
+                                  before=before, after=after, **kw)
+    assert np.isnan(y).all()
+    with pytest.raises(ValueError, match=rf"channels = {INT_MAX} is larger than {MAX}"):
+        emu_ext().lrn_forward(x=host_ptr(x), y=host_ptr(y), rows=1, channels=INT_MAX, groups=1, before=2, after=2,
+                              kernel=1, **kw)
+
+
+# ----------------------------------------------------------------------------- kernels vs the reference
 
 @pytest.fixture(params=[1, 2])
 def lrn_version(request, kernel_device, monkeypatch):
