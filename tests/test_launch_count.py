@@ -11,9 +11,11 @@ batch. A change that removes a launch or a synchronisation lowers the numbers he
 same commit.
 
 What keeps them low: conv1 (whose input is the data) launches no dgrad; every ReLU is
-fused into its conv/fc layer's epilogue (no forward ReLU launch); the labels are checked
-on the host, and the loss and top-k counts come back in one read (Device.to_host); the
-optimizer's update is not waited for. Two towers add one stream synchronisation: the
+fused into its conv/fc layer's epilogue (no forward ReLU launch); the grouped form's LRN
+is one launch over both channel groups (no split/concat); a Concat's backward adds into a
+gradient already there instead of the Net adding (gradient_add counts the adds left);
+the labels are checked on the host, and the loss and top-k counts come back in one read
+(Device.to_host); the optimizer's update is not waited for. Two towers add one stream synchronisation: the
 device without the loss releases what cross-device copies lent its stream.
 """
 from __future__ import annotations
