@@ -477,13 +477,15 @@ class Net:
         e.g. Concat through split_channels' beta): per input, the gradient already summed
         for it (to be added to in place, no separate add launched), else None; None when
         there is nothing to add to. An input listed twice accumulates at its first place
-        only; a gradient sharing memory with dy is left to the out-of-place add."""
+        only. A gradient that is a view (a Flatten's reshape of another gradient) or shares
+        memory with dy is left to the out-of-place add: only an array the Net alone holds
+        is written in place."""
         if not getattr(layer, "accumulates_dx", False):
             return None
         acc, seen = [], set()
         for i, nd in zip(ins, need):
             g = grads.get(i) if nd and i not in seen else None
-            if g is not None and dev.xp.may_share_memory(g, dy):
+            if g is not None and (g.base is not None or dev.xp.may_share_memory(g, dy)):
                 g = None
             seen.add(i)
             acc.append(g)
