@@ -402,22 +402,22 @@ def gemm_calls(backend, dev):
     if ext is None or not hasattr(ext, "gemm"):
         return {"fwd": lambda x, w, dy: x @ w.T, "dgrad": lambda x, w, dy: dy @ w,
                 "wgrad": lambda x, w, dy: dy.T @ x}
-    p, s = backend._ptr, backend._stream
+    gemm, s = backend._gemm, backend._stream  # LinearOps' one GEMM call (keyword arguments, kernel_versions)
 
     def fwd(x, w, dy):
         n, k = x.shape
         y = backend._empty((n, w.shape[0]))
-        ext.gemm(p(x), p(w), p(y), 0, n, w.shape[0], k, False, True, 1.0, 0.0, False, s())
+        gemm("linear", "fp32", x, w, y, None, n, w.shape[0], k, False, True, s())
         return y
 
     def dgrad(x, w, dy):
         dx = backend._empty(x.shape)
-        ext.gemm(p(dy), p(w), p(dx), 0, dy.shape[0], w.shape[1], w.shape[0], False, False, 1.0, 0.0, False, s())
+        gemm("linear_backward", "fp32", dy, w, dx, None, dy.shape[0], w.shape[1], w.shape[0], False, False, s())
         return dx
 
     def wgrad(x, w, dy):
         dw = backend._empty(w.shape)
-        ext.gemm(p(dy), p(x), p(dw), 0, w.shape[0], w.shape[1], x.shape[0], True, False, 1.0, 0.0, False, s())
+        gemm("linear_backward", "fp32", dy, x, dw, None, w.shape[0], w.shape[1], x.shape[0], True, False, s())
         return dw
 
     return {"fwd": fwd, "dgrad": dgrad, "wgrad": wgrad}

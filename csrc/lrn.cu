@@ -48,20 +48,26 @@ static bool kernel2_fits(long long rows, int channels) {
   return (rows + rpb - 1) / rpb <= 0x7fffffffLL;
 }
 
-static int pick_kernel(int kernel, long long rows, int channels) {
-  CCN_REQUIRE(kernel >= 0 && kernel <= 2, "kernel must be 0 (auto), 1 or 2");
-  if (kernel == 2) CCN_REQUIRE(channels <= kLrnTileFloats, "kernel 2 needs channels <= 2048");
-  if (kernel == 0) kernel = kernel2_fits(rows, channels) ? 2 : 1;
-  return kernel;
+// rows and channels of the kernels' view (groups folded into the rows).
+static int pick_version(long long rows, int channels, int version) {
+  CCN_REQUIRE(version >= 0 && version <= 2, "version must be 0 (the launcher picks), 1 or 2");
+  if (version == 2) CCN_REQUIRE(channels <= kLrnTileFloats, "lrn kernel2 needs channels / groups <= 2048");
+  if (version == 0) version = kernel2_fits(rows, channels) ? 2 : 1;
+  return version;
 }
 
-void lrn_forward(const float* x, float* y, long long rows_, int channels_, int groups, int before, int after,
-                 float alpha, float neg_beta, float k, cudaStream_t stream, int kernel) {
+int lrn_version(long long rows, int channels, int groups, int version) {
+  const LrnShape sh = lrn_shape(rows, channels, groups);
+  return pick_version(sh.rows, sh.channels, version);
+}
+
+void lrn(const float* x, float* y, long long rows_, int channels_, int groups, int before, int after, float alpha,
+         float neg_beta, float k, cudaStream_t stream, int version) {
   const LrnShape sh = lrn_shape(rows_, channels_, groups);
   const long long rows = sh.rows;
   const int channels = sh.channels;
   const LrnParams a = lrn_params(channels, before, after, alpha, neg_beta, k, 0.f);
-  kernel = pick_kernel(kernel, rows, channels);
+  const int kernel = pick_version(rows, channels, version);
   if (rows == 0) return;
   CCN_REQUIRE(x && y, "null pointer");
   if (kernel == 1) {
@@ -81,12 +87,12 @@ void lrn_forward(const float* x, float* y, long long rows_, int channels_, int g
 
 void lrn_backward(const float* x, const float* y, const float* dy, float* dx, long long rows_, int channels_,
                   int groups, int before, int after, float alpha, float neg_beta, float k, float coef,
-                  cudaStream_t stream, int kernel) {
+                  cudaStream_t stream, int version) {
   const LrnShape sh = lrn_shape(rows_, channels_, groups);
   const long long rows = sh.rows;
   const int channels = sh.channels;
   const LrnParams a = lrn_params(channels, before, after, alpha, neg_beta, k, coef);
-  kernel = pick_kernel(kernel, rows, channels);
+  const int kernel = pick_version(rows, channels, version);
   if (rows == 0) return;
   CCN_REQUIRE(x && y && dy && dx, "null pointer");
   if (kernel == 1) {

@@ -12,11 +12,16 @@
 
 namespace ccn {
 
-// `kernel`: 0 picks (2 when channels / groups <= 2048, else 1); 1 or 2 forces a version (tests).
-void lrn_forward(const float* x, float* y, long long rows, int channels, int groups, int before, int after,
-                 float alpha, float neg_beta, float k, cudaStream_t stream, int kernel = 0);
+// `version`: 0 lets the launcher pick (lrn_*_kernel2 when a block's tile of whole rows of a
+// group fits, i.e. channels / groups <= 2048 and the grid fits, else lrn_*_kernel1); 1 or 2
+// forces that kernel (2 throws where channels / groups > 2048; any other value throws).
+void lrn(const float* x, float* y, long long rows, int channels, int groups, int before, int after, float alpha,
+         float neg_beta, float k, cudaStream_t stream, int version = 0);
 void lrn_backward(const float* x, const float* y, const float* dy, float* dx, long long rows, int channels,
                   int groups, int before, int after, float alpha, float neg_beta, float k, float coef,
-                  cudaStream_t stream, int kernel = 0);
+                  cudaStream_t stream, int version = 0);
+// Which lrn_*_kernel<n> lrn and lrn_backward run for this shape and `version` (both pick
+// alike); throws std::invalid_argument exactly where they would refuse the shape or `version`.
+int lrn_version(long long rows, int channels, int groups = 1, int version = 0);
 
 }  // namespace ccn

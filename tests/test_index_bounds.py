@@ -36,6 +36,20 @@ def test_gemm_launcher_refuses_extents_whose_tile_loop_would_wrap(which):
         emu_ext().gemm(host_ptr(a), host_ptr(a), host_ptr(a), 0, dims["M"], dims["N"], dims["K"], False, False)
 
 
+def test_versioned_launchers_refuse_unknown_versions():
+    a = np.ones(16, np.float32)
+    gemm = dict(a=host_ptr(a), b=host_ptr(a), c=host_ptr(a), bias=0, M=4, N=4, K=1, trans_a=False, trans_b=False)
+    assert [emu_ext().gemm_version(M=m, N=n) for m, n in ((127, 500), (128, 128))] == [1, 2]
+    for version in (-1, 3):
+        with pytest.raises(ValueError, match="version must be 0"):
+            emu_ext().gemm(**gemm, version=version)
+        with pytest.raises(ValueError, match="version must be 0"):
+            emu_ext().lrn(x=host_ptr(a), y=host_ptr(a), rows=4, channels=4, groups=1, before=2, after=2, alpha=0.01,
+                          neg_beta=-0.75, k=2.0, version=version)
+        with pytest.raises(ValueError, match="version must be 0"):
+            emu_ext().lrn_version(rows=4, channels=4, version=version)
+
+
 def test_softmax_launchers_refuse_class_counts_whose_loop_would_wrap():
     a, labels, counts = np.ones(4, np.float32), np.zeros(1, np.int32), np.zeros(2, np.int32)
     with pytest.raises(ValueError, match=rf"classes = {INT_MAX} is larger than {MAX}"):
