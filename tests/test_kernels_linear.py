@@ -103,6 +103,8 @@ def test_linear_each_gemm_kernel_version(kernel_device, cpu, monkeypatch, n, fan
         check_linear(kernel_device, cpu, n, fan_in, fan_out, True, seed=version)
     with pytest.raises(ValueError, match="precision 'tf32' runs gemm_tc"):
         ops.linear(x, w, precision="tf32")
+    with pytest.raises(ValueError, match="'linear_backward' launches several kernels"):
+        ops.kernel_version("linear_backward", x, w, put(np.ones((n, fan_out), np.float32)))
     with pytest.raises(ValueError, match="'bias_grad' has no kernel versions"):
         ops.kernel_version("bias_grad", x, w)
 

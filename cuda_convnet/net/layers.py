@@ -241,8 +241,8 @@ class Linear(_Weighted):
 
     def output_shape(self, in_shapes):
         if len(in_shapes[0]) != 1:
-            raise ValueError(f"layer {self.name!r} (fc) needs a flat (N, features) input, got per-example shape "
-                             f"{in_shapes[0]}: put a Flatten layer before it")
+            raise ValueError(f"layer {self.name!r} ({self.type}) needs a flat (N, features) input, got per-example "
+                             f"shape {in_shapes[0]}: put a Flatten layer before it")
         return (self.units,)
 
     def param_shapes(self, in_shapes):
@@ -496,7 +496,7 @@ class SoftmaxCrossEntropy(Layer):
 
     def output_shape(self, in_shapes):
         if len(in_shapes[0]) != 1:
-            raise ValueError(f"layer {self.name!r} (softmax) needs (N, classes) logits, got {in_shapes[0]}")
+            raise ValueError(f"layer {self.name!r} ({self.type}) needs (N, classes) logits, got {in_shapes[0]}")
         return ()
 
     def forward(self, dev, xs, params, train, ctx, labels=None, check_labels=True):

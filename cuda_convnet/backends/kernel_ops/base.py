@@ -59,7 +59,11 @@ class KernelOpsBase:
         given kernel_versions; ValueError where a forced version cannot run them."""
         if op not in VERSIONED_OPS:
             raise ValueError(f"kernel_version: {op!r} has no kernel versions; the ops are {VERSIONED_OPS}")
-        return getattr(self, f"_kernel_version_{op}")(*args, **kwargs)
+        query = getattr(self, f"_kernel_version_{op}", None)
+        if query is None:  # linear_backward: a dgrad and a wgrad GEMM of different shapes
+            raise ValueError(f"kernel_version: {op!r} launches several kernels of different shapes, so no one "
+                             f"version; kernel_versions[{op!r}] forces all of them")
+        return query(*args, **kwargs)
 
     def __repr__(self):
         return f"<backend {self.name}: {self.ext.__name__}>"
