@@ -33,7 +33,7 @@ def test_gemm_launcher_refuses_extents_whose_tile_loop_would_wrap(which):
     a = np.ones(4, np.float32)
     dims = {"M": 1, "N": 1, "K": 1, which: INT_MAX - 3}
     with pytest.raises(ValueError, match=rf"gemm: {which} = {INT_MAX - 3} is larger than {MAX}"):
-        emu_ext().gemm(host_ptr(a), host_ptr(a), host_ptr(a), 0, dims["M"], dims["N"], dims["K"], False, False)
+        emu_ext().gemm(a=host_ptr(a), b=host_ptr(a), c=host_ptr(a), bias=0, **dims, trans_a=False, trans_b=False)
 
 
 def test_versioned_launchers_refuse_unknown_versions():
@@ -53,9 +53,11 @@ def test_versioned_launchers_refuse_unknown_versions():
 def test_softmax_launchers_refuse_class_counts_whose_loop_would_wrap():
     a, labels, counts = np.ones(4, np.float32), np.zeros(1, np.int32), np.zeros(2, np.int32)
     with pytest.raises(ValueError, match=rf"classes = {INT_MAX} is larger than {MAX}"):
-        emu_ext().softmax_xent_forward(host_ptr(a), host_ptr(labels), host_ptr(a), host_ptr(a), host_ptr(a), 1, INT_MAX)
+        emu_ext().softmax_cross_entropy(logits=host_ptr(a), labels=host_ptr(labels), probs=host_ptr(a),
+                                        row_loss=host_ptr(a), loss=host_ptr(a), rows=1, classes=INT_MAX)
     with pytest.raises(ValueError, match=rf"classes = {INT_MAX} is larger than {MAX}"):
-        emu_ext().topk_errors(host_ptr(a), host_ptr(labels), 1, INT_MAX, [1, 5], host_ptr(counts))
+        emu_ext().topk_errors(probs=host_ptr(a), labels=host_ptr(labels), rows=1, classes=INT_MAX, ks=[1, 5],
+                              counts=host_ptr(counts))
 
 
 # ------------------------------------------------------------------------------ conv
