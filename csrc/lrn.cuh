@@ -16,7 +16,8 @@
 // scale^(-beta) is lrn_pow: for the paper's beta = 0.75 r * sqrtf(r) with r = rsqrtf(scale)
 // (one MUFU.RSQ and one IEEE square root instead of powf's log/exp sequence, which made the
 // kernels instruction-bound); relative error <= ~5 ulp on a GPU (rsqrtf 2 ulp, halved by
-// the root, + 3 roundings); powf for any other beta.
+// the root, + 3 roundings); powf for any other beta. The backward's t = dy * y / scale is
+// lrn_over_scale: for beta = 0.75 a multiply by r * r (~5 ulp) instead of the IEEE division.
 //
 // lrn_forward_kernel1 / lrn_backward_kernel1: the general fallback (any C, any size).
 //   Grid-stride, one thread per element; the window is read straight from global memory
@@ -60,6 +61,16 @@ __device__ __forceinline__ float lrn_pow(float scale, const LrnParams& a) {
     return r * sqrtf(r);            // scale^(-1/2) * scale^(-1/4)
   }
   return powf(scale, a.neg_beta);
+}
+
+// v / scale: v * r * r for beta = 0.75 (r = rsqrtf(scale), which the compiler shares with
+// lrn_pow of the same scale), the IEEE division otherwise.
+__device__ __forceinline__ float lrn_over_scale(float v, float scale, const LrnParams& a) {
+  if (a.three_quarters) {
+    const float r = rsqrtf(scale);
+    return v * (r * r);
+  }
+  return v / scale;
 }
 
 // scale of channel c of one row (global or shared memory), ascending window order.
@@ -134,7 +145,7 @@ __global__ void lrn_backward_kernel1(const float* __restrict__ x, const float* _
     const float* xr = x + base;
     const int lo = lrn_lo(c, a.after), hi = lrn_hi(c, a.before, a.channels);
     float back = 0.f;
-    for (int j = lo; j <= hi; ++j) back += dy[base + j] * y[base + j] / lrn_scale(xr, j, a);
+    for (int j = lo; j <= hi; ++j) back += lrn_over_scale(dy[base + j] * y[base + j], lrn_scale(xr, j, a), a);
     const float own = dy[i] * lrn_pow(lrn_scale(xr, c, a), a);
     dx[i] = own - a.coef * xr[c] * back;
   }
@@ -197,7 +208,7 @@ __global__ void __launch_bounds__(kLrnThreads)
     lrn_scales<W>(xr, c0, a, sc);
 #pragma unroll
     for (int u = 0; u < W; ++u) {
-      ts[e + u] = dv[u] * yv[u] / sc[u];
+      ts[e + u] = lrn_over_scale(dv[u] * yv[u], sc[u], a);
       ps[e + u] = dv[u] * lrn_pow(sc[u], a);
     }
   }
