@@ -19,7 +19,9 @@ The model (H100 SXM: 132 SMs, 4 warp schedulers per SM, 1.98 GHz, 3.35 TB/s HBM3
   GEMM-family launches (conv forward, dgrad, wgrad; FC GEMMs). The grid, tile and K extent
   follow the launchers in csrc/ (conv_fwd.cu: conv_fwd_kernel2 128x128 where C/groups % 4
   == 0, else conv_fwd_kernel1 64x64; conv_dgrad.cu: one GEMM per group and stride phase,
-  64x64 or 256x16 when C/groups <= 16, blocks past their phase's rows exit at once;
+  conv_dgrad_kernel2 128 x (48, 64 or 128) where K/groups and C/groups % 4 == 0 and
+  C/groups > 16, else kernel1 64x64 or 256x16 when C/groups <= 16, blocks past their
+  phase's rows exit at once;
   conv_wgrad.cu: 64x64 tiles split over N*P*Q by conv2d_wgrad_plan, called through the
   emulator build so the plan is the launcher's own; gemm.cu: gemm_kernel2 128x128x8 when
   M, N >= 128, else gemm_kernel1 64x64x16). Per block, the main loop issues
@@ -171,9 +173,13 @@ class ConvGeom:
         return x, y, self.k * self.r * self.s * self.cg
 
 
-def conv2d(sass, name, g: ConvGeom) -> list[Launch]:
+def conv2d(sass, name, g: ConvGeom, version: int = 0) -> list[Launch]:
+    """version: 0 the launcher's pick (kernel2 where C/groups % 4 == 0), 1 or 2 that kernel
+    (ValueError where kernel2 cannot run)."""
     x, y, w = g.bytes()
-    if g.cg % 4 == 0:
+    if version == 2 and g.cg % 4:
+        raise ValueError(f"{name}: conv_fwd_kernel2 needs C/groups % 4 == 0 (C/groups = {g.cg})")
+    if version == 2 or (version == 0 and g.cg % 4 == 0):
         kernel, bm, bn = "conv_fwd_kernel2", 128, 128
     else:
         kernel, bm, bn = "conv_fwd_kernel1", 64, 64
@@ -184,10 +190,17 @@ def conv2d(sass, name, g: ConvGeom) -> list[Launch]:
 
 def conv2d_dgrad(sass, name, g: ConvGeom) -> list[Launch]:
     """Per stride phase (a, b): its own rows and taps (conv_dgrad.cuh); one launch whose
-    busiest SM is modelled over all the phases' active blocks."""
+    busiest SM is modelled over all the phases' active blocks. conv_dgrad_kernel2 (128 x BN,
+    BN from the launcher's own conv2d_dgrad_plan) where conv2d_dgrad_version picks it (K/g and
+    C/g % 4 == 0, C/g > 16; the arrays are taken as aligned), else kernel1."""
     x, y, w = g.bytes()
-    bm, bn = (256, 16) if g.cg <= 16 else (64, 64)
-    kernel = f"conv_dgrad_kernel1<{bm}, {bn}>"
+    if g.kg % 4 == 0 and g.cg % 4 == 0 and g.cg > 16:
+        tile = _emu().conv2d_dgrad_plan(**_shape_kwargs(g), kernel=2)
+        bm, bn = tile["block_m"], tile["block_n"]
+        kernel = f"conv_dgrad_kernel2<{bn}>"
+    else:
+        bm, bn = (256, 16) if g.cg <= 16 else (64, 64)
+        kernel = f"conv_dgrad_kernel1<{bm}, {bn}>"
     st = g.stride
     tiles, padded, k_max = 0, 0.0, 0
     for a in range(st):
@@ -216,6 +229,11 @@ def _emu():
     return load("_emu")
 
 
+def _shape_kwargs(g: ConvGeom) -> dict:
+    return dict(n=g.n, h=g.h, w=g.w, c=g.c, k=g.k, r=g.r, s=g.s, stride=g.stride, pad_top=g.pad[0],
+                pad_bottom=g.pad[1], pad_left=g.pad[2], pad_right=g.pad[3], groups=g.groups)
+
+
 def wgrad_plan(g: ConvGeom) -> dict:
     """The launcher's own split (conv2d_wgrad_plan, through the emulator build)."""
     return _emu().conv2d_wgrad_plan(n=g.n, h=g.h, w=g.w, c=g.c, k=g.k, r=g.r, s=g.s, stride=g.stride,
@@ -238,8 +256,9 @@ def conv2d_wgrad(sass, name, g: ConvGeom) -> list[Launch]:
     return out
 
 
-def gemm(sass, layer, direction, m, n, k, trans_a, trans_b) -> Launch:
-    if m >= 128 and n >= 128:
+def gemm(sass, layer, direction, m, n, k, trans_a, trans_b, version: int = 0) -> Launch:
+    """version: 0 the launcher's pick (gemm_kernel2 where M, N >= 128), 1 or 2 that kernel."""
+    if version == 2 or (version == 0 and m >= 128 and n >= 128):
         kernel, bm, bn, bk = f"gemm_kernel2<{str(trans_a).lower()}, {str(trans_b).lower()}>", 128, 128, 8
     else:
         kernel, bm, bn, bk = f"gemm_kernel1<{str(trans_a).lower()}, {str(trans_b).lower()}>", 64, 64, 16
@@ -275,7 +294,7 @@ def alexnet_launches(batch: int = 128, sass=None) -> list[Launch]:
 
     for i, blk in enumerate(cfg.convs, 1):
         pad = blk.padding if isinstance(blk.padding, tuple) else (blk.padding,) * 4
-        groups = 1 if blk.both_towers else cfg.columns
+        groups = 1 if blk.both_towers else cfg.towers
         g = ConvGeom(n, h, w, c, blk.filters, blk.size, blk.size, blk.stride, pad, groups)
         out += conv2d(sass, f"conv{i}", g)  # with the ReLU in its epilogue (the Net fuses it)
         # No dgrad for conv1: its input is the data, which needs no gradient (need_dx=False).
@@ -303,8 +322,8 @@ def alexnet_launches(batch: int = 128, sass=None) -> list[Launch]:
                      gemm(sass, name, "wgrad", u, fan_in, n, True, False),
                      mem(name, "wgrad", "bias_grad_kernel1", n * u + u)]
         if j < 6 + len(cfg.hidden):  # the ReLU is in the forward GEMM's epilogue
-            out += grouped(f"drop{j}", "fwd", "dropout_kernel1", 2, n * u, cfg.columns)
-            layer_bwd = (grouped(f"drop{j}", "bwd", "dropout_kernel1", 2, n * u, cfg.columns)
+            out += grouped(f"drop{j}", "fwd", "dropout_kernel1", 2, n * u, cfg.towers)
+            layer_bwd = (grouped(f"drop{j}", "bwd", "dropout_kernel1", 2, n * u, cfg.towers)
                          + [mem(f"relu{j}", "bwd", "map2_kernel1<ReluGrad>", 3 * n * u)] + layer_bwd)
         bwd.append(layer_bwd)
         fan_in = u
@@ -342,20 +361,33 @@ def lrn_split_concat_bytes(batch: int = 128) -> float:
 
 
 @functools.cache
+def alexnet_conv_geoms(batch: int = 128) -> tuple:
+    """(name, ConvGeom) of conv1..conv5 in the grouped one-device form, and the flattened
+    size that fc6 reads."""
+    from cuda_convnet import models
+
+    cfg = models.alexnet_config()
+    geoms, h, w, c = [], *cfg.input_shape
+    for i, blk in enumerate(cfg.convs, 1):
+        groups = 1 if blk.both_towers else cfg.towers
+        pad = blk.padding if isinstance(blk.padding, tuple) else (blk.padding,) * 4
+        g = ConvGeom(batch, h, w, c, blk.filters, blk.size, blk.size, blk.stride, pad, groups)
+        geoms.append((f"conv{i}", g))
+        h, w, c = g.p, g.q, g.k
+        if blk.pool:
+            h, w = (h - cfg.pool_size) // cfg.pool_stride + 1, (w - cfg.pool_size) // cfg.pool_stride + 1
+    return tuple(geoms), h * w * c
+
+
+@functools.cache
 def _alexnet_param_shapes():
     from cuda_convnet import models
 
     cfg = models.alexnet_config()
-    shapes, h, w, c = [], *cfg.input_shape
-    for blk in cfg.convs:
-        groups = 1 if blk.both_towers else cfg.columns
-        pad = blk.padding if isinstance(blk.padding, tuple) else (blk.padding,) * 4
-        g = ConvGeom(1, h, w, c, blk.filters, blk.size, blk.size, blk.stride, pad, groups)
+    geoms, fan_in = alexnet_conv_geoms(1)
+    shapes = []
+    for _, g in geoms:
         shapes += [(g.k, g.r, g.s, g.cg), (g.k,)]
-        h, w, c = g.p, g.q, g.k
-        if blk.pool:
-            h, w = (h - cfg.pool_size) // cfg.pool_stride + 1, (w - cfg.pool_size) // cfg.pool_stride + 1
-    fan_in = h * w * c
     for u in list(cfg.hidden) + [cfg.classes]:
         shapes += [(u, fan_in), (u,)]
         fan_in = u

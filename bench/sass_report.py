@@ -10,8 +10,8 @@ with NVIDIA's ``cuobjdump`` (``-sass`` and ``-res-usage``), names demangled with
 (``build/inplace`` first, then any ``build/*``) is brought up to date with ``cmake --build
 --target ccn_cuda_kernels``; without one, each csrc/*.cu is compiled by nvcc into
 build/sass with the flags read from CMakeLists.txt (``-lineinfo --expt-relaxed-constexpr``,
-Release ``-O3``, C++17, CMAKE_CUDA_ARCHITECTURES "80;90"). ``cuobjdump`` is looked up on
-PATH, in $CUDA_HOME/bin, /usr/local/cuda/bin, and in the ``nvidia-cuda-cuobjdump`` wheel.
+Release ``-O3``) and the release preset of CMakePresets.json (C++ standard, architectures).
+``cuobjdump`` is looked up on PATH, in $CUDA_HOME/bin, /usr/local/cuda/bin, and in the ``nvidia-cuda-cuobjdump`` wheel.
 
 The main loop of a kernel (the rule, applied to the SASS of each function):
   every backward branch (``BRA`` to a lower address) closes a loop whose body is the
@@ -30,7 +30,8 @@ Per kernel and architecture:
                      threads per block from ``__launch_bounds__`` (256 where absent)
   fma%               FFMA (+HMMA, DFMA) / all instructions of the main loop, NOPs excluded
   int/fma            integer ALU instructions (INT_OPS) per FMA in the main loop
-  lds128, lds32      128-bit and 32-bit shared loads in the main loop (LDS.64 counted apart)
+  lds128, lds32      128-bit and 32-bit shared loads in the main loop (LDS.64 counted apart;
+                     ptxas's never-executed "@!PT LDS RZ, [RZ]" padding is not a load)
   ldgsts/ldsm/hmma   whether the kernel uses cp.async, ldmatrix, tensor-core MMA (anywhere)
   local              spill traffic: LOCAL and STACK bytes (-res-usage), LDL/STL instructions
                      anywhere in the kernel
@@ -71,13 +72,15 @@ DYNAMIC_SMEM_FLOATS = {
     "conv_fwd_kernel1": "kConvSmemFloats",
     "conv_fwd_kernel2": "kConvFwd2SmemFloats",
     "conv_dgrad_kernel1": "kConvBK * (BM + kConvPad) + kConvBK * (BN + kConvPad)",
+    "conv_dgrad_kernel2": "kDgrad2Stages * (kConvBK * kDgrad2LdA + kConvBK * (BN + kConvPad))",
     "conv_wgrad_kernel1": "kConvSmemFloats",
     "gemm_kernel1": "kGemmSmemFloats",
     "gemm_kernel2": "kGemm2SmemFloats",
     "gemm_tc_kernel1": "kGemmTcStages * ((kGemmTcBK * (BM + 8) if TA else BM * (kGemmTcBK + 4))"
                        " + (kGemmTcBN * (kGemmTcBK + 4) if TB else kGemmTcBK * (kGemmTcBN + 8)))",
 }
-DYNAMIC_TEMPLATE_PARAMS = {"conv_dgrad_kernel1": ("BM", "BN"), "gemm_tc_kernel1": ("BM", "TA", "TB")}
+DYNAMIC_TEMPLATE_PARAMS = {"conv_dgrad_kernel1": ("BM", "BN"), "conv_dgrad_kernel2": ("BN",),
+                           "gemm_tc_kernel1": ("BM", "TA", "TB")}
 
 
 # ---------------------------------------------------------------------------- tools
@@ -125,17 +128,19 @@ def _has_archs(build: Path, archs=(80, 90)) -> bool:
 
 
 def cmake_cuda_flags() -> list[str]:
-    """The nvcc flags of CMakeLists.txt's ccn_cuda_kernels target, read from the file: the
-    CUDA compile options, the default CMAKE_CUDA_ARCHITECTURES, the C++ standard, and what
-    CMake adds for a Release build (-O3 -DNDEBUG) and a position-independent library."""
+    """The nvcc flags of the ccn_cuda_kernels target: its CUDA compile options (read from
+    CMakeLists.txt), the CUDA architectures and the C++ standard (the release preset of
+    CMakePresets.json), and what CMake adds for a Release build (-O3 -DNDEBUG) and a
+    position-independent library."""
     text = (ROOT / "CMakeLists.txt").read_text()
     opts = re.search(r"\$<\$<COMPILE_LANGUAGE:CUDA>:([^>]*)>", text)
-    archs = re.search(r'set\(CMAKE_CUDA_ARCHITECTURES "([^"]+)"\)', text)
-    std = re.search(r"set\(CMAKE_CXX_STANDARD (\d+)\)", text)
-    if not (opts and archs and std):
-        raise RuntimeError("CMakeLists.txt: could not read the CUDA options, architectures or C++ standard")
-    flags = ["-O3", "-DNDEBUG", "-Xcompiler=-fPIC", f"-std=c++{std.group(1)}", *opts.group(1).split()]
-    for a in archs.group(1).split(";"):
+    presets = json.loads((ROOT / "CMakePresets.json").read_text())["configurePresets"]
+    release = next(p for p in presets if p["name"] == "release")["cacheVariables"]
+    if not opts:
+        raise RuntimeError("CMakeLists.txt: could not read the CUDA compile options")
+    archs, std = release["CMAKE_CUDA_ARCHITECTURES"], release["CMAKE_CXX_STANDARD"]
+    flags = ["-O3", "-DNDEBUG", "-Xcompiler=-fPIC", f"-std=c++{std}", *opts.group(1).split()]
+    for a in archs.split(";"):
         flags.append(f"--generate-code=arch=compute_{a},code=[compute_{a},sm_{a}]")
     return flags
 
@@ -144,7 +149,8 @@ def _nvcc_objects(out: Path) -> list[Path]:
     """csrc/*.cu compiled one by one with cmake_cuda_flags() into `out` (when out of date)."""
     nvcc = shutil.which("nvcc") or "/usr/local/cuda/bin/nvcc"
     out.mkdir(parents=True, exist_ok=True)
-    newest = max(p.stat().st_mtime for p in [*CSRC.glob("*.cu*"), *CSRC.glob("*.h"), ROOT / "CMakeLists.txt"])
+    newest = max(p.stat().st_mtime for p in [*CSRC.glob("*.cu*"), *CSRC.glob("*.h"), ROOT / "CMakeLists.txt",
+                                             ROOT / "CMakePresets.json"])
     flags = cmake_cuda_flags()
     jobs = []
     for src in sorted(CSRC.glob("*.cu")):
@@ -173,7 +179,7 @@ def build_objects(build_dir: str | Path | None = None) -> list[Path]:
     with the CUDA objects for both architectures) is updated with ``cmake --build --target
     ccn_cuda_kernels``; where there is none (or it cannot be rebuilt, e.g. a pip build
     directory whose isolated environment is gone) each csrc/*.cu is compiled by nvcc into
-    build/sass with the flags read from CMakeLists.txt (cmake_cuda_flags)."""
+    build/sass with the flags read from CMakeLists.txt and CMakePresets.json (cmake_cuda_flags)."""
     if not have_nvcc():
         raise RuntimeError("nvcc not found (PATH, /usr/local/cuda/bin): cannot compile the kernels")
     if build_dir is not None:
@@ -225,17 +231,37 @@ def source_constants() -> dict[str, int]:
 
 
 @functools.cache
-def launch_bounds() -> dict[str, int]:
-    """Kernel name -> threads of its __launch_bounds__ (csrc/*.cuh)."""
+def launch_bounds() -> dict[str, int | str]:
+    """Kernel name -> threads of its __launch_bounds__ (csrc/*.cuh); the expression itself
+    where it is over template parameters (evaluated per instantiation by kernel_threads)."""
     env = source_constants()
-    out = {}
+    out: dict[str, int | str] = {}
     for path in sorted(CSRC.glob("*.cuh")):
         for expr, name in re.findall(r"__launch_bounds__\(([^)]*)\)\s+(\w+)\s*\(", path.read_text()):
+            expr = expr.split(",")[0]  # maxThreadsPerBlock (minBlocksPerMultiprocessor follows)
+            if set(re.findall(r"\w+", expr)) & set(DYNAMIC_TEMPLATE_PARAMS.get(name, ())):
+                out[name] = expr  # a template parameter, even if a constant elsewhere has its name
+                continue
             try:
                 out[name] = int(eval(expr, {"__builtins__": {}}, dict(env)))
-            except (NameError, SyntaxError, TypeError):  # a bound over template parameters
+            except NameError:  # a bound over template parameters
+                out[name] = expr
+            except (SyntaxError, TypeError):
                 continue
     return out
+
+
+def kernel_threads(base: str, template_args: list[str]) -> int:
+    """Threads per block of one instantiation (256 where the kernel declares no bound)."""
+    bound = launch_bounds().get(base, 256)
+    if isinstance(bound, int):
+        return bound
+    env = dict(source_constants())
+    env.update(zip(DYNAMIC_TEMPLATE_PARAMS.get(base, ()), (int(a) for a in template_args)))
+    try:
+        return int(eval(bound, {"__builtins__": {}}, env))
+    except (NameError, SyntaxError, TypeError, ValueError):
+        return 256
 
 
 def dynamic_smem_bytes(base: str, template_args: list[str]) -> int | None:
@@ -260,6 +286,7 @@ class Insn:
     addr: int
     op: str      # full opcode with modifiers, e.g. "LDS.128", "FFMA"
     args: str
+    pred: str = ""  # guard predicate, e.g. "@P0"; "@!PT" never executes
 
     @property
     def base(self) -> str:
@@ -283,7 +310,7 @@ def parse_sass(text: str) -> dict[int, dict[str, list[Insn]]]:
             continue
         m = _INSN.search(line)
         if m and arch is not None and func is not None:
-            out[arch][func].append(Insn(int(m.group(1), 16), m.group(3), m.group(4)))
+            out[arch][func].append(Insn(int(m.group(1), 16), m.group(3), m.group(4), m.group(2) or ""))
     return out
 
 
@@ -420,7 +447,9 @@ def analyse(arch: int, mangled: str, demangled: str, insns: list[Insn], res: dic
         ops[x.op] = ops.get(x.op, 0) + 1
     fma = sum(_is_fma(x) for x in body)
     ints = sum(x.base in INT_OPS for x in body)
-    lds = [x.op for x in body if x.base == "LDS"]
+    # ptxas pads cp.async sequences with "@!PT LDS RZ, [RZ]": never executed, no shared load
+    # (still counted as issued instructions).
+    lds = [x.op for x in body if x.base == "LDS" and x.pred != "@!PT"]
     lds128 = sum(".128" in o for o in lds)
     lds64 = sum(".64" in o for o in lds)
     reported = res.get("SHARED", 0)
@@ -428,7 +457,7 @@ def analyse(arch: int, mangled: str, demangled: str, insns: list[Insn], res: dic
     dyn = dynamic_smem_bytes(base, targs)
     uses_dynamic = base in DYNAMIC_SMEM_FLOATS or _uses_dynamic_shared(base)
     smem_block = static + (dyn or 0) + RESERVED_SMEM
-    threads = launch_bounds().get(base, 256)
+    threads = kernel_threads(base, targs)
     blocks, limiter = occupancy(arch, res.get("REG", 0), smem_block, threads)
     if uses_dynamic and dyn is None:
         limiter += " (+dyn smem unknown)"

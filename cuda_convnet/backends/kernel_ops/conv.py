@@ -30,6 +30,9 @@ class ConvOps:
     # The forward's kernel: kernel_versions["conv2d"] (base.py). 0 lets the launcher pick
     # (conv_fwd_kernel2 where C/groups % 4 == 0 and x, w are 16-byte aligned, else
     # conv_fwd_kernel1); 1 or 2 forces one. Both give bit-identical results.
+    # dgrad's kernel: kernel_versions["conv2d_dgrad"]. 0 lets the launcher pick
+    # (conv_dgrad_kernel2 where K/groups and C/groups % 4 == 0, C/groups > 16 and dy, w are
+    # 16-byte aligned, else conv_dgrad_kernel1); 1 or 2 forces one. Bit-identical results.
 
     def conv2d(self, x, w, b=None, *, stride=1, padding=0, groups=1, relu=False):
         """y = conv(x, w) + b (NHWC x KRSC -> NPQK); ``relu=True`` applies ReLU in the epilogue."""
@@ -70,8 +73,22 @@ class ConvOps:
             return self.xp.zeros(x.shape, dtype=np.float32)
         dx = self._empty(x.shape)
         self.ext.conv2d_dgrad(dy=self._ptr(dy), wt=self._ptr(w), dx=self._ptr(dx), **_shape_args(g),
-                              stream=self._stream())
+                              stream=self._stream(), version=self._version("conv2d_dgrad"))
         return dx
+
+    def _kernel_version_conv2d_dgrad(self, dy, w, x_shape, *, stride=1, padding=0, groups=1) -> int:
+        # 1: the general kernel, 2: the pipelined 128-row tile (csrc/conv.h, conv2d_dgrad_version;
+        # dx is the op's own 16-byte aligned allocation).
+        x = ShapeOnly("conv2d_dgrad", "x_shape", x_shape, getattr(dy, "dtype", np.float32))
+        g = checks.check_conv_backward_args(x, w, dy, stride, padding, groups, op="conv2d_dgrad")
+        return self.ext.conv2d_dgrad_version(dy=self._ptr(dy), wt=self._ptr(w), dx=0, **_shape_args(g),
+                                             version=self._version("conv2d_dgrad"))
+
+    def conv2d_dgrad_plan(self, g: checks.ConvGeometry, kernel: int = 2) -> dict:
+        """The block tile {"block_m", "block_n"} conv_dgrad_kernel<kernel> runs geometry ``g``
+        in (csrc/conv_dgrad.cu, conv2d_dgrad_tile): kernel2's block_n is 48, 64 or 128, the
+        fewest padded columns of C/groups."""
+        return self.ext.conv2d_dgrad_plan(**_shape_args(g), kernel=kernel)
 
     def conv2d_wgrad(self, x, dy, w_shape, *, stride=1, padding=0, groups=1):
         """(dw (K, R, S, C/groups), db (K,)) alone (csrc/conv_wgrad.cuh): conv2d_backward's
