@@ -71,6 +71,7 @@ INT_OPS = ("IMAD", "IADD3", "IADD", "VIADD", "VIADDMNMX", "LEA", "SHF", "SHL", "
 DYNAMIC_SMEM_FLOATS = {
     "conv_fwd_kernel1": "kConvSmemFloats",
     "conv_fwd_kernel2": "kConvFwd2SmemFloats",
+    "conv_fwd_kernel3": "kConvFwd2SmemFloats",
     "conv_dgrad_kernel1": "kConvBK * (BM + kConvPad) + kConvBK * (BN + kConvPad)",
     "conv_dgrad_kernel2": "kDgrad2Stages * (kConvBK * kDgrad2LdA + kConvBK * (BN + kConvPad))",
     "conv_wgrad_kernel1": "kConvSmemFloats",
@@ -78,6 +79,10 @@ DYNAMIC_SMEM_FLOATS = {
     "gemm_kernel2": "kGemm2SmemFloats",
     "gemm_tc_kernel1": "kGemmTcStages * ((kGemmTcBK * (BM + 8) if TA else BM * (kGemmTcBK + 4))"
                        " + (kGemmTcBN * (kGemmTcBK + 4) if TB else kGemmTcBK * (kGemmTcBN + 8)))",
+    # TcTile stages of tc_mainloop.cuh (the same for every precision and copy width).
+    "conv_tc_fwd_kernel1": "kTcStages * (128 * (kTcBK + 4) + 64 * (kTcBK + 4))",
+    "conv_tc_dgrad_kernel1": "kTcStages * (128 * (kTcBK + 4) + kTcBK * (64 + 8))",
+    "conv_tc_wgrad_kernel1": "kTcStages * (kTcBK * (64 + 8) + kTcBK * (128 + 8))",
 }
 DYNAMIC_TEMPLATE_PARAMS = {"conv_dgrad_kernel1": ("BM", "BN"), "conv_dgrad_kernel2": ("BN",),
                            "gemm_tc_kernel1": ("BM", "TA", "TB")}
@@ -286,7 +291,7 @@ class Insn:
     addr: int
     op: str      # full opcode with modifiers, e.g. "LDS.128", "FFMA"
     args: str
-    pred: str = ""  # guard predicate, e.g. "@P0"; "@!PT" never executes
+    pred: str = ""  # guard predicate, e.g. "@P0"; "@!PT" never executes (ptxas's placeholders beside LDGSTS)
 
     @property
     def base(self) -> str:

@@ -73,8 +73,9 @@ inline ConvShape make_conv_shape(int n, int h, int w, int c, int k, int r, int s
 
 // y = conv(x, w) + b, then ReLU if `relu`. b may be null. y must not alias x or w.
 // version: 0 lets the launcher pick (conv_fwd_kernel2 where conv_fwd_kernel2_applies, else
-// conv_fwd_kernel1); 1 or 2 forces conv_fwd_kernel<version> (2 throws where it does not
-// apply; any other value throws). Both give bit-identical results.
+// conv_fwd_kernel3); 1, 2 or 3 forces conv_fwd_kernel<version> (2 throws where it does not
+// apply; 1, the 64 x 64 general kernel, and 3 run any shape; any other value throws). All
+// three give bit-identical results.
 void conv2d(const float* x, const float* w, const float* b, float* y, const ConvShape& g, bool relu,
             cudaStream_t stream, int version = 0);
 // Which conv_fwd_kernel<n> conv2d(..., version) runs for these pointers and this shape;

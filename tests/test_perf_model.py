@@ -19,7 +19,7 @@ FAKE = {name: {"fma_share": 0.5, "blocks_per_sm": 2, "threads": 256} for name in
     "conv_fwd_kernel1", "conv_fwd_kernel2", "conv_dgrad_kernel1<64, 64>", "conv_dgrad_kernel1<256, 16>",
     "conv_wgrad_kernel1", "gemm_kernel1<false, true>", "gemm_kernel2<false, true>", "gemm_kernel2<false, false>",
     "gemm_kernel2<true, false>", "gemm_kernel1<false, false>", "gemm_kernel1<true, false>",
-    "conv_dgrad_kernel2<48>", "conv_dgrad_kernel2<64>", "conv_dgrad_kernel2<128>")}
+    "conv_dgrad_kernel2<48>", "conv_dgrad_kernel2<64>", "conv_dgrad_kernel2<128>", "conv_fwd_kernel3")}
 
 
 def test_gemm_launch_time_and_wave_quantization():
@@ -45,9 +45,9 @@ def test_alexnet_grids_follow_the_launchers():
     by = {}
     for ln in launches:
         by.setdefault((ln.layer, ln.direction), []).append(ln)
-    # conv1 forward: C = 3 -> conv_fwd_kernel1, 64x64 tiles of M = 128*55*55, N = 96
+    # conv1 forward: C = 3 -> conv_fwd_kernel3, 128x128 tiles of M = 128*55*55, N = 96
     f1 = by[("conv1", "fwd")][0]
-    assert (f1.kernel, f1.blocks) == ("conv_fwd_kernel1", 6050 * 2)
+    assert (f1.kernel, f1.blocks) == ("conv_fwd_kernel3", 3025)
     # conv2 forward: groups 2, 128x128 tiles: ceil(128*27*27/128) * ceil(128/128) * 2
     assert by[("conv2", "fwd")][0].blocks == 729 * 2
     # conv1's input is the data: no dgrad (need_dx=False). Where one ran (C = 3, the 256x16
@@ -67,8 +67,14 @@ def test_alexnet_grids_follow_the_launchers():
     assert not [k for k in by if k[0].startswith("relu") and k[1] == "fwd"]
     assert sorted(k[0] for k in by if k[0].startswith("relu")) == sorted(
         ["relu1", "relu2", "relu3", "relu4", "relu5", "relu6", "relu7"])
-    # FC at batch 128: fc6/fc7 forward 32 blocks, fc8 forward 8 (128x128 tiles)
-    assert [by[(f"fc{i}", "fwd")][0].blocks for i in (6, 7, 8)] == [32, 32, 8]
+    # FC at batch 128: fc6/fc7 forward 32 tiles of 128x128, fc8 8, split over K into 9, 10
+    # and 37 slices (the launcher's gemm_plan on 132 SMs), each then summed by one more launch;
+    # every FC GEMM fills at least one wave of 2 blocks per SM.
+    assert [by[(f"fc{i}", "fwd")][0].blocks for i in (6, 7, 8)] == [32 * 9, 32 * 10, 8 * 37]
+    assert [ln.kernel for ln in by[("fc8", "fwd")]] == ["gemm_kernel2<false, true>", "gemm_sum_splits_kernel1"]
+    for i in (6, 7, 8):
+        for d in ("fwd", "dgrad", "wgrad"):
+            assert by[(f"fc{i}", d)][0].blocks >= 2 * 132, (i, d)
     # wgrad: the launcher's own plan (through the emulator build)
     plan = pm.wgrad_plan(pm.ConvGeom(128, 224, 224, 3, 96, 11, 11, 4, (1, 2, 1, 2), 1))
     assert by[("conv1", "wgrad")][0].blocks == 2 * 6 * plan["chunks"]

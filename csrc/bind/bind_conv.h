@@ -29,7 +29,7 @@ inline void bind_conv(py::module_& m) {
       py::arg("x"), py::arg("wt"), py::arg("b"), py::arg("y"), CCN_CONV_SHAPE_PYARGS, py::arg("relu") = false,
       py::arg("stream") = 0, py::arg("version") = 0,
       "y (N,P,Q,K) = conv(x (N,H,W,C), wt (K,R,S,C/groups)) + b, optional ReLU; b may be 0. version: 0 the "
-      "launcher picks, 1 or 2 forces conv_fwd_kernel1/2 (see csrc/conv.h).");
+      "launcher picks, 1, 2 or 3 forces conv_fwd_kernel1/2/3 (see csrc/conv.h).");
   m.def(
       "conv2d_version",
       [](std::uintptr_t x, std::uintptr_t wt, CCN_CONV_SHAPE_PARAMS, int version) {
