@@ -14,9 +14,10 @@ proxy of cuda_convnet._emu. What is counted:
              the sum of its K slices when gemm_plan splits), softmax_cross_entropy (the
              rows, then the mean), topk_errors (one per
              kMaxTopK values of k), and the launchers that return their own count
-             (sgd_update, concat_channels, split_channels). Array operations the Net does
-             itself (gradient sums where a tensor feeds two layers, zero gradients) are
-             CuPy kernels on a GPU and are not counted here.
+             (sgd_update, concat_channels, split_channels). The Net's own gradient sums
+             where a tensor feeds two layers and no layer added into it in place
+             (Net._add_gradients: one CuPy kernel each on a GPU) count as "gradient_add";
+             zero gradients (none in a training step of these nets) are not counted.
   syncs      host synchronisations a GPU would make: each Device.synchronize (a stream
              synchronisation), each Device.to_host of a device array (the loss), each
              Device.all_finite, the label-range check of the softmax and top-k ops (a
@@ -186,6 +187,13 @@ def recording(net, tally: Tally, host_inputs=()):
         tally.syncs["label range check"] += 2
         return orig_check(op, labels, classes)
 
+    orig_add = net._add_gradients
+
+    def add_gradients(a, b):
+        tally.launches[("gradient_add", "add")] += 1
+        return orig_add(a, b)
+
+    net._add_gradients = add_gradients
     Device.synchronize, Device.all_finite, Device.copy_from = synchronize, all_finite, copy_from
     Device.to_host = to_host
     softmax_ops._check_label_values = check_labels
@@ -195,6 +203,7 @@ def recording(net, tally: Tally, host_inputs=()):
         for n, f in orig.items():
             setattr(Device, n, f)
         softmax_ops._check_label_values = orig_check
+        del net._add_gradients
         for d, ops in zip(net.devices, saved_ops):
             d.ops = ops
 

@@ -10,7 +10,10 @@ the kernels' sm_90 machine code and the launchers' grids. Every figure is a PRED
     pred = predict_alexnet(batch=128)                  # {(layer, direction): ms}
 
 The network is models.alexnet_config() in its one-device grouped form (conv2, conv4, conv5
-with groups 2; LRN and dropout per channel group through split/concat), 224x224x3 input.
+with groups 2; LRN with groups 2 in one launch, dropout per channel group through
+split/concat), 224x224x3 input. The LRN's groups argument saves the split/concat it once
+needed: 12 floats moved per element of norm1 and norm2 (forward: split x, concat y;
+backward: split x, y, dy, concat dx), 2.93 GB per step at batch 128 (lrn_split_concat_bytes).
 
 The model (H100 SXM: 132 SMs, 4 warp schedulers per SM, 1.98 GHz, 3.35 TB/s HBM3):
 
@@ -92,6 +95,7 @@ class Launch:
     waves: float = 0.0          # blocks / (resident blocks per SM * SMs)
     useful_flops: float = 0.0
     padded_flops: float = 0.0
+    nbytes: float = 0.0         # memory-bound launches: bytes read + written
 
 
 # ---------------------------------------------------------------------------- SASS counts
@@ -116,7 +120,8 @@ def load_sass(path=None) -> dict:
 # ---------------------------------------------------------------------------- launch models
 def memory_launch(layer, direction, kernel, nbytes) -> Launch:
     t = nbytes / (HBM_BYTES_PER_S * MEMORY_EFFICIENCY)
-    return Launch(layer, direction, kernel, max(t, LAUNCH_FLOOR_S), "memory" if t >= LAUNCH_FLOOR_S else "launch")
+    return Launch(layer, direction, kernel, max(t, LAUNCH_FLOOR_S), "memory" if t >= LAUNCH_FLOOR_S else "launch",
+                  nbytes=nbytes)
 
 
 def gemm_launch(sass, layer, direction, kernel, tiles, bm, bn, k_block, useful_flops, nbytes) -> Launch:
@@ -420,9 +425,9 @@ def alexnet_launches(batch: int = 128, sass=None) -> list[Launch]:
         size = n * g.p * g.q * g.k
         layer_bwd = [mem(f"relu{i}", "bwd", "map2_kernel1<ReluGrad>", 3 * size)] + layer_bwd
         h, w, c = g.p, g.q, g.k
-        if blk.lrn:
-            out += grouped(f"norm{i}", "fwd", "lrn_forward_kernel2", 2, size, cfg.towers)
-            layer_bwd = grouped(f"norm{i}", "bwd", "lrn_backward_kernel2", 4, size, cfg.towers, inputs=3) + layer_bwd
+        if blk.lrn:  # groups folded into the rows: one launch, no split/concat
+            out.append(mem(f"norm{i}", "fwd", "lrn_forward_kernel2", 2 * size))
+            layer_bwd = [mem(f"norm{i}", "bwd", "lrn_backward_kernel2", 4 * size)] + layer_bwd
         if blk.pool:
             ph, pw = (h - cfg.pool_size) // cfg.pool_stride + 1, (w - cfg.pool_size) // cfg.pool_stride + 1
             small = n * ph * pw * c
@@ -456,6 +461,26 @@ def alexnet_launches(batch: int = 128, sass=None) -> list[Launch]:
     params = sum(math.prod(p) for p in _alexnet_param_shapes())
     out.append(mem("sgd", "update", "sgd_update_kernel1", 5 * params))  # w, g, v read; w, v written
     return out
+
+
+def lrn_split_concat_bytes(batch: int = 128) -> float:
+    """Bytes per step the grouped LRN layers would move through channel split/concat if
+    applied per group (x split and y concatenated forward; x, y, dy split and dx
+    concatenated backward: 12 floats per element), which lrn's groups argument saves."""
+    from cuda_convnet import models
+
+    cfg = models.alexnet_config()
+    h, w, c = cfg.input_shape
+    total = 0
+    for blk in cfg.convs:
+        pad = blk.padding if isinstance(blk.padding, tuple) else (blk.padding,) * 4
+        g = ConvGeom(batch, h, w, c, blk.filters, blk.size, blk.size, blk.stride, pad, 1)
+        h, w, c = g.p, g.q, g.k
+        if blk.lrn:
+            total += 12 * F32 * batch * h * w * c
+        if blk.pool:
+            h, w = (h - cfg.pool_size) // cfg.pool_stride + 1, (w - cfg.pool_size) // cfg.pool_stride + 1
+    return float(total)
 
 
 @functools.cache

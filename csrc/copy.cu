@@ -5,7 +5,7 @@
 namespace ccn {
 
 static int channel_copy(float* whole, float* const* parts, const int* channels, int count, long long rows,
-                        bool split, cudaStream_t stream) {
+                        bool split, const float* beta, cudaStream_t stream) {
   CCN_REQUIRE(count >= 1, "need at least one part");
   CCN_REQUIRE(rows >= 0, "rows must be >= 0");
   CCN_REQUIRE(parts && channels, "null part table");
@@ -34,6 +34,7 @@ static int channel_copy(float* whole, float* const* parts, const int* channels, 
       table.ptr[c] = parts[i];
       table.channels[c] = ci;
       table.offset[c] = offset;
+      table.beta[c] = beta ? beta[i] : 0.f;
       vec = vec && aligned16(parts[i]) && ci % 4 == 0 && offset % 4 == 0;
       offset += ci;
       ++c;
@@ -55,13 +56,13 @@ static int channel_copy(float* whole, float* const* parts, const int* channels, 
 int concat_channels(float* whole, const float* const* parts, const int* channels, int count, long long rows,
                     cudaStream_t stream) {
   // The kernel only reads the parts when concatenating; one table type serves both ways.
-  return channel_copy(whole, const_cast<float* const*>(parts), channels, count, rows, false, stream);
+  return channel_copy(whole, const_cast<float* const*>(parts), channels, count, rows, false, nullptr, stream);
 }
 
 int split_channels(const float* whole, float* const* parts, const int* channels, int count, long long rows,
-                   cudaStream_t stream) {
+                   cudaStream_t stream, const float* beta) {
   // The kernel only reads whole when splitting.
-  return channel_copy(const_cast<float*>(whole), parts, channels, count, rows, true, stream);
+  return channel_copy(const_cast<float*>(whole), parts, channels, count, rows, true, beta, stream);
 }
 
 }  // namespace ccn

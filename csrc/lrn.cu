@@ -4,24 +4,39 @@
 
 namespace ccn {
 
-static LrnParams lrn_params(long long rows, int channels, long long size, float alpha, float neg_beta, float k,
-                            float coef) {
+// The kernels' view: groups folded into the rows ([rows * groups, channels / groups]).
+struct LrnShape {
+  long long rows;
+  int channels;
+};
+
+static LrnShape lrn_shape(long long rows, int channels, int groups) {
   CCN_REQUIRE(rows >= 0, "rows must be >= 0");
   CCN_REQUIRE(channels >= 1, "channels must be >= 1");
   CCN_REQUIRE_EXTENT(channels, "channels");
-  CCN_REQUIRE(size >= 1, "size must be >= 1");
+  CCN_REQUIRE(groups >= 1, "groups must be >= 1");
+  CCN_REQUIRE(channels % groups == 0, "channels must be a multiple of groups");
+  CCN_REQUIRE(rows <= 0x7fffffffffffffffLL / groups, "rows * groups overflows");
+  return {rows * groups, channels / groups};
+}
+
+static LrnParams lrn_params(int group_channels, int before, int after, float alpha, float neg_beta, float k,
+                            float coef) {
+  // The caller clips the window to the group (cuda_convnet.shapes.lrn_window): a window
+  // reaching past both ends of a group is the whole group, so before, after <= C/g - 1
+  // lose nothing and keep the kernels' index sums in range.
+  CCN_REQUIRE(before >= 0 && before < group_channels, "before must be in [0, channels / groups)");
+  CCN_REQUIRE(after >= 0 && after < group_channels, "after must be in [0, channels / groups)");
   CCN_REQUIRE(k > 0.f, "k must be > 0");
   LrnParams a;
-  a.channels = channels;
-  // Clipping to the row makes a window wider than 2C - 1 equivalent to one of that width.
-  // A window reaching past both ends of the row is the whole row: clip it to channels so
-  // any size (up to 2^63) is legal and the kernels' index sums stay in range.
-  a.before = static_cast<int>(size / 2 < channels ? size / 2 : channels);
-  a.after = static_cast<int>((size - 1) / 2 < channels ? (size - 1) / 2 : channels);
+  a.channels = group_channels;
+  a.before = before;
+  a.after = after;
   a.alpha = alpha;
   a.neg_beta = neg_beta;
   a.k = k;
   a.coef = coef;
+  a.three_quarters = neg_beta == -0.75f;
   return a;
 }
 
@@ -33,17 +48,26 @@ static bool kernel2_fits(long long rows, int channels) {
   return (rows + rpb - 1) / rpb <= 0x7fffffffLL;
 }
 
-int lrn_version(long long rows, int channels, int version) {
+// rows and channels of the kernels' view (groups folded into the rows).
+static int pick_version(long long rows, int channels, int version) {
   CCN_REQUIRE(version >= 0 && version <= 2, "version must be 0 (the launcher picks), 1 or 2");
-  if (version == 2) CCN_REQUIRE(channels <= kLrnTileFloats, "lrn kernel2 needs channels <= 2048");
+  if (version == 2) CCN_REQUIRE(channels <= kLrnTileFloats, "lrn kernel2 needs channels / groups <= 2048");
   if (version == 0) version = kernel2_fits(rows, channels) ? 2 : 1;
   return version;
 }
 
-void lrn(const float* x, float* y, long long rows, int channels, long long size, float alpha, float neg_beta,
-         float k, cudaStream_t stream, int version) {
-  const LrnParams a = lrn_params(rows, channels, size, alpha, neg_beta, k, 0.f);
-  const int kernel = lrn_version(rows, channels, version);
+int lrn_version(long long rows, int channels, int groups, int version) {
+  const LrnShape sh = lrn_shape(rows, channels, groups);
+  return pick_version(sh.rows, sh.channels, version);
+}
+
+void lrn(const float* x, float* y, long long rows_, int channels_, int groups, int before, int after, float alpha,
+         float neg_beta, float k, cudaStream_t stream, int version) {
+  const LrnShape sh = lrn_shape(rows_, channels_, groups);
+  const long long rows = sh.rows;
+  const int channels = sh.channels;
+  const LrnParams a = lrn_params(channels, before, after, alpha, neg_beta, k, 0.f);
+  const int kernel = pick_version(rows, channels, version);
   if (rows == 0) return;
   CCN_REQUIRE(x && y, "null pointer");
   if (kernel == 1) {
@@ -61,11 +85,14 @@ void lrn(const float* x, float* y, long long rows, int channels, long long size,
   CCN_CHECK_LAUNCH("lrn_forward_kernel2");
 }
 
-void lrn_backward(const float* x, const float* y, const float* dy, float* dx, long long rows, int channels,
-                  long long size, float alpha, float neg_beta, float k, float coef, cudaStream_t stream,
-                  int version) {
-  const LrnParams a = lrn_params(rows, channels, size, alpha, neg_beta, k, coef);
-  const int kernel = lrn_version(rows, channels, version);
+void lrn_backward(const float* x, const float* y, const float* dy, float* dx, long long rows_, int channels_,
+                  int groups, int before, int after, float alpha, float neg_beta, float k, float coef,
+                  cudaStream_t stream, int version) {
+  const LrnShape sh = lrn_shape(rows_, channels_, groups);
+  const long long rows = sh.rows;
+  const int channels = sh.channels;
+  const LrnParams a = lrn_params(channels, before, after, alpha, neg_beta, k, coef);
+  const int kernel = pick_version(rows, channels, version);
   if (rows == 0) return;
   CCN_REQUIRE(x && y && dy && dx, "null pointer");
   if (kernel == 1) {

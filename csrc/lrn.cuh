@@ -1,14 +1,23 @@
 // Local response normalisation across channels (paper §3.3), NHWC: with rows = N*H*W,
-// x is a [rows, C] matrix and the window runs along the contiguous channel axis.
+// x is a [rows, C] matrix and the window runs along the contiguous channel axis. With
+// channel groups (the one-device form of the two towers, paper §3.5) each row is `groups`
+// independent rows of C/groups channels, so the kernels see [rows * groups, C / groups]:
+// the launcher folds the groups into the rows and no window crosses a group boundary.
 //
-//   scale[c] = k + alpha' * sum_{j = c - size/2}^{c + (size-1)/2} x[j]^2   (j clipped to [0, C))
+//   scale[c] = k + alpha' * sum_{j = c - before}^{c + after} x[j]^2   (j clipped to [0, C))
 //   y[c]     = x[c] * scale[c]^(-beta)
-//   dx[c]    = dy[c] * scale[c]^(-beta) - coef * x[c] * sum_{j = c - (size-1)/2}^{c + size/2} t[j]
+//   dx[c]    = dy[c] * scale[c]^(-beta) - coef * x[c] * sum_{j = c - after}^{c + before} t[j]
 //   t[j]     = dy[j] * y[j] / scale[j],   coef = 2 * alpha' * beta
 //
-// alpha' (alpha or alpha/size: the caller picks the convention), -beta, k and coef arrive
-// rounded to float32, as the reference rounds them. Window sums run in ascending channel
-// order, as the reference's; pow is powf (accurate; the op is memory-bound anyway).
+// before = size/2 and after = (size-1)/2, each clipped to C - 1: the caller passes them
+// (cuda_convnet.shapes.lrn_window states the rule once). alpha' (alpha or alpha/size: the
+// caller picks the convention), -beta, k and coef arrive rounded to float32, as the
+// reference rounds them. Window sums run in ascending channel order, as the reference's.
+// scale^(-beta) is lrn_pow: for the paper's beta = 0.75 r * sqrtf(r) with r = rsqrtf(scale)
+// (one MUFU.RSQ and one IEEE square root instead of powf's log/exp sequence, which made the
+// kernels instruction-bound); relative error <= ~5 ulp on a GPU (rsqrtf 2 ulp, halved by
+// the root, + 3 roundings); powf for any other beta. The backward's t = dy * y / scale is
+// lrn_over_scale: for beta = 0.75 a multiply by r * r (~5 ulp) instead of the IEEE division.
 //
 // lrn_forward_kernel1 / lrn_backward_kernel1: the general fallback (any C, any size).
 //   Grid-stride, one thread per element; the window is read straight from global memory
@@ -42,7 +51,27 @@ struct LrnParams {
   float neg_beta;     // -beta
   float k;
   float coef;         // 2 * alpha' * beta (backward)
+  bool three_quarters;  // beta == 0.75: lrn_pow takes the rsqrtf form
 };
+
+// scale^(-beta). scale >= k > 0, so rsqrtf and sqrtf see positive finite inputs (or +inf).
+__device__ __forceinline__ float lrn_pow(float scale, const LrnParams& a) {
+  if (a.three_quarters) {
+    const float r = rsqrtf(scale);  // scale^(-1/2)
+    return r * sqrtf(r);            // scale^(-1/2) * scale^(-1/4)
+  }
+  return powf(scale, a.neg_beta);
+}
+
+// v / scale: v * r * r for beta = 0.75 (r = rsqrtf(scale), which the compiler shares with
+// lrn_pow of the same scale), the IEEE division otherwise.
+__device__ __forceinline__ float lrn_over_scale(float v, float scale, const LrnParams& a) {
+  if (a.three_quarters) {
+    const float r = rsqrtf(scale);
+    return v * (r * r);
+  }
+  return v / scale;
+}
 
 // scale of channel c of one row (global or shared memory), ascending window order.
 // The window [c - before, c + after] clipped to [0, channels): c + after may pass 2^31 for
@@ -100,7 +129,7 @@ __global__ void lrn_forward_kernel1(const float* __restrict__ x, float* __restri
     const long long row = i / a.channels;
     const int c = static_cast<int>(i - row * a.channels);
     const float* xr = x + row * a.channels;
-    y[i] = xr[c] * powf(lrn_scale(xr, c, a), a.neg_beta);
+    y[i] = xr[c] * lrn_pow(lrn_scale(xr, c, a), a);
   }
 }
 
@@ -116,8 +145,8 @@ __global__ void lrn_backward_kernel1(const float* __restrict__ x, const float* _
     const float* xr = x + base;
     const int lo = lrn_lo(c, a.after), hi = lrn_hi(c, a.before, a.channels);
     float back = 0.f;
-    for (int j = lo; j <= hi; ++j) back += dy[base + j] * y[base + j] / lrn_scale(xr, j, a);
-    const float own = dy[i] * powf(lrn_scale(xr, c, a), a.neg_beta);
+    for (int j = lo; j <= hi; ++j) back += lrn_over_scale(dy[base + j] * y[base + j], lrn_scale(xr, j, a), a);
+    const float own = dy[i] * lrn_pow(lrn_scale(xr, c, a), a);
     dx[i] = own - a.coef * xr[c] * back;
   }
 }
@@ -150,7 +179,7 @@ __global__ void __launch_bounds__(kLrnThreads)
     float sc[W], out[W];
     lrn_scales<W>(xr, c0, a, sc);
 #pragma unroll
-    for (int u = 0; u < W; ++u) out[u] = xr[c0 + u] * powf(sc[u], a.neg_beta);
+    for (int u = 0; u < W; ++u) out[u] = xr[c0 + u] * lrn_pow(sc[u], a);
     store_vec<W>(y + base + e, out);
   }
 }
@@ -179,8 +208,8 @@ __global__ void __launch_bounds__(kLrnThreads)
     lrn_scales<W>(xr, c0, a, sc);
 #pragma unroll
     for (int u = 0; u < W; ++u) {
-      ts[e + u] = dv[u] * yv[u] / sc[u];
-      ps[e + u] = dv[u] * powf(sc[u], a.neg_beta);
+      ts[e + u] = lrn_over_scale(dv[u] * yv[u], sc[u], a);
+      ps[e + u] = dv[u] * lrn_pow(sc[u], a);
     }
   }
   __syncthreads();  // t complete: the backward window reads neighbours' t

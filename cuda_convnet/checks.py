@@ -327,10 +327,17 @@ def check_linear_args(x, w, b=None, *, op: str = "linear") -> tuple[int, int, in
     return n, fan_in, fan_out
 
 
-def check_linear_backward_args(x, w, dy, *, op: str = "linear_backward"):
+def check_linear_backward_args(x, w, dy, dx_accumulate=None, *, op: str = "linear_backward"):
+    """x (N, in), w (out, in), dy (N, out); dx_accumulate None or (N, in) of x's dtype, not
+    x, w or dy themselves (the dx GEMM adds into it in place)."""
     n, fan_in, fan_out = check_linear_args(x, w, None, op=op)
     check_array(op, "dy", dy, shape=(n, fan_out))
     check_same_dtype(op, x=x, dy=dy)
+    if dx_accumulate is not None:
+        check_array(op, "dx_accumulate", dx_accumulate, shape=(n, fan_in))
+        check_same_dtype(op, x=x, dx_accumulate=dx_accumulate)
+        if any(dx_accumulate is a for a in (x, w, dy)):
+            raise ValueError(f"{op}: dx_accumulate must not be x, w or dy")
     return n, fan_in, fan_out
 
 
@@ -428,22 +435,26 @@ def check_activation_backward_args(y, dy, *, op: str):
 
 # --------------------------------------------------------------------------- LRN
 
-def check_lrn_args(x, size, alpha, beta, k, *, op: str = "lrn"):
-    """x NHWC; size >= 1; alpha >= 0; beta >= 0; k > 0 (so the base never reaches 0)."""
+def check_lrn_args(x, size, alpha, beta, k, groups=1, *, op: str = "lrn"):
+    """x NHWC; size >= 1; alpha >= 0; beta >= 0; k > 0 (so the base never reaches 0);
+    groups >= 1 dividing C. Returns (size, alpha, beta, k, groups)."""
     check_array(op, "x", x, ndim=4, layout=_NHWC)
     check_extents(op, **{"x.shape[3] (C)": x.shape[3]})
     size = check_int(op, "size", size, minimum=1)
+    groups = check_int(op, "groups", groups, minimum=1)
+    if x.shape[3] % groups:
+        raise ValueError(f"{op}: x.shape[3] (C) = {x.shape[3]} does not split into groups = {groups}")
     dt = np.dtype(x.dtype)
     alpha = check_real(op, "alpha", alpha, minimum=0.0, dtype=dt)
     beta = check_real(op, "beta", beta, minimum=0.0, dtype=dt)
     k = check_real(op, "k", k, minimum=0.0, strict_minimum=True, dtype=dt)
     # The backward's coefficient 2 * alpha * beta is one more scalar in x's precision.
     check_real(op, "2 * alpha * beta", 2.0 * alpha * beta, dtype=dt)
-    return size, alpha, beta, k
+    return size, alpha, beta, k, groups
 
 
-def check_lrn_backward_args(x, y, dy, size, alpha, beta, k, *, op: str = "lrn_backward"):
-    params = check_lrn_args(x, size, alpha, beta, k, op=op)
+def check_lrn_backward_args(x, y, dy, size, alpha, beta, k, groups=1, *, op: str = "lrn_backward"):
+    params = check_lrn_args(x, size, alpha, beta, k, groups, op=op)
     check_array(op, "y", y, shape=tuple(x.shape))
     check_array(op, "dy", dy, shape=tuple(x.shape))
     check_same_dtype(op, x=x, y=y, dy=dy)
@@ -611,8 +622,10 @@ def check_concat_args(xs, *, op: str = "concat_channels"):
     return lead, sizes
 
 
-def check_split_args(y, sizes, *, op: str = "split_channels") -> tuple[int, ...]:
-    """y with a channel (last) axis; sizes a non-empty sequence of ints >= 0 summing to it."""
+def check_split_args(y, sizes, accumulate=None, *, op: str = "split_channels") -> tuple[int, ...]:
+    """y with a channel (last) axis; sizes a non-empty sequence of ints >= 0 summing to it;
+    accumulate None or one entry per part: None, or an array of that part's shape and y's
+    dtype, C-contiguous, that the part's slice of y is added to in place."""
     check_array(op, "y", y)
     if y.ndim < 1:
         raise ValueError(f"{op}: y must have a channel axis, got a 0-D array")
@@ -625,6 +638,16 @@ def check_split_args(y, sizes, *, op: str = "split_channels") -> tuple[int, ...]
     if sum(sizes) != y.shape[-1]:
         raise ValueError(f"{op}: sizes {list(sizes)} add up to {sum(sizes)} but y has "
                          f"{y.shape[-1]} channels (shape {tuple(y.shape)})")
+    if accumulate is not None:
+        accumulate = list(accumulate)
+        if len(accumulate) != len(sizes):
+            raise ValueError(f"{op}: accumulate has {len(accumulate)} entries for {len(sizes)} parts")
+        for i, (a, s) in enumerate(zip(accumulate, sizes)):
+            if a is not None:
+                check_array(op, f"accumulate[{i}]", a, shape=tuple(y.shape[:-1]) + (s,))
+                check_same_dtype(op, y=y, **{f"accumulate[{i}]": a})
+                if a is y:
+                    raise ValueError(f"{op}: accumulate[{i}] is y itself")
     return sizes
 
 

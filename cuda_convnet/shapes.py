@@ -33,13 +33,21 @@ Pooling (§3.4: windows of z x z at stride s; the paper's net uses z=3, s=2)
     (PyTorch is stricter: pad <= size // 2).
 
 Both raise ValueError if the window is larger than the padded input (no output at all).
+
+LRN window (§3.3)
+    Channel ``c`` of a group of ``C`` channels sums channels ``c - before .. c + after``
+    clipped to ``[0, C)``, with ``before = size // 2`` and ``after = (size - 1) // 2``.
+    ``lrn_window`` returns both already clipped to ``C - 1``: a window reaching past both
+    ends of the group is the whole group, so any ``size`` costs O(C) and the C++
+    launchers (csrc/lrn.h), which take ``before``/``after`` and refuse values outside
+    ``[0, C)``, need no rule of their own.
 """
 
 from __future__ import annotations
 
 import operator
 
-__all__ = ["normalize_padding", "conv_output_size", "pool_output_size"]
+__all__ = ["normalize_padding", "conv_output_size", "pool_output_size", "lrn_window"]
 
 
 def _as_int(value, what: str) -> int:
@@ -122,3 +130,12 @@ def pool_output_size(h, w, size, stride, padding) -> tuple[int, int]:
             "(otherwise a window could lie wholly in the padding)"
         )
     return _windowed_size(h, w, size, size, stride, padding, "pool")
+
+
+def lrn_window(size: int, channels: int) -> tuple[int, int]:
+    """``(before, after)``: the channels an LRN window of ``size`` reaches before and after
+    its own, clipped to ``channels - 1`` (``channels`` is the group's channel count; 0
+    gives (0, 0)). Raises TypeError for non-integers and ValueError for size < 1."""
+    size = _check_positive(size, "LRN size")
+    last = max(_as_int(channels, "channels") - 1, 0)
+    return min(size // 2, last), min((size - 1) // 2, last)

@@ -41,6 +41,13 @@ def assert_kernel_close(op, got, want, what=""):
     np.testing.assert_allclose(got, want, err_msg=what, **tol(op, "kernel_vs_reference"))
 
 
+def shuffled_arange(rng, shape):
+    """Distinct values 1 apart in random order, float64: no ties, so no argmax switches under
+    a finite-difference step or between implementations."""
+    n = int(np.prod(shape))
+    return rng.permutation(n).astype(np.float64).reshape(shape) - n / 2
+
+
 def unaligned(a):
     """A contiguous copy of `a` that starts 4 bytes past a 16-byte boundary."""
     a = np.asarray(a)

@@ -150,3 +150,36 @@ def test_concat_and_split_reject_bad_input():
         R.split_channels(x, [])
     with pytest.raises(ValueError, match="channel axis"):
         R.split_channels(np.float64(1.0) * np.ones(()), [1])
+
+
+@pytest.mark.parametrize("sizes", [[128, 128], [5, 7, 4], [4, 0, 8, 4]], ids=["float4", "scalar", "empty_part"])
+def test_split_accumulates_in_place_with_beta_one(kernel_device, cpu, sizes):
+    """split_channels(accumulate=...): a part given an array is added to it in place (the
+    kernel's beta = 1) and that array is returned; the sum is the Net's `grads[i] + dx`
+    bit for bit. Parts without one are new arrays (beta = 0: never read, so a NaN-poisoned
+    or garbage buffer cannot leak in); the reference does the same."""
+    dev = kernel_device
+    rng = np.random.default_rng(sum(sizes))
+    dy = randn(rng, 2, 3, 3, sum(sizes))
+    prior = [randn(rng, 2, 3, 3, s) if i % 2 == 0 else None for i, s in enumerate(sizes)]
+    plain = cpu.split_channels(dy, sizes)
+    want = [p + d if p is not None else d for p, d in zip(prior, plain)]
+    for ops, put, get in ((dev.ops, dev.put, dev.get), (cpu, np.asarray, np.asarray)):
+        acc = [put(p.copy()) if p is not None else None for p in prior]
+        parts = ops.split_channels(put(dy), sizes, accumulate=acc)
+        for got, a, w in zip(parts, acc, want):
+            if a is not None:
+                assert got is a
+            np.testing.assert_array_equal(get(got), w)
+
+
+def test_split_accumulate_refuses_bad_targets(kernel_device, cpu):
+    dev = kernel_device
+    for ops, put in ((dev.ops, dev.put), (cpu, np.asarray)):
+        dy = put(np.ones((2, 6), np.float32))
+        with pytest.raises(ValueError, match="split_channels: accumulate has 1 entries for 2 parts"):
+            ops.split_channels(dy, [3, 3], accumulate=[None])
+        with pytest.raises(ValueError, match=r"split_channels: accumulate\[1\] must have shape \(2, 3\)"):
+            ops.split_channels(dy, [3, 3], accumulate=[None, put(np.ones((2, 4), np.float32))])
+        with pytest.raises(TypeError, match=r"split_channels: accumulate\[0\] has dtype float64"):
+            ops.split_channels(dy, [3, 3], accumulate=[put(np.ones((2, 3))), None])

@@ -169,6 +169,29 @@ def test_emu_refuses_device_arrays_it_cannot_read():
         emu.linear(Fake(), np.ones((2, 2), np.float32))
 
 
+@pytest.mark.parametrize("precision,splits", [("fp32", 0), ("fp32", 3), ("tf32", 0)])
+def test_linear_backward_accumulates_dx_in_place(kernel_device, cpu, monkeypatch, precision, splits):
+    """dx_accumulate: the dx GEMM runs with beta = 1 into the given array, which comes back
+    as dx and equals the separate sum `prior + dx` bit for bit (alpha = beta = 1 make the
+    epilogue, or split-K's reduction, one rounding of the same two floats); dw and db are
+    unchanged."""
+    dev = kernel_device
+    monkeypatch.setattr(dev.ops, "gemm_splits", splits)
+    rng = np.random.default_rng(7)
+    x, w, dy = randn(rng, 5, 70), randn(rng, 9, 70), randn(rng, 5, 9)
+    prior = randn(rng, 5, 70)
+    for ops, put, get in ((dev.ops, dev.put, dev.get), (cpu, np.asarray, np.asarray)):
+        dx, dw, db = (get(a) for a in ops.linear_backward(put(x), put(w), put(dy), precision=precision))
+        acc = put(prior.copy())
+        got = ops.linear_backward(put(x), put(w), put(dy), precision=precision, dx_accumulate=acc)
+        assert got[0] is acc
+        np.testing.assert_array_equal(get(got[0]), prior + dx)
+        np.testing.assert_array_equal(get(got[1]), dw)
+        np.testing.assert_array_equal(get(got[2]), db)
+        with pytest.raises(ValueError, match=r"linear_backward: dx_accumulate must have shape \(5, 70\)"):
+            ops.linear_backward(put(x), put(w), put(dy), dx_accumulate=put(prior[:, :69].copy()))
+
+
 # ---------------------------------------------------------------- split-K
 #: The emulator's multiprocessor count (csrc/simt/simt.h): the SM count of an H100 SXM.
 EMU_SMS = 132

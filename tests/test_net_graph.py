@@ -123,6 +123,81 @@ def test_lrn_and_dropout_groups_match_per_tower_ops():
     np.testing.assert_array_equal(d.forward(x), x * 0.5)  # test mode: the paper's x 0.5
 
 
+@pytest.mark.parametrize("device", ["cpu", "emu"])
+def test_grouped_lrn_layer_is_bit_identical_to_the_split_form(device):
+    """The LRN layer with groups=2 makes one lrn / lrn_backward call over both groups (no
+    channel split or concat); forward and backward equal the ops on each channel range,
+    split and concatenated, bit for bit, in float32 on the reference and the kernels."""
+    rng = np.random.default_rng(1)
+    x = (np.abs(rng.standard_normal((2, 5, 5, 96))) * 3).astype(np.float32)
+    dy = rng.standard_normal(x.shape).astype(np.float32)
+    net = Net([LRN("n", "data", groups=2)], input_shape=(5, 5, 96), devices=(device,))
+    dev, layer = net.devices[0], net.layers[0]
+    y = dev.to_host(layer.forward(dev, [dev.asarray(x)], {}, False, None))
+    [dx], _ = layer.backward(dev, [dev.asarray(x)], dev.asarray(y), dev.asarray(dy), {}, None, [True])
+    ops = dev.ops
+    halves = [np.ascontiguousarray(a[..., :48]) for a in (x, y, dy)], [np.ascontiguousarray(a[..., 48:])
+                                                                      for a in (x, y, dy)]
+    want_y = np.concatenate([ops.lrn(h[0]) for h in halves], axis=-1)
+    want_dx = np.concatenate([ops.lrn_backward(*h) for h in halves], axis=-1)
+    np.testing.assert_array_equal(y, want_y)
+    np.testing.assert_array_equal(dev.to_host(dx), want_dx)
+    assert not np.allclose(y, ops.lrn(x))  # the windows really would cross
+
+
+@pytest.mark.parametrize("device", ["cpu", "emu"])
+def test_gradients_added_in_place_are_bit_identical_to_the_separate_add(device, monkeypatch):
+    """Two towers: each tower's pool2, pool5 and drop6 output feeds its own Concat and a copy
+    to the other device. Where the Concat's backward runs second its split adds into the
+    gradient already there (split_channels' beta = 1) instead of a new array plus the Net's
+    add; the parameter gradients are those of the separate add, bit for bit."""
+    x, labels = batch(dtype=np.float32)
+    runs = []
+    for in_place in (True, False):
+        monkeypatch.setattr(Concat, "accumulates_dx", in_place)
+        net = tiny_net(towers=2, devices=(device, device), dtype="float32")
+        adds = []
+        orig = net._add_gradients
+        net._add_gradients = lambda a, b, adds=adds, orig=orig: adds.append(1) or orig(a, b)
+        stats = net.gradients(x, labels)
+        runs.append((stats, {p.name: p.device.to_host(p.grad) for p in net.parameters()}, len(adds)))
+    (s_new, g_new, adds_new), (s_old, g_old, adds_old) = runs
+    assert (adds_new, adds_old) == (3, 6)
+    assert s_new == s_old
+    assert g_new.keys() == g_old.keys()
+    for name in g_new:
+        np.testing.assert_array_equal(g_new[name], g_old[name], err_msg=name)
+
+
+@pytest.mark.parametrize("device", ["cpu", "emu"])
+def test_fc_dx_gemm_accumulates_in_place_bit_identically(device, monkeypatch):
+    """A hidden layer read by two fc layers: the second fc backward's dx GEMM runs with
+    beta = 1 into the gradient the first left (no separate add); gradients bit-identical."""
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((4, 12)).astype(np.float32)
+    labels = rng.integers(0, 3, 4)
+
+    def build():
+        return Net([Linear("fc0", "data", units=16), ReLU("relu0", "fc0"),
+                    Linear("fa", "relu0", units=8), Linear("fb", "relu0", units=8),
+                    Concat("cat", ["fa", "fb"]), Linear("out", "cat", units=3),
+                    SoftmaxCrossEntropy("loss", "out")], input_shape=(12,), devices=(device,), seed=3)
+
+    runs = []
+    for in_place in (True, False):
+        monkeypatch.setattr(Linear, "accumulates_dx", in_place)
+        net = build()
+        adds = []
+        orig = net._add_gradients
+        net._add_gradients = lambda a, b, adds=adds, orig=orig: adds.append(1) or orig(a, b)
+        net.gradients(x, labels)
+        runs.append(({p.name: p.device.to_host(p.grad) for p in net.parameters()}, len(adds)))
+    (g_new, adds_new), (g_old, adds_old) = runs
+    assert (adds_new, adds_old) == (0, 1)
+    for name in g_new:
+        np.testing.assert_array_equal(g_new[name], g_old[name], err_msg=name)
+
+
 def test_a_dropout_spec_written_with_stream_loads_as_its_subsequence():
     """Checkpoints written before the key was renamed name the subsequence "stream"."""
     from cuda_convnet.net.layers import layer_from_spec

@@ -86,6 +86,13 @@ def test_alexnet_grids_follow_the_launchers():
     plan = pm.wgrad_plan(pm.ConvGeom(128, 27, 27, 96, 256, 5, 5, 1, (2, 2, 2, 2), 2))
     w2 = by[("conv2", "wgrad")][0]
     assert (w2.kernel, w2.blocks) == ("conv_wgrad_kernel2", 1 * 10 * 2 * plan["chunks"])
+    # LRN with groups: one launch per direction over both groups, no channel split/concat.
+    for i, c in ((1, 128 * 55 * 55 * 96), (2, 128 * 27 * 27 * 256)):
+        assert [(ln.kernel, ln.nbytes) for ln in by[(f"norm{i}", "fwd")]] == [("lrn_forward_kernel2", 2 * 4 * c)]
+        assert [(ln.kernel, ln.nbytes) for ln in by[(f"norm{i}", "bwd")]] == [("lrn_backward_kernel2", 4 * 4 * c)]
+    copies = [k for k, lns in by.items() for ln in lns if ln.kernel.startswith("channel_copy")]
+    assert sorted(set(copies)) == [("drop6", "bwd"), ("drop6", "fwd"), ("drop7", "bwd"), ("drop7", "fwd")]
+    assert pm.lrn_split_concat_bytes(128) == 12 * 4 * (128 * 55 * 55 * 96 + 128 * 27 * 27 * 256)  # 2.93 GB
     # every parameter updated once: 60,965,224 floats x 5 passes
     assert by[("sgd", "update")][0].seconds == pytest.approx(5 * 4 * 60_965_224 / (3.35e12 * 0.8))
 

@@ -20,7 +20,7 @@ def test_correct_kernels_exact_in_every_order(tmp_path, fibers, toolkit):
         # Two OS threads: the self-test also checks that blocks are spread over both.
         r = sb.run(exe, order, env={"CCN_SIMT_THREADS": "2"})
         assert r.returncode == 0, f"{order}: {r.stdout}{r.stderr}"
-        assert r.stdout.count("ok ") == 5, r.stdout
+        assert r.stdout.count("ok ") == 6, r.stdout
 
 
 def test_bad_order_is_an_error(tmp_path):

@@ -22,32 +22,36 @@ inline void bind_memory_bound(py::module_& m) {
   // ---------------------------------------------------------------- LRN
   m.def(
       "lrn",
-      [](std::uintptr_t x, std::uintptr_t y, long long rows, int channels, long long size, float alpha, float neg_beta,
-         float k, std::uintptr_t stream, int version) {
+      [](std::uintptr_t x, std::uintptr_t y, long long rows, int channels, int groups, int before, int after,
+         float alpha, float neg_beta, float k, std::uintptr_t stream, int version) {
         py::gil_scoped_release nogil;
-        ccn::lrn(ptr<const float>(x), ptr<float>(y), rows, channels, size, alpha, neg_beta, k, stream_of(stream),
-                 version);
+        ccn::lrn(ptr<const float>(x), ptr<float>(y), rows, channels, groups, before, after, alpha, neg_beta, k,
+                 stream_of(stream), version);
       },
-      py::arg("x"), py::arg("y"), py::arg("rows"), py::arg("channels"), py::arg("size"), py::arg("alpha"),
-      py::arg("neg_beta"), py::arg("k"), py::arg("stream") = 0, py::arg("version") = 0,
-      "Cross-channel LRN of a [rows, channels] array; alpha is alpha'; version: 0 the launcher picks, 1 or 2 "
-      "forces lrn_*_kernel1/2 (see csrc/lrn.h).");
+      py::arg("x"), py::arg("y"), py::arg("rows"), py::arg("channels"), py::arg("groups"), py::arg("before"),
+      py::arg("after"), py::arg("alpha"), py::arg("neg_beta"), py::arg("k"), py::arg("stream") = 0,
+      py::arg("version") = 0,
+      "Cross-channel LRN of a [rows, channels] array in channel groups; alpha is alpha'; version: 0 the launcher "
+      "picks, 1 or 2 forces lrn_*_kernel1/2 (see csrc/lrn.h).");
   m.def(
       "lrn_backward",
       [](std::uintptr_t x, std::uintptr_t y, std::uintptr_t dy, std::uintptr_t dx, long long rows, int channels,
-         long long size, float alpha, float neg_beta, float k, float coef, std::uintptr_t stream, int version) {
+         int groups, int before, int after, float alpha, float neg_beta, float k, float coef, std::uintptr_t stream,
+         int version) {
         py::gil_scoped_release nogil;
         ccn::lrn_backward(ptr<const float>(x), ptr<const float>(y), ptr<const float>(dy), ptr<float>(dx), rows,
-                          channels, size, alpha, neg_beta, k, coef, stream_of(stream), version);
+                          channels, groups, before, after, alpha, neg_beta, k, coef, stream_of(stream), version);
       },
       py::arg("x"), py::arg("y"), py::arg("dy"), py::arg("dx"), py::arg("rows"), py::arg("channels"),
-      py::arg("size"), py::arg("alpha"), py::arg("neg_beta"), py::arg("k"), py::arg("coef"), py::arg("stream") = 0,
-      py::arg("version") = 0);
+      py::arg("groups"), py::arg("before"), py::arg("after"), py::arg("alpha"), py::arg("neg_beta"), py::arg("k"),
+      py::arg("coef"), py::arg("stream") = 0, py::arg("version") = 0);
   m.def(
       "lrn_version",
-      [](long long rows, int channels, int version) { return ccn::lrn_version(rows, channels, version); },
-      py::arg("rows"), py::arg("channels"), py::arg("version") = 0,
-      "Which lrn_*_kernel<n> lrn and lrn_backward(..., version) run for a [rows, channels] array.");
+      [](long long rows, int channels, int groups, int version) {
+        return ccn::lrn_version(rows, channels, groups, version);
+      },
+      py::arg("rows"), py::arg("channels"), py::arg("groups") = 1, py::arg("version") = 0,
+      "Which lrn_*_kernel<n> lrn and lrn_backward(..., version) run for a [rows, channels] array in channel groups.");
 
   // ---------------------------------------------------------------- max pooling
   m.def(
@@ -164,15 +168,19 @@ inline void bind_memory_bound(py::module_& m) {
   m.def(
       "split_channels",
       [](std::uintptr_t whole, const std::vector<std::uintptr_t>& parts, const std::vector<int>& channels,
-         long long rows, std::uintptr_t stream) {
+         long long rows, std::uintptr_t stream, const std::vector<float>& beta) {
         if (parts.size() != channels.size())
           throw std::invalid_argument("split_channels: parts and channels must have the same length");
+        if (!beta.empty() && beta.size() != parts.size())
+          throw std::invalid_argument("split_channels: beta must be empty or have one entry per part");
         std::vector<float*> p(parts.size());
         for (std::size_t i = 0; i < parts.size(); ++i) p[i] = ptr<float>(parts[i]);
         py::gil_scoped_release nogil;
         return ccn::split_channels(ptr<const float>(whole), p.data(), channels.data(), static_cast<int>(p.size()),
-                                   rows, stream_of(stream));
+                                   rows, stream_of(stream), beta.empty() ? nullptr : beta.data());
       },
       py::arg("whole"), py::arg("parts"), py::arg("channels"), py::arg("rows"), py::arg("stream") = 0,
-      "part_i = whole[:, off_i:off_i + C_i]; returns the number of launches.");
+      py::arg("beta") = std::vector<float>{},
+      "part_i = whole[:, off_i:off_i + C_i] + beta_i * part_i (beta empty: all 0, part_i not read); returns the "
+      "number of launches.");
 }

@@ -239,13 +239,16 @@ class Device(BackendDevice):
         with self.activate():
             return self.ops.concat_channels(list(xs))
 
-    def split_channels(self, y, sizes):
-        """Split the last axis into contiguous arrays of `sizes` channels each."""
+    def split_channels(self, y, sizes, accumulate=None):
+        """Split the last axis into contiguous arrays of `sizes` channels each; a part
+        with an array in `accumulate` is added to it in place (ops.split_channels)."""
         sizes = [int(s) for s in sizes]
         if sum(sizes) != y.shape[-1]:
             raise ValueError(f"split_channels: sizes {sizes} do not add up to {y.shape[-1]} channels")
         with self.activate():
-            return list(self.ops.split_channels(y, sizes))
+            if accumulate is None:
+                return list(self.ops.split_channels(y, sizes))
+            return list(self.ops.split_channels(y, sizes, accumulate=accumulate))
 
 
 class _CudaActivation:

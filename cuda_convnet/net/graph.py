@@ -446,16 +446,50 @@ class Net:
                 continue
             xs = [acts[i] for i in ins]
             need = [self._needs_grad[i] for i in ins]
+            kw = {}
+            acc = self._accumulate_into(layer, dev, ins, need, dy, grads)
+            if acc is not None:
+                kw["acc"] = acc
             with dev.activate():
-                dxs, dparams = layer.backward(dev, xs, y, dy, {k: p.data for k, p in params.items()}, ctx, need)
+                dxs, dparams = layer.backward(dev, xs, y, dy, {k: p.data for k, p in params.items()}, ctx, need,
+                                              **kw)
                 for k, p in params.items():
                     p.grad = dparams[k]
                 self._grads_ready(dev, params)
-                for i, dx, nd in zip(ins, dxs, need):
+                for n, (i, dx, nd) in enumerate(zip(ins, dxs, need)):
                     if nd and dx is not None:
-                        # Out of place: dx may be a view (Flatten) of a gradient still in use.
-                        grads[i] = dx if i not in grads else grads[i] + dx
+                        if acc is not None and acc[n] is not None:
+                            grads[i] = dx  # the layer added its gradient into grads[i] in place
+                        else:
+                            # Out of place: dx may be a view (Flatten) of a gradient still in use.
+                            grads[i] = dx if i not in grads else self._add_gradients(grads[i], dx)
         acts.clear()
+
+    @staticmethod
+    def _add_gradients(a, b):
+        """a + b, a new array: one elementwise kernel on a GPU (bench/launch_count.py counts
+        these calls as launches)."""
+        return a + b
+
+    @staticmethod
+    def _accumulate_into(layer, dev, ins, need, dy, grads):
+        """For a layer whose backward can add into existing gradients (`accumulates_dx`,
+        e.g. Concat through split_channels' beta): per input, the gradient already summed
+        for it (to be added to in place, no separate add launched), else None; None when
+        there is nothing to add to. An input listed twice accumulates at its first place
+        only. A gradient that is a view (a Flatten's reshape of another gradient) or shares
+        memory with dy is left to the out-of-place add: only an array the Net alone holds
+        is written in place."""
+        if not getattr(layer, "accumulates_dx", False):
+            return None
+        acc, seen = [], set()
+        for i, nd in zip(ins, need):
+            g = grads.get(i) if nd and i not in seen else None
+            if g is not None and (g.base is not None or dev.xp.may_share_memory(g, dy)):
+                g = None
+            seen.add(i)
+            acc.append(g)
+        return acc if any(a is not None for a in acc) else None
 
     def _grads_ready(self, dev, params: dict) -> None:
         if params and self.grad_hooks:

@@ -28,7 +28,10 @@ launcher's). Specs written with the earlier type names still load: OLD_TYPE_NAME
 `groups` on LRN and Dropout exists for the one-device grouped form of the two-tower net:
 in the paper each GPU normalises (and drops) only its own maps, so the one-device form
 applies the op to each tower's channel range separately, which makes the two forms the
-same function (the LRN window never crosses from one tower's maps into the other's).
+same function (the LRN window never crosses from one tower's maps into the other's). The
+lrn ops take `groups` themselves (one launch over every group, no channel split or
+concat); dropout is applied per channel range (split, one launch per group, concat).
+Max pooling needs no groups: its windows never mix channels.
 """
 from __future__ import annotations
 
@@ -252,8 +255,12 @@ class Linear(_Weighted):
     def forward(self, dev, xs, params, train, ctx, relu=False):
         return dev.ops.linear(xs[0], params["weight"], params["bias"], relu=relu)
 
-    def backward(self, dev, xs, y, dy, params, ctx, need_dx):
-        dx, dw, db = dev.ops.linear_backward(xs[0], params["weight"], dy, need_dx=bool(need_dx[0]))
+    # backward(acc=...): the dx GEMM adds into the input's gradient already there (beta = 1).
+    accumulates_dx = True
+
+    def backward(self, dev, xs, y, dy, params, ctx, need_dx, acc=None):
+        kw = {"dx_accumulate": acc[0]} if acc is not None and acc[0] is not None else {}
+        dx, dw, db = dev.ops.linear_backward(xs[0], params["weight"], dy, need_dx=bool(need_dx[0]), **kw)
         return [dx], {"weight": dw, "bias": db}
 
 
@@ -299,15 +306,6 @@ def _per_group(dev, x, groups, fn):
     return dev.concat_channels([fn(p, g) for g, p in enumerate(parts)])
 
 
-def _per_group_n(dev, arrays, groups, fn):
-    """Like _per_group for several arrays split alike: fn(parts_tuple, g)."""
-    if groups == 1:
-        return fn(tuple(arrays), 0)
-    c = arrays[0].shape[-1]
-    split = [dev.split_channels(a, [c // groups] * groups) for a in arrays]
-    return dev.concat_channels([fn(tuple(s[g] for s in split), g) for g in range(groups)])
-
-
 def _check_groups(layer, c):
     if c % layer.groups:
         raise ValueError(f"layer {layer.name!r}: {c} channels do not split into {layer.groups} groups")
@@ -335,19 +333,17 @@ class LRN(Layer):
 
     def _kw(self):
         return {"size": self.size, "alpha": self.alpha, "beta": self.beta, "k": self.k,
-                "divide_alpha_by_size": self.divide_alpha_by_size}
+                "divide_alpha_by_size": self.divide_alpha_by_size, "groups": self.groups}
 
     def output_shape(self, in_shapes):
         _check_groups(self, in_shapes[0][-1])
         return in_shapes[0]
 
     def forward(self, dev, xs, params, train, ctx):
-        return _per_group(dev, xs[0], self.groups, lambda p, g: dev.ops.lrn(p, **self._kw()))
+        return dev.ops.lrn(xs[0], **self._kw())
 
     def backward(self, dev, xs, y, dy, params, ctx, need_dx):
-        dx = _per_group_n(dev, (xs[0], y, dy), self.groups,
-                          lambda a, g: dev.ops.lrn_backward(a[0], a[1], a[2], **self._kw()))
-        return [dx], {}
+        return [dev.ops.lrn_backward(xs[0], y, dy, **self._kw())], {}
 
 
 @_register
@@ -432,11 +428,15 @@ class Concat(Layer):
                                  f"{[tuple(s) for s in in_shapes]}, which differ outside the channel axis")
         return tuple(first[:-1]) + (sum(s[-1] for s in in_shapes),)
 
+    # backward(acc=...): where an input's gradient already holds another reader's part, the
+    # split adds this layer's part into it in place (split_channels' beta = 1).
+    accumulates_dx = True
+
     def forward(self, dev, xs, params, train, ctx):
         return dev.concat_channels(xs)
 
-    def backward(self, dev, xs, y, dy, params, ctx, need_dx):
-        parts = dev.split_channels(dy, [x.shape[-1] for x in xs])
+    def backward(self, dev, xs, y, dy, params, ctx, need_dx, acc=None):
+        parts = dev.split_channels(dy, [x.shape[-1] for x in xs], accumulate=acc)
         return [p if need else None for p, need in zip(parts, need_dx)], {}
 
 

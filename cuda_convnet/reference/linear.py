@@ -53,17 +53,21 @@ def linear(x: np.ndarray, w: np.ndarray, b: np.ndarray | None = None, *, precisi
 
 
 def linear_backward(x: np.ndarray, w: np.ndarray, dy: np.ndarray, *, precision: str = "fp32",
-                    need_dx: bool = True):
+                    need_dx: bool = True, dx_accumulate: np.ndarray | None = None):
     """Gradients of ``linear`` -> (dx (N, in), dw (out, in), db (out,)).
 
     db is always returned (Σ over the batch of dy); a caller without a bias ignores it.
     precision as for ``linear``: it rounds the operands of the dgrad and wgrad GEMMs.
     ``need_dx=False`` (an input that needs no gradient) skips the dx GEMM: dx is None.
+    ``dx_accumulate`` (N, in): dx is added to it in place and it is returned as dx (the
+    GEMM's beta = 1; how a Net sums the gradient of an input read by several layers).
     """
-    checks.check_linear_backward_args(x, w, dy)
+    checks.check_linear_backward_args(x, w, dy, dx_accumulate if need_dx else None)
     checks.check_precision("linear_backward", precision)
     rx, rw, rdy = (round_operand(a, precision) for a in (x, w, dy))
     dx = rdy @ rw if need_dx else None
+    if dx is not None and dx_accumulate is not None:
+        dx = np.add(dx_accumulate, dx, out=dx_accumulate)
     dw = rdy.T @ rx
     db = dy.sum(axis=0)
     return dx, dw, db

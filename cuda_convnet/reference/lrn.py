@@ -21,6 +21,12 @@ Two conventions for alpha, both supported explicitly:
 
 Defaults are the paper's hyper-parameters: size (n) = 5, alpha = 1e-4, beta = 0.75, k = 2.
 
+``groups`` splits the C channels into ``groups`` contiguous groups of C/groups that are
+normalised independently: the window never crosses a group boundary (channels of another
+group are as absent as channels past the ends). This is the one-device form of the two
+towers (§3.5, Figure 2: each GPU normalised its own maps), and equals applying the op to
+each group's channel range separately, bit for bit.
+
 Backward, with ``t[j] = dy[j] · b[j] / scale[j]`` (= dy·a·scale^(-beta-1)); channel ``c``
 lies in the windows of ``j = c - (size-1)//2 .. c + size//2`` (the mirrored window)::
 
@@ -35,6 +41,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import checks
+from ..shapes import lrn_window
 
 __all__ = ["lrn", "lrn_backward"]
 
@@ -44,11 +51,10 @@ def _window_sum(a: np.ndarray, before: int, after: int) -> np.ndarray:
 
     Zero-pads the channel axis and adds ``before + after + 1`` shifted slices: a direct
     sum (not a cumsum difference), so float32 does not lose precision to cancellation.
+    ``before`` and ``after`` come clipped to C - 1 (shapes.lrn_window), so any size
+    costs O(C) memory and time.
     """
     c = a.shape[-1]
-    # A window reaching past both ends of the row is the whole row: clip it first, so any
-    # size costs O(C) memory and time, not O(size).
-    before, after = min(before, max(c - 1, 0)), min(after, max(c - 1, 0))
     padded = np.zeros(a.shape[:-1] + (c + before + after,), dtype=a.dtype)
     padded[..., before:before + c] = a
     out = padded[..., 0:c].copy()
@@ -57,9 +63,16 @@ def _window_sum(a: np.ndarray, before: int, after: int) -> np.ndarray:
     return out
 
 
+def _grouped(a: np.ndarray, groups: int) -> np.ndarray:
+    """(..., C) -> (..., groups, C // groups): a view whose last axis is one group."""
+    return a.reshape(a.shape[:-1] + (groups, a.shape[-1] // groups))
+
+
 def _scale(x, size, alpha, k, divide_alpha_by_size):
+    """scale of x (..., Cg) along its last axis (one channel group)."""
     alpha_eff = alpha / size if divide_alpha_by_size else alpha
-    s = _window_sum(x * x, size // 2, (size - 1) // 2)
+    before, after = lrn_window(size, x.shape[-1])
+    s = _window_sum(x * x, before, after)
     # In-place keeps memory at one extra activation; scalars are rounded to x's dtype.
     s *= x.dtype.type(alpha_eff)
     s += x.dtype.type(k)
@@ -67,22 +80,30 @@ def _scale(x, size, alpha, k, divide_alpha_by_size):
 
 
 def lrn(x: np.ndarray, *, size: int = 5, alpha: float = 1e-4, beta: float = 0.75,
-        k: float = 2.0, divide_alpha_by_size: bool = True) -> np.ndarray:
-    """Cross-channel LRN of an NHWC array (see module docstring for the exact formula)."""
-    size, alpha, beta, k = checks.check_lrn_args(x, size, alpha, beta, k)
-    scale, _ = _scale(x, size, alpha, k, divide_alpha_by_size)
-    return x * np.power(scale, x.dtype.type(-beta))
+        k: float = 2.0, divide_alpha_by_size: bool = True, groups: int = 1) -> np.ndarray:
+    """Cross-channel LRN of an NHWC array (N, H, W, C), float32 or float64, per channel
+    group (see the module docstring for the exact formula); returns y of x's shape and
+    dtype. Raises TypeError/ValueError for a bad array, size < 1, alpha < 0, beta < 0,
+    k <= 0 or groups not dividing C."""
+    size, alpha, beta, k, groups = checks.check_lrn_args(x, size, alpha, beta, k, groups)
+    xg = _grouped(x, groups)
+    scale, _ = _scale(xg, size, alpha, k, divide_alpha_by_size)
+    return (xg * np.power(scale, x.dtype.type(-beta))).reshape(x.shape)
 
 
 def lrn_backward(x: np.ndarray, y: np.ndarray, dy: np.ndarray, *, size: int = 5,
                  alpha: float = 1e-4, beta: float = 0.75, k: float = 2.0,
-                 divide_alpha_by_size: bool = True) -> np.ndarray:
-    """dx of ``lrn`` given its input x, output y and the output gradient dy."""
-    size, alpha, beta, k = checks.check_lrn_backward_args(x, y, dy, size, alpha, beta, k)
+                 divide_alpha_by_size: bool = True, groups: int = 1) -> np.ndarray:
+    """dx (x's shape) of ``lrn`` given its input x, output y and the output gradient dy,
+    all NHWC of one shape and dtype; the other arguments as ``lrn``'s."""
+    size, alpha, beta, k, groups = checks.check_lrn_backward_args(x, y, dy, size, alpha, beta, k, groups)
+    shape = x.shape
+    x, y, dy = _grouped(x, groups), _grouped(y, groups), _grouped(dy, groups)
     scale, alpha_eff = _scale(x, size, alpha, k, divide_alpha_by_size)
     t = dy * y / scale
-    # Transposed window: channel c receives from j in [c - (size-1)//2, c + size//2].
-    back = _window_sum(t, (size - 1) // 2, size // 2)
+    # Transposed window: channel c receives from j in [c - after, c + before].
+    before, after = lrn_window(size, x.shape[-1])
+    back = _window_sum(t, after, before)
     dx = dy * np.power(scale, x.dtype.type(-beta))
     dx -= x.dtype.type(2.0 * alpha_eff * beta) * x * back
-    return dx
+    return dx.reshape(shape)

@@ -3,7 +3,10 @@
 #include "simt/simt.h"
 
 #include <chrono>
+#include <cmath>
+#include <cstdint>
 #include <cstdio>
+#include <cstring>
 #include <cstdlib>
 #include <mutex>
 #include <set>
@@ -129,6 +132,25 @@ int main() {
     for (int v : out) all &= v == 1;
     std::printf("blocks ran on %zu OS threads\n", g_os_threads.size());
     CHECK(all && g_os_threads.size() == expected, "blocks_over_os_threads");
+  }
+  {
+    // rsqrtf is correctly rounded: checked on every float in [1, 4) against 1/sqrt in long
+    // double. rsqrt(4^k x) = 2^-k rsqrt(x) exactly in double (no over- or underflow for any
+    // positive float), so this binade pair covers every positive finite float.
+    std::uint32_t bad = 0, first_bad = 0;
+    for (std::uint32_t bits = 0x3f800000u; bits < 0x40800000u; ++bits) {
+      float x;
+      std::memcpy(&x, &bits, 4);
+      const float r = rsqrtf(x);
+      const long double e = 1.0L / std::sqrt(static_cast<long double>(x));
+      const long double err = std::fabs(static_cast<long double>(r) - e);
+      const float lo = std::nextafter(r, 0.f), hi = std::nextafter(r, 2.f);
+      if (err > std::fabs(static_cast<long double>(lo) - e) || err > std::fabs(static_cast<long double>(hi) - e)) {
+        if (!bad++) first_bad = bits;
+      }
+    }
+    if (bad) std::printf("rsqrtf: %u of 2^24 not correctly rounded, first at 0x%08x\n", bad, first_bad);
+    CHECK(bad == 0, "rsqrtf_correctly_rounded");
   }
   return failures ? 1 : 0;
 }

@@ -18,14 +18,17 @@ class CopyOps:
                                      rows=rows, stream=self._stream())
         return y
 
-    def split_channels(self, y, sizes):
-        """Pieces of ``sizes`` channels of ``y`` (new contiguous arrays): one launch."""
-        sizes = checks.check_split_args(y, sizes)
+    def split_channels(self, y, sizes, *, accumulate=None):
+        """Pieces of ``sizes`` channels of ``y``: one launch. New contiguous arrays, except
+        where ``accumulate`` gives an array: the piece is added to it in place (beta = 1)."""
+        sizes = checks.check_split_args(y, sizes, accumulate)
         self._float32("split_channels", y=y)
         lead = tuple(y.shape[:-1])
-        parts = [self._empty(lead + (s,)) for s in sizes]
+        acc = list(accumulate) if accumulate is not None else [None] * len(sizes)
+        parts = [self._empty(lead + (s,)) if a is None else a for s, a in zip(sizes, acc)]
         rows = math.prod(lead)
         if y.size:
+            beta = [0.0 if a is None else 1.0 for a in acc] if accumulate is not None else []
             self.ext.split_channels(whole=self._ptr(y), parts=[self._ptr(p) for p in parts], channels=list(sizes),
-                                    rows=rows, stream=self._stream())
+                                    rows=rows, stream=self._stream(), beta=beta)
         return parts

@@ -20,11 +20,11 @@ class LinearOps:
         kernel_versions (0: the launcher picks)."""
         return self.ext.gemm_plan(M=m, N=n, K=k, version=version, splits=self.gemm_splits)
 
-    def _gemm(self, op, precision, a, b, c, bias, m, n, k, trans_a, trans_b, stream, relu=False):
-        """One GEMM C[m,n] = op(a) op(b) (+ bias, then ReLU if `relu`) on the kernel of
+    def _gemm(self, op, precision, a, b, c, bias, m, n, k, trans_a, trans_b, stream, relu=False, beta=0.0):
+        """One GEMM C[m,n] = op(a) op(b) + beta C (+ bias, then ReLU if `relu`) on the kernel of
         `precision`; `op` names the caller, whose kernel_versions entry picks the fp32 kernel."""
         args = dict(a=self._ptr(a), b=self._ptr(b), c=self._ptr(c), bias=self._ptr(bias), M=m, N=n, K=k,
-                    trans_a=trans_a, trans_b=trans_b, alpha=1.0, beta=0.0, relu=bool(relu), stream=stream)
+                    trans_a=trans_a, trans_b=trans_b, alpha=1.0, beta=float(beta), relu=bool(relu), stream=stream)
         if precision == "fp32":
             version = self._version(op)
             # A split-K plan writes its K slices to a workspace allocated here, as conv2d_wgrad does.
@@ -70,27 +70,31 @@ class LinearOps:
             self._gemm("linear", precision, x, w, y, b, n, fan_out, fan_in, False, True, self._stream(), relu=relu)
         return y
 
-    def linear_backward(self, x, w, dy, *, precision="fp32", need_dx=True):
+    def linear_backward(self, x, w, dy, *, precision="fp32", need_dx=True, dx_accumulate=None):
         """(dx, dw, db) = (dy @ w, dy.T @ x, dy summed over the batch).
 
         Shapes as ``linear``; dy (N, out). precision as for ``linear`` (dgrad and wgrad
         GEMMs; db is always the float32 column sum, in row order). ``need_dx=False``
         launches no dx GEMM and returns dx None (an input that needs no gradient).
+        ``dx_accumulate`` (N, in) float32: the dx GEMM runs with beta = 1 into it and it is
+        returned as dx (no separate add where the input feeds several layers).
         """
-        n, fan_in, fan_out = checks.check_linear_backward_args(x, w, dy)
+        acc = dx_accumulate if need_dx else None
+        n, fan_in, fan_out = checks.check_linear_backward_args(x, w, dy, acc)
         checks.check_precision("linear_backward", precision)
-        self._float32("linear_backward", x=x, w=w, dy=dy)
+        self._float32("linear_backward", x=x, w=w, dy=dy, dx_accumulate=acc)
         if not (n and fan_in and fan_out):  # an empty product on some side: no launch
             zeros = self.xp.zeros
-            dx = zeros((n, fan_in), dtype=np.float32) if need_dx else None
+            dx = (acc if acc is not None else zeros((n, fan_in), dtype=np.float32)) if need_dx else None
             return dx, zeros((fan_out, fan_in), dtype=np.float32), dy.sum(axis=0, dtype=np.float32)
-        dx = self._empty((n, fan_in)) if need_dx else None
+        dx = (acc if acc is not None else self._empty((n, fan_in))) if need_dx else None
         dw = self._empty((fan_out, fan_in))
         db = self._empty((fan_out,))
         s = self._stream()
         if need_dx:
-            # dx [N, in] = dy [N, out] . w [out, in]: both stored as op() wants.
-            self._gemm("linear_backward", precision, dy, w, dx, None, n, fan_in, fan_out, False, False, s)
+            # dx [N, in] = dy [N, out] . w [out, in] (+ dx when accumulating): both stored as op() wants.
+            self._gemm("linear_backward", precision, dy, w, dx, None, n, fan_in, fan_out, False, False, s,
+                       beta=0.0 if acc is None else 1.0)
         # dw [out, in] = dy^T . x: dy stored [K=N, M=out] -> trans_a; x stored [K=N, N=in].
         self._gemm("linear_backward", precision, dy, x, dw, None, fan_out, fan_in, n, True, False, s)
         self.ext.bias_grad(dy=self._ptr(dy), db=self._ptr(db), rows=n, cols=fan_out, stream=s)
