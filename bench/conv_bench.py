@@ -25,8 +25,9 @@ fails it is reported MISMATCH and not timed. Timed calls rotate among several in
 so that the L2 cache does not flatter small layers; the median of many event-timed calls
 is reported.
 
-On a kernel backend the forward is also timed with each of its kernel versions forced
-(``kernel_versions["conv2d"]``, rows "fwd v1", "fwd v2", ...: every version side by side,
+On a kernel backend each direction is also timed with each of its kernel versions forced
+(``kernel_versions["conv2d"]``, ``["conv2d_dgrad"]``, ``["conv2d_wgrad"]``; rows "fwd v1",
+"fwd v2", ..., "dgrad v1", ..., "wgrad v1", ...: every version side by side,
 validated like the rest; a version that cannot run a layer, conv_fwd_kernel2 on conv1's
 C = 3, gets a note instead of a row).
 
@@ -231,8 +232,9 @@ def bench_layer(layer, device, backend, torch, timing, seed, tol):
         if row.get("err_base", 0) > TF32_SUSPECT:
             row["base_status"] = f"baseline err {row['err_base']:.1e}: TF32 on?"
         rows.append(row)
-        if direction == "fwd":
-            rows += version_rows(row, ours["fwd"], vin, refs, sets, layer, device, backend, timing, tol)
+        if direction in VERSIONED:
+            rows += version_rows(direction, row, ours[direction], vin, refs, sets, layer, device, backend, timing,
+                                 tol)
     device.sync()
     return rows
 
@@ -253,22 +255,32 @@ def measure_ours(row, fn, vin, refs, sets, flops, device, timing, tol):
         row["status"] = describe_error(e)
 
 
-def version_rows(pick, fn, vin, refs, sets, layer, device, backend, timing, tol):
-    """The forward with each conv_fwd_kernel<n> forced, one row each ("fwd v<n>"), against the
-    baseline time of the launcher's row `pick`. A version that cannot run the layer (kernel2
-    needs C/groups % 4 == 0) has no row; `pick["versions_not_run"]` says why."""
+# direction -> (op, the op's arguments that kernel_version needs, from (x, w, b, dy))
+VERSIONED = {
+    "fwd": ("conv2d", lambda x, w, b, dy: (x, w)),
+    "dgrad": ("conv2d_dgrad", lambda x, w, b, dy: (dy, w, x.shape)),
+    "wgrad": ("conv2d_wgrad", lambda x, w, b, dy: (x, dy, w.shape)),
+}
+
+
+def version_rows(direction, pick, fn, vin, refs, sets, layer, device, backend, timing, tol):
+    """One direction with each of its kernel versions forced (kernel_versions[op]), one row
+    each ("fwd v<n>", "dgrad v<n>", "wgrad v<n>"), against the baseline time of the
+    launcher's row `pick`. A version that cannot run the layer (e.g. conv_fwd_kernel2 needs
+    C/groups % 4 == 0) has no row; `pick["versions_not_run"]` says why."""
+    op, args = VERSIONED[direction]
     rows = []
-    for v in versions(backend, "conv2d"):
-        with forced(backend, ("conv2d",), v):
+    for v in versions(backend, op):
+        with forced(backend, (op,), v):
             try:
-                backend.kernel_version("conv2d", vin[0], vin[1], **layer.kwargs)
+                backend.kernel_version(op, *args(*vin), **layer.kwargs)
             except ValueError as e:
                 pick.setdefault("versions_not_run", {})[v] = str(e).splitlines()[0]
                 continue
             row = {k: pick[k] for k in ("layer", "shape", "gflop", "rotation_sets", "base_ms", "base_tflops",
                                         "err_base") if k in pick}
-            row.update(op=f"fwd v{v}", version=v)
-            measure_ours(row, fn, vin, refs, sets, layer.flops("fwd"), device, timing, tol)
+            row.update(op=f"{direction} v{v}", version=v)
+            measure_ours(row, fn, vin, refs, sets, layer.flops(direction), device, timing, tol)
         if row.get("ours_ms") and row.get("base_ms"):
             row["ratio"] = row["ours_ms"] / row["base_ms"]
         rows.append(row)

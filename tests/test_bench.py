@@ -103,9 +103,11 @@ def test_conv_bench_emu_times_every_direction(tmp_path):
     _, doc = run_bench("conv_bench.py", "--smoke", "--backend", "emu", "--shrink", "8", "--layers", "conv4",
                        tmp_path=tmp_path)
     check_validated(doc["rows"], doc["env"]["tol"])
-    # the forward also with each kernel version forced, side by side (conv4: C/groups % 4 == 0, both run)
-    assert [r["op"] for r in doc["rows"]] == ["fwd", "fwd v1", "fwd v2", "dgrad", "wgrad", "bwd"]
-    assert [r.get("version") for r in doc["rows"][:3]] == [None, 1, 2]
+    # each direction also with each kernel version forced, side by side (conv4: C/groups and
+    # K/groups % 4 == 0, so every version runs)
+    assert [r["op"] for r in doc["rows"]] == ["fwd", "fwd v1", "fwd v2", "fwd v3", "dgrad", "dgrad v1", "dgrad v2",
+                                              "wgrad", "wgrad v1", "wgrad v2", "wgrad v3", "bwd"]
+    assert [r.get("version") for r in doc["rows"][:4]] == [None, 1, 2, 3]
     assert_every_row_has_our_figure(doc["rows"])
 
 
