@@ -83,6 +83,8 @@ def calls(rng):
         # C/g = 20, K/g = 8: dgrad's pipelined conv_dgrad_kernel2 (48-wide tile, ragged)
         ("conv2d_dgrad kernel2", (f(2, 9, 7, 16), f(16, 3, 3, 20)),
          lambda o, dy, w: (o.conv2d_dgrad(dy, w, (2, 9, 7, 40), **conv),)),
+        ("conv2d_wgrad kernel2", (f(2, 9, 7, 40), f(2, 9, 7, 16)),  # C/groups, K/groups % 4 == 0
+         lambda o, x, dy: tuple(o.conv2d_wgrad(x, dy, (16, 3, 3, 20), **conv))),
         ("conv2d 7x7/4", (f(2, 19, 17, 3), f(5, 7, 7, 3), f(5)),
          lambda o, *a: (o.conv2d(*a, **conv1),)),
         ("conv2d_backward 7x7/4", (f(2, 19, 17, 3), f(5, 7, 7, 3), f(2, 4, 3, 5)),

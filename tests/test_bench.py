@@ -191,16 +191,20 @@ def test_kernel_bench_fails_a_version_row_without_our_figure(tmp_path, monkeypat
 
 @pytest.mark.emu
 def test_conv_bench_a_version_that_cannot_run_a_layer_is_a_note_not_a_row():
-    """conv_fwd_kernel2 needs C/groups % 4 == 0: on a C = 3 layer only version 1 gets a row."""
+    """conv_fwd_kernel2 needs C/groups % 4 == 0: on a C = 3 layer it gets no row, a note."""
     cb = bench_module("conv_bench")
     timing = bench_module("harness.timing").timing_for(bench_module("harness.devices").CpuDevice(None), True, 0)
     device = bench_module("harness.devices").CpuDevice(None)
     layer = cb.Layer(("c3", 9, 3, 4, 3, 1, 1, 1), batch=1)
     rows = cb.bench_layer(layer, device, ccn.backend("emu"), None, timing, seed=5, tol=cb.TOL)
-    assert [r["op"] for r in rows] == ["fwd", "fwd v1", "dgrad", "wgrad", "bwd"]
+    assert [r["op"] for r in rows] == ["fwd", "fwd v1", "fwd v3", "dgrad", "dgrad v1", "wgrad", "wgrad v1", "wgrad v3",
+                                       "bwd"]
     assert_every_row_has_our_figure(rows)
     assert rows[1]["version"] == 1 and rows[1]["err_ours"] <= cb.TOL
     assert list(rows[0]["versions_not_run"]) == [2] and "kernel2" in rows[0]["versions_not_run"][2]
+    # dgrad's and wgrad's kernel2 need C/groups % 4 == 0 too; wgrad's kernel3 only K/groups % 4 == 0 (K = 4)
+    by_op = {r["op"]: r for r in rows}
+    assert list(by_op["dgrad"]["versions_not_run"]) == [2] and list(by_op["wgrad"]["versions_not_run"]) == [2]
 
 
 @pytest.mark.slow
