@@ -54,10 +54,12 @@ def layer_from_spec(spec: dict) -> Layer:
 
 
 class Context:
-    """What a layer needs from the Net besides its arrays: the step and dropout streams."""
+    """What a layer needs from the Net besides its arrays: the step, the dropout streams,
+    and the GEMM precision of the conv and fc layers (checks.PRECISIONS)."""
 
-    def __init__(self, step: int, dropout_seed: int, dropout_streams: int):
+    def __init__(self, step: int, dropout_seed: int, dropout_streams: int, precision: str = "fp32"):
         self.step, self.dropout_seed, self.dropout_streams = step, dropout_seed, dropout_streams
+        self.precision = precision
 
     def dropout_offset(self, stream: int) -> int:
         # One Philox counter range per (step, stream): each step draws new masks, a resumed
@@ -207,11 +209,13 @@ class Conv(_Weighted):
         return {"stride": self.stride, "padding": self.padding, "groups": self.groups}
 
     def forward(self, dev, xs, params, train, ctx, relu=False):
-        return dev.ops.conv2d(xs[0], params["weight"], params["bias"], **self._kw(), relu=relu)
+        return dev.ops.conv2d(xs[0], params["weight"], params["bias"], **self._kw(), relu=relu,
+                              **_precision(ctx))
 
     def backward(self, dev, xs, y, dy, params, ctx, need_dx):
         # need_dx False (the data, or what only depends on it): no dgrad is launched.
-        dx, dw, db = dev.ops.conv2d_backward(xs[0], params["weight"], dy, **self._kw(), need_dx=bool(need_dx[0]))
+        dx, dw, db = dev.ops.conv2d_backward(xs[0], params["weight"], dy, **self._kw(), need_dx=bool(need_dx[0]),
+                                             **_precision(ctx))
         return [dx], {"weight": dw, "bias": db}
 
 
@@ -238,11 +242,18 @@ class FullyConnected(_Weighted):
         return {"weight": (self.units, in_shapes[0][0]), "bias": (self.units,)}
 
     def forward(self, dev, xs, params, train, ctx, relu=False):
-        return dev.ops.linear(xs[0], params["weight"], params["bias"], relu=relu)
+        return dev.ops.linear(xs[0], params["weight"], params["bias"], relu=relu, **_precision(ctx))
 
     def backward(self, dev, xs, y, dy, params, ctx, need_dx):
-        dx, dw, db = dev.ops.linear_backward(xs[0], params["weight"], dy, need_dx=bool(need_dx[0]))
+        dx, dw, db = dev.ops.linear_backward(xs[0], params["weight"], dy, need_dx=bool(need_dx[0]),
+                                             **_precision(ctx))
         return [dx], {"weight": dw, "bias": db}
+
+
+def _precision(ctx) -> dict:
+    """The ``precision=`` keyword of a conv/fc op for the Net's precision. "fp32" is every
+    op's default and is left implicit, so an fp32 net calls exactly the float32 ops."""
+    return {} if ctx.precision == "fp32" else {"precision": ctx.precision}
 
 
 def _nhwc(layer, shape):
