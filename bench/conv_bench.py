@@ -48,11 +48,16 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import _common as C  # noqa: E402
+from harness.checkout import use_checkout  # noqa: E402  (bench/ is not a package)
 
-C.use_checkout()
+use_checkout()
 
 import numpy as np  # noqa: E402
+from harness.cli import common_args  # noqa: E402
+from harness.devices import import_torch, make_device, pick_backend  # noqa: E402
+from harness.report import environment, format_table, write_json  # noqa: E402
+from harness.timing import timing_for  # noqa: E402
+from harness.validation import MISMATCH, OK, describe_error, rel_err  # noqa: E402
 
 import cuda_convnet as ccn  # noqa: E402
 from cuda_convnet.alexnet_shapes import conv_layers, tower_layers  # noqa: E402
@@ -179,7 +184,7 @@ def worst_err(outputs, refs, to_ours=None):
     for out, r in zip(outputs, refs):
         if to_ours is not None:
             out = to_ours(out)
-        err = max(err, C.rel_err(out, r))
+        err = max(err, rel_err(out, r))
     return err
 
 
@@ -212,21 +217,21 @@ def bench_layer(layer, device, backend, torch, timing, seed, tol):
                 row.update(base_ms=st["median_s"] * 1e3, base_spread=(st["p90_s"] - st["p10_s"]) / st["median_s"])
                 row["base_tflops"] = layer.flops(direction) / st["median_s"] / 1e12
             except Exception as e:  # noqa: BLE001  (report, carry on)
-                row["base_status"] = C.describe_error(e)
+                row["base_status"] = describe_error(e)
         # --- ours: validate with poisoned outputs, then time
         fn = ours[direction]
         try:
             with poison_outputs():
                 row["err_ours"] = worst_err(fn(*vin), refs)
             if not row["err_ours"] <= tol:
-                row["status"] = C.MISMATCH
+                row["status"] = MISMATCH
             else:
                 st = timing.run(device, lambda i, fn=fn: fn(*sets[i % nsets]))
                 row.update(ours_ms=st["median_s"] * 1e3, ours_spread=(st["p90_s"] - st["p10_s"]) / st["median_s"],
-                           ours_calls=st["calls"], status=C.OK)
+                           ours_calls=st["calls"], status=OK)
                 row["ours_tflops"] = layer.flops(direction) / st["median_s"] / 1e12
         except Exception as e:  # noqa: BLE001
-            row["status"] = C.describe_error(e)
+            row["status"] = describe_error(e)
         if row.get("ours_ms") and row.get("base_ms"):
             row["ratio"] = row["ours_ms"] / row["base_ms"]
         if row.get("err_base", 0) > TF32_SUSPECT:
@@ -238,7 +243,7 @@ def bench_layer(layer, device, backend, torch, timing, seed, tol):
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    C.common_args(ap, default_budget=0.5)
+    common_args(ap, default_budget=0.5)
     ap.add_argument("--layers", default="all",
                     help="comma-separated names (conv1,conv3/t,...) or 'grouped', 'tower', 'all'")
     ap.add_argument("--shrink", type=int, default=None,
@@ -248,9 +253,9 @@ def main(argv=None):
     if args.shrink is None:
         args.shrink = 4 if args.smoke else 1
 
-    torch = C.import_torch()
-    backend_name = C.pick_backend(args.backend)
-    device = C.make_device(backend_name, torch)
+    torch = import_torch()
+    backend_name = pick_backend(args.backend)
+    device = make_device(backend_name, torch)
     backend = ccn.backend(backend_name)
     batch = args.batch or (1 if args.smoke else 128 if device.kind == "cuda" else 4)
     specs = {"all": GROUPED + TOWER, "grouped": GROUPED, "tower": TOWER}.get(args.layers)
@@ -260,8 +265,8 @@ def main(argv=None):
         if len(specs) != len(wanted):
             ap.error(f"unknown layer in {args.layers!r}: choose from "
                      f"{', '.join(s[0] for s in GROUPED + TOWER)}")
-    timing = C.timing_for(device, args.smoke, args.time_budget)
-    env = C.environment(device, torch)
+    timing = timing_for(device, args.smoke, args.time_budget)
+    env = environment(device, torch)
     label = "cuDNN" if device.kind == "cuda" else "torch"
     print(f"conv_bench: ours = backend {backend_name!r}, baseline = PyTorch "
           f"{env['torch'] or '(not installed)'} on {env['device']}; batch {batch}, float32 "
@@ -279,19 +284,19 @@ def main(argv=None):
         rows += bench_layer(layer, device, backend, torch, timing, args.seed + 1000 * i, args.tol)
         print(f"  {layer.name}: {layer.describe()} done", file=sys.stderr, flush=True)
         if args.json:  # after every layer: a run cut short by a time limit keeps what it measured
-            C.write_json(args.json, "conv_bench", meta, rows, C.format_table(rows, columns), partial=True)
+            write_json(args.json, "conv_bench", meta, rows, format_table(rows, columns), partial=True)
 
-    table = C.format_table(rows, columns)
+    table = format_table(rows, columns)
     print(table)
     notes = [f"{r['layer']} {r['op']}: {label}: {r['base_status']}" for r in rows if r.get("base_status")]
     for n in notes:
         print("note:", n)
     # A row without our time is a failure, whatever the reason: nothing may pass unmeasured.
-    bad = [r for r in rows if r.get("status") != C.OK or not r.get("ours_ms")]
+    bad = [r for r in rows if r.get("status") != OK or not r.get("ours_ms")]
     print(f"conv_bench: {len(rows)} rows: {len(rows) - len(bad)} ok, {len(bad)} without our figure "
           f"({', '.join(sorted({str(r.get('status')) for r in bad})) or 'none'})")
     if args.json:
-        C.write_json(args.json, "conv_bench", meta, rows, table, notes=notes, partial=False)
+        write_json(args.json, "conv_bench", meta, rows, table, notes=notes, partial=False)
     return 1 if bad else 0
 
 

@@ -49,11 +49,15 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import _common as C  # noqa: E402
+from harness.checkout import use_checkout  # noqa: E402  (bench/ is not a package)
 
-C.use_checkout()
+use_checkout()
 
 import numpy as np  # noqa: E402
+from harness.cli import common_args  # noqa: E402
+from harness.devices import import_torch, make_device, pick_backend  # noqa: E402
+from harness.report import environment, format_table, write_json  # noqa: E402
+from harness.validation import MISMATCH, OK, describe_error, rel_err  # noqa: E402
 from reference_bench import DROP_P, FULL, LRN, POOL, make_params  # noqa: E402
 
 import cuda_convnet as ccn  # noqa: E402
@@ -153,11 +157,11 @@ def validate_against_twin(net, x, labels):
     x64 = np.asarray(x, dtype=np.float64)
     logp = np.log(np.maximum(net.predict(x).astype(np.float64), 1e-300))
     logp_twin = np.log(np.maximum(twin.predict(x64), 1e-300))
-    errs = {"predict": C.rel_err(centred(logp), centred(logp_twin))}
+    errs = {"predict": rel_err(centred(logp), centred(logp_twin))}
     stats, stats_twin = net.gradients(x, labels, train=True), twin.gradients(x64, labels, train=True)
     errs["loss"] = abs(stats["loss"] - stats_twin["loss"]) / max(abs(stats_twin["loss"]), 1e-30)
     twin_grads = {p.name: p.grad for p in twin.parameters()}
-    grad_errs = {p.name: C.rel_err(p.device.to_host(p.grad), twin_grads[p.name]) for p in net.parameters()}
+    grad_errs = {p.name: rel_err(p.device.to_host(p.grad), twin_grads[p.name]) for p in net.parameters()}
     worst = max(grad_errs, key=grad_errs.get)
     errs[f"grad {worst}"] = grad_errs[worst]
     for p in net.parameters():
@@ -245,17 +249,17 @@ def torch_rows(S, params, val_x, ref_logp):
     with torch.no_grad():
         xt = dev.to_torch(dev.asarray(val_x.astype(np.float32))).permute(0, 3, 1, 2)
         logp = F.log_softmax(model(xt), dim=1)
-    err = C.rel_err(centred(dev.host(dev.from_torch(logp))), centred(ref_logp))
+    err = rel_err(centred(dev.host(dev.from_torch(logp))), centred(ref_logp))
     xs, labels = S.inputs(227, S.args.seed + 500)
     txs = [dev.to_torch(x).permute(0, 3, 1, 2) for x in xs]
     tls = [dev.to_torch(y).long() for y in labels]
     train, infer = torch_step_fns(torch, model, model, txs, tls)
 
-    status = C.OK if err <= TOL else C.MISMATCH
+    status = OK if err <= TOL else MISMATCH
     for mode, fn, train_mode in (("train", train, True), ("infer", infer, False)):
         row = {"impl": "torch eager", "mode": mode, "towers": "grouped", "batch": S.batch, "err": err,
                "checked": "float64 ref", "status": status}
-        if status == C.OK:
+        if status == OK:
             model.train(train_mode)
             row.update(S.timed(fn))
         rows.append(row)
@@ -323,7 +327,7 @@ def compile_worker(S):
         dev.sync()
         compile_s = time.perf_counter() - t0
         row = {"impl": "torch.compile", "mode": mode, "towers": "grouped", "batch": S.batch,
-               "compile_s": compile_s, "status": C.OK}
+               "compile_s": compile_s, "status": OK}
         row.update(S.timed(fn))
         rows.append(row)
     print(json.dumps({"rows": rows}))
@@ -342,27 +346,27 @@ def ours_rows(S):
             net = models.alexnet(towers=towers, devices=(devname,) * towers, num_classes=S.classes)
             opt = SGD(net.parameters(), **SGD_ARGS)
         except Exception as e:  # noqa: BLE001
-            rows += [dict(base, mode=m, status=C.describe_error(e)) for m in ("train", "infer")]
+            rows += [dict(base, mode=m, status=describe_error(e)) for m in ("train", "infer")]
             continue
         try:
             err, ok, note, image = validate_ours(S, net)
             checked = "float64 cpu twin"
         except Exception as e:  # noqa: BLE001
-            rows += [dict(base, mode=m, status=C.describe_error(e)) for m in ("train", "infer")]
+            rows += [dict(base, mode=m, status=describe_error(e)) for m in ("train", "infer")]
             continue
         print(f"ours towers={towers}: {note}")
-        status = C.OK if ok else C.MISMATCH
+        status = OK if ok else MISMATCH
         xs, labels = S.inputs(image, S.args.seed + 700)
         # The lambdas run inside this iteration (S.timed below), on this iteration's net.
         for mode, fn in (("train", lambda i, net=net, xs=xs, labels=labels, opt=opt: net.train_step(
                              xs[i % 2], labels[i % 2], opt)),
                          ("infer", lambda i, net=net, xs=xs: net.predict(xs[i % 2]))):
             row = dict(base, mode=mode, err=err, checked=checked, status=status, image=image)
-            if status == C.OK:
+            if status == OK:
                 try:
                     row.update(S.timed(fn))
                 except Exception as e:  # noqa: BLE001
-                    row["status"] = C.describe_error(e)
+                    row["status"] = describe_error(e)
             rows.append(row)
     return rows
 
@@ -379,7 +383,7 @@ def validate_ours(S, net):
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    C.common_args(ap, default_budget=8.0)
+    common_args(ap, default_budget=8.0)
     ap.add_argument("--block", type=int, default=None, help="steps per synchronised block")
     ap.add_argument("--compile", dest="compile", action="store_true", default=None,
                     help="also time torch.compile (default: on a GPU only)")
@@ -391,14 +395,14 @@ def main(argv=None):
     ap.add_argument("--compile-worker", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
 
-    torch = C.import_torch()
-    backend_name = C.pick_backend(args.backend)
-    dev = C.make_device(backend_name, torch)
+    torch = import_torch()
+    backend_name = pick_backend(args.backend)
+    dev = make_device(backend_name, torch)
     S = Setup(args, torch, dev, backend_name)
     if args.compile_worker:
         return compile_worker(S)
 
-    env = C.environment(dev, torch)
+    env = environment(dev, torch)
     print(f"net_bench: AlexNet, batch {S.batch}, ours = backend {backend_name!r}, PyTorch "
           f"{env['torch'] or '(not installed)'} on {env['device']}; float32 (TF32 off); "
           f"{env['commit']}, {env['date']}")
@@ -414,9 +418,9 @@ def main(argv=None):
         for r in rows:
             if r.get("images_per_s") and eager.get(r["mode"]):
                 r["vs_eager"] = r["images_per_s"] / eager[r["mode"]]
-        table = C.format_table(rows, columns)
+        table = format_table(rows, columns)
         if args.json:  # also as it goes: a run cut short by a time limit keeps what it measured
-            C.write_json(args.json, "net_bench", meta, rows, table, partial=partial)
+            write_json(args.json, "net_bench", meta, rows, table, partial=partial)
         return table
 
     if args.compile_only:
@@ -440,9 +444,9 @@ def main(argv=None):
         print("torch: not installed; no baseline")
     table = save(rows, False)
     print(table)
-    bad = [r for r in rows if r["status"] != C.OK and not r["status"].startswith("did not finish")
+    bad = [r for r in rows if r["status"] != OK and not r["status"].startswith("did not finish")
            and r["impl"] != "torch.compile"]
-    print(f"net_bench: {len(rows)} rows, {sum(r['status'] == C.OK for r in rows)} ok, {len(bad)} failed")
+    print(f"net_bench: {len(rows)} rows, {sum(r['status'] == OK for r in rows)} ok, {len(bad)} failed")
     return 1 if bad else 0
 
 

@@ -34,10 +34,10 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import interleaved_times as timed  # noqa: E402
-from _common import use_checkout
+from harness.checkout import use_checkout  # noqa: E402  (bench/ is not a package)
+from harness.timing import interleaved_times  # noqa: E402
 
-use_checkout()  # this checkout's cuda_convnet (see bench/_common.py)
+use_checkout()  # this checkout's cuda_convnet (see bench/harness/checkout.py)
 
 from cuda_convnet import reference as R  # noqa: E402
 from cuda_convnet.alexnet_shapes import INPUT_SIZE, conv_layers, fc_layers  # noqa: E402
@@ -214,7 +214,7 @@ def main(argv=None):
 
     if torch is None:
         params, x, labels, _ = problem(np.float32)
-        ((t_ref, m_ref),) = timed([lambda: reference_step(cfg, params, x, labels)], iters,
+        ((t_ref, m_ref),) = interleaved_times([lambda: reference_step(cfg, params, x, labels)], iters,
                                   warmup=0 if args.smoke else 2)
         print(f"reference: {t_ref * 1e3:.1f} ms/step (best; median {m_ref * 1e3:.1f})")
         print("torch: not installed, ratio: n/a")
@@ -245,7 +245,7 @@ def main(argv=None):
 
     params, x, labels, masks = problem(np.float32)
     state = torch_setup(cfg, params, x, labels, masks)
-    (t_ref, m_ref), (t_torch, m_torch) = timed([lambda: reference_step(cfg, params, x, labels),
+    (t_ref, m_ref), (t_torch, m_torch) = interleaved_times([lambda: reference_step(cfg, params, x, labels),
                             lambda: torch_step(cfg, *state)], iters,
                            warmup=1 if args.smoke else 2)
     print(f"reference: {t_ref * 1e3:.1f} ms/step (best; median {m_ref * 1e3:.1f})")

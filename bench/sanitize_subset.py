@@ -22,11 +22,12 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import _common as C  # noqa: E402
+from harness.checkout import use_checkout  # noqa: E402  (bench/ is not a package)
 
-C.use_checkout()
+use_checkout()
 
 import numpy as np  # noqa: E402
+from harness.validation import describe_error, rel_err  # noqa: E402
 
 import cuda_convnet as ccn  # noqa: E402
 from cuda_convnet.backends import poison_outputs  # noqa: E402
@@ -65,6 +66,11 @@ def calls(rng):
          lambda o, *a: (o.conv2d(*a, **conv),)),
         ("conv2d_backward groups=2", (f(2, 9, 7, 6), f(8, 3, 3, 3), f(2, 9, 7, 8)),
          lambda o, *a: tuple(o.conv2d_backward(*a, **conv))),
+        # dgrad and wgrad alone: the launches conv2d_backward makes, through their own entry points
+        ("conv2d_dgrad groups=2", (f(2, 9, 7, 8), f(8, 3, 3, 3)),
+         lambda o, dy, w: (o.conv2d_dgrad(dy, w, (2, 9, 7, 6), **conv),)),
+        ("conv2d_wgrad groups=2", (f(2, 9, 7, 6), f(2, 9, 7, 8)),
+         lambda o, x, dy: tuple(o.conv2d_wgrad(x, dy, (8, 3, 3, 3), **conv))),
         ("conv2d 7x7/4", (f(2, 19, 17, 3), f(5, 7, 7, 3), f(5)),
          lambda o, *a: (o.conv2d(*a, **conv1),)),
         ("conv2d_backward 7x7/4", (f(2, 19, 17, 3), f(5, 7, 7, 3), f(2, 4, 3, 5)),
@@ -106,7 +112,7 @@ def run_sgd(ops, put, get, args):
     ccn.backend("cpu").sgd_update(*ref, **SGD)
     dev = [[put(a) for a in lst] for lst in args]
     ops.sgd_update(*dev, **SGD)
-    return max(C.rel_err(get(a), r) for a, r in zip(dev[0] + dev[2], ref[0] + ref[2]))
+    return max(rel_err(get(a), r) for a, r in zip(dev[0] + dev[2], ref[0] + ref[2]))
 
 
 def reference_of(name, fn, args):
@@ -144,13 +150,13 @@ def main(argv=None):
                     if args.backend == "cuda":
                         cupy.cuda.Device().synchronize()  # a kernel fault surfaces here, by name
                     refs = reference_of(name, fn, inputs)
-                    err = max(C.rel_err(get(o) if hasattr(o, "shape") else o, r) for o, r in zip(outs, refs))
+                    err = max(rel_err(get(o) if hasattr(o, "shape") else o, r) for o, r in zip(outs, refs))
             ok = err <= TOL
             failed += not ok
             print(f"{name:32s} rel err {err:.1e} {'ok' if ok else 'MISMATCH'}")
         except Exception as e:  # noqa: BLE001
             failed += 1
-            print(f"{name:32s} {C.describe_error(e)}")
+            print(f"{name:32s} {describe_error(e)}")
     print(f"sanitize_subset: {'all ops ok' if not failed else f'{failed} failed'}")
     return 1 if failed else 0
 

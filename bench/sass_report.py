@@ -10,8 +10,8 @@ with NVIDIA's ``cuobjdump`` (``-sass`` and ``-res-usage``), names demangled with
 (``build/inplace`` first, then any ``build/*``) is brought up to date with ``cmake --build
 --target ccn_cuda_kernels``; without one, each csrc/*.cu is compiled by nvcc into
 build/sass with the flags read from CMakeLists.txt (``-lineinfo --expt-relaxed-constexpr``,
-Release ``-O3``, C++17, CMAKE_CUDA_ARCHITECTURES "80;90"). ``cuobjdump`` is looked up on
-PATH, in $CUDA_HOME/bin, /usr/local/cuda/bin, and in the ``nvidia-cuda-cuobjdump`` wheel.
+Release ``-O3``) and the release preset of CMakePresets.json (C++ standard, architectures).
+``cuobjdump`` is looked up on PATH, in $CUDA_HOME/bin, /usr/local/cuda/bin, and in the ``nvidia-cuda-cuobjdump`` wheel.
 
 The main loop of a kernel (the rule, applied to the SASS of each function):
   every backward branch (``BRA`` to a lower address) closes a loop whose body is the
@@ -125,17 +125,19 @@ def _has_archs(build: Path, archs=(80, 90)) -> bool:
 
 
 def cmake_cuda_flags() -> list[str]:
-    """The nvcc flags of CMakeLists.txt's ccn_cuda_kernels target, read from the file: the
-    CUDA compile options, the default CMAKE_CUDA_ARCHITECTURES, the C++ standard, and what
-    CMake adds for a Release build (-O3 -DNDEBUG) and a position-independent library."""
+    """The nvcc flags of the ccn_cuda_kernels target: its CUDA compile options (read from
+    CMakeLists.txt), the CUDA architectures and the C++ standard (the release preset of
+    CMakePresets.json), and what CMake adds for a Release build (-O3 -DNDEBUG) and a
+    position-independent library."""
     text = (ROOT / "CMakeLists.txt").read_text()
     opts = re.search(r"\$<\$<COMPILE_LANGUAGE:CUDA>:([^>]*)>", text)
-    archs = re.search(r'set\(CMAKE_CUDA_ARCHITECTURES "([^"]+)"\)', text)
-    std = re.search(r"set\(CMAKE_CXX_STANDARD (\d+)\)", text)
-    if not (opts and archs and std):
-        raise RuntimeError("CMakeLists.txt: could not read the CUDA options, architectures or C++ standard")
-    flags = ["-O3", "-DNDEBUG", "-Xcompiler=-fPIC", f"-std=c++{std.group(1)}", *opts.group(1).split()]
-    for a in archs.group(1).split(";"):
+    presets = json.loads((ROOT / "CMakePresets.json").read_text())["configurePresets"]
+    release = next(p for p in presets if p["name"] == "release")["cacheVariables"]
+    if not opts:
+        raise RuntimeError("CMakeLists.txt: could not read the CUDA compile options")
+    archs, std = release["CMAKE_CUDA_ARCHITECTURES"], release["CMAKE_CXX_STANDARD"]
+    flags = ["-O3", "-DNDEBUG", "-Xcompiler=-fPIC", f"-std=c++{std}", *opts.group(1).split()]
+    for a in archs.split(";"):
         flags.append(f"--generate-code=arch=compute_{a},code=[compute_{a},sm_{a}]")
     return flags
 
@@ -144,7 +146,8 @@ def _nvcc_objects(out: Path) -> list[Path]:
     """csrc/*.cu compiled one by one with cmake_cuda_flags() into `out` (when out of date)."""
     nvcc = shutil.which("nvcc") or "/usr/local/cuda/bin/nvcc"
     out.mkdir(parents=True, exist_ok=True)
-    newest = max(p.stat().st_mtime for p in [*CSRC.glob("*.cu*"), *CSRC.glob("*.h"), ROOT / "CMakeLists.txt"])
+    newest = max(p.stat().st_mtime for p in [*CSRC.glob("*.cu*"), *CSRC.glob("*.h"), ROOT / "CMakeLists.txt",
+                                             ROOT / "CMakePresets.json"])
     flags = cmake_cuda_flags()
     jobs = []
     for src in sorted(CSRC.glob("*.cu")):
@@ -173,7 +176,7 @@ def build_objects(build_dir: str | Path | None = None) -> list[Path]:
     with the CUDA objects for both architectures) is updated with ``cmake --build --target
     ccn_cuda_kernels``; where there is none (or it cannot be rebuilt, e.g. a pip build
     directory whose isolated environment is gone) each csrc/*.cu is compiled by nvcc into
-    build/sass with the flags read from CMakeLists.txt (cmake_cuda_flags)."""
+    build/sass with the flags read from CMakeLists.txt and CMakePresets.json (cmake_cuda_flags)."""
     if not have_nvcc():
         raise RuntimeError("nvcc not found (PATH, /usr/local/cuda/bin): cannot compile the kernels")
     if build_dir is not None:

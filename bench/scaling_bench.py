@@ -51,7 +51,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import use_checkout  # noqa: E402  (bench/ is not a package)
+from harness.checkout import use_checkout  # noqa: E402  (bench/ is not a package)
 
 use_checkout()  # this checkout when built in place, else the installed package
 BUS_BANDWIDTH = 370e9         # bytes/s, NCCL all-reduce bus bandwidth on 8 H100 SXM (ASSUMPTION)

@@ -6,7 +6,9 @@ kernels must not ship in the extension, so each test builds a tiny program with 
 """
 from __future__ import annotations
 
+import functools
 import hashlib
+import json
 import os
 import pathlib
 import re
@@ -24,8 +26,27 @@ def compiler():
     return shutil.which(os.environ.get("CXX", "g++")) or shutil.which("g++")
 
 
+@functools.cache
+def preset(name="release") -> dict:
+    """The cache variables of a configure preset of CMakePresets.json, its parents' included:
+    the one place that holds the C++ standard and the sanitizer flags the extension is
+    built with, which these programs are compiled with too."""
+    presets = {p["name"]: p for p in json.loads((ROOT / "CMakePresets.json").read_text())["configurePresets"]}
+    chain, p = [], presets[name]
+    while p is not None:
+        chain.append(p)
+        parent = p.get("inherits")
+        p = presets[parent] if parent else None
+    out = {}
+    for p in reversed(chain):
+        out.update(p.get("cacheVariables", {}))
+    return out
+
+
 def flags(fibers="auto", sanitize=False, toolkit=True):
-    f = ["-std=c++17", "-O1", "-g0", "-DCCN_EMU", "-I" + str(CSRC)]
+    """(compile flags, link libraries). -O1 -g0: these programs are compiled once per test and
+    per planted mutant, so compile time matters more than the emulator's speed."""
+    f = [f"-std=c++{preset()['CMAKE_CXX_STANDARD']}", "-O1", "-g0", "-DCCN_EMU", "-I" + str(CSRC)]
     if toolkit and (CUDA_INCLUDE / "vector_types.h").exists():
         f += ["-isystem", str(CUDA_INCLUDE)]
     else:
@@ -35,7 +56,7 @@ def flags(fibers="auto", sanitize=False, toolkit=True):
         f.append("-DCCN_SIMT_BOOST_CONTEXT")
         libs.append("-lboost_context")
     if sanitize:
-        f += ["-fsanitize=address,undefined", "-fno-omit-frame-pointer"]
+        f += preset()["CCN_SANITIZE_FLAGS"].split(";")
     return f, libs
 
 

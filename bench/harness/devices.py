@@ -1,50 +1,21 @@
-"""What every benchmark in bench/ shares: where arrays live and how calls are timed, how a
-result is validated, and how the table and the JSON are written.
-
-Two devices behind one interface, so that the CPU mode (run by the tests on every
-machine) goes through the same code as the GPU mode except for the methods below:
+"""Where a benchmark's arrays live and how its calls are timed:
 
     CpuDevice   NumPy arrays, PyTorch CPU as the baseline, host-clock timing
     CudaDevice  CuPy arrays, PyTorch CUDA (cuDNN/cuBLAS, TF32 off) as the baseline,
                 CUDA-event timing of every call
 
-Timing follows the workplace's method (.library/device/METHOD.md): warm up first (module
-load, cuDNN's algorithm search, allocator), then time every call on its own (events on
-the GPU) and report the median; callers rotate among several input sets so that a
-working set smaller than the last-level cache does not flatter the numbers
-(``rotation_sets``). Validation comes first and is separate: a row whose output disagrees
-with the float64 reference is reported as MISMATCH and never timed.
+plus the choice of backend and the strict-float32 PyTorch baseline.
 """
 
 from __future__ import annotations
 
-import datetime
-import importlib.util
-import json
-import math
 import os
 import platform
 import statistics
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
-
-ROOT = Path(__file__).resolve().parents[1]
-
-OK, MISMATCH = "ok", "MISMATCH"
-
-
-def use_checkout():
-    """Import cuda_convnet from this checkout when it was built in place
-    (dev/inplace_build.sh, or gpu_check.sh) or when no other copy is installed;
-    otherwise the installed one (CI: `pip install .`, extensions in site-packages)."""
-    pkg = ROOT / "cuda_convnet"
-    built_here = any(pkg.glob("_emu*.so")) or any(pkg.glob("_C*.so"))
-    if built_here or importlib.util.find_spec("cuda_convnet") is None:
-        sys.path.insert(0, str(ROOT))
 
 
 def import_torch():
@@ -83,8 +54,6 @@ def pick_backend(name: str) -> str:
 def make_device(backend_name: str, torch):
     return CudaDevice(torch) if backend_name == "cuda" else CpuDevice(torch)
 
-
-# --------------------------------------------------------------------------- devices
 
 class CpuDevice:
     """NumPy arrays; PyTorch CPU shares their memory (torch.from_numpy)."""
@@ -307,162 +276,3 @@ class CudaDevice:
             "runtime_version": cp.cuda.runtime.runtimeGetVersion(),
             "cupy": cp.__version__,
         }
-
-
-# --------------------------------------------------------------------------- measuring
-
-def rotation_sets(bytes_per_set: int, cache_bytes: int, *, max_sets: int = 16,
-                  max_bytes: int = 6 << 30) -> int:
-    """How many input sets to rotate through so that, between two uses of one set, at
-    least 3x the cache's worth of other data was touched (at least 2 sets, so that no
-    call sees the previous call's inputs)."""
-    n = 1 + math.ceil(3 * cache_bytes / max(1, bytes_per_set))
-    n = min(n, max_sets, max(1, max_bytes // max(1, bytes_per_set)))
-    return max(2, n) if bytes_per_set * 2 <= max_bytes else 1
-
-
-def summarize(times) -> dict:
-    """Median and spread (10th..90th percentile) of per-call seconds."""
-    t = sorted(times)
-    q = lambda f: t[min(len(t) - 1, int(f * (len(t) - 1) + 0.5))]  # noqa: E731
-    return {"median_s": statistics.median(t), "p10_s": q(0.1), "p90_s": q(0.9), "calls": len(t)}
-
-
-class Timing:
-    """Repeat counts and the time budget of one measurement (set from the command line)."""
-
-    def __init__(self, *, warmup, min_reps, max_reps, budget_s):
-        self.warmup, self.min_reps, self.max_reps, self.budget_s = warmup, min_reps, max_reps, budget_s
-
-    def sets(self, bytes_per_set: int, device) -> int:
-        """Input sets to rotate through (one when a single call is timed)."""
-        if self.max_reps <= 1:
-            return 1
-        return rotation_sets(bytes_per_set, device.cache_bytes())
-
-    def run(self, device, fn, side="ours") -> dict:
-        times = device.time_calls(fn, warmup=self.warmup, min_reps=self.min_reps,
-                                  max_reps=self.max_reps, budget_s=self.budget_s, side=side)
-        return summarize(times)
-
-
-def timing_for(device, smoke: bool, budget_s: float) -> Timing:
-    if smoke:
-        return Timing(warmup=0, min_reps=1, max_reps=1, budget_s=0)
-    if device.kind == "cuda":
-        return Timing(warmup=3, min_reps=10, max_reps=200, budget_s=budget_s)
-    return Timing(warmup=1, min_reps=3, max_reps=20, budget_s=budget_s)
-
-
-def rel_err(ours, ref) -> float:
-    """||ours - ref|| / ||ref|| in float64 on the arrays' own device (inf if ours has a
-    NaN or an inf: a poisoned element that no one wrote)."""
-    on_gpu = any(type(a).__module__.startswith("cupy") for a in (ours, ref))
-    xp = sys.modules["cupy"] if on_gpu else np
-    a = xp.asarray(ours, dtype=np.float64)
-    b = xp.asarray(ref, dtype=np.float64)
-    if a.shape != b.shape:
-        raise ValueError(f"shape {a.shape} != reference shape {b.shape}")
-    if not bool(xp.isfinite(a).all()):
-        return math.inf
-    den = float(xp.linalg.norm(b.ravel()))
-    num = float(xp.linalg.norm((a - b).ravel()))
-    return num / den if den > 0 else num
-
-
-def describe_error(e: BaseException) -> str:
-    msg = str(e).splitlines()[0] if str(e) else ""
-    return f"error: {type(e).__name__}: {msg}"[:160]
-
-
-# --------------------------------------------------------------------------- output
-
-def fmt(value, spec="{:.3g}"):
-    if value is None:
-        return "-"
-    if isinstance(value, str):
-        return value
-    if isinstance(value, float) and not math.isfinite(value):
-        return "inf" if value > 0 else "nan"
-    return spec.format(value)
-
-
-def format_table(rows, columns) -> str:
-    """columns: (key, header, spec) triples; a row's missing key shows as '-'."""
-    cells = [[h for _, h, _ in columns]]
-    for row in rows:
-        cells.append([fmt(row.get(k), spec) for k, _, spec in columns])
-    widths = [max(len(r[i]) for r in cells) for i in range(len(columns))]
-    lines = []
-    for j, r in enumerate(cells):
-        lines.append("| " + " | ".join(c.ljust(w) for c, w in zip(r, widths)) + " |")
-        if j == 0:
-            lines.append("|" + "|".join("-" * (w + 2) for w in widths) + "|")
-    return "\n".join(lines)
-
-
-def git_commit() -> str:
-    """The checkout's commit (+dirty); $CCN_COMMIT when set (for a copy of the tree without
-    .git: pass the hash along with the command)."""
-    if os.environ.get("CCN_COMMIT"):
-        return os.environ["CCN_COMMIT"]
-    try:
-        head = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
-                              capture_output=True, text=True, timeout=10).stdout.strip()
-        dirty = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "--untracked-files=no"],
-                               capture_output=True, text=True, timeout=10).stdout.strip()
-        return (head + ("+dirty" if dirty else "")) or "unknown"
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-
-
-def environment(device, torch) -> dict:
-    import cuda_convnet as ccn
-
-    env = {
-        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-        "commit": git_commit(),
-        "command": " ".join([Path(sys.argv[0]).name] + sys.argv[1:]),
-        "python": platform.python_version(),
-        "numpy": np.__version__,
-        "torch": getattr(torch, "__version__", None),
-        "cpu_cores": os.cpu_count(),
-        "build": ccn.build_info(),
-    }
-    env.update(device.info())
-    return env
-
-
-def write_json(path, bench: str, env: dict, rows, table: str, **extra):
-    doc = {"bench": bench, "env": env, "rows": rows, "table": table, **extra}
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    Path(path).write_text(json.dumps(doc, indent=1, default=str) + "\n")
-
-
-def interleaved_times(fns, iters, warmup=2):
-    """(best, median) seconds per call of each fn (CPU only). The fns run interleaved, call
-    by call, so that load from other processes on a shared machine hits every side alike.
-    Ratios are best taken from the best times: on the loaded 2-core dev machine single
-    steps were measured to vary 4x (0.5-2.6 s for the reference), and the minimum is the
-    stable estimate of what the code costs (as timeit's documentation advises)."""
-    for _ in range(warmup):  # allocator, page faults, BLAS thread pool, torch lazy init
-        for fn in fns:
-            fn()
-    times = [[] for _ in fns]
-    for _ in range(iters):
-        for fn, ts in zip(fns, times):
-            t0 = time.perf_counter()
-            fn()
-            ts.append(time.perf_counter() - t0)
-    return [(min(ts), statistics.median(ts)) for ts in times]
-
-
-def common_args(ap, *, default_budget):
-    ap.add_argument("--backend", default="auto", choices=("auto", "cpu", "emu", "cuda"),
-                    help="whose kernels are 'ours' (auto: cuda when usable, else cpu)")
-    ap.add_argument("--smoke", action="store_true", help="tiny sizes, one call each (CI)")
-    ap.add_argument("--batch", type=int, default=None)
-    ap.add_argument("--time-budget", type=float, default=default_budget,
-                    help="seconds of timed calls per measurement (default %(default)s)")
-    ap.add_argument("--json", metavar="PATH", help="also write the rows as JSON")
-    ap.add_argument("--seed", type=int, default=2012)
