@@ -74,6 +74,7 @@ def test_resume_keeps_the_precision(flow):
     ("eval", "store", "run", "--precision", "highest"),
     ("predict", "run", "x.png", "--precision", "TF32"),
     ("demo", "--precision", "half"),
+    ("figure", "filters", "run", "--precision", "fp64"),
 ])
 def test_bad_precision_is_one_line(flow, argv):
     r = run_cli(*argv, cwd=flow["root"])
