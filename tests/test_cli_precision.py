@@ -90,3 +90,13 @@ def test_demo_precision_is_recorded(tmp_path):
     assert ck.net.precision == "bf16" and ck.extra["precision"] == "bf16"
     probs = ck.net.predict(np.zeros((2, 32, 32, 3), np.float32))
     assert probs.shape == (2, 10) and np.isfinite(probs).all()
+
+
+def test_experiment_records_the_precision(tmp_path):
+    from cuda_convnet.cli import main
+
+    out = tmp_path / "fig1"
+    assert main(["experiment", "relu-vs-tanh", "--quick", "--epochs", "1", "--lrs", "0.03", "--target", "0.9",
+                 "--precision", "bf16", "--out", str(out)]) == 0
+    rec = json.loads((out / "relu-vs-tanh.json").read_text())
+    assert rec["precision"] == "bf16" and all(np.isfinite(r["train_error"]).all() for r in rec["runs"]["relu"])
