@@ -9,9 +9,9 @@ proxy of cuda_convnet._emu. What is counted:
 
   launches   kernel launches, per backend op (conv2d, linear_backward, ...). Each launcher
              call is one launch, except the launchers that issue several kernels, whose
-             count follows their source: conv_wgrad (the dw kernel, + the chunk sum when
+             count follows their source: conv2d_wgrad (the dw kernel, + the chunk sum when
              the plan splits N*P*Q, + the bias-gradient kernel, + its chunk sum),
-             softmax_xent_forward (the rows, then the mean), topk_errors (one per
+             softmax_cross_entropy (the rows, then the mean), topk_errors (one per
              kMaxTopK values of k), and the launchers that return their own count
              (sgd_update, concat_channels, split_channels). Array operations the Net does
              itself (gradient sums where a tensor feeds two layers, zero gradients) are
@@ -79,26 +79,29 @@ class Tally:
                 "launches_per_op": self.per_op(), "syncs_per_kind": dict(sorted(self.syncs.items()))}
 
 
-def _launches(name, args, kwargs, ret, ext) -> int:
-    """Kernel launches of one launcher call (see the module docstring)."""
+_CONV_SHAPE = ("n", "h", "w", "c", "k", "r", "s", "stride", "pad_top", "pad_bottom", "pad_left", "pad_right", "groups")
+
+
+def _launches(name, kwargs, ret, ext) -> int:
+    """Kernel launches of one launcher call (see the module docstring); the backend calls
+    every binding with keyword arguments."""
     if name in ("sgd_update", "concat_channels", "split_channels"):
         return int(ret)
-    if name == "conv_wgrad":
-        shape = {k: v for k, v in kwargs.items() if k not in ("chunk_rows", "stream")}
-        plan = ext.conv_wgrad_plan(**shape, chunk_rows=kwargs["chunk_rows"])
-        has_db = args[3] != 0
+    if name == "conv2d_wgrad":
+        plan = ext.conv2d_wgrad_plan(**{k: kwargs[k] for k in _CONV_SHAPE}, chunk_rows=kwargs["chunk_rows"])
+        has_db = kwargs["db"] != 0
         return 1 + (plan["chunks"] > 1) + has_db + (has_db and plan["bias_chunks"] > 1)
-    if name == "softmax_xent_forward":
+    if name == "softmax_cross_entropy":
         return 2
     if name == "topk_errors":
-        return math.ceil(len(args[4]) / source_constants()["kMaxTopK"])
+        return math.ceil(len(kwargs["ks"]) / source_constants()["kMaxTopK"])
     return 1
 
 
 class RecordingExt:
     """cuda_convnet._emu with every launcher call counted into a Tally."""
 
-    _QUERIES = ("conv_wgrad_plan", "conv_forward_kernel", "device_count", "emulated")
+    _QUERIES = ("conv2d_wgrad_plan", "conv2d_version", "lrn_version", "gemm_version", "device_count", "emulated")
 
     def __init__(self, ext, tally: Tally):
         self._ext, self._tally = ext, tally
@@ -109,9 +112,9 @@ class RecordingExt:
         if name.startswith("_") or name in self._QUERIES or not callable(fn):
             return fn
 
-        def call(*args, **kwargs):
-            ret = fn(*args, **kwargs)
-            self._tally.launches[(self._tally.op or "?", name)] += _launches(name, args, kwargs, ret, self._ext)
+        def call(**kwargs):
+            ret = fn(**kwargs)
+            self._tally.launches[(self._tally.op or "?", name)] += _launches(name, kwargs, ret, self._ext)
             return ret
 
         return call

@@ -17,7 +17,7 @@ The model (H100 SXM: 132 SMs, 4 warp schedulers per SM, 1.98 GHz, 3.35 TB/s HBM3
   follow the launchers in csrc/ (conv_fwd.cu: conv_fwd_kernel2 128x128 where C/groups % 4
   == 0, else conv_fwd_kernel1 64x64; conv_dgrad.cu: one GEMM per group and stride phase,
   64x64 or 256x16 when C/groups <= 16, blocks past their phase's rows exit at once;
-  conv_wgrad.cu: 64x64 tiles split over N*P*Q by conv_wgrad_plan, called through the
+  conv_wgrad.cu: 64x64 tiles split over N*P*Q by conv2d_wgrad_plan, called through the
   emulator build so the plan is the launcher's own; gemm.cu: gemm_kernel2 128x128x8 when
   M, N >= 128, else gemm_kernel1 64x64x16). Per block, the main loop issues
       FFMA warp instructions = BM * BN * K_padded / 32,   all = FFMA / fma_share
@@ -166,7 +166,7 @@ class ConvGeom:
         return x, y, self.k * self.r * self.s * self.cg
 
 
-def conv_forward(sass, name, g: ConvGeom) -> list[Launch]:
+def conv2d(sass, name, g: ConvGeom) -> list[Launch]:
     x, y, w = g.bytes()
     if g.cg % 4 == 0:
         kernel, bm, bn = "conv_fwd_kernel2", 128, 128
@@ -177,7 +177,7 @@ def conv_forward(sass, name, g: ConvGeom) -> list[Launch]:
     return [gemm_launch(sass, name, "fwd", kernel, tiles, bm, bn, k_block, g.flops, F32 * (x + y + w + g.k))]
 
 
-def conv_dgrad(sass, name, g: ConvGeom) -> list[Launch]:
+def conv2d_dgrad(sass, name, g: ConvGeom) -> list[Launch]:
     """Per stride phase (a, b): its own rows and taps (conv_dgrad.cuh); one launch whose
     busiest SM is modelled over all the phases' active blocks."""
     x, y, w = g.bytes()
@@ -212,13 +212,13 @@ def _emu():
 
 
 def wgrad_plan(g: ConvGeom) -> dict:
-    """The launcher's own split (conv_wgrad_plan, through the emulator build)."""
-    return _emu().conv_wgrad_plan(n=g.n, h=g.h, w=g.w, c=g.c, k=g.k, r=g.r, s=g.s, stride=g.stride,
+    """The launcher's own split (conv2d_wgrad_plan, through the emulator build)."""
+    return _emu().conv2d_wgrad_plan(n=g.n, h=g.h, w=g.w, c=g.c, k=g.k, r=g.r, s=g.s, stride=g.stride,
                                   pad_top=g.pad[0], pad_bottom=g.pad[1], pad_left=g.pad[2], pad_right=g.pad[3],
                                   groups=g.groups, chunk_rows=0)
 
 
-def conv_wgrad(sass, name, g: ConvGeom) -> list[Launch]:
+def conv2d_wgrad(sass, name, g: ConvGeom) -> list[Launch]:
     x, y, w = g.bytes()
     plan = wgrad_plan(g)
     rscg = g.r * g.s * g.cg
@@ -272,9 +272,9 @@ def alexnet_launches(batch: int = 128, sass=None) -> list[Launch]:
         pad = blk.padding if isinstance(blk.padding, tuple) else (blk.padding,) * 4
         groups = 1 if blk.both_towers else cfg.columns
         g = ConvGeom(n, h, w, c, blk.filters, blk.size, blk.size, blk.stride, pad, groups)
-        out += conv_forward(sass, f"conv{i}", g)  # with the ReLU in its epilogue (the Net fuses it)
+        out += conv2d(sass, f"conv{i}", g)  # with the ReLU in its epilogue (the Net fuses it)
         # No dgrad for conv1: its input is the data, which needs no gradient (need_dx=False).
-        layer_bwd = conv_wgrad(sass, f"conv{i}", g) + (conv_dgrad(sass, f"conv{i}", g) if i > 1 else [])
+        layer_bwd = conv2d_wgrad(sass, f"conv{i}", g) + (conv2d_dgrad(sass, f"conv{i}", g) if i > 1 else [])
         size = n * g.p * g.q * g.k
         layer_bwd = [mem(f"relu{i}", "bwd", "map2_kernel1<ReluGrad>", 3 * size)] + layer_bwd
         h, w, c = g.p, g.q, g.k

@@ -98,7 +98,7 @@ def reference_step(cfg, params, x, labels):
         a = R.conv2d(h, params[name + ".w"], params[name + ".b"], stride=st, padding=pad,
                      groups=groups)
         y = R.relu(a)
-        tape.append(("conv", name, h, (st, pad, groups)))
+        tape.append(("conv2d", name, h, (st, pad, groups)))
         tape.append(("relu", y))
         h = y
         if lrn:
@@ -113,7 +113,7 @@ def reference_step(cfg, params, x, labels):
     h = h.reshape(h.shape[0], -1)
     for i, name in enumerate(("fc6", "fc7", "fc8")):
         a = R.linear(h, params[name + ".w"], params[name + ".b"])
-        tape.append(("fc", name, h))
+        tape.append(("linear", name, h))
         h = a
         if name != "fc8":
             h = R.relu(a)
@@ -130,7 +130,7 @@ def reference_step(cfg, params, x, labels):
             d = R.dropout_backward(d, p=DROP_P, seed=SEED, offset=entry[1])
         elif kind == "relu":
             d = R.relu_backward(entry[1], d)
-        elif kind == "fc":
+        elif kind == "linear":
             _, name, inp = entry
             d, grads[name + ".w"], grads[name + ".b"] = R.linear_backward(
                 inp, params[name + ".w"], d)
@@ -140,7 +140,7 @@ def reference_step(cfg, params, x, labels):
             d = R.max_pool_backward(entry[1], entry[2], d, **POOL)
         elif kind == "lrn":
             d = R.lrn_backward(entry[1], entry[2], d, **LRN)
-        elif kind == "conv":
+        elif kind == "conv2d":
             _, name, inp, (st, pad, groups) = entry
             d, grads[name + ".w"], grads[name + ".b"] = R.conv2d_backward(
                 inp, params[name + ".w"], d, stride=st, padding=pad, groups=groups)

@@ -27,13 +27,13 @@ static void launch_map2(const char* name, const float* y, const float* dy, float
   CCN_CHECK_LAUNCH(name);
 }
 
-void relu_forward(const float* x, float* y, long long n, cudaStream_t stream) {
+void relu(const float* x, float* y, long long n, cudaStream_t stream) {
   launch_map<Relu>("map_kernel1<Relu>", x, y, n, stream);
 }
 void relu_backward(const float* y, const float* dy, float* dx, long long n, cudaStream_t stream) {
   launch_map2<ReluGrad>("map2_kernel1<ReluGrad>", y, dy, dx, n, stream);
 }
-void tanh_forward(const float* x, float* y, long long n, cudaStream_t stream) {
+void tanh(const float* x, float* y, long long n, cudaStream_t stream) {
   launch_map<Tanh>("map_kernel1<Tanh>", x, y, n, stream);
 }
 void tanh_backward(const float* y, const float* dy, float* dx, long long n, cudaStream_t stream) {

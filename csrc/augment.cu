@@ -4,7 +4,7 @@
 
 namespace ccn {
 
-void augment_train_views(const unsigned char* images, const float* mean, float* out, long long n, int h, int w,
+void train_views(const unsigned char* images, const float* mean, float* out, long long n, int h, int w,
                          int crop, unsigned long long seed, unsigned long long offset, const float* sigma,
                          const float* P, float lighting_std, cudaStream_t stream) {
   CCN_REQUIRE(n >= 0, "n must be >= 0");

@@ -11,7 +11,7 @@ namespace ccn {
 // floats, row-major 3x3, column k the k-th eigenvector) are HOST pointers: they travel in
 // the kernel's parameters. Image i draws with counter offset + i (mod 2^64) under key seed.
 // One launch; requires 1 <= crop <= min(h, w), crop <= 8192, n < 2^31.
-void augment_train_views(const unsigned char* images, const float* mean, float* out, long long n, int h, int w,
+void train_views(const unsigned char* images, const float* mean, float* out, long long n, int h, int w,
                          int crop, unsigned long long seed, unsigned long long offset, const float* sigma,
                          const float* P, float lighting_std, cudaStream_t stream);
 

@@ -72,16 +72,19 @@ inline ConvShape make_conv_shape(int n, int h, int w, int c, int k, int r, int s
 }
 
 // y = conv(x, w) + b, then ReLU if `relu`. b may be null. y must not alias x or w.
-// variant: 0 picks the kernel (conv_fwd_kernel2 when conv_fwd_kernel2_applies, else
-// conv_fwd_kernel1); 1 or 2 forces that version (2 throws where it does not apply). Both
-// give bit-identical results.
-void conv_forward(const float* x, const float* w, const float* b, float* y, const ConvShape& g, bool relu,
-                  cudaStream_t stream, int variant = 0);
+// version: 0 lets the launcher pick (conv_fwd_kernel2 where conv_fwd_kernel2_applies, else
+// conv_fwd_kernel1); 1 or 2 forces conv_fwd_kernel<version> (2 throws where it does not
+// apply; any other value throws). Both give bit-identical results.
+void conv2d(const float* x, const float* w, const float* b, float* y, const ConvShape& g, bool relu,
+            cudaStream_t stream, int version = 0);
+// Which conv_fwd_kernel<n> conv2d(..., version) runs for these pointers and this shape;
+// throws std::invalid_argument exactly where conv2d would refuse `version`.
+int conv2d_version(const float* x, const float* w, const ConvShape& g, int version = 0);
 // The fast path's preconditions: C/groups % 4 == 0, x and w 16-byte aligned.
 bool conv_fwd_kernel2_applies(const float* x, const float* w, const ConvShape& g);
 
 // dx = gradient of conv with respect to x, given dy. Overwrites dx (every element).
-void conv_dgrad(const float* dy, const float* w, float* dx, const ConvShape& g, cudaStream_t stream);
+void conv2d_dgrad(const float* dy, const float* w, float* dx, const ConvShape& g, cudaStream_t stream);
 
 // How the wgrad/bias-gradient reduction over N*P*Q is split (deterministic: depends on the
 // shape and `chunk_rows` only, never on the device). chunk_rows = 0 picks automatically;
@@ -91,15 +94,15 @@ struct WgradPlan {
   int chunks;            // of dw
   int bias_chunk_rows;   // rows per chunk of the bias gradient
   int bias_chunks;
-  long long workspace_floats;  // what conv_wgrad needs (0 when nothing is split)
+  long long workspace_floats;  // what conv2d_wgrad needs (0 when nothing is split)
 };
-WgradPlan conv_wgrad_plan(const ConvShape& g, int chunk_rows);
+WgradPlan conv2d_wgrad_plan(const ConvShape& g, int chunk_rows);
 
 // dw = gradient of conv with respect to w; db[k] = sum of dy over N, P, Q (db may be null).
 // The partial sums of each chunk go to `workspace` (at least plan.workspace_floats floats,
 // device memory the caller allocated; may be null when that is 0) and a second kernel adds
 // them in chunk order: bit-identical results on every run and in every thread order.
-void conv_wgrad(const float* x, const float* dy, float* dw, float* db, float* workspace,
+void conv2d_wgrad(const float* x, const float* dy, float* dw, float* db, float* workspace,
                 long long workspace_floats, const ConvShape& g, int chunk_rows, cudaStream_t stream);
 
 }  // namespace ccn

@@ -19,7 +19,7 @@ void launch_dgrad(const float* dy, const float* w, float* dx, const ConvShape& g
 
 }  // namespace
 
-void conv_dgrad(const float* dy, const float* w, float* dx, const ConvShape& g, cudaStream_t stream) {
+void conv2d_dgrad(const float* dy, const float* w, float* dx, const ConvShape& g, cudaStream_t stream) {
   CCN_REQUIRE(dy && w && dx, "null tensor pointer");
   CCN_REQUIRE(g.n >= 1 && g.p >= 1 && g.q >= 1 && g.cg * g.groups == g.c && g.kg * g.groups == g.k,
               "shape not made by make_conv_shape");

@@ -30,7 +30,7 @@
 //   B loads: column c = tid % BN (consecutive channels across a warp), rows
 //   tid / BN + (256/BN)*e, each decoded into (u, v, f).
 //   __syncthreads after the loads and after the 16 rank-1 updates, as in conv_fwd_kernel1.
-// Preconditions (checked by conv_dgrad): the shape from make_conv_shape; dx does not alias
+// Preconditions (checked by conv2d_dgrad): the shape from make_conv_shape; dx does not alias
 // dy or w.
 #pragma once
 

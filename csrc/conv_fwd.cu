@@ -8,17 +8,21 @@ bool conv_fwd_kernel2_applies(const float* x, const float* w, const ConvShape& g
   return g.cg % 4 == 0 && aligned16(x) && aligned16(w);
 }
 
-void conv_forward(const float* x, const float* w, const float* b, float* y, const ConvShape& g, bool relu,
-                  cudaStream_t stream, int variant) {
+int conv2d_version(const float* x, const float* w, const ConvShape& g, int version) {
+  CCN_REQUIRE(version >= 0 && version <= 2, "version must be 0 (the launcher picks), 1 or 2");
+  const bool fast = conv_fwd_kernel2_applies(x, w, g);
+  CCN_REQUIRE(version != 2 || fast, "conv_fwd_kernel2 needs C/groups % 4 == 0 and 16-byte aligned x and w");
+  return version != 0 ? version : (fast ? 2 : 1);
+}
+
+void conv2d(const float* x, const float* w, const float* b, float* y, const ConvShape& g, bool relu,
+            cudaStream_t stream, int version) {
   CCN_REQUIRE(x && w && y, "null tensor pointer");
   CCN_REQUIRE(g.n >= 1 && g.p >= 1 && g.q >= 1 && g.cg * g.groups == g.c && g.kg * g.groups == g.k,
               "shape not made by make_conv_shape");
-  CCN_REQUIRE(variant >= 0 && variant <= 2, "variant must be 0 (automatic), 1 or 2");
   CCN_REQUIRE(g.groups <= 65535, "groups too large for the grid's z dimension");
   CCN_REQUIRE(ceil_div(g.kg, kConvBN) <= 65535u, "K/groups too large for the grid's y dimension");
-  const bool fast = conv_fwd_kernel2_applies(x, w, g);
-  CCN_REQUIRE(variant != 2 || fast, "conv_fwd_kernel2 needs C/groups % 4 == 0 and 16-byte aligned x and w");
-  if (variant == 2 || (variant == 0 && fast)) {
+  if (conv2d_version(x, w, g, version) == 2) {
     dim3 grid(ceil_div(g.npq, kConvFwd2BM), ceil_div(g.kg, kConvFwd2BN), g.groups);
     CCN_LAUNCH(conv_fwd_kernel2, grid, dim3(16, 16), kConvFwd2SmemFloats * sizeof(float), stream)(x, w, b, y, g,
                                                                                                   relu);

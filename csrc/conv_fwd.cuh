@@ -36,8 +36,8 @@
 //   Grid: x = M tiles, y = Ngemm tiles, z = group. Barriers as in kernel1.
 // Both kernels sum each output's R*S*C/g products in the same order (one fmaf chain over
 // k = 0, 1, ...), so they give bit-identical results; the launcher picks kernel2 whenever
-// its preconditions hold (the `variant` argument can force either, for tests and benchmarks).
-// Preconditions (checked by conv_forward): the shape from make_conv_shape; y does not
+// its preconditions hold (the `version` argument of conv2d can force either, for tests and benchmarks).
+// Preconditions (checked by conv2d): the shape from make_conv_shape; y does not
 // alias x, w or b.
 #pragma once
 

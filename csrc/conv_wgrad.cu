@@ -26,7 +26,7 @@ long long div_up(long long a, long long b) { return (a + b - 1) / b; }
 
 }  // namespace
 
-WgradPlan conv_wgrad_plan(const ConvShape& g, int chunk_rows) {
+WgradPlan conv2d_wgrad_plan(const ConvShape& g, int chunk_rows) {
   CCN_REQUIRE(chunk_rows >= 0, "chunk_rows must be >= 0 (0: automatic)");
   const long long rows = g.npq;
   WgradPlan plan{};
@@ -59,16 +59,16 @@ WgradPlan conv_wgrad_plan(const ConvShape& g, int chunk_rows) {
   return plan;
 }
 
-void conv_wgrad(const float* x, const float* dy, float* dw, float* db, float* workspace,
+void conv2d_wgrad(const float* x, const float* dy, float* dw, float* db, float* workspace,
                 long long workspace_floats, const ConvShape& g, int chunk_rows, cudaStream_t stream) {
   CCN_REQUIRE(x && dy && dw, "null tensor pointer");
   CCN_REQUIRE(g.n >= 1 && g.p >= 1 && g.q >= 1 && g.cg * g.groups == g.c && g.kg * g.groups == g.k,
               "shape not made by make_conv_shape");
   CCN_REQUIRE(ceil_div(g.kg, kConvBM) <= 65535u, "K/groups too large for the grid's y dimension");
-  const WgradPlan plan = conv_wgrad_plan(g, chunk_rows);
+  const WgradPlan plan = conv2d_wgrad_plan(g, chunk_rows);
   CCN_REQUIRE(workspace_floats >= plan.workspace_floats,
               "workspace too small: " + std::to_string(workspace_floats) + " floats given, " +
-                  std::to_string(plan.workspace_floats) + " needed (conv_wgrad_plan)");
+                  std::to_string(plan.workspace_floats) + " needed (conv2d_wgrad_plan)");
   CCN_REQUIRE(plan.workspace_floats == 0 || workspace, "null workspace");
   const long long dw_floats = (long long)g.k * g.rscg;
   float* dw_parts = plan.chunks > 1 ? workspace : dw;

@@ -14,7 +14,7 @@
 // conv_sum_partials_kernel1 adds the slices in chunk order. No atomics anywhere: every
 // output is one thread's fixed-order sum, so dw and db are bit-identical on every run, in
 // every emulator thread order, and for every launch configuration of a given plan
-// (conv_wgrad_plan, which depends on the shape only).
+// (conv2d_wgrad_plan, which depends on the shape only).
 //
 // conv_wgrad_kernel1 (general; the only version so far): the 64 x 64 x 16 tile of
 //   conv_tile.cuh over one chunk. Grid: x = Ngemm tiles, y = M tiles, z = chunk*groups + g.
@@ -31,7 +31,7 @@
 //   Grid: x = column blocks of 128, y = chunk. Output: out[chunk * cols + col].
 // conv_sum_partials_kernel1: out[i] = sum over chunks, in chunk order, of parts[chunk *
 //   count + i]; grid-stride loop, one element per thread per iteration (coalesced).
-// Preconditions (checked by conv_wgrad): the shape from make_conv_shape; chunk_rows >= 1
+// Preconditions (checked by conv2d_wgrad): the shape from make_conv_shape; chunk_rows >= 1
 // (the plan makes it a multiple of 16); the workspace holds chunks x K x R*S*C/g partials
 // of dw and bias_chunks x K of db wherever that reduction is split; dw, db and the
 // workspace do not alias x, dy or each other.

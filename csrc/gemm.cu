@@ -4,14 +4,20 @@
 
 namespace ccn {
 
+int gemm_version(int M, int N, int version) {
+  CCN_REQUIRE(version >= 0 && version <= 2, "version must be 0 (the launcher picks), 1 or 2");
+  if (version != 0) return version;
+  return M >= kGemm2BM && N >= kGemm2BN ? 2 : 1;
+}
+
 void gemm(const float* A, const float* B, float* C, const float* bias, int M, int N, int K, bool trans_a,
-          bool trans_b, float alpha, float beta, bool relu, cudaStream_t stream) {
+          bool trans_b, float alpha, float beta, bool relu, cudaStream_t stream, int version) {
   CCN_REQUIRE(M >= 1 && N >= 1 && K >= 1, "M, N, K must be >= 1");
   CCN_REQUIRE_EXTENT(M, "M");
   CCN_REQUIRE_EXTENT(N, "N");
   CCN_REQUIRE_EXTENT(K, "K");  // the K loop steps 16 past K before it stops
   CCN_REQUIRE(A && B && C, "null matrix pointer");
-  if (M >= kGemm2BM && N >= kGemm2BN) {
+  if (gemm_version(M, N, version) == 2) {
     // Large matrices (the FC layers at batch 128): the 8 x 8-per-thread kernel.
     bool vec_a = aligned16(A) && (trans_a ? M : K) % 4 == 0;
     bool vec_b = aligned16(B) && (trans_b ? K : N) % 4 == 0;

@@ -2,7 +2,7 @@
 // The core of the fully connected layers (forward, dgrad, wgrad are the three
 // transpositions; see cuda_convnet/backends/kernel_ops/linear.py).
 //
-// gemm_kernel1 (the only version so far): shared-memory tiling + register blocking, fp32.
+// gemm_kernel1 (the general version): shared-memory tiling + register blocking, fp32.
 //   Block: 256 threads as 16 x 16 (tx, ty); block tile BM x BN = 64 x 64, K step BK = 16.
 //   Each thread owns a 4 x 4 register tile: rows ty + 16*i, cols tx + 16*j (i, j < 4), so
 //   its reads of the B tile are consecutive across tx (conflict-free) and its reads of the

@@ -33,17 +33,17 @@ static bool kernel2_fits(long long rows, int channels) {
   return (rows + rpb - 1) / rpb <= 0x7fffffffLL;
 }
 
-static int pick_kernel(int kernel, long long rows, int channels) {
-  CCN_REQUIRE(kernel >= 0 && kernel <= 2, "kernel must be 0 (auto), 1 or 2");
-  if (kernel == 2) CCN_REQUIRE(channels <= kLrnTileFloats, "kernel 2 needs channels <= 2048");
-  if (kernel == 0) kernel = kernel2_fits(rows, channels) ? 2 : 1;
-  return kernel;
+int lrn_version(long long rows, int channels, int version) {
+  CCN_REQUIRE(version >= 0 && version <= 2, "version must be 0 (the launcher picks), 1 or 2");
+  if (version == 2) CCN_REQUIRE(channels <= kLrnTileFloats, "lrn kernel2 needs channels <= 2048");
+  if (version == 0) version = kernel2_fits(rows, channels) ? 2 : 1;
+  return version;
 }
 
-void lrn_forward(const float* x, float* y, long long rows, int channels, long long size, float alpha, float neg_beta,
-                 float k, cudaStream_t stream, int kernel) {
+void lrn(const float* x, float* y, long long rows, int channels, long long size, float alpha, float neg_beta,
+         float k, cudaStream_t stream, int version) {
   const LrnParams a = lrn_params(rows, channels, size, alpha, neg_beta, k, 0.f);
-  kernel = pick_kernel(kernel, rows, channels);
+  const int kernel = lrn_version(rows, channels, version);
   if (rows == 0) return;
   CCN_REQUIRE(x && y, "null pointer");
   if (kernel == 1) {
@@ -62,9 +62,10 @@ void lrn_forward(const float* x, float* y, long long rows, int channels, long lo
 }
 
 void lrn_backward(const float* x, const float* y, const float* dy, float* dx, long long rows, int channels,
-                  long long size, float alpha, float neg_beta, float k, float coef, cudaStream_t stream, int kernel) {
+                  long long size, float alpha, float neg_beta, float k, float coef, cudaStream_t stream,
+                  int version) {
   const LrnParams a = lrn_params(rows, channels, size, alpha, neg_beta, k, coef);
-  kernel = pick_kernel(kernel, rows, channels);
+  const int kernel = lrn_version(rows, channels, version);
   if (rows == 0) return;
   CCN_REQUIRE(x && y && dy && dx, "null pointer");
   if (kernel == 1) {

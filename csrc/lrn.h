@@ -8,10 +8,16 @@
 
 namespace ccn {
 
-// `kernel`: 0 picks (2 when channels <= 2048, else 1); 1 or 2 forces a version (tests).
-void lrn_forward(const float* x, float* y, long long rows, int channels, long long size, float alpha, float neg_beta,
-                 float k, cudaStream_t stream, int kernel = 0);
+// `version`: 0 lets the launcher pick (lrn_*_kernel2 when a block's tile of whole rows fits,
+// i.e. channels <= 2048 and the grid fits, else lrn_*_kernel1); 1 or 2 forces that kernel
+// (2 throws where channels > 2048; any other value throws).
+void lrn(const float* x, float* y, long long rows, int channels, long long size, float alpha, float neg_beta,
+         float k, cudaStream_t stream, int version = 0);
 void lrn_backward(const float* x, const float* y, const float* dy, float* dx, long long rows, int channels,
-                  long long size, float alpha, float neg_beta, float k, float coef, cudaStream_t stream, int kernel = 0);
+                  long long size, float alpha, float neg_beta, float k, float coef, cudaStream_t stream,
+                  int version = 0);
+// Which lrn_*_kernel<n> lrn and lrn_backward run for this shape and `version` (both pick
+// alike); throws std::invalid_argument exactly where they would refuse `version`.
+int lrn_version(long long rows, int channels, int version = 0);
 
 }  // namespace ccn

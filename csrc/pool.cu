@@ -21,7 +21,7 @@ static PoolGeometry pool_geometry(int n, int h, int w, int c, int size, int stri
   return PoolGeometry{n, h, w, c, size, stride, top, left, p, q};
 }
 
-void max_pool_forward(const float* x, float* y, int n, int h, int w, int c, int size, int stride, int pad_top,
+void max_pool(const float* x, float* y, int n, int h, int w, int c, int size, int stride, int pad_top,
                       int pad_bottom, int pad_left, int pad_right, int p, int q, cudaStream_t stream) {
   const PoolGeometry g = pool_geometry(n, h, w, c, size, stride, pad_top, pad_bottom, pad_left, pad_right, p, q);
   CCN_REQUIRE(x && y, "null pointer");

@@ -8,7 +8,7 @@
 namespace ccn {
 
 // y = max over each size x size window at `stride` (padding never wins; NaN propagates).
-void max_pool_forward(const float* x, float* y, int n, int h, int w, int c, int size, int stride, int pad_top,
+void max_pool(const float* x, float* y, int n, int h, int w, int c, int size, int stride, int pad_top,
                       int pad_bottom, int pad_left, int pad_right, int p, int q, cudaStream_t stream);
 
 // dx: each dy goes to the first maximum of its window in row-major order (the reference's

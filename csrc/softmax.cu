@@ -18,7 +18,7 @@ static void check_rows(long long rows, int classes) {
   CCN_REQUIRE(rows <= 0x7fffffffLL, "rows must be < 2^31 (one block per row)");
 }
 
-void softmax_xent_forward(const float* logits, const int* labels, float* probs, float* row_loss, float* loss,
+void softmax_cross_entropy(const float* logits, const int* labels, float* probs, float* row_loss, float* loss,
                           long long rows, int classes, cudaStream_t stream) {
   check_rows(rows, classes);
   CCN_REQUIRE(logits && labels && probs && row_loss && loss, "null pointer");
@@ -30,7 +30,7 @@ void softmax_xent_forward(const float* logits, const int* labels, float* probs, 
   CCN_CHECK_LAUNCH("softmax_xent_mean_kernel1");
 }
 
-void softmax_xent_backward(const float* probs, const int* labels, float* dlogits, long long rows, int classes,
+void softmax_cross_entropy_backward(const float* probs, const int* labels, float* dlogits, long long rows, int classes,
                            float inv_rows, cudaStream_t stream) {
   check_rows(rows, classes);
   CCN_REQUIRE(probs && labels && dlogits, "null pointer");

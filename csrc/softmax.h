@@ -9,11 +9,11 @@ namespace ccn {
 // probs = softmax(logits) per row; row_loss[r] = log sum exp(z) - z[label] with
 // z = logits[r] - max(logits[r]); loss[0] = mean of row_loss. row_loss is a [rows]
 // workspace. rows >= 1. Two launches (per-row kernel, then the mean).
-void softmax_xent_forward(const float* logits, const int* labels, float* probs, float* row_loss, float* loss,
+void softmax_cross_entropy(const float* logits, const int* labels, float* probs, float* row_loss, float* loss,
                           long long rows, int classes, cudaStream_t stream);
 
 // dlogits = (probs - onehot(labels)) * inv_rows, with inv_rows = float32(1 / rows).
-void softmax_xent_backward(const float* probs, const int* labels, float* dlogits, long long rows, int classes,
+void softmax_cross_entropy_backward(const float* probs, const int* labels, float* dlogits, long long rows, int classes,
                            float inv_rows, cudaStream_t stream);
 
 // counts[j] += number of top-ks[j] errors: rows where at least ks[j] classes other than

@@ -52,7 +52,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .net import LRN, Concat, Conv, Dropout, Flatten, FullyConnected, MaxPool, Net, ReLU, SoftmaxCrossEntropy
+from .net import LRN, Concat, Conv2d, Dropout, Flatten, Linear, MaxPool, Net, ReLU, SoftmaxCrossEntropy
 
 
 @dataclass(frozen=True)
@@ -181,9 +181,9 @@ def parallel_table(config: TowerNetConfig, net: Net) -> dict[str, str]:
             raise ValueError(f"{what} must be one of {PARALLEL_KINDS}, got {v!r}")
     table = {}
     for layer in net.layers:
-        if isinstance(layer, Conv):
+        if isinstance(layer, Conv2d):
             table[layer.name] = config.conv_parallel
-        elif isinstance(layer, FullyConnected):
+        elif isinstance(layer, Linear):
             table[layer.name] = config.fc_parallel
     return table
 
@@ -217,7 +217,7 @@ def tower_net(config: TowerNetConfig, *, towers: int = 2, devices=None, seed: in
         top = "data"
         for k, c in enumerate(config.convs, start=1):
             groups = 1 if (c.both_towers or k == 1) else cols
-            layers.append(Conv(f"conv{k}", top, filters=c.filters, size=c.size, stride=c.stride, padding=c.padding,
+            layers.append(Conv2d(f"conv{k}", top, filters=c.filters, size=c.size, stride=c.stride, padding=c.padding,
                                groups=groups, bias_init=c.bias, weight_std=std, init_parts=list(range(cols))))
             layers.append(ReLU(f"relu{k}", f"conv{k}"))
             top = f"relu{k}"
@@ -231,7 +231,7 @@ def tower_net(config: TowerNetConfig, *, towers: int = 2, devices=None, seed: in
         top = "flatten"
         for j, units in enumerate(config.hidden):
             k = len(config.convs) + 1 + j
-            layers += [FullyConnected(f"fc{k}", top, units=units, bias_init=config.hidden_bias, weight_std=std,
+            layers += [Linear(f"fc{k}", top, units=units, bias_init=config.hidden_bias, weight_std=std,
                                       init_parts=list(range(cols))),
                        ReLU(f"relu{k}", f"fc{k}"),
                        Dropout(f"drop{k}", f"relu{k}", p=config.dropout, groups=cols, stream=j * cols)]
@@ -245,7 +245,7 @@ def tower_net(config: TowerNetConfig, *, towers: int = 2, devices=None, seed: in
                 if c.both_towers and k > 1:
                     inp = f"merge{k}/{t}"
                     layers.append(Concat(inp, list(tops), device=t))
-                layers.append(Conv(f"conv{k}/{t}", inp, filters=c.filters // towers, size=c.size, stride=c.stride,
+                layers.append(Conv2d(f"conv{k}/{t}", inp, filters=c.filters // towers, size=c.size, stride=c.stride,
                                    padding=c.padding, bias_init=c.bias, weight_std=std, init_key=f"conv{k}",
                                    init_parts=[t], device=t))
                 layers.append(ReLU(f"relu{k}/{t}", f"conv{k}/{t}", device=t))
@@ -271,7 +271,7 @@ def tower_net(config: TowerNetConfig, *, towers: int = 2, devices=None, seed: in
                 if j > 0:
                     inp = f"merge{k}/{t}"
                     layers.append(Concat(inp, list(tops), device=t))
-                layers += [FullyConnected(f"fc{k}/{t}", inp, units=units // towers, bias_init=config.hidden_bias,
+                layers += [Linear(f"fc{k}/{t}", inp, units=units // towers, bias_init=config.hidden_bias,
                                           weight_std=std, init_key=f"fc{k}", init_parts=[t], device=t),
                            ReLU(f"relu{k}/{t}", f"fc{k}/{t}", device=t),
                            Dropout(f"drop{k}/{t}", f"relu{k}/{t}", p=config.dropout, stream=j * cols + t,
@@ -281,7 +281,7 @@ def tower_net(config: TowerNetConfig, *, towers: int = 2, devices=None, seed: in
         layers.append(Concat("merge_out", list(tops), device=0))
         top = "merge_out"
     k = len(config.convs) + len(config.hidden) + 1
-    layers.append(FullyConnected(f"fc{k}", top, units=config.classes, bias_init=0.0, weight_std=std))
+    layers.append(Linear(f"fc{k}", top, units=config.classes, bias_init=0.0, weight_std=std))
     layers.append(SoftmaxCrossEntropy("loss", f"fc{k}"))
     net = Net(layers, input_shape=config.input_shape, devices=devices, seed=seed, dtype=dtype, precision=precision)
     net.parallel = parallel_table(config, net)
@@ -416,11 +416,11 @@ def four_layer_net(activation: str = "relu", *, input_shape=(32, 32, 3), classes
     w = int(width)
     layers, top = [], "data"
     for k, (filters, size) in enumerate(((w, 5), (2 * w, 5), (2 * w, 3)), start=1):
-        layers += [Conv(f"conv{k}", top, filters=filters, size=size, padding=size // 2, weight_std=weight_std),
+        layers += [Conv2d(f"conv{k}", top, filters=filters, size=size, padding=size // 2, weight_std=weight_std),
                    act(f"{activation}{k}", f"conv{k}"),
                    MaxPool(f"pool{k}", f"{activation}{k}", size=3, stride=2)]
         top = f"pool{k}"
-    layers += [Flatten("flatten", top), FullyConnected("fc4", "flatten", units=classes, weight_std=weight_std),
+    layers += [Flatten("flatten", top), Linear("fc4", "flatten", units=classes, weight_std=weight_std),
                SoftmaxCrossEntropy("loss", "fc4")]
     return Net(layers, input_shape=input_shape, devices=devices, seed=seed, dtype=dtype, precision=precision)
 

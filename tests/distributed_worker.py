@@ -20,10 +20,10 @@ import numpy as np
 
 from cuda_convnet import SGD
 from cuda_convnet.net import (
-    Conv,
+    Conv2d,
     Dropout,
     Flatten,
-    FullyConnected,
+    Linear,
     MaxPool,
     Net,
     ReLU,
@@ -33,14 +33,14 @@ from cuda_convnet.net import (
 
 def tiny_dp_net(device: str, seed: int = 3, dropout: bool = False, units: int = 16, classes: int = 5) -> Net:
     """A conv -> pool -> fc -> fc net on 8x8x3 inputs (a few thousand parameters)."""
-    layers = [Conv("conv1", "data", filters=6, size=3, stride=1, padding=1, weight_std=0.3, bias_init=0.1),
+    layers = [Conv2d("conv1", "data", filters=6, size=3, stride=1, padding=1, weight_std=0.3, bias_init=0.1),
               ReLU("relu1", "conv1"), MaxPool("pool1", "relu1", size=2, stride=2), Flatten("flat", "pool1"),
-              FullyConnected("fc1", "flat", units=units, weight_std=0.2, bias_init=0.1), ReLU("relu2", "fc1")]
+              Linear("fc1", "flat", units=units, weight_std=0.2, bias_init=0.1), ReLU("relu2", "fc1")]
     top = "relu2"
     if dropout:
         layers.append(Dropout("drop", top, p=0.5))
         top = "drop"
-    layers += [FullyConnected("fc2", top, units=classes, weight_std=0.2), SoftmaxCrossEntropy("loss", "fc2")]
+    layers += [Linear("fc2", top, units=classes, weight_std=0.2), SoftmaxCrossEntropy("loss", "fc2")]
     return Net(layers, input_shape=(8, 8, 3), devices=(device,), seed=seed)
 
 

@@ -518,7 +518,7 @@ def test_hybrid_rejects_what_it_cannot_split():
         HybridParallel(bad, group)
     pooled = hybrid_net("cpu")
     pooled.parallel["conv1"] = "model"
-    with pytest.raises(ValueError, match=r"layer 'conv1' \(conv\) cannot be split over the ranks"):
+    with pytest.raises(ValueError, match=r"layer 'conv1' \(conv2d\) cannot be split over the ranks"):
         HybridParallel(pooled, group)
     hp = HybridParallel(hybrid_net("cpu", dropout=True), group)   # the stated choice; dropout in the head
     assert [p.shape for p in hp.parameters()] == [(6, 3, 3, 3), (6,), (4, 96), (4,), (2, 12), (2,)]

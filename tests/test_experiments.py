@@ -137,8 +137,9 @@ def test_relu_vs_tanh_quick(tmp_path):
 
 def test_four_layer_nets_differ_only_in_the_unit():
     relu, tanh = models.four_layer_net("relu", seed=7), models.four_layer_net("tanh", seed=7)
-    assert [l.type for l in relu.layers] == ["conv", "relu", "maxpool"] * 3 + ["flatten", "fc", "softmax"]
-    assert [l.type for l in tanh.layers] == ["conv", "tanh", "maxpool"] * 3 + ["flatten", "fc", "softmax"]
+    head = ["flatten", "linear", "softmax_cross_entropy"]
+    assert [l.type for l in relu.layers] == ["conv2d", "relu", "max_pool"] * 3 + head
+    assert [l.type for l in tanh.layers] == ["conv2d", "tanh", "max_pool"] * 3 + head
     a, b = relu.state_dict(), tanh.state_dict()
     assert a.keys() == b.keys()
     for k in a:

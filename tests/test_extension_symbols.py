@@ -7,6 +7,7 @@ other's launcher. And when the cuda backend is unusable, the reason is reported
 """
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -101,13 +102,39 @@ def test_emu_signatures_are_real():
     """The comparison below is only as good as the signatures it compares: every launcher's
     docstring starts with `name(arg: type, ...) -> result`, with typed arguments."""
     api = _api(_ext.load("_emu"))
-    launchers = {"gemm", "conv_forward", "conv_dgrad", "conv_wgrad", "lrn_forward", "lrn_backward",
-                 "max_pool_forward", "max_pool_backward", "dropout", "softmax_xent_forward", "topk_errors",
-                 "sgd_update", "concat_channels", "split_channels", "augment_train_views"}
+    launchers = {"gemm", "conv2d", "conv2d_dgrad", "conv2d_wgrad", "lrn", "lrn_backward",
+                 "max_pool", "max_pool_backward", "dropout", "softmax_cross_entropy", "topk_errors",
+                 "sgd_update", "concat_channels", "split_channels", "train_views"}
     assert launchers <= set(api), sorted(launchers - set(api))
     for name in launchers:
         first = api[name].splitlines()[0]
         assert first.startswith(f"{name}(") and ": " in first and ") -> " in first, first
+
+
+# The GEMM primitives the `linear` op is made of, and the build queries: the only bindings
+# that are not named after an op of the kernel backend.
+PRIMITIVES = {"gemm", "gemm_tc", "bias_grad", "device_count", "device_count_error"}
+# Families with several kernels: the launcher takes `version`, and <family>_version says
+# which kernel it runs.
+VERSIONED = {"conv2d": ("conv2d",), "lrn": ("lrn", "lrn_backward"), "gemm": ("gemm",)}
+
+
+def test_every_binding_is_named_after_its_op():
+    """One name per op: each binding is an op of the kernel backend of the same name (the
+    reference's name), a GEMM primitive, or the <family>_version query of a family with
+    several kernels; every launcher of such a family takes `version` (default 0)."""
+    api = _api(_ext.load("_emu"))
+    functions = {name for name, doc in api.items() if not doc.startswith("constant")}
+    backend = ccn.backend("emu")
+    queries = {f"{family}_version" for family in VERSIONED}
+    stray = sorted(n for n in functions if n not in PRIMITIVES | queries and not callable(getattr(backend, n, None)))
+    assert stray == [], f"bindings not named after an op of the backend: {stray}"
+    assert queries <= functions
+    for family, launchers in VERSIONED.items():
+        for name in launchers + (f"{family}_version",):
+            assert re.search(r"\bversion: [^,]*Supports[^,]* = 0\)", api[name].splitlines()[0]), api[name]
+    unversioned = functions - queries - {n for ls in VERSIONED.values() for n in ls}
+    assert not [n for n in unversioned if re.search(r"\bversion:", api[n].splitlines()[0])]
 
 
 def test_emu_and_cuda_builds_expose_the_same_api():

@@ -155,11 +155,12 @@ def test_lrn_launcher_accepts_any_size_and_refuses_huge_channel_counts():
     rng = np.random.default_rng(5)
     x = randn(rng, 3, 6)
     y1, y2 = np.full_like(x, np.nan), np.full_like(x, np.nan)
-    _ext().lrn_forward(_ptr(x), _ptr(y1), 3, 6, 2**62, 0.01, -0.75, 2.0)
-    _ext().lrn_forward(_ptr(x), _ptr(y2), 3, 6, 11, 0.01, -0.75, 2.0)
+    lrn = dict(alpha=0.01, neg_beta=-0.75, k=2.0)
+    _ext().lrn(x=_ptr(x), y=_ptr(y1), rows=3, channels=6, size=2**62, **lrn)
+    _ext().lrn(x=_ptr(x), y=_ptr(y2), rows=3, channels=6, size=11, **lrn)
     np.testing.assert_array_equal(y1, y2)
     with pytest.raises(ValueError, match=rf"channels = {INT_MAX} is larger than {MAX}"):
-        _ext().lrn_forward(_ptr(x), _ptr(y1), 1, INT_MAX, 5, 0.01, -0.75, 2.0, 0, 1)
+        _ext().lrn(x=_ptr(x), y=_ptr(y1), rows=1, channels=INT_MAX, size=5, **lrn, version=1)
 
 
 # ------------------------------------------------------------------------------ GEMM, softmax
@@ -170,15 +171,30 @@ def test_gemm_launcher_refuses_extents_whose_tile_loop_would_wrap(which):
     a = np.ones(4, np.float32)
     dims = {"M": 1, "N": 1, "K": 1, which: INT_MAX - 3}
     with pytest.raises(ValueError, match=rf"gemm: {which} = {INT_MAX - 3} is larger than {MAX}"):
-        _ext().gemm(_ptr(a), _ptr(a), _ptr(a), 0, dims["M"], dims["N"], dims["K"], False, False)
+        _ext().gemm(a=_ptr(a), b=_ptr(a), c=_ptr(a), bias=0, **dims, trans_a=False, trans_b=False)
+
+
+def test_versioned_launchers_refuse_unknown_versions():
+    a = np.ones(16, np.float32)
+    gemm = dict(a=_ptr(a), b=_ptr(a), c=_ptr(a), bias=0, M=4, N=4, K=1, trans_a=False, trans_b=False)
+    assert [_ext().gemm_version(M=m, N=n) for m, n in ((127, 500), (128, 128))] == [1, 2]
+    for version in (-1, 3):
+        with pytest.raises(ValueError, match="version must be 0"):
+            _ext().gemm(**gemm, version=version)
+        with pytest.raises(ValueError, match="version must be 0"):
+            _ext().lrn(x=_ptr(a), y=_ptr(a), rows=4, channels=4, size=5, alpha=0.01, neg_beta=-0.75, k=2.0,
+                       version=version)
+        with pytest.raises(ValueError, match="version must be 0"):
+            _ext().lrn_version(rows=4, channels=4, version=version)
 
 
 def test_softmax_launchers_refuse_class_counts_whose_loop_would_wrap():
     a, labels, counts = np.ones(4, np.float32), np.zeros(1, np.int32), np.zeros(2, np.int32)
     with pytest.raises(ValueError, match=rf"classes = {INT_MAX} is larger than {MAX}"):
-        _ext().softmax_xent_forward(_ptr(a), _ptr(labels), _ptr(a), _ptr(a), _ptr(a), 1, INT_MAX)
+        _ext().softmax_cross_entropy(logits=_ptr(a), labels=_ptr(labels), probs=_ptr(a), row_loss=_ptr(a), loss=_ptr(a),
+                                     rows=1, classes=INT_MAX)
     with pytest.raises(ValueError, match=rf"classes = {INT_MAX} is larger than {MAX}"):
-        _ext().topk_errors(_ptr(a), _ptr(labels), 1, INT_MAX, [1, 5], _ptr(counts))
+        _ext().topk_errors(probs=_ptr(a), labels=_ptr(labels), rows=1, classes=INT_MAX, ks=[1, 5], counts=_ptr(counts))
 
 
 # ------------------------------------------------------------------------------ conv

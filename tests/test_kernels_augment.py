@@ -304,7 +304,7 @@ def test_launcher_checks_its_own_preconditions():
     def call(**kw):
         args = dict(images=buf.ctypes.data, mean=0, out=out.ctypes.data, n=1, h=8, w=8, crop=8, seed=0, offset=0,
                     sigma=[1.0] * 3, P=[1.0] * 9, lighting_std=0.1)
-        ext.augment_train_views(**{**args, **kw})
+        ext.train_views(**{**args, **kw})
 
     call()
     with pytest.raises(ValueError, match=r"crop must be in \[1, min\(h, w\)\], got 9 for 8x8"):

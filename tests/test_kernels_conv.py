@@ -57,7 +57,7 @@ def up(a):
 
 @contextlib.contextmanager
 def setting(ops, name, value):
-    """Set a ConvOps knob (wgrad_chunk_rows, conv_fwd_variant) on the backend for a while."""
+    """Set a ConvOps knob (wgrad_chunk_rows) on the backend for a while."""
     old = ops.__dict__.get(name)
     setattr(ops, name, value)
     try:
@@ -67,6 +67,18 @@ def setting(ops, name, value):
             delattr(ops, name)
         else:
             setattr(ops, name, old)
+
+
+@contextlib.contextmanager
+def forced_version(ops, op, version):
+    """Force `op`'s kernel version through the backend's kernel_versions for a while."""
+    old = dict(ops.kernel_versions)
+    ops.kernel_versions[op] = version
+    try:
+        yield
+    finally:
+        ops.kernel_versions.clear()
+        ops.kernel_versions.update(old)
 
 
 def wgrad_chunk_rows(ops, rows):
@@ -85,9 +97,11 @@ def check_conv(dev, cpu, x, w, b, *, stride, padding, groups, relu=False, backwa
     want = cpu.conv2d(up(x), up(w), up(b), **kw)
     if relu:
         want = cpu.relu(want)
-    assert_close("conv2d", y, want, what + f" forward (kernel{dev.ops.conv2d_kernel_version(*args[:2], **kw)})")
-    if both_kernels and dev.ops.conv2d_kernel_version(*args[:2], **kw) == 2:
-        with setting(dev.ops, "conv_fwd_variant", 1):
+    version = dev.ops.kernel_version("conv2d", *args, **kw)
+    assert_close("conv2d", y, want, what + f" forward (kernel{version})")
+    if both_kernels and version == 2:
+        with forced_version(dev.ops, "conv2d", 1):
+            assert dev.ops.kernel_version("conv2d", *args, **kw) == 1
             y1 = dev.get(dev.ops.conv2d(*args, relu=relu, **kw))
         np.testing.assert_array_equal(y1, y, err_msg=what + ": conv_fwd_kernel1 and kernel2 differ")
     if not backward:
@@ -162,7 +176,7 @@ def test_conv_tile_edges(kernel_device, cpu, n, h, w, c, k, r, s, stride, paddin
 
 
 @cxx_throw_works
-def test_conv_forward_fast_path_falls_back_when_misaligned(kernel_device, cpu):
+def test_conv2d_fast_path_falls_back_when_misaligned(kernel_device, cpu):
     """C/g % 4 == 0 but x starts 4 bytes past a 16-byte boundary: the launcher must take
     conv_fwd_kernel1 (and refuse a forced kernel2), with the same answer."""
     if kernel_device.name != "emu":
@@ -175,10 +189,18 @@ def test_conv_forward_fast_path_falls_back_when_misaligned(kernel_device, cpu):
     xm[...] = x
     assert xm.flags.c_contiguous and xm.ctypes.data % 16 == 4
     ops, kw = kernel_device.ops, dict(stride=1, padding=1, groups=2)
-    assert ops.conv2d_kernel_version(x, w, **kw) == 2 and ops.conv2d_kernel_version(xm, w, **kw) == 1
+    assert ops.kernel_version("conv2d", x, w, **kw) == 2 and ops.kernel_version("conv2d", xm, w, **kw) == 1
     np.testing.assert_array_equal(ops.conv2d(xm, w, b, **kw), ops.conv2d(x, w, b, **kw))
-    with setting(ops, "conv_fwd_variant", 2), pytest.raises(ValueError, match="kernel2 needs"):
-        ops.conv2d(xm, w, b, **kw)
+    with forced_version(ops, "conv2d", 2):
+        assert ops.kernel_version("conv2d", x, w, **kw) == 2
+        for call in (lambda: ops.conv2d(xm, w, b, **kw), lambda: ops.kernel_version("conv2d", xm, w, **kw)):
+            with pytest.raises(ValueError, match="kernel2 needs"):
+                call()
+    for bad in (3, -1, True, "2"):
+        with forced_version(ops, "conv2d", bad), pytest.raises(ValueError, match="version"):
+            ops.conv2d(x, w, b, **kw)
+    with forced_version(ops, "conv2d_dgrad", 1), pytest.raises(ValueError, match="has no kernel versions"):
+        ops.conv2d(x, w, b, **kw)
     check_conv(kernel_device, cpu, xm, w, b, backward=False, **kw)
 
 
@@ -215,7 +237,7 @@ def test_conv_alexnet_layer_shapes(kernel_device, cpu, layer, capsys):
     b = rand(rng, k)
     t = time.perf_counter()
     kw = dict(stride=stride, padding=pad, groups=groups)
-    version = kernel_device.ops.conv2d_kernel_version(kernel_device.put(x), kernel_device.put(wt), **kw)
+    version = kernel_device.ops.kernel_version("conv2d", kernel_device.put(x), kernel_device.put(wt), **kw)
     assert version == (1 if layer == "conv1" else 2)  # C = 3 takes the general kernel
     check_conv(kernel_device, cpu, x, wt, b, what=layer, both_kernels=False, **kw)
     with capsys.disabled():
@@ -240,7 +262,7 @@ def test_conv_backward_is_deterministic(kernel_device, chunk_rows):
     ops = kernel_device.ops
     args = [kernel_device.put(a) for a in (x, w, dy)]
     with wgrad_chunk_rows(ops, chunk_rows):
-        plan = ops.conv_wgrad_plan(checks.check_conv_backward_args(x, w, dy, **kw))
+        plan = ops.conv2d_wgrad_plan(checks.check_conv_backward_args(x, w, dy, **kw))
         assert plan["chunks"] > 1 and plan["bias_chunks"] > 1, plan  # the split path
         first = [kernel_device.get(a) for a in ops.conv2d_backward(*args, **kw)]
         second = [kernel_device.get(a) for a in ops.conv2d_backward(*args, **kw)]
@@ -278,7 +300,7 @@ def test_wgrad_plan_depends_on_the_shape_only(kernel_device):
         x = np.empty((n, h, h, c), np.float32)
         w = np.empty((k, r, r, c // groups), np.float32)
         g = checks.check_conv_args(x, w, None, stride, pad, groups)
-        plan = ops.conv_wgrad_plan(g)
+        plan = ops.conv2d_wgrad_plan(g)
         rows = g.n * g.p * g.q
         assert plan["chunk_rows"] % 16 == 0 and (plan["chunks"] - 1) * plan["chunk_rows"] < rows
         assert plan["chunks"] * plan["chunk_rows"] >= rows
@@ -331,14 +353,17 @@ def test_launcher_checks_reach_python(kernel_device):
     ext = kernel_device.ops.ext
     shape = dict(n=1, h=20, w=20, c=2, k=2, r=3, s=3, stride=1, pad_top=0, pad_bottom=0, pad_left=0,
                  pad_right=0, groups=1)
-    plan = ext.conv_wgrad_plan(**shape, chunk_rows=16)
+    plan = ext.conv2d_wgrad_plan(**shape, chunk_rows=16)
     assert plan["chunks"] > 1 and plan["workspace_floats"] > 0
     with pytest.raises(ValueError, match="workspace too small"):
-        ext.conv_wgrad(1, 1, 1, 0, 0, plan["workspace_floats"] - 1, **shape, chunk_rows=16)
+        ext.conv2d_wgrad(x=1, dy=1, dw=1, db=0, workspace=0, workspace_floats=plan["workspace_floats"] - 1, **shape,
+                         chunk_rows=16)
     with pytest.raises(ValueError, match="divisible by groups"):
-        ext.conv_forward(1, 1, 0, 1, **dict(shape, groups=3))
+        ext.conv2d(x=1, wt=1, b=0, y=1, **dict(shape, groups=3))
     with pytest.raises(ValueError, match="larger than the padded input"):
-        ext.conv_dgrad(1, 1, 1, **dict(shape, h=2))
+        ext.conv2d_dgrad(dy=1, wt=1, dx=1, **dict(shape, h=2))
+    with pytest.raises(ValueError, match="version must be"):
+        ext.conv2d(x=16, wt=16, b=0, y=16, **shape, version=3)
 
 
 @pytest.mark.parametrize("stride,padding,groups", [(1, 1, 1), (2, (0, 1, 1, 0), 2), (3, 0, 1)])

@@ -53,10 +53,12 @@ def test_whole_operation_is_one_launch():
     for count, launches in ((1, 1), (2, 1), (32, 1), (33, 2), (70, 3)):
         xs = [randn(rng, 3, 2, 4) for _ in range(count)]
         y = np.full((3, 2, 4 * count), np.nan, np.float32)
-        assert emu.ext.concat_channels(y.ctypes.data, [x.ctypes.data for x in xs], [4] * count, 6) == launches
+        assert emu.ext.concat_channels(whole=y.ctypes.data, parts=[x.ctypes.data for x in xs],
+                                       channels=[4] * count, rows=6) == launches
         np.testing.assert_array_equal(y, np.concatenate(xs, axis=-1))
         parts = [np.full((3, 2, 4), np.nan, np.float32) for _ in range(count)]
-        assert emu.ext.split_channels(y.ctypes.data, [p.ctypes.data for p in parts], [4] * count, 6) == launches
+        assert emu.ext.split_channels(whole=y.ctypes.data, parts=[p.ctypes.data for p in parts],
+                                      channels=[4] * count, rows=6) == launches
         for p, x in zip(parts, xs):
             np.testing.assert_array_equal(p, x)
 

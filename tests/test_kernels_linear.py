@@ -88,6 +88,26 @@ def test_linear_tile_edges(kernel_device, cpu, n, fan_in, fan_out):
     check_linear(kernel_device, cpu, n, fan_in, fan_out, True, seed=n * fan_in + fan_out)
 
 
+@pytest.mark.parametrize("n,fan_in,fan_out,auto", [(5, 7, 9, 1), (130, 133, 131, 2)])
+def test_linear_each_gemm_kernel_version(kernel_device, cpu, monkeypatch, n, fan_in, fan_out, auto):
+    """kernel_versions["linear"/"linear_backward"] forces gemm_kernel1 or 2 on any shape (both
+    zero-fill ragged edges); 0 lets the launcher pick (2 where M, N >= 128)."""
+    ops, put = kernel_device.ops, kernel_device.put
+    x, w = put(np.ones((n, fan_in), np.float32)), put(np.ones((fan_out, fan_in), np.float32))
+    assert ops.kernel_version("linear", x, w) == auto
+    for version in (1, 2):
+        monkeypatch.setitem(ops.kernel_versions, "linear", version)
+        monkeypatch.setitem(ops.kernel_versions, "linear_backward", version)
+        assert ops.kernel_version("linear", x, w) == version
+        check_linear(kernel_device, cpu, n, fan_in, fan_out, True, seed=version)
+    with pytest.raises(ValueError, match="precision 'tf32' runs gemm_tc"):
+        ops.linear(x, w, precision="tf32")
+    with pytest.raises(ValueError, match="'linear_backward' launches several kernels"):
+        ops.kernel_version("linear_backward", x, w, put(np.ones((n, fan_out), np.float32)))
+    with pytest.raises(ValueError, match="'bias_grad' has no kernel versions"):
+        ops.kernel_version("bias_grad", x, w)
+
+
 @pytest.mark.alexnet_shapes
 def test_linear_alexnet_fc_shapes(kernel_device, cpu):
     """The paper's FC layers at batch 2: fc6 9216->4096 forward (the whole layer), and

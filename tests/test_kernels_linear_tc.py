@@ -95,8 +95,8 @@ def test_rounding_is_bit_exact_with_the_kernel(precision, rounding):
     a[:2] = np.finfo(np.float32).max, -np.finfo(np.float32).max  # round up to +-inf
     ones = np.ones(1, np.float32)
     c = np.full(a.size, np.nan, np.float32)
-    emu.ext.gemm_tc(a.ctypes.data, ones.ctypes.data, c.ctypes.data, 0, a.size, 1, 1, False, False, 1.0, 0.0, False,
-                    precision, 0)
+    emu.ext.gemm_tc(a=a.ctypes.data, b=ones.ctypes.data, c=c.ctypes.data, bias=0, M=a.size, N=1, K=1, trans_a=False,
+                    trans_b=False, precision=precision)
     np.testing.assert_array_equal(c.view(np.uint32), rounding(a).view(np.uint32))
 
 
@@ -189,9 +189,9 @@ def test_gemm_tc_epilogue_and_layouts(kernel_device, precision):
                 abuf[offset:offset + a.size], bbuf[offset:offset + b.size] = a.ravel(), b.ravel()
                 da, db = put(abuf), put(bbuf)
                 dc = put(c0.copy())  # put() may return c0 itself: keep c0 for the reference
-                ops.ext.gemm_tc(ops._ptr(da) + 4 * offset, ops._ptr(db) + 4 * offset, ops._ptr(dc),
-                                ops._ptr(put(bias)), M, N, K, trans_a, trans_b, 0.5, 0.75, True, precision,
-                                ops._stream())
+                ops.ext.gemm_tc(a=ops._ptr(da) + 4 * offset, b=ops._ptr(db) + 4 * offset, c=ops._ptr(dc),
+                                bias=ops._ptr(put(bias)), M=M, N=N, K=K, trans_a=trans_a, trans_b=trans_b, alpha=0.5,
+                                beta=0.75, relu=True, precision=precision, stream=ops._stream())
                 ra = (round_tf32 if precision == "tf32" else round_bf16 if precision == "bf16" else np.asarray)
                 want = 0.5 * (ra(opa).astype(np.float64) @ ra(opb).astype(np.float64)) + 0.75 * c0 + bias
                 np.testing.assert_allclose(get(dc), np.maximum(want, 0), **tol("linear", "kernel_vs_reference"),
@@ -249,8 +249,8 @@ def test_gemm_tc_binding_refuses_fp32():
     emu = ccn.backend("emu")
     a = np.ones(16, np.float32)
     with pytest.raises(ValueError, match="gemm_tc: precision must be 'tf32', '3xtf32' or 'bf16'"):
-        emu.ext.gemm_tc(a.ctypes.data, a.ctypes.data, a.ctypes.data, 0, 4, 4, 4, False, False, 1.0, 0.0, False,
-                        "fp32", 0)
+        emu.ext.gemm_tc(a=a.ctypes.data, b=a.ctypes.data, c=a.ctypes.data, bias=0, M=4, N=4, K=4, trans_a=False,
+                        trans_b=False, precision="fp32")
 
 
 @pytest.mark.emu
@@ -261,8 +261,8 @@ def test_gemm_tc_refuses_extents_whose_tile_loop_would_wrap(which):
     a = np.ones(4, np.float32)
     dims = {"M": 1, "N": 1, "K": 1, which: 2**31 - 4}
     with pytest.raises(ValueError, match=rf"gemm_tc: {which} = {2**31 - 4} is larger than"):
-        emu.ext.gemm_tc(a.ctypes.data, a.ctypes.data, a.ctypes.data, 0, dims["M"], dims["N"], dims["K"], False,
-                        False, 1.0, 0.0, False, "tf32", 0)
+        emu.ext.gemm_tc(a=a.ctypes.data, b=a.ctypes.data, c=a.ctypes.data, bias=0, **dims, trans_a=False,
+                        trans_b=False, precision="tf32")
 
 
 # ---------------------------------------------------------------- the pipeline's hazards

@@ -16,7 +16,8 @@ import cuda_convnet as ccn
 @pytest.fixture(params=[1, 2])
 def lrn_version(request, kernel_device, monkeypatch):
     """Run the test with kernel version 1 and then 2 (the launcher picks 2 for C <= 2048)."""
-    monkeypatch.setattr(kernel_device.ops, "_lrn_kernel", request.param)
+    for op in ("lrn", "lrn_backward"):
+        monkeypatch.setitem(kernel_device.ops.kernel_versions, op, request.param)
     return request.param
 
 
@@ -75,13 +76,22 @@ def test_lrn_many_channels_uses_the_general_kernel(kernel_device, cpu):
     """C > 2048 (no whole row fits the shared tile): the launcher falls back to kernel 1."""
     rng = np.random.default_rng(2)
     x, dy = randn(rng, 1, 1, 2, 2051), randn(rng, 1, 1, 2, 2051)
+    ops, put = kernel_device.ops, kernel_device.put
+    assert ops.kernel_version("lrn", put(np.ascontiguousarray(x[..., :2048]))) == 2
+    assert ops.kernel_version("lrn", put(x)) == 1 and ops.kernel_version("lrn_backward", put(x), put(x), put(dy)) == 1
     check_lrn(kernel_device, cpu, x, dy, alpha=1.0)
     # A C++ exception from the launcher. Skipped under the ASan build: with only libasan
     # preloaded (as .ci/run does), ASan's __cxa_throw interceptor finds no libstdc++ and
     # aborts the process on any throw (preloading libstdc++.so after libasan.so fixes it).
     if not ccn.build_info()["sanitize"]:
-        with pytest.raises(ValueError, match="kernel 2 needs channels <= 2048"):
-            kernel_device.ops.ext.lrn_forward(0, 0, 1, 2051, 5, 1e-4, -0.75, 2.0, 0, 2)
+        with pytest.raises(ValueError, match="kernel2 needs channels <= 2048"):
+            ops.ext.lrn(x=0, y=0, rows=1, channels=2051, size=5, alpha=1e-4, neg_beta=-0.75, k=2.0, version=2)
+        for op, args in (("lrn", (x,)), ("lrn_backward", (x, x, dy))):
+            with pytest.MonkeyPatch.context() as mp:
+                mp.setitem(ops.kernel_versions, op, 2)
+                for call in (ops.kernel_version, lambda name, *a: getattr(ops, name)(*a)):
+                    with pytest.raises(ValueError, match="kernel2 needs channels <= 2048"):
+                        call(op, *map(put, args))
 
 
 @pytest.mark.emu
@@ -90,7 +100,8 @@ def test_lrn_unaligned_pointers_take_the_scalar_path(cpu, monkeypatch):
     rng = np.random.default_rng(3)
     x, dy = unaligned(randn(rng, 2, 3, 3, 8)), unaligned(randn(rng, 2, 3, 3, 8))
     for version in (1, 2):
-        monkeypatch.setattr(emu, "_lrn_kernel", version)
+        monkeypatch.setitem(emu.kernel_versions, "lrn", version)
+        monkeypatch.setitem(emu.kernel_versions, "lrn_backward", version)
         y = emu.lrn(x, alpha=1.0)
         np.testing.assert_allclose(y, cpu.lrn(x.astype(np.float64), alpha=1.0), **tol("lrn", "kernel_vs_reference"))
         dx = emu.lrn_backward(x, unaligned(y), dy, alpha=1.0)

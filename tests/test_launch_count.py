@@ -56,7 +56,7 @@ def test_train_step_launches_and_syncs(towers):
 
 
 def test_launch_rules_of_multi_kernel_launchers():
-    """conv_wgrad's launches follow its plan; a recorded call with no bias is one fewer."""
+    """conv2d_wgrad's launches follow its plan; a recorded call with no bias is one fewer."""
     tally = launch_count.Tally()
     ext = launch_count.RecordingExt(launch_count.load("_emu"), tally)
     backend = launch_count.KernelBackend("emu", ext, launch_count.np)
@@ -68,7 +68,7 @@ def test_launch_rules_of_multi_kernel_launchers():
     tally.op = "conv2d_backward"
     backend.conv2d_backward(x, w, dy, padding=1)
     # dgrad 1; wgrad: dw kernel, dw chunk sum, db kernel, db chunk sum
-    assert tally.launches == {("conv2d_backward", "conv_dgrad"): 1, ("conv2d_backward", "conv_wgrad"): 4}
+    assert tally.launches == {("conv2d_backward", "conv2d_dgrad"): 1, ("conv2d_backward", "conv2d_wgrad"): 4}
 
 
 def test_no_dgrad_or_dx_gemm_where_the_input_needs_no_gradient():
@@ -88,7 +88,7 @@ def test_no_dgrad_or_dx_gemm_where_the_input_needs_no_gradient():
     assert part[0] is None and full[0] is not None
     np.testing.assert_array_equal(part[1], full[1])
     np.testing.assert_array_equal(part[2], full[2])
-    assert tally.launches[("conv2d_backward", "conv_dgrad")] == 1  # the need_dx=True call's only
+    assert tally.launches[("conv2d_backward", "conv2d_dgrad")] == 1  # the need_dx=True call's only
     tally.launches.clear()
     tally.op = "linear_backward"
     xl = rng.standard_normal((4, 24)).astype("float32")

@@ -47,7 +47,36 @@ def test_round_trip(tmp_path):
     # The manifest is plain JSON inside the .npz.
     with np.load(path) as z:
         manifest = json.loads(z["manifest"].tobytes())
-    assert manifest["format"] == "cuda_convnet.checkpoint" and manifest["net"]["layers"][0]["type"] == "conv"
+    assert manifest["format"] == "cuda_convnet.checkpoint" and manifest["net"]["layers"][0]["type"] == "conv2d"
+
+
+def test_checkpoint_with_the_old_layer_type_names_loads(tmp_path):
+    """A checkpoint written when the layer types were "conv", "fc", "maxpool" and "softmax"
+    (before they took their op's name) loads into the same net, bit for bit."""
+    from cuda_convnet.net.layers import OLD_TYPE_NAMES
+
+    net = tiny_net(towers=2, seed=3)
+    opt = SGD(net.parameters(), lr=0.03, momentum=0.8)
+    for x, y in batches(1):
+        net.train_step(x, y, opt)
+    save_checkpoint(tmp_path / "new.npz", net, optimizer=opt)
+    with np.load(tmp_path / "new.npz") as z:
+        members = {k: z[k] for k in z.files}
+    manifest = json.loads(members["manifest"].tobytes())
+    old_of = {new: old for old, new in OLD_TYPE_NAMES.items()}
+    for layer in manifest["net"]["layers"]:
+        layer["type"] = old_of.get(layer["type"], layer["type"])
+    assert {l["type"] for l in manifest["net"]["layers"]} >= {"conv", "fc", "maxpool", "softmax"}
+    members["manifest"] = np.frombuffer(json.dumps(manifest).encode("utf-8"), dtype=np.uint8)
+    np.savez(tmp_path / "old.npz", **members)
+    ck = load_checkpoint(tmp_path / "old.npz")
+    assert ck.net.spec() == net.spec() and ck.step == net.step == 1
+    assert {l.type for l in ck.net.layers} >= {"conv2d", "linear", "max_pool", "softmax_cross_entropy"}
+    for a, b in zip(net.parameters(), ck.net.parameters()):
+        np.testing.assert_array_equal(a.data, b.data)
+        np.testing.assert_array_equal(opt.velocities[a.name], ck.optimizer.velocities[b.name])
+    x, _ = batch(n=6, seed=9)
+    np.testing.assert_array_equal(ck.net.predict(x), net.predict(x))
 
 
 def test_named_arrays_round_trip(tmp_path):

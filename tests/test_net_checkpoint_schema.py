@@ -209,7 +209,7 @@ def _member_case(good, case):
         arrays["manifest"] = np.zeros(4)
     elif case == "absurd_layer":  # a spec whose layer asks for 10**13 weights: refused, never allocated
         net = json.loads(json.dumps(manifest["net"]))
-        fc = next(l for l in net["layers"] if l["type"] == "fc")
+        fc = next(l for l in net["layers"] if l["type"] == "linear")
         fc["units"] = 10**13
         manifest = {**manifest, "net": net}
     return manifest, arrays

@@ -77,16 +77,16 @@ def test_summary_marks_the_fused_relus():
 
 def test_no_fusion_where_another_layer_reads_the_pre_activation():
     from cuda_convnet.net.layers import (
-        Conv,
+        Conv2d,
         Flatten,
-        FullyConnected,
+        Linear,
         ReLU,
         SoftmaxCrossEntropy,
     )
 
-    layers = [Conv("c1", "data", filters=4, size=3, padding=1), ReLU("r1", "c1"),
-              Conv("c2", "c1", filters=4, size=3, padding=1),  # reads c1 before its ReLU
-              ReLU("r2", "c2"), Flatten("f", "r2"), FullyConnected("fc", "f", units=3), ReLU("r3", "fc"),
-              FullyConnected("out", "r3", units=3), SoftmaxCrossEntropy("loss", "out")]
+    layers = [Conv2d("c1", "data", filters=4, size=3, padding=1), ReLU("r1", "c1"),
+              Conv2d("c2", "c1", filters=4, size=3, padding=1),  # reads c1 before its ReLU
+              ReLU("r2", "c2"), Flatten("f", "r2"), Linear("fc", "f", units=3), ReLU("r3", "fc"),
+              Linear("out", "r3", units=3), SoftmaxCrossEntropy("loss", "out")]
     net = Net(layers, input_shape=(6, 6, 2), seed=0)
     assert net._relu_of == {"c2": "r2", "fc": "r3"}

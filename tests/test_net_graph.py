@@ -11,11 +11,11 @@ from cuda_convnet.net import (
     LRN,
     ChannelSlice,
     Concat,
-    Conv,
+    Conv2d,
     Copy,
     Dropout,
     Flatten,
-    FullyConnected,
+    Linear,
     MaxPool,
     Net,
     ReLU,
@@ -63,14 +63,14 @@ def test_tower_net_gradients_float64():
 def test_gradient_accumulates_where_a_layer_feeds_two():
     """relu1 feeds two fc layers (one on another device) and a slice; its gradient is the sum."""
     layers = [Flatten("flat", "data"),
-              FullyConnected("fc1", "flat", units=6, weight_std=0.5, bias_init=0.1),
+              Linear("fc1", "flat", units=6, weight_std=0.5, bias_init=0.1),
               ReLU("relu1", "fc1"),
-              FullyConnected("a", "relu1", units=4, weight_std=0.5),
-              FullyConnected("b", "relu1", units=4, weight_std=0.5, device=1),
+              Linear("a", "relu1", units=4, weight_std=0.5),
+              Linear("b", "relu1", units=4, weight_std=0.5, device=1),
               Tanh("tb", "b", device=1),
               ChannelSlice("s", "relu1", start=1, stop=4),
               Concat("m", ["a", "tb", "s"]),
-              FullyConnected("out", "m", units=3, weight_std=0.5),
+              Linear("out", "m", units=3, weight_std=0.5),
               SoftmaxCrossEntropy("loss", "out")]
     net = Net(layers, input_shape=(2, 2, 3), devices=("cpu", "cpu"), dtype="float64")
     assert [l.name for l in net._exec if isinstance(l, Copy)] == ["relu1->1", "tb->0"]
@@ -87,12 +87,12 @@ def test_gradient_accumulates_where_a_layer_feeds_two():
 def test_cross_device_copies_change_nothing():
     """The same layers with devices (cpu, cpu) vs everything on one device: identical bits."""
     def layers(dev1):
-        return [Conv("c0", "data", filters=4, size=3, padding=1, weight_std=0.3),
-                Conv("c1", "data", filters=4, size=3, padding=1, weight_std=0.3, device=dev1),
+        return [Conv2d("c0", "data", filters=4, size=3, padding=1, weight_std=0.3),
+                Conv2d("c1", "data", filters=4, size=3, padding=1, weight_std=0.3, device=dev1),
                 ReLU("r1", "c1", device=dev1),
                 Concat("m", ["c0", "r1"]),
                 MaxPool("p", "m"), Flatten("f", "p"),
-                FullyConnected("fc", "f", units=3, weight_std=0.3),
+                Linear("fc", "f", units=3, weight_std=0.3),
                 SoftmaxCrossEntropy("loss", "fc")]
     x, y = batch(n=3, shape=(5, 5, 2), classes=3)
     a = Net(layers(1), input_shape=(5, 5, 2), devices=("cpu", "cpu"), dtype="float64")
@@ -169,11 +169,11 @@ def test_summary_lists_layers_devices_shapes_parameters():
     (lambda: Net([ReLU("r", "data"), ReLU("r", "r")], input_shape=(2, 2, 1)), "duplicate"),
     (lambda: Net([ReLU("data", "data")], input_shape=(2, 2, 1)), "input"),
     (lambda: Net([ReLU("r", "data", device=1)], input_shape=(2, 2, 1)), "device 1"),
-    (lambda: Net([FullyConnected("f", "data", units=2)], input_shape=(2, 2, 1)), "Flatten"),
+    (lambda: Net([Linear("f", "data", units=2)], input_shape=(2, 2, 1)), "Flatten"),
     (lambda: Net([Flatten("f", "data"), SoftmaxCrossEntropy("l", "f"), ReLU("r", "f")], input_shape=(2, 2, 1)),
      "last layer"),
-    (lambda: Net([Conv("c", "data", filters=3, size=3, groups=2)], input_shape=(4, 4, 2)), "groups"),
-    (lambda: Net([Conv("c", "data", filters=2, size=5)], input_shape=(4, 4, 2)), "larger than"),
+    (lambda: Net([Conv2d("c", "data", filters=3, size=3, groups=2)], input_shape=(4, 4, 2)), "groups"),
+    (lambda: Net([Conv2d("c", "data", filters=2, size=5)], input_shape=(4, 4, 2)), "larger than"),
     (lambda: Net([ReLU("r", "data")], input_shape=(2, 2, 1), devices=("gpu",)), "unknown device"),
     (lambda: Net([ReLU("r", "data")], input_shape=(2, 2, 1), devices=("emu",), dtype="float64"), "float32"),
     (lambda: Net([ReLU("r.x", "data")], input_shape=(2, 2, 1)), "layer name"),

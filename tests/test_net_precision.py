@@ -20,9 +20,9 @@ from cuda_convnet import reference as R
 from cuda_convnet.checks import PRECISIONS
 from cuda_convnet.net import (
     CheckpointError,
-    Conv,
+    Conv2d,
     Flatten,
-    FullyConnected,
+    Linear,
     Net,
     ReLU,
     SoftmaxCrossEntropy,
@@ -36,8 +36,8 @@ PAD = (1, 1, 1, 1)
 
 
 def conv_fc_net(precision="fp32"):
-    layers = [Conv("c1", "data", filters=4, size=3, padding=1, weight_std=0.3, bias_init=0.1), ReLU("r1", "c1"),
-              Flatten("flat", "r1"), FullyConnected("fc", "flat", units=3, weight_std=0.1),
+    layers = [Conv2d("c1", "data", filters=4, size=3, padding=1, weight_std=0.3, bias_init=0.1), ReLU("r1", "c1"),
+              Flatten("flat", "r1"), Linear("fc", "flat", units=3, weight_std=0.1),
               SoftmaxCrossEntropy("loss", "fc")]
     return Net(layers, input_shape=(6, 6, 2), devices=("cpu",), seed=3, dtype="float64", precision=precision)
 

@@ -122,15 +122,15 @@ def test_two_towers_equal_grouped_form_cuda():
 def test_towers_of_fc_layers_on_emu():
     """Two towers of fc layers on emu with the copies between them, the channel concat
     and flatten, forward and backward, against the reference."""
-    from cuda_convnet.net import Concat, Flatten, FullyConnected, Net, ReLU
+    from cuda_convnet.net import Concat, Flatten, Linear, Net, ReLU
 
     def layers():
         return [Flatten("flat", "data"),
-                FullyConnected("fc1/0", "flat", units=8, weight_std=0.2, bias_init=0.1, device=0),
-                FullyConnected("fc1/1", "flat", units=8, weight_std=0.2, bias_init=0.1, device=1),
+                Linear("fc1/0", "flat", units=8, weight_std=0.2, bias_init=0.1, device=0),
+                Linear("fc1/1", "flat", units=8, weight_std=0.2, bias_init=0.1, device=1),
                 ReLU("relu1/0", "fc1/0", device=0), ReLU("relu1/1", "fc1/1", device=1),
                 Concat("merge/1", ["relu1/0", "relu1/1"], device=1),
-                FullyConnected("fc2", "merge/1", units=4, weight_std=0.2, device=1)]
+                Linear("fc2", "merge/1", units=4, weight_std=0.2, device=1)]
 
     emu = Net(layers(), input_shape=(4, 4, 3), devices=("emu", "emu"))
     cpu = Net(layers(), input_shape=(4, 4, 3), devices=("cpu", "cpu"))

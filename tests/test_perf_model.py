@@ -52,7 +52,7 @@ def test_alexnet_grids_follow_the_launchers():
     # conv1's input is the data: no dgrad (need_dx=False). Where one ran (C = 3, the 256x16
     # tile, 16 stride phases of 14x14 or fewer pixels) 18 % of its work was useful.
     assert ("conv1", "dgrad") not in by
-    d1 = pm.conv_dgrad(FAKE, "conv1", pm.ConvGeom(128, 224, 224, 3, 96, 11, 11, 4, (1, 2, 1, 2), 1))[0]
+    d1 = pm.conv2d_dgrad(FAKE, "conv1", pm.ConvGeom(128, 224, 224, 3, 96, 11, 11, 4, (1, 2, 1, 2), 1))[0]
     assert d1.kernel == "conv_dgrad_kernel1<256, 16>"
     assert d1.useful_flops / d1.padded_flops == pytest.approx(0.18, abs=0.01)
     # Every ReLU is in its conv/fc epilogue: none launched forward, each one backward.

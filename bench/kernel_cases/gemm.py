@@ -29,28 +29,23 @@ def gemm_calls(backend, dev, precision="fp32"):
         r = lambda a: round_operand(a, precision)  # noqa: E731
         return {"fwd": lambda x, w, dy: r(x) @ r(w).T, "dgrad": lambda x, w, dy: r(dy) @ r(w),
                 "wgrad": lambda x, w, dy: r(dy).T @ r(x)}
-    p, s = backend._ptr, backend._stream
-
-    def gemm(*args):
-        if precision == "fp32":
-            ext.gemm(*args, s())
-        else:
-            ext.gemm_tc(*args, precision, s())
+    # LinearOps' one GEMM call (keyword arguments, kernel_versions): gemm for fp32, gemm_tc otherwise.
+    gemm, s = backend._gemm, backend._stream
 
     def fwd(x, w, dy):
         n, k = x.shape
         y = backend._empty((n, w.shape[0]))
-        gemm(p(x), p(w), p(y), 0, n, w.shape[0], k, False, True, 1.0, 0.0, False)
+        gemm("linear", precision, x, w, y, None, n, w.shape[0], k, False, True, s())
         return y
 
     def dgrad(x, w, dy):
         dx = backend._empty(x.shape)
-        gemm(p(dy), p(w), p(dx), 0, dy.shape[0], w.shape[1], w.shape[0], False, False, 1.0, 0.0, False)
+        gemm("linear_backward", precision, dy, w, dx, None, dy.shape[0], w.shape[1], w.shape[0], False, False, s())
         return dx
 
     def wgrad(x, w, dy):
         dw = backend._empty(w.shape)
-        gemm(p(dy), p(x), p(dw), 0, w.shape[0], w.shape[1], x.shape[0], True, False, 1.0, 0.0, False)
+        gemm("linear_backward", precision, dy, x, dw, None, w.shape[0], w.shape[1], x.shape[0], True, False, s())
         return dw
 
     return {"fwd": fwd, "dgrad": dgrad, "wgrad": wgrad}

@@ -6,10 +6,10 @@
 
 inline void bind_activation(py::module_& m) {
   m.def(
-      "relu_forward",
+      "relu",
       [](std::uintptr_t x, std::uintptr_t y, long long n, std::uintptr_t stream) {
         py::gil_scoped_release nogil;
-        ccn::relu_forward(ptr<const float>(x), ptr<float>(y), n, stream_of(stream));
+        ccn::relu(ptr<const float>(x), ptr<float>(y), n, stream_of(stream));
       },
       py::arg("x"), py::arg("y"), py::arg("n"), py::arg("stream") = 0);
   m.def(
@@ -20,10 +20,10 @@ inline void bind_activation(py::module_& m) {
       },
       py::arg("y"), py::arg("dy"), py::arg("dx"), py::arg("n"), py::arg("stream") = 0);
   m.def(
-      "tanh_forward",
+      "tanh",
       [](std::uintptr_t x, std::uintptr_t y, long long n, std::uintptr_t stream) {
         py::gil_scoped_release nogil;
-        ccn::tanh_forward(ptr<const float>(x), ptr<float>(y), n, stream_of(stream));
+        ccn::tanh(ptr<const float>(x), ptr<float>(y), n, stream_of(stream));
       },
       py::arg("x"), py::arg("y"), py::arg("n"), py::arg("stream") = 0);
   m.def(

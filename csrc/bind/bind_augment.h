@@ -15,12 +15,12 @@
 
 inline void bind_augment(py::module_& m) {
   m.def(
-      "augment_train_views",
+      "train_views",
       [](std::uintptr_t images, std::uintptr_t mean, std::uintptr_t out, long long n, int h, int w, int crop,
          unsigned long long seed, unsigned long long offset, const std::array<float, 3>& sigma,
          const std::array<float, 9>& P, float lighting_std, std::uintptr_t stream) {
         py::gil_scoped_release nogil;
-        ccn::augment_train_views(ptr<const unsigned char>(images), ptr<const float>(mean), ptr<float>(out), n, h, w,
+        ccn::train_views(ptr<const unsigned char>(images), ptr<const float>(mean), ptr<float>(out), n, h, w,
                                  crop, seed, offset, sigma.data(), P.data(), lighting_std, stream_of(stream));
       },
       py::arg("images"), py::arg("mean"), py::arg("out"), py::arg("n"), py::arg("h"), py::arg("w"), py::arg("crop"),

@@ -1,4 +1,4 @@
-// Python bindings of conv.h (conv_fwd, conv_dgrad, conv_wgrad; included by bindings.cpp,
+// Python bindings of conv.h (conv2d, conv2d_dgrad, conv2d_wgrad; included by bindings.cpp,
 // compiled into _C and _emu). Every function takes the geometry as the thirteen ints of
 // make_conv_shape, which checks them before any pointer is touched.
 #pragma once
@@ -18,39 +18,39 @@
 
 inline void bind_conv(py::module_& m) {
   m.def(
-      "conv_forward",
+      "conv2d",
       [](std::uintptr_t x, std::uintptr_t wt, std::uintptr_t b, std::uintptr_t y, CCN_CONV_SHAPE_PARAMS, bool relu,
-         std::uintptr_t stream, int variant) {
+         std::uintptr_t stream, int version) {
         ccn::ConvShape g = ccn::make_conv_shape(CCN_CONV_SHAPE_ARGS);
         py::gil_scoped_release nogil;
-        ccn::conv_forward(ptr<const float>(x), ptr<const float>(wt), ptr<const float>(b), ptr<float>(y), g, relu,
-                          stream_of(stream), variant);
+        ccn::conv2d(ptr<const float>(x), ptr<const float>(wt), ptr<const float>(b), ptr<float>(y), g, relu,
+                    stream_of(stream), version);
       },
       py::arg("x"), py::arg("wt"), py::arg("b"), py::arg("y"), CCN_CONV_SHAPE_PYARGS, py::arg("relu") = false,
-      py::arg("stream") = 0, py::arg("variant") = 0,
-      "y (N,P,Q,K) = conv(x (N,H,W,C), wt (K,R,S,C/groups)) + b, optional ReLU; b may be 0. variant: 0 automatic, "
-      "1 or 2 forces conv_fwd_kernel1/2 (see csrc/conv.h).");
+      py::arg("stream") = 0, py::arg("version") = 0,
+      "y (N,P,Q,K) = conv(x (N,H,W,C), wt (K,R,S,C/groups)) + b, optional ReLU; b may be 0. version: 0 the "
+      "launcher picks, 1 or 2 forces conv_fwd_kernel1/2 (see csrc/conv.h).");
   m.def(
-      "conv_forward_kernel",
-      [](std::uintptr_t x, std::uintptr_t wt, CCN_CONV_SHAPE_PARAMS) {
+      "conv2d_version",
+      [](std::uintptr_t x, std::uintptr_t wt, CCN_CONV_SHAPE_PARAMS, int version) {
         ccn::ConvShape g = ccn::make_conv_shape(CCN_CONV_SHAPE_ARGS);
-        return ccn::conv_fwd_kernel2_applies(ptr<const float>(x), ptr<const float>(wt), g) ? 2 : 1;
+        return ccn::conv2d_version(ptr<const float>(x), ptr<const float>(wt), g, version);
       },
-      py::arg("x"), py::arg("wt"), CCN_CONV_SHAPE_PYARGS,
-      "Which conv_fwd_kernel<version> conv_forward(variant=0) runs for these pointers and this shape.");
+      py::arg("x"), py::arg("wt"), CCN_CONV_SHAPE_PYARGS, py::arg("version") = 0,
+      "Which conv_fwd_kernel<n> conv2d(..., version) runs for these pointers and this shape.");
   m.def(
-      "conv_dgrad",
+      "conv2d_dgrad",
       [](std::uintptr_t dy, std::uintptr_t wt, std::uintptr_t dx, CCN_CONV_SHAPE_PARAMS, std::uintptr_t stream) {
         ccn::ConvShape g = ccn::make_conv_shape(CCN_CONV_SHAPE_ARGS);
         py::gil_scoped_release nogil;
-        ccn::conv_dgrad(ptr<const float>(dy), ptr<const float>(wt), ptr<float>(dx), g, stream_of(stream));
+        ccn::conv2d_dgrad(ptr<const float>(dy), ptr<const float>(wt), ptr<float>(dx), g, stream_of(stream));
       },
       py::arg("dy"), py::arg("wt"), py::arg("dx"), CCN_CONV_SHAPE_PYARGS, py::arg("stream") = 0,
       "dx (N,H,W,C) = gradient of the convolution with respect to its input (see csrc/conv.h).");
   m.def(
-      "conv_wgrad_plan",
+      "conv2d_wgrad_plan",
       [](CCN_CONV_SHAPE_PARAMS, int chunk_rows) {
-        ccn::WgradPlan p = ccn::conv_wgrad_plan(ccn::make_conv_shape(CCN_CONV_SHAPE_ARGS), chunk_rows);
+        ccn::WgradPlan p = ccn::conv2d_wgrad_plan(ccn::make_conv_shape(CCN_CONV_SHAPE_ARGS), chunk_rows);
         py::dict d;
         d["chunk_rows"] = p.chunk_rows;
         d["chunks"] = p.chunks;
@@ -60,14 +60,14 @@ inline void bind_conv(py::module_& m) {
         return d;
       },
       CCN_CONV_SHAPE_PYARGS, py::arg("chunk_rows") = 0,
-      "How conv_wgrad splits its N*P*Q reduction, and the workspace it needs (floats).");
+      "How conv2d_wgrad splits its N*P*Q reduction, and the workspace it needs (floats).");
   m.def(
-      "conv_wgrad",
+      "conv2d_wgrad",
       [](std::uintptr_t x, std::uintptr_t dy, std::uintptr_t dw, std::uintptr_t db, std::uintptr_t workspace,
          long long workspace_floats, CCN_CONV_SHAPE_PARAMS, int chunk_rows, std::uintptr_t stream) {
         ccn::ConvShape g = ccn::make_conv_shape(CCN_CONV_SHAPE_ARGS);
         py::gil_scoped_release nogil;
-        ccn::conv_wgrad(ptr<const float>(x), ptr<const float>(dy), ptr<float>(dw), ptr<float>(db),
+        ccn::conv2d_wgrad(ptr<const float>(x), ptr<const float>(dy), ptr<float>(dw), ptr<float>(db),
                         ptr<float>(workspace), workspace_floats, g, chunk_rows, stream_of(stream));
       },
       py::arg("x"), py::arg("dy"), py::arg("dw"), py::arg("db"), py::arg("workspace"), py::arg("workspace_floats"),

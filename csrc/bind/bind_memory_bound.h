@@ -21,35 +21,41 @@
 inline void bind_memory_bound(py::module_& m) {
   // ---------------------------------------------------------------- LRN
   m.def(
-      "lrn_forward",
+      "lrn",
       [](std::uintptr_t x, std::uintptr_t y, long long rows, int channels, long long size, float alpha, float neg_beta,
-         float k, std::uintptr_t stream, int kernel) {
+         float k, std::uintptr_t stream, int version) {
         py::gil_scoped_release nogil;
-        ccn::lrn_forward(ptr<const float>(x), ptr<float>(y), rows, channels, size, alpha, neg_beta, k,
-                         stream_of(stream), kernel);
+        ccn::lrn(ptr<const float>(x), ptr<float>(y), rows, channels, size, alpha, neg_beta, k, stream_of(stream),
+                 version);
       },
       py::arg("x"), py::arg("y"), py::arg("rows"), py::arg("channels"), py::arg("size"), py::arg("alpha"),
-      py::arg("neg_beta"), py::arg("k"), py::arg("stream") = 0, py::arg("kernel") = 0,
-      "Cross-channel LRN of a [rows, channels] array; alpha is alpha' (see csrc/lrn.h).");
+      py::arg("neg_beta"), py::arg("k"), py::arg("stream") = 0, py::arg("version") = 0,
+      "Cross-channel LRN of a [rows, channels] array; alpha is alpha'; version: 0 the launcher picks, 1 or 2 "
+      "forces lrn_*_kernel1/2 (see csrc/lrn.h).");
   m.def(
       "lrn_backward",
       [](std::uintptr_t x, std::uintptr_t y, std::uintptr_t dy, std::uintptr_t dx, long long rows, int channels,
-         long long size, float alpha, float neg_beta, float k, float coef, std::uintptr_t stream, int kernel) {
+         long long size, float alpha, float neg_beta, float k, float coef, std::uintptr_t stream, int version) {
         py::gil_scoped_release nogil;
         ccn::lrn_backward(ptr<const float>(x), ptr<const float>(y), ptr<const float>(dy), ptr<float>(dx), rows,
-                          channels, size, alpha, neg_beta, k, coef, stream_of(stream), kernel);
+                          channels, size, alpha, neg_beta, k, coef, stream_of(stream), version);
       },
       py::arg("x"), py::arg("y"), py::arg("dy"), py::arg("dx"), py::arg("rows"), py::arg("channels"),
       py::arg("size"), py::arg("alpha"), py::arg("neg_beta"), py::arg("k"), py::arg("coef"), py::arg("stream") = 0,
-      py::arg("kernel") = 0);
+      py::arg("version") = 0);
+  m.def(
+      "lrn_version",
+      [](long long rows, int channels, int version) { return ccn::lrn_version(rows, channels, version); },
+      py::arg("rows"), py::arg("channels"), py::arg("version") = 0,
+      "Which lrn_*_kernel<n> lrn and lrn_backward(..., version) run for a [rows, channels] array.");
 
   // ---------------------------------------------------------------- max pooling
   m.def(
-      "max_pool_forward",
+      "max_pool",
       [](std::uintptr_t x, std::uintptr_t y, int n, int h, int w, int c, int size, int stride, int top, int bottom,
          int left, int right, int p, int q, std::uintptr_t stream) {
         py::gil_scoped_release nogil;
-        ccn::max_pool_forward(ptr<const float>(x), ptr<float>(y), n, h, w, c, size, stride, top, bottom, left, right,
+        ccn::max_pool(ptr<const float>(x), ptr<float>(y), n, h, w, c, size, stride, top, bottom, left, right,
                               p, q, stream_of(stream));
       },
       py::arg("x"), py::arg("y"), py::arg("n"), py::arg("h"), py::arg("w"), py::arg("c"), py::arg("size"),
@@ -90,21 +96,21 @@ inline void bind_memory_bound(py::module_& m) {
 
   // ---------------------------------------------------------------- softmax, top-k
   m.def(
-      "softmax_xent_forward",
+      "softmax_cross_entropy",
       [](std::uintptr_t logits, std::uintptr_t labels, std::uintptr_t probs, std::uintptr_t row_loss,
          std::uintptr_t loss, long long rows, int classes, std::uintptr_t stream) {
         py::gil_scoped_release nogil;
-        ccn::softmax_xent_forward(ptr<const float>(logits), ptr<const int>(labels), ptr<float>(probs),
+        ccn::softmax_cross_entropy(ptr<const float>(logits), ptr<const int>(labels), ptr<float>(probs),
                                   ptr<float>(row_loss), ptr<float>(loss), rows, classes, stream_of(stream));
       },
       py::arg("logits"), py::arg("labels"), py::arg("probs"), py::arg("row_loss"), py::arg("loss"), py::arg("rows"),
       py::arg("classes"), py::arg("stream") = 0);
   m.def(
-      "softmax_xent_backward",
+      "softmax_cross_entropy_backward",
       [](std::uintptr_t probs, std::uintptr_t labels, std::uintptr_t dlogits, long long rows, int classes,
          float inv_rows, std::uintptr_t stream) {
         py::gil_scoped_release nogil;
-        ccn::softmax_xent_backward(ptr<const float>(probs), ptr<const int>(labels), ptr<float>(dlogits), rows,
+        ccn::softmax_cross_entropy_backward(ptr<const float>(probs), ptr<const int>(labels), ptr<float>(dlogits), rows,
                                    classes, inv_rows, stream_of(stream));
       },
       py::arg("probs"), py::arg("labels"), py::arg("dlogits"), py::arg("rows"), py::arg("classes"),

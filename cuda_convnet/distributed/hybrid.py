@@ -10,7 +10,7 @@ connected head model-parallel.
 The per-layer choice is stated in the model definition (`Net.parallel`, layer name ->
 "data" or "model", which models.tower_net fills from its config: convs "data", fc layers
 "model"), or overridden by the `model_parallel` argument. The model-parallel layers are
-FullyConnected layers which, with the element-wise layers between them (ReLU, Tanh,
+Linear layers which, with the element-wise layers between them (ReLU, Tanh,
 Dropout), form the chain that ends at the loss. Everything before the first of them is the
 trunk, trained data-parallel. Each rank holds the whole trunk and the r-th slice of the
 units of every model-parallel layer (units % world_size == 0), taken from the full net
@@ -53,7 +53,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..net.graph import Net, NonFiniteError, Parameter
-from ..net.layers import Context, FullyConnected
+from ..net.layers import Context, Linear
 from ..optim import SGD
 from .rank import Rank
 from .reducer import DEFAULT_BUCKET_BYTES, GradientReducer
@@ -99,7 +99,7 @@ class HybridParallel(Rank):
         missing = [n for n in names if n not in by_name]
         if missing:
             raise ValueError(f"model_parallel: no layer {missing[0]!r} in the net")
-        not_fc = [n for n in names if not isinstance(layers[by_name[n]], FullyConnected)]
+        not_fc = [n for n in names if not isinstance(layers[by_name[n]], Linear)]
         if not_fc:
             layer = layers[by_name[not_fc[0]]]
             raise ValueError(f"model_parallel: layer {layer.name!r} ({layer.type}) cannot be split over the ranks; "
@@ -111,7 +111,7 @@ class HybridParallel(Rank):
             if layer.inputs != (prev,):
                 raise ValueError(f"model_parallel: layer {layer.name!r} does not read {prev!r}; the head must be a "
                                  "chain")
-            if isinstance(layer, FullyConnected):
+            if isinstance(layer, Linear):
                 if layer.name not in names:
                     raise ValueError(f"model_parallel: fc layer {layer.name!r} of the head is not named")
                 if layer.units % self.world_size:
@@ -146,7 +146,7 @@ class HybridParallel(Rank):
         bias) from the full net's host arrays; likewise the velocities (None: zeros)."""
         self.trunk.load_state_dict({k: v for k, v in state.items() if k.split(".")[0] in self.trunk.params})
         for layer in self.head:
-            if isinstance(layer, FullyConnected):
+            if isinstance(layer, Linear):
                 rows = self._rows(layer)
                 self.slices[layer.name] = {k: Parameter(f"{layer.name}.{k}", layer.name,
                                                         self.dev.asarray(state[f"{layer.name}.{k}"][rows], copy=True),
@@ -262,9 +262,9 @@ class HybridParallel(Rank):
                 out = layer.forward(dev, [h], params, True, ctx)
                 saved.append((layer, h, out))
                 h = out
-                sliced = sliced or isinstance(layer, FullyConnected)
+                sliced = sliced or isinstance(layer, Linear)
                 nxt = self.head[i + 1] if i + 1 < len(self.head) else None
-                if sliced and (nxt is None or isinstance(nxt, FullyConnected)):
+                if sliced and (nxt is None or isinstance(nxt, Linear)):
                     h = self._all_gather(out, axis=1)
                     saved.append(None)
                     sliced = False
@@ -290,7 +290,7 @@ class HybridParallel(Rank):
                 for k, p in params.items():
                     p.grad = dparams[k]
                 dy = dxs[0]
-                if isinstance(layer, FullyConnected):                            # partial over the slices
+                if isinstance(layer, Linear):                            # partial over the slices
                     dy = self._all_reduce(dy)
         dfeat = dev.xp.ascontiguousarray(dy[self.rank * b:(self.rank + 1) * b])   # my rows
         trunk._backward(acts, {trunk.output_name: dfeat})

@@ -1,7 +1,8 @@
 """The layer graph (ARCHITECTURE.md §6): layers, the Net, devices, checkpoints.
 
-    layers.py      one class per layer type (conv, fc, relu, tanh, lrn, maxpool, dropout,
-                   concat, slice, flatten, softmax) and the Copy the graph inserts
+    layers.py      one class per layer type, named after its op (conv2d, linear, relu, tanh,
+                   lrn, max_pool, dropout, concat, slice, flatten, softmax_cross_entropy)
+                   and the Copy the graph inserts
     graph.py       Net: forward in order, backward in reverse, gradients accumulated,
                    a Copy on every edge between logical devices; summary()
     devices.py     Device: cpu / emu / cuda:N, streams and events, peer copies
@@ -15,12 +16,12 @@ from .layers import (
     LRN,
     ChannelSlice,
     Concat,
-    Conv,
+    Conv2d,
     Copy,
     Dropout,
     Flatten,
-    FullyConnected,
     Layer,
+    Linear,
     MaxPool,
     ReLU,
     SoftmaxCrossEntropy,
@@ -28,5 +29,5 @@ from .layers import (
 )
 
 __all__ = ["Net", "NonFiniteError", "Parameter", "Device", "parse_device", "Checkpoint", "CheckpointError",
-           "load_checkpoint", "save_checkpoint", "Layer", "Conv", "FullyConnected", "ReLU", "Tanh", "LRN", "MaxPool",
+           "load_checkpoint", "save_checkpoint", "Layer", "Conv2d", "Linear", "ReLU", "Tanh", "LRN", "MaxPool",
            "Dropout", "Concat", "ChannelSlice", "Flatten", "SoftmaxCrossEntropy", "Copy"]

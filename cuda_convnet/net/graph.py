@@ -1,6 +1,6 @@
 """The Net: named layers, each with its inputs and its device (ARCHITECTURE.md §6).
 
-    net = Net([Conv("conv1", "data", filters=96, size=11, stride=4, padding=(1, 2, 1, 2)),
+    net = Net([Conv2d("conv1", "data", filters=96, size=11, stride=4, padding=(1, 2, 1, 2)),
                ReLU("relu1", "conv1"), ...,
                SoftmaxCrossEntropy("loss", "fc8")],
               input_shape=(224, 224, 3), devices=("cpu",), seed=0)
@@ -239,7 +239,7 @@ class Net:
             return
         for layer in self._exec:
             rd = readers.get(layer.name, [])
-            if (layer.type in ("conv", "fc") and len(rd) == 1 and rd[0].type == "relu"
+            if (layer.type in ("conv2d", "linear") and len(rd) == 1 and rd[0].type == "relu"
                     and layer.name != self.output_name):
                 self._relu_of[layer.name] = rd[0].name
                 self._fused_into[rd[0].name] = layer.name

@@ -8,19 +8,22 @@ activations NHWC (H, W, C), fully connected activations (features,).
 A layer computes with the ops of the backend of its device (`dev.ops`, the reference's
 names and signatures), so the same layer runs on cpu, emu and cuda:
 
-    type      class               ops                                       paper
-    conv      Conv                conv2d(_backward), groups = towers        §3.5, §3.2
-    fc        FullyConnected      linear(_backward)                         §3.5
-    relu      ReLU                relu(_backward)                           §3.1
-    tanh      Tanh                tanh(_backward)                           §3.1 (the baseline)
-    lrn       LRN                 lrn(_backward), per channel group         §3.3
-    maxpool   MaxPool             max_pool(_backward), 3/2 overlapping      §3.4
-    dropout   Dropout             dropout(_backward), Philox mask           §4.2
-    concat    Concat              channel concat where the towers meet      §3.2
-    slice     ChannelSlice        one channel range of its input            §3.2
-    flatten   Flatten             NHWC -> (N, H*W*C), a reshape
-    softmax   SoftmaxCrossEntropy softmax_cross_entropy(_backward)          §3.5
-    copy      Copy                inserted by the Net on an edge between devices
+    type                   class               ops                                  paper
+    conv2d                 Conv2d              conv2d(_backward), groups = towers   §3.5, §3.2
+    linear                 Linear              linear(_backward)                    §3.5
+    relu                   ReLU                relu(_backward)                      §3.1
+    tanh                   Tanh                tanh(_backward)                      §3.1 (the baseline)
+    lrn                    LRN                 lrn(_backward), per channel group    §3.3
+    max_pool               MaxPool             max_pool(_backward), 3/2 overlapping §3.4
+    dropout                Dropout             dropout(_backward), Philox mask      §4.2
+    concat                 Concat              channel concat where the towers meet §3.2
+    slice                  ChannelSlice        one channel range of its input       §3.2
+    flatten                Flatten             NHWC -> (N, H*W*C), a reshape
+    softmax_cross_entropy  SoftmaxCrossEntropy softmax_cross_entropy(_backward)     §3.5
+    copy                   Copy                inserted by the Net on an edge between devices
+
+A layer type is the name of the op it runs (the reference's, the binding's and the
+launcher's). Specs written with the earlier type names still load: OLD_TYPE_NAMES.
 
 `groups` on LRN and Dropout exists for the one-device grouped form of the two-tower net:
 in the paper each GPU normalises (and drops) only its own maps, so the one-device form
@@ -37,6 +40,10 @@ from ..shapes import conv_output_size, normalize_padding, pool_output_size
 
 _REGISTRY: dict[str, type] = {}
 
+#: Type names that checkpoints and configs written before the types took their op's name
+#: carry, and the type each now is. The only place the old names are known.
+OLD_TYPE_NAMES = {"conv": "conv2d", "fc": "linear", "maxpool": "max_pool", "softmax": "softmax_cross_entropy"}
+
 
 def _register(cls):
     _REGISTRY[cls.type] = cls
@@ -46,6 +53,7 @@ def _register(cls):
 def layer_from_spec(spec: dict) -> Layer:
     spec = dict(spec)
     kind = spec.pop("type", None)
+    kind = OLD_TYPE_NAMES.get(kind, kind) if isinstance(kind, str) else kind
     if kind not in _REGISTRY or kind == "copy":
         raise ValueError(f"unknown layer type {kind!r} in spec {spec!r}")
     name = spec.pop("name")
@@ -177,10 +185,10 @@ class _Weighted(Layer):
 
 
 @_register
-class Conv(_Weighted):
+class Conv2d(_Weighted):
     """Grouped 2-D convolution: `filters` KRSC filters of size x size x C/groups (§3.5)."""
 
-    type = "conv"
+    type = "conv2d"
 
     def __init__(self, name, inputs, *, filters, size, stride=1, padding=0, groups=1, **kw):
         super().__init__(name, inputs, **kw)
@@ -220,10 +228,10 @@ class Conv(_Weighted):
 
 
 @_register
-class FullyConnected(_Weighted):
+class Linear(_Weighted):
     """y = x w^T + b over (N, features) inputs (§3.5); use Flatten after a conv stack."""
 
-    type = "fc"
+    type = "linear"
 
     def __init__(self, name, inputs, *, units, **kw):
         super().__init__(name, inputs, **kw)
@@ -234,8 +242,8 @@ class FullyConnected(_Weighted):
 
     def output_shape(self, in_shapes):
         if len(in_shapes[0]) != 1:
-            raise ValueError(f"layer {self.name!r} (fc) needs a flat (N, features) input, got per-example shape "
-                             f"{in_shapes[0]}: put a Flatten layer before it")
+            raise ValueError(f"layer {self.name!r} ({self.type}) needs a flat (N, features) input, got per-example "
+                             f"shape {in_shapes[0]}: put a Flatten layer before it")
         return (self.units,)
 
     def param_shapes(self, in_shapes):
@@ -353,7 +361,7 @@ class LRN(Layer):
 class MaxPool(Layer):
     """Max pooling, size x size windows at `stride` (§3.4: 3/2, overlapping)."""
 
-    type = "maxpool"
+    type = "max_pool"
 
     def __init__(self, name, inputs, *, size=3, stride=2, padding=0, device=0):
         super().__init__(name, inputs, device=device)
@@ -495,11 +503,11 @@ class SoftmaxCrossEntropy(Layer):
     Its input is the logits; the Net feeds it the labels. forward returns (loss, probs).
     """
 
-    type = "softmax"
+    type = "softmax_cross_entropy"
 
     def output_shape(self, in_shapes):
         if len(in_shapes[0]) != 1:
-            raise ValueError(f"layer {self.name!r} (softmax) needs (N, classes) logits, got {in_shapes[0]}")
+            raise ValueError(f"layer {self.name!r} ({self.type}) needs (N, classes) logits, got {in_shapes[0]}")
         return ()
 
     def forward(self, dev, xs, params, train, ctx, labels=None, check_labels=True):
@@ -533,5 +541,5 @@ class Copy(Layer):
 
 _register(Copy)
 
-__all__ = ["Layer", "Conv", "FullyConnected", "ReLU", "Tanh", "LRN", "MaxPool", "Dropout", "Concat",
+__all__ = ["Layer", "Conv2d", "Linear", "ReLU", "Tanh", "LRN", "MaxPool", "Dropout", "Concat",
            "ChannelSlice", "Flatten", "SoftmaxCrossEntropy", "Copy", "Context", "layer_from_spec"]

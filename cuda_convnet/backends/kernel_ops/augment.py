@@ -27,8 +27,8 @@ class AugmentOps:
         sigma, P = (a.get() if hasattr(a, "get") else np.asarray(a) for a in (sigma, P))
         n, h, w, _ = images.shape
         out = self._empty((n, crop, crop, 3))
-        self.ext.augment_train_views(
-            self._ptr(images), self._ptr(mean), self._ptr(out), n, h, w, crop, seed, offset,
-            [float(v) for v in sigma], [float(v) for v in P.reshape(-1)], float(np.float32(lighting_std)),
-            self._stream())
+        self.ext.train_views(
+            images=self._ptr(images), mean=self._ptr(mean), out=self._ptr(out), n=n, h=h, w=w, crop=crop, seed=seed,
+            offset=offset, sigma=[float(v) for v in sigma], P=[float(v) for v in P.reshape(-1)],
+            lighting_std=float(np.float32(lighting_std)), stream=self._stream())
         return out

@@ -23,14 +23,47 @@ def poison_outputs(enabled: bool = True):
         _POISON[0] = old
 
 
+#: The ops whose kernel family has several versions: the keys ``kernel_versions`` takes.
+#: conv2d: conv_fwd_kernel1/2; lrn, lrn_backward: lrn_*_kernel1/2; linear, linear_backward
+#: (precision "fp32"): gemm_kernel1/2.
+VERSIONED_OPS = ("conv2d", "lrn", "lrn_backward", "linear", "linear_backward")
+
+
 class KernelOpsBase:
-    """`ext` is cuda_convnet._emu or ._C; `xp` is numpy or cupy."""
+    """`ext` is cuda_convnet._emu or ._C; `xp` is numpy or cupy.
+
+    ``kernel_versions`` ({op name: int}, an op missing = 0) forces a kernel version: 0 lets
+    the launcher pick, n runs <family>_kernel<n> (ValueError where that kernel cannot run
+    the call). Keys are VERSIONED_OPS. ``kernel_version(op, *args, **kwargs)`` says which
+    version the launcher runs for the op's arguments.
+    """
 
     def __init__(self, name, ext, xp):
         self.name = name
         self.ext = ext
         self.xp = xp
         self._is_cupy = xp is not np
+        self.kernel_versions: dict[str, int] = {}
+
+    def _version(self, op) -> int:
+        """kernel_versions[op] (0 when missing), after checking every key and value."""
+        for key, v in self.kernel_versions.items():
+            if key not in VERSIONED_OPS:
+                raise ValueError(f"kernel_versions: {key!r} has no kernel versions; the keys are {VERSIONED_OPS}")
+            if not isinstance(v, int) or isinstance(v, bool) or v < 0:
+                raise ValueError(f"kernel_versions[{key!r}] must be an int >= 0 (0 = the launcher picks), got {v!r}")
+        return self.kernel_versions.get(op, 0)
+
+    def kernel_version(self, op, *args, **kwargs) -> int:
+        """Which <family>_kernel<n> ``op`` runs on these arguments (the op's own signature),
+        given kernel_versions; ValueError where a forced version cannot run them."""
+        if op not in VERSIONED_OPS:
+            raise ValueError(f"kernel_version: {op!r} has no kernel versions; the ops are {VERSIONED_OPS}")
+        query = getattr(self, f"_kernel_version_{op}", None)
+        if query is None:  # linear_backward: a dgrad and a wgrad GEMM of different shapes
+            raise ValueError(f"kernel_version: {op!r} launches several kernels of different shapes, so no one "
+                             f"version; kernel_versions[{op!r}] forces all of them")
+        return query(*args, **kwargs)
 
     def __repr__(self):
         return f"<backend {self.name}: {self.ext.__name__}>"

@@ -24,13 +24,12 @@ def _shape_args(g: checks.ConvGeometry) -> dict:
 
 class ConvOps:
     #: Rows of N*P*Q per chunk of the wgrad/bias-gradient reduction; 0 lets the launcher
-    #: choose (csrc/conv_wgrad.cu, conv_wgrad_plan: a function of the shape only). Tests set
+    #: choose (csrc/conv_wgrad.cu, conv2d_wgrad_plan: a function of the shape only). Tests set
     #: it small to exercise the multi-chunk path on small shapes.
     wgrad_chunk_rows = 0
-    #: Which forward kernel: 0 lets the launcher choose (conv_fwd_kernel2 where C/groups % 4
-    #: == 0 and the arrays are 16-byte aligned, else conv_fwd_kernel1); 1 or 2 forces one
-    #: (tests and benchmarks). Both give bit-identical results.
-    conv_fwd_variant = 0
+    # The forward's kernel: kernel_versions["conv2d"] (base.py). 0 lets the launcher pick
+    # (conv_fwd_kernel2 where C/groups % 4 == 0 and x, w are 16-byte aligned, else
+    # conv_fwd_kernel1); 1 or 2 forces one. Both give bit-identical results.
 
     def conv2d(self, x, w, b=None, *, stride=1, padding=0, groups=1, relu=False):
         """y = conv(x, w) + b (NHWC x KRSC -> NPQK); ``relu=True`` applies ReLU in the epilogue."""
@@ -42,17 +41,15 @@ class ConvOps:
                 y += b
             return self.xp.maximum(y, 0) if relu else y
         y = self._empty((g.n, g.p, g.q, g.k))
-        self.ext.conv_forward(self._ptr(x), self._ptr(w), self._ptr(b), self._ptr(y), **_shape_args(g),
-                              relu=bool(relu), stream=self._stream(), variant=self.conv_fwd_variant)
+        self.ext.conv2d(x=self._ptr(x), wt=self._ptr(w), b=self._ptr(b), y=self._ptr(y), **_shape_args(g),
+                        relu=bool(relu), stream=self._stream(), version=self._version("conv2d"))
         return y
 
-    def conv2d_kernel_version(self, x, w, *, stride=1, padding=0, groups=1) -> int:
-        """Which conv_fwd_kernel<version> conv2d runs on these arrays (1: general, 2: the
-        vectorised fast path), given conv_fwd_variant."""
-        g = checks.check_conv_args(x, w, None, stride, padding, groups)
-        if self.conv_fwd_variant:
-            return self.conv_fwd_variant
-        return self.ext.conv_forward_kernel(self._ptr(x), self._ptr(w), **_shape_args(g))
+    def _kernel_version_conv2d(self, x, w, b=None, *, stride=1, padding=0, groups=1, relu=False) -> int:
+        # 1: the general kernel, 2: the vectorised fast path (csrc/conv.h, conv2d_version).
+        g = checks.check_conv_args(x, w, b, stride, padding, groups)
+        return self.ext.conv2d_version(x=self._ptr(x), wt=self._ptr(w), **_shape_args(g),
+                                       version=self._version("conv2d"))
 
     def conv2d_backward(self, x, w, dy, *, stride=1, padding=0, groups=1, need_dx=True):
         """(dx, dw, db): dgrad and wgrad implicit GEMMs; dw and db reduce in a fixed order.
@@ -72,7 +69,8 @@ class ConvOps:
         if not (g.n and g.c and g.k):  # nothing flows back: zero gradient, no launch
             return self.xp.zeros(x.shape, dtype=np.float32)
         dx = self._empty(x.shape)
-        self.ext.conv_dgrad(self._ptr(dy), self._ptr(w), self._ptr(dx), **_shape_args(g), stream=self._stream())
+        self.ext.conv2d_dgrad(dy=self._ptr(dy), wt=self._ptr(w), dx=self._ptr(dx), **_shape_args(g),
+                              stream=self._stream())
         return dx
 
     def conv2d_wgrad(self, x, dy, w_shape, *, stride=1, padding=0, groups=1):
@@ -86,13 +84,14 @@ class ConvOps:
         shape = _shape_args(g)
         dw = self._empty(w.shape)
         db = self._empty((g.k,))
-        plan = self.conv_wgrad_plan(g)
+        plan = self.conv2d_wgrad_plan(g)
         ws = self._empty((plan["workspace_floats"],)) if plan["workspace_floats"] else None
-        self.ext.conv_wgrad(self._ptr(x), self._ptr(dy), self._ptr(dw), self._ptr(db), self._ptr(ws),
-                            plan["workspace_floats"], **shape, chunk_rows=self.wgrad_chunk_rows, stream=self._stream())
+        self.ext.conv2d_wgrad(x=self._ptr(x), dy=self._ptr(dy), dw=self._ptr(dw), db=self._ptr(db),
+                              workspace=self._ptr(ws), workspace_floats=plan["workspace_floats"], **shape,
+                              chunk_rows=self.wgrad_chunk_rows, stream=self._stream())
         return dw, db
 
-    def conv_wgrad_plan(self, g: checks.ConvGeometry) -> dict:
+    def conv2d_wgrad_plan(self, g: checks.ConvGeometry) -> dict:
         """How conv2d_backward splits the dw/db reduction for geometry ``g`` (chunk sizes,
-        counts, workspace floats): csrc/conv_wgrad.cu, conv_wgrad_plan."""
-        return self.ext.conv_wgrad_plan(**_shape_args(g), chunk_rows=self.wgrad_chunk_rows)
+        counts, workspace floats): csrc/conv_wgrad.cu, conv2d_wgrad_plan."""
+        return self.ext.conv2d_wgrad_plan(**_shape_args(g), chunk_rows=self.wgrad_chunk_rows)

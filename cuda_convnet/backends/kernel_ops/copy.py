@@ -14,7 +14,8 @@ class CopyOps:
         y = self._empty(lead + (sum(sizes),))
         rows = math.prod(lead)
         if y.size:
-            self.ext.concat_channels(self._ptr(y), [self._ptr(x) for x in xs], list(sizes), rows, self._stream())
+            self.ext.concat_channels(whole=self._ptr(y), parts=[self._ptr(x) for x in xs], channels=list(sizes),
+                                     rows=rows, stream=self._stream())
         return y
 
     def split_channels(self, y, sizes):
@@ -25,5 +26,6 @@ class CopyOps:
         parts = [self._empty(lead + (s,)) for s in sizes]
         rows = math.prod(lead)
         if y.size:
-            self.ext.split_channels(self._ptr(y), [self._ptr(p) for p in parts], list(sizes), rows, self._stream())
+            self.ext.split_channels(whole=self._ptr(y), parts=[self._ptr(p) for p in parts], channels=list(sizes),
+                                    rows=rows, stream=self._stream())
         return parts

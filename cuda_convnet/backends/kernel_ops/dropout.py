@@ -15,8 +15,8 @@ class DropoutOps:
         else:  # test time
             scale = np.float32(1.0 - p) if mode == "paper" else np.float32(1.0)
         if x.size:
-            self.ext.dropout(self._ptr(x), self._ptr(y), int(x.size), seed, offset, dropout_threshold(p),
-                             float(scale), mask, self._stream())
+            self.ext.dropout(x=self._ptr(x), y=self._ptr(y), n=int(x.size), seed=seed, offset=offset,
+                             threshold=dropout_threshold(p), scale=float(scale), mask=mask, stream=self._stream())
         return y
 
     def dropout(self, x, *, p=0.5, seed, offset=0, mode="paper", train=True):
@@ -42,6 +42,6 @@ class DropoutOps:
         if counter.shape[0] != key.shape[0]:
             raise ValueError(f"philox4x32: counter has {counter.shape[0]} rows but key has {key.shape[0]}")
         out = self.xp.empty(counter.shape, dtype=np.uint32)
-        self.ext.philox4x32(self._ptr(counter), self._ptr(key), self._ptr(out), int(counter.shape[0]),
-                            self._stream())
+        self.ext.philox4x32(counters=self._ptr(counter), keys=self._ptr(key), out=self._ptr(out),
+                            n=int(counter.shape[0]), stream=self._stream())
         return out

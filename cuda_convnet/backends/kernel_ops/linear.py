@@ -9,14 +9,30 @@ from ... import checks
 
 
 class LinearOps:
-    def _gemm(self, precision, a, b, c, bias, m, n, k, trans_a, trans_b, stream, relu=False):
-        """One GEMM C[m,n] = op(a) op(b) (+ bias, then ReLU if `relu`) on the kernel of `precision`."""
-        args = (self._ptr(a), self._ptr(b), self._ptr(c), self._ptr(bias), m, n, k, trans_a, trans_b, 1.0, 0.0,
-                bool(relu))
+    def _gemm(self, op, precision, a, b, c, bias, m, n, k, trans_a, trans_b, stream, relu=False):
+        """One GEMM C[m,n] = op(a) op(b) (+ bias, then ReLU if `relu`) on the kernel of
+        `precision`; `op` names the caller, whose kernel_versions entry picks the fp32 kernel."""
+        args = dict(a=self._ptr(a), b=self._ptr(b), c=self._ptr(c), bias=self._ptr(bias), M=m, N=n, K=k,
+                    trans_a=trans_a, trans_b=trans_b, alpha=1.0, beta=0.0, relu=bool(relu), stream=stream)
         if precision == "fp32":
-            self.ext.gemm(*args, stream)
+            self.ext.gemm(**args, version=self._version(op))
         else:
-            self.ext.gemm_tc(*args, precision, stream)
+            self._tc_has_one_version(op, precision)
+            self.ext.gemm_tc(**args, precision=precision)
+
+    def _tc_has_one_version(self, op, precision):
+        if self._version(op):
+            raise ValueError(f"{op}: kernel_versions[{op!r}] picks a gemm_kernel<n> (precision 'fp32'); precision "
+                             f"{precision!r} runs gemm_tc, which has one version")
+
+    def _kernel_version_linear(self, x, w, b=None, *, precision="fp32", relu=False) -> int:
+        # The one GEMM of the forward: M = batch, N = out features (csrc/gemm.h, gemm_version).
+        n, _, fan_out = checks.check_linear_args(x, w, b)
+        checks.check_precision("linear", precision)
+        if precision != "fp32":
+            self._tc_has_one_version("linear", precision)
+            return 1
+        return self.ext.gemm_version(M=n, N=fan_out, version=self._version("linear"))
 
     def linear(self, x, w, b=None, *, precision="fp32", relu=False):
         """y = x @ w.T + b: one GEMM with the bias (and with ``relu=True`` the ReLU) fused
@@ -35,7 +51,7 @@ class LinearOps:
         y = self._empty((n, fan_out))
         if n:
             # op(A) = x [N, in]; op(B) = w^T, w stored [out, in] = [N_gemm, K] -> trans_b.
-            self._gemm(precision, x, w, y, b, n, fan_out, fan_in, False, True, self._stream(), relu=relu)
+            self._gemm("linear", precision, x, w, y, b, n, fan_out, fan_in, False, True, self._stream(), relu=relu)
         return y
 
     def linear_backward(self, x, w, dy, *, precision="fp32", need_dx=True):
@@ -58,8 +74,8 @@ class LinearOps:
         s = self._stream()
         if need_dx:
             # dx [N, in] = dy [N, out] . w [out, in]: both stored as op() wants.
-            self._gemm(precision, dy, w, dx, None, n, fan_in, fan_out, False, False, s)
+            self._gemm("linear_backward", precision, dy, w, dx, None, n, fan_in, fan_out, False, False, s)
         # dw [out, in] = dy^T . x: dy stored [K=N, M=out] -> trans_a; x stored [K=N, N=in].
-        self._gemm(precision, dy, x, dw, None, fan_out, fan_in, n, True, False, s)
-        self.ext.bias_grad(self._ptr(dy), self._ptr(db), n, fan_out, s)
+        self._gemm("linear_backward", precision, dy, x, dw, None, fan_out, fan_in, n, True, False, s)
+        self.ext.bias_grad(dy=self._ptr(dy), db=self._ptr(db), rows=n, cols=fan_out, stream=s)
         return dx, dw, db

@@ -19,6 +19,6 @@ class SgdOps:
         # written tensors (or a written tensor and a gradient) that share a byte.
         # Scalars rounded to float32 once, decay·lr as one float64 product: as the reference.
         self.last_sgd_launches = self.ext.sgd_update(
-            [self._ptr(w) for w in params], [self._ptr(g) for g in grads], [self._ptr(v) for v in velocities],
-            [int(w.size) for w in params], float(np.float32(lr)), float(np.float32(momentum)),
-            float(np.float32(weight_decay * lr)), self._stream())
+            w=[self._ptr(w) for w in params], g=[self._ptr(g) for g in grads], v=[self._ptr(v) for v in velocities],
+            n=[int(w.size) for w in params], lr=float(np.float32(lr)), momentum=float(np.float32(momentum)),
+            decay_lr=float(np.float32(weight_decay * lr)), stream=self._stream())

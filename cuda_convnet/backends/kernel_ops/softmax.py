@@ -31,8 +31,9 @@ class SoftmaxOps:
             loss[()] = 0
         else:
             row_loss = self._empty((n,))
-            self.ext.softmax_xent_forward(self._ptr(logits), self._ptr(labels), self._ptr(probs), self._ptr(row_loss),
-                                          self._ptr(loss), n, classes, self._stream())
+            self.ext.softmax_cross_entropy(logits=self._ptr(logits), labels=self._ptr(labels), probs=self._ptr(probs),
+                                           row_loss=self._ptr(row_loss), loss=self._ptr(loss), rows=n, classes=classes,
+                                           stream=self._stream())
         return (loss[()] if not self._is_cupy else loss), probs
 
     def softmax_cross_entropy_backward(self, probs, labels, *, check_labels=True):
@@ -42,8 +43,9 @@ class SoftmaxOps:
         labels = self._labels32("softmax_cross_entropy_backward", labels, classes, check_labels)
         d = self._empty((n, classes))
         if n:
-            self.ext.softmax_xent_backward(self._ptr(probs), self._ptr(labels), self._ptr(d), n, classes,
-                                           float(np.float32(1.0 / n)), self._stream())
+            self.ext.softmax_cross_entropy_backward(
+                probs=self._ptr(probs), labels=self._ptr(labels), dlogits=self._ptr(d), rows=n, classes=classes,
+                inv_rows=float(np.float32(1.0 / n)), stream=self._stream())
         return d
 
     def topk_errors(self, probs, labels, ks=(1, 5), *, check_labels=True, on_device=False):
@@ -59,8 +61,8 @@ class SoftmaxOps:
         counts = self.xp.zeros(len(ks), dtype=np.int32)
         if n:
             # k beyond the class count can never be reached; clip so it fits an int32.
-            self.ext.topk_errors(self._ptr(probs), self._ptr(labels), n, classes, [min(k, classes + 1) for k in ks],
-                                 self._ptr(counts), self._stream())
+            self.ext.topk_errors(probs=self._ptr(probs), labels=self._ptr(labels), rows=n, classes=classes,
+                                 ks=[min(k, classes + 1) for k in ks], counts=self._ptr(counts), stream=self._stream())
         if on_device:
             return counts
         counts = counts.tolist()
