@@ -4,6 +4,7 @@ the kernels' sm_90 machine code and the launchers' grids. Every figure is a PRED
     python bench/perf_model.py                        # batch 128, the layer table
     python bench/perf_model.py --calibrate out.json   # measured / predicted, per row
     python bench/perf_model.py --sass-json sass.json  # SASS counts from sass_report --json
+    python bench/perf_model.py --tc                   # + the conv layers per tensor-core precision
 
     from perf_model import predict_alexnet
     pred = predict_alexnet(batch=128)                  # {(layer, direction): ms}
@@ -243,6 +244,116 @@ def gemm(sass, layer, direction, m, n, k, trans_a, trans_b) -> Launch:
                        F32 * (m * k + k * n + m * n))
 
 
+# ---------------------------------------------------------------------------- tensor-core convolutions
+# conv_tc.cu (precision "tf32", "3xtf32", "bf16"): 128 threads per block; forward 128 x 64
+# tiles over (N*P*Q, K/g); dgrad 128 x 64 over (N*H*W, C/g) with K = R*S*K/g at every
+# stride (the stride's empty taps are zero-filled gathers, not skipped); wgrad 64 x 128 over
+# (K/g, R*S*C/g) split over N*P*Q by conv2d_wgrad_tc_plan (the launcher's own, through the
+# emulator build), plus the chunk sums and the bias gradient. Per block the main loop
+# issues HMMA = (BM/16) (BN/8) K / k_mma * mmas warp instructions (k_mma 8 for tf32, 16
+# for bf16; 3 mma per product for 3xtf32); all = HMMA / fma_share (the SASS report counts
+# HMMA in its FMA share). compute = max(issue time as for the SIMT kernels, tensor time =
+# HMMA on the busiest SM / (TC_HMMA_PER_CLOCK * clock)).
+# TC_HMMA_PER_CLOCK: an H100 SXM's dense peak (494.7 TF/s tf32, 989 TF/s bf16) is ~0.92
+# m16n8k8.tf32 or m16n8k16.bf16 per clock per SM; mma.sync (not wgmma) is taken to reach
+# 60 % of it (an assumption, for the first GPU run to calibrate).
+TC_HMMA_PER_CLOCK = 0.92 * 0.6
+TC_PRECISIONS = ("tf32", "3xtf32", "bf16")
+_TC_CODE = {"tf32": 0, "3xtf32": 1, "bf16": 2}
+
+
+def tc_launch(sass, layer, direction, kernel, tiles, bm, bn, k_block, precision, useful_flops, nbytes) -> Launch:
+    s = sass[kernel]
+    hmma = (bm / 16) * (bn / 8) * k_block / (16 if precision == "bf16" else 8) * (3 if precision == "3xtf32" else 1)
+    per_sm = _cdiv(tiles, SMS)
+    resident = min(s["blocks_per_sm"], per_sm)
+    eff = ISSUE_EFFICIENCY * min(1.0, resident * s["threads"] / 32 / WARPS_TO_HIDE_LATENCY)
+    issue = per_sm * hmma / s["fma_share"] / (SCHEDULERS * CLOCK_HZ * eff)
+    tensor = per_sm * hmma / (TC_HMMA_PER_CLOCK * CLOCK_HZ)
+    memory = nbytes / (HBM_BYTES_PER_S * MEMORY_EFFICIENCY)
+    t, bound = max((issue, "issue"), (tensor, "tensor"), (memory, "memory"), (LAUNCH_FLOOR_S, "launch"))
+    return Launch(layer, direction, kernel, t, bound, tiles, tiles / (s["blocks_per_sm"] * SMS), useful_flops,
+                  2.0 * bm * bn * k_block * tiles)
+
+
+def wgrad_tc_plan(g: ConvGeom) -> dict:
+    return _emu().conv2d_wgrad_tc_plan(n=g.n, h=g.h, w=g.w, c=g.c, k=g.k, r=g.r, s=g.s, stride=g.stride,
+                                       pad_top=g.pad[0], pad_bottom=g.pad[1], pad_left=g.pad[2],
+                                       pad_right=g.pad[3], groups=g.groups, chunk_rows=0)
+
+
+def conv_tc(sass, name, g: ConvGeom, direction, precision) -> list[Launch]:
+    """The launches of one tensor-core convolution direction ("fwd", "dgrad", "wgrad")."""
+    x, y, w = g.bytes()
+    code = _TC_CODE[precision]
+    if direction == "fwd":
+        kernel = f"conv_tc_fwd_kernel1<{code}, {str(g.cg % 4 == 0).lower()}>"
+        tiles = _cdiv(g.n * g.p * g.q, 128) * _cdiv(g.kg, 64) * g.groups
+        return [tc_launch(sass, name, "fwd", kernel, tiles, 128, 64, _cdiv(g.r * g.s * g.cg, 16) * 16, precision,
+                          g.flops, F32 * (x + y + w + g.k))]
+    if direction == "dgrad":
+        kernel = f"conv_tc_dgrad_kernel1<{code}, {str(g.cg % 4 == 0 and g.kg % 4 == 0).lower()}>"
+        tiles = _cdiv(g.n * g.h * g.w, 128) * _cdiv(g.cg, 64) * g.groups
+        return [tc_launch(sass, name, "dgrad", kernel, tiles, 128, 64, _cdiv(g.r * g.s * g.kg, 16) * 16, precision,
+                          g.flops, F32 * (x + y + w))]
+    plan = wgrad_tc_plan(g)
+    kernel = f"conv_tc_wgrad_kernel1<{code}, {str(g.cg % 4 == 0 and g.kg % 4 == 0).lower()}>"
+    tiles = _cdiv(g.r * g.s * g.cg, 128) * _cdiv(g.kg, 64) * plan["chunks"] * g.groups
+    out = [tc_launch(sass, name, "wgrad", kernel, tiles, 64, 128, plan["chunk_rows"], precision, g.flops,
+                     F32 * (x + y + plan["chunks"] * w))]
+    out.append(memory_launch(name, "wgrad", "conv_tc_bias_grad_kernel1", F32 * (y + plan["chunks"] * g.k)))
+    if plan["chunks"] > 1:
+        out.append(memory_launch(name, "wgrad", "conv_tc_sum_chunks_kernel1", F32 * (plan["chunks"] + 1) * (w + g.k)))
+    return out
+
+
+def alexnet_conv_geoms(batch: int = 128) -> list[tuple[str, ConvGeom]]:
+    """(name, geometry) of the five conv layers of the grouped AlexNet at `batch`."""
+    from cuda_convnet import models
+
+    cfg = models.alexnet_config()
+    h, w, c = cfg.input_shape
+    out = []
+    for i, blk in enumerate(cfg.convs, 1):
+        pad = blk.padding if isinstance(blk.padding, tuple) else (blk.padding,) * 4
+        g = ConvGeom(batch, h, w, c, blk.filters, blk.size, blk.size, blk.stride, pad,
+                     1 if blk.both_towers else cfg.columns)
+        out.append((f"conv{i}", g))
+        h, w, c = g.p, g.q, g.k
+        if blk.pool:
+            h, w = (h - cfg.pool_size) // cfg.pool_stride + 1, (w - cfg.pool_size) // cfg.pool_stride + 1
+    return out
+
+
+def predict_conv_tc(batch: int = 128, sass=None) -> dict:
+    """PREDICTED milliseconds per (layer, direction, precision) of the AlexNet conv layers on
+    the tensor-core kernels, with the float32 SIMT kernels' prediction as precision "fp32"
+    (conv1: no dgrad, its input is the data)."""
+    sass = sass if sass is not None else load_sass()
+    out = {}
+    for name, g in alexnet_conv_geoms(batch):
+        simt = {"fwd": conv2d(sass, name, g), "wgrad": conv2d_wgrad(sass, name, g)}
+        if name != "conv1":
+            simt["dgrad"] = conv2d_dgrad(sass, name, g)
+        for d, launches in simt.items():
+            out[(name, d, "fp32")] = sum(ln.seconds for ln in launches) * 1e3
+            for p in TC_PRECISIONS:
+                out[(name, d, p)] = sum(ln.seconds for ln in conv_tc(sass, name, g, d, p)) * 1e3
+    return out
+
+
+def conv_tc_table(batch: int = 128, sass=None) -> str:
+    pred = predict_conv_tc(batch, sass)
+    cols = ("fp32", *TC_PRECISIONS)
+    lines = ["| layer | direction | " + " | ".join(f"{p} predicted ms" for p in cols) + " |",
+             "|---|---|" + "---|" * len(cols)]
+    for layer, d in dict.fromkeys((k[0], k[1]) for k in pred):
+        lines.append(f"| {layer} | {d} | " + " | ".join(f"{pred[(layer, d, p)]:.3f}" for p in cols) + " |")
+    total = {p: sum(v for k, v in pred.items() if k[2] == p) for p in cols}
+    lines.append("| **all conv** | | " + " | ".join(f"**{total[p]:.2f}**" for p in cols) + " |")
+    return "\n".join(lines)
+
+
 # ---------------------------------------------------------------------------- the network
 def alexnet_launches(batch: int = 128, sass=None) -> list[Launch]:
     """Every launch of one grouped-form AlexNet train_step at `batch` (see the docstring)."""
@@ -428,6 +539,8 @@ def main(argv=None) -> int:
     ap.add_argument("--calibrate", nargs="+", metavar="RESULTS_JSON",
                     help="conv_bench / kernel_bench / net_bench --json output: print measured / predicted")
     ap.add_argument("--json", metavar="PATH", help="write {layer/direction: predicted ms}")
+    ap.add_argument("--tc", action="store_true",
+                    help="also print the conv layers on the tensor-core kernels (tf32, 3xtf32, bf16) against fp32")
     args = ap.parse_args(argv)
     try:
         sass = load_sass(args.sass_json)
@@ -438,6 +551,9 @@ def main(argv=None) -> int:
     print(f"## Predicted H100 times, AlexNet grouped form, batch {args.batch} (a model, not a measurement)\n")
     print(table(launches))
     pred = predict_alexnet(args.batch, sass)
+    if args.tc:
+        print(f"\n## Predicted H100 conv times per precision, batch {args.batch} (a model, not a measurement)\n")
+        print(conv_tc_table(args.batch, sass))
     if args.calibrate:
         print("\n## Measured / predicted\n")
         print(calibrate(args.calibrate, pred))

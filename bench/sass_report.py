@@ -76,6 +76,10 @@ DYNAMIC_SMEM_FLOATS = {
     "gemm_kernel2": "kGemm2SmemFloats",
     "gemm_tc_kernel1": "kGemmTcStages * ((kGemmTcBK * (BM + 8) if TA else BM * (kGemmTcBK + 4))"
                        " + (kGemmTcBN * (kGemmTcBK + 4) if TB else kGemmTcBK * (kGemmTcBN + 8)))",
+    # TcTile stages of tc_mainloop.cuh (the same for every precision and copy width).
+    "conv_tc_fwd_kernel1": "kTcStages * (128 * (kTcBK + 4) + 64 * (kTcBK + 4))",
+    "conv_tc_dgrad_kernel1": "kTcStages * (128 * (kTcBK + 4) + kTcBK * (64 + 8))",
+    "conv_tc_wgrad_kernel1": "kTcStages * (kTcBK * (64 + 8) + kTcBK * (128 + 8))",
 }
 DYNAMIC_TEMPLATE_PARAMS = {"conv_dgrad_kernel1": ("BM", "BN"), "gemm_tc_kernel1": ("BM", "TA", "TB")}
 

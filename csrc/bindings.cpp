@@ -11,6 +11,7 @@
 #include "bind/bind_augment.h"
 #include "bind/module.h"
 #include "bind/bind_conv.h"
+#include "bind/bind_conv_tc.h"
 #include "bind/bind_gemm.h"
 #include "bind/bind_gemm_tc.h"
 #include "bind/bind_memory_bound.h"
@@ -78,6 +79,7 @@ PYBIND11_MODULE(CCN_MODULE_NAME, m) {
   bind_gemm_tc(m);
   bind_activation(m);
   bind_conv(m);
+  bind_conv_tc(m);
   bind_memory_bound(m);
   bind_augment(m);
 }

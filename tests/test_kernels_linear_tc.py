@@ -21,6 +21,7 @@ TC = ("tf32", "3xtf32", "bf16")
 ORDERS = ("forward", "reverse", "shuffle:5")
 DRIVER = sb.SIMT_DIR / "gemm_tc_driver.cpp"
 KERNEL = sb.CSRC / "gemm_tc.cuh"
+MAINLOOP = sb.CSRC / "tc_mainloop.cuh"
 
 
 def rand(rng, *shape):
@@ -280,10 +281,11 @@ def test_gemm_tc_driver_matches_in_every_order(tmp_path):
 @pytest.mark.parametrize("pattern", [r"\b__syncthreads\(\)\s*;", r"\bcp_async_wait_group<[^>]*>\(\)\s*;"],
                          ids=["barrier", "wait_group"])
 def test_dropped_barrier_or_wait_is_caught(tmp_path, pattern):
-    """Delete each __syncthreads / cp_async_wait_group of gemm_tc.cuh in turn: the driver
-    must fail in every thread order (a stage read before its copy landed reads NaN)."""
+    """Delete each __syncthreads / cp_async_wait_group of the pipeline (tc_mainloop.cuh,
+    shared with conv_tc) in turn: the driver must fail in every thread order (a stage read
+    before its copy landed reads NaN)."""
     n = 0
-    for line, mutant_dir in sb.text_mutants(KERNEL, pattern, ";", tmp_path):
+    for line, mutant_dir in sb.text_mutants(MAINLOOP, pattern, ";", tmp_path):
         exe = sb.build([DRIVER], mutant_dir, include_first=mutant_dir)
         passed = [o for o in ORDERS if sb.run(exe, o).returncode == 0]
         assert not passed, f"gemm_tc.cuh:{line} with {pattern!r} deleted passes in {passed}"
@@ -310,9 +312,9 @@ def test_dropped_barrier_or_wait_is_caught(tmp_path, pattern):
     ids=["tf32_fragment", "bf16_pair", "bf16_pair_128bit", "3xtf32_substep_128bit", "3xtf32_term", "epilogue_columns"],
 )
 def test_planted_kernel_bugs_are_caught(tmp_path, pattern, replacement):
-    for line, mutant_dir in sb.text_mutants(KERNEL, pattern, replacement, tmp_path):
+    for line, mutant_dir in sb.text_mutants(MAINLOOP, pattern, replacement, tmp_path):
         r = sb.run(sb.build([DRIVER], mutant_dir, include_first=mutant_dir))
-        assert r.returncode != 0 and "MISMATCH" in r.stdout, f"gemm_tc.cuh:{line} mutated passes:\n{r.stdout}"
+        assert r.returncode != 0 and "MISMATCH" in r.stdout, f"tc_mainloop.cuh:{line} mutated passes:\n{r.stdout}"
 
 
 @pytest.mark.emu

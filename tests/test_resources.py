@@ -21,7 +21,8 @@ import pytest
 
 CSRC = pathlib.Path(__file__).resolve().parents[1] / "csrc"
 #: The files whose kernels carry the training time (each is checked only if present).
-HOT_FILES = ("gemm.cu", "gemm_tc.cu", "conv_fwd.cu", "conv_dgrad.cu", "conv_wgrad.cu", "lrn.cu", "pool.cu")
+HOT_FILES = ("gemm.cu", "gemm_tc.cu", "conv_tc.cu", "conv_fwd.cu", "conv_dgrad.cu", "conv_wgrad.cu", "lrn.cu",
+             "pool.cu")
 
 
 def nvcc():

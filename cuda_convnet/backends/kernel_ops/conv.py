@@ -1,9 +1,12 @@
-"""Convolution as implicit GEMM (csrc/conv_fwd.cuh, conv_dgrad.cuh, conv_wgrad.cuh).
+"""Convolution as implicit GEMM (csrc/conv_fwd.cuh, conv_dgrad.cuh, conv_wgrad.cuh; on
+tensor cores csrc/conv_tc_fwd.cuh, conv_tc_dgrad.cuh, conv_tc_wgrad.cuh).
 
-Same signatures as cuda_convnet.reference.conv, plus one keyword-only extension on the
-forward: ``relu=True`` fuses the ReLU into the convolution's epilogue (one pass over y
-instead of two), for the Net's conv+ReLU layers. Every shape the reference accepts runs
-(C = 3, odd sizes, N = 1, any stride up to checks.MAX_EXTENT, asymmetric padding,
+Same signatures as cuda_convnet.reference.conv, plus keyword-only extensions: on the
+forward ``relu=True`` fuses the ReLU into the convolution's epilogue (one pass over y
+instead of two), for the Net's conv+ReLU layers; on every op ``precision`` ("fp32", the
+default: the float32 SIMT kernels; "3xtf32", "tf32", "bf16": the tensor-core kernels,
+operands rounded as cuda_convnet/reference/precision.py; db is always a float32 sum).
+Every shape the reference accepts runs (C = 3, odd sizes, N = 1, any stride up to checks.MAX_EXTENT, asymmetric padding,
 groups): the kernels' grid limits (K/groups and, backward, C/groups <= 65535*64;
 backward, groups * stride^2 <= 65535) are checked by cuda_convnet.checks for every
 backend, the reference included.
@@ -31,9 +34,11 @@ class ConvOps:
     # (conv_fwd_kernel2 where C/groups % 4 == 0 and x, w are 16-byte aligned, else
     # conv_fwd_kernel1); 1 or 2 forces one. Both give bit-identical results.
 
-    def conv2d(self, x, w, b=None, *, stride=1, padding=0, groups=1, relu=False):
-        """y = conv(x, w) + b (NHWC x KRSC -> NPQK); ``relu=True`` applies ReLU in the epilogue."""
+    def conv2d(self, x, w, b=None, *, stride=1, padding=0, groups=1, relu=False, precision="fp32"):
+        """y = conv(x, w) + b (NHWC x KRSC -> NPQK); ``relu=True`` applies ReLU in the epilogue.
+        ``precision``: "fp32" (default), "3xtf32", "tf32" or "bf16"; ValueError otherwise."""
         g = checks.check_conv_args(x, w, b, stride, padding, groups)
+        checks.check_precision("conv2d", precision)
         self._float32("conv2d", x=x, w=w, b=b)
         if not (g.n and g.c and g.k):  # empty batch, no channels or no filters: no launch
             y = self.xp.zeros((g.n, g.p, g.q, g.k), dtype=np.float32)
@@ -41,49 +46,82 @@ class ConvOps:
                 y += b
             return self.xp.maximum(y, 0) if relu else y
         y = self._empty((g.n, g.p, g.q, g.k))
+        if precision != "fp32":
+            self._conv_tc_has_one_version("conv2d", precision)
+            self.ext.conv2d_tc(x=self._ptr(x), wt=self._ptr(w), b=self._ptr(b), y=self._ptr(y), **_shape_args(g),
+                               relu=bool(relu), precision=precision, stream=self._stream())
+            return y
         self.ext.conv2d(x=self._ptr(x), wt=self._ptr(w), b=self._ptr(b), y=self._ptr(y), **_shape_args(g),
                         relu=bool(relu), stream=self._stream(), version=self._version("conv2d"))
         return y
 
-    def _kernel_version_conv2d(self, x, w, b=None, *, stride=1, padding=0, groups=1, relu=False) -> int:
-        # 1: the general kernel, 2: the vectorised fast path (csrc/conv.h, conv2d_version).
+    def _conv_tc_has_one_version(self, op, precision):
+        if self._version(op):
+            raise ValueError(f"{op}: kernel_versions[{op!r}] picks a conv_fwd_kernel<n> (precision 'fp32'); "
+                             f"precision {precision!r} runs conv_tc_fwd_kernel1, which has one version")
+
+    def _kernel_version_conv2d(self, x, w, b=None, *, stride=1, padding=0, groups=1, relu=False,
+                               precision="fp32") -> int:
+        # 1: the general kernel, 2: the vectorised fast path (csrc/conv.h, conv2d_version);
+        # a tensor-core precision: conv_tc_fwd_kernel1, the only one.
         g = checks.check_conv_args(x, w, b, stride, padding, groups)
+        checks.check_precision("conv2d", precision)
+        if precision != "fp32":
+            self._conv_tc_has_one_version("conv2d", precision)
+            return 1
         return self.ext.conv2d_version(x=self._ptr(x), wt=self._ptr(w), **_shape_args(g),
                                        version=self._version("conv2d"))
 
-    def conv2d_backward(self, x, w, dy, *, stride=1, padding=0, groups=1, need_dx=True):
+    def conv2d_backward(self, x, w, dy, *, stride=1, padding=0, groups=1, need_dx=True, precision="fp32"):
         """(dx, dw, db): dgrad and wgrad implicit GEMMs; dw and db reduce in a fixed order.
-        ``need_dx=False`` launches no dgrad and returns dx None (the data layer's input)."""
+        ``need_dx=False`` launches no dgrad and returns dx None (the data layer's input).
+        ``precision`` as for conv2d (both GEMMs)."""
         checks.check_conv_backward_args(x, w, dy, stride, padding, groups)
+        checks.check_precision("conv2d_backward", precision)
         self._float32("conv2d_backward", x=x, w=w, dy=dy)
-        kw = dict(stride=stride, padding=padding, groups=groups)
+        kw = dict(stride=stride, padding=padding, groups=groups, precision=precision)
         dx = self.conv2d_dgrad(dy, w, x.shape, **kw) if need_dx else None
         dw, db = self.conv2d_wgrad(x, dy, w.shape, **kw)
         return dx, dw, db
 
-    def conv2d_dgrad(self, dy, w, x_shape, *, stride=1, padding=0, groups=1):
-        """dx (N, H, W, C) alone (csrc/conv_dgrad.cuh): conv2d_backward's dx, one launch."""
+    def conv2d_dgrad(self, dy, w, x_shape, *, stride=1, padding=0, groups=1, precision="fp32"):
+        """dx (N, H, W, C) alone (csrc/conv_dgrad.cuh, or conv_tc_dgrad.cuh at a tensor-core
+        ``precision``): conv2d_backward's dx, one launch."""
         x = ShapeOnly("conv2d_dgrad", "x_shape", x_shape, getattr(dy, "dtype", np.float32))
         g = checks.check_conv_backward_args(x, w, dy, stride, padding, groups, op="conv2d_dgrad")
+        checks.check_precision("conv2d_dgrad", precision)
         self._float32("conv2d_dgrad", w=w, dy=dy)
         if not (g.n and g.c and g.k):  # nothing flows back: zero gradient, no launch
             return self.xp.zeros(x.shape, dtype=np.float32)
         dx = self._empty(x.shape)
+        if precision != "fp32":
+            self.ext.conv2d_dgrad_tc(dy=self._ptr(dy), wt=self._ptr(w), dx=self._ptr(dx), **_shape_args(g),
+                                     precision=precision, stream=self._stream())
+            return dx
         self.ext.conv2d_dgrad(dy=self._ptr(dy), wt=self._ptr(w), dx=self._ptr(dx), **_shape_args(g),
                               stream=self._stream())
         return dx
 
-    def conv2d_wgrad(self, x, dy, w_shape, *, stride=1, padding=0, groups=1):
-        """(dw (K, R, S, C/groups), db (K,)) alone (csrc/conv_wgrad.cuh): conv2d_backward's
-        dw and db, reduced in a fixed order (split-K chunks, then a fixed-order sum)."""
+    def conv2d_wgrad(self, x, dy, w_shape, *, stride=1, padding=0, groups=1, precision="fp32"):
+        """(dw (K, R, S, C/groups), db (K,)) alone (csrc/conv_wgrad.cuh, or conv_tc_wgrad.cuh
+        at a tensor-core ``precision``): conv2d_backward's dw and db, reduced in a fixed order
+        (split-K chunks, then a fixed-order sum)."""
         w = ShapeOnly("conv2d_wgrad", "w_shape", w_shape, getattr(x, "dtype", np.float32))
         g = checks.check_conv_backward_args(x, w, dy, stride, padding, groups, op="conv2d_wgrad")
+        checks.check_precision("conv2d_wgrad", precision)
         self._float32("conv2d_wgrad", x=x, dy=dy)
         if not (g.n and g.c and g.k):  # nothing to reduce: zero gradients, no launch
             return self.xp.zeros(w.shape, dtype=np.float32), dy.sum(axis=(0, 1, 2), dtype=np.float32)
         shape = _shape_args(g)
         dw = self._empty(w.shape)
         db = self._empty((g.k,))
+        if precision != "fp32":
+            plan = self.ext.conv2d_wgrad_tc_plan(**shape, chunk_rows=self.wgrad_chunk_rows)
+            ws = self._empty((plan["workspace_floats"],)) if plan["workspace_floats"] else None
+            self.ext.conv2d_wgrad_tc(x=self._ptr(x), dy=self._ptr(dy), dw=self._ptr(dw), db=self._ptr(db),
+                                     workspace=self._ptr(ws), workspace_floats=plan["workspace_floats"], **shape,
+                                     chunk_rows=self.wgrad_chunk_rows, precision=precision, stream=self._stream())
+            return dw, db
         plan = self.conv2d_wgrad_plan(g)
         ws = self._empty((plan["workspace_floats"],)) if plan["workspace_floats"] else None
         self.ext.conv2d_wgrad(x=self._ptr(x), dy=self._ptr(dy), dw=self._ptr(dw), db=self._ptr(db),
