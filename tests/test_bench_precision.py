@@ -65,6 +65,22 @@ def test_kernel_bench_gemm_rows_per_precision(tmp_path):
     check_rows(doc)
 
 
+@pytest.mark.emu
+def test_conv_and_gemm_rows_per_precision_on_emu(tmp_path):
+    """The emulated tensor-core kernels through the benches: every precision validated. Ours
+    lands within float32 accumulation error (1e-5) of the reference on rounded operands: a
+    kernel that skipped or changed the rounding would be ~2e-4 (tf32) or ~2e-3 (bf16) off."""
+    _, doc = run_bench("conv_bench.py", "--smoke", "--backend", "emu", "--shrink", "8", "--layers", "conv4",
+                       "--precision", "all", tmp_path=tmp_path)
+    _, gemm = run_bench("kernel_bench.py", "--smoke", "--backend", "emu", "--shrink", "8", "--only", "gemm",
+                        "--precision", "3xtf32,tf32,bf16", tmp_path=tmp_path)
+    for d, n in ((doc, 16), (gemm, 27)):
+        assert len(d["rows"]) == n
+        check_rows(d)
+        assert all(r["err_ours"] < 1e-5 for r in d["rows"]), [(r.get("layer"), r["op"], r["err_ours"])
+                                                               for r in d["rows"]]
+
+
 def test_conv_bench_catches_a_wrong_result_at_one_precision(tmp_path, monkeypatch):
     """A backend whose tf32 convolution is 1 % off: those rows are MISMATCH, untimed, and
     the run exits 1; its fp32 rows stay ok."""
