@@ -125,14 +125,16 @@ def test_bad_precision_is_an_argument_error(script):
     assert proc.returncode == 2 and "--precision: 'fp16' is not one of fp32, 3xtf32, tf32, bf16" in proc.stderr
 
 
+@pytest.mark.parametrize("device", ["cpu", pytest.param("emu", marks=pytest.mark.emu)])
 @pytest.mark.parametrize("precision", PRECISIONS)
-def test_net_bench_validates_ours_at_each_precision(precision):
+def test_net_bench_validates_ours_at_each_precision(precision, device):
     """net_bench's check of ours against its float64 cpu twin, at each precision (the twin
-    rounds the same GEMM operands: its spec carries the precision), on the small tower net."""
+    rounds the same GEMM operands: its spec carries the precision), on the small tower net:
+    the reference, and the emulated tensor-core kernels."""
     from net_support import tiny_net
 
     nb = bench_module("net_bench")
-    net = tiny_net(towers=1, devices=("cpu",), dtype="float32", seed=2)
+    net = tiny_net(towers=1, devices=(device,), dtype="float32", seed=2)
     net.precision = precision
     assert nb.cpu_twin(net).precision == precision
     rng = np.random.default_rng(8)
