@@ -25,6 +25,11 @@ fails it is reported MISMATCH and not timed. Timed calls rotate among several in
 so that the L2 cache does not flatter small layers; the median of many event-timed calls
 is reported.
 
+On a kernel backend the forward is also timed with each of its kernel versions forced
+(``kernel_versions["conv2d"]``, rows "fwd v1", "fwd v2", ...: every version side by side,
+validated like the rest; a version that cannot run a layer, conv_fwd_kernel2 on conv1's
+C = 3, gets a note instead of a row).
+
 Ours is ``backend.conv2d``, ``backend.conv2d_dgrad(dy, w, x_shape, ...) -> dx``,
 ``backend.conv2d_wgrad(x, dy, w_shape, ...) -> (dw, db)`` (each direction's launches alone)
 and ``backend.conv2d_backward`` (both; the reference's signatures). Every row must carry
@@ -67,6 +72,7 @@ from harness.devices import import_torch, make_device, pick_backend  # noqa: E40
 from harness.report import environment, format_table, write_json  # noqa: E402
 from harness.timing import timing_for  # noqa: E402
 from harness.validation import MISMATCH, OK, describe_error, rel_err  # noqa: E402
+from harness.versions import forced, versions  # noqa: E402
 
 import cuda_convnet as ccn  # noqa: E402
 from cuda_convnet.alexnet_shapes import conv_layers, tower_layers  # noqa: E402
@@ -248,28 +254,59 @@ def bench_layer(layer, device, backend, torch, timing, seed, tol, precision="fp3
                 row["base_status"] = describe_error(e)
         # --- ours: validate with poisoned outputs (against the reference, and against the
         # baseline at the same precision), then time
-        fn = ours[direction]
-        try:
-            with poison_outputs():
-                out = fn(*vin)
-                row["err_ours"] = worst_err(out, refs)
-            if base_out is not None:
-                row["err_vs_base"] = worst_err(out, base_out)
-            if not (row["err_ours"] <= tol and row.get("err_vs_base", 0.0) <= P.VS_BASE_TOL[precision]):
-                row["status"] = MISMATCH
-            else:
-                st = timing.run(device, lambda i, fn=fn: fn(*sets[i % nsets]))
-                row.update(ours_ms=st["median_s"] * 1e3, ours_spread=(st["p90_s"] - st["p10_s"]) / st["median_s"],
-                           ours_calls=st["calls"], status=OK)
-                row["ours_tflops"] = layer.flops(direction) / st["median_s"] / 1e12
-        except Exception as e:  # noqa: BLE001
-            row["status"] = describe_error(e)
+        measure_ours(row, ours[direction], vin, refs, sets, layer.flops(direction), device, timing, tol,
+                     base_out, precision)
         if row.get("ours_ms") and row.get("base_ms"):
             row["ratio"] = row["ours_ms"] / row["base_ms"]
         if precision in ("fp32", "3xtf32") and row.get("err_base", 0) > P.TF32_SUSPECT:
             row["base_status"] = f"baseline err {row['err_base']:.1e}: TF32 on?"
         rows.append(row)
+        if direction == "fwd" and precision == "fp32":  # the fp32 kernel versions (the tensor-core one has one)
+            rows += version_rows(row, ours["fwd"], vin, refs, sets, layer, device, backend, timing, tol)
     device.sync()
+    return rows
+
+
+def measure_ours(row, fn, vin, refs, sets, flops, device, timing, tol, base_out=None, precision="fp32"):
+    """Ours on one direction: validated with poisoned outputs (against the reference, and
+    against the baseline's outputs at the same precision when given, within
+    precision.VS_BASE_TOL), then timed over the rotated sets."""
+    try:
+        with poison_outputs():
+            out = fn(*vin)
+            row["err_ours"] = worst_err(out, refs)
+        if base_out is not None:
+            row["err_vs_base"] = worst_err(out, base_out)
+        if not (row["err_ours"] <= tol and row.get("err_vs_base", 0.0) <= P.VS_BASE_TOL[precision]):
+            row["status"] = MISMATCH
+        else:
+            st = timing.run(device, lambda i: fn(*sets[i % len(sets)]))
+            row.update(ours_ms=st["median_s"] * 1e3, ours_spread=(st["p90_s"] - st["p10_s"]) / st["median_s"],
+                       ours_calls=st["calls"], status=OK)
+            row["ours_tflops"] = flops / st["median_s"] / 1e12
+    except Exception as e:  # noqa: BLE001
+        row["status"] = describe_error(e)
+
+
+def version_rows(pick, fn, vin, refs, sets, layer, device, backend, timing, tol):
+    """The forward with each conv_fwd_kernel<n> forced, one row each ("fwd v<n>"), against the
+    baseline time of the launcher's row `pick`. A version that cannot run the layer (kernel2
+    needs C/groups % 4 == 0) has no row; `pick["versions_not_run"]` says why."""
+    rows = []
+    for v in versions(backend, "conv2d"):
+        with forced(backend, ("conv2d",), v):
+            try:
+                backend.kernel_version("conv2d", vin[0], vin[1], **layer.kwargs)
+            except ValueError as e:
+                pick.setdefault("versions_not_run", {})[v] = str(e).splitlines()[0]
+                continue
+            row = {k: pick[k] for k in ("layer", "precision", "shape", "gflop", "rotation_sets", "base_ms",
+                                        "base_tflops", "err_base") if k in pick}
+            row.update(op=f"fwd v{v}", version=v)
+            measure_ours(row, fn, vin, refs, sets, layer.flops("fwd"), device, timing, tol)
+        if row.get("ours_ms") and row.get("base_ms"):
+            row["ratio"] = row["ours_ms"] / row["base_ms"]
+        rows.append(row)
     return rows
 
 
@@ -331,6 +368,8 @@ def main(argv=None):
     print(table)
     notes = [f"{r['layer']} {r['op']} {r['precision']}: {label}: {r['base_status']}" for r in rows
              if r.get("base_status")]
+    notes += [f"{r['layer']} fwd v{v}: not run: {why}" for r in rows
+              for v, why in r.get("versions_not_run", {}).items()]
     for n in notes:
         print("note:", n)
     # A row without our time is a failure, whatever the reason: nothing may pass unmeasured.

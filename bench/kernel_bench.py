@@ -28,6 +28,10 @@ against torch.mm (cuBLAS, TF32 off), TFLOP/s = 2·M·N·K / time. --precision (f
 tf32, bf16, a list or 'all') gives GEMM rows per precision against cuBLAS at the same
 precision (kernel_cases/gemm.py, harness/precision.py); the memory-bound rows are float32.
 
+On a kernel backend every version of a family with several kernels (LRN forward and
+backward, the GEMM) is also timed with that version forced (``kernel_versions``; rows
+"lrn conv1 v1", "fwd v2", ...), each validated like the others: the versions side by side.
+
 Every row is validated before it is timed: ours (outputs poisoned with NaN first) against
 the NumPy reference in float64 (per-sample ops on the first --validate-batch images, whose
 results do not depend on the rest of the batch; the dropout mask is a function of the flat
@@ -57,6 +61,7 @@ from harness.devices import import_torch, make_device, pick_backend  # noqa: E40
 from harness.report import environment, format_table, write_json  # noqa: E402
 from harness.timing import timing_for  # noqa: E402
 from harness.validation import OK  # noqa: E402
+from harness.versions import forced, versions  # noqa: E402
 from kernel_cases import memory_cases  # noqa: E402
 from kernel_cases.case import TOL, CaseEnv, run_case  # noqa: E402
 from kernel_cases.gemm import gemm_columns, run_gemm  # noqa: E402
@@ -109,8 +114,14 @@ def main(argv=None):
     mem_rows = []
     for i, case in enumerate(memory_cases(CaseEnv(dev, torch, batch, args.shrink))):
         if keep(case.name):
-            mem_rows.append(run_case(case, dev, backend, torch, timing, args.seed + 1000 * i,
-                                     args.validate_batch, copy_bw, args.tol))
+            pick = run_case(case, dev, backend, torch, timing, args.seed + 1000 * i, args.validate_batch, copy_bw,
+                            args.tol)
+            mem_rows.append(pick)
+            for v in versions(backend, case.op):  # every kernel version of the family, side by side
+                with forced(backend, (case.op,), v):
+                    row = run_case(case, dev, backend, torch, timing, args.seed + 1000 * i, args.validate_batch,
+                                   copy_bw, args.tol, label=f"{case.name} v{v}", base_us=pick.get("base_us"))
+                mem_rows.append(dict(row, version=v))
             if args.json:  # as it goes: a run cut short by a time limit keeps what it measured
                 write_json(args.json, "kernel_bench", meta, mem_rows, format_table(mem_rows, MEM_COLUMNS),
                              partial=True)

@@ -35,9 +35,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
 
-from cuda_convnet.data.augment import KernelTrainAugment, TrainAugment, train_views  # noqa: E402
+from cuda_convnet.data.augment import KernelTrainAugment, TrainAugment  # noqa: E402
 from cuda_convnet.data.loader import BatchLoader  # noqa: E402
 from cuda_convnet.data.store import ImageStore, write_store  # noqa: E402
+from cuda_convnet.reference.augment import train_views  # noqa: E402
 
 
 def synthetic_store(

@@ -167,9 +167,13 @@ class ConvGeom:
         return x, y, self.k * self.r * self.s * self.cg
 
 
-def conv2d(sass, name, g: ConvGeom) -> list[Launch]:
+def conv2d(sass, name, g: ConvGeom, version: int = 0) -> list[Launch]:
+    """version: 0 the launcher's pick (kernel2 where C/groups % 4 == 0), 1 or 2 that kernel
+    (ValueError where kernel2 cannot run)."""
     x, y, w = g.bytes()
-    if g.cg % 4 == 0:
+    if version == 2 and g.cg % 4:
+        raise ValueError(f"{name}: conv_fwd_kernel2 needs C/groups % 4 == 0 (C/groups = {g.cg})")
+    if version == 2 or (version == 0 and g.cg % 4 == 0):
         kernel, bm, bn = "conv_fwd_kernel2", 128, 128
     else:
         kernel, bm, bn = "conv_fwd_kernel1", 64, 64
@@ -234,8 +238,9 @@ def conv2d_wgrad(sass, name, g: ConvGeom) -> list[Launch]:
     return out
 
 
-def gemm(sass, layer, direction, m, n, k, trans_a, trans_b) -> Launch:
-    if m >= 128 and n >= 128:
+def gemm(sass, layer, direction, m, n, k, trans_a, trans_b, version: int = 0) -> Launch:
+    """version: 0 the launcher's pick (gemm_kernel2 where M, N >= 128), 1 or 2 that kernel."""
+    if version == 2 or (version == 0 and m >= 128 and n >= 128):
         kernel, bm, bn, bk = f"gemm_kernel2<{str(trans_a).lower()}, {str(trans_b).lower()}>", 128, 128, 8
     else:
         kernel, bm, bn, bk = f"gemm_kernel1<{str(trans_a).lower()}, {str(trans_b).lower()}>", 64, 64, 16
@@ -307,31 +312,13 @@ def conv_tc(sass, name, g: ConvGeom, direction, precision) -> list[Launch]:
     return out
 
 
-def alexnet_conv_geoms(batch: int = 128) -> list[tuple[str, ConvGeom]]:
-    """(name, geometry) of the five conv layers of the grouped AlexNet at `batch`."""
-    from cuda_convnet import models
-
-    cfg = models.alexnet_config()
-    h, w, c = cfg.input_shape
-    out = []
-    for i, blk in enumerate(cfg.convs, 1):
-        pad = blk.padding if isinstance(blk.padding, tuple) else (blk.padding,) * 4
-        g = ConvGeom(batch, h, w, c, blk.filters, blk.size, blk.size, blk.stride, pad,
-                     1 if blk.both_towers else cfg.columns)
-        out.append((f"conv{i}", g))
-        h, w, c = g.p, g.q, g.k
-        if blk.pool:
-            h, w = (h - cfg.pool_size) // cfg.pool_stride + 1, (w - cfg.pool_size) // cfg.pool_stride + 1
-    return out
-
-
 def predict_conv_tc(batch: int = 128, sass=None) -> dict:
     """PREDICTED milliseconds per (layer, direction, precision) of the AlexNet conv layers on
     the tensor-core kernels, with the float32 SIMT kernels' prediction as precision "fp32"
     (conv1: no dgrad, its input is the data)."""
     sass = sass if sass is not None else load_sass()
     out = {}
-    for name, g in alexnet_conv_geoms(batch):
+    for name, g in alexnet_conv_geoms(batch)[0]:
         simt = {"fwd": conv2d(sass, name, g), "wgrad": conv2d_wgrad(sass, name, g)}
         if name != "conv1":
             simt["dgrad"] = conv2d_dgrad(sass, name, g)
@@ -381,7 +368,7 @@ def alexnet_launches(batch: int = 128, sass=None) -> list[Launch]:
 
     for i, blk in enumerate(cfg.convs, 1):
         pad = blk.padding if isinstance(blk.padding, tuple) else (blk.padding,) * 4
-        groups = 1 if blk.both_towers else cfg.columns
+        groups = 1 if blk.both_towers else cfg.towers
         g = ConvGeom(n, h, w, c, blk.filters, blk.size, blk.size, blk.stride, pad, groups)
         out += conv2d(sass, f"conv{i}", g)  # with the ReLU in its epilogue (the Net fuses it)
         # No dgrad for conv1: its input is the data, which needs no gradient (need_dx=False).
@@ -390,8 +377,8 @@ def alexnet_launches(batch: int = 128, sass=None) -> list[Launch]:
         layer_bwd = [mem(f"relu{i}", "bwd", "map2_kernel1<ReluGrad>", 3 * size)] + layer_bwd
         h, w, c = g.p, g.q, g.k
         if blk.lrn:
-            out += grouped(f"norm{i}", "fwd", "lrn_forward_kernel2", 2, size, cfg.columns)
-            layer_bwd = grouped(f"norm{i}", "bwd", "lrn_backward_kernel2", 4, size, cfg.columns, inputs=3) + layer_bwd
+            out += grouped(f"norm{i}", "fwd", "lrn_forward_kernel2", 2, size, cfg.towers)
+            layer_bwd = grouped(f"norm{i}", "bwd", "lrn_backward_kernel2", 4, size, cfg.towers, inputs=3) + layer_bwd
         if blk.pool:
             ph, pw = (h - cfg.pool_size) // cfg.pool_stride + 1, (w - cfg.pool_size) // cfg.pool_stride + 1
             small = n * ph * pw * c
@@ -409,8 +396,8 @@ def alexnet_launches(batch: int = 128, sass=None) -> list[Launch]:
                      gemm(sass, name, "wgrad", u, fan_in, n, True, False),
                      mem(name, "wgrad", "bias_grad_kernel1", n * u + u)]
         if j < 6 + len(cfg.hidden):  # the ReLU is in the forward GEMM's epilogue
-            out += grouped(f"drop{j}", "fwd", "dropout_kernel1", 2, n * u, cfg.columns)
-            layer_bwd = (grouped(f"drop{j}", "bwd", "dropout_kernel1", 2, n * u, cfg.columns)
+            out += grouped(f"drop{j}", "fwd", "dropout_kernel1", 2, n * u, cfg.towers)
+            layer_bwd = (grouped(f"drop{j}", "bwd", "dropout_kernel1", 2, n * u, cfg.towers)
                          + [mem(f"relu{j}", "bwd", "map2_kernel1<ReluGrad>", 3 * n * u)] + layer_bwd)
         bwd.append(layer_bwd)
         fan_in = u
@@ -428,20 +415,33 @@ def alexnet_launches(batch: int = 128, sass=None) -> list[Launch]:
 
 
 @functools.cache
+def alexnet_conv_geoms(batch: int = 128) -> tuple:
+    """(name, ConvGeom) of conv1..conv5 in the grouped one-device form, and the flattened
+    size that fc6 reads."""
+    from cuda_convnet import models
+
+    cfg = models.alexnet_config()
+    geoms, h, w, c = [], *cfg.input_shape
+    for i, blk in enumerate(cfg.convs, 1):
+        groups = 1 if blk.both_towers else cfg.towers
+        pad = blk.padding if isinstance(blk.padding, tuple) else (blk.padding,) * 4
+        g = ConvGeom(batch, h, w, c, blk.filters, blk.size, blk.size, blk.stride, pad, groups)
+        geoms.append((f"conv{i}", g))
+        h, w, c = g.p, g.q, g.k
+        if blk.pool:
+            h, w = (h - cfg.pool_size) // cfg.pool_stride + 1, (w - cfg.pool_size) // cfg.pool_stride + 1
+    return tuple(geoms), h * w * c
+
+
+@functools.cache
 def _alexnet_param_shapes():
     from cuda_convnet import models
 
     cfg = models.alexnet_config()
-    shapes, h, w, c = [], *cfg.input_shape
-    for blk in cfg.convs:
-        groups = 1 if blk.both_towers else cfg.columns
-        pad = blk.padding if isinstance(blk.padding, tuple) else (blk.padding,) * 4
-        g = ConvGeom(1, h, w, c, blk.filters, blk.size, blk.size, blk.stride, pad, groups)
+    geoms, fan_in = alexnet_conv_geoms(1)
+    shapes = []
+    for _, g in geoms:
         shapes += [(g.k, g.r, g.s, g.cg), (g.k,)]
-        h, w, c = g.p, g.q, g.k
-        if blk.pool:
-            h, w = (h - cfg.pool_size) // cfg.pool_stride + 1, (w - cfg.pool_size) // cfg.pool_stride + 1
-    fan_in = h * w * c
     for u in list(cfg.hidden) + [cfg.classes]:
         shapes += [(u, fan_in), (u,)]
         fan_in = u

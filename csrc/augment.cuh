@@ -2,7 +2,7 @@
 // subtraction, uint8 NHWC in, float32 NHWC out, one launch for the whole batch. The recipe
 // (Philox counters and key, crop/flip from r0, Box-Muller in float64 from r1, the float32
 // operation order, the mean subtracted at the source position) is the module docstring of
-// cuda_convnet/data/augment.py; this kernel reproduces that NumPy reference bit for bit
+// cuda_convnet/reference/augment.py; this kernel reproduces that NumPy reference bit for bit
 // (tests/test_kernels_augment.py), up to the documented libm exception (one float32 ulp of
 // alpha, ~1e-8 per draw, when the GPU's double log/sin/cos and the CPU's land on opposite
 // sides of a float32 rounding boundary).

@@ -6,7 +6,7 @@
 namespace ccn {
 
 // §4.1 training views of a uint8 batch, fused (crop, flip, PCA lighting, mean), the recipe
-// of cuda_convnet/data/augment.py: images (n, h, w, 3) uint8 -> out (n, crop, crop, 3)
+// of cuda_convnet/reference/augment.py: images (n, h, w, 3) uint8 -> out (n, crop, crop, 3)
 // float32. mean is (h, w, 3) float32 or null (no subtraction). sigma (3 floats) and P (9
 // floats, row-major 3x3, column k the k-th eigenvector) are HOST pointers: they travel in
 // the kernel's parameters. Image i draws with counter offset + i (mod 2^64) under key seed.

@@ -50,7 +50,7 @@ def conv_layers(classes: int = 1000) -> list[ConvLayer]:
         pad = b.padding if isinstance(b.padding, int) else None
         if pad is None:
             raise ValueError(f"conv{i + 1}: asymmetric padding {b.padding} has no single pad value")
-        groups = 1 if b.both_towers else cfg.columns
+        groups = 1 if b.both_towers else cfg.towers
         layers.append(ConvLayer(f"conv{i + 1}", hw, c, b.filters, b.size, b.stride, pad, groups, b.lrn, b.pool))
         hw = conv_output_size(hw, hw, b.size, b.size, b.stride, pad)[0]
         if b.pool:
@@ -62,7 +62,7 @@ def conv_layers(classes: int = 1000) -> list[ConvLayer]:
 def tower_layers() -> list[ConvLayer]:
     """The conv layers as one of the two towers computes them: half the filters; a layer
     that reads both towers (conv1, conv3) sees every input channel, the others half."""
-    cols = alexnet_config(input_size=INPUT_SIZE).columns
+    cols = alexnet_config(input_size=INPUT_SIZE).towers
     return [L._replace(name=L.name + "/t", c=L.c if L.groups == 1 else L.c // cols, k=L.k // cols, groups=1)
             for L in conv_layers()]
 

@@ -42,7 +42,7 @@ count.
 Initialisation (§5): weights N(0, 0.01); biases 1 in conv2, conv4, conv5 and the hidden
 fc layers (fc6, fc7), 0 in conv1, conv3 and fc8. LRN per tower (each GPU normalised its
 own 48 or 128 maps), so in the grouped form the LRN is applied per channel group, and so
-is dropout (each tower's units draw their own mask stream).
+is dropout (each tower's units draw their own mask subsequence).
 """
 from __future__ import annotations
 
@@ -71,13 +71,13 @@ class ConvBlock:
 
 @dataclass(frozen=True)
 class TowerNetConfig:
-    """A net of Figure 2's shape: conv blocks in `columns` towers, then hidden fc layers."""
+    """A net of Figure 2's shape: conv blocks in `towers` towers, then hidden fc layers."""
 
     input_shape: tuple
     convs: tuple
     hidden: tuple              # units of each hidden fc layer (total over the towers)
     classes: int
-    columns: int = 2           # the towers of the paper (two GPUs)
+    towers: int = 2            # the towers of the paper (two GPUs, §3.2)
     hidden_bias: float = 1.0
     dropout: float = 0.5
     pool_size: int = 3
@@ -203,10 +203,10 @@ def _devices(towers, devices):
 
 def tower_net(config: TowerNetConfig, *, towers: int = 2, devices=None, seed: int = 0, dtype="float32",
               precision: str = "fp32") -> Net:
-    """Build `config` as `towers` towers on their own devices (towers == config.columns), or
-    as one device's grouped form (towers == 1, groups == config.columns). `precision` is
+    """Build `config` as `towers` towers on their own devices (towers == config.towers), or
+    as one device's grouped form (towers == 1, groups == config.towers). `precision` is
     the Net's (the conv and fc GEMMs' arithmetic, checks.PRECISIONS; ValueError otherwise)."""
-    cols = config.columns
+    cols = config.towers
     if towers not in (1, cols):
         raise ValueError(f"towers must be 1 (the grouped one-device form) or {cols}, got {towers}")
     devices = _devices(towers, devices)
@@ -234,7 +234,7 @@ def tower_net(config: TowerNetConfig, *, towers: int = 2, devices=None, seed: in
             layers += [Linear(f"fc{k}", top, units=units, bias_init=config.hidden_bias, weight_std=std,
                                       init_parts=list(range(cols))),
                        ReLU(f"relu{k}", f"fc{k}"),
-                       Dropout(f"drop{k}", f"relu{k}", p=config.dropout, groups=cols, stream=j * cols)]
+                       Dropout(f"drop{k}", f"relu{k}", p=config.dropout, groups=cols, subsequence=j * cols)]
             top = f"drop{k}"
     else:
         tops = ["data"] * towers
@@ -274,7 +274,7 @@ def tower_net(config: TowerNetConfig, *, towers: int = 2, devices=None, seed: in
                 layers += [Linear(f"fc{k}/{t}", inp, units=units // towers, bias_init=config.hidden_bias,
                                           weight_std=std, init_key=f"fc{k}", init_parts=[t], device=t),
                            ReLU(f"relu{k}/{t}", f"fc{k}/{t}", device=t),
-                           Dropout(f"drop{k}/{t}", f"relu{k}/{t}", p=config.dropout, stream=j * cols + t,
+                           Dropout(f"drop{k}/{t}", f"relu{k}/{t}", p=config.dropout, subsequence=j * cols + t,
                                    device=t)]
                 new.append(f"drop{k}/{t}")
             tops = new
@@ -370,7 +370,7 @@ ABLATIONS = {
 def ablated(config: TowerNetConfig, variant: str) -> TowerNetConfig:
     """`config` with one of the paper's design choices undone (ABLATIONS names them).
 
-    "one-tower" follows §3.2's comparison net: a single column (columns=1) whose conv
+    "one-tower" follows §3.2's comparison net: a single tower (towers=1) whose conv
     layers have half the filters, except the last conv layer and the fc layers, which
     keep their size (the paper's footnote 2: so both nets have about as many parameters).
     "no-lighting" changes the training data, not the net: the config is returned as is.
@@ -391,7 +391,7 @@ def ablated(config: TowerNetConfig, variant: str) -> TowerNetConfig:
     if variant == "one-tower":
         last = len(config.convs) - 1
         convs = tuple(c if k == last else replace(c, filters=c.filters // 2) for k, c in enumerate(config.convs))
-        return replace(config, convs=convs, columns=1)
+        return replace(config, convs=convs, towers=1)
     # "no-conv4": a middle layer (not the first, which reads the image, nor the last, which pools).
     if len(config.convs) < 4:
         raise ValueError(f"no-conv4: the config has only {len(config.convs)} conv layers")

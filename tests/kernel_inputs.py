@@ -1,20 +1,32 @@
-"""Inputs shared by the tests/test_kernels_*.py files: random arrays that are never zero,
-pointers deliberately off a 16-byte boundary (the kernels' scalar paths), and a runner
-that repeats a computation in every emulator thread order."""
+"""What the tests/test_kernels_*.py files share: random arrays that are never zero, pointers
+deliberately off a 16-byte boundary (the kernels' scalar paths), a runner that repeats a
+computation in every emulator thread order, and the kernel-against-reference comparison."""
 from __future__ import annotations
 
 import os
 
 import numpy as np
+from tolerances import tol
 
 ORDERS = ("forward", "reverse", "shuffle:5")
 
 
-def randn(rng, *shape, dtype=np.float32):
-    """Standard normal values with no exact zeros (a zero hides a kernel that forgets a term)."""
+def randn(rng, *shape, scale=1.0, dtype=np.float32):
+    """Standard normal values (times `scale`) with no exact zeros (a zero hides a kernel that
+    forgets a term)."""
     a = rng.standard_normal(shape)
     a[a == 0] = 0.5
-    return a.astype(dtype)
+    return (a * scale).astype(dtype)
+
+
+def assert_kernel_close(op, got, want, what=""):
+    """A float32 kernel result against the float64 reference, at tests/tolerances.py's
+    kernel_vs_reference tolerance of `op`; a NaN is an element the kernel never wrote (the
+    outputs are poisoned before every launch)."""
+    assert got.shape == want.shape, f"{what}: shape {got.shape} != {want.shape}"
+    assert got.dtype == np.float32, f"{what}: dtype {got.dtype}"
+    assert not np.isnan(got).any(), f"{what}: an output element was never written (still NaN poison)"
+    np.testing.assert_allclose(got, want, err_msg=what, **tol(op, "kernel_vs_reference"))
 
 
 def unaligned(a):

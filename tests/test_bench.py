@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from bench_support import bench_module
 
 import cuda_convnet as ccn
 
@@ -51,9 +52,11 @@ def check_validated(rows, tol):
         assert math.isfinite(r["err_ours"]) and r["err_ours"] <= tol, r
 
 
-def assert_every_row_has_our_figure(rows, key="ours_ms"):
-    """No row may pass without a measurement of ours (an op a backend lacks, skipped)."""
-    missing = [(r.get("layer"), r.get("op"), r.get("status")) for r in rows if not (r.get(key) or 0) > 0]
+def assert_every_row_has_our_figure(rows):
+    """No row may pass without a measurement of ours (an op a backend lacks, skipped): ours_ms
+    (conv, GEMM rows) or ours_us (memory-bound rows)."""
+    missing = [(r.get("layer"), r.get("op"), r.get("status")) for r in rows
+               if not (r.get("ours_ms") or r.get("ours_us") or 0) > 0]
     assert not missing, f"rows without our figure: {missing}"
 
 
@@ -75,11 +78,7 @@ def test_conv_bench_cpu_smoke(tmp_path):
 
 def test_conv_bench_fails_a_row_without_our_figure(tmp_path, monkeypatch):
     """A backend without conv2d_wgrad: that row has no figure, and the run exits 1."""
-    sys.path.insert(0, str(ROOT / "bench"))
-    try:
-        import conv_bench
-    finally:
-        sys.path.remove(str(ROOT / "bench"))
+    conv_bench = bench_module("conv_bench")
 
     class NoWgrad:
         def __init__(self, inner):
@@ -104,7 +103,9 @@ def test_conv_bench_emu_times_every_direction(tmp_path):
     _, doc = run_bench("conv_bench.py", "--smoke", "--backend", "emu", "--shrink", "8", "--layers", "conv4",
                        tmp_path=tmp_path)
     check_validated(doc["rows"], doc["env"]["tol"])
-    assert [r["op"] for r in doc["rows"]] == ["fwd", "dgrad", "wgrad", "bwd"]
+    # the forward also with each kernel version forced, side by side (conv4: C/groups % 4 == 0, both run)
+    assert [r["op"] for r in doc["rows"]] == ["fwd", "fwd v1", "fwd v2", "dgrad", "wgrad", "bwd"]
+    assert [r.get("version") for r in doc["rows"][:3]] == [None, 1, 2]
     assert_every_row_has_our_figure(doc["rows"])
 
 
@@ -129,6 +130,75 @@ def test_kernel_bench_emu_smoke(tmp_path):
     rows = doc["rows"]
     check_validated(rows, doc["env"]["tol"])
     assert all(r["status"] == "ok" and (r.get("ours_us") or r.get("ours_ms") or 0) > 0 for r in rows), rows
+
+
+# ------------------------------------------------------------------ kernel versions side by side
+
+def test_every_versioned_op_has_its_family_in_the_benches():
+    """harness.versions knows the kernel family of every op with kernel versions, and finds
+    at least two versions of each in csrc/."""
+    from cuda_convnet.backends.kernel_ops.base import VERSIONED_OPS
+
+    versions = bench_module("harness.versions")
+    assert sorted(versions.FAMILY) == sorted(VERSIONED_OPS)
+    for op, family in versions.FAMILY.items():
+        assert len(versions.family_versions(family)) >= 2, (op, family)
+    assert versions.versions(ccn.backend("cpu"), "lrn") == []  # the reference has no versions
+
+
+@pytest.mark.emu
+def test_kernel_bench_times_every_version_side_by_side(tmp_path):
+    _, doc = run_bench("kernel_bench.py", "--smoke", "--backend", "emu", "--shrink", "8", "--only", "lrn,gemm",
+                       tmp_path=tmp_path)
+    rows = doc["rows"]
+    check_validated(rows, doc["env"]["tol"])
+    assert_every_row_has_our_figure(rows)
+    mem = {r["op"]: r for r in rows if "layer" not in r}
+    for op in ("lrn", "lrn_backward"):
+        for where in ("conv1", "conv2"):
+            assert f"{op} {where}" in mem  # the launcher's pick
+            for v in (1, 2):
+                assert mem[f"{op} {where} v{v}"]["version"] == v
+    gemm = {(r["layer"], r["op"]): r for r in rows if "layer" in r}
+    for fc in ("fc6", "fc7", "fc8"):
+        for d in ("fwd", "dgrad", "wgrad"):
+            assert (fc, d) in gemm and gemm[(fc, f"{d} v1")]["version"] == 1 and gemm[(fc, f"{d} v2")]["version"] == 2
+
+
+@pytest.mark.emu
+def test_kernel_bench_fails_a_version_row_without_our_figure(tmp_path, monkeypatch):
+    """LRN's version 1 broken: its rows have no figure, the run exits 1 and the check names them."""
+    kernel_bench = bench_module("kernel_bench")
+    emu = ccn.backend("emu")
+    real = emu.lrn
+
+    def lrn(*args, **kwargs):
+        if emu.kernel_versions.get("lrn") == 1:
+            raise ValueError("lrn: kernel 1 unavailable")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(emu, "lrn", lrn)
+    out = tmp_path / "kernel.json"
+    assert kernel_bench.main(["--smoke", "--backend", "emu", "--shrink", "8", "--only", "lrn conv1",
+                              "--json", str(out)]) == 1
+    rows = json.loads(out.read_text())["rows"]
+    assert [r["op"] for r in rows] == ["lrn conv1", "lrn conv1 v1", "lrn conv1 v2"]
+    with pytest.raises(AssertionError, match=r"rows without our figure: \[\(None, 'lrn conv1 v1'"):
+        assert_every_row_has_our_figure(rows)
+
+
+@pytest.mark.emu
+def test_conv_bench_a_version_that_cannot_run_a_layer_is_a_note_not_a_row():
+    """conv_fwd_kernel2 needs C/groups % 4 == 0: on a C = 3 layer only version 1 gets a row."""
+    cb = bench_module("conv_bench")
+    timing = bench_module("harness.timing").timing_for(bench_module("harness.devices").CpuDevice(None), True, 0)
+    device = bench_module("harness.devices").CpuDevice(None)
+    layer = cb.Layer(("c3", 9, 3, 4, 3, 1, 1, 1), batch=1)
+    rows = cb.bench_layer(layer, device, ccn.backend("emu"), None, timing, seed=5, tol=cb.TOL)
+    assert [r["op"] for r in rows] == ["fwd", "fwd v1", "dgrad", "wgrad", "bwd"]
+    assert_every_row_has_our_figure(rows)
+    assert rows[1]["version"] == 1 and rows[1]["err_ours"] <= cb.TOL
+    assert list(rows[0]["versions_not_run"]) == [2] and "kernel2" in rows[0]["versions_not_run"][2]
 
 
 @pytest.mark.slow
@@ -224,12 +294,7 @@ def test_gpu_check_without_a_gpu_builds_nothing(tmp_path):
 
 
 def _net_bench():
-    sys.path.insert(0, str(ROOT / "bench"))
-    try:
-        import net_bench
-    finally:
-        sys.path.remove(str(ROOT / "bench"))
-    return net_bench
+    return bench_module("net_bench")
 
 
 def _planted(op, scale):

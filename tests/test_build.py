@@ -13,7 +13,7 @@ import cuda_convnet as ccn
 def test_emulator_extension_is_built():
     info = ccn.build_info()
     assert info["built"], "cuda_convnet was imported from a tree without its compiled extensions"
-    emu = ccn._ext.load("_emu")
+    emu = ccn.backend("emu").ext
     assert emu.emulated is True
     assert emu.device_count() == 0
     assert info["emulator_fibers"] in ("boost_context", "ucontext")

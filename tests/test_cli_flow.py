@@ -13,9 +13,9 @@ from cli_tree import CLASSES, make_tree
 from subproc import run_cli
 
 from cuda_convnet.cli import main
-from cuda_convnet.data.augment import test_views
 from cuda_convnet.data.evaluate import topk_error_rates
 from cuda_convnet.data.store import ImageStore
+from cuda_convnet.data.views import test_views
 from cuda_convnet.net import load_checkpoint
 
 # The small model on 64x64 crops of 72x72 images; width 1 and batch 8 keep every run ~1 s.

@@ -10,18 +10,17 @@ import math
 import numpy as np
 import pytest
 
-from cuda_convnet.data.augment import (
+from cuda_convnet.data.augment import TrainAugment
+from cuda_convnet.data.views import VIEW_NAMES, ten_crop_offsets
+from cuda_convnet.data.views import test_views as make_test_views
+from cuda_convnet.random import philox4x32
+from cuda_convnet.reference.augment import (
     AUGMENT_TAG,
-    VIEW_NAMES,
-    TrainAugment,
     lighting_constants,
     lighting_deltas,
-    ten_crop_offsets,
     train_view_params,
     train_views,
 )
-from cuda_convnet.data.augment import test_views as make_test_views
-from cuda_convnet.random import philox4x32
 
 RNG = np.random.default_rng(7)
 EIGVALS = np.array([4200.0, 610.0, 95.0])

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 import cuda_convnet as ccn
-from cuda_convnet.data.augment import ten_crop_offsets
 from cuda_convnet.data.evaluate import evaluate, per_class_topk_counts, topk_error_rates
 from cuda_convnet.data.store import write_store
+from cuda_convnet.data.views import ten_crop_offsets
 
 
 def test_topk_error_rates_by_hand():

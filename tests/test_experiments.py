@@ -76,7 +76,7 @@ def test_ablated_configs_change_one_thing():
     assert (pool.pool_size, pool.pool_stride) == (2, 2) and pool.convs == base.convs
     assert models.ablated(base, "no-dropout").dropout == 0.0
     one = models.ablated(base, "one-tower")
-    assert one.columns == 1 and one.hidden == base.hidden
+    assert one.towers == 1 and one.hidden == base.hidden
     assert [c.filters for c in one.convs] == [c.filters // 2 for c in base.convs[:-1]] + [base.convs[-1].filters]
     assert len(models.ablated(base, "no-conv4").convs) == 4
     assert models.ablated(base, "no-lighting") is base

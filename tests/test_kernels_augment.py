@@ -1,5 +1,5 @@
 """The fused training-view kernel (csrc/augment.cuh), §4.1: random crop + flip + PCA lighting
-+ mean subtraction of a uint8 batch, against the NumPy recipe of cuda_convnet/data/augment.py
++ mean subtraction of a uint8 batch, against the NumPy recipe of cuda_convnet/reference/augment.py
 (the cpu backend's `train_views`).
 
 Exactness.  The recipe was written so that a kernel can match it bit for bit, and on the
@@ -24,8 +24,9 @@ import simt_build as sb
 from kernel_inputs import assert_same_in_every_order, in_every_thread_order, unaligned
 
 import cuda_convnet as ccn
-from cuda_convnet.data import augment as A
+from cuda_convnet.data.augment import KernelTrainAugment, TrainAugment
 from cuda_convnet.data.loader import BatchLoader
+from cuda_convnet.reference import augment as A
 
 RNG = np.random.default_rng(41)
 EIGVALS = np.array([4200.0, 610.0, 95.0])
@@ -324,8 +325,8 @@ def test_kernel_train_augment_in_the_loader(kernel_device):
     y = np.arange(10)
     mean = x.mean(0).astype(np.float32)
     stats = dict(seed=13, mean=mean, eigvals=EIGVALS, eigvecs=EIGVECS, crop=32)
-    kernel_aug = A.KernelTrainAugment(backend=kernel_device.name, **stats)
-    numpy_aug = A.TrainAugment(**stats)
+    kernel_aug = KernelTrainAugment(backend=kernel_device.name, **stats)
+    numpy_aug = TrainAugment(**stats)
     with BatchLoader((x, y), 4, shuffle=True, seed=2, augment=kernel_aug) as kl, \
             BatchLoader((x, y), 4, shuffle=True, seed=2, augment=numpy_aug) as nl:
         for _epoch in range(2):
@@ -349,7 +350,7 @@ def test_kernel_train_augment_with_loader_threads(kernel_device):
     rng = np.random.default_rng(22)
     x = images(rng, 9, 36, 36)
     stats = dict(seed=5, mean=x.mean(0).astype(np.float32), eigvals=EIGVALS, eigvecs=EIGVECS, crop=32)
-    aug = A.KernelTrainAugment(backend=kernel_device.name, **stats)
+    aug = KernelTrainAugment(backend=kernel_device.name, **stats)
     assert (aug.stream is None) == (kernel_device.name == "emu")
     with BatchLoader((x, np.arange(9)), 4, shuffle=True, seed=3, augment=aug, threads=3) as threaded, \
             BatchLoader((x, np.arange(9)), 4, shuffle=True, seed=3, augment=aug) as single:
@@ -363,7 +364,7 @@ def test_kernel_train_augment_with_loader_threads(kernel_device):
 @pytest.mark.emu
 def test_kernel_train_augment_rejects_cpu_and_non_uint8():
     with pytest.raises(ValueError, match="'emu' or 'cuda'"):
-        A.KernelTrainAugment(backend="cpu", seed=1, mean=None, eigvals=EIGVALS, eigvecs=EIGVECS)
-    aug = A.KernelTrainAugment(backend="emu", seed=1, mean=None, eigvals=EIGVALS, eigvecs=EIGVECS, crop=8)
+        KernelTrainAugment(backend="cpu", seed=1, mean=None, eigvals=EIGVALS, eigvecs=EIGVECS)
+    aug = KernelTrainAugment(backend="emu", seed=1, mean=None, eigvals=EIGVALS, eigvecs=EIGVECS, crop=8)
     with pytest.raises(TypeError, match="uint8"):
         aug(np.zeros((1, 8, 8, 3), np.float32), offset=0)

@@ -25,6 +25,7 @@ import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from kernel_inputs import assert_kernel_close, randn
 from tolerances import tol
 
 import cuda_convnet as ccn
@@ -38,17 +39,6 @@ _PRELOAD = os.environ.get("LD_PRELOAD", "")
 cxx_throw_works = pytest.mark.skipif(
     "libasan" in _PRELOAD and "libstdc++" not in _PRELOAD,
     reason="libasan preloaded without libstdc++: a C++ throw aborts (preload libstdc++.so as well)")
-
-
-def rand(rng, *shape, scale=1.0):
-    return (rng.standard_normal(shape) * scale).astype(np.float32)
-
-
-def assert_close(op, got, want, what=""):
-    assert got.shape == want.shape, f"{what}: shape {got.shape} != {want.shape}"
-    assert got.dtype == np.float32
-    assert not np.isnan(got).any(), f"{what}: an output element was never written (still NaN poison)"
-    np.testing.assert_allclose(got, want, err_msg=what, **tol(op, "kernel_vs_reference"))
 
 
 def up(a):
@@ -98,7 +88,7 @@ def check_conv(dev, cpu, x, w, b, *, stride, padding, groups, relu=False, backwa
     if relu:
         want = cpu.relu(want)
     version = dev.ops.kernel_version("conv2d", *args, **kw)
-    assert_close("conv2d", y, want, what + f" forward (kernel{version})")
+    assert_kernel_close("conv2d", y, want, what + f" forward (kernel{version})")
     if both_kernels and version == 2:
         with forced_version(dev.ops, "conv2d", 1):
             assert dev.ops.kernel_version("conv2d", *args, **kw) == 1
@@ -106,13 +96,13 @@ def check_conv(dev, cpu, x, w, b, *, stride, padding, groups, relu=False, backwa
         np.testing.assert_array_equal(y1, y, err_msg=what + ": conv_fwd_kernel1 and kernel2 differ")
     if not backward:
         return
-    dy = rand(np.random.default_rng(zlib.crc32(what.encode())), *want.shape)
+    dy = randn(np.random.default_rng(zlib.crc32(what.encode())), *want.shape)
     with wgrad_chunk_rows(dev.ops, chunk_rows):
         dx, dw, db = (dev.get(a) for a in dev.ops.conv2d_backward(dev.put(x), dev.put(w), dev.put(dy), **kw))
     rdx, rdw, rdb = cpu.conv2d_backward(up(x), up(w), up(dy), **kw)
-    assert_close("conv2d_backward", dx, rdx, what + " dx")
-    assert_close("conv2d_backward", dw, rdw, what + " dw")
-    assert_close("conv2d_backward", db, rdb, what + " db")
+    assert_kernel_close("conv2d_backward", dx, rdx, what + " dx")
+    assert_kernel_close("conv2d_backward", dw, rdw, what + " dw")
+    assert_kernel_close("conv2d_backward", db, rdb, what + " db")
     # need_dx=False (an input that needs no gradient): no dgrad, dw and db the same bits.
     with wgrad_chunk_rows(dev.ops, chunk_rows):
         none, dw2, db2 = dev.ops.conv2d_backward(dev.put(x), dev.put(w), dev.put(dy), need_dx=False, **kw)
@@ -149,9 +139,9 @@ def conv_cases(draw):
 @given(case=conv_cases())
 def test_conv_matches_reference_on_drawn_shapes(kernel_device, cpu, case):
     rng = np.random.default_rng(case["seed"])
-    x = rand(rng, case["n"], case["h"], case["w"], case["c"])
-    w = rand(rng, case["k"], case["r"], case["s"], case["c"] // case["groups"])
-    b = rand(rng, case["k"]) if case["bias"] else None
+    x = randn(rng, case["n"], case["h"], case["w"], case["c"])
+    w = randn(rng, case["k"], case["r"], case["s"], case["c"] // case["groups"])
+    b = randn(rng, case["k"]) if case["bias"] else None
     check_conv(kernel_device, cpu, x, w, b, stride=case["stride"], padding=case["padding"], groups=case["groups"],
                relu=case["relu"], chunk_rows=case["chunk_rows"])
 
@@ -171,7 +161,7 @@ def test_conv_matches_reference_on_drawn_shapes(kernel_device, cpu, case):
 )
 def test_conv_tile_edges(kernel_device, cpu, n, h, w, c, k, r, s, stride, padding, groups):
     rng = np.random.default_rng(n * 1000 + h * 100 + c)
-    x, wt, b = rand(rng, n, h, w, c), rand(rng, k, r, s, c // groups), rand(rng, k)
+    x, wt, b = randn(rng, n, h, w, c), randn(rng, k, r, s, c // groups), randn(rng, k)
     check_conv(kernel_device, cpu, x, wt, b, stride=stride, padding=padding, groups=groups, relu=False)
 
 
@@ -182,7 +172,7 @@ def test_conv2d_fast_path_falls_back_when_misaligned(kernel_device, cpu):
     if kernel_device.name != "emu":
         pytest.skip("builds a misaligned NumPy view")
     rng = np.random.default_rng(8)
-    x, w, b = rand(rng, 2, 7, 6, 8), rand(rng, 12, 3, 3, 4), rand(rng, 12)
+    x, w, b = randn(rng, 2, 7, 6, 8), randn(rng, 12, 3, 3, 4), randn(rng, 12)
     buf = np.empty(x.size + 4, np.float32)
     start = next(i for i in range(4) if (buf[i:].ctypes.data % 16) == 4)
     xm = buf[start:start + x.size].reshape(x.shape)
@@ -207,7 +197,7 @@ def test_conv2d_fast_path_falls_back_when_misaligned(kernel_device, cpu):
 def test_conv_relu_epilogue(kernel_device, cpu):
     """relu=True is relu(conv + b) exactly where the reference is clearly away from 0."""
     rng = np.random.default_rng(4)
-    x, w, b = rand(rng, 2, 8, 8, 6), rand(rng, 20, 3, 3, 3), rand(rng, 20)
+    x, w, b = randn(rng, 2, 8, 8, 6), randn(rng, 20, 3, 3, 3), randn(rng, 20)
     kw = dict(stride=1, padding=1, groups=2)
     y = kernel_device.get(kernel_device.ops.conv2d(*map(kernel_device.put, (x, w, b)), relu=True, **kw))
     lin = kernel_device.get(kernel_device.ops.conv2d(*map(kernel_device.put, (x, w, b)), **kw))
@@ -232,9 +222,9 @@ def test_conv_alexnet_layer_shapes(kernel_device, cpu, layer, capsys):
     alone took ~130 s). Weights scaled by 1/sqrt(R*S*C/g) to keep outputs O(1)."""
     h, w, c, k, r, stride, pad, groups = ALEXNET[layer]
     rng = np.random.default_rng(sum(map(ord, layer)))
-    x = rand(rng, 2, h, w, c)
-    wt = rand(rng, k, r, r, c // groups, scale=1 / np.sqrt(r * r * c // groups))
-    b = rand(rng, k)
+    x = randn(rng, 2, h, w, c)
+    wt = randn(rng, k, r, r, c // groups, scale=1 / np.sqrt(r * r * c // groups))
+    b = randn(rng, k)
     t = time.perf_counter()
     kw = dict(stride=stride, padding=pad, groups=groups)
     version = kernel_device.ops.kernel_version("conv2d", kernel_device.put(x), kernel_device.put(wt), **kw)
@@ -250,8 +240,8 @@ def test_conv_alexnet_layer_shapes(kernel_device, cpu, layer, capsys):
 def _determinism_case():
     rng = np.random.default_rng(11)
     # N*P*Q = 2*12*12 = 288 rows: two chunks in the automatic plan, 18 with chunk_rows=16.
-    x, w, b = rand(rng, 2, 12, 12, 6), rand(rng, 10, 3, 3, 3), rand(rng, 10)
-    dy = rand(rng, 2, 12, 12, 10)
+    x, w, b = randn(rng, 2, 12, 12, 6), randn(rng, 10, 3, 3, 3), randn(rng, 10)
+    dy = randn(rng, 2, 12, 12, 10)
     return x, w, b, dy, dict(stride=1, padding=1, groups=2)
 
 
@@ -286,7 +276,7 @@ def test_conv_identical_in_every_thread_order(monkeypatch, cpu):
         for name, a, ref in zip(("y", "dx", "dw", "db"), outs, results["forward"]):
             np.testing.assert_array_equal(a, ref, err_msg=f"{name} in order {order}")
     _, rdw, _ = cpu.conv2d_backward(up(x), up(w), up(dy), **kw)
-    assert_close("conv2d_backward", results["forward"][2], rdw, "dw")
+    assert_kernel_close("conv2d_backward", results["forward"][2], rdw, "dw")
 
 
 def test_wgrad_plan_depends_on_the_shape_only(kernel_device):
@@ -316,7 +306,7 @@ def test_wgrad_plan_depends_on_the_shape_only(kernel_device):
 def test_conv_rejects_bad_input(kernel_device):
     rng = np.random.default_rng(0)
     ops, put = kernel_device.ops, kernel_device.put
-    x, w, dy = rand(rng, 1, 5, 5, 4), rand(rng, 6, 3, 3, 2), rand(rng, 1, 3, 3, 6)
+    x, w, dy = randn(rng, 1, 5, 5, 4), randn(rng, 6, 3, 3, 2), randn(rng, 1, 3, 3, 6)
     with pytest.raises(TypeError, match="float32"):
         ops.conv2d(put(x.astype(np.float64)), put(w.astype(np.float64)), groups=2)
     with pytest.raises(TypeError, match="float32"):
@@ -325,11 +315,11 @@ def test_conv_rejects_bad_input(kernel_device):
     with pytest.raises(ValueError, match="input channels per group"):
         ops.conv2d(put(x), put(w))  # w has 2 channels per group, x has 4 with groups=1
     with pytest.raises(ValueError, match="not divisible by groups"):
-        ops.conv2d(put(x), put(rand(rng, 6, 3, 3, 4)), groups=3)
+        ops.conv2d(put(x), put(randn(rng, 6, 3, 3, 4)), groups=3)
     with pytest.raises(ValueError, match="dy must have shape"):
-        ops.conv2d_backward(put(x), put(w), put(rand(rng, 1, 4, 3, 6)), groups=2)
+        ops.conv2d_backward(put(x), put(w), put(randn(rng, 1, 4, 3, 6)), groups=2)
     with pytest.raises(ValueError, match="larger than the padded input"):
-        ops.conv2d(put(x), put(rand(rng, 6, 7, 3, 2)), groups=2)
+        ops.conv2d(put(x), put(randn(rng, 6, 7, 3, 2)), groups=2)
 
 
 @pytest.mark.parametrize("n,c,k", [(0, 4, 6), (2, 0, 6), (2, 4, 0)])
@@ -337,8 +327,8 @@ def test_conv_empty_sizes_match_reference(kernel_device, cpu, n, c, k):
     """An empty batch, no input channels or no filters: no kernel runs, and the answers
     are the reference's (y = b, zero gradients, db = sum of dy)."""
     rng = np.random.default_rng(2)
-    x, w, b = rand(rng, n, 5, 6, c), rand(rng, k, 3, 2, c), rand(rng, k)
-    dy = rand(rng, n, 3, 5, k)
+    x, w, b = randn(rng, n, 5, 6, c), randn(rng, k, 3, 2, c), randn(rng, k)
+    dy = randn(rng, n, 3, 5, k)
     put, get, ops = kernel_device.put, kernel_device.get, kernel_device.ops
     np.testing.assert_array_equal(get(ops.conv2d(put(x), put(w), put(b))), cpu.conv2d(x, w, b))
     np.testing.assert_array_equal(get(ops.conv2d(put(x), put(w), put(b), relu=True)), cpu.relu(cpu.conv2d(x, w, b)))
@@ -371,9 +361,9 @@ def test_dgrad_and_wgrad_alone_equal_conv2d_backward(kernel_device, cpu, stride,
     """conv2d_dgrad / conv2d_wgrad (what conv_bench times one direction at a time) give
     conv2d_backward's dx and (dw, db) bit for bit, on the kernels and on the reference."""
     rng = np.random.default_rng(41 + stride)
-    x, w = rand(rng, 2, 9, 8, 4), rand(rng, 6, 3, 3, 4 // groups)
+    x, w = randn(rng, 2, 9, 8, 4), randn(rng, 6, 3, 3, 4 // groups)
     g = checks.check_conv_args(x, w, None, stride, padding, groups)
-    dy = rand(rng, 2, g.p, g.q, 6)
+    dy = randn(rng, 2, g.p, g.q, 6)
     kw = dict(stride=stride, padding=padding, groups=groups)
     for ops, put, get in ((kernel_device.ops, kernel_device.put, kernel_device.get), (cpu, np.asarray, np.asarray)):
         xd, wd, dyd = (put(a) for a in (x, w, dy))
@@ -385,18 +375,18 @@ def test_dgrad_and_wgrad_alone_equal_conv2d_backward(kernel_device, cpu, stride,
     # and the kernels' halves against the float64 reference
     dx64, dw64, db64 = cpu.conv2d_backward(up(x), up(w), up(dy), **kw)
     ops = kernel_device.ops
-    assert_close("conv2d_backward", kernel_device.get(ops.conv2d_dgrad(kernel_device.put(dy), kernel_device.put(w),
-                                                                       x.shape, **kw)), dx64, "dx")
+    dx = kernel_device.get(ops.conv2d_dgrad(kernel_device.put(dy), kernel_device.put(w), x.shape, **kw))
+    assert_kernel_close("conv2d_backward", dx, dx64, "dx")
     dw1, db1 = ops.conv2d_wgrad(kernel_device.put(x), kernel_device.put(dy), w.shape, **kw)
-    assert_close("conv2d_backward", kernel_device.get(dw1), dw64, "dw")
-    assert_close("conv2d_backward", kernel_device.get(db1), db64, "db")
+    assert_kernel_close("conv2d_backward", kernel_device.get(dw1), dw64, "dw")
+    assert_kernel_close("conv2d_backward", kernel_device.get(db1), db64, "db")
 
 
 @pytest.mark.parametrize("backend_name", ["cpu", "emu"])
 def test_dgrad_wgrad_reject_bad_shapes(backend_name):
     ops = ccn.backend(backend_name)
     rng = np.random.default_rng(5)
-    x, w, dy = rand(rng, 1, 5, 5, 2), rand(rng, 3, 3, 3, 2), rand(rng, 1, 3, 3, 3)
+    x, w, dy = randn(rng, 1, 5, 5, 2), randn(rng, 3, 3, 3, 2), randn(rng, 1, 3, 3, 3)
     with pytest.raises(ValueError, match="conv2d_dgrad: x_shape must be 4 non-negative ints"):
         ops.conv2d_dgrad(dy, w, (1, 5, 5))
     with pytest.raises(TypeError, match="conv2d_wgrad: w_shape must be a shape"):

@@ -7,19 +7,9 @@ import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from tolerances import tol
+from kernel_inputs import assert_kernel_close, randn
 
 import cuda_convnet as ccn
-
-
-def rand(rng, *shape):
-    return rng.standard_normal(shape).astype(np.float32)
-
-
-def assert_close_gemm(got, want, op="linear"):
-    """float32 kernel vs the float64 reference, at the tolerance of tests/tolerances.py."""
-    assert not np.isnan(got).any(), "an output element was never written (still NaN poison)"
-    np.testing.assert_allclose(got, want, **tol(op, "kernel_vs_reference"))
 
 
 def reference(cpu, x, w, b=None, dy=None):
@@ -33,16 +23,16 @@ def reference(cpu, x, w, b=None, dy=None):
 def check_linear(dev, cpu, n, fan_in, fan_out, with_bias, seed):
     rng = np.random.default_rng(seed)
     # Weights scaled by 1/sqrt(fan_in) keep outputs O(1), the scale tests/tolerances.py assumes.
-    x, dy = rand(rng, n, fan_in), rand(rng, n, fan_out)
-    w = rand(rng, fan_out, fan_in) / np.float32(np.sqrt(fan_in))
-    b = rand(rng, fan_out) if with_bias else None
+    x, dy = randn(rng, n, fan_in), randn(rng, n, fan_out)
+    w = randn(rng, fan_out, fan_in) / np.float32(np.sqrt(fan_in))
+    b = randn(rng, fan_out) if with_bias else None
     y = dev.get(dev.ops.linear(dev.put(x), dev.put(w), dev.put(b)))
     assert y.shape == (n, fan_out) and y.dtype == np.float32
-    assert_close_gemm(y, reference(cpu, x, w, b))
+    assert_kernel_close("linear", y, reference(cpu, x, w, b))
     dx, dw, db = (dev.get(a) for a in dev.ops.linear_backward(dev.put(x), dev.put(w), dev.put(dy)))
     rdx, rdw, rdb = reference(cpu, x, w, dy=dy)
     for got, want in ((dx, rdx), (dw, rdw), (db, rdb)):
-        assert_close_gemm(got, want, "linear_backward")
+        assert_kernel_close("linear_backward", got, want)
     # The ReLU in the GEMM's epilogue: max(0, y) of the same bits (the reference's relu=True
     # is max(0, its y)); need_dx=False: no dx, and dw and db the same bits as with it.
     yr = dev.get(dev.ops.linear(dev.put(x), dev.put(w), dev.put(b), relu=True))
@@ -113,9 +103,9 @@ def test_linear_alexnet_fc_shapes(kernel_device, cpu):
     """The paper's FC layers at batch 2: fc6 9216->4096 forward (the whole layer), and
     fc6 cut to 512 outputs plus fc7/fc8 shapes through the backward pass."""
     rng = np.random.default_rng(6)
-    x, w, b = rand(rng, 2, 9216), rand(rng, 4096, 9216) * 0.01, rand(rng, 4096)
+    x, w, b = randn(rng, 2, 9216), randn(rng, 4096, 9216) * 0.01, randn(rng, 4096)
     y = kernel_device.get(kernel_device.ops.linear(kernel_device.put(x), kernel_device.put(w), kernel_device.put(b)))
-    assert_close_gemm(y, reference(cpu, x, w, b))
+    assert_kernel_close("linear", y, reference(cpu, x, w, b))
     check_linear(kernel_device, cpu, 2, 9216, 512, True, seed=7)
     check_linear(kernel_device, cpu, 2, 4096, 1000, True, seed=8)
 
@@ -123,7 +113,7 @@ def test_linear_alexnet_fc_shapes(kernel_device, cpu):
 def test_linear_backward_is_deterministic(kernel_device):
     """No atomics in the reductions: two runs give bit-identical gradients."""
     rng = np.random.default_rng(3)
-    x, w, dy = rand(rng, 130, 70), rand(rng, 90, 70), rand(rng, 130, 90)
+    x, w, dy = randn(rng, 130, 70), randn(rng, 90, 70), randn(rng, 130, 90)
     args = [kernel_device.put(a) for a in (x, w, dy)]
     first = [kernel_device.get(a) for a in kernel_device.ops.linear_backward(*args)]
     second = [kernel_device.get(a) for a in kernel_device.ops.linear_backward(*args)]
@@ -137,7 +127,7 @@ def test_linear_identical_in_every_thread_order(monkeypatch, cpu):
     result, bit for bit (each output element is one thread's fixed-order sum)."""
     emu = ccn.backend("emu")
     rng = np.random.default_rng(11)
-    x, w, b, dy = rand(rng, 67, 45), rand(rng, 70, 45), rand(rng, 70), rand(rng, 67, 70)
+    x, w, b, dy = randn(rng, 67, 45), randn(rng, 70, 45), randn(rng, 70), randn(rng, 67, 70)
     results = {}
     for order in ("forward", "reverse", "shuffle:5"):
         monkeypatch.setenv("CCN_SIMT_ORDER", order)
@@ -145,21 +135,21 @@ def test_linear_identical_in_every_thread_order(monkeypatch, cpu):
     for order, outs in results.items():
         for a, ref in zip(outs, results["forward"]):
             np.testing.assert_array_equal(a, ref, err_msg=order)
-    assert_close_gemm(results["forward"][0], reference(cpu, x, w, b))
+    assert_kernel_close("linear", results["forward"][0], reference(cpu, x, w, b))
 
 
 def test_linear_rejects_bad_input(kernel_device):
     rng = np.random.default_rng(0)
-    x, w = rand(rng, 4, 5), rand(rng, 3, 5)
+    x, w = randn(rng, 4, 5), randn(rng, 3, 5)
     ops, put = kernel_device.ops, kernel_device.put
     with pytest.raises(TypeError, match="float32"):
         ops.linear(put(x.astype(np.float64)), put(w.astype(np.float64)))
     with pytest.raises(ValueError, match="w has 6 inputs"):
-        ops.linear(put(x), put(rand(rng, 3, 6)))
+        ops.linear(put(x), put(randn(rng, 3, 6)))
     with pytest.raises(ValueError, match="contiguous"):
-        ops.linear(put(rand(rng, 5, 4)).T, put(w))
+        ops.linear(put(randn(rng, 5, 4)).T, put(w))
     with pytest.raises(ValueError, match="b must have shape"):
-        ops.linear(put(x), put(w), put(rand(rng, 4)))
+        ops.linear(put(x), put(w), put(randn(rng, 4)))
     with pytest.raises(TypeError, match="must be an array"):
         ops.linear(x.tolist(), put(w))
 

@@ -12,6 +12,7 @@ import pytest
 import simt_build as sb
 from hypothesis import given
 from hypothesis import strategies as st
+from kernel_inputs import assert_kernel_close, randn
 from tolerances import tol
 
 import cuda_convnet as ccn
@@ -24,15 +25,6 @@ KERNEL = sb.CSRC / "gemm_tc.cuh"
 MAINLOOP = sb.CSRC / "tc_mainloop.cuh"
 
 
-def rand(rng, *shape):
-    return rng.standard_normal(shape).astype(np.float32)
-
-
-def assert_close(got, want, op="linear"):
-    assert not np.isnan(got).any(), "an output element was never written (still NaN poison)"
-    np.testing.assert_allclose(got, want, **tol(op, "kernel_vs_reference"))
-
-
 def reference(cpu, precision, x, w, b=None, dy=None):
     """The reference in float64 on the same float32 values, operands rounded as `precision`."""
     x64, w64 = x.astype(np.float64), w.astype(np.float64)
@@ -43,17 +35,17 @@ def reference(cpu, precision, x, w, b=None, dy=None):
 
 def check_linear(dev, cpu, precision, n, fan_in, fan_out, with_bias, seed, w_scale=None, backward=True):
     rng = np.random.default_rng(seed)
-    x, dy = rand(rng, n, fan_in), rand(rng, n, fan_out)
-    w = rand(rng, fan_out, fan_in) * np.float32(w_scale or 1 / np.sqrt(fan_in))
-    b = rand(rng, fan_out) if with_bias else None
+    x, dy = randn(rng, n, fan_in), randn(rng, n, fan_out)
+    w = randn(rng, fan_out, fan_in) * np.float32(w_scale or 1 / np.sqrt(fan_in))
+    b = randn(rng, fan_out) if with_bias else None
     y = dev.get(dev.ops.linear(dev.put(x), dev.put(w), dev.put(b), precision=precision))
     assert y.shape == (n, fan_out) and y.dtype == np.float32
-    assert_close(y, reference(cpu, precision, x, w, b))
+    assert_kernel_close("linear", y, reference(cpu, precision, x, w, b))
     if not backward:
         return
     got = [dev.get(a) for a in dev.ops.linear_backward(dev.put(x), dev.put(w), dev.put(dy), precision=precision)]
     for g, want in zip(got, reference(cpu, precision, x, w, dy=dy)):
-        assert_close(g, want, "linear_backward")
+        assert_kernel_close("linear_backward", g, want)
 
 
 # ---------------------------------------------------------------- rounding helpers
@@ -147,7 +139,7 @@ def test_the_precisions_really_differ(kernel_device, cpu):
     float32 result by more than the float32 tolerance (their rounding is real, and the
     rounded reference tracks it), while 3xtf32 is within it."""
     rng = np.random.default_rng(12)
-    x, w = rand(rng, 16, 256), rand(rng, 64, 256) / np.float32(16)
+    x, w = randn(rng, 16, 256), randn(rng, 64, 256) / np.float32(16)
     exact = reference(cpu, "fp32", x, w)
     t = tol("linear", "kernel_vs_reference")
     for precision in TC:
@@ -158,12 +150,12 @@ def test_the_precisions_really_differ(kernel_device, cpu):
             assert not off.any(), precision
         else:
             assert off.mean() > 0.1, precision
-            assert_close(y, reference(cpu, precision, x, w))
+            assert_kernel_close("linear", y, reference(cpu, precision, x, w))
 
 
 def test_fp32_is_the_default_and_the_simt_kernel(kernel_device):
     rng = np.random.default_rng(5)
-    x, w, b, dy = rand(rng, 9, 30), rand(rng, 20, 30), rand(rng, 20), rand(rng, 9, 20)
+    x, w, b, dy = randn(rng, 9, 30), randn(rng, 20, 30), randn(rng, 20), randn(rng, 9, 20)
     ops, put, get = kernel_device.ops, kernel_device.put, kernel_device.get
     np.testing.assert_array_equal(get(ops.linear(put(x), put(w), put(b))),
                                   get(ops.linear(put(x), put(w), put(b), precision="fp32")))
@@ -182,10 +174,10 @@ def test_gemm_tc_epilogue_and_layouts(kernel_device, precision):
     for trans_a in (False, True):
         for trans_b in (False, True):
             for offset in (0, 1):
-                opa, opb = rand(rng, M, K), rand(rng, K, N) / np.float32(np.sqrt(K))
+                opa, opb = randn(rng, M, K), randn(rng, K, N) / np.float32(np.sqrt(K))
                 a = opa.T.copy() if trans_a else opa
                 b = opb.T.copy() if trans_b else opb
-                c0, bias = rand(rng, M, N), rand(rng, N)
+                c0, bias = randn(rng, M, N), randn(rng, N)
                 abuf, bbuf = np.zeros(a.size + 1, np.float32), np.zeros(b.size + 1, np.float32)
                 abuf[offset:offset + a.size], bbuf[offset:offset + b.size] = a.ravel(), b.ravel()
                 da, db = put(abuf), put(bbuf)
@@ -206,7 +198,7 @@ def test_linear_tc_identical_across_runs_and_thread_orders(monkeypatch, precisio
     in every emulated thread order and on a second run."""
     emu = ccn.backend("emu")
     rng = np.random.default_rng(11)
-    x, w, b, dy = rand(rng, 67, 45), rand(rng, 70, 45), rand(rng, 70), rand(rng, 67, 70)
+    x, w, b, dy = randn(rng, 67, 45), randn(rng, 70, 45), randn(rng, 70), randn(rng, 67, 70)
     results = {}
     for order in ORDERS:
         monkeypatch.setenv("CCN_SIMT_ORDER", order)
@@ -234,7 +226,7 @@ def test_linear_on_an_empty_batch(kernel_device, cpu, precision):
 @pytest.mark.parametrize("bad", ["TF32", "fp16", "", None, 32])
 def test_bad_precision_is_refused_by_every_backend(kernel_device, cpu, bad):
     rng = np.random.default_rng(0)
-    x, w, dy = rand(rng, 4, 5), rand(rng, 3, 5), rand(rng, 4, 3)
+    x, w, dy = randn(rng, 4, 5), randn(rng, 3, 5), randn(rng, 4, 3)
     msg = r"precision must be one of 'fp32', '3xtf32', 'tf32', 'bf16'"
     ops, put = kernel_device.ops, kernel_device.put
     for backend, conv in ((cpu, np.asarray), (ops, put)):

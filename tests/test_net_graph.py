@@ -113,14 +113,27 @@ def test_lrn_and_dropout_groups_match_per_tower_ops():
     want = np.concatenate([cpu.lrn(lo), cpu.lrn(hi)], axis=-1)
     np.testing.assert_array_equal(net.forward(x), want)
     assert not np.allclose(want, cpu.lrn(x))  # the windows really would cross
-    d = Net([Dropout("d", "data", groups=2, stream=4)], input_shape=(3, 3, 8), dtype="float64")
-    assert d.dropout_streams == 6
+    d = Net([Dropout("d", "data", groups=2, subsequence=4)], input_shape=(3, 3, 8), dtype="float64")
+    assert d.dropout_subsequences == 6
     y = d.forward(x, train=True)
-    off = lambda s: d.step * d.dropout_streams + s  # noqa: E731
+    off = lambda s: d.step * d.dropout_subsequences + s  # noqa: E731
     want = np.concatenate([cpu.dropout(lo, seed=d.dropout_seed, offset=off(4)),
                            cpu.dropout(hi, seed=d.dropout_seed, offset=off(5))], axis=-1)
     np.testing.assert_array_equal(y, want)
     np.testing.assert_array_equal(d.forward(x), x * 0.5)  # test mode: the paper's x 0.5
+
+
+def test_a_dropout_spec_written_with_stream_loads_as_its_subsequence():
+    """Checkpoints written before the key was renamed name the subsequence "stream"."""
+    from cuda_convnet.net.layers import layer_from_spec
+
+    new = Dropout("d", "data", groups=2, subsequence=4)
+    spec = new.spec()
+    assert spec["subsequence"] == 4 and "stream" not in spec
+    old = dict(spec)
+    old["stream"] = old.pop("subsequence")
+    layer = layer_from_spec(old)
+    assert layer.subsequence == 4 and layer.spec() == spec
 
 
 def test_dropout_masks_follow_the_step_counter():

@@ -14,21 +14,17 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from bench_support import bench_module
 
 import cuda_convnet as ccn
 from cuda_convnet import reference
 
 ROOT = Path(__file__).resolve().parents[1]
-LINE = re.compile(r"^(\S+(?: \S+)?)\s+(rel err (\S+) (ok|MISMATCH)|error: .*)$")
+LINE = re.compile(r"^(.*?)\s+(rel err (\S+) (ok|MISMATCH)|error: .*|not run: .*)$")
 
 
 def _sanitize_subset():
-    sys.path.insert(0, str(ROOT / "bench"))
-    try:
-        import sanitize_subset
-    finally:
-        sys.path.remove(str(ROOT / "bench"))
-    return sanitize_subset
+    return bench_module("sanitize_subset")
 
 
 def _results(stdout):
@@ -37,7 +33,7 @@ def _results(stdout):
     for line in stdout.splitlines():
         m = LINE.match(line)
         if m:
-            status = m.group(4) or "error"
+            status = m.group(4) or m.group(2).split(":")[0]  # ok, MISMATCH, error or not run
             out[m.group(1)] = (status, float(m.group(3)) if m.group(3) else None, line)
     return out
 
@@ -53,11 +49,15 @@ def test_every_op_runs_and_agrees_on_the_emulator():
     assert proc.returncode == 0, proc.stdout + proc.stderr
     results = _results(proc.stdout)
     assert proc.stdout.rstrip().endswith("sanitize_subset: all ops ok")
-    assert all(status == "ok" and 0 <= err <= 1e-4 for status, err, _ in results.values()), results
+    ran = {n: r for n, r in results.items() if r[0] != "not run"}
+    assert all(status == "ok" and 0 <= err <= 1e-4 for status, err, _ in ran.values()), results
+    # only a forced kernel version may decline a call
+    assert all(re.search(r" v\d+$", n) for n in set(results) - set(ran)), results
     # every public op is called, dgrad and wgrad through their own entry points too
-    assert sorted(set(reference.__all__) - {_op(n) for n in results}) == []
-    # one line per call, no call printed twice
-    assert len(results) == len(_sanitize_subset().calls(np.random.default_rng(0)))
+    assert sorted(set(reference.__all__) - {_op(n) for n in ran}) == []
+    # one line per call (and per forced version), no call printed twice
+    ss = _sanitize_subset()
+    assert len(results) == len(list(ss.with_versions(ccn.backend("emu"), ss.calls(np.random.default_rng(0)))))
 
 
 def _with_emu_op(monkeypatch, op, replace):
@@ -68,7 +68,7 @@ def _with_emu_op(monkeypatch, op, replace):
 
 @pytest.mark.emu
 @pytest.mark.parametrize("op,calls", [("lrn_backward", ["lrn_backward"]),
-                                      ("conv2d", ["conv2d groups=2", "conv2d 7x7/4"])])
+                                      ("conv2d", ["conv2d groups=2", "conv2d groups=2 C/g=4", "conv2d 7x7/4"])])
 def test_a_kernel_off_by_a_small_amount_is_a_mismatch(monkeypatch, capsys, op, calls):
     def scaled(fn):
         def wrong(*args, **kwargs):
@@ -80,12 +80,15 @@ def test_a_kernel_off_by_a_small_amount_is_a_mismatch(monkeypatch, capsys, op, c
     assert _sanitize_subset().main(["--backend", "emu"]) == 1
     out = capsys.readouterr().out
     results = _results(out)
-    for name in calls:
+    # the op's calls, and each again under every kernel version that can run it
+    wrong = {n for n, r in results.items() if _op(n) == op and r[0] != "not run"}
+    assert set(calls) <= wrong
+    for name in wrong:
         status, err, line = results[name]
         assert status == "MISMATCH" and err == pytest.approx(1e-3, rel=0.05), line
-    others = {n: r for n, r in results.items() if n not in calls}
+    others = {n: r for n, r in results.items() if _op(n) != op and r[0] != "not run"}
     assert others and all(status == "ok" for status, _, _ in others.values()), others
-    assert out.rstrip().endswith(f"sanitize_subset: {len(calls)} failed")
+    assert out.rstrip().endswith(f"sanitize_subset: {len(wrong)} failed")
 
 
 @pytest.mark.emu
@@ -113,3 +116,20 @@ def test_the_reference_against_itself_agrees_to_rounding(capsys):
     results = _results(capsys.readouterr().out)
     assert all(status == "ok" and err <= 1e-6 for status, err, _ in results.values()), results
     assert results["linear"][1] > 0 and results["softmax_cross_entropy"][1] > 0
+
+
+@pytest.mark.emu
+def test_every_kernel_version_runs_under_the_sanitizer(capsys):
+    """Each version of every versioned op agrees on at least one call; a version that
+    declines a call does so only where it cannot run it (kernel2 and C/groups % 4 != 0)."""
+    versions = bench_module("harness.versions")
+    assert _sanitize_subset().main(["--backend", "emu"]) == 0
+    results = _results(capsys.readouterr().out)
+    for op, family in versions.FAMILY.items():
+        for v in versions.family_versions(family):
+            ok = [n for n, r in results.items() if _op(n) == op and n.endswith(f" v{v}") and r[0] == "ok"]
+            assert ok, (op, v)
+    declined = {n: r[2] for n, r in results.items() if r[0] == "not run"}
+    assert set(declined) == {"conv2d groups=2 v2", "conv2d 7x7/4 v2"}, declined
+    assert all("kernel2 needs" in line for line in declined.values()), declined
+    assert results["conv2d groups=2 C/g=4 v2"][0] == "ok"

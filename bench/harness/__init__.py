@@ -9,6 +9,7 @@
     cli         the command-line options every benchmark takes
     precision   --precision: the PyTorch baseline at each of our precisions, the rounded
                 reference operands, the tolerances against the baseline
+    versions    an op's kernel versions, and a backend with one forced (rows side by side)
 
 Two devices behind one interface, so that the CPU mode (run by the tests on every
 machine) goes through the same code as the GPU mode except for the device's methods.

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from cuda_convnet.data.augment import lighting_constants
+from cuda_convnet.reference.augment import lighting_constants
 from kernel_cases.case import Case, nhwc
 
 

@@ -13,15 +13,18 @@ TOL = 1e-4  # relative L2, float32 against float64: these ops have short or no r
 
 class Case:
     """One memory-bound row. `ours(B, X)` and `ref(H)` return tuples of outputs (X: device
-    inputs, H: float64 host inputs); `base(T, I)` is the PyTorch op (T: torch views of X)."""
+    inputs, H: float64 host inputs); `base(T, I)` is the PyTorch op (T: torch views of X).
+    `op`: the backend op it times, when that op's kernel family has several versions (each
+    then gets a row of its own, harness.versions)."""
 
     per_sample = True
 
-    def __init__(self, name, shape, make, ours, ref, nbytes, base=None, per_sample=True, images=None):
+    def __init__(self, name, shape, make, ours, ref, nbytes, base=None, per_sample=True, images=None, op=None):
         self.name, self.shape = name, shape
         self.make, self.ours, self.ref, self.nbytes, self.base = make, ours, ref, nbytes, base
         self.per_sample = per_sample
         self.images = images  # images per call, for an images/s column (the augmentation)
+        self.op = op
 
 
 class CaseEnv:
@@ -73,12 +76,17 @@ def torch_views(dev, inp):
     return {k: (v if k.startswith("torch_") else dev.to_torch(v)) for k, v in inp.items()}
 
 
-def run_case(case, dev, backend, torch, timing, seed, vbatch, copy_bw, tol):
-    row = {"op": case.name, "shape": case.shape, "mbytes": case.nbytes / 1e6}
+def run_case(case, dev, backend, torch, timing, seed, vbatch, copy_bw, tol, *, label=None, base_us=None):
+    """The row of `case` (named `label` when given): ours validated, then timed, and the
+    PyTorch baseline timed, unless its time `base_us` is passed in (a version's row reuses
+    the launcher's row's)."""
+    row = {"op": label or case.name, "shape": case.shape, "mbytes": case.nbytes / 1e6}
     inputs_nbytes = case.nbytes
     vin = case.make(seed)
     sets = None
-    if case.base is not None and torch is not None:
+    if base_us is not None:
+        row["base_us"] = base_us
+    elif case.base is not None and torch is not None:
         try:
             nsets = timing.sets(inputs_nbytes, dev)
             sets = [vin] + [case.make(seed + 10 * (i + 1)) for i in range(nsets - 1)]

@@ -4,13 +4,15 @@ N; fwd y = x·wᵀ, dgrad dx = dy·w, wgrad dw = dyᵀ·x. Ours is the GEMM kern
 the same precision (cuBLAS: TF32 off for fp32 and 3xtf32, allowed for tf32, bfloat16
 tensors for bf16; harness/precision.py); TFLOP/s = 2·M·N·K / time. The float64 reference
 takes the operands rounded as ours rounds them, and ours must agree with the baseline
-within the precision's tolerance too (the "ours vs" column), before it is timed."""
+within the precision's tolerance too (the "ours vs" column), before it is timed. The
+kernel-version rows are fp32's (gemm_tc has one version)."""
 
 from __future__ import annotations
 
 import numpy as np
 from harness import precision as P
 from harness.validation import MISMATCH, OK, describe_error, rel_err
+from harness.versions import forced, versions
 
 from cuda_convnet.alexnet_shapes import fc_layers
 from cuda_convnet.backends import poison_outputs
@@ -29,8 +31,7 @@ def gemm_calls(backend, dev, precision="fp32"):
         r = lambda a: round_operand(a, precision)  # noqa: E731
         return {"fwd": lambda x, w, dy: r(x) @ r(w).T, "dgrad": lambda x, w, dy: r(dy) @ r(w),
                 "wgrad": lambda x, w, dy: r(dy).T @ r(x)}
-    # LinearOps' one GEMM call (keyword arguments, kernel_versions): gemm for fp32, gemm_tc otherwise.
-    gemm, s = backend._gemm, backend._stream
+    gemm, s = backend._gemm, backend._stream  # LinearOps' one GEMM call (keyword arguments, kernel_versions)
 
     def fwd(x, w, dy):
         n, k = x.shape
@@ -90,24 +91,38 @@ def run_gemm(dev, backend, torch, timing, seed, batch, div, tol, precision="fp32
                     row["base_tflops"] = flop / st["median_s"] / 1e12
                 except Exception as e:  # noqa: BLE001
                     row["base_status"] = describe_error(e)
-            try:
-                with poison_outputs():
-                    out = ours[d](*vin)
-                    row["err_ours"] = rel_err(out, ref)
-                if base_out is not None:
-                    row["err_vs_base"] = rel_err(out, base_out)
-                if not (row["err_ours"] <= tol and row.get("err_vs_base", 0.0) <= P.VS_BASE_TOL[precision]):
-                    row["status"] = MISMATCH
-                else:
-                    st = timing.run(dev, lambda i, d=d, sets=sets, nsets=nsets: ours[d](*sets[i % nsets]))
-                    row.update(ours_ms=st["median_s"] * 1e3, ours_calls=st["calls"], status=OK)
-                    row["ours_tflops"] = flop / st["median_s"] / 1e12
-                    if row.get("base_ms"):
-                        row["ratio"] = row["ours_ms"] / row["base_ms"]
-            except Exception as e:  # noqa: BLE001
-                row["status"] = describe_error(e)
+            _measure_ours(row, ours[d], vin, sets, ref, flop, dev, timing, tol, base_out, precision)
             rows.append(row)
+            # every kernel version of the fp32 GEMM, side by side (gemm_tc has one version)
+            for v in versions(backend, "linear") if precision == "fp32" else ():
+                vrow = {"layer": name, "op": f"{d} v{v}", "precision": precision, "mnk": row["mnk"],
+                        "gflop": row["gflop"], "version": v}
+                vrow.update({k: row[k] for k in ("base_ms", "base_tflops", "err_base") if k in row})
+                with forced(backend, ("linear", "linear_backward"), v):
+                    _measure_ours(vrow, ours[d], vin, sets, ref, flop, dev, timing, tol, base_out, precision)
+                rows.append(vrow)
     return rows
+
+
+def _measure_ours(row, fn, vin, sets, ref, flop, dev, timing, tol, base_out=None, precision="fp32"):
+    """Ours on one GEMM: validated (outputs poisoned; against the reference, and against the
+    baseline at the same precision when there is one), then timed over the rotated sets."""
+    try:
+        with poison_outputs():
+            out = fn(*vin)
+            row["err_ours"] = rel_err(out, ref)
+        if base_out is not None:
+            row["err_vs_base"] = rel_err(out, base_out)
+        if not (row["err_ours"] <= tol and row.get("err_vs_base", 0.0) <= P.VS_BASE_TOL[precision]):
+            row["status"] = MISMATCH
+        else:
+            st = timing.run(dev, lambda i: fn(*sets[i % len(sets)]))
+            row.update(ours_ms=st["median_s"] * 1e3, ours_calls=st["calls"], status=OK)
+            row["ours_tflops"] = flop / st["median_s"] / 1e12
+            if row.get("base_ms"):
+                row["ratio"] = row["ours_ms"] / row["base_ms"]
+    except Exception as e:  # noqa: BLE001
+        row["status"] = describe_error(e)
 
 
 def gemm_columns(dev):

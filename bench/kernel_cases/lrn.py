@@ -23,7 +23,7 @@ def cases(env):
             lambda B, X: (B.lrn(X["x"], **LRN),),
             lambda H: (R.lrn(H["x"], **LRN),), 2 * 4 * n,
             base=(lambda T: F.local_response_norm(nchw(T["x"]), LRN["size"], LRN["alpha"], LRN["beta"],
-                                                  LRN["k"])) if F else None))
+                                                  LRN["k"])) if F else None, op="lrn"))
 
         def make_bwd(s, shape=shape, torch_lrn=torch_lrn):
             x = dev.randn(s, shape)
@@ -32,5 +32,5 @@ def cases(env):
         out.append(Case(
             f"lrn_backward {where}", nhwc(shape), make_bwd,
             lambda B, X: (B.lrn_backward(X["x"], X["y"], X["dy"], **LRN),),
-            lambda H: (R.lrn_backward(H["x"], H["y"], H["dy"], **LRN),), 4 * 4 * n))
+            lambda H: (R.lrn_backward(H["x"], H["y"], H["dy"], **LRN),), 4 * 4 * n, op="lrn_backward"))
     return out

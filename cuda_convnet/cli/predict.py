@@ -61,7 +61,7 @@ def decode(path, size: int) -> np.ndarray:
 
 
 def run(args):
-    from ..data.augment import test_views
+    from ..data.views import test_views
     from . import UsageError
     from .common import load_model, open_store, parse_devices
 

@@ -6,9 +6,11 @@
     prepare.py   ImageNet-style tree -> store, multi-process, resumable
     scan.py      prepare's walk and checks of the source tree (classes, file lists)
     workers.py   prepare's decoding processes (they end with their parent)
-    augment.py   training-view augmenters for the loader (the crop, flip, PCA lighting,
-                 mean recipe itself is the reference op, reference/augment.py) and test
-                 views (centre or ten-crop) (§4.1)
+    augment.py   the loader's augment callables: training views in NumPy or from the
+                 fused kernel, the centre view (the crop, flip, PCA lighting, mean recipe
+                 itself is the reference op, reference/augment.py) (§4.1)
+    views.py     test views: centre or ten-crop (§4.1)
+    upload.py    the kernel path's host-to-device upload (pinned ring, side stream)
     evaluate.py  top-1 / top-5 error, ten-crop and multi-model averaging (§4.1, §6),
                  counted by the backend op topk_errors
     loader.py    BatchLoader: shuffled batches prepared in a background thread
@@ -28,9 +30,9 @@ _EXPORTS = {
     "ImageStore": "store",
     "StoreError": "store",
     "write_store": "store",
-    "train_views": "augment",
-    "test_views": "augment",
-    "ten_crop_offsets": "augment",
+    "train_views": "..reference.augment",
+    "test_views": "views",
+    "ten_crop_offsets": "views",
     "evaluate": "evaluate",
     "topk_error_rates": "evaluate",
     "BatchLoader": "loader",
@@ -43,5 +45,6 @@ __all__ = sorted(_EXPORTS)
 
 def __getattr__(name):
     if name in _EXPORTS:
-        return getattr(import_module(f".{_EXPORTS[name]}", __name__), name)
+        module = _EXPORTS[name]
+        return getattr(import_module(module if module.startswith(".") else f".{module}", __name__), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -14,7 +14,7 @@ by `seed`: the same seed gives the same split on every machine.
 
 `augment_digits` is a deterministic random-translation augmentation (pad then random
 crop, §4.1's first form at this scale; no reflection, digits are not mirror-symmetric),
-a pure function of (seed, offset, index) via Philox like augment.train_views.
+a pure function of (seed, offset, index) via Philox like reference.augment.train_views.
 """
 
 from __future__ import annotations
@@ -90,9 +90,9 @@ def augment_digits(
     standardised ones pass the standardised background, -mean/std).
 
     Image i is shifted by (dy, dx) = (r0[0] % (2 pad + 1) - pad, r0[1] % (2 pad + 1) - pad),
-    with r0 the geometry words of augment.draw_numbers(seed, offset) for image i.
+    with r0 the geometry words of reference.augment.draw_numbers(seed, offset) for image i.
     """
-    from .augment import draw_numbers
+    from ..reference.augment import draw_numbers
 
     images = np.asarray(images)
     n, h, w, c = images.shape

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .augment import ten_crop_offsets, view
+from .views import ten_crop_offsets, view
 
 
 def _count_topk(probs, labels, ks) -> dict[int, int]:

@@ -26,7 +26,7 @@ all features exchanged at once):
             dropout runs (every rank the same: the mask of element (i, j) is a Philox draw of
             its flat index in the (B, U) tensor, cuda_convnet.random, so it is the mask one
             process draws for the global batch: same key, the net's own, and same counter
-            (step, stream)). The logits (B, C) and the loss (the mean over B) are the same on
+            (step, subsequence)). The logits (B, C) and the loss (the mean over B) are the same on
             every rank.
   backward  every rank takes its columns of the gradient of each gathered tensor (after the
             dropout's backward on the full tensor); each layer's weight gradient is local
@@ -127,7 +127,7 @@ class HybridParallel(Rank):
         # The data-parallel trunk (its weights are set by _load_full).
         self.trunk = Net(layers[:first], input_shape=net.input_shape, devices=net.device_names, seed=net.seed,
                          dtype=net.dtype.name, init=False, precision=net.precision)
-        self.trunk.dropout_streams = net.dropout_streams
+        self.trunk.dropout_subsequences = net.dropout_subsequences
         apply_rank_seeds(self.trunk, self.rank)
         self.dev = self.trunk.devices[0]
         self.head = list(head)
@@ -247,7 +247,7 @@ class HybridParallel(Rank):
         b = x.shape[0]
         acts = trunk._forward(x, True, keep=True)
         # The head draws the one-process net's dropout masks: its key, its counter.
-        ctx = Context(trunk.step, self.net.dropout_seed, self.net.dropout_streams, self.net.precision)
+        ctx = Context(trunk.step, self.net.dropout_seed, self.net.dropout_subsequences, self.net.precision)
         h = self._all_gather(acts[trunk.output_name], axis=0)                  # (B, F)
         y = self._all_gather(np.asarray(labels, dtype=np.int32), axis=0)
         saved = []           # (layer, input, output), or None: an all-gather along the features

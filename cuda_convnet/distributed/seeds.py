@@ -1,7 +1,7 @@
 """Per-rank randomness: dropout masks differ across ranks and are reproducible.
 
 A Net's dropout masks are Philox draws keyed by `net.dropout_seed` at a counter of
-(step, stream) (net/layers.py Context). Data-parallel replicas share the weights' seed,
+(step, subsequence) (net/layers.py Context). Data-parallel replicas share the weights' seed,
 so without a change every rank would drop the same units of its different examples.
 `rank_dropout_seed` folds the rank into the key: rank 0 keeps the net's own key (a
 1-rank run is the ordinary run), rank r > 0 gets SeedSequence([seed, 0xD80F, r]); all

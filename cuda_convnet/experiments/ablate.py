@@ -36,7 +36,7 @@ def train_variant(ds, variant: str, seed: int, *, epochs: int, batch: int, lr: f
     config = replace(models.digits_config(width, "he", 0.1), input_shape=(ds.size, ds.size, 3),
                      classes=len(ds.classes))
     config = models.ablated(config, variant)
-    net = models.tower_net(config, towers=config.columns, devices=(device,), seed=seed, precision=precision)
+    net = models.tower_net(config, towers=config.towers, devices=(device,), seed=seed, precision=precision)
     opt = SGD(net.parameters(), lr=lr, momentum=0.9, weight_decay=5e-4)
     schedule = PlateauSchedule(opt, factor=0.1, patience=3, max_drops=2)
     augment = Augment(ds, seed=seed, lighting_std=0.0 if variant == "no-lighting" else 0.1)

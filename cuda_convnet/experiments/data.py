@@ -134,7 +134,7 @@ class Augment:
     translation: shift by up to `pad` pixels (pad with `fill`, then crop back to S x S), as
     data.digits.augment_digits; lighting: add P (alpha * lighting_std * sqrt(eigvals)) to
     every pixel of an image, alpha ~ N(0, 1) per image (the paper's PCA lighting; eigvals
-    and P of the standardised pixels, pixel_pca). Both draw from data.augment.draw_numbers
+    and P of the standardised pixels, pixel_pca). Both draw from reference.augment.draw_numbers
     (geometry words and normals of the same counters). lighting_std=0 turns lighting off.
     """
 
@@ -146,8 +146,8 @@ class Augment:
         self.sigma, self.P = np.sqrt(vals).astype(np.float32), vecs.astype(np.float32)
 
     def __call__(self, images, *, offset: int) -> np.ndarray:
-        from ..data.augment import box_muller_normals, draw_numbers
         from ..data.digits import augment_digits
+        from ..reference.augment import box_muller_normals, draw_numbers
 
         x = self.standardise(images)
         if self.pad:
@@ -171,7 +171,7 @@ def input_transform(ck):
     """(image side S, f: uint8 (N, S, S, 3) -> the net's float32 input) for a loaded checkpoint.
 
     Reads input_record's entry, or what `train` records (a mean image, input_scale: the
-    centre crop of data.augment.test_views). Raises ValueError when the checkpoint says
+    centre crop of data.views.test_views). Raises ValueError when the checkpoint says
     neither (e.g. the demo's, which trains on digits standardised in memory).
     """
     rec = ck.extra.get("input")
@@ -179,7 +179,7 @@ def input_transform(ck):
         return int(rec["image_size"]), Standardise(rec["mean"], rec["std"])
     mean, size = ck.arrays.get("mean"), ck.extra.get("image_size")
     if mean is not None and size:
-        from ..data.augment import test_views
+        from ..data.views import test_views
 
         crop, scale = ck.net.input_shape[0], np.float32(ck.extra.get("input_scale", 1.0))
         return int(size), lambda b: test_views(b, mean, crop=crop, ten_crop=False) * scale

@@ -96,12 +96,13 @@ class Device:
     def __repr__(self):
         return f"Device({self.name!r})"
 
-    # ------------------------------------------------------------------ context
+    # ------------------------------------------------------------------ activation
     def activate(self):
-        """Context in which this device's ops run (GPU + stream on cuda; nothing on the host)."""
+        """`with device.activate():` makes this device's GPU and stream current on cuda (nothing
+        on the host). Not a CUDA context: one CUDA context per GPU serves every device on it."""
         if self.kind != "cuda":
             return contextlib.nullcontext()
-        return _CudaContext(self)
+        return _CudaActivation(self)
 
     def synchronize(self) -> None:
         """Wait for this device's stream; then arrays lent to other streams can be freed."""
@@ -231,8 +232,8 @@ class Device:
             return list(self.ops.split_channels(y, sizes))
 
 
-class _CudaContext:
-    """`with cupy.cuda.Device(n): with stream:` as one re-entrant context."""
+class _CudaActivation:
+    """`with cupy.cuda.Device(n): with stream:` as one re-entrant `with` block."""
 
     def __init__(self, device: Device):
         import cupy

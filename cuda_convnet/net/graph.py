@@ -19,7 +19,7 @@ Rules of the graph:
 * forward runs the layers in order; backward in reverse; where an output feeds several
   layers its gradient is the sum of theirs. Parameters and their gradients (and the
   optimizer's velocities) live on their layer's device.
-* Dropout masks depend on (seed, step, stream): `net.step` counts training steps and is
+* Dropout masks depend on (seed, step, subsequence): `net.step` counts training steps and is
   saved in checkpoints, so a resumed run draws the same masks.
 * A ReLU that is the only reader of a conv or fc layer's output is fused into that layer's
   GEMM epilogue (`forward(..., relu=True)`): the ReLU layer stays in the graph under its
@@ -157,14 +157,14 @@ class Net:
             raise ValueError("a Net needs at least one layer before the loss")
         self.output_name = self.loss_layer.inputs[0] if self.loss_layer else body[-1].name
 
-        # Dropout streams: number the unnumbered ones after the largest given stream.
+        # Dropout subsequences: number the unnumbered ones after the largest given one.
         drops = [l for l in body if l.type == "dropout"]
-        nxt = max([l.stream + l.groups for l in drops if l.stream is not None], default=0)
+        nxt = max([l.subsequence + l.groups for l in drops if l.subsequence is not None], default=0)
         for l in drops:
-            if l.stream is None:
-                l.stream = nxt
+            if l.subsequence is None:
+                l.subsequence = nxt
                 nxt += l.groups
-        self.dropout_streams = max([l.stream + l.groups for l in drops], default=1)
+        self.dropout_subsequences = max([l.subsequence + l.groups for l in drops], default=1)
         self.dropout_seed = _dropout_seed(self.seed)
 
         # The executed graph: the body, with a Copy wherever an edge crosses devices.
@@ -309,7 +309,7 @@ class Net:
         self.synchronize()
 
     def _context(self) -> Context:
-        return Context(self.step, self.dropout_seed, self.dropout_streams, self.precision)
+        return Context(self.step, self.dropout_seed, self.dropout_subsequences, self.precision)
 
     # ================================================================== forward / backward
     def _input(self, x):

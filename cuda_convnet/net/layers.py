@@ -58,21 +58,25 @@ def layer_from_spec(spec: dict) -> Layer:
         raise ValueError(f"unknown layer type {kind!r} in spec {spec!r}")
     name = spec.pop("name")
     inputs = spec.pop("inputs")
+    if kind == "dropout" and "stream" in spec:  # the key's name in checkpoints written before "subsequence"
+        spec["subsequence"] = spec.pop("stream")
     return _REGISTRY[kind](name, inputs, **spec)
 
 
 class Context:
-    """What a layer needs from the Net besides its arrays: the step, the dropout streams,
-    and the GEMM precision of the conv and fc layers (checks.PRECISIONS)."""
+    """What a layer needs from the Net besides its arrays: the step and the dropout seed and
+    subsequence count, and the GEMM precision of the conv and fc layers (checks.PRECISIONS).
+    A subsequence is one dropout mask's Philox counter range per step (cuRAND's term: seed,
+    subsequence, offset); "stream" always means a CUDA stream."""
 
-    def __init__(self, step: int, dropout_seed: int, dropout_streams: int, precision: str = "fp32"):
-        self.step, self.dropout_seed, self.dropout_streams = step, dropout_seed, dropout_streams
+    def __init__(self, step: int, dropout_seed: int, dropout_subsequences: int, precision: str = "fp32"):
+        self.step, self.dropout_seed, self.dropout_subsequences = step, dropout_seed, dropout_subsequences
         self.precision = precision
 
-    def dropout_offset(self, stream: int) -> int:
-        # One Philox counter range per (step, stream): each step draws new masks, a resumed
-        # run draws exactly the masks an uninterrupted one would (cuda_convnet.random).
-        return self.step * self.dropout_streams + stream
+    def dropout_offset(self, subsequence: int) -> int:
+        # One Philox counter range per (step, subsequence): each step draws new masks, a
+        # resumed run draws exactly the masks an uninterrupted one would (cuda_convnet.random).
+        return self.step * self.dropout_subsequences + subsequence
 
 
 class Layer:
@@ -388,28 +392,28 @@ class MaxPool(Layer):
 class Dropout(Layer):
     """Dropout (§4.2) with the counter-based Philox mask of cuda_convnet.random.
 
-    Group g of the channel axis draws its mask at offset step * S + stream + g (S = the
-    Net's number of dropout streams), so every step draws fresh masks, a resumed run the
+    Group g of the channel axis draws its mask at offset step * S + subsequence + g (S =
+    the Net's number of dropout subsequences), so every step draws fresh masks, a resumed run the
     same masks, and a tower's dropout the same mask as its range in the grouped form.
-    `stream=None` lets the Net number the streams in layer order.
+    `subsequence=None` lets the Net number the subsequences in layer order.
     """
 
     type = "dropout"
 
-    def __init__(self, name, inputs, *, p=0.5, mode="paper", groups=1, stream=None, device=0):
+    def __init__(self, name, inputs, *, p=0.5, mode="paper", groups=1, subsequence=None, device=0):
         super().__init__(name, inputs, device=device)
         self.p, self.mode, self.groups = float(p), str(mode), int(groups)
-        self.stream = None if stream is None else int(stream)
+        self.subsequence = None if subsequence is None else int(subsequence)
 
     def config(self):
-        return {"p": self.p, "mode": self.mode, "groups": self.groups, "stream": self.stream}
+        return {"p": self.p, "mode": self.mode, "groups": self.groups, "subsequence": self.subsequence}
 
     def output_shape(self, in_shapes):
         _check_groups(self, in_shapes[0][-1])
         return in_shapes[0]
 
     def _kw(self, ctx, g):
-        return {"p": self.p, "seed": ctx.dropout_seed, "offset": ctx.dropout_offset(self.stream + g),
+        return {"p": self.p, "seed": ctx.dropout_seed, "offset": ctx.dropout_offset(self.subsequence + g),
                 "mode": self.mode}
 
     def forward(self, dev, xs, params, train, ctx):

@@ -10,7 +10,8 @@ This module is the definition the fused CUDA augmentation kernel (csrc/augment.c
 kernel backends' `train_views`; cuda_convnet.data.augment.KernelTrainAugment puts it in the loader) reproduces bit
 for bit.  Everything random is a pure function of (seed, offset, image index), drawn with
 Philox4x32-10 (cuda_convnet.random.philox4x32, the generator dropout uses). The
-loader-side parts (TrainAugment, the test views) live in cuda_convnet.data.augment.
+loader-side parts live in cuda_convnet.data: TrainAugment in augment.py, the test views in
+views.py.
 
 The recipe, for image i (0 <= i < N) of a call train_views(images, seed=, offset=)
 ---------------------------------------------------------------------------------

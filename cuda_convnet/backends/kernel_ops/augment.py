@@ -1,6 +1,6 @@
 """§4.1 training views on a uint8 batch, fused into one launch (csrc/augment.cuh).
 
-The reference is cuda_convnet.data.augment.train_views_from_constants (the cpu backend's
+The reference is cuda_convnet.reference.augment.train_views_from_constants (the cpu backend's
 `train_views`): the recipe of that module's docstring, which the kernel reproduces bit for
 bit (on a GPU up to one float32 ulp of a lighting coefficient, ~1e-8 per image, from the
 double-precision libm; see the docstring).
