@@ -140,7 +140,7 @@ def step_ms(sass, batch=128) -> dict:
 
 def _conv_fwd_same_work(sass, version, batch):
     geoms, _ = perf_model.alexnet_conv_geoms(batch)
-    both = [(n, g) for n, g in geoms if g.cg % 4 == 0]  # conv1 (C = 3) runs kernel1 only
+    both = [(n, g) for n, g in geoms if g.cg % 4 == 0]  # conv1 (C = 3): kernel2 cannot run it
     return sum(ln.seconds for n, g in both for ln in perf_model.conv2d(sass, n, g, version)) * 1e3, \
         "+".join(n for n, _ in both) + " fwd"
 
@@ -154,7 +154,7 @@ def _gemm_same_work(sass, version, batch):
     for j, u in enumerate(list(cfg.hidden) + [cfg.classes], 6):
         for direction, m, nn, k, ta, tb in (("fwd", n, u, fan_in, False, True), ("dgrad", n, fan_in, u, False, False),
                                             ("wgrad", u, fan_in, n, True, False)):
-            total += perf_model.gemm(sass, f"fc{j}", direction, m, nn, k, ta, tb, version).seconds
+            total += sum(ln.seconds for ln in perf_model.gemm(sass, f"fc{j}", direction, m, nn, k, ta, tb, version))
         fan_in = u
     return total * 1e3, "fc6-fc8 fwd+dgrad+wgrad"
 

@@ -10,8 +10,9 @@ proxy of cuda_convnet._emu. What is counted:
   launches   kernel launches, per backend op (conv2d, linear_backward, ...). Each launcher
              call is one launch, except the launchers that issue several kernels, whose
              count follows their source: conv2d_wgrad (the dw kernel, + the chunk sum when
-             the plan splits N*P*Q, + the bias-gradient kernel, + its chunk sum),
-             softmax_cross_entropy (the rows, then the mean), topk_errors (one per
+             the plan splits N*P*Q, + the bias-gradient kernel, + its chunk sum), gemm (+
+             the sum of its K slices when gemm_plan splits), softmax_cross_entropy (the
+             rows, then the mean), topk_errors (one per
              kMaxTopK values of k), and the launchers that return their own count
              (sgd_update, concat_channels, split_channels). Array operations the Net does
              itself (gradient sums where a tensor feeds two layers, zero gradients) are
@@ -91,6 +92,12 @@ def _launches(name, kwargs, ret, ext) -> int:
         plan = ext.conv2d_wgrad_plan(**{k: kwargs[k] for k in _CONV_SHAPE}, chunk_rows=kwargs["chunk_rows"])
         has_db = kwargs["db"] != 0
         return 1 + (plan["chunks"] > 1) + has_db + (has_db and plan["bias_chunks"] > 1)
+    if name == "gemm":  # the K slices, + their sum when gemm_plan splits (only with a workspace)
+        if not kwargs.get("workspace") and not kwargs.get("splits"):
+            return 1
+        plan = ext.gemm_plan(M=kwargs["M"], N=kwargs["N"], K=kwargs["K"], version=kwargs.get("version", 0),
+                             splits=kwargs.get("splits", 0))
+        return 1 + (plan["splits"] > 1)
     if name == "softmax_cross_entropy":
         return 2
     if name == "topk_errors":
@@ -101,7 +108,8 @@ def _launches(name, kwargs, ret, ext) -> int:
 class RecordingExt:
     """cuda_convnet._emu with every launcher call counted into a Tally."""
 
-    _QUERIES = ("conv2d_wgrad_plan", "conv2d_version", "lrn_version", "gemm_version", "device_count", "emulated")
+    _QUERIES = ("conv2d_wgrad_plan", "conv2d_version", "lrn_version", "gemm_version", "gemm_plan", "device_count",
+                "emulated")
 
     def __init__(self, ext, tally: Tally):
         self._ext, self._tally = ext, tally

@@ -16,11 +16,15 @@ The model (H100 SXM: 132 SMs, 4 warp schedulers per SM, 1.98 GHz, 3.35 TB/s HBM3
 
   GEMM-family launches (conv forward, dgrad, wgrad; FC GEMMs). The grid, tile and K extent
   follow the launchers in csrc/ (conv_fwd.cu: conv_fwd_kernel2 128x128 where C/groups % 4
-  == 0, else conv_fwd_kernel1 64x64; conv_dgrad.cu: one GEMM per group and stride phase,
-  64x64 or 256x16 when C/groups <= 16, blocks past their phase's rows exit at once;
+  == 0, else conv_fwd_kernel3 128x128; conv_dgrad.cu: one GEMM per group and stride phase,
+  conv_dgrad_kernel2 128 x (48, 64 or 128) where K/groups and C/groups % 4 == 0 and
+  C/groups > 16, else kernel1 64x64 or 256x16 when C/groups <= 16, blocks past their
+  phase's rows exit at once;
   conv_wgrad.cu: 64x64 tiles split over N*P*Q by conv2d_wgrad_plan, called through the
   emulator build so the plan is the launcher's own; gemm.cu: gemm_kernel2 128x128x8 when
-  M, N >= 128, else gemm_kernel1 64x64x16). Per block, the main loop issues
+  M, N >= 128, else gemm_kernel1 64x64x16, with the K split of gemm_plan, called through the
+  emulator build (132 SMs), plus gemm_sum_splits_kernel1 when it splits). Per block, the
+  main loop issues
       FFMA warp instructions = BM * BN * K_padded / 32,   all = FFMA / fma_share
   (fma_share: the kernel's main-loop FMA share in the SASS, bench/sass_report.py; the
   prologue and epilogue are neglected). The busiest SM runs ceil(blocks / 132) blocks (wave
@@ -168,15 +172,17 @@ class ConvGeom:
 
 
 def conv2d(sass, name, g: ConvGeom, version: int = 0) -> list[Launch]:
-    """version: 0 the launcher's pick (kernel2 where C/groups % 4 == 0), 1 or 2 that kernel
-    (ValueError where kernel2 cannot run)."""
+    """version: 0 the launcher's pick (kernel2 where C/groups % 4 == 0, else kernel3), 1, 2 or
+    3 that kernel (ValueError where kernel2 cannot run)."""
     x, y, w = g.bytes()
     if version == 2 and g.cg % 4:
         raise ValueError(f"{name}: conv_fwd_kernel2 needs C/groups % 4 == 0 (C/groups = {g.cg})")
-    if version == 2 or (version == 0 and g.cg % 4 == 0):
-        kernel, bm, bn = "conv_fwd_kernel2", 128, 128
-    else:
+    if version == 1:
         kernel, bm, bn = "conv_fwd_kernel1", 64, 64
+    elif version == 2 or (version == 0 and g.cg % 4 == 0):
+        kernel, bm, bn = "conv_fwd_kernel2", 128, 128
+    else:  # 128 x 128 with the scalar gather (conv1's C = 3), the launcher's pick there
+        kernel, bm, bn = "conv_fwd_kernel3", 128, 128
     tiles = _cdiv(g.n * g.p * g.q, bm) * _cdiv(g.kg, bn) * g.groups
     k_block = _cdiv(g.r * g.s * g.cg, 16) * 16
     return [gemm_launch(sass, name, "fwd", kernel, tiles, bm, bn, k_block, g.flops, F32 * (x + y + w + g.k))]
@@ -184,10 +190,17 @@ def conv2d(sass, name, g: ConvGeom, version: int = 0) -> list[Launch]:
 
 def conv2d_dgrad(sass, name, g: ConvGeom) -> list[Launch]:
     """Per stride phase (a, b): its own rows and taps (conv_dgrad.cuh); one launch whose
-    busiest SM is modelled over all the phases' active blocks."""
+    busiest SM is modelled over all the phases' active blocks. conv_dgrad_kernel2 (128 x BN,
+    BN from the launcher's own conv2d_dgrad_plan) where conv2d_dgrad_version picks it (K/g and
+    C/g % 4 == 0, C/g > 16; the arrays are taken as aligned), else kernel1."""
     x, y, w = g.bytes()
-    bm, bn = (256, 16) if g.cg <= 16 else (64, 64)
-    kernel = f"conv_dgrad_kernel1<{bm}, {bn}>"
+    if g.kg % 4 == 0 and g.cg % 4 == 0 and g.cg > 16:
+        tile = _emu().conv2d_dgrad_plan(**_shape_kwargs(g), kernel=2)
+        bm, bn = tile["block_m"], tile["block_n"]
+        kernel = f"conv_dgrad_kernel2<{bn}>"
+    else:
+        bm, bn = (256, 16) if g.cg <= 16 else (64, 64)
+        kernel = f"conv_dgrad_kernel1<{bm}, {bn}>"
     st = g.stride
     tiles, padded, k_max = 0, 0.0, 0
     for a in range(st):
@@ -216,6 +229,11 @@ def _emu():
     return load("_emu")
 
 
+def _shape_kwargs(g: ConvGeom) -> dict:
+    return dict(n=g.n, h=g.h, w=g.w, c=g.c, k=g.k, r=g.r, s=g.s, stride=g.stride, pad_top=g.pad[0],
+                pad_bottom=g.pad[1], pad_left=g.pad[2], pad_right=g.pad[3], groups=g.groups)
+
+
 def wgrad_plan(g: ConvGeom) -> dict:
     """The launcher's own split (conv2d_wgrad_plan, through the emulator build)."""
     return _emu().conv2d_wgrad_plan(n=g.n, h=g.h, w=g.w, c=g.c, k=g.k, r=g.r, s=g.s, stride=g.stride,
@@ -238,15 +256,29 @@ def conv2d_wgrad(sass, name, g: ConvGeom) -> list[Launch]:
     return out
 
 
-def gemm(sass, layer, direction, m, n, k, trans_a, trans_b, version: int = 0) -> Launch:
-    """version: 0 the launcher's pick (gemm_kernel2 where M, N >= 128), 1 or 2 that kernel."""
-    if version == 2 or (version == 0 and m >= 128 and n >= 128):
-        kernel, bm, bn, bk = f"gemm_kernel2<{str(trans_a).lower()}, {str(trans_b).lower()}>", 128, 128, 8
+def gemm_plan(m, n, k, version: int = 0) -> dict:
+    """The launcher's own kernel choice and split-K (csrc/gemm.cu, gemm_plan, through the
+    emulator build, which reports the H100's 132 SMs)."""
+    return _emu().gemm_plan(M=m, N=n, K=k, version=version)
+
+
+def gemm(sass, layer, direction, m, n, k, trans_a, trans_b, version: int = 0) -> list[Launch]:
+    """The float32 GEMM: `splits` K slices of the 128 x 128 (gemm_kernel2, 8-deep K steps) or
+    64 x 64 (gemm_kernel1, 16) tile, each writing an [m, n] slab, then the fixed-order sum.
+    version: 0 the launcher's pick, 1 or 2 that kernel."""
+    plan = gemm_plan(m, n, k, version)
+    ta, tb = str(trans_a).lower(), str(trans_b).lower()
+    if plan["version"] == 2:
+        kernel, bm, bn, bk = f"gemm_kernel2<{ta}, {tb}>", 128, 128, 8
     else:
-        kernel, bm, bn, bk = f"gemm_kernel1<{str(trans_a).lower()}, {str(trans_b).lower()}>", 64, 64, 16
-    tiles = _cdiv(m, bm) * _cdiv(n, bn)
-    return gemm_launch(sass, layer, direction, kernel, tiles, bm, bn, _cdiv(k, bk) * bk, 2.0 * m * n * k,
-                       F32 * (m * k + k * n + m * n))
+        kernel, bm, bn, bk = f"gemm_kernel1<{ta}, {tb}>", 64, 64, 16
+    splits = plan["splits"]
+    tiles = _cdiv(m, bm) * _cdiv(n, bn) * splits
+    out = [gemm_launch(sass, layer, direction, kernel, tiles, bm, bn, _cdiv(plan["k_chunk"], bk) * bk,
+                       2.0 * m * n * k, F32 * (m * k + k * n + splits * m * n))]
+    if splits > 1:  # the slices summed with the epilogue: splits slabs read, C written
+        out.append(memory_launch(layer, direction, "gemm_sum_splits_kernel1", F32 * (splits + 1) * m * n))
+    return out
 
 
 # ---------------------------------------------------------------------------- tensor-core convolutions
@@ -391,9 +423,9 @@ def alexnet_launches(batch: int = 128, sass=None) -> list[Launch]:
     units = list(cfg.hidden) + [cfg.classes]
     for j, u in enumerate(units, 6):
         name = f"fc{j}"
-        out.append(gemm(sass, name, "fwd", n, u, fan_in, False, True))
-        layer_bwd = [gemm(sass, name, "dgrad", n, fan_in, u, False, False),
-                     gemm(sass, name, "wgrad", u, fan_in, n, True, False),
+        out += gemm(sass, name, "fwd", n, u, fan_in, False, True)
+        layer_bwd = [*gemm(sass, name, "dgrad", n, fan_in, u, False, False),
+                     *gemm(sass, name, "wgrad", u, fan_in, n, True, False),
                      mem(name, "wgrad", "bias_grad_kernel1", n * u + u)]
         if j < 6 + len(cfg.hidden):  # the ReLU is in the forward GEMM's epilogue
             out += grouped(f"drop{j}", "fwd", "dropout_kernel1", 2, n * u, cfg.towers)

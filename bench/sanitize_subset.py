@@ -80,6 +80,9 @@ def calls(rng):
          lambda o, x, dy: tuple(o.conv2d_wgrad(x, dy, (8, 3, 3, 3), **conv))),
         ("conv2d groups=2 C/g=4", (f(2, 9, 7, 8), f(8, 3, 3, 4), f(8)),  # C/groups % 4 == 0: conv_fwd_kernel2
          lambda o, *a: (o.conv2d(*a, **conv),)),
+        # C/g = 20, K/g = 8: dgrad's pipelined conv_dgrad_kernel2 (48-wide tile, ragged)
+        ("conv2d_dgrad kernel2", (f(2, 9, 7, 16), f(16, 3, 3, 20)),
+         lambda o, dy, w: (o.conv2d_dgrad(dy, w, (2, 9, 7, 40), **conv),)),
         ("conv2d 7x7/4", (f(2, 19, 17, 3), f(5, 7, 7, 3), f(5)),
          lambda o, *a: (o.conv2d(*a, **conv1),)),
         ("conv2d_backward 7x7/4", (f(2, 19, 17, 3), f(5, 7, 7, 3), f(2, 4, 3, 5)),

@@ -30,7 +30,8 @@ Per kernel and architecture:
                      threads per block from ``__launch_bounds__`` (256 where absent)
   fma%               FFMA (+HMMA, DFMA) / all instructions of the main loop, NOPs excluded
   int/fma            integer ALU instructions (INT_OPS) per FMA in the main loop
-  lds128, lds32      128-bit and 32-bit shared loads in the main loop (LDS.64 counted apart)
+  lds128, lds32      128-bit and 32-bit shared loads in the main loop (LDS.64 counted apart;
+                     ptxas's never-executed "@!PT LDS RZ, [RZ]" padding is not a load)
   ldgsts/ldsm/hmma   whether the kernel uses cp.async, ldmatrix, tensor-core MMA (anywhere)
   local              spill traffic: LOCAL and STACK bytes (-res-usage), LDL/STL instructions
                      anywhere in the kernel
@@ -70,7 +71,9 @@ INT_OPS = ("IMAD", "IADD3", "IADD", "VIADD", "VIADDMNMX", "LEA", "SHF", "SHL", "
 DYNAMIC_SMEM_FLOATS = {
     "conv_fwd_kernel1": "kConvSmemFloats",
     "conv_fwd_kernel2": "kConvFwd2SmemFloats",
+    "conv_fwd_kernel3": "kConvFwd2SmemFloats",
     "conv_dgrad_kernel1": "kConvBK * (BM + kConvPad) + kConvBK * (BN + kConvPad)",
+    "conv_dgrad_kernel2": "kDgrad2Stages * (kConvBK * kDgrad2LdA + kConvBK * (BN + kConvPad))",
     "conv_wgrad_kernel1": "kConvSmemFloats",
     "gemm_kernel1": "kGemmSmemFloats",
     "gemm_kernel2": "kGemm2SmemFloats",
@@ -81,7 +84,8 @@ DYNAMIC_SMEM_FLOATS = {
     "conv_tc_dgrad_kernel1": "kTcStages * (128 * (kTcBK + 4) + kTcBK * (64 + 8))",
     "conv_tc_wgrad_kernel1": "kTcStages * (kTcBK * (64 + 8) + kTcBK * (128 + 8))",
 }
-DYNAMIC_TEMPLATE_PARAMS = {"conv_dgrad_kernel1": ("BM", "BN"), "gemm_tc_kernel1": ("BM", "TA", "TB")}
+DYNAMIC_TEMPLATE_PARAMS = {"conv_dgrad_kernel1": ("BM", "BN"), "conv_dgrad_kernel2": ("BN",),
+                           "gemm_tc_kernel1": ("BM", "TA", "TB")}
 
 
 # ---------------------------------------------------------------------------- tools
@@ -232,17 +236,37 @@ def source_constants() -> dict[str, int]:
 
 
 @functools.cache
-def launch_bounds() -> dict[str, int]:
-    """Kernel name -> threads of its __launch_bounds__ (csrc/*.cuh)."""
+def launch_bounds() -> dict[str, int | str]:
+    """Kernel name -> threads of its __launch_bounds__ (csrc/*.cuh); the expression itself
+    where it is over template parameters (evaluated per instantiation by kernel_threads)."""
     env = source_constants()
-    out = {}
+    out: dict[str, int | str] = {}
     for path in sorted(CSRC.glob("*.cuh")):
         for expr, name in re.findall(r"__launch_bounds__\(([^)]*)\)\s+(\w+)\s*\(", path.read_text()):
+            expr = expr.split(",")[0]  # maxThreadsPerBlock (minBlocksPerMultiprocessor follows)
+            if set(re.findall(r"\w+", expr)) & set(DYNAMIC_TEMPLATE_PARAMS.get(name, ())):
+                out[name] = expr  # a template parameter, even if a constant elsewhere has its name
+                continue
             try:
                 out[name] = int(eval(expr, {"__builtins__": {}}, dict(env)))
-            except (NameError, SyntaxError, TypeError):  # a bound over template parameters
+            except NameError:  # a bound over template parameters
+                out[name] = expr
+            except (SyntaxError, TypeError):
                 continue
     return out
+
+
+def kernel_threads(base: str, template_args: list[str]) -> int:
+    """Threads per block of one instantiation (256 where the kernel declares no bound)."""
+    bound = launch_bounds().get(base, 256)
+    if isinstance(bound, int):
+        return bound
+    env = dict(source_constants())
+    env.update(zip(DYNAMIC_TEMPLATE_PARAMS.get(base, ()), (int(a) for a in template_args)))
+    try:
+        return int(eval(bound, {"__builtins__": {}}, env))
+    except (NameError, SyntaxError, TypeError, ValueError):
+        return 256
 
 
 def dynamic_smem_bytes(base: str, template_args: list[str]) -> int | None:
@@ -267,6 +291,7 @@ class Insn:
     addr: int
     op: str      # full opcode with modifiers, e.g. "LDS.128", "FFMA"
     args: str
+    pred: str = ""  # guard predicate, e.g. "@P0"; "@!PT" never executes (ptxas's placeholders beside LDGSTS)
 
     @property
     def base(self) -> str:
@@ -290,7 +315,7 @@ def parse_sass(text: str) -> dict[int, dict[str, list[Insn]]]:
             continue
         m = _INSN.search(line)
         if m and arch is not None and func is not None:
-            out[arch][func].append(Insn(int(m.group(1), 16), m.group(3), m.group(4)))
+            out[arch][func].append(Insn(int(m.group(1), 16), m.group(3), m.group(4), m.group(2) or ""))
     return out
 
 
@@ -427,7 +452,9 @@ def analyse(arch: int, mangled: str, demangled: str, insns: list[Insn], res: dic
         ops[x.op] = ops.get(x.op, 0) + 1
     fma = sum(_is_fma(x) for x in body)
     ints = sum(x.base in INT_OPS for x in body)
-    lds = [x.op for x in body if x.base == "LDS"]
+    # ptxas pads cp.async sequences with "@!PT LDS RZ, [RZ]": never executed, no shared load
+    # (still counted as issued instructions).
+    lds = [x.op for x in body if x.base == "LDS" and x.pred != "@!PT"]
     lds128 = sum(".128" in o for o in lds)
     lds64 = sum(".64" in o for o in lds)
     reported = res.get("SHARED", 0)
@@ -435,7 +462,7 @@ def analyse(arch: int, mangled: str, demangled: str, insns: list[Insn], res: dic
     dyn = dynamic_smem_bytes(base, targs)
     uses_dynamic = base in DYNAMIC_SMEM_FLOATS or _uses_dynamic_shared(base)
     smem_block = static + (dyn or 0) + RESERVED_SMEM
-    threads = launch_bounds().get(base, 256)
+    threads = kernel_threads(base, targs)
     blocks, limiter = occupancy(arch, res.get("REG", 0), smem_block, threads)
     if uses_dynamic and dyn is None:
         limiter += " (+dyn smem unknown)"

@@ -77,6 +77,25 @@ constexpr long long kMaxExtent = 0x7fffffffLL - 1024;
 inline unsigned ceil_div(long long a, long long b) { return static_cast<unsigned>((a + b - 1) / b); }
 inline bool aligned16(const void* p) { return (reinterpret_cast<std::uintptr_t>(p) & 15u) == 0; }
 
+// The multiprocessor count of the current device, for launchers that size their grid to fill
+// the card (whole waves); the emulator reports a fixed count (simt::kMultiprocessorCount).
+// Throws std::runtime_error when the runtime cannot tell.
+inline int device_sm_count() {
+#if defined(CCN_EMU)
+  return ::ccn::simt::kMultiprocessorCount;
+#else
+  int dev = 0, n = 0;
+  cudaError_t e = cudaGetDevice(&dev);
+  if (e == cudaSuccess) e = cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, dev);
+  if (e != cudaSuccess) {
+    cudaGetLastError();  // not sticky: keep it from being reported against the next launch
+    throw std::runtime_error(std::string("device_sm_count: ") + cudaGetErrorString(e));
+  }
+  if (n < 1) throw std::runtime_error("device_sm_count: the device reports no multiprocessors");
+  return n;
+#endif
+}
+
 // Blocks for a grid-stride kernel over `work_items` independent items: enough to fill an
 // H100 (132 SMs x 2048 threads = 1056 blocks of 256) and no more; each thread then loops.
 inline unsigned grid_stride_blocks(long long work_items, int threads) {

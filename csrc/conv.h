@@ -73,8 +73,9 @@ inline ConvShape make_conv_shape(int n, int h, int w, int c, int k, int r, int s
 
 // y = conv(x, w) + b, then ReLU if `relu`. b may be null. y must not alias x or w.
 // version: 0 lets the launcher pick (conv_fwd_kernel2 where conv_fwd_kernel2_applies, else
-// conv_fwd_kernel1); 1 or 2 forces conv_fwd_kernel<version> (2 throws where it does not
-// apply; any other value throws). Both give bit-identical results.
+// conv_fwd_kernel3); 1, 2 or 3 forces conv_fwd_kernel<version> (2 throws where it does not
+// apply; 1, the 64 x 64 general kernel, and 3 run any shape; any other value throws). All
+// three give bit-identical results.
 void conv2d(const float* x, const float* w, const float* b, float* y, const ConvShape& g, bool relu,
             cudaStream_t stream, int version = 0);
 // Which conv_fwd_kernel<n> conv2d(..., version) runs for these pointers and this shape;
@@ -84,7 +85,27 @@ int conv2d_version(const float* x, const float* w, const ConvShape& g, int versi
 bool conv_fwd_kernel2_applies(const float* x, const float* w, const ConvShape& g);
 
 // dx = gradient of conv with respect to x, given dy. Overwrites dx (every element).
-void conv2d_dgrad(const float* dy, const float* w, float* dx, const ConvShape& g, cudaStream_t stream);
+// version: 0 lets the launcher pick (conv2d_dgrad_version); 1 or 2 forces
+// conv_dgrad_kernel<version> (2 throws where conv_dgrad_kernel2_applies is false; any other
+// value throws). Both give bit-identical results.
+void conv2d_dgrad(const float* dy, const float* w, float* dx, const ConvShape& g, cudaStream_t stream,
+                  int version = 0);
+// Which conv_dgrad_kernel<n> conv2d_dgrad(..., version) runs for these pointers and this
+// shape: 2 where kernel2 applies and C/groups > 16 (kernel1's 256 x 16 tile pads conv1's
+// C = 3 less), else 1; throws std::invalid_argument exactly where conv2d_dgrad would refuse
+// `version`. dx may be null: an output not yet allocated, taken as 16-byte aligned.
+int conv2d_dgrad_version(const float* dy, const float* w, const float* dx, const ConvShape& g, int version = 0);
+// conv_dgrad_kernel2's preconditions: K/groups % 4 == 0, C/groups % 4 == 0, dy, w, dx
+// 16-byte aligned (dx null: see conv2d_dgrad_version), its offsets in range (conv_dgrad2.cuh).
+bool conv_dgrad_kernel2_applies(const float* dy, const float* w, const float* dx, const ConvShape& g);
+// kernel2's tile width for C/groups channels: 48, 64 or 128 (conv_dgrad.cu, conv_dgrad2.cuh).
+int conv_dgrad_tile_n(int cg);
+// The block tile (rows of the phase's pixels x channels) conv_dgrad_kernel<kernel> (kernel
+// 1 or 2) runs this shape in.
+struct DgradTile {
+  int block_m, block_n;
+};
+DgradTile conv2d_dgrad_tile(const ConvShape& g, int kernel);
 
 // How the wgrad/bias-gradient reduction over N*P*Q is split (deterministic: depends on the
 // shape and `chunk_rows` only, never on the device). chunk_rows = 0 picks automatically;

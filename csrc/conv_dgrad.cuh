@@ -20,7 +20,8 @@
 //   dx[n, h, w, g*C/g + c] = sum_k A[m, k] B[k, c]. Every dx element is in exactly one
 //   phase and written by it (zeros when the phase has no taps, e.g. stride > R).
 //
-// conv_dgrad_kernel1<BM, BN> (general; the only version so far): a BM x BN x 16 tile of
+// conv_dgrad_kernel1<BM, BN> (general; the fast path is conv_dgrad_kernel2 in
+//   conv_dgrad2.cuh, with the same sums in the same order): a BM x BN x 16 tile of
 //   conv_tile.cuh: 64 x 64, or 256 x 16 when C/g <= 16 (conv1's C = 3). Grid: x = M tiles
 //   (of the largest phase; blocks past their phase's M return at once, before any
 //   barrier), y = Ngemm tiles, z = group * stride^2 + phase.

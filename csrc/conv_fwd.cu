@@ -9,10 +9,10 @@ bool conv_fwd_kernel2_applies(const float* x, const float* w, const ConvShape& g
 }
 
 int conv2d_version(const float* x, const float* w, const ConvShape& g, int version) {
-  CCN_REQUIRE(version >= 0 && version <= 2, "version must be 0 (the launcher picks), 1 or 2");
+  CCN_REQUIRE(version >= 0 && version <= 3, "version must be 0 (the launcher picks), 1, 2 or 3");
   const bool fast = conv_fwd_kernel2_applies(x, w, g);
   CCN_REQUIRE(version != 2 || fast, "conv_fwd_kernel2 needs C/groups % 4 == 0 and 16-byte aligned x and w");
-  return version != 0 ? version : (fast ? 2 : 1);
+  return version != 0 ? version : (fast ? 2 : 3);
 }
 
 void conv2d(const float* x, const float* w, const float* b, float* y, const ConvShape& g, bool relu,
@@ -22,11 +22,13 @@ void conv2d(const float* x, const float* w, const float* b, float* y, const Conv
               "shape not made by make_conv_shape");
   CCN_REQUIRE(g.groups <= 65535, "groups too large for the grid's z dimension");
   CCN_REQUIRE(ceil_div(g.kg, kConvBN) <= 65535u, "K/groups too large for the grid's y dimension");
-  if (conv2d_version(x, w, g, version) == 2) {
+  const int v = conv2d_version(x, w, g, version);
+  if (v == 2 || v == 3) {
+    // The 128 x 128 pipelined tile: the vector gather (2) or the scalar one (3, any C/groups).
     dim3 grid(ceil_div(g.npq, kConvFwd2BM), ceil_div(g.kg, kConvFwd2BN), g.groups);
-    CCN_LAUNCH(conv_fwd_kernel2, grid, dim3(16, 16), kConvFwd2SmemFloats * sizeof(float), stream)(x, w, b, y, g,
-                                                                                                  relu);
-    CCN_CHECK_LAUNCH("conv_fwd_kernel2");
+    CCN_LAUNCH(v == 2 ? conv_fwd_kernel2 : conv_fwd_kernel3, grid, dim3(16, 16),
+               kConvFwd2SmemFloats * sizeof(float), stream)(x, w, b, y, g, relu);
+    CCN_CHECK_LAUNCH(v == 2 ? "conv_fwd_kernel2" : "conv_fwd_kernel3");
   } else {
     dim3 grid(ceil_div(g.npq, kConvBM), ceil_div(g.kg, kConvBN), g.groups);
     CCN_LAUNCH(conv_fwd_kernel1, grid, dim3(16, 16), kConvSmemFloats * sizeof(float), stream)(x, w, b, y, g, relu);

@@ -29,11 +29,16 @@
 //   read from shared memory as float4s: 4 shared-load instructions per 64 FMAs, against
 //   8 per 16 in kernel1 (by instruction count kernel1 is bound by shared-memory
 //   bandwidth; neither is measured on a GPU yet: bench/ will say).
-//   Loads: 16-byte vectors. Thread tid loads the quad of taps k0 + 4*(tid % 4) .. + 3 (four
-//   consecutive channels of one pixel, since C/g % 4 == 0 keeps a quad inside one (r, s))
-//   for rows tid / 4 and 64 + tid / 4 of both tiles, and stores them transposed (k-major).
-//   A warp's A loads are 8 pixels x 64 contiguous bytes. Same zero-fill rules as kernel1.
-//   Grid: x = M tiles, y = Ngemm tiles, z = group. Barriers as in kernel1.
+//   Loads: a 2-stage cp.async pipeline (ptx/cp_async.cuh). Thread tid copies the quad of
+//   taps k0 + 4*(tid % 4) .. + 3 (four consecutive channels of one pixel, since C/g % 4 == 0
+//   keeps a quad inside one (r, s)) for rows tid / 4 and 64 + tid / 4 of both tiles, one
+//   4-byte copy per element, transposed into the k-major tiles (a 16-byte copy cannot
+//   transpose; the 16 copies per thread and K step are ~1.5 % of the step's instructions).
+//   A warp's A copies cover 8 pixels x 64 contiguous bytes. Same zero-fill rules as kernel1
+//   (src-size 0). Each K step: wait for this thread's copies of tile kt, one barrier (every
+//   thread's copies visible, and everyone done with the stage read in step kt - 1), issue
+//   the copies of tile kt + 1 into that stage, then the 1024 FMAs of tile kt, which hide
+//   the copies' latency. Grid: x = M tiles, y = Ngemm tiles, z = group.
 // Both kernels sum each output's R*S*C/g products in the same order (one fmaf chain over
 // k = 0, 1, ...), so they give bit-identical results; the launcher picks kernel2 whenever
 // its preconditions hold (the `version` argument of conv2d can force either, for tests and benchmarks).
@@ -43,6 +48,7 @@
 
 #include "conv.h"
 #include "conv_tile.cuh"
+#include "ptx/cp_async.cuh"
 
 namespace ccn {
 
@@ -136,74 +142,16 @@ __global__ void __launch_bounds__(kConvThreads)
   }
 }
 
-constexpr int kConvFwd2BM = 128, kConvFwd2BN = 128;
+constexpr int kConvFwd2BM = 128, kConvFwd2BN = 128, kConvFwd2Stages = 2;
 constexpr int kConvFwd2LdA = kConvFwd2BM + kConvPad, kConvFwd2LdB = kConvFwd2BN + kConvPad;
-constexpr int kConvFwd2SmemFloats = kConvBK * kConvFwd2LdA + kConvBK * kConvFwd2LdB;
+constexpr int kConvFwd2StageFloats = kConvBK * kConvFwd2LdA + kConvBK * kConvFwd2LdB;  // one stage: A, then B
+constexpr int kConvFwd2SmemFloats = kConvFwd2Stages * kConvFwd2StageFloats;
 
-__global__ void __launch_bounds__(kConvThreads)
-    conv_fwd_kernel2(const float* __restrict__ x, const float* __restrict__ w, const float* __restrict__ bias,
-                     float* __restrict__ y, ConvShape g, bool relu) {
-  CCN_DYNAMIC_SHARED(float, smem);
-  float* As = smem;                            // [BK][128 + pad]
-  float* Bs = smem + kConvBK * kConvFwd2LdA;  // [BK][128 + pad]
-  const int tx = threadIdx.x, ty = threadIdx.y;
-  const int tid = ty * 16 + tx;
-  const int grp = blockIdx.z;
-  const int m0 = blockIdx.x * kConvFwd2BM, n0 = blockIdx.y * kConvFwd2BN;
-  const int M = static_cast<int>(g.npq), Kgemm = g.rscg;  // Kgemm % 4 == 0
-
-  // This thread's loads: the tap quad lq (k = k0 + 4*lq .. + 3), rows lrow and 64 + lrow.
-  const int lq = tid % 4, lrow = tid / 4;
-  const float* xrow[2];
-  int h0[2], w0[2];
-  const float* wrow[2];
-#pragma unroll
-  for (int e = 0; e < 2; ++e) {
-    conv_fwd_row_origin(g, x, grp, m0 + lrow + 64 * e, M, xrow[e], h0[e], w0[e]);
-    int j = n0 + lrow + 64 * e;
-    wrow[e] = j < g.kg ? w + (long long)(grp * g.kg + j) * Kgemm : nullptr;
-  }
-
-  float acc[8][8];
-  tile_zero(acc);
-
-  for (int k0 = 0; k0 < Kgemm; k0 += kConvBK) {
-    // The quad's tap: k = (r*S + s)*Cg + c with c % 4 == 0; the quad shares (r, s).
-    const int k = k0 + 4 * lq;
-    const bool k_valid = k < Kgemm;
-    int r = 0, s = 0, c = 0;
-    if (k_valid) {
-      int rs = k / g.cg;
-      c = k - rs * g.cg;
-      r = rs / g.s;
-      s = rs - r * g.s;
-    }
-#pragma unroll
-    for (int e = 0; e < 2; ++e) {
-      int hh = h0[e] + r, ww = w0[e] + s;
-      float4 a = {0.f, 0.f, 0.f, 0.f};
-      if (k_valid && conv_in_range(hh, g.h) && conv_in_range(ww, g.w))
-        a = *reinterpret_cast<const float4*>(xrow[e] + ((long long)hh * g.w + ww) * g.c + c);
-      float* as = As + 4 * lq * kConvFwd2LdA + lrow + 64 * e;
-      as[0] = a.x;
-      as[kConvFwd2LdA] = a.y;
-      as[2 * kConvFwd2LdA] = a.z;
-      as[3 * kConvFwd2LdA] = a.w;
-      float4 b = {0.f, 0.f, 0.f, 0.f};
-      if (wrow[e] && k < Kgemm) b = *reinterpret_cast<const float4*>(wrow[e] + k);
-      float* bs = Bs + 4 * lq * kConvFwd2LdB + lrow + 64 * e;
-      bs[0] = b.x;
-      bs[kConvFwd2LdB] = b.y;
-      bs[2 * kConvFwd2LdB] = b.z;
-      bs[3 * kConvFwd2LdB] = b.w;
-    }
-    __syncthreads();  // the tiles are complete before anyone reads them
-    tile_fma_8x8<kConvBK, kConvFwd2LdA, kConvFwd2LdB>(As, Bs, acc, tx, ty);
-    __syncthreads();  // everyone is done reading before the next step overwrites the tiles
-  }
-
-  // Epilogue: bias, ReLU, store. Register row i is tile row 4*ty + i (i < 4) or
-  // 64 + 4*ty + (i - 4); column j likewise with tx.
+// The 8 x 8 epilogue of kernel2 and kernel3: bias, ReLU, store. Register row i is tile row
+// 4*ty + i (i < 4) or 64 + 4*ty + (i - 4); column j likewise with tx.
+__device__ __forceinline__ void conv_fwd_store_8x8(const ConvShape& g, const float* __restrict__ bias,
+                                                   float* __restrict__ y, const float (&acc)[8][8], int grp, int m0,
+                                                   int n0, int M, bool relu, int tx, int ty) {
 #pragma unroll
   for (int i = 0; i < 8; ++i) {
     int m = m0 + (i < 4 ? 4 * ty + i : 64 + 4 * ty + i - 4);
@@ -219,6 +167,188 @@ __global__ void __launch_bounds__(kConvThreads)
       yrow[n] = v;
     }
   }
+}
+
+__global__ void __launch_bounds__(kConvThreads)
+    conv_fwd_kernel2(const float* __restrict__ x, const float* __restrict__ w, const float* __restrict__ bias,
+                     float* __restrict__ y, ConvShape g, bool relu) {
+  constexpr int S = kConvFwd2Stages, LDA = kConvFwd2LdA, LDB = kConvFwd2LdB;
+  CCN_DYNAMIC_SHARED(float, smem);  // [S] x {As [BK][128 + pad], Bs [BK][128 + pad]}
+  const int tx = threadIdx.x, ty = threadIdx.y;
+  const int tid = ty * 16 + tx;
+  const int grp = blockIdx.z;
+  const int m0 = blockIdx.x * kConvFwd2BM, n0 = blockIdx.y * kConvFwd2BN;
+  const int M = static_cast<int>(g.npq), Kgemm = g.rscg;  // Kgemm % 4 == 0
+  const int ktiles = (Kgemm + kConvBK - 1) / kConvBK;
+
+  // This thread's loads: the tap quad lq (k = k0 + 4*lq .. + 3), rows lrow and 64 + lrow.
+  const int lq = tid % 4, lrow = tid / 4;
+  const float* xrow[2];
+  int h0[2], w0[2];
+  const float* wrow[2];
+#pragma unroll
+  for (int e = 0; e < 2; ++e) {
+    conv_fwd_row_origin(g, x, grp, m0 + lrow + 64 * e, M, xrow[e], h0[e], w0[e]);
+    int j = n0 + lrow + 64 * e;
+    wrow[e] = j < g.kg ? w + (long long)(grp * g.kg + j) * Kgemm : nullptr;
+  }
+
+  // Tile kt into stage `stage`: per row, the quad's four elements by four 4-byte copies,
+  // transposed to k-major; positions off the image, taps past Kgemm and filters past K/g
+  // read nothing and land as zeros.
+  auto load = [&](int stage, int kt) {
+    const int k = kt * kConvBK + 4 * lq;
+    const bool k_valid = k < Kgemm;
+    int r = 0, s = 0, c = 0;  // the quad's tap: k = (r*S + s)*Cg + c, c % 4 == 0, one (r, s)
+    if (k_valid) {
+      int rs = k / g.cg;
+      c = k - rs * g.cg;
+      r = rs / g.s;
+      s = rs - r * g.s;
+    }
+    float* as = smem + stage * kConvFwd2StageFloats + 4 * lq * LDA + lrow;
+    float* bs = smem + stage * kConvFwd2StageFloats + kConvBK * LDA + 4 * lq * LDB + lrow;
+#pragma unroll
+    for (int e = 0; e < 2; ++e) {
+      int hh = h0[e] + r, ww = w0[e] + s;
+      const bool a_in = k_valid && conv_in_range(hh, g.h) && conv_in_range(ww, g.w);
+      const float* a_src = a_in ? xrow[e] + ((long long)hh * g.w + ww) * g.c + c : x;
+      const bool b_in = wrow[e] && k_valid;
+      const float* b_src = b_in ? wrow[e] + k : w;
+#pragma unroll
+      for (int q = 0; q < 4; ++q) {
+        cp_async_4(as + q * LDA + 64 * e, a_src + q, a_in ? 4 : 0);
+        cp_async_4(bs + q * LDB + 64 * e, b_src + q, b_in ? 4 : 0);
+      }
+    }
+  };
+
+  for (int st = 0; st < S - 1; ++st) {
+    if (st < ktiles) load(st, st);
+    cp_async_commit_group();  // empty past the last tile: the group count per step stays fixed
+  }
+
+  float acc[8][8];
+  tile_zero(acc);
+
+  int read_stage = 0, write_stage = S - 1;  // counters, not kt % S: no division in the loop
+  for (int kt = 0; kt < ktiles; ++kt) {
+    cp_async_wait_group<S - 2>();  // this thread's copies of tile kt have landed
+    __syncthreads();  // every thread's copies of tile kt are visible, and the stage read in step kt - 1 is free
+    if (kt + S - 1 < ktiles) load(write_stage, kt + S - 1);
+    cp_async_commit_group();
+    const float* as = smem + read_stage * kConvFwd2StageFloats;
+    tile_fma_8x8<kConvBK, LDA, LDB>(as, as + kConvBK * LDA, acc, tx, ty);
+    read_stage = read_stage == S - 1 ? 0 : read_stage + 1;
+    write_stage = write_stage == S - 1 ? 0 : write_stage + 1;
+  }
+
+  conv_fwd_store_8x8(g, bias, y, acc, grp, m0, n0, M, relu, tx, ty);
+}
+
+// conv_fwd_kernel3 (any C/g; AlexNet conv1, C = 3): kernel2's tile, micro-kernel and
+// pipeline, with a scalar gather: the four taps a thread copies per K step need not share
+// one (r, s), so each keeps its own (r, s, c) and its offset (r*W + s)*C + c from the
+// receptive field's corner, decoded once before the loop and advanced by 16 taps per step
+// with carries (no division or 64-bit multiply in the loop).
+__global__ void __launch_bounds__(kConvThreads)
+    conv_fwd_kernel3(const float* __restrict__ x, const float* __restrict__ w, const float* __restrict__ bias,
+                     float* __restrict__ y, ConvShape g, bool relu) {
+  constexpr int S = kConvFwd2Stages, LDA = kConvFwd2LdA, LDB = kConvFwd2LdB;
+  CCN_DYNAMIC_SHARED(float, smem);  // [S] x {As [BK][128 + pad], Bs [BK][128 + pad]}
+  const int tx = threadIdx.x, ty = threadIdx.y;
+  const int tid = ty * 16 + tx;
+  const int grp = blockIdx.z;
+  const int m0 = blockIdx.x * kConvFwd2BM, n0 = blockIdx.y * kConvFwd2BN;
+  const int M = static_cast<int>(g.npq), Kgemm = g.rscg;
+  const int ktiles = (Kgemm + kConvBK - 1) / kConvBK;
+
+  // This thread's loads: taps k0 + 4*lq + q (q < 4), rows lrow and 64 + lrow.
+  const int lq = tid % 4, lrow = tid / 4;
+  long long corner[2];  // offset in x of the receptive field's top-left pixel (its channel 0 of the group)
+  int h0[2], w0[2];
+  const float* wrow[2];
+#pragma unroll
+  for (int e = 0; e < 2; ++e) {
+    const float* xrow;
+    conv_fwd_row_origin(g, x, grp, m0 + lrow + 64 * e, M, xrow, h0[e], w0[e]);
+    corner[e] = (xrow - x) + ((long long)h0[e] * g.w + w0[e]) * g.c;  // used only where in range
+    int j = n0 + lrow + 64 * e;
+    wrow[e] = j < g.kg ? w + (long long)(grp * g.kg + j) * Kgemm : nullptr;
+  }
+  // Tap q of the next tile to load: k = (r*S + s)*Cg + c at offset (r*W + s)*C + c. A K
+  // step moves it 16 taps on: dc channels, ds filter columns and dr rows, plus the carries
+  // c -> s (offset + C - Cg) and s -> r (offset + W*C - S*C).
+  const int dc = kConvBK % g.cg, drs = kConvBK / g.cg, ds = drs % g.s, dr = drs / g.s;
+  const long long wc = (long long)g.w * g.c;
+  const long long d_step = dr * wc + (long long)ds * g.c + dc, d_c = g.c - g.cg, d_s = wc - (long long)g.s * g.c;
+  int tr[4], ts[4], tc[4];
+  long long toff[4];
+#pragma unroll
+  for (int q = 0; q < 4; ++q) {
+    int k = 4 * lq + q;
+    int rs = k / g.cg;
+    tc[q] = k - rs * g.cg;
+    tr[q] = rs / g.s;
+    ts[q] = rs - tr[q] * g.s;
+    toff[q] = tr[q] * wc + (long long)ts[q] * g.c + tc[q];
+  }
+
+  // Tile kt (called for kt = 0, 1, 2, ... in order) into stage `stage`, transposed to
+  // k-major by 4-byte copies; off-image positions, taps past Kgemm and filters past K/g
+  // read nothing and land as zeros.
+  auto load = [&](int stage, int kt) {
+    float* as = smem + stage * kConvFwd2StageFloats + 4 * lq * LDA + lrow;
+    float* bs = smem + stage * kConvFwd2StageFloats + kConvBK * LDA + 4 * lq * LDB + lrow;
+#pragma unroll
+    for (int q = 0; q < 4; ++q) {
+      const int k = kt * kConvBK + 4 * lq + q;
+      const bool k_valid = k < Kgemm;
+#pragma unroll
+      for (int e = 0; e < 2; ++e) {
+        const bool a_in = k_valid && conv_in_range(h0[e] + tr[q], g.h) && conv_in_range(w0[e] + ts[q], g.w);
+        cp_async_4(as + q * LDA + 64 * e, a_in ? x + (corner[e] + toff[q]) : x, a_in ? 4 : 0);
+        const bool b_in = wrow[e] && k_valid;
+        cp_async_4(bs + q * LDB + 64 * e, b_in ? wrow[e] + k : w, b_in ? 4 : 0);
+      }
+      // Advance tap q by 16: channels, then filter columns, then rows, with carries.
+      tc[q] += dc;
+      toff[q] += d_step;
+      if (tc[q] >= g.cg) {
+        tc[q] -= g.cg;
+        ts[q] += 1;
+        toff[q] += d_c;
+      }
+      ts[q] += ds;
+      tr[q] += dr;
+      if (ts[q] >= g.s) {
+        ts[q] -= g.s;
+        tr[q] += 1;
+        toff[q] += d_s;
+      }
+    }
+  };
+
+  for (int st = 0; st < S - 1; ++st) {
+    if (st < ktiles) load(st, st);
+    cp_async_commit_group();  // empty past the last tile: the group count per step stays fixed
+  }
+
+  float acc[8][8];
+  tile_zero(acc);
+
+  int read_stage = 0, write_stage = S - 1;
+  for (int kt = 0; kt < ktiles; ++kt) {
+    cp_async_wait_group<S - 2>();  // this thread's copies of tile kt have landed
+    __syncthreads();  // every thread's copies of tile kt are visible, and the stage read in step kt - 1 is free
+    if (kt + S - 1 < ktiles) load(write_stage, kt + S - 1);
+    cp_async_commit_group();
+    const float* as = smem + read_stage * kConvFwd2StageFloats;
+    tile_fma_8x8<kConvBK, LDA, LDB>(as, as + kConvBK * LDA, acc, tx, ty);
+    read_stage = read_stage == S - 1 ? 0 : read_stage + 1;
+    write_stage = write_stage == S - 1 ? 0 : write_stage + 1;
+  }
+  conv_fwd_store_8x8(g, bias, y, acc, grp, m0, n0, M, relu, tx, ty);
 }
 
 }  // namespace ccn

@@ -61,18 +61,21 @@ def test_predicted_columns_agree_with_the_performance_model(rows):
     counts = {s["name"].replace("ccn::", ""): s for s in _stats() if s["arch"] == 90}
     pred = pm.predict_alexnet(128, counts)
     convs = [f"conv{i}" for i in range(2, 6)]
-    # conv1 (C = 3) is the one layer the launcher gives kernel1; kernel2 runs conv2-conv5
-    assert rows["conv_fwd_kernel1"]["step_ms"] == pytest.approx(pred[("conv1", "fwd")])
+    # conv1 (C = 3) is the one layer the launcher gives kernel3; kernel2 runs conv2-conv5;
+    # kernel1 (the forced general fallback) runs nothing of the step
+    assert rows["conv_fwd_kernel3"]["step_ms"] == pytest.approx(pred[("conv1", "fwd")])
+    assert rows["conv_fwd_kernel1"]["step_ms"] is None
     assert rows["conv_fwd_kernel2"]["step_ms"] == pytest.approx(sum(pred[(c, "fwd")] for c in convs))
     # both versions forced on the work they can both run: conv2-conv5; kernel2's is its step share
-    for v in (1, 2):
+    for v in (1, 2, 3):
         assert rows[f"conv_fwd_kernel{v}"]["same_work"] == "conv2+conv3+conv4+conv5 fwd"
     assert rows["conv_fwd_kernel2"]["same_ms"] == pytest.approx(rows["conv_fwd_kernel2"]["step_ms"])
     assert rows["conv_fwd_kernel1"]["same_ms"] != pytest.approx(rows["conv_fwd_kernel2"]["same_ms"])
     # every FC GEMM at batch 128 has M, N >= 128: the launcher picks gemm_kernel2 for all nine
     fc = sum(pred[(f"fc{j}", d)] for j in (6, 7, 8) for d in ("fwd", "dgrad")) + sum(
-        pm.gemm(counts, "x", "wgrad", *mnk).seconds * 1e3
-        for mnk in ((4096, 9216, 128, True, False), (4096, 4096, 128, True, False), (1000, 4096, 128, True, False)))
+        ln.seconds * 1e3
+        for mnk in ((4096, 9216, 128, True, False), (4096, 4096, 128, True, False), (1000, 4096, 128, True, False))
+        for ln in pm.gemm(counts, "x", "wgrad", *mnk))
     assert rows["gemm_kernel2"]["same_ms"] == pytest.approx(fc)
     assert rows["gemm_kernel1"]["step_ms"] is None and rows["gemm_kernel1"]["same_ms"] > 0
     assert "same_ms" not in rows["lrn_forward_kernel1"]

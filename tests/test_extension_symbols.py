@@ -116,7 +116,8 @@ def test_emu_signatures_are_real():
 PRIMITIVES = {"gemm", "gemm_tc", "bias_grad", "device_count", "device_count_error"}
 # Families with several kernels: the launcher takes `version`, and <family>_version says
 # which kernel it runs.
-VERSIONED = {"conv2d": ("conv2d",), "lrn": ("lrn", "lrn_backward"), "gemm": ("gemm",)}
+VERSIONED = {"conv2d": ("conv2d",), "conv2d_dgrad": ("conv2d_dgrad",), "lrn": ("lrn", "lrn_backward"),
+             "gemm": ("gemm",)}
 
 
 def test_every_binding_is_named_after_its_op():

@@ -79,7 +79,7 @@ def wgrad_chunk_rows(ops, rows):
 def check_conv(dev, cpu, x, w, b, *, stride, padding, groups, relu=False, backward=True, chunk_rows=0, what="",
                both_kernels=True):
     """Forward (with b and the relu epilogue as given) and backward against the reference.
-    Where the forward takes conv_fwd_kernel2, kernel1 must give the same bits."""
+    Where the forward takes conv_fwd_kernel2 or kernel3, kernel1 must give the same bits."""
     kw = dict(stride=stride, padding=padding, groups=groups)
     what = what or f"x{x.shape} w{w.shape} b={b is not None} {kw} relu={relu}"
     args = dev.put(x), dev.put(w), dev.put(b)
@@ -89,11 +89,15 @@ def check_conv(dev, cpu, x, w, b, *, stride, padding, groups, relu=False, backwa
         want = cpu.relu(want)
     version = dev.ops.kernel_version("conv2d", *args, **kw)
     assert_kernel_close("conv2d", y, want, what + f" forward (kernel{version})")
-    if both_kernels and version == 2:
+    if both_kernels and version in (2, 3):
         with forced_version(dev.ops, "conv2d", 1):
             assert dev.ops.kernel_version("conv2d", *args, **kw) == 1
             y1 = dev.get(dev.ops.conv2d(*args, relu=relu, **kw))
-        np.testing.assert_array_equal(y1, y, err_msg=what + ": conv_fwd_kernel1 and kernel2 differ")
+        np.testing.assert_array_equal(y1, y, err_msg=what + f": conv_fwd_kernel1 and kernel{version} differ")
+    if both_kernels and version == 2:  # the scalar gather runs every shape the vector one does
+        with forced_version(dev.ops, "conv2d", 3):
+            y3 = dev.get(dev.ops.conv2d(*args, relu=relu, **kw))
+        np.testing.assert_array_equal(y3, y, err_msg=what + ": conv_fwd_kernel3 and kernel2 differ")
     if not backward:
         return
     dy = randn(np.random.default_rng(zlib.crc32(what.encode())), *want.shape)
@@ -168,7 +172,7 @@ def test_conv_tile_edges(kernel_device, cpu, n, h, w, c, k, r, s, stride, paddin
 @cxx_throw_works
 def test_conv2d_fast_path_falls_back_when_misaligned(kernel_device, cpu):
     """C/g % 4 == 0 but x starts 4 bytes past a 16-byte boundary: the launcher must take
-    conv_fwd_kernel1 (and refuse a forced kernel2), with the same answer."""
+    conv_fwd_kernel3 (and refuse a forced kernel2), with the same answer."""
     if kernel_device.name != "emu":
         pytest.skip("builds a misaligned NumPy view")
     rng = np.random.default_rng(8)
@@ -179,17 +183,17 @@ def test_conv2d_fast_path_falls_back_when_misaligned(kernel_device, cpu):
     xm[...] = x
     assert xm.flags.c_contiguous and xm.ctypes.data % 16 == 4
     ops, kw = kernel_device.ops, dict(stride=1, padding=1, groups=2)
-    assert ops.kernel_version("conv2d", x, w, **kw) == 2 and ops.kernel_version("conv2d", xm, w, **kw) == 1
+    assert ops.kernel_version("conv2d", x, w, **kw) == 2 and ops.kernel_version("conv2d", xm, w, **kw) == 3
     np.testing.assert_array_equal(ops.conv2d(xm, w, b, **kw), ops.conv2d(x, w, b, **kw))
     with forced_version(ops, "conv2d", 2):
         assert ops.kernel_version("conv2d", x, w, **kw) == 2
         for call in (lambda: ops.conv2d(xm, w, b, **kw), lambda: ops.kernel_version("conv2d", xm, w, **kw)):
             with pytest.raises(ValueError, match="kernel2 needs"):
                 call()
-    for bad in (3, -1, True, "2"):
+    for bad in (4, -1, True, "2"):
         with forced_version(ops, "conv2d", bad), pytest.raises(ValueError, match="version"):
             ops.conv2d(x, w, b, **kw)
-    with forced_version(ops, "conv2d_dgrad", 1), pytest.raises(ValueError, match="has no kernel versions"):
+    with forced_version(ops, "relu", 1), pytest.raises(ValueError, match="has no kernel versions"):
         ops.conv2d(x, w, b, **kw)
     check_conv(kernel_device, cpu, xm, w, b, backward=False, **kw)
 
@@ -228,7 +232,7 @@ def test_conv_alexnet_layer_shapes(kernel_device, cpu, layer, capsys):
     t = time.perf_counter()
     kw = dict(stride=stride, padding=pad, groups=groups)
     version = kernel_device.ops.kernel_version("conv2d", kernel_device.put(x), kernel_device.put(wt), **kw)
-    assert version == (1 if layer == "conv1" else 2)  # C = 3 takes the general kernel
+    assert version == (3 if layer == "conv1" else 2)  # C = 3 takes the scalar gather
     check_conv(kernel_device, cpu, x, wt, b, what=layer, both_kernels=False, **kw)
     with capsys.disabled():
         print(f"\n[{kernel_device}] {layer} batch 2 forward + backward (with the reference): "
@@ -353,7 +357,7 @@ def test_launcher_checks_reach_python(kernel_device):
     with pytest.raises(ValueError, match="larger than the padded input"):
         ext.conv2d_dgrad(dy=1, wt=1, dx=1, **dict(shape, h=2))
     with pytest.raises(ValueError, match="version must be"):
-        ext.conv2d(x=16, wt=16, b=0, y=16, **shape, version=3)
+        ext.conv2d(x=16, wt=16, b=0, y=16, **shape, version=4)
 
 
 @pytest.mark.parametrize("stride,padding,groups", [(1, 1, 1), (2, (0, 1, 1, 0), 2), (3, 0, 1)])

@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 from kernel_inputs import assert_kernel_close, randn
 
 import cuda_convnet as ccn
+from cuda_convnet.alexnet_shapes import fc_layers
 
 
 def reference(cpu, x, w, b=None, dy=None):
@@ -166,3 +167,128 @@ def test_emu_refuses_device_arrays_it_cannot_read():
 
     with pytest.raises(TypeError, match="NumPy arrays"):
         emu.linear(Fake(), np.ones((2, 2), np.float32))
+
+
+# ---------------------------------------------------------------- split-K
+#: The emulator's multiprocessor count (csrc/simt/simt.h): the SM count of an H100 SXM.
+EMU_SMS = 132
+#: Resident blocks per SM of gemm_kernel1 / gemm_kernel2 (csrc/gemm.cu): one wave is SMs x this.
+BLOCKS_PER_SM = {1: 4, 2: 2}
+TILE = {1: 64, 2: 128}
+
+
+def fc_gemms(batch):
+    """(name, M, N, K) of every float32 GEMM of the AlexNet FC layers: forward, dgrad, wgrad."""
+    out = []
+    for name, fan_in, fan_out in fc_layers():
+        out += [(f"{name} fwd", batch, fan_out, fan_in), (f"{name} dgrad", batch, fan_in, fan_out),
+                (f"{name} wgrad", fan_out, fan_in, batch)]
+    return out
+
+
+@pytest.mark.emu
+@pytest.mark.parametrize("name,m,n,k", fc_gemms(128), ids=[g[0] for g in fc_gemms(128)])
+def test_every_alexnet_fc_gemm_fills_a_wave_at_batch_128(name, m, n, k):
+    """The launcher's plan on the emulator's 132 SMs: tiles x K slices >= one full wave,
+    slices of whole K steps that cover K exactly once, a workspace of one [M, N] slab per slice."""
+    plan = ccn.backend("emu").gemm_plan(m, n, k)
+    v = plan["version"]
+    assert v == 2, name  # M, N >= 128: the 128 x 128 tile
+    blocks = -(-m // TILE[v]) * -(-n // TILE[v]) * plan["splits"]
+    assert blocks >= EMU_SMS * BLOCKS_PER_SM[v], f"{name}: {blocks} blocks, {plan}"
+    assert plan["k_chunk"] % 16 == 0 or plan["k_chunk"] == k
+    assert (plan["splits"] - 1) * plan["k_chunk"] < k <= plan["splits"] * plan["k_chunk"]
+    assert plan["workspace_floats"] == (plan["splits"] * m * n if plan["splits"] > 1 else 0)
+
+
+@pytest.mark.emu
+def test_gemm_plan_policy():
+    ops = ccn.backend("emu")
+    # A grid that already fills the wave (16 x 32 tiles of 128) is not split.
+    assert ops.gemm_plan(2048, 4096, 4096)["splits"] == 1
+    assert ops.gemm_plan(1024, 1024, 4096)["splits"] == 6  # 64 tiles need >= 5 slices: 816 rounded down, 688 even
+    assert ops.ext.gemm_plan(40, 70, 100, splits=3) == {"version": 1, "splits": 3, "k_chunk": 48,
+                                                          "workspace_floats": 3 * 40 * 70}
+    assert ops.ext.gemm_plan(40, 70, 100, splits=1)["splits"] == 1
+    # No slice shorter than 64 when automatic: K = 100 on one tile gives 2 slices, not 16.
+    assert ops.ext.gemm_plan(8, 8, 100) == {"version": 1, "splits": 2, "k_chunk": 64, "workspace_floats": 128}
+    assert ops.ext.gemm_plan(8, 8, 64)["splits"] == 1
+    assert ops.ext.gemm_plan(8, 8, 9, version=2)["version"] == 2
+    with pytest.raises(ValueError, match="version must be 0"):
+        ops.ext.gemm_plan(8, 8, 8, version=3)
+    with pytest.raises(ValueError, match="splits must be >= 0"):
+        ops.ext.gemm_plan(8, 8, 8, splits=-1)
+
+
+@pytest.mark.emu
+def test_gemm_split_needs_its_workspace():
+    emu = ccn.backend("emu")
+    a = np.ones(64 * 64, np.float32)
+    c = np.full(64, np.nan, np.float32)
+    with pytest.raises(ValueError, match="null workspace"):
+        emu.ext.gemm(a.ctypes.data, a.ctypes.data, c.ctypes.data, 0, 1, 64, 64, False, False, splits=2)
+    ws = np.empty(64, np.float32)
+    with pytest.raises(ValueError, match="workspace too small: 64 floats given, 128 needed"):
+        emu.ext.gemm(a.ctypes.data, a.ctypes.data, c.ctypes.data, 0, 1, 64, 64, False, False, workspace=ws.ctypes.data,
+                     workspace_floats=64, splits=2)
+    # Automatic without a workspace: unsplit, and right.
+    emu.ext.gemm(a.ctypes.data, a.ctypes.data, c.ctypes.data, 0, 1, 64, 64, False, False)
+    np.testing.assert_array_equal(c, np.full(64, 64, np.float32))
+
+
+@pytest.mark.parametrize("splits", [1, 3, 0])
+@pytest.mark.parametrize(
+    "n,fan_in,fan_out",
+    [
+        (9, 200, 30),     # kernel1: the forward's K = 200 in 1, 3 or (automatic) 4 slices
+        (130, 100, 129),  # kernel2 forward and dgrad (M = 130); wgrad K = 130
+        (3, 1, 200),      # K = 1: never split
+    ],
+)
+def test_linear_split_and_unsplit_match_reference(kernel_device, cpu, monkeypatch, splits, n, fan_in, fan_out):
+    """Every GEMM of linear / linear_backward with split-K forced off, forced to 3 slices,
+    and as the launcher picks (which splits these small grids), against the reference;
+    the epilogue (bias, ReLU) applied once, after the slices are summed."""
+    monkeypatch.setattr(type(kernel_device.ops), "gemm_splits", splits)
+    check_linear(kernel_device, cpu, n, fan_in, fan_out, True, seed=splits * 7 + n)
+
+
+def test_linear_split_is_deterministic(kernel_device, monkeypatch):
+    """The slices are summed in order by a second kernel (no atomics): bit-identical runs,
+    and (on the emulator) the same bits in every thread order."""
+    monkeypatch.setattr(type(kernel_device.ops), "gemm_splits", 4)
+    rng = np.random.default_rng(13)
+    x, w, b, dy = rand(rng, 130, 200), rand(rng, 140, 200), rand(rng, 140), rand(rng, 130, 140)
+    ops, put, get = kernel_device.ops, kernel_device.put, kernel_device.get
+    assert ops.gemm_plan(130, 140, 200)["splits"] == 4
+
+    def run():
+        return [get(ops.linear(put(x), put(w), put(b), relu=True)),
+                *(get(a) for a in ops.linear_backward(put(x), put(w), put(dy)))]
+
+    first = run()
+    orders = ("reverse", "shuffle:3") if kernel_device.name == "emu" else ("again",)
+    for order in orders:
+        monkeypatch.setenv("CCN_SIMT_ORDER", order)
+        for a, ref in zip(run(), first):
+            np.testing.assert_array_equal(a, ref, err_msg=order)
+
+
+@pytest.mark.slow
+@pytest.mark.alexnet_shapes
+def test_linear_alexnet_fc8_at_batch_128(kernel_device, cpu):
+    """fc8 at batch 128 (4096 -> 1000): forward 128 x 1000 x 4096 split into 37 slices of
+    K = 112 on 132 SMs, dgrad 128 x 4096 x 1000 into 11, wgrad 1000 x 4096 x 128 into 2."""
+    ops = kernel_device.ops
+    if kernel_device.name == "emu":
+        assert [ops.gemm_plan(*mnk)["splits"] for mnk in ((128, 1000, 4096), (128, 4096, 1000),
+                                                          (1000, 4096, 128))] == [37, 11, 2]
+    rng = np.random.default_rng(8)
+    x, dy = rand(rng, 128, 4096), rand(rng, 128, 1000)
+    w, b = rand(rng, 1000, 4096) / np.float32(64), rand(rng, 1000)
+    y = kernel_device.get(ops.linear(kernel_device.put(x), kernel_device.put(w), kernel_device.put(b), relu=True))
+    x64, w64 = x.astype(np.float64), w.astype(np.float64)
+    assert_close_gemm(y, cpu.linear(x64, w64, b.astype(np.float64), relu=True))
+    got = [kernel_device.get(a) for a in ops.linear_backward(*(kernel_device.put(a) for a in (x, w, dy)))]
+    for g, want in zip(got, cpu.linear_backward(x64, w64, dy.astype(np.float64))):
+        assert_close_gemm(g, want, "linear_backward")

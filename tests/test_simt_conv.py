@@ -29,7 +29,7 @@ def test_conv_kernels_pass_in_every_order(tmp_path):
     for order in ORDERS:
         r = _run(exe, "all", order)
         assert r.returncode == 0, f"{order}: {r.stdout}{r.stderr}"
-        assert r.stdout.count("match") == 11 and "MISMATCH" not in r.stdout, r.stdout
+        assert r.stdout.count("match") == 15 and "MISMATCH" not in r.stdout, r.stdout
 
 
 @pytest.mark.parametrize("header", list(KERNEL_FILES))
@@ -45,3 +45,16 @@ def test_removing_any_syncthreads_from_a_conv_kernel_is_caught(tmp_path, header)
                 caught.append(order)
                 break  # one order suffices
         assert caught, f"removing the __syncthreads on line {line} of {header} went unnoticed"
+
+
+def test_removing_any_cp_async_wait_from_conv_fwd_is_caught(tmp_path):
+    """Delete each cp.async wait of conv_fwd_kernel2's pipeline in turn: a stage is read
+    before its copies landed (NaN in the emulator's model), in every thread order."""
+    n = 0
+    for line, mutant_dir in sb.text_mutants(sb.CSRC / "conv_fwd.cuh", r"\bcp_async_wait_group<[^>]*>\(\)\s*;", ";",
+                                            tmp_path):
+        exe = sb.build([DRIVER], mutant_dir, include_first=mutant_dir)
+        passed = [o for o in ORDERS if _run(exe, "fwd", o).returncode == 0]
+        assert not passed, f"removing the cp_async_wait_group on line {line} of conv_fwd.cuh passes in {passed}"
+        n += 1
+    assert n >= 1

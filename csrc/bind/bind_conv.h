@@ -29,7 +29,7 @@ inline void bind_conv(py::module_& m) {
       py::arg("x"), py::arg("wt"), py::arg("b"), py::arg("y"), CCN_CONV_SHAPE_PYARGS, py::arg("relu") = false,
       py::arg("stream") = 0, py::arg("version") = 0,
       "y (N,P,Q,K) = conv(x (N,H,W,C), wt (K,R,S,C/groups)) + b, optional ReLU; b may be 0. version: 0 the "
-      "launcher picks, 1 or 2 forces conv_fwd_kernel1/2 (see csrc/conv.h).");
+      "launcher picks, 1, 2 or 3 forces conv_fwd_kernel1/2/3 (see csrc/conv.h).");
   m.def(
       "conv2d_version",
       [](std::uintptr_t x, std::uintptr_t wt, CCN_CONV_SHAPE_PARAMS, int version) {
@@ -40,13 +40,38 @@ inline void bind_conv(py::module_& m) {
       "Which conv_fwd_kernel<n> conv2d(..., version) runs for these pointers and this shape.");
   m.def(
       "conv2d_dgrad",
-      [](std::uintptr_t dy, std::uintptr_t wt, std::uintptr_t dx, CCN_CONV_SHAPE_PARAMS, std::uintptr_t stream) {
+      [](std::uintptr_t dy, std::uintptr_t wt, std::uintptr_t dx, CCN_CONV_SHAPE_PARAMS, std::uintptr_t stream,
+         int version) {
         ccn::ConvShape g = ccn::make_conv_shape(CCN_CONV_SHAPE_ARGS);
         py::gil_scoped_release nogil;
-        ccn::conv2d_dgrad(ptr<const float>(dy), ptr<const float>(wt), ptr<float>(dx), g, stream_of(stream));
+        ccn::conv2d_dgrad(ptr<const float>(dy), ptr<const float>(wt), ptr<float>(dx), g, stream_of(stream), version);
       },
       py::arg("dy"), py::arg("wt"), py::arg("dx"), CCN_CONV_SHAPE_PYARGS, py::arg("stream") = 0,
-      "dx (N,H,W,C) = gradient of the convolution with respect to its input (see csrc/conv.h).");
+      py::arg("version") = 0,
+      "dx (N,H,W,C) = gradient of the convolution with respect to its input. version: 0 the launcher picks, 1 or "
+      "2 forces conv_dgrad_kernel1/2 (see csrc/conv.h).");
+  m.def(
+      "conv2d_dgrad_version",
+      [](std::uintptr_t dy, std::uintptr_t wt, std::uintptr_t dx, CCN_CONV_SHAPE_PARAMS, int version) {
+        ccn::ConvShape g = ccn::make_conv_shape(CCN_CONV_SHAPE_ARGS);
+        return ccn::conv2d_dgrad_version(ptr<const float>(dy), ptr<const float>(wt), ptr<const float>(dx), g,
+                                         version);
+      },
+      py::arg("dy"), py::arg("wt"), py::arg("dx"), CCN_CONV_SHAPE_PYARGS, py::arg("version") = 0,
+      "Which conv_dgrad_kernel<n> conv2d_dgrad(..., version) runs for these pointers and this shape (dx 0: "
+      "an output not yet allocated, 16-byte aligned).");
+  m.def(
+      "conv2d_dgrad_plan",
+      [](CCN_CONV_SHAPE_PARAMS, int kernel) {
+        ccn::DgradTile t = ccn::conv2d_dgrad_tile(ccn::make_conv_shape(CCN_CONV_SHAPE_ARGS), kernel);
+        py::dict d;
+        d["block_m"] = t.block_m;
+        d["block_n"] = t.block_n;
+        return d;
+      },
+      CCN_CONV_SHAPE_PYARGS, py::arg("kernel") = 2,
+      "The block tile (block_m, block_n) conv_dgrad_kernel<kernel> (1 or 2) runs this shape in: kernel2's "
+      "block_n is 48, 64 or 128, the fewest padded columns of C/groups (see csrc/conv_dgrad.cu).");
   m.def(
       "conv2d_wgrad_plan",
       [](CCN_CONV_SHAPE_PARAMS, int chunk_rows) {

@@ -83,6 +83,11 @@ typedef struct CUstream_st* cudaStream_t;
 namespace ccn {
 namespace simt {
 
+// The multiprocessor count the emulator reports (cudaDevAttrMultiProcessorCount on a GPU):
+// an H100 SXM's, so a launcher that sizes its grid from the SM count (gemm's split-K) takes
+// in CI the path it takes on that card.
+constexpr int kMultiprocessorCount = 132;
+
 // Raised for emulation errors: divergent barriers, deadlocks, bad launch configurations.
 struct Error : std::runtime_error {
   using std::runtime_error::runtime_error;

@@ -83,15 +83,15 @@ bool run_fwd(const Case& cs, int version) {
     dim3 grid(ceil_div(g.npq, kConvBM), ceil_div(g.kg, kConvBN), g.groups);
     CCN_LAUNCH(conv_fwd_kernel1, grid, dim3(16, 16), kConvSmemFloats * sizeof(float), nullptr)(
         x.data(), w.data(), b.data(), y.data(), g, false);
-  } else {  // C/g % 4 == 0; std::vector's storage is 16-byte aligned
+  } else {  // kernel2: C/g % 4 == 0 (std::vector's storage is 16-byte aligned); kernel3: any C/g
     dim3 grid(ceil_div(g.npq, kConvFwd2BM), ceil_div(g.kg, kConvFwd2BN), g.groups);
-    CCN_LAUNCH(conv_fwd_kernel2, grid, dim3(16, 16), kConvFwd2SmemFloats * sizeof(float), nullptr)(
-        x.data(), w.data(), b.data(), y.data(), g, false);
+    CCN_LAUNCH(version == 2 ? conv_fwd_kernel2 : conv_fwd_kernel3, grid, dim3(16, 16),
+               kConvFwd2SmemFloats * sizeof(float), nullptr)(x.data(), w.data(), b.data(), y.data(), g, false);
   }
   std::vector<double> want(y.size());
   for (std::size_t i = 0; i < want.size(); ++i) want[i] = b[i % g.k];
   for_each_term(g, [&](long xi, long wi, long yi) { want[yi] += double(x[xi]) * w[wi]; });
-  return compare(version == 1 ? "fwd kernel1" : "fwd kernel2", cs, y, want);
+  return compare(version == 1 ? "fwd kernel1" : version == 2 ? "fwd kernel2" : "fwd kernel3", cs, y, want);
 }
 
 template <int BM, int BN>
@@ -138,6 +138,10 @@ int main(int argc, char** argv) {
     ok &= run_fwd({3, 10, 9, 4, 9, 2, 3, 1, 0, 1, 1, 0, 1}, 1);   // M = 270: five row tiles
     ok &= run_fwd({2, 9, 8, 8, 140, 3, 2, 2, 1, 0, 2, 1, 2}, 2);  // C/g = 4, Kgemm = 24: two K steps
     ok &= run_fwd({3, 10, 9, 4, 9, 2, 3, 1, 0, 1, 1, 0, 1}, 2);   // M = 270: three row tiles of 128
+    ok &= run_fwd({1, 7, 6, 12, 20, 3, 3, 1, 1, 1, 1, 1, 1}, 2);  // Kgemm = 108: 7 K steps, the stages reused
+    ok &= run_fwd({1, 11, 11, 3, 5, 5, 5, 2, 2, 2, 2, 2, 1}, 3);   // C = 3: taps straddle (r, s), 5 K steps
+    ok &= run_fwd({2, 9, 8, 6, 70, 3, 2, 2, 1, 0, 2, 1, 2}, 3);    // C/g = 3, two groups, Kgemm = 18
+    ok &= run_fwd({1, 9, 10, 5, 130, 3, 4, 1, 0, 2, 1, 1, 1}, 3);  // C = 5, K = 130: two column tiles
   }
   if (all || which == "dgrad") {
     ok &= run_dgrad<kConvBM, kConvBN>({1, 7, 6, 40, 12, 3, 3, 2, 1, 1, 1, 1, 2});  // C/g = 20, 4 phases

@@ -32,7 +32,10 @@ class ConvOps:
     wgrad_chunk_rows = 0
     # The forward's kernel: kernel_versions["conv2d"] (base.py). 0 lets the launcher pick
     # (conv_fwd_kernel2 where C/groups % 4 == 0 and x, w are 16-byte aligned, else
-    # conv_fwd_kernel1); 1 or 2 forces one. Both give bit-identical results.
+    # conv_fwd_kernel3); 1, 2 or 3 forces one. All give bit-identical results.
+    # dgrad's kernel: kernel_versions["conv2d_dgrad"]. 0 lets the launcher pick
+    # (conv_dgrad_kernel2 where K/groups and C/groups % 4 == 0, C/groups > 16 and dy, w are
+    # 16-byte aligned, else conv_dgrad_kernel1); 1 or 2 forces one. Bit-identical results.
 
     def conv2d(self, x, w, b=None, *, stride=1, padding=0, groups=1, relu=False, precision="fp32"):
         """y = conv(x, w) + b (NHWC x KRSC -> NPQK); ``relu=True`` applies ReLU in the epilogue.
@@ -57,13 +60,15 @@ class ConvOps:
 
     def _conv_tc_has_one_version(self, op, precision):
         if self._version(op):
-            raise ValueError(f"{op}: kernel_versions[{op!r}] picks a conv_fwd_kernel<n> (precision 'fp32'); "
-                             f"precision {precision!r} runs conv_tc_fwd_kernel1, which has one version")
+            fp32, tc = {"conv2d": ("conv_fwd", "conv_tc_fwd_kernel1"), "conv2d_dgrad": ("conv_dgrad",
+                                                                                      "conv_tc_dgrad_kernel1")}[op]
+            raise ValueError(f"{op}: kernel_versions[{op!r}] picks a {fp32}_kernel<n> (precision 'fp32'); "
+                             f"precision {precision!r} runs {tc}, which has one version")
 
     def _kernel_version_conv2d(self, x, w, b=None, *, stride=1, padding=0, groups=1, relu=False,
                                precision="fp32") -> int:
-        # 1: the general kernel, 2: the vectorised fast path (csrc/conv.h, conv2d_version);
-        # a tensor-core precision: conv_tc_fwd_kernel1, the only one.
+        # 1: the general 64 x 64 tile; 2, 3: the 128 x 128 tile's vector and scalar gathers
+        # (csrc/conv.h, conv2d_version); a tensor-core precision: conv_tc_fwd_kernel1, the only one.
         g = checks.check_conv_args(x, w, b, stride, padding, groups)
         checks.check_precision("conv2d", precision)
         if precision != "fp32":
@@ -95,12 +100,33 @@ class ConvOps:
             return self.xp.zeros(x.shape, dtype=np.float32)
         dx = self._empty(x.shape)
         if precision != "fp32":
+            self._conv_tc_has_one_version("conv2d_dgrad", precision)
             self.ext.conv2d_dgrad_tc(dy=self._ptr(dy), wt=self._ptr(w), dx=self._ptr(dx), **_shape_args(g),
                                      precision=precision, stream=self._stream())
             return dx
         self.ext.conv2d_dgrad(dy=self._ptr(dy), wt=self._ptr(w), dx=self._ptr(dx), **_shape_args(g),
-                              stream=self._stream())
+                              stream=self._stream(), version=self._version("conv2d_dgrad"))
         return dx
+
+    def _kernel_version_conv2d_dgrad(self, dy, w, x_shape, *, stride=1, padding=0, groups=1,
+                                     precision="fp32") -> int:
+        # 1: the general kernel, 2: the pipelined 128-row tile (csrc/conv.h, conv2d_dgrad_version;
+        # dx is the op's own 16-byte aligned allocation); a tensor-core precision:
+        # conv_tc_dgrad_kernel1, the only one.
+        x = ShapeOnly("conv2d_dgrad", "x_shape", x_shape, getattr(dy, "dtype", np.float32))
+        g = checks.check_conv_backward_args(x, w, dy, stride, padding, groups, op="conv2d_dgrad")
+        checks.check_precision("conv2d_dgrad", precision)
+        if precision != "fp32":
+            self._conv_tc_has_one_version("conv2d_dgrad", precision)
+            return 1
+        return self.ext.conv2d_dgrad_version(dy=self._ptr(dy), wt=self._ptr(w), dx=0, **_shape_args(g),
+                                             version=self._version("conv2d_dgrad"))
+
+    def conv2d_dgrad_plan(self, g: checks.ConvGeometry, kernel: int = 2) -> dict:
+        """The block tile {"block_m", "block_n"} conv_dgrad_kernel<kernel> runs geometry ``g``
+        in (csrc/conv_dgrad.cu, conv2d_dgrad_tile): kernel2's block_n is 48, 64 or 128, the
+        fewest padded columns of C/groups."""
+        return self.ext.conv2d_dgrad_plan(**_shape_args(g), kernel=kernel)
 
     def conv2d_wgrad(self, x, dy, w_shape, *, stride=1, padding=0, groups=1, precision="fp32"):
         """(dw (K, R, S, C/groups), db (K,)) alone (csrc/conv_wgrad.cuh, or conv_tc_wgrad.cuh

@@ -9,13 +9,29 @@ from ... import checks
 
 
 class LinearOps:
+    #: Split-K of the float32 GEMMs (csrc/gemm.cu, gemm_plan): 0 lets the launcher choose
+    #: from the device's SM count (enough K slices that a small grid fills one wave), 1
+    #: never splits, n > 1 at most n slices (tests set it to exercise both paths).
+    gemm_splits = 0
+
+    def gemm_plan(self, m, n, k, version=0) -> dict:
+        """How the float32 GEMM runs an m x n x k product on this device: {"version",
+        "splits", "k_chunk", "workspace_floats"} (csrc/gemm.cu, gemm_plan); version as
+        kernel_versions (0: the launcher picks)."""
+        return self.ext.gemm_plan(M=m, N=n, K=k, version=version, splits=self.gemm_splits)
+
     def _gemm(self, op, precision, a, b, c, bias, m, n, k, trans_a, trans_b, stream, relu=False):
         """One GEMM C[m,n] = op(a) op(b) (+ bias, then ReLU if `relu`) on the kernel of
         `precision`; `op` names the caller, whose kernel_versions entry picks the fp32 kernel."""
         args = dict(a=self._ptr(a), b=self._ptr(b), c=self._ptr(c), bias=self._ptr(bias), M=m, N=n, K=k,
                     trans_a=trans_a, trans_b=trans_b, alpha=1.0, beta=0.0, relu=bool(relu), stream=stream)
         if precision == "fp32":
-            self.ext.gemm(**args, version=self._version(op))
+            version = self._version(op)
+            # A split-K plan writes its K slices to a workspace allocated here, as conv2d_wgrad does.
+            floats = self.gemm_plan(m, n, k, version)["workspace_floats"]
+            ws = self._empty((floats,)) if floats else None
+            self.ext.gemm(**args, version=version, workspace=self._ptr(ws), workspace_floats=floats,
+                          splits=self.gemm_splits)
         else:
             self._tc_has_one_version(op, precision)
             self.ext.gemm_tc(**args, precision=precision)
