@@ -159,8 +159,15 @@ def _gemm_same_work(sass, version, batch):
     return total * 1e3, "fc6-fc8 fwd+dgrad+wgrad"
 
 
+def _conv_wgrad_same_work(sass, version, batch):
+    geoms, _ = perf_model.alexnet_conv_geoms(batch)
+    every = [(n, g) for n, g in geoms if g.cg % 4 == 0 and g.kg % 4 == 0]  # conv1 (C = 3): no kernel2
+    return sum(ln.seconds for n, g in every for ln in perf_model.conv2d_wgrad(sass, n, g, version)) * 1e3, \
+        "+".join(n for n, _ in every) + " wgrad"
+
+
 # Families whose versions perf_model can force onto the same work: family -> fn(sass, version, batch)
-SAME_WORK = {"conv_fwd": _conv_fwd_same_work, "gemm": _gemm_same_work}
+SAME_WORK = {"conv_fwd": _conv_fwd_same_work, "conv_wgrad": _conv_wgrad_same_work, "gemm": _gemm_same_work}
 
 
 def rows(sass_stats: list[dict], batch=128, csrc: Path = ROOT / "csrc") -> list[dict]:

@@ -108,8 +108,8 @@ def _launches(name, kwargs, ret, ext) -> int:
 class RecordingExt:
     """cuda_convnet._emu with every launcher call counted into a Tally."""
 
-    _QUERIES = ("conv2d_wgrad_plan", "conv2d_version", "lrn_version", "gemm_version", "gemm_plan", "device_count",
-                "emulated")
+    _QUERIES = ("conv2d_wgrad_plan", "conv2d_version", "conv2d_wgrad_version", "lrn_version", "gemm_version",
+                "gemm_plan", "device_count", "emulated")
 
     def __init__(self, ext, tally: Tally):
         self._ext, self._tally = ext, tally

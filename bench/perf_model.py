@@ -20,11 +20,13 @@ The model (H100 SXM: 132 SMs, 4 warp schedulers per SM, 1.98 GHz, 3.35 TB/s HBM3
   conv_dgrad_kernel2 128 x (48, 64 or 128) where K/groups and C/groups % 4 == 0 and
   C/groups > 16, else kernel1 64x64 or 256x16 when C/groups <= 16, blocks past their
   phase's rows exit at once;
-  conv_wgrad.cu: 64x64 tiles split over N*P*Q by conv2d_wgrad_plan, called through the
-  emulator build so the plan is the launcher's own; gemm.cu: gemm_kernel2 128x128x8 when
-  M, N >= 128, else gemm_kernel1 64x64x16, with the K split of gemm_plan, called through the
-  emulator build (132 SMs), plus gemm_sum_splits_kernel1 when it splits). Per block, the
-  main loop issues
+  conv_wgrad.cu: conv_wgrad_kernel2 128x128 (a 3-stage cp.async pipeline) where C/groups
+  and K/groups % 4 == 0, conv_wgrad_kernel3 (the same with 4-byte copies of x) where only
+  K/groups % 4 == 0, else conv_wgrad_kernel1 64x64, split over N*P*Q by
+  conv2d_wgrad_plan, called through the emulator build so the plan is the launcher's own;
+  gemm.cu: gemm_kernel2 128x128x8 when M, N >= 128, else gemm_kernel1 64x64x16, with the
+  K split of gemm_plan, called through the emulator build (132 SMs), plus
+  gemm_sum_splits_kernel1 when it splits). Per block, the main loop issues
       FFMA warp instructions = BM * BN * K_padded / 32,   all = FFMA / fma_share
   (fma_share: the kernel's main-loop FMA share in the SASS, bench/sass_report.py; the
   prologue and epilogue are neglected). The busiest SM runs ceil(blocks / 132) blocks (wave
@@ -241,12 +243,20 @@ def wgrad_plan(g: ConvGeom) -> dict:
                                   groups=g.groups, chunk_rows=0)
 
 
-def conv2d_wgrad(sass, name, g: ConvGeom) -> list[Launch]:
+def conv2d_wgrad(sass, name, g: ConvGeom, version: int = 0) -> list[Launch]:
+    """version: 0 the launcher's pick (kernel2 where C/groups and K/groups % 4 == 0, else
+    kernel3 where K/groups % 4 == 0, else kernel1), or that kernel (ValueError where it cannot
+    run). The chunk plan is the shape's whatever the kernel."""
     x, y, w = g.bytes()
     plan = wgrad_plan(g)
     rscg = g.r * g.s * g.cg
-    tiles = _cdiv(rscg, 64) * _cdiv(g.kg, 64) * plan["chunks"] * g.groups
-    out = [gemm_launch(sass, name, "wgrad", "conv_wgrad_kernel1", tiles, 64, 64, plan["chunk_rows"], g.flops,
+    runs = {1: True, 2: g.cg % 4 == 0 and g.kg % 4 == 0, 3: g.kg % 4 == 0}
+    if version and not runs.get(version, False):
+        raise ValueError(f"{name}: conv_wgrad_kernel{version} cannot run C/groups = {g.cg}, K/groups = {g.kg}")
+    version = version or (2 if runs[2] else 3 if runs[3] else 1)
+    kernel, bm, bn = f"conv_wgrad_kernel{version}", *((64, 64) if version == 1 else (128, 128))
+    tiles = _cdiv(rscg, bn) * _cdiv(g.kg, bm) * plan["chunks"] * g.groups
+    out = [gemm_launch(sass, name, "wgrad", kernel, tiles, bm, bn, plan["chunk_rows"], g.flops,
                        F32 * (x + y + plan["chunks"] * w))]
     if plan["chunks"] > 1:
         out.append(memory_launch(name, "wgrad", "conv_sum_partials_kernel1", F32 * (plan["chunks"] + 1) * w))

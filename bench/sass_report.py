@@ -31,7 +31,8 @@ Per kernel and architecture:
   fma%               FFMA (+HMMA, DFMA) / all instructions of the main loop, NOPs excluded
   int/fma            integer ALU instructions (INT_OPS) per FMA in the main loop
   lds128, lds32      128-bit and 32-bit shared loads in the main loop (LDS.64 counted apart;
-                     ptxas's never-executed "@!PT LDS RZ, [RZ]" padding is not a load)
+                     ptxas's never-executed "@!PT LDS RZ, [RZ]" padding and any
+                     ``LDS RZ, [RZ]``, which loads nothing, not counted)
   ldgsts/ldsm/hmma   whether the kernel uses cp.async, ldmatrix, tensor-core MMA (anywhere)
   local              spill traffic: LOCAL and STACK bytes (-res-usage), LDL/STL instructions
                      anywhere in the kernel
@@ -75,6 +76,8 @@ DYNAMIC_SMEM_FLOATS = {
     "conv_dgrad_kernel1": "kConvBK * (BM + kConvPad) + kConvBK * (BN + kConvPad)",
     "conv_dgrad_kernel2": "kDgrad2Stages * (kConvBK * kDgrad2LdA + kConvBK * (BN + kConvPad))",
     "conv_wgrad_kernel1": "kConvSmemFloats",
+    "conv_wgrad_kernel2": "kWgrad2SmemFloats",
+    "conv_wgrad_kernel3": "kWgrad2SmemFloats",
     "gemm_kernel1": "kGemmSmemFloats",
     "gemm_kernel2": "kGemm2SmemFloats",
     "gemm_tc_kernel1": "kGemmTcStages * ((kGemmTcBK * (BM + 8) if TA else BM * (kGemmTcBK + 4))"
@@ -452,9 +455,10 @@ def analyse(arch: int, mangled: str, demangled: str, insns: list[Insn], res: dic
         ops[x.op] = ops.get(x.op, 0) + 1
     fma = sum(_is_fma(x) for x in body)
     ints = sum(x.base in INT_OPS for x in body)
-    # ptxas pads cp.async sequences with "@!PT LDS RZ, [RZ]": never executed, no shared load
-    # (still counted as issued instructions).
-    lds = [x.op for x in body if x.base == "LDS" and x.pred != "@!PT"]
+    # ptxas pads cp.async sequences with "@!PT LDS RZ, [RZ]" (never executed) and may place
+    # `LDS RZ, [RZ]` (a load into the zero register) before the copies: neither moves data,
+    # so neither is a shared load of the K loop (both still count as issued instructions).
+    lds = [x.op for x in body if x.base == "LDS" and x.pred != "@!PT" and not x.args.replace(" ", "").startswith("RZ,")]
     lds128 = sum(".128" in o for o in lds)
     lds64 = sum(".64" in o for o in lds)
     reported = res.get("SHARED", 0)

@@ -107,9 +107,15 @@ struct DgradTile {
 };
 DgradTile conv2d_dgrad_tile(const ConvShape& g, int kernel);
 
-// How the wgrad/bias-gradient reduction over N*P*Q is split (deterministic: depends on the
-// shape and `chunk_rows` only, never on the device). chunk_rows = 0 picks automatically;
-// otherwise it is the number of N*P*Q rows per chunk (rounded up to a multiple of 16).
+// How the wgrad/bias-gradient reduction over N*P*Q is split. chunk_rows = 0 picks
+// automatically; otherwise it is the number of N*P*Q rows per chunk (rounded up to a
+// multiple of 16). The plan depends on the shape and `chunk_rows` only, NOT on the device
+// it runs on: the split fixes the order in which dw's partial sums are added, hence dw's
+// rounding, and a shape-only plan makes dw bit-identical on every run, on every GPU and in
+// the emulator (a training run resumed on another card, or checked on CI, reproduces it).
+// The automatic plan is therefore sized for one card, the 132-SM H100 (conv_wgrad.cu):
+// whole waves of the kernel's tile there; elsewhere it is correct, with a partial wave.
+// (It depends on the pointers' alignment neither: the tile it plans for follows K/groups.)
 struct WgradPlan {
   int chunk_rows;        // rows of N*P*Q per chunk (multiple of the K step)
   int chunks;            // of dw
@@ -123,7 +129,19 @@ WgradPlan conv2d_wgrad_plan(const ConvShape& g, int chunk_rows);
 // The partial sums of each chunk go to `workspace` (at least plan.workspace_floats floats,
 // device memory the caller allocated; may be null when that is 0) and a second kernel adds
 // them in chunk order: bit-identical results on every run and in every thread order.
+// version: 0 picks the kernel (conv_wgrad_kernel2 where conv_wgrad_kernel2_applies, else
+// conv_wgrad_kernel3 where conv_wgrad_kernel3_applies, else conv_wgrad_kernel1); 1, 2 or 3
+// forces that one (throws std::invalid_argument where it does not apply). Under one plan
+// all three give bit-identical dw.
 void conv2d_wgrad(const float* x, const float* dy, float* dw, float* db, float* workspace,
-                long long workspace_floats, const ConvShape& g, int chunk_rows, cudaStream_t stream);
+                  long long workspace_floats, const ConvShape& g, int chunk_rows, cudaStream_t stream,
+                  int version = 0);
+// kernel2: C/groups % 4 == 0, K/groups % 4 == 0, x and dy 16-byte aligned (AlexNet conv2-5).
+// kernel3: K/groups % 4 == 0, dy 16-byte aligned, any C (conv1, C = 3).
+bool conv_wgrad_kernel2_applies(const float* x, const float* dy, const ConvShape& g);
+bool conv_wgrad_kernel3_applies(const float* dy, const ConvShape& g);
+// Which conv_wgrad_kernel<n> conv2d_wgrad(..., version) runs for these pointers and this
+// shape; throws std::invalid_argument exactly where conv2d_wgrad would refuse `version`.
+int conv2d_wgrad_version(const float* x, const float* dy, const ConvShape& g, int version = 0);
 
 }  // namespace ccn

@@ -9,22 +9,71 @@ namespace ccn {
 
 namespace {
 
-// The split policy. It depends on the shape only (never on the device), so the emulator
-// and every GPU add the same partial sums in the same order.
-//   dw: enough chunks that the grid has about kTargetBlocks blocks (a few waves of 64 x 64
-//       tiles on a 132-SM H100), at most kMaxChunks (the workspace is chunks x |dw|), and
-//       no chunk shorter than kMinChunkRows (a tiny reduction is not worth splitting).
-//   db: chunks of at least kMinBiasChunkRows rows, about kTargetBlocks blocks in all.
-constexpr long long kTargetBlocks = 1024;
-constexpr long long kMaxChunks = 64;
-constexpr long long kMinChunkRows = 256;
+// The split policy: a function of the shape (and a forced chunk_rows) only, never of the
+// device, so the emulator and every GPU add the same partial sums in the same order and dw
+// is bit-identical everywhere. It is sized for the card the project targets, an H100
+// (kPlanSMs SMs): for the tile of the kernels the shape can run (the 128 x 128 of kernel2
+// and kernel3 where K/groups % 4 == 0, kernel1's 64 x 64 otherwise; a misaligned call that
+// falls back to kernel1 keeps the 128-tile plan, so the bits do not depend on pointer
+// alignment either), it tries every whole number of waves W and takes the chunk
+// count that fits W waves with the least predicted time:
+//   cost(W) = waves(W) * (K steps per chunk + kBlockOverheadSteps)
+//             + chunks * |dw| * kReduceStepsPerFloat   (the partials written and re-read)
+// in units of one K step of a full SM. On a card with another SM count the plan still runs
+// (the grid is what it is), only with a partial last wave.
+//   db: chunks of at least kMinBiasChunkRows rows, about kBiasTargetBlocks blocks in all.
+constexpr long long kPlanSMs = 132;           // H100 SXM
+constexpr long long kMinChunkSteps = 16;      // chunks <= ceil(K steps / 16): mostly >= 256 rows
+constexpr long long kMaxChunks = 128;         // the workspace is chunks x |dw|
+constexpr long long kMaxWaves = 16;
+constexpr double kBlockOverheadSteps = 4.0;   // pipeline fill, epilogue stores
 constexpr long long kMinBiasChunkRows = 256;
+constexpr long long kBiasTargetBlocks = 1024;
 constexpr long long kMaxBiasChunks = 1024;
+
+struct PlanTile {
+  int bm, bn, blocks_per_sm;  // resident blocks per SM on sm_90 (csrc/RESOURCES.md)
+  double reduce_steps_per_float;  // 8 bytes of partials per dw float, in K steps of a full SM
+};
+// One K step of a full SM: blocks_per_sm * BM * BN * 16 FMAs at 128 FMA lanes per SM per
+// clock; the partials move at ~2.7 TB/s over 132 SMs at 1.98 GHz (~10 bytes per SM-clock).
+//   kernel2/3: 2 * 128 * 128 * 16 / 128 = 4096 clocks; 8 / 10 / 4096 ~ 2e-4 steps per float.
+//   kernel1: 5 * 64 * 64 * 16 / 128 = 2560 clocks;  8 / 10 / 2560 ~ 3e-4.
+constexpr PlanTile kPlanTile2{kWgrad2BM, kWgrad2BN, 2, 2e-4};
+constexpr PlanTile kPlanTile1{kConvBM, kConvBN, 5, 3e-4};
 
 long long round_up(long long v, long long m) { return (v + m - 1) / m * m; }
 long long div_up(long long a, long long b) { return (a + b - 1) / b; }
 
+long long auto_chunk_rows(const ConvShape& g) {
+  const PlanTile& pt = g.kg % 4 == 0 ? kPlanTile2 : kPlanTile1;
+  const long long tiles = div_up(g.kg, pt.bm) * div_up(g.rscg, pt.bn) * g.groups;
+  const long long steps = div_up(g.npq, kConvBK);
+  const long long slots = kPlanSMs * pt.blocks_per_sm;
+  const double dw_floats = (double)g.k * g.rscg;
+  long long best_spc = steps;  // one chunk: the whole reduction in each block
+  double best = 1e300;
+  for (long long waves = div_up(tiles, slots); waves <= div_up(tiles, slots) + kMaxWaves; ++waves) {
+    long long want = std::max(1LL, waves * slots / tiles);
+    want = std::min({want, kMaxChunks, div_up(steps, kMinChunkSteps)});
+    const long long spc = div_up(steps, want), chunks = div_up(steps, spc);
+    const double cost = (double)div_up(chunks * tiles, slots) * ((double)spc + kBlockOverheadSteps) +
+                        (chunks > 1 ? (double)chunks * dw_floats * pt.reduce_steps_per_float / kPlanSMs : 0.0);
+    if (cost < best) {
+      best = cost;
+      best_spc = spc;
+    }
+  }
+  return best_spc * kConvBK;
+}
+
 }  // namespace
+
+bool conv_wgrad_kernel2_applies(const float* x, const float* dy, const ConvShape& g) {
+  return g.cg % 4 == 0 && g.kg % 4 == 0 && aligned16(x) && aligned16(dy);
+}
+
+bool conv_wgrad_kernel3_applies(const float* dy, const ConvShape& g) { return g.kg % 4 == 0 && aligned16(dy); }
 
 WgradPlan conv2d_wgrad_plan(const ConvShape& g, int chunk_rows) {
   CCN_REQUIRE(chunk_rows >= 0, "chunk_rows must be >= 0 (0: automatic)");
@@ -34,14 +83,10 @@ WgradPlan conv2d_wgrad_plan(const ConvShape& g, int chunk_rows) {
   if (chunk_rows > 0) {
     cr = bcr = round_up(chunk_rows, kConvBK);
   } else {
-    long long tiles = (long long)div_up(g.kg, kConvBM) * div_up(g.rscg, kConvBN) * g.groups;
-    long long chunks = div_up(kTargetBlocks, tiles);
-    chunks = std::min(chunks, kMaxChunks);
-    chunks = std::min(chunks, div_up(rows, kMinChunkRows));
-    chunks = std::max(chunks, 1LL);
-    cr = round_up(div_up(rows, chunks), kConvBK);
+    cr = auto_chunk_rows(g);
     long long col_blocks = div_up(g.k, kConvBiasThreads);
-    long long bchunks = std::min(div_up(rows, kMinBiasChunkRows), std::max(1LL, kTargetBlocks / col_blocks));
+    long long bchunks =
+        std::min(div_up(rows, kMinBiasChunkRows), std::max(1LL, kBiasTargetBlocks / col_blocks));
     bchunks = std::max(1LL, std::min(bchunks, kMaxBiasChunks));
     bcr = div_up(rows, bchunks);
   }
@@ -59,12 +104,22 @@ WgradPlan conv2d_wgrad_plan(const ConvShape& g, int chunk_rows) {
   return plan;
 }
 
+int conv2d_wgrad_version(const float* x, const float* dy, const ConvShape& g, int version) {
+  CCN_REQUIRE(version >= 0 && version <= 3, "version must be 0 (the launcher picks), 1, 2 or 3");
+  const bool v2 = conv_wgrad_kernel2_applies(x, dy, g), v3 = conv_wgrad_kernel3_applies(dy, g);
+  CCN_REQUIRE(version != 2 || v2,
+              "conv_wgrad_kernel2 needs C/groups % 4 == 0, K/groups % 4 == 0 and 16-byte aligned x and dy");
+  CCN_REQUIRE(version != 3 || v3, "conv_wgrad_kernel3 needs K/groups % 4 == 0 and a 16-byte aligned dy");
+  return version != 0 ? version : (v2 ? 2 : v3 ? 3 : 1);
+}
+
 void conv2d_wgrad(const float* x, const float* dy, float* dw, float* db, float* workspace,
-                long long workspace_floats, const ConvShape& g, int chunk_rows, cudaStream_t stream) {
+                  long long workspace_floats, const ConvShape& g, int chunk_rows, cudaStream_t stream, int version) {
   CCN_REQUIRE(x && dy && dw, "null tensor pointer");
   CCN_REQUIRE(g.n >= 1 && g.p >= 1 && g.q >= 1 && g.cg * g.groups == g.c && g.kg * g.groups == g.k,
               "shape not made by make_conv_shape");
   CCN_REQUIRE(ceil_div(g.kg, kConvBM) <= 65535u, "K/groups too large for the grid's y dimension");
+  const int kernel = conv2d_wgrad_version(x, dy, g, version);
   const WgradPlan plan = conv2d_wgrad_plan(g, chunk_rows);
   CCN_REQUIRE(workspace_floats >= plan.workspace_floats,
               "workspace too small: " + std::to_string(workspace_floats) + " floats given, " +
@@ -74,10 +129,18 @@ void conv2d_wgrad(const float* x, const float* dy, float* dw, float* db, float* 
   float* dw_parts = plan.chunks > 1 ? workspace : dw;
   float* db_parts = plan.bias_chunks > 1 ? workspace + (plan.chunks > 1 ? plan.chunks * dw_floats : 0) : db;
 
-  dim3 grid(ceil_div(g.rscg, kConvBN), ceil_div(g.kg, kConvBM), plan.chunks * g.groups);
-  CCN_LAUNCH(conv_wgrad_kernel1, grid, dim3(16, 16), kConvSmemFloats * sizeof(float), stream)(
-      x, dy, dw_parts, g, plan.chunk_rows, dw_floats);
-  CCN_CHECK_LAUNCH("conv_wgrad_kernel1");
+  if (kernel == 2 || kernel == 3) {
+    dim3 grid(ceil_div(g.rscg, kWgrad2BN), ceil_div(g.kg, kWgrad2BM), plan.chunks * g.groups);
+    auto fn = kernel == 2 ? conv_wgrad_kernel2 : conv_wgrad_kernel3;
+    CCN_LAUNCH(fn, grid, dim3(16, 16), kWgrad2SmemFloats * sizeof(float), stream)(x, dy, dw_parts, g,
+                                                                                 plan.chunk_rows, dw_floats);
+    CCN_CHECK_LAUNCH(kernel == 2 ? "conv_wgrad_kernel2" : "conv_wgrad_kernel3");
+  } else {
+    dim3 grid(ceil_div(g.rscg, kConvBN), ceil_div(g.kg, kConvBM), plan.chunks * g.groups);
+    CCN_LAUNCH(conv_wgrad_kernel1, grid, dim3(16, 16), kConvSmemFloats * sizeof(float), stream)(
+        x, dy, dw_parts, g, plan.chunk_rows, dw_floats);
+    CCN_CHECK_LAUNCH("conv_wgrad_kernel1");
+  }
   if (plan.chunks > 1) {
     unsigned blocks = static_cast<unsigned>(std::min<long long>(ceil_div(dw_floats, 256), 1056));
     CCN_LAUNCH(conv_sum_partials_kernel1, blocks, 256, 0, stream)(dw_parts, dw, plan.chunks, dw_floats);

@@ -18,8 +18,10 @@ pm = bench_module("perf_model")
 # sass_report --json rows (sm_90) for the kernels the AlexNet step launches, plus a tensor-core
 # GEMM and an sm_80 row that must be ignored.
 INSTANCES = {
-    "conv_fwd_kernel1": [""], "conv_fwd_kernel2": [""], "conv_dgrad_kernel1": ["<64, 64>", "<256, 16>"],
-    "conv_wgrad_kernel1": [""], "gemm_kernel1": ["<false, true>", "<false, false>", "<true, false>"],
+    "conv_fwd_kernel1": [""], "conv_fwd_kernel2": [""], "conv_fwd_kernel3": [""],
+    "conv_dgrad_kernel1": ["<64, 64>", "<256, 16>"], "conv_dgrad_kernel2": ["<48>", "<64>", "<128>"],
+    "conv_wgrad_kernel1": [""], "conv_wgrad_kernel2": [""], "conv_wgrad_kernel3": [""],
+    "gemm_kernel1": ["<false, true>", "<false, false>", "<true, false>"],
     "gemm_kernel2": ["<false, true>", "<false, false>", "<true, false>"],
     "gemm_tc_kernel1": ["<64, false, true, 0, true>"],
     "lrn_forward_kernel1": [""], "lrn_forward_kernel2": ["<1>", "<4>"],
@@ -49,8 +51,8 @@ def rows():
 
 def test_one_row_per_kernel_grouped_by_family_and_version(rows):
     assert sorted(rows) == sorted(INSTANCES)
-    assert [(r["family"], r["version"]) for r in ev.rows(_stats())][:4] == [
-        ("conv_dgrad", 1), ("conv_fwd", 1), ("conv_fwd", 2), ("conv_wgrad", 1)]
+    assert [(r["family"], r["version"]) for r in ev.rows(_stats())][:6] == [
+        ("conv_dgrad", 1), ("conv_dgrad", 2), ("conv_fwd", 1), ("conv_fwd", 2), ("conv_fwd", 3), ("conv_wgrad", 1)]
     gemm2 = rows["gemm_kernel2"]
     assert gemm2["fma_pct"] == "80.0-82.0" and gemm2["lds128"] == 96 and not gemm2["hmma"]
     assert rows["conv_fwd_kernel1"]["fma_pct"] == "45.0"

@@ -9,7 +9,10 @@ kernel_vs_reference).
 
 Paths covered: the forward's general kernel (conv_fwd_kernel1) and its vectorised fast
 path (conv_fwd_kernel2, C/groups % 4 == 0, checked bit-identical to kernel1); the wgrad
-64 x 64 tile; dgrad's 64 x 64 tile (C/groups > 16)
+64 x 64 tile (conv_wgrad_kernel1) and its 128 x 128 cp.async pipeline (conv_wgrad_kernel2,
+C/groups and K/groups % 4 == 0; conv_wgrad_kernel3, K/groups % 4 == 0 and any C), each
+checked bit-identical to kernel1 under the same plan;
+dgrad's 64 x 64 tile (C/groups > 16)
 and its 256 x 16 tile (C/groups <= 16, conv1's C = 3), every stride phase of dgrad
 (stride 1-4, including phases with no taps when stride > R); the wgrad/bias reduction
 in one chunk and split into many (ConvOps.wgrad_chunk_rows forces small chunks).
@@ -103,10 +106,16 @@ def check_conv(dev, cpu, x, w, b, *, stride, padding, groups, relu=False, backwa
     dy = randn(np.random.default_rng(zlib.crc32(what.encode())), *want.shape)
     with wgrad_chunk_rows(dev.ops, chunk_rows):
         dx, dw, db = (dev.get(a) for a in dev.ops.conv2d_backward(dev.put(x), dev.put(w), dev.put(dy), **kw))
+        wgrad_version = dev.ops.kernel_version("conv2d_wgrad", dev.put(x), dev.put(dy), w.shape, **kw)
     rdx, rdw, rdb = cpu.conv2d_backward(up(x), up(w), up(dy), **kw)
     assert_kernel_close("conv2d_backward", dx, rdx, what + " dx")
-    assert_kernel_close("conv2d_backward", dw, rdw, what + " dw")
+    assert_kernel_close("conv2d_backward", dw, rdw, what + f" dw (wgrad kernel{wgrad_version})")
     assert_kernel_close("conv2d_backward", db, rdb, what + " db")
+    if both_kernels and wgrad_version > 1:  # the general kernel, same plan: the same bits
+        with wgrad_chunk_rows(dev.ops, chunk_rows), forced_version(dev.ops, "conv2d_wgrad", 1):
+            dw1, db1 = (dev.get(a) for a in dev.ops.conv2d_wgrad(dev.put(x), dev.put(dy), w.shape, **kw))
+        np.testing.assert_array_equal(dw1, dw, err_msg=what + f": conv_wgrad_kernel1 and kernel{wgrad_version} differ")
+        np.testing.assert_array_equal(db1, db, err_msg=what + ": db differs between the wgrad kernels")
     # need_dx=False (an input that needs no gradient): no dgrad, dw and db the same bits.
     with wgrad_chunk_rows(dev.ops, chunk_rows):
         none, dw2, db2 = dev.ops.conv2d_backward(dev.put(x), dev.put(w), dev.put(dy), need_dx=False, **kw)
@@ -126,8 +135,8 @@ def check_conv(dev, cpu, x, w, b, *, stride, padding, groups, relu=False, backwa
 @st.composite
 def conv_cases(draw):
     groups = draw(st.integers(1, 2))
-    c = groups * draw(st.sampled_from([1, 2, 3, 4, 5, 6]))
-    k = groups * draw(st.integers(1, 9))
+    c = groups * draw(st.sampled_from([1, 2, 3, 4, 5, 6, 8]))
+    k = groups * draw(st.sampled_from([1, 2, 3, 4, 5, 7, 8, 9, 12]))  # K/g % 4 == 0: wgrad kernel2
     r, s = draw(st.integers(1, 5)), draw(st.integers(1, 5))
     stride = draw(st.integers(1, 4))
     pad = tuple(draw(st.integers(0, 2)) for _ in range(4))  # (top, bottom, left, right)
@@ -161,6 +170,8 @@ def test_conv_matches_reference_on_drawn_shapes(kernel_device, cpu, case):
         (1, 6, 6, 3, 5, 2, 2, 4, 0, 1),            # stride > R: dgrad phases with no taps (dx = 0)
         (1, 5, 9, 2, 4, 5, 5, 1, 2, 1),            # filter as large as the padded input
         (3, 9, 9, 3, 64, 11, 11, 4, 1, 1),         # conv1-like: C = 3, 11 x 11, stride 4
+        (2, 7, 9, 16, 264, 3, 3, 1, (1, 0, 0, 1), 2),  # wgrad kernel2: 2 x 1 tiles of 128 per group
+        (17, 2, 3, 8, 8, 2, 2, 1, 0, 1),           # wgrad kernel2: P = 1, Q = 2 (the row counter wraps images)
     ],
 )
 def test_conv_tile_edges(kernel_device, cpu, n, h, w, c, k, r, s, stride, padding, groups):
@@ -233,6 +244,11 @@ def test_conv_alexnet_layer_shapes(kernel_device, cpu, layer, capsys):
     kw = dict(stride=stride, padding=pad, groups=groups)
     version = kernel_device.ops.kernel_version("conv2d", kernel_device.put(x), kernel_device.put(wt), **kw)
     assert version == (3 if layer == "conv1" else 2)  # C = 3 takes the scalar gather
+    g = checks.check_conv_args(x, wt, None, stride, pad, groups)
+    dy = kernel_device.put(np.empty((2, g.p, g.q, k), np.float32))
+    # wgrad: conv1 (C = 3) copies x element by element (kernel3), conv2-5 in quads (kernel2)
+    assert kernel_device.ops.kernel_version("conv2d_wgrad", kernel_device.put(x), dy, wt.shape, **kw) == \
+        (3 if layer == "conv1" else 2)
     check_conv(kernel_device, cpu, x, wt, b, what=layer, both_kernels=False, **kw)
     with capsys.disabled():
         print(f"\n[{kernel_device}] {layer} batch 2 forward + backward (with the reference): "
@@ -264,13 +280,23 @@ def test_conv_backward_is_deterministic(kernel_device, chunk_rows):
         np.testing.assert_array_equal(a, b)
 
 
+def _determinism_case_kernel2():
+    rng = np.random.default_rng(12)
+    # C/g = 4, K/g = 8: wgrad kernel2 (and forward kernel2); N*P*Q = 3*9*7 = 189 rows.
+    x, w, b = randn(rng, 3, 9, 7, 8), randn(rng, 16, 3, 2, 4), randn(rng, 16)
+    dy = randn(rng, 3, 9, 7, 16)
+    return x, w, b, dy, dict(stride=1, padding=(1, 1, 0, 1), groups=2)
+
+
 @pytest.mark.emu
-def test_conv_identical_in_every_thread_order(monkeypatch, cpu):
+@pytest.mark.parametrize("case", [_determinism_case, _determinism_case_kernel2], ids=["kernel1", "kernel2"])
+def test_conv_identical_in_every_thread_order(monkeypatch, cpu, case):
     """The emulator's thread order between barriers must not change any conv output, bit
     for bit: each is one thread's fixed-order sum, and the chunk partials of dw and db are
-    added in chunk order."""
+    added in chunk order (both wgrad kernels)."""
     emu = ccn.backend("emu")
-    x, w, b, dy, kw = _determinism_case()
+    x, w, b, dy, kw = case()
+    assert emu.kernel_version("conv2d_wgrad", x, dy, w.shape, **kw) == (2 if case is _determinism_case_kernel2 else 1)
     results = {}
     for order in ("forward", "reverse", "shuffle:5"):
         monkeypatch.setenv("CCN_SIMT_ORDER", order)
@@ -283,9 +309,70 @@ def test_conv_identical_in_every_thread_order(monkeypatch, cpu):
     assert_kernel_close("conv2d_backward", results["forward"][2], rdw, "dw")
 
 
+def _misaligned(a):
+    """A copy of `a` whose data start 4 bytes past a 16-byte boundary."""
+    buf = np.empty(a.size + 4, np.float32)
+    start = next(i for i in range(4) if (buf[i:].ctypes.data % 16) == 4)
+    out = buf[start:start + a.size].reshape(a.shape)
+    out[...] = a
+    return out
+
+
+@cxx_throw_works
+def test_wgrad_fast_paths_fall_back_when_misaligned(kernel_device, cpu):
+    """C/g and K/g % 4 == 0 but x or dy starts 4 bytes past a 16-byte boundary: a misaligned
+    x takes conv_wgrad_kernel3 (x copied element by element), a misaligned dy kernel1, both
+    under the same plan (the same bits); a forced kernel that cannot run is refused."""
+    if kernel_device.name != "emu":
+        pytest.skip("builds a misaligned NumPy view")
+    x, w, _, dy, kw = _determinism_case_kernel2()
+    xm, dym = _misaligned(x), _misaligned(dy)
+    ops = kernel_device.ops
+    want = ops.conv2d_wgrad(x, dy, w.shape, **kw)
+    for xa, dya, version in ((x, dy, 2), (xm, dy, 3), (x, dym, 1), (xm, dym, 1)):
+        assert ops.kernel_version("conv2d_wgrad", xa, dya, w.shape, **kw) == version
+        for got, ref in zip(ops.conv2d_wgrad(xa, dya, w.shape, **kw), want):
+            np.testing.assert_array_equal(got, ref, err_msg=f"kernel{version}")
+    for version, xa, dya in ((2, xm, dy), (3, x, dym)):
+        with forced_version(ops, "conv2d_wgrad", version):
+            with pytest.raises(ValueError, match=f"conv_wgrad_kernel{version} needs"):
+                ops.conv2d_wgrad(xa, dya, w.shape, **kw)
+            with pytest.raises(ValueError, match=f"conv_wgrad_kernel{version} needs"):
+                ops.kernel_version("conv2d_wgrad", xa, dya, w.shape, **kw)
+    with forced_version(ops, "conv2d_wgrad", 4), pytest.raises(ValueError, match="version must be 0"):
+        ops.conv2d_wgrad(x, dy, w.shape, **kw)
+
+
+# The automatic plan's model of the card (csrc/conv_wgrad.cu): 132 SMs; blocks resident per
+# SM on sm_90, as tests/test_sass.py keeps them (MIN_BLOCKS_PER_SM): kernel2 and kernel3 2
+# (128 x 128 tiles, planned for wherever K/groups % 4 == 0), kernel1 5 (64 x 64).
+PLAN_SMS, PLAN_TILES = 132, {True: (128, 2), False: (64, 5)}
+
+
+@pytest.mark.parametrize("layers", ["grouped", "towers"])
+def test_wgrad_plan_fills_whole_waves_for_alexnet(layers):
+    """At batch 128 every AlexNet layer's dw grid fills >= 95 % of the waves it takes on a
+    132-SM H100 (before this plan: 1.16-1.9 waves of 64 x 64 tiles, 58-95 % filled), with
+    chunks of >= 256 rows."""
+    from cuda_convnet.alexnet_shapes import tower_layers
+    ops = ccn.backend("emu")
+    for L in conv_layers() if layers == "grouped" else tower_layers():
+        x = np.empty((128, L.hw, L.hw, L.c), np.float32)
+        w = np.empty((L.k, L.r, L.r, L.c // L.groups), np.float32)
+        g = checks.check_conv_args(x, w, None, L.stride, L.pad, L.groups)
+        plan = ops.conv2d_wgrad_plan(g)
+        tile, per_sm = PLAN_TILES[(g.k // g.groups) % 4 == 0]
+        assert tile == 128
+        blocks = -(-g.k // g.groups // tile) * -(-g.r * g.s * (g.c // g.groups) // tile) * g.groups * plan["chunks"]
+        slots = PLAN_SMS * per_sm
+        fill = blocks / (-(-blocks // slots) * slots)
+        assert fill >= 0.95, f"{L.name}: {blocks} blocks on {slots} slots per wave: {fill:.2f} of the waves used"
+        assert plan["chunks"] > 1 and plan["chunk_rows"] >= 256, (L.name, plan)
+
+
 def test_wgrad_plan_depends_on_the_shape_only(kernel_device):
     """The split (hence dw's rounding) is a function of the shape: the same on every device.
-    The automatic plan keeps chunks >= 256 rows and <= 64 chunks; the workspace holds the
+    The automatic plan keeps chunks >= 256 rows and <= 128 chunks; the workspace holds the
     partials of every split reduction."""
     ops = kernel_device.ops
     rng = np.random.default_rng(0)
@@ -298,7 +385,7 @@ def test_wgrad_plan_depends_on_the_shape_only(kernel_device):
         rows = g.n * g.p * g.q
         assert plan["chunk_rows"] % 16 == 0 and (plan["chunks"] - 1) * plan["chunk_rows"] < rows
         assert plan["chunks"] * plan["chunk_rows"] >= rows
-        assert plan["chunks"] <= 64 and (plan["chunks"] == 1 or plan["chunk_rows"] >= 256)
+        assert plan["chunks"] <= 128 and (plan["chunks"] == 1 or plan["chunk_rows"] >= 256)
         want = (plan["chunks"] * w.size if plan["chunks"] > 1 else 0) + \
                (plan["bias_chunks"] * k if plan["bias_chunks"] > 1 else 0)
         assert plan["workspace_floats"] == want

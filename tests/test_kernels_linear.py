@@ -258,7 +258,7 @@ def test_linear_split_is_deterministic(kernel_device, monkeypatch):
     and (on the emulator) the same bits in every thread order."""
     monkeypatch.setattr(type(kernel_device.ops), "gemm_splits", 4)
     rng = np.random.default_rng(13)
-    x, w, b, dy = rand(rng, 130, 200), rand(rng, 140, 200), rand(rng, 140), rand(rng, 130, 140)
+    x, w, b, dy = randn(rng, 130, 200), randn(rng, 140, 200), randn(rng, 140), randn(rng, 130, 140)
     ops, put, get = kernel_device.ops, kernel_device.put, kernel_device.get
     assert ops.gemm_plan(130, 140, 200)["splits"] == 4
 
@@ -284,11 +284,11 @@ def test_linear_alexnet_fc8_at_batch_128(kernel_device, cpu):
         assert [ops.gemm_plan(*mnk)["splits"] for mnk in ((128, 1000, 4096), (128, 4096, 1000),
                                                           (1000, 4096, 128))] == [37, 11, 2]
     rng = np.random.default_rng(8)
-    x, dy = rand(rng, 128, 4096), rand(rng, 128, 1000)
-    w, b = rand(rng, 1000, 4096) / np.float32(64), rand(rng, 1000)
+    x, dy = randn(rng, 128, 4096), randn(rng, 128, 1000)
+    w, b = randn(rng, 1000, 4096) / np.float32(64), randn(rng, 1000)
     y = kernel_device.get(ops.linear(kernel_device.put(x), kernel_device.put(w), kernel_device.put(b), relu=True))
     x64, w64 = x.astype(np.float64), w.astype(np.float64)
-    assert_close_gemm(y, cpu.linear(x64, w64, b.astype(np.float64), relu=True))
+    assert_kernel_close("linear", y, cpu.linear(x64, w64, b.astype(np.float64), relu=True))
     got = [kernel_device.get(a) for a in ops.linear_backward(*(kernel_device.put(a) for a in (x, w, dy)))]
     for g, want in zip(got, cpu.linear_backward(x64, w64, dy.astype(np.float64))):
-        assert_close_gemm(g, want, "linear_backward")
+        assert_kernel_close("linear_backward", g, want)

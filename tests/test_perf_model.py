@@ -17,9 +17,11 @@ import perf_model as pm  # noqa: E402  (bench/ is not a package)
 # arithmetic checkable by hand.
 FAKE = {name: {"fma_share": 0.5, "blocks_per_sm": 2, "threads": 256} for name in (
     "conv_fwd_kernel1", "conv_fwd_kernel2", "conv_dgrad_kernel1<64, 64>", "conv_dgrad_kernel1<256, 16>",
-    "conv_wgrad_kernel1", "gemm_kernel1<false, true>", "gemm_kernel2<false, true>", "gemm_kernel2<false, false>",
+    "conv_wgrad_kernel1", "conv_wgrad_kernel2", "conv_wgrad_kernel3", "gemm_kernel1<false, true>",
+    "gemm_kernel2<false, true>", "gemm_kernel2<false, false>",
     "gemm_kernel2<true, false>", "gemm_kernel1<false, false>", "gemm_kernel1<true, false>",
-    "conv_dgrad_kernel2<48>", "conv_dgrad_kernel2<64>", "conv_dgrad_kernel2<128>", "conv_fwd_kernel3")}
+    "conv_dgrad_kernel2<48>", "conv_dgrad_kernel2<64>", "conv_dgrad_kernel2<128>",
+    "conv_fwd_kernel3")}
 
 
 def test_gemm_launch_time_and_wave_quantization():
@@ -77,7 +79,13 @@ def test_alexnet_grids_follow_the_launchers():
             assert by[(f"fc{i}", d)][0].blocks >= 2 * 132, (i, d)
     # wgrad: the launcher's own plan (through the emulator build)
     plan = pm.wgrad_plan(pm.ConvGeom(128, 224, 224, 3, 96, 11, 11, 4, (1, 2, 1, 2), 1))
-    assert by[("conv1", "wgrad")][0].blocks == 2 * 6 * plan["chunks"]
+    # conv1 (C = 3, K = 96): kernel3, 128x128 tiles of M = 96, N = 11*11*3 = 363
+    assert by[("conv1", "wgrad")][0].blocks == 1 * 3 * plan["chunks"]
+    assert by[("conv1", "wgrad")][0].kernel == "conv_wgrad_kernel3"
+    # conv2 wgrad: C/g = 48, K/g = 128 -> kernel2, 128x128 tiles of M = 128, N = 5*5*48 per group
+    plan = pm.wgrad_plan(pm.ConvGeom(128, 27, 27, 96, 256, 5, 5, 1, (2, 2, 2, 2), 2))
+    w2 = by[("conv2", "wgrad")][0]
+    assert (w2.kernel, w2.blocks) == ("conv_wgrad_kernel2", 1 * 10 * 2 * plan["chunks"])
     # every parameter updated once: 60,965,224 floats x 5 passes
     assert by[("sgd", "update")][0].seconds == pytest.approx(5 * 4 * 60_965_224 / (3.35e12 * 0.8))
 

@@ -27,6 +27,8 @@ import sass_report as sass  # noqa: E402  (bench/ is not a package)
 #   conv_fwd_kernel3 73.2 % / 0.24 / 64, 0     (conv1 forward, C = 3: the scalar gather's taps)
 #   conv_dgrad<64,64> 30.2 % / 1.45 / 0, 128   conv_dgrad<256,16> 24.9 % / 1.60 / 0, 272
 #   conv_wgrad_kernel1 32.3 % / 1.11 / 0, 128  gemm_kernel2 76.8-80.6 % / 0.13-0.16 / 32, 0
+#   conv_wgrad_kernel2 80.8 % / 0.11 / 64, 0   (conv2-5 wgrad; 127 registers, 2 blocks/SM)
+#   conv_wgrad_kernel3 79.1 % / 0.11 / 64, 0   (conv1 wgrad, C = 3: x copied element by element)
 # conv_dgrad_kernel2 (conv2-5 dgrad: BN = 48 for conv2, 128 conv3, 64 conv4/conv5), with its
 # cp.async pipeline: <128> 83.1 % / 0.08 / 64, 0; <64> 79.9 % / 0.11 / 64, 0; <48> 75.6 % /
 # 0.16 / 64, 0 (the 4-byte copies that transpose A: 24 LDGSTS per 1024 FFMA at 96 threads).
@@ -46,6 +48,8 @@ FLOORS = {
     "gemm_kernel2<false, true>": (0.79, 0.15, True),
     "gemm_kernel2<false, false>": (0.76, 0.18, True),
     "gemm_kernel2<true, false>": (0.75, 0.17, True),
+    "conv_wgrad_kernel2": (0.79, 0.13, True),
+    "conv_wgrad_kernel3": (0.77, 0.13, True),
 }
 # Blocks per SM on sm_90 today; fewer would leave the SM with fewer warps to hide latency.
 MIN_BLOCKS_PER_SM = {"conv_fwd_kernel2": 2, "conv_fwd_kernel1": 4, "conv_dgrad_kernel1<64, 64>": 3,
@@ -53,6 +57,7 @@ MIN_BLOCKS_PER_SM = {"conv_fwd_kernel2": 2, "conv_fwd_kernel1": 4, "conv_dgrad_k
                      "gemm_kernel2<false, false>": 2, "gemm_kernel2<true, false>": 2,
                      "conv_dgrad_kernel2<128>": 2, "conv_dgrad_kernel2<64>": 4, "conv_dgrad_kernel2<48>": 5}
 MIN_BLOCKS_PER_SM["conv_fwd_kernel3"] = 2
+MIN_BLOCKS_PER_SM.update({"conv_wgrad_kernel2": 2, "conv_wgrad_kernel3": 2})  # the wgrad plan assumes 2
 
 
 @pytest.fixture(scope="session")
@@ -169,6 +174,19 @@ def test_tensor_core_conv_main_loop(stats, direction, vec, prec):
     assert s.blocks_per_sm >= 2 and s.ldl_stl == 0, f"{s.name}: {s.blocks_per_sm} blocks/SM, {s.ldl_stl} LDL/STL"
 
 
+@pytest.mark.parametrize("name,copies", [("conv_wgrad_kernel2", 4), ("conv_wgrad_kernel3", 10)])
+def test_pipelined_conv_main_loop(stats, name, copies):
+    """The float32 cp.async pipelines: their copies (LDGSTS: kernel2 2 + 2 of 16 bytes,
+    kernel3 2 of 16 bytes for dy and 8 of 4 bytes for x) issued inside the main loop, one
+    commit (LDGDEPBAR), one wait (DEPBAR) and exactly one barrier per K step."""
+    s = _kernel(stats, name)
+    count = {base: sum(n for op, n in s.loop_ops.items() if op.split(".")[0] == base) for base in
+             ("LDGSTS", "LDGDEPBAR", "DEPBAR", "BAR")}
+    assert count["LDGSTS"] == copies, s.loop_ops
+    assert count["LDGDEPBAR"] == 1 and count["DEPBAR"] == 1 and count["BAR"] == 1, f"{name}: main loop {count}"
+    assert s.ldgsts and s.ldl_stl == 0
+
+
 @pytest.mark.parametrize("arch", sorted(sass.ARCH_LIMITS))
 def test_no_kernel_spills(stats, arch):
     # augment_train_views_kernel1 (the data layer, once per step) indexes a small per-thread
@@ -216,6 +234,13 @@ def test_main_loop_rule_on_known_sass():
     assert s.fma_share == pytest.approx(2 / 6)
     # 40 registers -> 1280 per warp -> 51 warps -> 6 blocks of 8 warps
     assert (s.blocks_per_sm, s.occupancy_limit, s.smem_per_block) == (6, "regs", 1024)
+
+
+def test_zero_register_load_is_not_a_shared_load():
+    """nvcc puts `LDS RZ, [RZ]` (loads nothing) beside cp.async copies: not counted as LDS."""
+    text = _SASS.replace("LDS R9, [R2] ;", "LDS RZ, [RZ] ;")
+    s = sass.analyse(90, "_Z1kPf", "void k(float*)", sass.parse_sass(text)[90]["_Z1kPf"], {"REG": 40}, "csrc/k.cu")
+    assert (s.lds128, s.lds32) == (1, 0)
 
 
 def test_occupancy_limits():

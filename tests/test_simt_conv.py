@@ -1,7 +1,9 @@
 """The convolution kernels on the SIMT emulator, outside the extension (ARCHITECTURE.md §5, the
 idea of tests/test_simt.py applied to csrc/conv_*.cuh): tests/simt/conv_driver.cpp runs
 them against a double-precision loop in every thread order, and deleting any one
-__syncthreads from a convolution kernel gives a wrong answer in at least one order."""
+__syncthreads from a convolution kernel gives a wrong answer in at least one order; so does
+deleting or weakening a cp.async wait of conv_wgrad_kernel2's pipeline (the emulator lands a
+copy only at the wait that covers it: a stage read before it reads NaN)."""
 from __future__ import annotations
 
 import os
@@ -29,7 +31,7 @@ def test_conv_kernels_pass_in_every_order(tmp_path):
     for order in ORDERS:
         r = _run(exe, "all", order)
         assert r.returncode == 0, f"{order}: {r.stdout}{r.stderr}"
-        assert r.stdout.count("match") == 15 and "MISMATCH" not in r.stdout, r.stdout
+        assert r.stdout.count("match") == 28 and "MISMATCH" not in r.stdout, r.stdout
 
 
 @pytest.mark.parametrize("header", list(KERNEL_FILES))
@@ -58,3 +60,36 @@ def test_removing_any_cp_async_wait_from_conv_fwd_is_caught(tmp_path):
         assert not passed, f"removing the cp_async_wait_group on line {line} of conv_fwd.cuh passes in {passed}"
         n += 1
     assert n >= 1
+
+
+@pytest.mark.parametrize(
+    "pattern,replacement",
+    [
+        (r"\bcp_async_wait_group<[^>]*>\(\)\s*;", ";"),          # the wait deleted
+        (r"\bcp_async_wait_group<S - 2>", "cp_async_wait_group<S - 1>"),  # covers one group too few
+        (r"\bcp_async_commit_group\(\)\s*;", ";"),               # a commit deleted: a wait covers nothing
+    ],
+    ids=["wait_deleted", "wait_one_short", "commit_deleted"])
+def test_broken_wgrad_pipeline_is_caught(tmp_path, pattern, replacement):
+    """Each mutant of conv_wgrad_kernel2's cp.async pipeline (every matching line in turn)
+    gives a wrong dw in every thread order."""
+    header = sb.CSRC / "conv_wgrad.cuh"
+    n = 0
+    for line, mutant_dir in sb.text_mutants(header, pattern, replacement, tmp_path):
+        exe = sb.build([DRIVER], mutant_dir, include_first=mutant_dir)
+        passed = [o for o in ORDERS if _run(exe, "wgrad", o).returncode == 0]
+        assert not passed, f"conv_wgrad.cuh:{line} ({pattern!r} -> {replacement!r}) passes in {passed}"
+        n += 1
+    assert n >= 1
+
+
+def test_wgrad_kernels_under_sanitizers(tmp_path):
+    """AddressSanitizer and UBSan over the driver's wgrad cases (all three kernels): no copy
+    reads outside x or dy (the zero-fill copies of padding, ragged rows and columns read
+    nothing) and no shared-memory stage is overrun."""
+    exe = sb.build([DRIVER], tmp_path, sanitize=True)
+    env = dict(os.environ, CCN_SIMT_ORDER="shuffle:2", ASAN_OPTIONS="detect_leaks=0")
+    r = subprocess.run([str(exe), "wgrad"], check=False, capture_output=True, text=True, env=env, timeout=600)
+    assert r.returncode == 0 and "MISMATCH" not in r.stdout and r.stdout.count("match") == 15, \
+        f"{r.stdout}{r.stderr[-3000:]}"
+    assert "runtime error" not in r.stderr, r.stderr[-3000:]

@@ -16,8 +16,8 @@ from pathlib import Path
 from harness.checkout import ROOT
 
 # Op -> the kernel family whose version kernel_versions[op] picks (csrc/*.cuh: <family>_kernel<n>).
-FAMILY = {"conv2d": "conv_fwd", "lrn": "lrn_forward", "lrn_backward": "lrn_backward", "linear": "gemm",
-          "linear_backward": "gemm"}
+FAMILY = {"conv2d": "conv_fwd", "conv2d_wgrad": "conv_wgrad", "lrn": "lrn_forward", "lrn_backward": "lrn_backward",
+          "linear": "gemm", "linear_backward": "gemm"}
 
 
 def family_versions(family: str, csrc: Path = ROOT / "csrc") -> list[int]:

@@ -89,15 +89,24 @@ inline void bind_conv(py::module_& m) {
   m.def(
       "conv2d_wgrad",
       [](std::uintptr_t x, std::uintptr_t dy, std::uintptr_t dw, std::uintptr_t db, std::uintptr_t workspace,
-         long long workspace_floats, CCN_CONV_SHAPE_PARAMS, int chunk_rows, std::uintptr_t stream) {
+         long long workspace_floats, CCN_CONV_SHAPE_PARAMS, int chunk_rows, std::uintptr_t stream, int version) {
         ccn::ConvShape g = ccn::make_conv_shape(CCN_CONV_SHAPE_ARGS);
         py::gil_scoped_release nogil;
         ccn::conv2d_wgrad(ptr<const float>(x), ptr<const float>(dy), ptr<float>(dw), ptr<float>(db),
-                        ptr<float>(workspace), workspace_floats, g, chunk_rows, stream_of(stream));
+                          ptr<float>(workspace), workspace_floats, g, chunk_rows, stream_of(stream), version);
       },
       py::arg("x"), py::arg("dy"), py::arg("dw"), py::arg("db"), py::arg("workspace"), py::arg("workspace_floats"),
-      CCN_CONV_SHAPE_PYARGS, py::arg("chunk_rows") = 0, py::arg("stream") = 0,
-      "dw (K,R,S,C/groups) and db (K,) (db may be 0) of the convolution, deterministic (see csrc/conv.h).");
+      CCN_CONV_SHAPE_PYARGS, py::arg("chunk_rows") = 0, py::arg("stream") = 0, py::arg("version") = 0,
+      "dw (K,R,S,C/groups) and db (K,) (db may be 0) of the convolution, deterministic (see csrc/conv.h). "
+      "version: 0 the launcher picks, 1, 2 or 3 forces conv_wgrad_kernel1/2/3 (see csrc/conv.h).");
+  m.def(
+      "conv2d_wgrad_version",
+      [](std::uintptr_t x, std::uintptr_t dy, CCN_CONV_SHAPE_PARAMS, int version) {
+        ccn::ConvShape g = ccn::make_conv_shape(CCN_CONV_SHAPE_ARGS);
+        return ccn::conv2d_wgrad_version(ptr<const float>(x), ptr<const float>(dy), g, version);
+      },
+      py::arg("x"), py::arg("dy"), CCN_CONV_SHAPE_PYARGS, py::arg("version") = 0,
+      "Which conv_wgrad_kernel<n> conv2d_wgrad(..., version) runs for these pointers and this shape.");
 }
 
 #undef CCN_CONV_SHAPE_PARAMS

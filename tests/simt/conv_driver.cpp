@@ -111,20 +111,49 @@ bool run_dgrad(const Case& cs) {
   return compare(BM == 64 ? "dgrad<64,64>" : "dgrad<256,16>", cs, dx, want);
 }
 
-bool run_wgrad(const Case& cs, int chunk_rows) {
-  ConvShape g = shape_of(cs);
-  auto x = random_vec((std::size_t)g.nhw * g.c, 6);
-  auto dy = random_vec((std::size_t)g.npq * g.k, 7);
+// dw partials of every chunk by conv_wgrad_kernel<version>, summed in chunk order.
+std::vector<float> wgrad_of(const ConvShape& g, const std::vector<float>& x, const std::vector<float>& dy,
+                            int chunk_rows, int version) {
   const long long dw_floats = (long long)g.k * g.rscg;
   const int chunks = static_cast<int>((g.npq + chunk_rows - 1) / chunk_rows);
   std::vector<float> parts((std::size_t)chunks * dw_floats, NAN), dw(dw_floats, NAN);
-  dim3 grid(ceil_div(g.rscg, kConvBN), ceil_div(g.kg, kConvBM), chunks * g.groups);
-  CCN_LAUNCH(conv_wgrad_kernel1, grid, dim3(16, 16), kConvSmemFloats * sizeof(float), nullptr)(
-      x.data(), dy.data(), parts.data(), g, chunk_rows, dw_floats);
+  if (version == 1) {
+    dim3 grid(ceil_div(g.rscg, kConvBN), ceil_div(g.kg, kConvBM), chunks * g.groups);
+    CCN_LAUNCH(conv_wgrad_kernel1, grid, dim3(16, 16), kConvSmemFloats * sizeof(float), nullptr)(
+        x.data(), dy.data(), parts.data(), g, chunk_rows, dw_floats);
+  } else {  // K/g % 4 == 0 (and for kernel2 C/g % 4 == 0); std::vector's storage is 16-byte aligned
+    dim3 grid(ceil_div(g.rscg, kWgrad2BN), ceil_div(g.kg, kWgrad2BM), chunks * g.groups);
+    auto kernel = version == 2 ? conv_wgrad_kernel2 : conv_wgrad_kernel3;
+    CCN_LAUNCH(kernel, grid, dim3(16, 16), kWgrad2SmemFloats * sizeof(float), nullptr)(
+        x.data(), dy.data(), parts.data(), g, chunk_rows, dw_floats);
+  }
   CCN_LAUNCH(conv_sum_partials_kernel1, 3, 64, 0, nullptr)(parts.data(), dw.data(), chunks, dw_floats);
-  std::vector<double> want(dw.size(), 0.0);
+  return dw;
+}
+
+// versions: a bit mask of the kernels to run (1: kernel1, 2: kernel2, 4: kernel3); every one
+// must match the double loop and all of them must agree bit for bit.
+bool run_wgrad(const Case& cs, int chunk_rows, int versions = 1) {
+  ConvShape g = shape_of(cs);
+  auto x = random_vec((std::size_t)g.nhw * g.c, 6);
+  auto dy = random_vec((std::size_t)g.npq * g.k, 7);
+  std::vector<double> want((std::size_t)g.k * g.rscg, 0.0);
   for_each_term(g, [&](long xi, long wi, long yi) { want[wi] += double(dy[yi]) * x[xi]; });
-  return compare("wgrad", cs, dw, want);
+  bool ok = true;
+  std::vector<float> first;
+  for (int version = 1; version <= 3; ++version) {
+    if (!(versions & (1 << (version - 1)))) continue;
+    std::vector<float> dw = wgrad_of(g, x, dy, chunk_rows, version);
+    const std::string what = "wgrad kernel" + std::to_string(version);
+    ok &= compare(what.c_str(), cs, dw, want);
+    if (first.empty()) {
+      first = dw;
+    } else if (std::memcmp(first.data(), dw.data(), dw.size() * sizeof(float)) != 0) {
+      std::printf("MISMATCH %s differs in some bit from the first kernel\n", what.c_str());
+      ok = false;
+    }
+  }
+  return ok;
 }
 
 }  // namespace
@@ -152,6 +181,12 @@ int main(int argc, char** argv) {
   if (all || which == "wgrad") {
     ok &= run_wgrad({2, 8, 8, 6, 10, 3, 3, 1, 1, 1, 1, 1, 2}, 48);     // N*P*Q = 128: 3 chunks of 3 K steps
     ok &= run_wgrad({1, 12, 11, 3, 70, 4, 3, 2, 0, 1, 2, 0, 1}, 1024);  // one chunk, M = 70: two row tiles
+    // kernel2 (C/g, K/g % 4 == 0) and kernel3 (K/g % 4 == 0), and kernel1 on the same plan: the same bits.
+    ok &= run_wgrad({2, 8, 8, 8, 16, 3, 3, 1, 1, 1, 1, 1, 2}, 48, 7);    // 3 chunks of 3 K steps, Q = 8 < 16
+    ok &= run_wgrad({1, 12, 11, 8, 264, 4, 5, 2, 0, 1, 2, 0, 1}, 1024, 7);  // 3 x 2 tiles of 128, N*P*Q = 25
+    ok &= run_wgrad({40, 3, 3, 4, 4, 3, 3, 1, 0, 0, 0, 0, 1}, 32, 7);    // P = Q = 1: 16 images per K step
+    ok &= run_wgrad({2, 13, 14, 3, 8, 5, 5, 2, 1, 2, 0, 1, 1}, 64, 5);   // C = 3: kernel3, 75 taps, 2 x 6 x 5 rows
+    ok &= run_wgrad({1, 17, 9, 6, 16, 7, 7, 1, 3, 3, 3, 3, 2}, 48, 5);   // C/g = 3, 147 taps: two column tiles
   }
   return ok ? 0 : 1;
 }

@@ -24,9 +24,10 @@ def poison_outputs(enabled: bool = True):
 
 
 #: The ops whose kernel family has several versions: the keys ``kernel_versions`` takes.
-#: conv2d: conv_fwd_kernel1/2; conv2d_dgrad (and conv2d_backward's dx): conv_dgrad_kernel1/2;
+#: conv2d: conv_fwd_kernel1/2/3; conv2d_dgrad (and conv2d_backward's dx): conv_dgrad_kernel1/2;
+#: conv2d_wgrad (also conv2d_backward's dw): conv_wgrad_kernel1/2/3;
 #: lrn, lrn_backward: lrn_*_kernel1/2; linear, linear_backward (precision "fp32"): gemm_kernel1/2.
-VERSIONED_OPS = ("conv2d", "conv2d_dgrad", "lrn", "lrn_backward", "linear", "linear_backward")
+VERSIONED_OPS = ("conv2d", "conv2d_dgrad", "conv2d_wgrad", "lrn", "lrn_backward", "linear", "linear_backward")
 
 
 class KernelOpsBase:

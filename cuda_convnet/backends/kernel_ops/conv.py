@@ -36,6 +36,10 @@ class ConvOps:
     # dgrad's kernel: kernel_versions["conv2d_dgrad"]. 0 lets the launcher pick
     # (conv_dgrad_kernel2 where K/groups and C/groups % 4 == 0, C/groups > 16 and dy, w are
     # 16-byte aligned, else conv_dgrad_kernel1); 1 or 2 forces one. Bit-identical results.
+    # The wgrad kernel (conv2d_wgrad and conv2d_backward's dw): kernel_versions["conv2d_wgrad"].
+    # 0 lets the launcher pick (conv_wgrad_kernel2 where C/groups and K/groups % 4 == 0 and x,
+    # dy are 16-byte aligned; else conv_wgrad_kernel3 where K/groups % 4 == 0 and dy is
+    # aligned; else conv_wgrad_kernel1); 1, 2 or 3 forces one. All give bit-identical dw.
 
     def conv2d(self, x, w, b=None, *, stride=1, padding=0, groups=1, relu=False, precision="fp32"):
         """y = conv(x, w) + b (NHWC x KRSC -> NPQK); ``relu=True`` applies ReLU in the epilogue.
@@ -60,8 +64,9 @@ class ConvOps:
 
     def _conv_tc_has_one_version(self, op, precision):
         if self._version(op):
-            fp32, tc = {"conv2d": ("conv_fwd", "conv_tc_fwd_kernel1"), "conv2d_dgrad": ("conv_dgrad",
-                                                                                      "conv_tc_dgrad_kernel1")}[op]
+            fp32, tc = {"conv2d": ("conv_fwd", "conv_tc_fwd_kernel1"),
+                        "conv2d_dgrad": ("conv_dgrad", "conv_tc_dgrad_kernel1"),
+                        "conv2d_wgrad": ("conv_wgrad", "conv_tc_wgrad_kernel1")}[op]
             raise ValueError(f"{op}: kernel_versions[{op!r}] picks a {fp32}_kernel<n> (precision 'fp32'); "
                              f"precision {precision!r} runs {tc}, which has one version")
 
@@ -142,6 +147,7 @@ class ConvOps:
         dw = self._empty(w.shape)
         db = self._empty((g.k,))
         if precision != "fp32":
+            self._conv_tc_has_one_version("conv2d_wgrad", precision)
             plan = self.ext.conv2d_wgrad_tc_plan(**shape, chunk_rows=self.wgrad_chunk_rows)
             ws = self._empty((plan["workspace_floats"],)) if plan["workspace_floats"] else None
             self.ext.conv2d_wgrad_tc(x=self._ptr(x), dy=self._ptr(dy), dw=self._ptr(dw), db=self._ptr(db),
@@ -152,8 +158,23 @@ class ConvOps:
         ws = self._empty((plan["workspace_floats"],)) if plan["workspace_floats"] else None
         self.ext.conv2d_wgrad(x=self._ptr(x), dy=self._ptr(dy), dw=self._ptr(dw), db=self._ptr(db),
                               workspace=self._ptr(ws), workspace_floats=plan["workspace_floats"], **shape,
-                              chunk_rows=self.wgrad_chunk_rows, stream=self._stream())
+                              chunk_rows=self.wgrad_chunk_rows, stream=self._stream(),
+                              version=self._version("conv2d_wgrad"))
         return dw, db
+
+    def _kernel_version_conv2d_wgrad(self, x, dy, w_shape, *, stride=1, padding=0, groups=1,
+                                     precision="fp32") -> int:
+        # 1: the general kernel, 2: the 128 x 128 cp.async pipeline with 16-byte copies of x,
+        # 3: the same with 4-byte copies of x (C/groups % 4 != 0) (csrc/conv.h, conv2d_wgrad_version);
+        # a tensor-core precision: conv_tc_wgrad_kernel1, the only one.
+        w = ShapeOnly("conv2d_wgrad", "w_shape", w_shape, getattr(x, "dtype", np.float32))
+        g = checks.check_conv_backward_args(x, w, dy, stride, padding, groups, op="conv2d_wgrad")
+        checks.check_precision("conv2d_wgrad", precision)
+        if precision != "fp32":
+            self._conv_tc_has_one_version("conv2d_wgrad", precision)
+            return 1
+        return self.ext.conv2d_wgrad_version(x=self._ptr(x), dy=self._ptr(dy), **_shape_args(g),
+                                             version=self._version("conv2d_wgrad"))
 
     def conv2d_wgrad_plan(self, g: checks.ConvGeometry) -> dict:
         """How conv2d_backward splits the dw/db reduction for geometry ``g`` (chunk sizes,
