@@ -28,7 +28,7 @@ timed.
 --precision (fp32, 3xtf32, tf32, bf16, a list or 'all'; default fp32) gives rows per
 precision: ours is ``models.alexnet(..., precision=p)``, validated against its twin at the
 same precision (the twin rounds the same GEMM operands; the probabilities and the loss
-within TOL, the gradients within GRAD_TOL[p], below). PyTorch's eager net runs at the same
+within OUT_TOL[p], the gradients within GRAD_TOL[p], below). PyTorch's eager net runs at the same
 precision (harness/precision.py): float32 with TF32 off for fp32 and 3xtf32, TF32 allowed
 in cuDNN and cuBLAS for tf32, and torch.autocast(bfloat16) around the forward and the loss
 for bf16; its check against the float64 reference is then at that precision's tolerance
@@ -83,10 +83,12 @@ TOL = 1e-3  # centred log-probabilities and loss, float32 net against float64 re
 # a rounding boundary goes to the other neighbour: a 2^-11 / 2^-8 change that the same
 # cancelling sums amplify. Measured at batch 2 on the cpu backend: conv1's dw 0.20 (tf32)
 # and 0.14 (bf16), conv2-conv4 1e-2 to 8e-2, the fc layers ~2e-4, while the probabilities
-# and the loss stay within TOL (2e-4 and 1e-7 at tf32). So at those precisions the
-# gradient check only catches gross errors; the tight per-op checks at every precision
+# and the loss stay within TOL at tf32 (2e-4 and 1e-7) and come close to it at bf16 (9.2e-4
+# and 1.4e-4: the same effect through 2^-8, other inputs can pass 1e-3), so OUT_TOL is 4e-3
+# there. At those precisions the gradient check only catches gross errors; the tight per-op checks at every precision
 # are conv_bench's and kernel_bench's rows and the kernel tests.
 GRAD_TOL = {"fp32": 2e-2, "3xtf32": 2e-2, "tf32": 0.5, "bf16": 0.5}
+OUT_TOL = {"fp32": TOL, "3xtf32": TOL, "tf32": TOL, "bf16": 4e-3}  # probabilities and loss
 
 
 # --------------------------------------------------------------------------- the nets
@@ -170,8 +172,8 @@ def validate_against_twin(net, x, labels):
     """-> (error, ok, note). Ours against its float64 cpu twin on one small batch: the
     test-mode probabilities (centred log-probabilities, relative L2) and the loss of one
     training-mode forward (dropout on, the same masks: a function of seed and step), both
-    within TOL; every parameter's gradient of that step (relative L2 each) within
-    GRAD_TOL[net.precision].
+    within OUT_TOL[net.precision]; every parameter's gradient of that step (relative L2
+    each) within GRAD_TOL[net.precision].
     error: the worst of these; ok: each within its tolerance."""
     twin = cpu_twin(net)
     x64 = np.asarray(x, dtype=np.float64)
@@ -189,11 +191,11 @@ def validate_against_twin(net, x, labels):
     err = max(errs.values())
     if not math.isfinite(err):
         err = math.inf
-    grad_tol = GRAD_TOL[net.precision]
-    ok = (errs["predict"] <= TOL and errs["loss"] <= TOL and grad_errs[worst] <= grad_tol)
+    grad_tol, out_tol = GRAD_TOL[net.precision], OUT_TOL[net.precision]
+    ok = (errs["predict"] <= out_tol and errs["loss"] <= out_tol and grad_errs[worst] <= grad_tol)
     note = (f"against its float64 cpu twin on {len(x)} images: "
             + ", ".join(f"{k} rel err {v:.1e}" for k, v in errs.items())
-            + f" (tolerances {TOL:g}, gradients {grad_tol:g} at {net.precision})")
+            + f" (tolerances {out_tol:g}, gradients {grad_tol:g} at {net.precision})")
     return err, ok, note
 
 
