@@ -37,6 +37,13 @@ and ``backend.conv2d_backward`` (both; the reference's signatures). Every row mu
 our figure: a row without one (an op the backend lacks, a failed validation) makes the
 run exit 1.
 
+--precision (fp32, 3xtf32, tf32, bf16, a comma-separated list or 'all'; default fp32) gives
+rows per precision, ours (``precision=`` on every call) against cuDNN at the same precision:
+TF32 allowed for tf32, bfloat16 channels_last tensors for bf16, float32 with TF32 off for
+fp32 and 3xtf32 (bench/harness/precision.py). The float64 reference then takes the operands
+rounded as ours rounds them, and ours must also agree with the baseline within that
+precision's tolerance (precision.VS_BASE_TOL, the "ours vs" column) before it is timed.
+
 Without a GPU ("CPU mode"), ours is the NumPy reference (--backend cpu) or the emulated
 kernels (--backend emu), against PyTorch CPU, at a small batch.
 
@@ -44,6 +51,7 @@ kernels (--backend emu), against PyTorch CPU, at a small batch.
     python bench/conv_bench.py --backend cpu --batch 4  # CPU mode
     python bench/conv_bench.py --smoke                  # batch 1, one call each (tests)
     python bench/conv_bench.py --json out/conv.json --layers conv2,conv3
+    python bench/conv_bench.py --precision all          # fp32, 3xtf32, tf32 and bf16 rows
 """
 
 from __future__ import annotations
@@ -59,6 +67,7 @@ from harness.checkout import use_checkout  # noqa: E402  (bench/ is not a packag
 use_checkout()
 
 import numpy as np  # noqa: E402
+from harness import precision as P  # noqa: E402
 from harness.cli import common_args  # noqa: E402
 from harness.devices import import_torch, make_device, pick_backend  # noqa: E402
 from harness.report import environment, format_table, write_json  # noqa: E402
@@ -75,7 +84,6 @@ GROUPED = [tuple(layer)[:8] for layer in conv_layers()]
 TOWER = [tuple(layer)[:8] for layer in tower_layers()]
 DIRECTIONS = ("fwd", "dgrad", "wgrad", "bwd")
 TOL = 1e-3          # float32 against float64, relative L2 (METHOD.md: fp32 lands far under)
-TF32_SUSPECT = 1e-4  # a float32 baseline worse than this looks like TF32 (~3e-4) is on
 
 
 class Layer:
@@ -113,36 +121,50 @@ class Layer:
 
 class TorchConv:
     """The same convolution in PyTorch, on NCHW views of our NHWC / KRSC arrays (zero-copy:
-    an NHWC array seen as NCHW is PyTorch's channels_last)."""
+    an NHWC array seen as NCHW is PyTorch's channels_last), in the dtype of `base`
+    (a precision.Baseline; None: float32): bf16 tensors are converted once, in `prepare`."""
 
-    def __init__(self, torch, device, layer):
+    def __init__(self, torch, device, layer, base=None):
         self.torch, self.dev, self.L = torch, device, layer
+        self.base = base
         self.conv_bwd = torch.ops.aten.convolution_backward
 
     def nchw(self, a):
         return self.dev.to_torch(a).permute(0, 3, 1, 2)
 
+    def prepare(self, x, w, b, dy):
+        """Torch tensors (x, w, b, dy) for the calls below: NCHW channels_last views, in the
+        baseline's dtype (a converted copy for bf16, made here and not timed)."""
+        cast = self.base.tensor if self.base is not None else (lambda t: t)
+        return (cast(self.nchw(x)), cast(self.nchw(w)), cast(self.dev.to_torch(b)), cast(self.nchw(dy)))
+
     def fwd(self, x, w, b):
-        return self.torch.nn.functional.conv2d(self.nchw(x), self.nchw(w), self.dev.to_torch(b),
-                                               **self._kw())
+        return self.torch.nn.functional.conv2d(x, w, b, **self._kw())
 
     def backward(self, x, w, dy, mask):
         L = self.L
-        return self.conv_bwd(self.nchw(dy), self.nchw(x), self.nchw(w), [L.k] if mask[2] else None,
+        return self.conv_bwd(dy, x, w, [L.k] if mask[2] else None,
                              [L.stride] * 2, [L.pad] * 2, [1, 1], False, [0, 0], L.groups, list(mask))
 
     def _kw(self):
         return dict(stride=self.L.stride, padding=self.L.pad, groups=self.L.groups)
 
     def to_ours_layout(self, t):
-        """NCHW (or KCRS) tensor -> a contiguous NHWC (KRSC) array of the device."""
+        """NCHW (or KCRS) tensor -> a contiguous NHWC (KRSC) float32 array of the device."""
         if t.dim() == 4:
             t = t.permute(0, 2, 3, 1)
-        return self.dev.from_torch(t.contiguous())
+        return self.dev.from_torch(t.float().contiguous())
 
 
-def reference(device, torch, layer, x, w, b, dy):
-    """float64 y, dx, dw, db on the device (PyTorch float64), or the NumPy reference."""
+def reference(device, torch, layer, x, w, b, dy, precision="fp32"):
+    """float64 y, dx, dw, db on the device (PyTorch float64), or the NumPy reference; the
+    GEMM operands x, w and dy rounded as `precision` rounds them, db from the unrounded dy
+    (as every backend computes it)."""
+    if precision not in ("fp32", "3xtf32"):
+        y, dx, dw, _ = reference(device, torch, layer, *P.rounded(device, (x, w), precision), b,
+                                 *P.rounded(device, (dy,), precision))
+        db = device.put(device.get(dy).astype(np.float64).sum(axis=(0, 1, 2)))
+        return y, dx, dw, db
     if torch is not None:
         t = TorchConv(torch, device, layer)
         x64, w64, dy64 = (t.nchw(a).double() for a in (x, w, dy))
@@ -160,9 +182,10 @@ def reference(device, torch, layer, x, w, b, dy):
 
 # --------------------------------------------------------------------------- ours
 
-def ours_calls(backend, layer):
-    """direction -> fn(x, w, b, dy) returning the outputs to compare."""
-    kw = layer.kwargs
+def ours_calls(backend, layer, precision="fp32"):
+    """direction -> fn(x, w, b, dy) returning the outputs to compare. fp32 calls the ops
+    without the keyword (their default), as the Net does."""
+    kw = dict(layer.kwargs, **({} if precision == "fp32" else {"precision": precision}))
     return {
         "fwd": lambda x, w, b, dy: (backend.conv2d(x, w, b, **kw),),
         "dgrad": lambda x, w, b, dy: (backend.conv2d_dgrad(dy, w, layer.x_shape, **kw),),
@@ -202,49 +225,61 @@ def make_inputs(device, layer, seed):
             device.randn(seed + 2, (layer.k,)), device.randn(seed + 3, layer.y_shape))
 
 
-def bench_layer(layer, device, backend, torch, timing, seed, tol):
+def bench_layer(layer, device, backend, torch, timing, seed, tol, precision="fp32"):
     rows = []
     vin = make_inputs(device, layer, seed)
-    ref = reference(device, torch, layer, *vin)
+    ref = reference(device, torch, layer, *vin, precision=precision)
     nsets = timing.sets(layer.nbytes(), device)
     sets = [make_inputs(device, layer, seed + 100 + 10 * i) for i in range(nsets)]
-    ours = ours_calls(backend, layer)
-    tconv = TorchConv(torch, device, layer) if torch is not None else None
+    ours = ours_calls(backend, layer, precision)
+    tconv = TorchConv(torch, device, layer, P.Baseline(torch, precision)) if torch is not None else None
     base = baseline_calls(tconv) if tconv else {}
+    if tconv:  # the baseline's tensors, converted once (bf16) outside the timed calls
+        tvin, tsets = tconv.prepare(*vin), [tconv.prepare(*s) for s in sets]
     for direction in DIRECTIONS:
-        row = {"layer": layer.name, "op": direction, "shape": layer.describe(),
+        row = {"layer": layer.name, "op": direction, "precision": precision, "shape": layer.describe(),
                "gflop": layer.flops(direction) / 1e9, "rotation_sets": nsets}
         refs = expected(direction, ref)
+        base_out = None
         # --- baseline: validate (a TF32 path would show here), then time
         if direction in base:
             fn = base[direction]
             try:
-                row["err_base"] = worst_err(fn(*vin), refs, tconv.to_ours_layout)
-                st = timing.run(device, lambda i, fn=fn: fn(*sets[i % nsets]), side="torch")
+                with tconv.base.active():
+                    base_out = [tconv.to_ours_layout(t) for t in fn(*tvin) if t is not None]
+                    row["err_base"] = worst_err(base_out, refs)
+                    st = timing.run(device, lambda i, fn=fn: fn(*tsets[i % nsets]), side="torch")
                 row.update(base_ms=st["median_s"] * 1e3, base_spread=(st["p90_s"] - st["p10_s"]) / st["median_s"])
                 row["base_tflops"] = layer.flops(direction) / st["median_s"] / 1e12
             except Exception as e:  # noqa: BLE001  (report, carry on)
                 row["base_status"] = describe_error(e)
-        # --- ours: validate with poisoned outputs, then time
-        measure_ours(row, ours[direction], vin, refs, sets, layer.flops(direction), device, timing, tol)
+        # --- ours: validate with poisoned outputs (against the reference, and against the
+        # baseline at the same precision), then time
+        measure_ours(row, ours[direction], vin, refs, sets, layer.flops(direction), device, timing, tol,
+                     base_out, precision)
         if row.get("ours_ms") and row.get("base_ms"):
             row["ratio"] = row["ours_ms"] / row["base_ms"]
-        if row.get("err_base", 0) > TF32_SUSPECT:
+        if precision in ("fp32", "3xtf32") and row.get("err_base", 0) > P.TF32_SUSPECT:
             row["base_status"] = f"baseline err {row['err_base']:.1e}: TF32 on?"
         rows.append(row)
-        if direction in VERSIONED:
+        if direction in VERSIONED and precision == "fp32":  # the fp32 kernel versions (a tensor-core one has one)
             rows += version_rows(direction, row, ours[direction], vin, refs, sets, layer, device, backend, timing,
                                  tol)
     device.sync()
     return rows
 
 
-def measure_ours(row, fn, vin, refs, sets, flops, device, timing, tol):
-    """Ours on one direction: validated with poisoned outputs, then timed over the rotated sets."""
+def measure_ours(row, fn, vin, refs, sets, flops, device, timing, tol, base_out=None, precision="fp32"):
+    """Ours on one direction: validated with poisoned outputs (against the reference, and
+    against the baseline's outputs at the same precision when given, within
+    precision.VS_BASE_TOL), then timed over the rotated sets."""
     try:
         with poison_outputs():
-            row["err_ours"] = worst_err(fn(*vin), refs)
-        if not row["err_ours"] <= tol:
+            out = fn(*vin)
+            row["err_ours"] = worst_err(out, refs)
+        if base_out is not None:
+            row["err_vs_base"] = worst_err(out, base_out)
+        if not (row["err_ours"] <= tol and row.get("err_vs_base", 0.0) <= P.VS_BASE_TOL[precision]):
             row["status"] = MISMATCH
         else:
             st = timing.run(device, lambda i: fn(*sets[i % len(sets)]))
@@ -277,8 +312,8 @@ def version_rows(direction, pick, fn, vin, refs, sets, layer, device, backend, t
             except ValueError as e:
                 pick.setdefault("versions_not_run", {})[v] = str(e).splitlines()[0]
                 continue
-            row = {k: pick[k] for k in ("layer", "shape", "gflop", "rotation_sets", "base_ms", "base_tflops",
-                                        "err_base") if k in pick}
+            row = {k: pick[k] for k in ("layer", "precision", "shape", "gflop", "rotation_sets", "base_ms",
+                                        "base_tflops", "err_base") if k in pick}
             row.update(op=f"{direction} v{v}", version=v)
             measure_ours(row, fn, vin, refs, sets, layer.flops(direction), device, timing, tol)
         if row.get("ours_ms") and row.get("base_ms"):
@@ -295,9 +330,14 @@ def main(argv=None):
     ap.add_argument("--shrink", type=int, default=None,
                     help="divide channel counts by this (default 4 with --smoke, else 1)")
     ap.add_argument("--tol", type=float, default=TOL)
+    P.add_argument(ap)
     args = ap.parse_args(argv)
     if args.shrink is None:
         args.shrink = 4 if args.smoke else 1
+    try:
+        precisions = P.parse(args.precision)
+    except ValueError as e:
+        ap.error(str(e))
 
     torch = import_torch()
     backend_name = pick_backend(args.backend)
@@ -315,26 +355,31 @@ def main(argv=None):
     env = environment(device, torch)
     label = "cuDNN" if device.kind == "cuda" else "torch"
     print(f"conv_bench: ours = backend {backend_name!r}, baseline = PyTorch "
-          f"{env['torch'] or '(not installed)'} on {env['device']}; batch {batch}, float32 "
-          f"(TF32 off), validated against float64 (tol {args.tol:g}) before timing; "
-          f"{env['commit']}, {env['date']}")
-    columns = [("layer", "layer", "{}"), ("op", "op", "{}"), ("gflop", "GFLOP", "{:.2f}"),
+          f"{env['torch'] or '(not installed)'} on {env['device']}; batch {batch}, precisions "
+          f"{', '.join(precisions)} (each against the baseline at the same precision: bench/harness/precision.py), "
+          f"validated against float64 (tol {args.tol:g}) before timing; {env['commit']}, {env['date']}")
+    columns = [("layer", "layer", "{}"), ("op", "op", "{}"), ("precision", "precision", "{}"),
+               ("gflop", "GFLOP", "{:.2f}"),
                ("ours_ms", "ours ms", "{:.3f}"), ("ours_tflops", "ours TFLOP/s", "{:.2f}"),
                ("base_ms", f"{label} ms", "{:.3f}"), ("base_tflops", f"{label} TFLOP/s", "{:.2f}"),
                ("ratio", f"ours/{label}", "{:.2f}"), ("err_ours", "err ours", "{:.1e}"),
-               ("err_base", f"err {label}", "{:.1e}"), ("status", "status", "{}")]
-    meta = dict(env, batch=batch, backend=backend_name, tol=args.tol)
+               ("err_base", f"err {label}", "{:.1e}"), ("err_vs_base", f"ours vs {label}", "{:.1e}"),
+               ("status", "status", "{}")]
+    meta = dict(env, batch=batch, backend=backend_name, tol=args.tol, precisions=precisions,
+                vs_base_tol={p: P.VS_BASE_TOL[p] for p in precisions})
     rows = []
     for i, spec in enumerate(specs):
         layer = Layer(spec, batch, args.shrink)
-        rows += bench_layer(layer, device, backend, torch, timing, args.seed + 1000 * i, args.tol)
+        for precision in precisions:
+            rows += bench_layer(layer, device, backend, torch, timing, args.seed + 1000 * i, args.tol, precision)
         print(f"  {layer.name}: {layer.describe()} done", file=sys.stderr, flush=True)
         if args.json:  # after every layer: a run cut short by a time limit keeps what it measured
             write_json(args.json, "conv_bench", meta, rows, format_table(rows, columns), partial=True)
 
     table = format_table(rows, columns)
     print(table)
-    notes = [f"{r['layer']} {r['op']}: {label}: {r['base_status']}" for r in rows if r.get("base_status")]
+    notes = [f"{r['layer']} {r['op']} {r['precision']}: {label}: {r['base_status']}" for r in rows
+             if r.get("base_status")]
     notes += [f"{r['layer']} fwd v{v}: not run: {why}" for r in rows
               for v, why in r.get("versions_not_run", {}).items()]
     for n in notes:

@@ -24,7 +24,9 @@ nearest PyTorch op on the same device (time only; "-" where it has no direct equ
 
 GEMM rows: fc6 9216->4096, fc7 4096->4096, fc8 4096->1000 at batch N; fwd y = x·wᵀ,
 dgrad dx = dy·w, wgrad dw = dyᵀ·x; ours is the GEMM kernel (csrc/gemm.cuh) called directly,
-against torch.mm (cuBLAS, TF32 off), TFLOP/s = 2·M·N·K / time.
+against torch.mm (cuBLAS, TF32 off), TFLOP/s = 2·M·N·K / time. --precision (fp32, 3xtf32,
+tf32, bf16, a list or 'all') gives GEMM rows per precision against cuBLAS at the same
+precision (kernel_cases/gemm.py, harness/precision.py); the memory-bound rows are float32.
 
 On a kernel backend every version of a family with several kernels (LRN forward and
 backward, the GEMM) is also timed with that version forced (``kernel_versions``; rows
@@ -53,6 +55,7 @@ from harness.checkout import use_checkout  # noqa: E402  (bench/ is not a packag
 
 use_checkout()
 
+from harness import precision as P  # noqa: E402
 from harness.cli import common_args  # noqa: E402
 from harness.devices import import_torch, make_device, pick_backend  # noqa: E402
 from harness.report import environment, format_table, write_json  # noqa: E402
@@ -82,7 +85,12 @@ def main(argv=None):
                     help="images of the batch checked against the float64 reference (per-sample ops)")
     ap.add_argument("--only", default="", help="comma-separated substrings: run only matching rows")
     ap.add_argument("--tol", type=float, default=TOL)
+    P.add_argument(ap)
     args = ap.parse_args(argv)
+    try:
+        precisions = P.parse(args.precision)
+    except ValueError as e:
+        ap.error(str(e))
     if args.shrink is None:
         args.shrink = 4 if args.smoke else 1
 
@@ -94,13 +102,15 @@ def main(argv=None):
     timing = timing_for(dev, args.smoke, args.time_budget)
     env = environment(dev, torch)
     copy_bw = dev.copy_bandwidth(**({"nbytes": 32 << 20, "reps": 1} if args.smoke else {}))
-    print(f"kernel_bench: ours = backend {backend_name!r} on {env['device']}; batch {batch}, float32; "
+    print(f"kernel_bench: ours = backend {backend_name!r} on {env['device']}; batch {batch}, float32 "
+          f"(GEMMs: {', '.join(precisions)}, each against cuBLAS at the same precision); "
           f"copy bandwidth {copy_bw / 1e9:.1f} GB/s (read + write); baseline PyTorch "
           f"{env['torch'] or '(not installed)'}; {env['commit']}, {env['date']}")
     wanted = [w for w in args.only.split(",") if w]
     keep = lambda name: not wanted or any(w in name for w in wanted)  # noqa: E731
 
-    meta = dict(env, batch=batch, backend=backend_name, tol=args.tol, copy_bandwidth_gbs=copy_bw / 1e9)
+    meta = dict(env, batch=batch, backend=backend_name, tol=args.tol, copy_bandwidth_gbs=copy_bw / 1e9,
+                precisions=precisions, vs_base_tol={p: P.VS_BASE_TOL[p] for p in precisions})
     mem_rows = []
     for i, case in enumerate(memory_cases(CaseEnv(dev, torch, batch, args.shrink))):
         if keep(case.name):
@@ -119,7 +129,8 @@ def main(argv=None):
         # the paper's 61M parameters, widths / --shrink (AlexNet/4: ~4M in smoke mode)
         mem_rows.append(run_sgd(dev, backend, torch, timing, args.seed + 77, args.shrink, copy_bw, args.tol))
     dev.sync()
-    gemm_rows = run_gemm(dev, backend, torch, timing, args.seed + 99, batch, args.shrink, args.tol) \
+    gemm_rows = [row for p in precisions
+                 for row in run_gemm(dev, backend, torch, timing, args.seed + 99, batch, args.shrink, args.tol, p)] \
         if keep("gemm") or not wanted else []
 
     mem_table = format_table(mem_rows, MEM_COLUMNS)

@@ -201,9 +201,11 @@ def _devices(towers, devices):
     return devices
 
 
-def tower_net(config: TowerNetConfig, *, towers: int = 2, devices=None, seed: int = 0, dtype="float32") -> Net:
+def tower_net(config: TowerNetConfig, *, towers: int = 2, devices=None, seed: int = 0, dtype="float32",
+              precision: str = "fp32") -> Net:
     """Build `config` as `towers` towers on their own devices (towers == config.towers), or
-    as one device's grouped form (towers == 1, groups == config.towers)."""
+    as one device's grouped form (towers == 1, groups == config.towers). `precision` is
+    the Net's (the conv and fc GEMMs' arithmetic, checks.PRECISIONS; ValueError otherwise)."""
     cols = config.towers
     if towers not in (1, cols):
         raise ValueError(f"towers must be 1 (the grouped one-device form) or {cols}, got {towers}")
@@ -281,31 +283,34 @@ def tower_net(config: TowerNetConfig, *, towers: int = 2, devices=None, seed: in
     k = len(config.convs) + len(config.hidden) + 1
     layers.append(Linear(f"fc{k}", top, units=config.classes, bias_init=0.0, weight_std=std))
     layers.append(SoftmaxCrossEntropy("loss", f"fc{k}"))
-    net = Net(layers, input_shape=config.input_shape, devices=devices, seed=seed, dtype=dtype)
+    net = Net(layers, input_shape=config.input_shape, devices=devices, seed=seed, dtype=dtype, precision=precision)
     net.parallel = parallel_table(config, net)
     return net
 
 
 def alexnet(towers: int = 2, devices=None, num_classes: int = 1000, seed: int = 0, *, input_size: int = 224,
-            dtype="float32") -> Net:
-    """The network of §3.5 / Figure 2 (see the module docstring for every layer)."""
-    return tower_net(alexnet_config(num_classes, input_size), towers=towers, devices=devices, seed=seed, dtype=dtype)
+            dtype="float32", precision: str = "fp32") -> Net:
+    """The network of §3.5 / Figure 2 (see the module docstring for every layer); `precision`
+    as for tower_net."""
+    return tower_net(alexnet_config(num_classes, input_size), towers=towers, devices=devices, seed=seed, dtype=dtype,
+                     precision=precision)
 
 
 def digits_net(towers: int = 2, devices=None, seed: int = 0, *, width: int = 1, weight_std=0.01, bias: float = 1.0,
-               dtype="float32") -> Net:
+               dtype="float32", precision: str = "fp32") -> Net:
     """The demo's scaled-down AlexNet for 32x32x3 digits (digits_config)."""
-    return tower_net(digits_config(width, weight_std, bias), towers=towers, devices=devices, seed=seed, dtype=dtype)
+    return tower_net(digits_config(width, weight_std, bias), towers=towers, devices=devices, seed=seed, dtype=dtype,
+                     precision=precision)
 
 
 _TOWER_PARAM = re.compile(r"^(?P<base>.+)/(?P<tower>\d+)\.(?P<param>[^./]+)$")
 
 
 def small_net(num_classes: int, towers: int = 2, devices=None, seed: int = 0, *, width: int = 2, weight_std="he",
-              bias: float = 0.1, dtype="float32") -> Net:
+              bias: float = 0.1, dtype="float32", precision: str = "fp32") -> Net:
     """The scaled-down AlexNet for 64x64x3 crops (small_config)."""
     return tower_net(small_config(num_classes, width, weight_std, bias), towers=towers, devices=devices, seed=seed,
-                     dtype=dtype)
+                     dtype=dtype, precision=precision)
 
 
 def map_weights(state: dict, net: Net) -> dict:
@@ -394,7 +399,7 @@ def ablated(config: TowerNetConfig, variant: str) -> TowerNetConfig:
 
 
 def four_layer_net(activation: str = "relu", *, input_shape=(32, 32, 3), classes: int = 10, width: int = 16,
-                   weight_std="he", devices=("cpu",), seed: int = 0, dtype="float32") -> Net:
+                   weight_std="he", devices=("cpu",), seed: int = 0, dtype="float32", precision: str = "fp32") -> Net:
     """Figure 1's kind of net: three conv layers and a softmax fc layer, no regularisation.
 
     conv1 5x5 pad 2 (width filters) -> act -> pool 3/2 -> conv2 5x5 pad 2 (2 width) -> act
@@ -417,7 +422,7 @@ def four_layer_net(activation: str = "relu", *, input_shape=(32, 32, 3), classes
         top = f"pool{k}"
     layers += [Flatten("flatten", top), Linear("fc4", "flatten", units=classes, weight_std=weight_std),
                SoftmaxCrossEntropy("loss", "fc4")]
-    return Net(layers, input_shape=input_shape, devices=devices, seed=seed, dtype=dtype)
+    return Net(layers, input_shape=input_shape, devices=devices, seed=seed, dtype=dtype, precision=precision)
 
 
 __all__ = ["alexnet", "alexnet_config", "digits_net", "digits_config", "small_net", "small_config", "tower_net",

@@ -7,6 +7,8 @@
     validation  a result against the float64 reference (relative L2), row statuses
     report      the table, the run's environment and the JSON document
     cli         the command-line options every benchmark takes
+    precision   --precision: the PyTorch baseline at each of our precisions, the rounded
+                reference operands, the tolerances against the baseline
     versions    an op's kernel versions, and a backend with one forced (rows side by side)
 
 Two devices behind one interface, so that the CPU mode (run by the tests on every

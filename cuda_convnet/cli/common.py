@@ -33,15 +33,18 @@ class ModelChoice:
     widths: bool          # takes --width
     about: str
 
-    def build(self, classes: int, devices, seed: int, crop: int, width: int | None, *, towers: int = 2):
+    def build(self, classes: int, devices, seed: int, crop: int, width: int | None, *, towers: int = 2,
+              precision: str = "fp32"):
         """The net; towers=1 builds the one-device grouped form on devices[0] (same weights)."""
         from .. import models
 
         if towers == 1:
             devices = tuple(devices)[:1]
         if self.name == "alexnet":
-            return models.alexnet(towers=towers, devices=devices, num_classes=classes, seed=seed, input_size=crop)
-        return models.small_net(classes, towers=towers, devices=devices, seed=seed, width=width or 2)
+            return models.alexnet(towers=towers, devices=devices, num_classes=classes, seed=seed, input_size=crop,
+                                  precision=precision)
+        return models.small_net(classes, towers=towers, devices=devices, seed=seed, width=width or 2,
+                                precision=precision)
 
     def input_scale(self, store) -> float:
         """What the mean-subtracted pixels are multiplied by before the net sees them.
@@ -64,6 +67,19 @@ MODELS = {
                          "AlexNet scaled down (models.small_config), 64x64 crops of 72x72 images "
                          "(prepare --size 72); --width scales it (default 2)"),
 }
+
+
+# -- --precision -----------------------------------------------------------------------------
+def add_precision(p, default: str) -> None:
+    """`--precision {fp32,3xtf32,tf32,bf16}` (checks.PRECISIONS; None when left out);
+    `default` says in the help what a missing flag means for this command."""
+    from ..checks import PRECISIONS
+
+    p.add_argument("--precision", choices=PRECISIONS, default=None,
+                   help="arithmetic of the conv and fc layers' GEMMs: fp32 = float32 SIMT kernels "
+                        "(torch.set_float32_matmul_precision('highest')), 3xtf32 = float32-level accuracy on TF32 "
+                        "tensor cores, tf32 = operands rounded to TF32 ('high'; PyTorch's default for "
+                        f"convolutions), bf16 = operands rounded to BF16 ('medium'); default {default}")
 
 
 def check_crop(model: ModelChoice, crop: int | None, store_size: int) -> int:
@@ -251,14 +267,15 @@ def read_manifest(path):
         raise UsageError(str(e)) from None
 
 
-def load_model(path, devices):
-    """load_checkpoint(path) with the towers on `devices` (one name: all towers on it)."""
+def load_model(path, devices, precision: str | None = None):
+    """load_checkpoint(path) with the towers on `devices` (one name: all towers on it), in
+    `precision` (None: the one the checkpoint records, "fp32" if it records none)."""
     from ..net import CheckpointError, load_checkpoint
 
     path = checkpoint_path(path)
     devs = devices[0] if len(devices) == 1 else list(devices)
     try:
-        return load_checkpoint(path, devices=devs)
+        return load_checkpoint(path, devices=devs, precision=precision)
     except (CheckpointError, ValueError) as e:  # ValueError: the devices do not fit the net
         msg = str(e)
         raise UsageError(msg if msg.startswith(path) else f"{path}: {msg}") from None

@@ -17,6 +17,7 @@ epochs; the paper's recipe is what models.alexnet builds).
 
     python -m cuda_convnet demo                       # GPU if there is one, else the CPU
     python -m cuda_convnet demo --device emu --quick  # the CUDA kernels, emulated
+    python -m cuda_convnet demo --precision tf32      # conv and fc GEMMs on TF32 tensor cores
 """
 from __future__ import annotations
 
@@ -27,11 +28,13 @@ import time
 
 def add_parser(sub):
     from .args import nonnegative_int, path, positive_float, positive_int
+    from .common import add_precision
 
     p = sub.add_parser("demo", help="train a small AlexNet-style net on the digits dataset (about a minute on a CPU)")
     p.add_argument("--device", default=None,
                    help="cpu, emu or cuda:N, or two comma-separated (one per tower); default: cuda:0 when a GPU "
                         "is usable, else cpu")
+    add_precision(p, "fp32 (on --resume: the run's)")
     p.add_argument("--epochs", type=positive_int, default=None, help="epochs (default 20, or 2 with --quick)")
     p.add_argument("--quick", action="store_true", help="a few seconds: a subset of the data, 2 epochs (for tests)")
     p.add_argument("--out", type=path, default="demo_out",
@@ -46,8 +49,8 @@ def add_parser(sub):
     p.add_argument("--seed", type=nonnegative_int, default=None, help="(default 0)")
     p.add_argument("--resume", action="store_true",
                    help="continue OUT/checkpoint.npz with its recorded settings (a different --batch, --lr, "
-                        "--patience, --max-drops, --width, --seed or --quick is refused: the run would not "
-                        "continue bit-identically); --epochs is the new total")
+                        "--patience, --max-drops, --width, --seed, --precision or --quick is refused: the run "
+                        "would not continue bit-identically); --epochs is the new total")
     p.add_argument("--threads", type=positive_int, default=1,
                    help="BLAS threads for the cpu backend (default 1: see below)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -56,9 +59,10 @@ def add_parser(sub):
 
 # Settings recorded in the checkpoint and their defaults; on --resume a flag left out takes
 # the recorded value, one given must equal it (cli/common.py resume_settings).
-_DEFAULTS = {"batch": 32, "lr": 0.02, "patience": 3, "max_drops": 2, "width": 2, "seed": 0, "quick": None}
+_DEFAULTS = {"batch": 32, "lr": 0.02, "patience": 3, "max_drops": 2, "width": 2, "seed": 0, "quick": None,
+             "precision": "fp32"}
 _FLAGS = {"batch": "--batch", "lr": "--lr", "patience": "--patience", "max_drops": "--max-drops",
-          "width": "--width", "seed": "--seed", "quick": "--quick"}
+          "width": "--width", "seed": "--seed", "quick": "--quick", "precision": "--precision"}
 
 
 def _settings(args, ckpt):
@@ -73,7 +77,9 @@ def _settings(args, ckpt):
         if not os.path.exists(ckpt):
             raise UsageError(f"--resume: no checkpoint at {ckpt}")
         recorded = read_manifest(ckpt).get("extra", {})
-        recorded = {**recorded, "quick": recorded.get("quick") or None} if "batch" in recorded else recorded
+        # A run recorded before --precision existed computed in fp32.
+        recorded = ({"precision": "fp32", **recorded, "quick": recorded.get("quick") or None}
+                    if "batch" in recorded else recorded)
         given = resume_settings(ckpt, recorded, given, _FLAGS)
     settings = {k: _DEFAULTS[k] if given[k] is None else given[k] for k in _FLAGS}
     settings["quick"] = bool(settings["quick"])
@@ -105,11 +111,11 @@ def run(args):
     background = float(-data.mean[0] / data.std[0])  # a standardised 0 (digits are grey: equal channels)
 
     net = models.digits_net(towers=2, devices=devices, seed=args.seed, width=args.width, weight_std="he",
-                            bias=0.1)
+                            bias=0.1, precision=args.precision)
     opt = SGD(net.parameters(), lr=args.lr, momentum=0.9, weight_decay=5e-4)
     schedule = PlateauSchedule(opt, factor=0.1, patience=args.patience, max_drops=args.max_drops)
     print(f"digits: {len(y_train)} training and {len(y_val)} validation images, 32x32x3, 10 classes")
-    print(f"devices: towers on {', '.join(devices)}")
+    print(f"devices: towers on {', '.join(devices)}; precision {args.precision}")
     print(net.summary())
     print(f"SGD: lr {args.lr:g}, momentum 0.9, weight decay 5e-4, batch {args.batch}; lr /10 after "
           f"{args.patience} epochs without improvement (at most {args.max_drops} times)")

@@ -24,6 +24,7 @@ import numpy as np
 
 def add_parser(sub):
     from .args import path, positive_int
+    from .common import add_precision
 
     p = sub.add_parser("eval", help="top-1/top-5 error of one or several (averaged) checkpoints on a store",
                        description="Top-1 and top-5 error (§2) of CKPT on STORE's split, from the centre crop or "
@@ -40,6 +41,7 @@ def add_parser(sub):
     p.add_argument("--devices", default=None,
                    help="where to run: cpu, emu or cuda:N, or two comma-separated (one per tower); default "
                         "cuda:0 when a GPU is usable, else cpu")
+    add_precision(p, "each checkpoint's own (fp32 for one that records none)")
     p.add_argument("--limit", type=positive_int, default=None, metavar="N", help="evaluate N images, evenly spaced")
     p.add_argument("--per-class", type=path, default=None, metavar="CSV",
                    help="write class,count,top1_error,top5_error")
@@ -135,7 +137,7 @@ def run(args):
     store = open_store(args.store, args.split)
     if len(store) == 0:
         raise UsageError(f"{args.store}: the {args.split} split is empty")
-    cks = [load_model(c, devices) for c in args.checkpoints]
+    cks = [load_model(c, devices, args.precision) for c in args.checkpoints]
     crops = {ck.net.input_shape[0] for ck in cks}
     if len(crops) > 1:
         raise UsageError(f"the checkpoints take different input sizes {sorted(crops)}; averaging needs one")
@@ -176,15 +178,16 @@ def run(args):
     rows = []
     for path, ck, fn in zip(args.checkpoints, cks, fns):
         top1, top5 = fn.errors()
-        rows.append({"checkpoint": os.fspath(path), "epoch": ck.extra.get("epoch"), "top1_error": top1,
-                     "top5_error": top5, "crops": fn.crops})
+        rows.append({"checkpoint": os.fspath(path), "epoch": ck.extra.get("epoch"), "precision": ck.net.precision,
+                     "top1_error": top1, "top5_error": top5, "crops": fn.crops})
     name_w = max([len(r["checkpoint"]) for r in rows] + [24])
-    print(f"{'checkpoint':<{name_w}}  {'epoch':>5}  {'top-1 err':>9}  {'top-5 err':>9}")
+    print(f"{'checkpoint':<{name_w}}  {'epoch':>5}  {'precision':>9}  {'top-1 err':>9}  {'top-5 err':>9}")
     for r in rows:
         epoch = "" if r["epoch"] is None else str(r["epoch"])
-        print(f"{r['checkpoint']:<{name_w}}  {epoch:>5}  {r['top1_error']:>9.4f}  {r['top5_error']:>9.4f}")
+        print(f"{r['checkpoint']:<{name_w}}  {epoch:>5}  {r['precision']:>9}  {r['top1_error']:>9.4f}  "
+              f"{r['top5_error']:>9.4f}")
     if len(rows) > 1:
-        print(f"{f'average of {len(rows)} (§6)':<{name_w}}  {'':>5}  {res.top1:>9.4f}  {res.top5:>9.4f}")
+        print(f"{f'average of {len(rows)} (§6)':<{name_w}}  {'':>5}  {'':>9}  {res.top1:>9.4f}  {res.top5:>9.4f}")
     per_model = rows[0]["crops"]
     print(f"forward passes: {per_model} crops per checkpoint ({res.count} images x {res.views} "
           f"view{'s' if res.views > 1 else ''})")

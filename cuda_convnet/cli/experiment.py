@@ -56,6 +56,8 @@ def add_parser(sub):
 
 
 def _common(p, name):
+    from .common import add_precision
+
     p.add_argument("--data", default=None, metavar="PATH",
                    help="a prepared store or a CIFAR-10 python-batches folder (default: the bundled digits)")
     p.add_argument("--out", default=os.path.join("experiments_out", name), help=f"output folder "
@@ -64,6 +66,7 @@ def _common(p, name):
     p.add_argument("--device", default="cpu", help="cpu (default), emu or cuda:N")
     p.add_argument("--quick", action="store_true", help="a few seconds: a subset of the data, fewer epochs (tests)")
     p.add_argument("--threads", type=int, default=1, help="BLAS threads for the cpu backend (default 1)")
+    add_precision(p, "fp32")
 
 
 def _dataset(args, *, need_val: bool):
@@ -120,7 +123,7 @@ def run_relu_tanh(args):
           f"learning rates {lrs}; {epochs} epochs each")
     with blas_threads(args.threads):
         result = relu_tanh.run(ds, lrs=lrs, epochs=epochs, batch=args.batch, target=target, seed=args.seed,
-                               width=width, device=device)
+                               width=width, device=device, precision=args.precision or "fp32")
     os.makedirs(args.out, exist_ok=True)
     png = os.path.join(args.out, "relu-vs-tanh.png")
     relu_tanh.plot(result, png)
@@ -161,7 +164,8 @@ def run_ablate(args):
           f"{len(variants)} variants x {args.seeds} seeds, {epochs} epochs each")
     with blas_threads(args.threads):
         result = ablate.run(ds, variants=variants, seeds=list(range(args.seeds)), epochs=epochs, batch=args.batch,
-                            lr=args.lr, width=args.width, device=device, out=args.out)
+                            lr=args.lr, width=args.width, device=device, out=args.out,
+                            precision=args.precision or "fp32")
     os.makedirs(args.out, exist_ok=True)
     png = os.path.join(args.out, "ablate.png")
     ablate.plot(result, png)

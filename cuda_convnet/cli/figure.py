@@ -54,16 +54,19 @@ def add_parser(sub):
 
 
 def _common(p, name):
+    from .common import add_precision
+
     p.add_argument("checkpoint", metavar="CKPT", help="a checkpoint file, or a training folder holding one")
     p.add_argument("--out", default=os.path.join("figures_out", name), help=f"output folder (default "
                                                                              f"figures_out/{name})")
     p.add_argument("--device", default="cpu", help="cpu (default), emu or cuda:N")
+    add_precision(p, "the checkpoint's (fp32 if it records none)")
 
 
 def _load(args):
     from .common import load_model, parse_devices
 
-    return load_model(args.checkpoint, parse_devices(args.device, flag="--device"))
+    return load_model(args.checkpoint, parse_devices(args.device, flag="--device"), args.precision)
 
 
 def _transform(ck):

@@ -22,6 +22,7 @@ import numpy as np
 
 def add_parser(sub):
     from .args import path, positive_int
+    from .common import add_precision
 
     p = sub.add_parser("predict", help="top-5 classes and probabilities of image files",
                        description="Classify image files with a trained checkpoint: the --top most probable "
@@ -34,6 +35,7 @@ def add_parser(sub):
     p.add_argument("--top", type=positive_int, default=5, help="how many classes to list (default 5)")
     p.add_argument("--ten-crop", action="store_true",
                    help="average the softmax over the ten views of §4.1 (default: the centre crop)")
+    add_precision(p, "the checkpoint's (fp32 if it records none)")
     p.add_argument("--batch-size", type=positive_int, default=32, help="images per forward pass (default 32)")
     p.add_argument("--devices", default=None,
                    help="cpu, emu or cuda:N (or two, one per tower); default cuda:0 when a GPU is usable, else cpu")
@@ -66,7 +68,7 @@ def run(args):
     if args.top < 1 or args.batch_size < 1:
         raise UsageError("--top and --batch-size must be >= 1")
     devices = parse_devices(args.devices)
-    ck = load_model(args.checkpoint, devices)
+    ck = load_model(args.checkpoint, devices, args.precision)
     net = ck.net
     classes, mean, size = ck.extra.get("classes"), ck.arrays.get("mean"), ck.extra.get("image_size")
     if args.classes_from is not None:

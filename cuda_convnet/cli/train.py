@@ -24,6 +24,11 @@ The training loop is cuda_convnet.training.fit (the demo's). Written to --out DI
                      seconds, images_per_second (errors are fractions in [0, 1])
     curves.png       loss and error per epoch (cuda_convnet.viz)
 
+--precision (fp32, 3xtf32, tf32, bf16; README "Precision") is the arithmetic of every conv and
+fc GEMM, forward and backward; the checkpoint records it, and eval / predict use it unless
+told otherwise. A resumed run keeps its precision (another one would not continue
+bit-identically); runs recorded before --precision existed computed in fp32.
+
 Data-parallel (cuda_convnet.distributed): under torchrun (its RANK, WORLD_SIZE, ... set) or
 with --distributed, each process is one rank: a full replica of the net on cuda:LOCAL_RANK
 (or on the cpu/emu backend), training on its shard of every global batch. --batch-size is
@@ -53,12 +58,12 @@ import numpy as np
 # the recorded value; one given must equal it (cli/common.py resume_settings).
 _SAVED = {"model": "--model", "crop": "--crop", "width": "--width", "seed": "--seed", "batch_size": "--batch-size",
           "limit_train": "--limit-train", "limit_val": "--limit-val", "lr": "--lr", "patience": "--patience",
-          "max_drops": "--max-drops", "parallel": "--parallel"}
+          "max_drops": "--max-drops", "parallel": "--parallel", "precision": "--precision"}
 
 
 def add_parser(sub):
     from .args import nonnegative_int, path, positive_float, positive_int
-    from .common import MODELS
+    from .common import MODELS, add_precision
 
     p = sub.add_parser("train", help="train a net on a prepared store (checkpoint every epoch; resumable)",
                        description="Train on STORE's train split (random crops, flips, PCA lighting; §4.1), "
@@ -76,6 +81,7 @@ def add_parser(sub):
     p.add_argument("--devices", default=None,
                    help="the two towers' devices: cpu, emu or cuda:N, one for both or two comma-separated "
                         "(cuda:0,cuda:1); default cuda:0 when a GPU is usable, else cpu")
+    add_precision(p, "fp32 (on --resume: the run's)")
     p.add_argument("--epochs", type=positive_int, default=90,
                    help="epochs in total, counting resumed ones (default 90)")
     p.add_argument("--batch-size", type=positive_int, default=None,
@@ -212,6 +218,7 @@ def _train(args, group=None):
         saved = read_manifest(ckpt).get("extra", {})  # what the run recorded (cli/common.py)
         if "model" not in saved:
             raise UsageError(f"--resume: {ckpt} was not written by `train` (no model recorded)")
+        saved = {"precision": "fp32", **saved}  # a run recorded before --precision existed computed in fp32
         for k in ("model", "crop", "width"):  # the architecture
             if settings[k] is not None and settings[k] != saved.get(k):
                 raise UsageError(f"--resume: {ckpt} is a --{k} {saved.get(k)} run, not --{k} {settings[k]}")
@@ -238,6 +245,7 @@ def _train(args, group=None):
     lr = 0.01 if settings["lr"] is None else settings["lr"]
     patience = 2 if settings["patience"] is None else settings["patience"]
     max_drops = 3 if settings["max_drops"] is None else settings["max_drops"]
+    precision = settings["precision"] or "fp32"
 
     train_idx = subset(len(train_store), settings["limit_train"])
     val_idx = subset(len(val_store), settings["limit_val"])
@@ -259,7 +267,7 @@ def _train(args, group=None):
     try:
         # The hybrid scheme splits the grouped one-device form's fc layers (models.tower_net).
         net = model.build(len(classes), devices, seed, crop, settings["width"] or 2,
-                          towers=1 if parallel == "hybrid" else 2)
+                          towers=1 if parallel == "hybrid" else 2, precision=precision)
     except ValueError as e:
         raise UsageError(f"--model {model.name}: {e}") from None
     opt = SGD(net.parameters(), lr=lr, momentum=0.9, weight_decay=5e-4)
@@ -268,7 +276,7 @@ def _train(args, group=None):
     print(f"store {args.store}: {len(y_train)} training and {len(y_val)} validation images"
           f"{' (subsets)' if train_idx is not None or val_idx is not None else ''}, {s}x{s}, "
           f"{len(classes)} classes")
-    print(f"model {model.name}: {crop}x{crop} crops; "
+    print(f"model {model.name}: {crop}x{crop} crops, precision {precision}; "
           + (f"grouped form on {devices[0]}" if parallel == "hybrid" else f"towers on {', '.join(devices)}"))
     if group is not None:
         split = [k for k, v in net.parallel.items() if v == "model"] if parallel == "hybrid" else []
@@ -305,7 +313,7 @@ def _train(args, group=None):
 
     width = (settings["width"] or 2) if model.widths else None
     extra = {**settings, "model": model.name, "crop": crop, "width": width, "seed": seed, "batch_size": batch,
-             "lr": lr, "patience": patience, "max_drops": max_drops, "parallel": parallel,
+             "lr": lr, "patience": patience, "max_drops": max_drops, "parallel": parallel, "precision": precision,
              "classes": list(classes), "image_size": s, "store": os.path.abspath(args.store), "input_scale": scale}
     threads = args.threads if args.threads is not None else (1 if model.name == "small" else None)
     try:

@@ -126,7 +126,7 @@ class HybridParallel(Rank):
 
         # The data-parallel trunk (its weights are set by _load_full).
         self.trunk = Net(layers[:first], input_shape=net.input_shape, devices=net.device_names, seed=net.seed,
-                         dtype=net.dtype.name, init=False)
+                         dtype=net.dtype.name, init=False, precision=net.precision)
         self.trunk.dropout_subsequences = net.dropout_subsequences
         apply_rank_seeds(self.trunk, self.rank)
         self.dev = self.trunk.devices[0]
@@ -247,7 +247,7 @@ class HybridParallel(Rank):
         b = x.shape[0]
         acts = trunk._forward(x, True, keep=True)
         # The head draws the one-process net's dropout masks: its key, its counter.
-        ctx = Context(trunk.step, self.net.dropout_seed, self.net.dropout_subsequences)
+        ctx = Context(trunk.step, self.net.dropout_seed, self.net.dropout_subsequences, self.net.precision)
         h = self._all_gather(acts[trunk.output_name], axis=0)                  # (B, F)
         y = self._all_gather(np.asarray(labels, dtype=np.int32), axis=0)
         saved = []           # (layer, input, output), or None: an all-gather along the features

@@ -24,7 +24,7 @@ METRICS = ("train_top1_err", "train_top5_err", "val_top1_err", "val_top5_err")
 
 
 def train_variant(ds, variant: str, seed: int, *, epochs: int, batch: int, lr: float, width: int,
-                  device: str = "cpu", checkpoint=None) -> dict:
+                  device: str = "cpu", checkpoint=None, precision: str = "fp32") -> dict:
     """One training run of one variant; -> {variant, seed, the four METRICS, parameters, seconds}."""
     from dataclasses import replace
 
@@ -36,7 +36,7 @@ def train_variant(ds, variant: str, seed: int, *, epochs: int, batch: int, lr: f
     config = replace(models.digits_config(width, "he", 0.1), input_shape=(ds.size, ds.size, 3),
                      classes=len(ds.classes))
     config = models.ablated(config, variant)
-    net = models.tower_net(config, towers=config.towers, devices=(device,), seed=seed)
+    net = models.tower_net(config, towers=config.towers, devices=(device,), seed=seed, precision=precision)
     opt = SGD(net.parameters(), lr=lr, momentum=0.9, weight_decay=5e-4)
     schedule = PlateauSchedule(opt, factor=0.1, patience=3, max_drops=2)
     augment = Augment(ds, seed=seed, lighting_std=0.0 if variant == "no-lighting" else 0.1)
@@ -80,8 +80,9 @@ def summarise(runs: list[dict], variants) -> list[dict]:
 
 
 def run(ds, *, variants, seeds, epochs: int, batch: int, lr: float, width: int, device: str = "cpu", out=None,
-        log=print) -> dict:
-    """Every variant x seed; the full model of the first seed is checkpointed under OUT/full-seed<seed>/."""
+        log=print, precision: str = "fp32") -> dict:
+    """Every variant x seed; the full model of the first seed is checkpointed under OUT/full-seed<seed>/.
+    precision: the nets' GEMM precision (checks.PRECISIONS)."""
     import os
 
     runs = []
@@ -91,13 +92,15 @@ def run(ds, *, variants, seeds, epochs: int, batch: int, lr: float, width: int, 
             if out is not None and v == "full" and s == seeds[0]:
                 os.makedirs(os.path.join(out, f"full-seed{s}"), exist_ok=True)
                 ckpt = os.path.join(out, f"full-seed{s}", "checkpoint.npz")
-            r = train_variant(ds, v, s, epochs=epochs, batch=batch, lr=lr, width=width, device=device, checkpoint=ckpt)
+            r = train_variant(ds, v, s, epochs=epochs, batch=batch, lr=lr, width=width, device=device, checkpoint=ckpt,
+                              precision=precision)
             runs.append(r)
             log(f"{v:12s} seed {s}: val top-1 {100 * r['val_top1_err']:6.2f}%  top-5 {100 * r['val_top5_err']:5.2f}%"
                 f"  train top-1 {100 * r['train_top1_err']:6.2f}%  ({r['seconds']:.1f}s)")
     rows = summarise(runs, variants)
     return {"data": ds.name, "train_images": len(ds.train_labels), "val_images": len(ds.val_labels),
-            "epochs": epochs, "batch": batch, "lr": lr, "width": width, "device": device, "seeds": list(seeds),
+            "epochs": epochs, "batch": batch, "lr": lr, "width": width, "device": device, "precision": precision,
+            "seeds": list(seeds),
             "runs": runs, "rows": rows, "notes": notes(ds, rows)}
 
 

@@ -21,7 +21,7 @@ POINTS_PER_EPOCH = 4
 
 
 def train_curve(ds, activation: str, lr: float, *, epochs: int, batch: int, seed: int, width: int,
-                device: str = "cpu") -> dict:
+                device: str = "cpu", precision: str = "fp32") -> dict:
     """One run: {"lr", "epochs" (fractional x), "train_error" (per quarter epoch), "diverged", "seconds"}."""
     from .. import SGD, models
     from ..data.loader import BatchLoader
@@ -30,7 +30,7 @@ def train_curve(ds, activation: str, lr: float, *, epochs: int, batch: int, seed
 
     t0 = time.perf_counter()
     net = models.four_layer_net(activation, input_shape=(ds.size, ds.size, 3), classes=len(ds.classes),
-                                width=width, seed=seed, devices=(device,))
+                                width=width, seed=seed, devices=(device,), precision=precision)
     opt = SGD(net.parameters(), lr=lr, momentum=0.9, weight_decay=0.0)
     loader = BatchLoader((ds.train_images, ds.train_labels), batch, shuffle=True, seed=seed,
                          augment=Standardise(ds.mean, ds.std), drop_last=True)
@@ -78,15 +78,17 @@ def best_run(runs: list[dict], target: float) -> dict:
 
 
 def run(ds, *, lrs, epochs: int, batch: int, target: float, seed: int, width: int, device: str = "cpu",
-        log=print) -> dict:
-    """The sweep for both units; the record `experiment relu-vs-tanh` writes (JSON-ready)."""
+        log=print, precision: str = "fp32") -> dict:
+    """The sweep for both units; the record `experiment relu-vs-tanh` writes (JSON-ready).
+    precision: the nets' GEMM precision (checks.PRECISIONS)."""
     result = {"data": ds.name, "train_images": len(ds.train_labels), "epochs": epochs, "batch": batch,
-              "target": target, "seed": seed, "width": width, "device": device, "lrs": list(lrs), "runs": {},
-              "best": {}}
+              "target": target, "seed": seed, "width": width, "device": device, "precision": precision,
+              "lrs": list(lrs), "runs": {}, "best": {}}
     for act in ("relu", "tanh"):
         runs = []
         for lr in lrs:
-            r = train_curve(ds, act, lr, epochs=epochs, batch=batch, seed=seed, width=width, device=device)
+            r = train_curve(ds, act, lr, epochs=epochs, batch=batch, seed=seed, width=width, device=device,
+                            precision=precision)
             t = epochs_to(r, target)
             log(f"{act:4s} lr {lr:<7g} final training error {100 * r['train_error'][-1]:6.2f}%  "
                 f"epochs to {100 * target:g}%: {'never' if t is None else f'{t:.2f}'}"

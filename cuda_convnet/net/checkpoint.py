@@ -4,7 +4,9 @@ Layout of the archive (NumPy's .npz, i.e. an uncompressed zip of .npy files):
 
     manifest          uint8 bytes of a UTF-8 JSON object:
                         format "cuda_convnet.checkpoint", version 2,
-                        net: the Net spec (layers, devices, input shape, seed, dtype),
+                        net: the Net spec (layers, devices, input shape, seed, dtype,
+                          precision: absent in files written before nets had one,
+                          which load as "fp32", what those nets computed in),
                         step: training steps taken (drives the dropout masks),
                         optimizer: {"lr", "momentum", "weight_decay"} or null,
                         schedule: PlateauSchedule state or null,
@@ -50,6 +52,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .. import checks
+from ..checks import PRECISIONS
 from ..optim import SGD, PlateauSchedule
 from .graph import Net
 
@@ -260,6 +264,8 @@ def _check_spec(path, spec):
         raise _bad(path, f"net.seed must be >= 0, got {spec['seed']}")
     if spec["dtype"] not in ("float32", "float64"):
         raise _bad(path, f"net.dtype must be float32 or float64, got {spec['dtype']!r}")
+    if "precision" in spec and (not isinstance(spec["precision"], str) or spec["precision"] not in PRECISIONS):
+        raise _bad(path, f"net.precision must be one of {', '.join(PRECISIONS)}, got {spec['precision']!r}")
     for i, layer in enumerate(spec["layers"]):
         if not (isinstance(layer, dict) and isinstance(layer.get("type"), str) and isinstance(layer.get("name"), str)
                 and isinstance(layer.get("inputs"), list) and all(isinstance(x, str) for x in layer["inputs"])):
@@ -331,18 +337,22 @@ def read_checkpoint(path) -> tuple[dict, dict[str, np.ndarray]]:
     return manifest, arrays
 
 
-def load_checkpoint(path, *, devices=None) -> Checkpoint:
+def load_checkpoint(path, *, devices=None, precision: str | None = None) -> Checkpoint:
     """Rebuild the net (and the optimizer and schedule, if saved) from a checkpoint.
 
-    `devices` overrides the saved device names (e.g. load a GPU-trained net on "cpu").
+    `devices` overrides the saved device names (e.g. load a GPU-trained net on "cpu");
+    `precision` the saved precision (None: the checkpoint's; "fp32" for a file that
+    records none). ValueError for a precision not in checks.PRECISIONS.
     Raises CheckpointError (a ValueError naming the file) for a missing, damaged or
     crafted file, including a net spec that does not build or whose parameters or
     velocities differ from the archive's entries.
     """
     path = os.fspath(path)
+    if precision is not None:  # the caller's mistake, not the file's: a plain ValueError
+        checks.check_precision("load_checkpoint", precision)
     manifest, arrays = read_checkpoint(path)
     try:
-        net = Net.from_spec(manifest["net"], devices=devices, init=False)
+        net = Net.from_spec(manifest["net"], devices=devices, init=False, precision=precision)
     except (KeyError, TypeError, ValueError, AttributeError, OverflowError, MemoryError) as e:
         raise _bad(path, f"the net spec does not build: {type(e).__name__}: {e}") from None
     params = {k[len("param/"):]: v for k, v in arrays.items() if k.startswith("param/")}

@@ -27,6 +27,10 @@ Rules of the graph:
   the mask from its output y > 0 as before. Outputs and gradients are those of the
   unfused graph (`Net(..., fuse_relu=False)`); `features` of the conv/fc layer itself
   runs it unfused, so the pre-activation stays reachable.
+* `precision` (Net(..., precision="tf32")) is the arithmetic of every conv and fc GEMM,
+  forward and backward: "fp32" (float32 SIMT kernels, the default), "3xtf32", "tf32" or
+  "bf16" (tensor cores; checks.PRECISIONS, reference/linear.py). Activations, weights and
+  every other op stay float32; the spec (and so a checkpoint) records it.
 * One training step blocks the host once (one device): labels are range-checked on the
   host before their upload, and the loss and the top-k error counts come back in one
   device-to-host read (Device.to_host); every other dependency is stream-ordered.
@@ -37,6 +41,7 @@ import math
 
 import numpy as np
 
+from .. import checks
 from .devices import Device
 from .layers import Context, Copy, Layer, SoftmaxCrossEntropy, layer_from_spec
 
@@ -81,9 +86,16 @@ def _dropout_seed(seed: int) -> int:
 
 class Net:
     def __init__(self, layers, *, input_shape, devices=("cpu",), seed: int = 0, dtype="float32", init: bool = True,
-                 fuse_relu: bool = True):
+                 fuse_relu: bool = True, precision: str = "fp32"):
         """init=False allocates zero parameters instead of drawing them (to load weights next).
-        fuse_relu=False runs every ReLU as its own launch (the fusion's test twin)."""
+        fuse_relu=False runs every ReLU as its own launch (the fusion's test twin).
+
+        precision: the arithmetic of every conv and fc GEMM, forward and backward
+        (checks.PRECISIONS: "fp32", the default, "3xtf32", "tf32", "bf16"; README
+        "Precision" gives the PyTorch equivalents); ValueError for any other value. It can
+        be changed between steps (``net.precision = "tf32"``); checkpoints record it.
+        """
+        self.precision = precision
         self.fuse_relu = bool(fuse_relu)
         if isinstance(devices, str):
             devices = (devices,)
@@ -110,6 +122,14 @@ class Net:
         self.layers: list[Layer] = [layer_from_spec(l.spec()) if isinstance(l, Layer) else layer_from_spec(l)
                                     for l in layers]
         self._build()
+
+    @property
+    def precision(self) -> str:
+        return self._precision
+
+    @precision.setter
+    def precision(self, value: str) -> None:
+        self._precision = checks.check_precision("Net", value)
 
     # ================================================================== construction
     def _build(self):
@@ -232,8 +252,10 @@ class Net:
         return layer.forward(dev, xs, params, train, ctx)
 
     @classmethod
-    def from_spec(cls, spec: dict, *, devices=None, init: bool = True) -> Net:
-        """Rebuild a Net from `net.spec()`; `devices` overrides the saved device names.
+    def from_spec(cls, spec: dict, *, devices=None, init: bool = True, precision: str | None = None) -> Net:
+        """Rebuild a Net from `net.spec()`; `devices` overrides the saved device names and
+        `precision` the saved precision (a spec without one, written before nets had a
+        precision, is "fp32": what those nets computed in).
 
         With the same seed the weights are the same as the original's at construction.
         """
@@ -245,15 +267,17 @@ class Net:
         if len(devs) != len(spec["devices"]):
             raise ValueError(f"this net has {len(spec['devices'])} logical devices {spec['devices']}; "
                              f"got {len(devs)}: {list(devs)}")
+        if precision is None:
+            precision = spec.get("precision", "fp32")
         net = cls(spec["layers"], input_shape=spec["input_shape"], devices=devs, seed=spec["seed"],
-                  dtype=spec["dtype"], init=init)
+                  dtype=spec["dtype"], init=init, precision=precision)
         return net
 
     def spec(self) -> dict:
         """Everything needed to rebuild this net (JSON-serialisable); a checkpoint stores it."""
         return {"format": SPEC_FORMAT, "version": 1, "input_shape": list(self.input_shape),
                 "devices": list(self.device_names), "seed": self.seed, "dtype": self.dtype.name,
-                "layers": [l.spec() for l in self.layers]}
+                "precision": self.precision, "layers": [l.spec() for l in self.layers]}
 
     # ================================================================== parameters
     def parameters(self) -> list[Parameter]:
@@ -285,7 +309,7 @@ class Net:
         self.synchronize()
 
     def _context(self) -> Context:
-        return Context(self.step, self.dropout_seed, self.dropout_subsequences)
+        return Context(self.step, self.dropout_seed, self.dropout_subsequences, self.precision)
 
     # ================================================================== forward / backward
     def _input(self, x):

@@ -68,11 +68,13 @@ def layer_from_spec(spec: dict) -> Layer:
 
 class Context:
     """What a layer needs from the Net besides its arrays: the step and the dropout seed and
-    subsequence count. A subsequence is one dropout mask's Philox counter range per step
-    (cuRAND's term: seed, subsequence, offset); "stream" always means a CUDA stream."""
+    subsequence count, and the GEMM precision of the conv and fc layers (checks.PRECISIONS).
+    A subsequence is one dropout mask's Philox counter range per step (cuRAND's term: seed,
+    subsequence, offset); "stream" always means a CUDA stream."""
 
-    def __init__(self, step: int, dropout_seed: int, dropout_subsequences: int):
+    def __init__(self, step: int, dropout_seed: int, dropout_subsequences: int, precision: str = "fp32"):
         self.step, self.dropout_seed, self.dropout_subsequences = step, dropout_seed, dropout_subsequences
+        self.precision = precision
 
     def dropout_offset(self, subsequence: int) -> int:
         # One Philox counter range per (step, subsequence): each step draws new masks, a
@@ -222,11 +224,13 @@ class Conv2d(_Weighted):
         return {"stride": self.stride, "padding": self.padding, "groups": self.groups}
 
     def forward(self, dev, xs, params, train, ctx, relu=False):
-        return dev.ops.conv2d(xs[0], params["weight"], params["bias"], **self._kw(), relu=relu)
+        return dev.ops.conv2d(xs[0], params["weight"], params["bias"], **self._kw(), relu=relu,
+                              **_precision(ctx))
 
     def backward(self, dev, xs, y, dy, params, ctx, need_dx):
         # need_dx False (the data, or what only depends on it): no dgrad is launched.
-        dx, dw, db = dev.ops.conv2d_backward(xs[0], params["weight"], dy, **self._kw(), need_dx=bool(need_dx[0]))
+        dx, dw, db = dev.ops.conv2d_backward(xs[0], params["weight"], dy, **self._kw(), need_dx=bool(need_dx[0]),
+                                             **_precision(ctx))
         return [dx], {"weight": dw, "bias": db}
 
 
@@ -253,15 +257,22 @@ class Linear(_Weighted):
         return {"weight": (self.units, in_shapes[0][0]), "bias": (self.units,)}
 
     def forward(self, dev, xs, params, train, ctx, relu=False):
-        return dev.ops.linear(xs[0], params["weight"], params["bias"], relu=relu)
+        return dev.ops.linear(xs[0], params["weight"], params["bias"], relu=relu, **_precision(ctx))
 
     # backward(acc=...): the dx GEMM adds into the input's gradient already there (beta = 1).
     accumulates_dx = True
 
     def backward(self, dev, xs, y, dy, params, ctx, need_dx, acc=None):
         kw = {"dx_accumulate": acc[0]} if acc is not None and acc[0] is not None else {}
-        dx, dw, db = dev.ops.linear_backward(xs[0], params["weight"], dy, need_dx=bool(need_dx[0]), **kw)
+        dx, dw, db = dev.ops.linear_backward(xs[0], params["weight"], dy, need_dx=bool(need_dx[0]), **kw,
+                                             **_precision(ctx))
         return [dx], {"weight": dw, "bias": db}
+
+
+def _precision(ctx) -> dict:
+    """The ``precision=`` keyword of a conv/fc op for the Net's precision. "fp32" is every
+    op's default and is left implicit, so an fp32 net calls exactly the float32 ops."""
+    return {} if ctx.precision == "fp32" else {"precision": ctx.precision}
 
 
 def _nhwc(layer, shape):

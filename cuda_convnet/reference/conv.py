@@ -27,6 +27,16 @@ How it is computed (written for speed *and* to mirror the CUDA implicit GEMM):
   forward pass and add nothing to dx and dw, so a legal padding of 2^31 (checks.MAX_EXTENT)
   costs what the image costs. For padding smaller than the kernel (every window meets the
   image) the region is the whole output and the computation is the plain im2col above.
+* ``precision`` (checks.PRECISIONS, keyword-only, default "fp32") rounds the operands of
+  each GEMM exactly as the tensor-core kernels do (reference/precision.py), then computes
+  in the input's dtype, as reference/linear.py does: the forward rounds x and w, dgrad dy
+  and w, wgrad x and dy; the bias and db are never rounded. "tf32" and "bf16" round to
+  their 10 / 7 mantissa bits. "3xtf32" computes unrounded: its big + residual TF32 split
+  carries ~21 mantissa bits per operand and its three products recover float32-level
+  accuracy, so its reference is the float32 one, compared at the float32 tolerance.
+  The non-finite rules below (a filter with an inf tap, dy inf in the padding) read the
+  rounded operands: rounding can carry a finite float32 near its maximum to inf, and the
+  kernels then see that inf.
 * The batch is processed in chunks so that the materialised columns stay under
   ``IM2COL_CHUNK_BYTES`` (AlexNet conv1 at batch 128 would otherwise need ~560 MB of
   float32 columns). Chunk partial sums of dw/db are added in a fixed order, so results
@@ -40,6 +50,7 @@ from numpy.lib.stride_tricks import as_strided
 
 from .. import checks
 from ..checks import ConvGeometry
+from .precision import round_operand
 
 __all__ = ["conv2d", "conv2d_backward", "conv2d_dgrad", "conv2d_wgrad", "IM2COL_CHUNK_BYTES"]
 
@@ -137,15 +148,19 @@ def _nonfinite_outside(dy: np.ndarray, reg: _Region) -> np.ndarray:
 
 
 def conv2d(x: np.ndarray, w: np.ndarray, b: np.ndarray | None = None, *,
-           stride: int = 1, padding=0, groups: int = 1, relu: bool = False) -> np.ndarray:
+           stride: int = 1, padding=0, groups: int = 1, relu: bool = False, precision: str = "fp32") -> np.ndarray:
     """Grouped 2-D convolution. x (N, H, W, C), w (K, R, S, C/groups), b (K,) or None.
 
     ``padding``: int, (ph, pw) or (top, bottom, left, right). Returns y (N, P, Q, K).
     Outputs whose window lies wholly in the padding are b (NaN for a filter with an inf or
     NaN tap); only the padding some window reads together with the image is allocated.
     ``relu=True`` returns max(0, y) (§3.1), what the kernels' fused epilogue computes.
+    precision: "fp32" (default), "3xtf32", "tf32" or "bf16" (module docstring: x and w
+    rounded); ValueError for any other value.
     """
     g = checks.check_conv_args(x, w, b, stride, padding, groups)
+    checks.check_precision("conv2d", precision)
+    x, w = round_operand(x, precision), round_operand(w, precision)
     cg, kg, rsc = g.c_per_group, g.k_per_group, g.r * g.s * g.c_per_group
     reg = _Region(g)
     y = np.empty((g.n, g.p, g.q, g.k), dtype=x.dtype)
@@ -179,21 +194,30 @@ def conv2d(x: np.ndarray, w: np.ndarray, b: np.ndarray | None = None, *,
 
 
 def conv2d_backward(x: np.ndarray, w: np.ndarray, dy: np.ndarray, *,
-                    stride: int = 1, padding=0, groups: int = 1, need_dx: bool = True):
+                    stride: int = 1, padding=0, groups: int = 1, need_dx: bool = True, precision: str = "fp32"):
     """Gradients of ``conv2d`` -> (dx (N, H, W, C), dw (K, R, S, C/groups), db (K,)).
 
     db is always returned; a layer without a bias ignores it. Outputs whose window lies
     wholly in the padding add nothing to dx and dw (NaN to dw[k] where dy[..., k] is inf
     or NaN there: 0 * inf). ``need_dx=False`` (a layer whose input needs no gradient, e.g.
-    the data) skips the dgrad: dx is None.
+    the data) skips the dgrad: dx is None. precision as for ``conv2d``: it rounds the
+    operands of the dgrad (dy, w) and wgrad (x, dy) GEMMs; db sums the unrounded dy.
     """
     g = checks.check_conv_backward_args(x, w, dy, stride, padding, groups)
+    return _backward(g, x, w, dy, need_dx, precision, "conv2d_backward")
+
+
+def _backward(g: ConvGeometry, x, w, dy, need_dx: bool, precision: str, op: str):
+    """conv2d_backward on checked arguments; `op` names the public op in errors."""
+    checks.check_precision(op, precision)
     cg, kg, rsc = g.c_per_group, g.k_per_group, g.r * g.s * g.c_per_group
     st = g.stride
     reg = _Region(g)
     dx = np.zeros(x.shape, dtype=x.dtype) if need_dx else None
     dw = np.zeros(w.shape, dtype=w.dtype)
     db = dy.sum(axis=(0, 1, 2))
+    # Both GEMMs read dy rounded the same way; db is a plain float sum of the unrounded dy.
+    x, w, dy = (round_operand(a, precision) for a in (x, w, dy))
     if not reg.full:
         dw[_nonfinite_outside(dy, reg)] = np.nan
     if reg.empty:
@@ -264,22 +288,25 @@ class _Flags:
 _CONTIGUOUS = _Flags()
 
 
-def conv2d_dgrad(dy: np.ndarray, w: np.ndarray, x_shape, *, stride: int = 1, padding=0, groups: int = 1):
+def conv2d_dgrad(dy: np.ndarray, w: np.ndarray, x_shape, *, stride: int = 1, padding=0, groups: int = 1,
+                 precision: str = "fp32"):
     """dgrad alone: dx (N, H, W, C) = dL/dx of ``conv2d`` for an input of shape ``x_shape``.
 
     dy (N, P, Q, K) and w (K, R, S, C/groups) as in conv2d_backward, whose dx this is
-    (dx does not depend on x's values). Raises what conv2d_backward raises.
+    (dx does not depend on x's values). precision as for conv2d_backward (dy and w
+    rounded). Raises what conv2d_backward raises.
     """
     x = ShapeOnly("conv2d_dgrad", "x_shape", x_shape, getattr(dy, "dtype", np.float64))
-    checks.check_conv_backward_args(x, w, dy, stride, padding, groups, op="conv2d_dgrad")
-    return conv2d_backward(np.zeros(x.shape, dtype=x.dtype), w, dy, stride=stride, padding=padding, groups=groups)[0]
+    g = checks.check_conv_backward_args(x, w, dy, stride, padding, groups, op="conv2d_dgrad")
+    return _backward(g, np.zeros(x.shape, dtype=x.dtype), w, dy, True, precision, "conv2d_dgrad")[0]
 
 
-def conv2d_wgrad(x: np.ndarray, dy: np.ndarray, w_shape, *, stride: int = 1, padding=0, groups: int = 1):
+def conv2d_wgrad(x: np.ndarray, dy: np.ndarray, w_shape, *, stride: int = 1, padding=0, groups: int = 1,
+                 precision: str = "fp32"):
     """wgrad alone: (dw (K, R, S, C/groups), db (K,)) of ``conv2d`` for filters of shape
-    ``w_shape``; conv2d_backward's dw and db (they do not depend on w's values)."""
+    ``w_shape``; conv2d_backward's dw and db (they do not depend on w's values).
+    precision as for conv2d_backward (x and dy rounded; db unrounded)."""
     w = ShapeOnly("conv2d_wgrad", "w_shape", w_shape, getattr(x, "dtype", np.float64))
-    checks.check_conv_backward_args(x, w, dy, stride, padding, groups, op="conv2d_wgrad")
-    _, dw, db = conv2d_backward(x, np.zeros(w.shape, dtype=w.dtype), dy, stride=stride, padding=padding,
-                                groups=groups, need_dx=False)
+    g = checks.check_conv_backward_args(x, w, dy, stride, padding, groups, op="conv2d_wgrad")
+    _, dw, db = _backward(g, x, np.zeros(w.shape, dtype=w.dtype), dy, False, precision, "conv2d_wgrad")
     return dw, db
