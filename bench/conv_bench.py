@@ -334,10 +334,7 @@ def main(argv=None):
     args = ap.parse_args(argv)
     if args.shrink is None:
         args.shrink = 4 if args.smoke else 1
-    try:
-        precisions = P.parse(args.precision)
-    except ValueError as e:
-        ap.error(str(e))
+    precisions = P.from_args(ap, args)
 
     torch = import_torch()
     backend_name = pick_backend(args.backend)

@@ -87,10 +87,7 @@ def main(argv=None):
     ap.add_argument("--tol", type=float, default=TOL)
     P.add_argument(ap)
     args = ap.parse_args(argv)
-    try:
-        precisions = P.parse(args.precision)
-    except ValueError as e:
-        ap.error(str(e))
+    precisions = P.from_args(ap, args)
     if args.shrink is None:
         args.shrink = 4 if args.smoke else 1
 

@@ -428,10 +428,7 @@ def main(argv=None):
     ap.add_argument("--compile-worker", action="store_true", help=argparse.SUPPRESS)
     P.add_argument(ap)
     args = ap.parse_args(argv)
-    try:
-        precisions = P.parse(args.precision)
-    except ValueError as e:
-        ap.error(str(e))
+    precisions = P.from_args(ap, args)
 
     torch = import_torch()
     backend_name = pick_backend(args.backend)

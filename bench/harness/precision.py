@@ -53,6 +53,15 @@ def parse(text: str) -> list[str]:
     return [p for p in PRECISIONS if p in wanted]
 
 
+def from_args(ap, args) -> list[str]:
+    """The precisions of a bench's parsed ``--precision`` (add_argument); a bad value ends
+    the run through ``ap.error`` with parse's message (exit 2)."""
+    try:
+        return parse(args.precision)
+    except ValueError as e:
+        ap.error(str(e))
+
+
 def add_argument(ap) -> None:
     from cuda_convnet.checks import PRECISIONS
 

@@ -62,6 +62,15 @@ class ConvOps:
                         relu=bool(relu), stream=self._stream(), version=self._version("conv2d"))
         return y
 
+    def _tc_kernel(self, op, precision) -> bool:
+        """Whether ``precision`` runs ``op`` on its tensor-core kernel (ValueError for an unknown
+        precision, or for a forced float32 kernel version, which that kernel cannot honour)."""
+        checks.check_precision(op, precision)
+        if precision == "fp32":
+            return False
+        self._conv_tc_has_one_version(op, precision)
+        return True
+
     def _conv_tc_has_one_version(self, op, precision):
         if self._version(op):
             fp32, tc = {"conv2d": ("conv_fwd", "conv_tc_fwd_kernel1"),
@@ -75,9 +84,7 @@ class ConvOps:
         # 1: the general 64 x 64 tile; 2, 3: the 128 x 128 tile's vector and scalar gathers
         # (csrc/conv.h, conv2d_version); a tensor-core precision: conv_tc_fwd_kernel1, the only one.
         g = checks.check_conv_args(x, w, b, stride, padding, groups)
-        checks.check_precision("conv2d", precision)
-        if precision != "fp32":
-            self._conv_tc_has_one_version("conv2d", precision)
+        if self._tc_kernel("conv2d", precision):
             return 1
         return self.ext.conv2d_version(x=self._ptr(x), wt=self._ptr(w), **_shape_args(g),
                                        version=self._version("conv2d"))
@@ -120,9 +127,7 @@ class ConvOps:
         # conv_tc_dgrad_kernel1, the only one.
         x = ShapeOnly("conv2d_dgrad", "x_shape", x_shape, getattr(dy, "dtype", np.float32))
         g = checks.check_conv_backward_args(x, w, dy, stride, padding, groups, op="conv2d_dgrad")
-        checks.check_precision("conv2d_dgrad", precision)
-        if precision != "fp32":
-            self._conv_tc_has_one_version("conv2d_dgrad", precision)
+        if self._tc_kernel("conv2d_dgrad", precision):
             return 1
         return self.ext.conv2d_dgrad_version(dy=self._ptr(dy), wt=self._ptr(w), dx=0, **_shape_args(g),
                                              version=self._version("conv2d_dgrad"))
@@ -169,9 +174,7 @@ class ConvOps:
         # a tensor-core precision: conv_tc_wgrad_kernel1, the only one.
         w = ShapeOnly("conv2d_wgrad", "w_shape", w_shape, getattr(x, "dtype", np.float32))
         g = checks.check_conv_backward_args(x, w, dy, stride, padding, groups, op="conv2d_wgrad")
-        checks.check_precision("conv2d_wgrad", precision)
-        if precision != "fp32":
-            self._conv_tc_has_one_version("conv2d_wgrad", precision)
+        if self._tc_kernel("conv2d_wgrad", precision):
             return 1
         return self.ext.conv2d_wgrad_version(x=self._ptr(x), dy=self._ptr(dy), **_shape_args(g),
                                              version=self._version("conv2d_wgrad"))
