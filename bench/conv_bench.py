@@ -52,6 +52,7 @@ kernels (--backend emu), against PyTorch CPU, at a small batch.
     python bench/conv_bench.py --smoke                  # batch 1, one call each (tests)
     python bench/conv_bench.py --json out/conv.json --layers conv2,conv3
     python bench/conv_bench.py --precision all          # fp32, 3xtf32, tf32 and bf16 rows
+    python bench/conv_bench.py --directions fwd,dgrad,wgrad   # without the combined bwd rows
 """
 
 from __future__ import annotations
@@ -225,7 +226,7 @@ def make_inputs(device, layer, seed):
             device.randn(seed + 2, (layer.k,)), device.randn(seed + 3, layer.y_shape))
 
 
-def bench_layer(layer, device, backend, torch, timing, seed, tol, precision="fp32"):
+def bench_layer(layer, device, backend, torch, timing, seed, tol, precision="fp32", directions=DIRECTIONS):
     rows = []
     vin = make_inputs(device, layer, seed)
     ref = reference(device, torch, layer, *vin, precision=precision)
@@ -236,7 +237,7 @@ def bench_layer(layer, device, backend, torch, timing, seed, tol, precision="fp3
     base = baseline_calls(tconv) if tconv else {}
     if tconv:  # the baseline's tensors, converted once (bf16) outside the timed calls
         tvin, tsets = tconv.prepare(*vin), [tconv.prepare(*s) for s in sets]
-    for direction in DIRECTIONS:
+    for direction in directions:
         row = {"layer": layer.name, "op": direction, "precision": precision, "shape": layer.describe(),
                "gflop": layer.flops(direction) / 1e9, "rotation_sets": nsets}
         refs = expected(direction, ref)
@@ -329,12 +330,18 @@ def main(argv=None):
                     help="comma-separated names (conv1,conv3/t,...) or 'grouped', 'tower', 'all'")
     ap.add_argument("--shrink", type=int, default=None,
                     help="divide channel counts by this (default 4 with --smoke, else 1)")
+    ap.add_argument("--directions", default=",".join(DIRECTIONS),
+                    help=f"comma-separated, of {', '.join(DIRECTIONS)} (default: all; bwd = dgrad + wgrad + db)")
     ap.add_argument("--tol", type=float, default=TOL)
     P.add_argument(ap)
     args = ap.parse_args(argv)
     if args.shrink is None:
         args.shrink = 4 if args.smoke else 1
     precisions = P.from_args(ap, args)
+    wanted_dirs = [d.strip() for d in args.directions.split(",") if d.strip()]
+    if not wanted_dirs or any(d not in DIRECTIONS for d in wanted_dirs):
+        ap.error(f"--directions {args.directions!r}: choose from {', '.join(DIRECTIONS)}")
+    directions = tuple(d for d in DIRECTIONS if d in wanted_dirs)
 
     torch = import_torch()
     backend_name = pick_backend(args.backend)
@@ -362,13 +369,14 @@ def main(argv=None):
                ("ratio", f"ours/{label}", "{:.2f}"), ("err_ours", "err ours", "{:.1e}"),
                ("err_base", f"err {label}", "{:.1e}"), ("err_vs_base", f"ours vs {label}", "{:.1e}"),
                ("status", "status", "{}")]
-    meta = dict(env, batch=batch, backend=backend_name, tol=args.tol, precisions=precisions,
+    meta = dict(env, batch=batch, backend=backend_name, tol=args.tol, precisions=precisions, directions=directions,
                 vs_base_tol={p: P.VS_BASE_TOL[p] for p in precisions})
     rows = []
     for i, spec in enumerate(specs):
         layer = Layer(spec, batch, args.shrink)
         for precision in precisions:
-            rows += bench_layer(layer, device, backend, torch, timing, args.seed + 1000 * i, args.tol, precision)
+            rows += bench_layer(layer, device, backend, torch, timing, args.seed + 1000 * i, args.tol, precision,
+                                directions)
         print(f"  {layer.name}: {layer.describe()} done", file=sys.stderr, flush=True)
         if args.json:  # after every layer: a run cut short by a time limit keeps what it measured
             write_json(args.json, "conv_bench", meta, rows, format_table(rows, columns), partial=True)

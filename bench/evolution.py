@@ -19,7 +19,8 @@ Columns, all from the tools, so that the table is regenerated when kernels chang
   same work   PREDICTED milliseconds of every version of a family forced on the same work
               (the AlexNet calls they can all run), so that versions compare side by side
   measured    from a GPU run's benchmark JSON (--measured): the same work as "same work",
-              each version forced; "not yet measured on a GPU" until then
+              each version forced; the tensor-core kernels from the --precision rows, one
+              sum per precision; "not yet measured on a GPU" until then
 
 A family is a kernel's name without its trailing ``_kernel<n>``; n is the version.
 """
@@ -226,10 +227,30 @@ def _measured_key(bench: str, row: dict):
     return None
 
 
+# A tensor-core row (conv_bench / kernel_bench --precision tf32,bf16,3xtf32: one kernel
+# per family, the launcher's pick, no version) -> (kernel, the work it sums over); summed
+# per precision.
+TC_PRECISIONS = ("tf32", "bf16", "3xtf32")
+
+
+def _measured_tc_key(bench: str, row: dict):
+    if row.get("version") or row.get("status") != "ok" or row.get("precision") not in TC_PRECISIONS:
+        return None
+    if bench == "conv_bench" and row.get("op") in ("fwd", "dgrad", "wgrad") \
+            and row.get("layer") in ("conv1", "conv2", "conv3", "conv4", "conv5"):
+        return f"conv_tc_{row['op']}_kernel1", f"conv1-conv5 {row['op']}"
+    if bench == "kernel_bench" and str(row.get("layer", "")).startswith("fc"):
+        return "gemm_tc_kernel1", "fc6-fc8 fwd+dgrad+wgrad"
+    return None
+
+
 def measured(docs: list[dict]) -> dict:
     """Kernel -> "<ms> ms (<work>; <card>, <date>, <commit>)" from benchmark JSON documents
-    (conv_bench.py / kernel_bench.py --json) of runs on a GPU; CPU-mode runs are ignored."""
+    (conv_bench.py / kernel_bench.py --json) of runs on a GPU; CPU-mode runs are ignored.
+    The tensor-core kernels get one sum per precision: "tf32 <ms>, bf16 <ms>, 3xtf32 <ms> ms
+    (<work>; ...)"."""
     sums: dict = {}
+    tc: dict = {}
     for doc in docs:
         env = doc.get("env", {})
         if not str(env.get("device", "")).startswith("GPU"):
@@ -237,12 +258,19 @@ def measured(docs: list[dict]) -> dict:
         where = f"{env['device'][5:]}, {env.get('date', '?')}, {env.get('commit', '?')}"
         for row in doc.get("rows", []):
             key = _measured_key(doc.get("bench", ""), row)
-            if key is None:
-                continue
-            ms = row["ours_ms"] if "ours_ms" in row else row["ours_us"] / 1e3
-            total, _, _ = sums.get(key[0], (0.0, key[1], where))
-            sums[key[0]] = (total + ms, key[1], where)
-    return {k: f"{ms:.3f} ms ({work}; {where})" for k, (ms, work, where) in sums.items()}
+            if key is not None:
+                ms = row["ours_ms"] if "ours_ms" in row else row["ours_us"] / 1e3
+                total, _, _ = sums.get(key[0], (0.0, key[1], where))
+                sums[key[0]] = (total + ms, key[1], where)
+            key = _measured_tc_key(doc.get("bench", ""), row)
+            if key is not None and row.get("ours_ms"):
+                per, _, _ = tc.get(key[0], ({}, key[1], where))
+                per[row["precision"]] = per.get(row["precision"], 0.0) + row["ours_ms"]
+                tc[key[0]] = (per, key[1], where)
+    out = {k: f"{ms:.3f} ms ({work}; {where})" for k, (ms, work, where) in sums.items()}
+    for k, (per, work, where) in tc.items():
+        out[k] = ", ".join(f"{p} {per[p]:.3f}" for p in TC_PRECISIONS if p in per) + f" ms ({work}; {where})"
+    return out
 
 
 def markdown(table_rows: list[dict], batch=128) -> str:

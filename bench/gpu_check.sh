@@ -13,16 +13,24 @@
 # Steps, most valuable first (name, limit in seconds; a later step gets less if the deadline
 # is nearer):
 STEP_LIMITS=(
-  build=140          # pip install --no-build-isolation --no-deps . for CUDA_ARCHS (default 90);
-                     # the extensions also copied into the checkout; a failure stops here
+  build=90           # pip install --no-build-isolation --no-deps . for CUDA_ARCHS (default 90);
+                     # the extensions also copied into the checkout; a failure stops here.
+                     # Measured (2-core x86 dev machine, CUDA_ARCHS=90, every kernel and
+                     # tensor-core instantiation, nvcc 13.0): 113 s of CPU in all, the
+                     # longest unit (gemm_tc.cu) 12.4 s of CPU. PREDICTED on a 16-core GPU
+                     # host (ninja runs the units in parallel): 20-40 s with CMake's configure.
   info=15            # card, driver, toolkit, versions; the cuda backend must be usable
   memcheck=40        # compute-sanitizer memcheck, our kernels only, every kernel once
                      # (bench/sanitize_subset.py), CCN_SYNC_LAUNCHES=1: a fault names its kernel
   net_bench=75       # whole-net images/s, ours vs PyTorch eager, validated against a cpu twin
   conv_bench=45      # every conv layer: fwd, dgrad, wgrad, bwd vs cuDNN
   kernel_bench=35    # the memory-bound kernels and the fc GEMMs
+  precision=50       # the tensor-core precisions (tf32, bf16, 3xtf32) against cuDNN / cuBLAS at
+                     # the same precision: the grouped conv layers (fwd, dgrad, wgrad) and
+                     # the fc GEMMs, 72 rows at 0.1 s of timed calls per side (PREDICTED ~40 s)
   model=25           # the SASS counts of this build and the performance model's predictions
-                     # beside the three benchmarks' measured times (measured / predicted)
+                     # beside the benchmarks' measured times (measured / predicted), fp32 and
+                     # the tensor-core rows
   racecheck=25       # compute-sanitizer racecheck, our kernels only
   cuda_tests=45      # pytest -m cuda: the cuda variants of the kernel, Net and bench tests
   torch_compile=45   # net_bench's torch.compile rows (the child is killed at 35 s)
@@ -32,10 +40,12 @@ MARGIN_S=50          # deadline minus the sum of the limits: process start-up, s
 # log is in $OUT/logs/<step>.log and summary.md is rewritten after each step, so a run cut
 # short (or killed) keeps everything it finished; --resume then runs only what is left.
 #
-# Output ($OUT): summary.md (steps, card, commit, the benchmark tables), logs/<step>.log,
-# conv_bench.json kernel_bench.json net_bench.json net_bench_compile.json, sass.json,
-# predicted.json, state (one
-# "<step> <status>" line per finished step).
+# Output ($OUT): summary.md (steps, card, commit, the targets table: each GPU target with
+# its worst measured ratio and PASS / FAIL, the benchmark tables, the model's measured /
+# predicted), logs/<step>.log, conv_bench.json kernel_bench.json net_bench.json
+# conv_bench_tc.json kernel_bench_tc.json net_bench_compile.json, targets.json, sass.json,
+# predicted.json, state (one "<step> <status>" line per finished step).
+# Recording it in bench/RESULTS.md: python bench/record_gpu_run.py $OUT --write.
 #
 # Prerequisites are checked before anything is built, one line per missing piece:
 # commands (python, nvcc, cmake >= 3.24, ninja, nvidia-smi), Python modules (cupy, torch,
@@ -178,11 +188,13 @@ write_summary() {  # $1: headline
       echo "|---|---|---|---|"
       printf '%s\n' "${STEPS[@]}"
       echo
+      # Each GPU target with its worst measured ratio and PASS / FAIL (bench/gpu_targets.py).
+      "$PY" bench/gpu_targets.py "$OUT_DIR" --json "$OUT_DIR/targets.json" 2>/dev/null && echo
     fi
     "$PY" - "$OUT_DIR" <<'EOF' 2>/dev/null
 import json, sys
 from pathlib import Path
-for name in ("net_bench", "conv_bench", "kernel_bench", "net_bench_compile"):
+for name in ("net_bench", "conv_bench", "kernel_bench", "conv_bench_tc", "kernel_bench_tc", "net_bench_compile"):
     p = Path(sys.argv[1]) / f"{name}.json"
     if not p.exists():
         continue
@@ -196,6 +208,12 @@ for name in ("net_bench", "conv_bench", "kernel_bench", "net_bench_compile"):
         print(f"- note: {note}")
     print()
 EOF
+    if [[ -s $LOGS/model.log ]]; then
+      echo "## model (bench/perf_model.py, bench/calibrate_tc.py: every predicted figure is a model's)"
+      echo
+      cat "$LOGS/model.log"
+      echo
+    fi
     echo "## prerequisites"
     echo
     echo '```'
@@ -301,12 +319,23 @@ else STEPS+=("| memcheck | skipped: compute-sanitizer not found | 0 | |"); fi
 step net_bench "$PY" bench/net_bench.py --backend cuda --time-budget 3 --no-compile --json "$OUT_DIR/net_bench.json"
 step conv_bench "$PY" bench/conv_bench.py --backend cuda --time-budget 0.2 --json "$OUT_DIR/conv_bench.json"
 step kernel_bench "$PY" bench/kernel_bench.py --backend cuda --time-budget 0.15 --json "$OUT_DIR/kernel_bench.json"
-# The model calibrated: SASS counts of the kernels just built (reusing the build folder),
-# then every predicted time beside the measured one. A prediction is never a measurement:
-# the ratios printed here are what tells how far to trust the model.
-step model bash -c '"$1" bench/sass_report.py --arch 90 --json "$2/sass.json" >/dev/null && \
-  "$1" bench/perf_model.py --sass-json "$2/sass.json" --json "$2/predicted.json" \
-  --calibrate "$2/conv_bench.json" "$2/kernel_bench.json" "$2/net_bench.json"' model "$PY" "$OUT_DIR"
+# The tensor-core precisions, each against cuDNN / cuBLAS at the same precision
+# (bench/harness/precision.py), validated before timing like the float32 rows: the grouped
+# conv layers (what the Net runs; fwd, dgrad, wgrad: bwd is their sum) and the FC GEMMs.
+# Both benchmarks run even if the first fails; the step fails if either does.
+step precision bash -c '"$1" bench/conv_bench.py --backend cuda --layers grouped --directions fwd,dgrad,wgrad \
+  --precision tf32,bf16,3xtf32 --time-budget 0.1 --json "$2/conv_bench_tc.json"; rc=$?
+  "$1" bench/kernel_bench.py --backend cuda --only gemm --precision tf32,bf16,3xtf32 --time-budget 0.1 \
+  --json "$2/kernel_bench_tc.json" || rc=1; exit $rc' precision "$PY" "$OUT_DIR"
+# The model calibrated: SASS counts of the kernels just built (--build-dir: the objects of
+# the build step, which sass_report would otherwise compile again, for sm_80 and sm_90),
+# then every predicted time beside the measured one, float32 and the tensor-core rows. A
+# prediction is never a measurement: the ratios printed here tell how far to trust the model.
+step model bash -c '"$1" bench/sass_report.py --arch 90 --build-dir build/gpu_check --json "$2/sass.json" \
+  >/dev/null && "$1" bench/perf_model.py --tc --sass-json "$2/sass.json" --json "$2/predicted.json" \
+  --calibrate "$2/conv_bench.json" "$2/kernel_bench.json" "$2/net_bench.json" && \
+  "$1" bench/calibrate_tc.py --sass-json "$2/sass.json" "$2/conv_bench_tc.json" "$2/kernel_bench_tc.json"' \
+  model "$PY" "$OUT_DIR"
 
 if [[ -n $SANITIZER ]]; then sanitize racecheck
 else STEPS+=("| racecheck | skipped: compute-sanitizer not found | 0 | |"); fi
@@ -325,7 +354,7 @@ step torch_compile "$PY" bench/net_bench.py --backend cuda --time-budget 3 --com
 headline=$([[ $FAILED == 0 ]] && echo "all steps passed" || echo "some steps FAILED")
 write_summary "$headline"
 # The tables last, so that the tail of this output has them.
-for name in net_bench conv_bench kernel_bench model torch_compile; do
+for name in net_bench conv_bench kernel_bench precision model torch_compile; do
   [[ -f $LOGS/$name.log ]] && { echo; echo "=== $name"; grep -E '^\||^note|^[a-z_]+: ' "$LOGS/$name.log" | tail -n 60; }
 done
 echo

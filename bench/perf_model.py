@@ -572,7 +572,8 @@ def measured_rows(doc) -> dict:
         elif row.get("op") and row.get("ours_us") is not None:
             out[tuple(row["op"].split(" ", 1)[::-1]) if " " in row["op"] else (row["op"], "")] = row["ours_us"] / 1e3
         elif row.get("mode") == "train" and str(row.get("impl", "ours")).startswith("ours") \
-                and str(row.get("towers", "grouped")) in ("grouped", "1"):
+                and str(row.get("towers", "grouped")).split()[0] in ("grouped", "1") \
+                and row.get("precision", "fp32") == "fp32":  # net_bench labels it "1 (grouped)"
             if row.get("median_s"):
                 out[("step", "train")] = row["median_s"] * 1e3
             elif row.get("images_per_s") and row.get("batch"):

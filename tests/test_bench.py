@@ -237,8 +237,8 @@ def _has_gpu():
 
 
 GPU_CHECK = ROOT / "bench" / "gpu_check.sh"
-STEP_ORDER = ["build", "info", "memcheck", "net_bench", "conv_bench", "kernel_bench", "model", "racecheck",
-              "cuda_tests", "torch_compile"]
+STEP_ORDER = ["build", "info", "memcheck", "net_bench", "conv_bench", "kernel_bench", "precision", "model",
+              "racecheck", "cuda_tests", "torch_compile"]
 
 
 def _gpu_check_plan():

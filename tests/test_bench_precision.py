@@ -148,3 +148,37 @@ def test_net_bench_validates_ours_at_each_precision(precision, device):
     labels = rng.integers(0, 5, 4).astype(np.int32)
     err, ok, note = nb.validate_against_twin(net, x, labels)
     assert ok and err < nb.TOL, note
+
+
+def test_precision_step_rows_are_what_the_targets_read(tmp_path):
+    """bench/gpu_check.sh's precision step, in CPU mode: the same arguments (one layer, the
+    three directions, the three tensor-core precisions; the GEMMs alone) give the rows that
+    bench/gpu_targets.py judges: every target measured, with a finite worst ratio."""
+    gpu_targets = bench_module("gpu_targets")
+    tc = "tf32,bf16,3xtf32"
+    _, conv = run_bench("conv_bench.py", "--smoke", "--backend", "cpu", "--layers", "conv3", "--directions",
+                        "fwd,dgrad,wgrad", "--precision", tc, tmp_path=tmp_path)
+    _, gemm = run_bench("kernel_bench.py", "--smoke", "--backend", "cpu", "--only", "gemm", "--precision", tc,
+                        tmp_path=tmp_path)
+    assert [(r["precision"], r["op"]) for r in conv["rows"]] == [
+        (p, d) for p in PRECISIONS if p != "fp32" for d in ("fwd", "dgrad", "wgrad")]
+    assert conv["env"]["directions"] == ["fwd", "dgrad", "wgrad"]
+    (tmp_path / "conv_bench.json").rename(tmp_path / gpu_targets.FILES[("conv", "tc")])
+    (tmp_path / "kernel_bench.json").rename(tmp_path / gpu_targets.FILES[("fc", "tc")])
+    judged = {(t["precision"], t["kind"]): t for t in gpu_targets.targets(tmp_path)}
+    for p in ("tf32", "bf16", "3xtf32"):
+        assert judged[(p, "conv")]["rows"] == 3 and judged[(p, "fc")]["rows"] == 9
+        for kind in ("conv", "fc"):
+            t = judged[(p, kind)]
+            assert t["status"] in ("PASS", "FAIL") and t["failed"] == 0, t
+            if any("base_ms" in r for r in conv["rows"]):  # PyTorch present: every row has a ratio
+                assert math.isfinite(t["worst"]) and t["worst"] > 0, t
+    for kind in ("conv", "fc", "step"):  # this folder has no float32 run
+        assert judged[("fp32", kind)]["status"] == "NOT MEASURED"
+
+
+@pytest.mark.parametrize("bad", ["fwd,sideways", ""])
+def test_conv_bench_bad_directions_is_an_argument_error(bad):
+    proc = subprocess.run([sys.executable, str(ROOT / "bench" / "conv_bench.py"), "--smoke", "--directions", bad],
+                          capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert proc.returncode == 2 and "--directions" in proc.stderr and "Traceback" not in proc.stderr
