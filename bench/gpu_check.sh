@@ -358,6 +358,9 @@ for name in net_bench conv_bench kernel_bench precision model torch_compile; do
   [[ -f $LOGS/$name.log ]] && { echo; echo "=== $name"; grep -E '^\||^note|^[a-z_]+: ' "$LOGS/$name.log" | tail -n 60; }
 done
 echo
+echo "=== targets (ratio = ours / baseline; bench/gpu_targets.py)"
+"$PY" bench/gpu_targets.py "$OUT_DIR" --brief 2>&1
+echo
 echo "=== steps ($(elapsed) s; card: ${CARD:-?}; toolkit: ${TOOLKIT:-?})"
 printf '%s\n' "${STEPS[@]}"
 echo "gpu_check: $headline; results in $OUT_DIR (summary.md, logs/, *.json)"

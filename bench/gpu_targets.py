@@ -3,6 +3,7 @@ with its measured worst ratio and PASS / FAIL, and the per-layer ratios behind i
 
     python bench/gpu_targets.py OUT          # Markdown: the targets table and the ratio tables
     python bench/gpu_targets.py OUT --json targets.json
+    python bench/gpu_targets.py OUT --brief  # the targets table alone
 
 Targets (ratio = our median time / the baseline's on the same card in the same run; below 1
 is faster; ARCHITECTURE.md §9):
@@ -210,11 +211,12 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("out", help="a bench/gpu_check.sh output folder ($OUT)")
     ap.add_argument("--json", metavar="PATH", help="also write the targets as JSON")
+    ap.add_argument("--brief", action="store_true", help="only the targets table (not the per-layer ratios)")
     args = ap.parse_args(argv)
     if not Path(args.out).is_dir():
         print(f"gpu_targets: {args.out}: not a folder", file=sys.stderr)
         return 2
-    print(markdown(args.out))
+    print(targets_markdown(targets(args.out)) if args.brief else markdown(args.out))
     if args.json:
         Path(args.json).write_text(json.dumps(targets(args.out), indent=1) + "\n")
     return 0

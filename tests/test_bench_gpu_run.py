@@ -199,6 +199,9 @@ def test_targets_markdown_is_one_line_per_target_and_the_ratio_tables(gpu_out, c
     assert "| conv1 | bwd | 0.90 | - | - | - |" in text
     assert "| fc8 | wgrad | 1.10 | 1.05 | 1.15 | **1.40** |" in text
     assert len(json.loads((gpu_out / "targets.json").read_text())) == 9
+    assert gt.main([str(gpu_out), "--brief"]) == 0  # what gpu_check prints last: the targets alone
+    brief = capsys.readouterr().out.strip().splitlines()
+    assert len(brief) == 2 + 9 and brief == text.split("### ")[0].strip().splitlines()[2:]
 
 
 # ------------------------------------------------------------------ record_gpu_run.py
