@@ -50,6 +50,10 @@ class Run:
         self.fields = dict(re.findall(r"^- (\w+): (.*)$", self.summary, re.M))
         self.docs = {name: gpu_targets.load(self.out, f"{name}.json") for name in BENCH_JSON}
         self.docs = {k: v for k, v in self.docs.items() if v is not None}
+        # Only a run on a GPU is recorded: a dry run or a CPU-mode benchmark has no card.
+        if not any(str(d.get("env", {}).get("device", "")).startswith("GPU") for d in self.docs.values()):
+            raise ValueError(f"{self.out}: no benchmark JSON from a GPU (a dry run, or every benchmark "
+                                    f"failed before writing): nothing to record")
         self.card = self.fields.get("card", "unknown").split(",")[0].strip()
         self.date = self.fields.get("date", "?").split(",")[0].strip()
         self.day = self.date.split()[0]
@@ -248,7 +252,7 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     try:
         run = Run(args.out)
-    except FileNotFoundError as e:
+    except (FileNotFoundError, ValueError) as e:
         print(f"record_gpu_run: {e}", file=sys.stderr)
         return 2
     if not args.write:

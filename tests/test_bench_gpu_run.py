@@ -280,6 +280,20 @@ def test_record_refuses_a_folder_that_is_not_a_gpu_check_output(tmp_path):
     assert "Traceback" not in proc.stderr
 
 
+def test_record_refuses_a_run_without_gpu_figures(gpu_out, tmp_path):
+    """A dry run's folder (summary.md, no benchmark JSON) or CPU-mode JSON: nothing recorded."""
+    for doc in gpu_out.glob("*.json"):
+        d = json.loads(doc.read_text())
+        d["env"]["device"] = "CPU: x86_64, 2 cores"
+        doc.write_text(json.dumps(d))
+    results = tmp_path / "RESULTS.md"
+    results.write_text("unchanged")
+    proc = subprocess.run([sys.executable, str(ROOT / "bench" / "record_gpu_run.py"), str(gpu_out), "--write",
+                           str(results)], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2 and "no benchmark JSON from a GPU" in proc.stderr, proc.stderr
+    assert results.read_text() == "unchanged"
+
+
 # ------------------------------------------------------------------ calibrate_tc.py
 
 def test_tensor_core_measured_beside_predicted(gpu_out):
