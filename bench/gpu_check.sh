@@ -322,11 +322,14 @@ step kernel_bench "$PY" bench/kernel_bench.py --backend cuda --time-budget 0.15 
 # The tensor-core precisions, each against cuDNN / cuBLAS at the same precision
 # (bench/harness/precision.py), validated before timing like the float32 rows: the grouped
 # conv layers (what the Net runs; fwd, dgrad, wgrad: bwd is their sum) and the FC GEMMs.
-# Both benchmarks run even if the first fails; the step fails if either does.
-step precision bash -c '"$1" bench/conv_bench.py --backend cuda --layers grouped --directions fwd,dgrad,wgrad \
-  --precision tf32,bf16,3xtf32 --time-budget 0.1 --json "$2/conv_bench_tc.json"; rc=$?
-  "$1" bench/kernel_bench.py --backend cuda --only gemm --precision tf32,bf16,3xtf32 --time-budget 0.1 \
-  --json "$2/kernel_bench_tc.json" || rc=1; exit $rc' precision "$PY" "$OUT_DIR"
+# The GEMMs first (the shorter part): a step cut by its limit keeps them and the conv
+# layers it finished (conv_bench writes its JSON after every layer). Both run even if the
+# first fails; the step fails if either does.
+step precision bash -c '"$1" bench/kernel_bench.py --backend cuda --only gemm --precision tf32,bf16,3xtf32 \
+  --time-budget 0.1 --json "$2/kernel_bench_tc.json"; rc=$?
+  "$1" bench/conv_bench.py --backend cuda --layers grouped --directions fwd,dgrad,wgrad \
+  --precision tf32,bf16,3xtf32 --time-budget 0.1 --json "$2/conv_bench_tc.json" || rc=1; exit $rc' \
+  precision "$PY" "$OUT_DIR"
 # The model calibrated: SASS counts of the kernels just built (--build-dir: the objects of
 # the build step, which sass_report would otherwise compile again, for sm_80 and sm_90),
 # then every predicted time beside the measured one, float32 and the tensor-core rows. A

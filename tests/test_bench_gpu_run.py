@@ -330,3 +330,20 @@ def test_model_step_reads_the_grouped_training_step_as_net_bench_labels_it(gpu_o
     assert pm.measured_rows(doc)[("step", "train")] == pytest.approx(25.6)
     doc["rows"] = [dict(r, precision="bf16") if r["impl"] == "ours" else r for r in doc["rows"]]
     assert ("step", "train") not in pm.measured_rows(doc)  # the float32 prediction is not a bf16 step's
+
+
+@pytest.mark.parametrize("failing,rc", [("", 0), ("kernel_bench", 1), ("conv_bench", 1)])
+def test_precision_step_runs_both_benchmarks_and_fails_if_either_does(tmp_path, failing, rc):
+    """The step's own shell command, run with a stand-in interpreter that logs its arguments
+    and fails for one benchmark: both benchmarks still run, the step's status is theirs."""
+    script = re.search(r"bash -c '(.*?)'", _step_command("precision"), re.S).group(1)
+    fake = tmp_path / "python"
+    log = tmp_path / "calls.log"
+    fake.write_text(f'#!/bin/bash\necho "$@" >> {log}\n[[ -n "{failing}" && $1 == *"{failing}"* ]] && exit 1\nexit 0\n')
+    fake.chmod(0o755)
+    proc = subprocess.run(["bash", "-c", script, "precision", str(fake), str(tmp_path)], capture_output=True,
+                          text=True, timeout=60)
+    assert proc.returncode == rc, proc.stderr
+    calls = log.read_text().splitlines()
+    assert [c.split()[0] for c in calls] == ["bench/kernel_bench.py", "bench/conv_bench.py"]
+    assert all(f"--json {tmp_path}/" in c and "--backend cuda" in c for c in calls)
