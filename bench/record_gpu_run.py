@@ -83,9 +83,11 @@ class Run:
 
 def card_section(run: Run) -> str:
     toolkit = run.fields.get("toolkit", "-")
+    card = [f.strip() for f in run.fields.get("card", "").split(",")]  # nvidia-smi: name, driver, memory
+    driver = card[1] if len(card) > 1 and card[1] else run.env("driver_version")
     bw = run.docs.get("kernel_bench", {}).get("env", {}).get("copy_bandwidth_gbs")
     fields = [("date", run.date), ("commit", run.commit), ("command", f"`{run.fields.get('command', '-')}`"),
-              ("driver / CUDA toolkit", f"{run.env('driver_version')} / {toolkit}"),
+              ("driver / CUDA toolkit", f"{driver} / {toolkit}"),
               ("PyTorch / cuDNN / CuPy", f"{run.env('torch')} / {run.cudnn()} / {run.env('cupy')}"),
               ("device-to-device copy bandwidth (read + write)", f"{bw:.0f} GB/s" if bw else "-"),
               ("gpu_check steps", run.steps_line())]
@@ -110,7 +112,7 @@ def card_section(run: Run) -> str:
         if calib:
             parts += ["", "#### Measured / predicted (bench/perf_model.py, bench/calibrate_tc.py: the predicted "
                           "figures are a model's)", ""]
-            parts += ["\n".join(blk.splitlines()[1:]).strip() for blk in calib]
+            parts += ["\n\n".join(blk.replace("## ", "##### ", 1).strip() for blk in calib)]
     return "\n".join(parts) + "\n"
 
 

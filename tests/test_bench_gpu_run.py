@@ -218,7 +218,7 @@ def test_record_writes_the_card_section_history_rows_and_status(gpu_out, tmp_pat
     h100 = latest[latest.index(f"### {FAKE_CARD}"):latest.index("### NVIDIA H200")]
     assert "No run yet" not in h100
     for field in ("| date | 2026-12-01 10:09 UTC |", f"| commit | {FAKE_COMMIT} |",
-                  "| driver / CUDA toolkit | 99999 / 99.9, V99.9.99 |",
+                  "| driver / CUDA toolkit | 999.99 / 99.9, V99.9.99 |",
                   "| PyTorch / cuDNN / CuPy | 2.99-fake / 99999 / 99.0-fake |",
                   "| device-to-device copy bandwidth (read + write) | 3000 GB/s |",
                   "| gpu_check steps | build ok, info ok, conv_bench ok, precision FAILED |"):
@@ -226,7 +226,8 @@ def test_record_writes_the_card_section_history_rows_and_status(gpu_out, tmp_pat
     assert h100.startswith(f"### {FAKE_CARD} (nvidia-h100-x1)\n")  # the card's heading kept
     assert "\n#### Targets" in h100 and "**FAIL**" in h100 and "\n##### Convolutions: ours / cuDNN" in h100
     assert "| fake conv_bench table |" in h100 and "#### FC GEMMs, tensor-core precisions" in h100
-    assert "| conv2 | fwd | 2.000 | 1.000 | 2.00 |" in h100  # measured / predicted from the model step
+    assert "##### Measured / predicted\n\n| layer | direction |" in h100  # from the model step's log
+    assert "| conv2 | fwd | 2.000 | 1.000 | 2.00 |" in h100
     assert "### NVIDIA H200 (nvidia-h200)\n\nNo run yet" in latest  # the other card untouched
     # one appended row per history table, the placeholder gone
     conv_hist = text[text.index("## History: convolution"):text.index("## History: memory-bound")]
