@@ -78,11 +78,15 @@ def step_rows(doc) -> list[dict]:
     if doc is None:
         return []
     rows = [r for r in doc.get("rows", []) if r.get("mode") == "train" and r.get("precision", "fp32") == "fp32"]
-    ours = next((r for r in rows if r.get("impl") == "ours" and "grouped" in str(r.get("towers"))), None)
+    mine = [r for r in rows if r.get("impl") == "ours"]
+    # the grouped form (PyTorch's net is grouped too); the two towers on one device where
+    # the grouped form has no row
+    ours = next((r for r in mine if "grouped" in str(r.get("towers"))), None) or next(iter(mine), None)
     torch = next((r for r in rows if r.get("impl") == "torch eager"), None)
     if ours is None:
         return []
-    row = {"layer": "AlexNet grouped", "op": "train step", "status": ours.get("status")}
+    form = "grouped" if "grouped" in str(ours.get("towers")) else f"towers={ours.get('towers')}"
+    row = {"layer": f"AlexNet {form}", "op": "train step", "status": ours.get("status")}
     if ours.get("images_per_s") and torch and torch.get("images_per_s"):
         row.update(ours_ms=ours.get("ms_per_batch"), base_ms=torch.get("ms_per_batch"),
                    ratio=torch["images_per_s"] / ours["images_per_s"])

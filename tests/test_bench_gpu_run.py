@@ -164,6 +164,7 @@ def test_targets_pass_and_fail_from_the_measured_ratios(gpu_out):
     assert ts[("fp32", "fc")]["status"] == "PASS" and ts[("fp32", "fc")]["worst"] == pytest.approx(1.10)
     step = ts[("fp32", "step")]
     assert step["status"] == "PASS" and step["worst"] == pytest.approx(1.00)  # grouped ours vs torch eager
+    assert step["where"] == "AlexNet grouped train step"
     assert ts[("tf32", "conv")]["status"] == "PASS" and ts[("tf32", "conv")]["rows"] == 15
     bf16 = ts[("bf16", "conv")]
     assert bf16["status"] == "FAIL" and bf16["failed"] == 1 and "conv4 wgrad: MISMATCH" in bf16["detail"]
@@ -348,3 +349,15 @@ def test_precision_step_runs_both_benchmarks_and_fails_if_either_does(tmp_path, 
     calls = log.read_text().splitlines()
     assert [c.split()[0] for c in calls] == ["bench/kernel_bench.py", "bench/conv_bench.py"]
     assert all(f"--json {tmp_path}/" in c and "--backend cuda" in c for c in calls)
+
+
+def test_step_target_falls_back_to_the_two_towers(gpu_out):
+    """Without a grouped row, the step target takes the two towers on one device (the same
+    arithmetic): FAKE 4000 against PyTorch's 5000 images/s is a ratio of 1.25, over 1.2."""
+    gt = bench_module("gpu_targets")
+    doc = json.loads((gpu_out / "net_bench.json").read_text())
+    doc["rows"] = [r for r in doc["rows"] if "grouped" not in r["towers"] or r["impl"] != "ours"]
+    (gpu_out / "net_bench.json").write_text(json.dumps(doc))
+    step = next(t for t in gt.targets(gpu_out) if t["kind"] == "step")
+    assert step["status"] == "FAIL" and step["worst"] == pytest.approx(1.25)
+    assert step["where"] == "AlexNet towers=2 train step"
