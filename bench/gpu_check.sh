@@ -16,9 +16,10 @@ STEP_LIMITS=(
   build=90           # pip install --no-build-isolation --no-deps . for CUDA_ARCHS (default 90);
                      # the extensions also copied into the checkout; a failure stops here.
                      # Measured (2-core x86 dev machine, CUDA_ARCHS=90, every kernel and
-                     # tensor-core instantiation, nvcc 13.0): 113 s of CPU in all, the
-                     # longest unit (gemm_tc.cu) 12.4 s of CPU. PREDICTED on a 16-core GPU
-                     # host (ninja runs the units in parallel): 20-40 s with CMake's configure.
+                     # tensor-core instantiation, _C and _emu, nvcc 13.0): 113 s of CPU in
+                     # all, the longest unit (gemm_tc.cu) 12.4 s, CMake's configure 3.6 s.
+                     # PREDICTED on a 16-core GPU host (ninja runs the units in parallel):
+                     # 20-40 s; the limit leaves twice that.
   info=15            # card, driver, toolkit, versions; the cuda backend must be usable
   memcheck=40        # compute-sanitizer memcheck, our kernels only, every kernel once
                      # (bench/sanitize_subset.py), CCN_SYNC_LAUNCHES=1: a fault names its kernel
