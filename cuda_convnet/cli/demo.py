@@ -145,7 +145,9 @@ def _report(args, history, out, ckpt, n_val, t_start):
     from ..viz import plot_training_curves
 
     png = plot_training_curves(history, os.path.join(out, "curves.png"), title="AlexNet-style net on digits")
-    with open(os.path.join(out, "history.json"), "w") as f:
+    from ..atomic import open_atomic
+
+    with open_atomic(os.path.join(out, "history.json"), "w") as f:
         json.dump(history, f, indent=1)
     final = history[-1]
     wall = time.perf_counter() - t_start

@@ -383,7 +383,7 @@ def fit_store(net, opt, schedule, train, val, store, *, crop, scale, epochs, bat
 
 
 def _write_lines(path, entries) -> None:
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
+    from ..atomic import open_atomic
+
+    with open_atomic(path, "w") as f:
         f.writelines(json.dumps(e) + "\n" for e in entries)
-    os.replace(tmp, path)
