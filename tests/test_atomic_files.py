@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import stat
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -59,8 +60,8 @@ def test_outputs_of_a_run_have_the_umask_mode(tmp_path, umask_027):
         f.write("{}\n")
     for p in (png, rec, tmp_path / "m.jsonl"):
         assert _mode(p) == umask_027, p
-    assert open(png, "rb").read(8) == PNG_MAGIC
-    assert json.loads(open(rec).read())["command"] == "python -m cuda_convnet demo"
+    assert Path(png).read_bytes()[:8] == PNG_MAGIC
+    assert json.loads(Path(rec).read_text())["command"] == "python -m cuda_convnet demo"
 
 
 def test_checkpoint_interrupted_while_written_keeps_the_previous_one(tmp_path, monkeypatch):
@@ -129,7 +130,7 @@ def test_png_interrupted_while_written_keeps_the_previous_one(tmp_path, monkeypa
 
 
 def test_open_atomic_refuses_other_modes(tmp_path):
-    with pytest.raises(ValueError, match="open_atomic: mode must be 'wb' or 'w', got 'a'"):
-        with open_atomic(tmp_path / "x", "a"):
-            pass
+    with pytest.raises(ValueError, match="open_atomic: mode must be 'wb' or 'w', got 'a'"), \
+            open_atomic(tmp_path / "x", "a"):
+        pass
     assert os.listdir(tmp_path) == []

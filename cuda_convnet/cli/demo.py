@@ -46,13 +46,15 @@ def add_parser(sub):
     p.add_argument("--max-drops", type=nonnegative_int, default=None, help="at most this many lr drops (default 2)")
     p.add_argument("--width", type=positive_int, default=None,
                    help="layer width multiplier of models.digits_config (default 2)")
-    p.add_argument("--seed", type=nonnegative_int, default=None, help="(default 0)")
+    p.add_argument("--seed", type=nonnegative_int, default=None,
+                   help="weights, batch order, augmentation and dropout (default 0)")
     p.add_argument("--resume", action="store_true",
                    help="continue OUT/checkpoint.npz with its recorded settings (a different --batch, --lr, "
                         "--patience, --max-drops, --width, --seed, --precision or --quick is refused: the run "
                         "would not continue bit-identically); --epochs is the new total")
     p.add_argument("--threads", type=positive_int, default=1,
-                   help="BLAS threads for the cpu backend (default 1: see below)")
+                   help="BLAS threads for the cpu backend (default 1: this net's matrices are small, and "
+                        "a second thread made steps several times slower on a busy 2-core CPU)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=run)
 

@@ -72,7 +72,7 @@ def add_parser(sub):
                                    "OUT/curves.png.")
     p.add_argument("store", type=path, help="a store written by `prepare` (with train and val splits)")
     p.add_argument("--model", choices=sorted(MODELS), default=None,
-                   help="; ".join(f"{m.name}: {m.about}" for m in MODELS.values()) + " (default alexnet)")
+                   help="the net (default alexnet): " + "; ".join(f"{m.name}: {m.about}" for m in MODELS.values()))
     p.add_argument("--crop", type=positive_int, default=None,
                    help="side of the training crops = the net's input (default: the model's, 224 or 64); must "
                         "not exceed the store's image size")
