@@ -135,8 +135,9 @@ def run_relu_tanh(args):
     record = write_record(args.out, "relu-vs-tanh", {"kind": "relu-vs-tanh", "png": png, **result},
                           command=args.command_line)
     ratio = result["ratio"]
-    print(f"epochs to {100 * target:g}% training error: ReLU {result['best']['relu']['epochs_to_target']}, "
-          f"tanh {result['best']['tanh']['epochs_to_target']}"
+    reached = {unit: ("never" if (t := result["best"][unit]["epochs_to_target"]) is None else f"{t:g}")
+               for unit in ("relu", "tanh")}
+    print(f"epochs to {100 * target:g}% training error: ReLU {reached['relu']}, tanh {reached['tanh']}"
           + (f"; tanh / ReLU = {ratio:.2f} (paper, CIFAR-10 at 25%: 6)" if ratio else
              "; a unit never reached the target, no ratio"))
     print(f"figure: {png}\nrecord: {record}\nwall time: {result['seconds']:.1f}s")

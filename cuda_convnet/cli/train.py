@@ -336,7 +336,8 @@ def _train(args, group=None):
     if not history:
         raise UsageError(f"{ckpt} has no recorded epochs")
     final = history[-1]
-    print(f"final validation error: top-1 {final['val_top1_err']:.4f}, top-5 {final['val_top5_err']:.4f} "
+    # percent, as the epoch lines above print it
+    print(f"final validation error: top-1 {100 * final['val_top1_err']:.2f}%, top-5 {100 * final['val_top5_err']:.2f}% "
           f"(centre crops) after {final['epoch']} epochs, {final['step']} steps")
     if schedule.finished and final["epoch"] < args.epochs:
         print("stopped early: the validation error stopped improving with no learning-rate drops left")
