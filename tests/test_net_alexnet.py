@@ -123,3 +123,26 @@ def test_forward_batch_1_two_towers_equal_one(two_tower, one_tower):
     np.testing.assert_allclose(y2, y1, rtol=1e-5, atol=1e-6)
     p = one_tower.predict(x)
     np.testing.assert_allclose(p.sum(axis=1), 1.0, rtol=1e-5)
+
+
+@pytest.mark.slow
+def test_readme_network_snippet_runs_as_written(tmp_path):
+    """README "The network": the block copied as is, run in a fresh process (on the CPU here)."""
+    import pathlib
+    import re
+    import subprocess
+    import sys
+
+    from subproc import env
+
+    readme = (pathlib.Path(__file__).resolve().parents[1] / "README.md").read_text()
+    code = next(b for b in re.findall(r"```python\n(.*?)```", readme, re.DOTALL) if "models.alexnet(towers=2" in b)
+    code += ("\nassert set(stats) == {'loss', 'top1_err', 'top5_err'} and all(type(v) is float for v in stats.values())"
+             "\nassert probs.shape == (2, 1000) and abs(float(probs.sum()) - 2) < 1e-4"
+             "\nassert ck.net.step == 1 and ck.net.num_parameters() == 60_965_224"
+             "\nprint('snippet ok', stats['loss'])\n")
+    r = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env(OMP_NUM_THREADS="1"),
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "total parameters: 60,965,224" in r.stdout and "snippet ok" in r.stdout
+    assert (tmp_path / "ckpt.npz").is_file()
