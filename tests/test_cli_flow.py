@@ -74,8 +74,10 @@ def test_train_writes_checkpoint_metrics_and_curves(flow):
         assert r["lr"] == 0.01 and r["images_per_second"] > 0 and np.isfinite(r["train_loss"])
     assert (run1 / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     last = metrics(run1)[-1]  # the last line speaks in percent, as the epoch lines do
-    assert (f"final validation error: top-1 {100 * last['val_top1_err']:.2f}%, "
-            f"top-5 {100 * last['val_top5_err']:.2f}% (centre crops)") in flow["runs"]["resumed"].stdout
+    final = (f"final validation error: top-1 {100 * last['val_top1_err']:.2f}%, top-5 "
+             f"{100 * last['val_top5_err']:.2f}% (centre crops) after 2 epochs, 8 steps")
+    assert final in flow["runs"]["resumed"].stdout
+    assert "(centre crops) after 1 epoch, 4 steps" in flow["runs"]["first"].stdout
     ck = load_checkpoint(run1 / "checkpoint.npz")
     assert ck.extra["classes"] == list(CLASSES) and ck.extra["crop"] == 64 and ck.extra["image_size"] == 72
     assert ck.extra["model"] == "small" and ck.extra["epoch"] == 2 and ck.net.input_shape == (64, 64, 3)

@@ -154,8 +154,8 @@ def _report(args, history, out, ckpt, n_val, t_start):
     final = history[-1]
     wall = time.perf_counter() - t_start
     print(f"final validation top-1 error: {100 * final['val_top1_err']:.2f}% "
-          f"({round(final['val_top1_err'] * n_val)}/{n_val} wrong) after {final['epoch']} epochs, "
-          f"{final['step']} steps")
+          f"({round(final['val_top1_err'] * n_val)}/{n_val} wrong) after {final['epoch']} "
+          f"epoch{'s' * (final['epoch'] != 1)}, {final['step']} steps")
     print(f"checkpoint: {ckpt}")
     print(f"curves:     {png}")
     print(f"wall time:  {wall:.1f}s")

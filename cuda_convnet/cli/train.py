@@ -338,7 +338,7 @@ def _train(args, group=None):
     final = history[-1]
     # percent, as the epoch lines above print it
     print(f"final validation error: top-1 {100 * final['val_top1_err']:.2f}%, top-5 {100 * final['val_top5_err']:.2f}% "
-          f"(centre crops) after {final['epoch']} epochs, {final['step']} steps")
+          f"(centre crops) after {final['epoch']} epoch{'s' * (final['epoch'] != 1)}, {final['step']} steps")
     if schedule.finished and final["epoch"] < args.epochs:
         print("stopped early: the validation error stopped improving with no learning-rate drops left")
     print(f"checkpoint: {ckpt}")
