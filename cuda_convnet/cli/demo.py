@@ -31,7 +31,7 @@ def add_parser(sub):
     from .common import add_precision
 
     p = sub.add_parser("demo", help="train a small AlexNet-style net on the digits dataset (about a minute on a CPU)")
-    p.add_argument("--device", default=None,
+    p.add_argument("--device", "--devices", dest="device", default=None,
                    help="cpu, emu or cuda:N, or two comma-separated (one per tower); default: cuda:0 when a GPU "
                         "is usable, else cpu")
     add_precision(p, "fp32 (on --resume: the run's)")
@@ -39,7 +39,8 @@ def add_parser(sub):
     p.add_argument("--quick", action="store_true", help="a few seconds: a subset of the data, 2 epochs (for tests)")
     p.add_argument("--out", type=path, default="demo_out",
                    help="output folder for the checkpoint and curves (default ./demo_out)")
-    p.add_argument("--batch", type=positive_int, default=None, help="batch size (default 32)")
+    p.add_argument("--batch", "--batch-size", dest="batch", type=positive_int, default=None,
+                   help="batch size (default 32)")
     p.add_argument("--lr", type=positive_float, default=None, help="initial learning rate (default 0.02)")
     p.add_argument("--patience", type=positive_int, default=None,
                    help="epochs without validation improvement before lr /= 10 (default 3)")

@@ -66,8 +66,9 @@ def _common(p, name):
                    help="a prepared store or a CIFAR-10 python-batches folder (default: the bundled digits)")
     p.add_argument("--out", default=os.path.join("experiments_out", name), help=f"output folder "
                                                                                  f"(default experiments_out/{name})")
-    p.add_argument("--batch", type=positive_int, default=32, help="batch size (default 32)")
-    p.add_argument("--device", default="cpu", help="cpu (default), emu or cuda:N")
+    p.add_argument("--batch", "--batch-size", dest="batch", type=positive_int, default=32,
+                   help="batch size (default 32)")
+    p.add_argument("--device", "--devices", dest="device", default="cpu", help="cpu (default), emu or cuda:N")
     p.add_argument("--quick", action="store_true", help="a few seconds: a subset of the data, fewer epochs (tests)")
     p.add_argument("--threads", type=positive_int, default=1, help="BLAS threads for the cpu backend (default 1)")
     add_precision(p, "fp32")

@@ -62,7 +62,7 @@ def _common(p, name):
     p.add_argument("checkpoint", metavar="CKPT", help="a checkpoint file, or a training folder holding one")
     p.add_argument("--out", default=os.path.join("figures_out", name), help=f"output folder (default "
                                                                              f"figures_out/{name})")
-    p.add_argument("--device", default="cpu", help="cpu (default), emu or cuda:N")
+    p.add_argument("--device", "--devices", dest="device", default="cpu", help="cpu (default), emu or cuda:N")
     add_precision(p, "the checkpoint's (fp32 if it records none)")
 
 
