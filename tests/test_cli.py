@@ -5,6 +5,13 @@ import pytest
 from subproc import run_cli
 
 
+def test_version(tmp_path):
+    import cuda_convnet
+
+    r = run_cli("--version", cwd=tmp_path)
+    assert r.returncode == 0 and r.stdout == f"cuda-convnet {cuda_convnet.__version__}\n", r.stdout + r.stderr
+
+
 def test_help_lists_commands(tmp_path):
     r = run_cli("--help", cwd=tmp_path)
     assert r.returncode == 0

@@ -49,6 +49,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="cuda-convnet",
         description="AlexNet (Krizhevsky, Sutskever, Hinton 2012) on hand-written CUDA kernels.",
     )
+    from .. import __version__
+
+    parser.add_argument("--version", action="version", version=f"cuda-convnet {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in COMMANDS:
         importlib.import_module(f"{__name__}.{name}").add_parser(sub)
