@@ -129,8 +129,14 @@ def run(args):
     # waiting for each other. threadpoolctl ships with scikit-learn, the dataset's package.
     from .common import blas_threads
 
-    with blas_threads(args.threads):
-        history = _train(args, net, opt, schedule, x_train, y_train, x_val, y_val, background, epochs, ckpt)
+    try:
+        with blas_threads(args.threads):
+            history = _train(args, net, opt, schedule, x_train, y_train, x_val, y_val, background, epochs, ckpt)
+    except KeyboardInterrupt:
+        from ..training import on_disk
+
+        # As train says it: what the file holds, read back (no epoch may have finished yet).
+        raise KeyboardInterrupt(f"{on_disk(ckpt)}; continue with --resume") from None
     return _report(args, history, out, ckpt, len(y_val), t_start)
 
 
