@@ -53,8 +53,16 @@ def flow(tmp_path_factory):
     return {"root": root, "files": files, "prepare": prep, "runs": runs}
 
 
+def test_prepare_rerun_on_a_complete_store_says_so(flow):
+    rerun = ok(run_cli("prepare", "src", "store", "--size", "72", "--workers", "1", "--no-progress", cwd=flow["root"]))
+    report = json.loads(rerun.stdout)
+    assert report["already_complete"] is True
+    assert report["splits"] == json.loads(flow["prepare"].stdout)["splits"]  # the first run's counts
+
+
 def test_prepare_packs_the_tree(flow):
     report = json.loads(flow["prepare"].stdout)
+    assert "already_complete" not in report
     assert report["splits"]["train"] == {"found": 37, "written": 36, "skipped": 1}  # the truncated JPEG
     assert report["splits"]["val"]["written"] == 12
     store = ImageStore(flow["root"] / "store", "train")

@@ -44,5 +44,7 @@ def run(args):
     summary = {k: report[k] for k in ("splits", "skipped_count", "seconds", "images_per_second")}
     if report.get("classes_without_images"):
         summary["classes_without_images"] = report["classes_without_images"]
+    if report.get("already_complete"):  # a rerun did no work: the counts and seconds are the first run's
+        summary["already_complete"] = True
     print(json.dumps(summary, indent=1))
     return 0
