@@ -39,7 +39,8 @@ def open_atomic(path, mode: str = "wb"):
     path = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix="-" + os.path.basename(path), dir=directory)
+    # The target's extension only: a long file name plus the prefix could pass NAME_MAX.
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=os.path.splitext(path)[1][:16], dir=directory)
     try:
         with os.fdopen(fd, mode, **({"encoding": "utf-8"} if mode == "w" else {})) as f:
             os.fchmod(f.fileno(), 0o666 & ~_umask())

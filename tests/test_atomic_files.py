@@ -134,3 +134,12 @@ def test_open_atomic_refuses_other_modes(tmp_path):
             open_atomic(tmp_path / "x", "a"):
         pass
     assert os.listdir(tmp_path) == []
+
+
+def test_a_file_name_of_the_longest_length_is_written(tmp_path):
+    """The temporary name must fit NAME_MAX (255 bytes) whatever the target's name."""
+    path = tmp_path / ("r" * 250 + ".json")
+    with open_atomic(path, "w") as f:
+        f.write('{"epoch": 3}\n')
+    assert json.loads(path.read_text()) == {"epoch": 3}
+    assert _leftovers(tmp_path) == []
