@@ -157,8 +157,16 @@ EOF
 pip_name() {
   case $1 in
     PIL) echo Pillow ;; sklearn) echo scikit-learn ;; xdist) echo pytest-xdist ;;
-    scikit_build_core) echo scikit-build-core ;; cupy) echo cupy-cuda12x ;; *) echo "$1" ;;
+    scikit_build_core) echo scikit-build-core ;; cupy) cupy_wheel ;; *) echo "$1" ;;
   esac
+}
+
+# CuPy's wheel must match the CUDA major version the kernels are built with (nvcc's).
+cupy_wheel() {
+  local major
+  major=$(nvcc --version 2>/dev/null | grep -oE 'release [0-9]+' | grep -oE '[0-9]+')
+  if [[ -n $major ]] && ! faked nvcc; then echo "cupy-cuda${major}x, for nvcc's CUDA $major"
+  else echo "cupy-cuda13x or cupy-cuda12x, matching the CUDA toolkit"; fi
 }
 
 check_prerequisites > "$LOGS/prerequisites.log"  # in this shell (no pipe): MISSING is filled here

@@ -30,6 +30,17 @@ from . import checks
 
 
 class SGD:
+    """The paper's SGD (§5): v <- momentum*v - weight_decay*lr*w - lr*grad; w <- w + v.
+
+    params: a Net's parameters() (each a float32 or float64 tensor on its device); lr,
+    momentum, weight_decay: finite numbers >= 0 (defaults: the paper's 0.01, 0.9, 5e-4;
+    lr is read at every step, so a schedule may change it). The learning rate sits inside
+    the velocity, as in the paper, unlike torch.optim.SGD (README, "Learning-rate drops").
+    Raises ValueError for no parameters, duplicate names or a negative or non-finite
+    hyperparameter. step() updates every parameter tensor of a device in one fused launch;
+    state_dict()/load_state_dict() carry the velocities (checkpoints save them).
+    """
+
     def __init__(self, params, lr: float = 0.01, momentum: float = 0.9, weight_decay: float = 5e-4):
         self.params = list(params)
         names = [p.name for p in self.params]

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import os
 
+from .atomic import open_atomic
+
 
 def plot_training_curves(history: list[dict], path, *, title: str = "training") -> str:
     """Write a PNG of train loss and train/validation top-1 error per epoch; lr drops marked.
@@ -38,7 +40,9 @@ def plot_training_curves(history: list[dict], path, *, title: str = "training") 
     last = history[-1]
     fig.suptitle(f"{title}: final validation top-1 error {100 * last['val_top1_err']:.2f}% "
                  f"(dotted lines: learning rate / 10)")
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    try:
+        with open_atomic(path, "wb") as f:  # rewritten every epoch: Ctrl-C keeps the last whole one
+            fig.savefig(f, format="png", dpi=100)
+    finally:
+        plt.close(fig)
     return os.fspath(path)

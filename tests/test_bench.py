@@ -287,6 +287,22 @@ def test_gpu_check_names_each_missing_piece(tmp_path):
     assert not (tmp_path / "summary.md").exists()  # --check-only writes nothing else
 
 
+def test_gpu_check_names_the_cupy_wheel_of_nvccs_cuda(tmp_path):
+    """A missing CuPy is named with the wheel of the CUDA major version nvcc builds for."""
+    nvcc = shutil.which("nvcc")
+    release = re.search(r"release (\d+)", subprocess.run([nvcc, "--version"], capture_output=True, text=True).stdout
+                        ) if nvcc else None
+    proc = _run_gpu_check(tmp_path, "--check-only", fake_missing="cupy")
+    assert proc.returncode == 3, proc.stdout + proc.stderr
+    line = next(ln for ln in proc.stdout.splitlines() if ln.split()[:2] == ["cupy", "MISSING"])
+    if release:
+        assert f"pip install cupy-cuda{release[1]}x, for nvcc's CUDA {release[1]}" in line, line
+    else:
+        assert "cupy-cuda13x or cupy-cuda12x" in line, line
+    proc = _run_gpu_check(tmp_path / "no-nvcc", "--check-only", fake_missing="cupy nvcc")
+    assert "pip install cupy-cuda13x or cupy-cuda12x, matching the CUDA toolkit" in proc.stdout, proc.stdout
+
+
 def test_gpu_check_without_a_gpu_builds_nothing(tmp_path):
     if _has_gpu():  # never the whole run from inside the test suite
         pytest.skip("a GPU is present")

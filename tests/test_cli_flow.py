@@ -53,8 +53,16 @@ def flow(tmp_path_factory):
     return {"root": root, "files": files, "prepare": prep, "runs": runs}
 
 
+def test_prepare_rerun_on_a_complete_store_says_so(flow):
+    rerun = ok(run_cli("prepare", "src", "store", "--size", "72", "--workers", "1", "--no-progress", cwd=flow["root"]))
+    report = json.loads(rerun.stdout)
+    assert report["already_complete"] is True
+    assert report["splits"] == json.loads(flow["prepare"].stdout)["splits"]  # the first run's counts
+
+
 def test_prepare_packs_the_tree(flow):
     report = json.loads(flow["prepare"].stdout)
+    assert "already_complete" not in report
     assert report["splits"]["train"] == {"found": 37, "written": 36, "skipped": 1}  # the truncated JPEG
     assert report["splits"]["val"]["written"] == 12
     store = ImageStore(flow["root"] / "store", "train")
@@ -73,6 +81,11 @@ def test_train_writes_checkpoint_metrics_and_curves(flow):
         assert all(0 <= r[k] <= 1 for k in ("train_top1_err", "train_top5_err", "val_top1_err", "val_top5_err"))
         assert r["lr"] == 0.01 and r["images_per_second"] > 0 and np.isfinite(r["train_loss"])
     assert (run1 / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    last = metrics(run1)[-1]  # the last line speaks in percent, as the epoch lines do
+    final = (f"final validation error: top-1 {100 * last['val_top1_err']:.2f}%, top-5 "
+             f"{100 * last['val_top5_err']:.2f}% (centre crops) after 2 epochs, 8 steps")
+    assert final in flow["runs"]["resumed"].stdout
+    assert "(centre crops) after 1 epoch, 4 steps" in flow["runs"]["first"].stdout
     ck = load_checkpoint(run1 / "checkpoint.npz")
     assert ck.extra["classes"] == list(CLASSES) and ck.extra["crop"] == 64 and ck.extra["image_size"] == 72
     assert ck.extra["model"] == "small" and ck.extra["epoch"] == 2 and ck.net.input_shape == (64, 64, 3)
@@ -215,3 +228,44 @@ def test_help_for_each_command(tmp_path):
     for command, words in (("train", "--resume"), ("eval", "--ten-crop"), ("predict", "--classes-from")):
         r = ok(run_cli(command, "--help", cwd=tmp_path))
         assert words in r.stdout and "usage: cuda-convnet " + command in r.stdout
+
+
+def test_ctrl_c_keeps_the_last_checkpoint_and_resume_continues(flow):
+    """SIGINT (Ctrl-C) during training: one line naming the checkpoint, exit status 130, and
+    what is on disk is whole (checkpoint, metrics, curves readable; no temporary files);
+    --resume continues from it."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from subproc import env
+
+    root, out = flow["root"], flow["root"] / "interrupted"
+    # --patience 50: no learning-rate drop ends the run before the signal comes
+    proc = subprocess.Popen([sys.executable, "-m", "cuda_convnet", "train", "store", *TRAIN, "--devices", "cpu",
+                             "--epochs", "500", "--patience", "50", "--out", str(out)],
+                            cwd=root, env=env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 300
+        while not (out / "metrics.jsonl").exists() or len(metrics(out)) < 2:
+            assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGINT)
+        stdout, stderr = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, stderr
+    assert len(stderr.strip().splitlines()) == 1 and "Traceback" not in stderr, stderr
+    assert stderr.startswith("cuda-convnet train: interrupted: ") and stderr.rstrip().endswith("--resume"), stderr
+    ck = load_checkpoint(out / "checkpoint.npz")
+    done = ck.extra["epoch"]
+    assert done >= 2 and f"after epoch {done}" in stderr
+    assert [r["epoch"] for r in metrics(out)][:done] == list(range(1, done + 1))
+    assert (out / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert not [p for p in os.listdir(out) if p.startswith(".tmp-") or p.endswith(".tmp")]
+    r = ok(run_cli("train", "store", "--epochs", str(done + 1), "--out", out, "--resume", "--no-progress", cwd=root))
+    assert f"epoch {done + 1:3d}/{done + 1}" in r.stdout
+    assert load_checkpoint(out / "checkpoint.npz").extra["epoch"] == done + 1

@@ -135,6 +135,16 @@ def test_relu_vs_tanh_quick(tmp_path):
     assert (out / "relu-vs-tanh.png").stat().st_size > 5000
 
 
+def test_relu_vs_tanh_says_never_for_a_target_not_reached(tmp_path, capsys):
+    out = tmp_path / "fig1"
+    assert main(["experiment", "relu-vs-tanh", "--quick", "--epochs", "1", "--lrs", "0.03", "--target", "0.001",
+                 "--out", str(out)]) == 0
+    rec = json.loads((out / "relu-vs-tanh.json").read_text())
+    assert rec["best"]["relu"]["epochs_to_target"] is None and rec["best"]["tanh"]["epochs_to_target"] is None
+    line = next(ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("epochs to"))
+    assert line == "epochs to 0.1% training error: ReLU never, tanh never; a unit never reached the target, no ratio"
+
+
 def test_four_layer_nets_differ_only_in_the_unit():
     relu, tanh = models.four_layer_net("relu", seed=7), models.four_layer_net("tanh", seed=7)
     head = ["flatten", "linear", "softmax_cross_entropy"]

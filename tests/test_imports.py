@@ -6,7 +6,7 @@ and the layers read top-down (a module never imports one of a higher layer):
     3  net, data pipeline      net.*, optim, data.*
     2  backends                backends.*, ops
     1  reference               reference.*
-    0  leaf helpers            checks, shapes, random, viz, _ext, _build_info
+    0  leaf helpers            checks, shapes, random, viz, atomic, _ext, _build_info
 
 The graph is built with `ast` over cuda_convnet/**/*.py, relative imports resolved.
 Function-level (lazy) imports count as edges, for the cycles and for the layering: Python
@@ -39,6 +39,7 @@ LAYERS = [  # (rank, module or package prefix); the longest matching prefix wins
     (2, "cuda_convnet.backends"), (2, "cuda_convnet.ops"),
     (1, "cuda_convnet.reference"),
     (0, "cuda_convnet.checks"), (0, "cuda_convnet.shapes"), (0, "cuda_convnet.random"), (0, "cuda_convnet.viz"),
+    (0, "cuda_convnet.atomic"),
     (0, "cuda_convnet._ext"), (0, "cuda_convnet._build_info"),
 ]
 

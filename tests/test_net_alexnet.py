@@ -123,3 +123,39 @@ def test_forward_batch_1_two_towers_equal_one(two_tower, one_tower):
     np.testing.assert_allclose(y2, y1, rtol=1e-5, atol=1e-6)
     p = one_tower.predict(x)
     np.testing.assert_allclose(p.sum(axis=1), 1.0, rtol=1e-5)
+
+
+
+# README's ```python blocks that build AlexNet, each with what its run must show.
+README_BLOCKS = {
+    "models.alexnet(towers=2, devices=devices)": (
+        "\nassert set(stats) == {'loss', 'top1_err', 'top5_err'} and all(type(v) is float for v in stats.values())"
+        "\nassert probs.shape == (2, 1000) and abs(float(probs.sum()) - 2) < 1e-4"
+        "\nassert ck.net.step == 1 and ck.net.num_parameters() == 60_965_224"
+        "\nassert (__import__('os').path.isfile('ckpt.npz'))"),
+    'precision="tf32")': (
+        "\nassert net.precision == 'bf16' and y.shape == (2, 27, 27, 256) and y.dtype == np.float32"
+        "\nassert np.isfinite(y).all() and not np.array_equal(y, ccn.backend('cpu').conv2d(x, w, b, padding=2))"),
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("marker", list(README_BLOCKS))
+def test_readme_alexnet_snippets_run_as_written(tmp_path, marker):
+    """README "The network" and "Precision": each block copied as is, run in a fresh process
+    (on the CPU here), then checked."""
+    import pathlib
+    import re
+    import subprocess
+    import sys
+
+    from subproc import env
+
+    readme = (pathlib.Path(__file__).resolve().parents[1] / "README.md").read_text()
+    blocks = [b for b in re.findall(r"```python\n(.*?)```", readme, re.DOTALL) if marker in b]
+    assert len(blocks) == 1, marker
+    code = blocks[0] + README_BLOCKS[marker] + "\nprint('snippet ok')\n"
+    r = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env(OMP_NUM_THREADS="1"),
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "snippet ok" in r.stdout

@@ -86,3 +86,40 @@ def test_net_step_emu_alexnet_batch_2(capsys):
     out = capsys.readouterr().out
     assert "train step" in out
     print(out)
+
+
+def test_demo_ctrl_c_names_the_checkpoint_kept_and_resume_continues(tmp_path):
+    """SIGINT during the demo: one line saying which epoch's checkpoint is on disk, status
+    130; `demo --resume` continues from it."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from subproc import env
+
+    from cuda_convnet.net.checkpoint import read_manifest
+
+    out = tmp_path / "demo"
+    ckpt = out / "checkpoint.npz"
+    proc = subprocess.Popen([sys.executable, "-m", "cuda_convnet", "demo", "--quick", "--epochs", "500",
+                             "--patience", "400", "--device", "cpu", "--no-progress", "--out", str(out)],
+                            cwd=tmp_path, env=env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 300
+        while not ckpt.exists():
+            assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGINT)
+        _, stderr = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, stderr
+    done = read_manifest(ckpt)["extra"]["epoch"]
+    assert stderr == (f"cuda-convnet demo: interrupted: {ckpt} on disk holds the checkpoint written after "
+                      f"epoch {done}; continue with --resume\n")
+    r = demo("--quick", "--resume", "--epochs", str(done + 1), "--device", "cpu", "--no-progress", "--out", str(out))
+    assert r.returncode == 0, r.stderr
+    assert f"epoch {done + 1:3d}/{done + 1}" in r.stdout
+    assert load_checkpoint(ckpt).extra["epoch"] == done + 1

@@ -274,8 +274,12 @@ def test_bad_graphs_are_refused_with_a_clear_error(make, match):
 def test_bad_inputs_are_refused():
     net = tiny_net(towers=2)
     x, y = batch()
-    with pytest.raises(ValueError, match=r"input of shape \(N, 16, 16, 3\)"):
+    with pytest.raises(ValueError, match=r"input of shape \(N, 16, 16, 3\)") as e:
         net.forward(x[:, :8])
+    assert "NCHW" not in str(e.value)
+    # PyTorch's layout: named, with the transpose that gives the net's NHWC
+    with pytest.raises(ValueError, match=r"got \(6, 3, 16, 16\): that is NCHW; .*x.transpose\(0, 2, 3, 1\)"):
+        net.predict(np.ascontiguousarray(x.transpose(0, 3, 1, 2)))
     with pytest.raises(TypeError, match="float64"):
         net.forward(x.astype(np.float32))
     with pytest.raises(ValueError, match="labels"):

@@ -18,7 +18,14 @@ NAMES = ("cpu", "emu", "cuda")
 
 @cache
 def backend(name: str):
-    """Return the backend called `name` ("cpu", "emu" or "cuda")."""
+    """Return the backend called `name` ("cpu", "emu" or "cuda"), one object per name.
+
+    Every backend has the same ops (linear, conv2d, max_pool, ...: the list is
+    cuda_convnet.reference.__all__) on NHWC arrays: NumPy float32/float64 on "cpu" (the
+    reference), NumPy float32 on "emu" (the CUDA kernels, emulated), CuPy float32 on
+    "cuda". Raises ValueError for another name, RuntimeError saying what is missing when
+    "cuda" is unavailable (no CUDA build, GPU, driver or CuPy: cuda_convnet.has_cuda()).
+    """
     if name == "cpu":
         from .cpu import CpuBackend
 

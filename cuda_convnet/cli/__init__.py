@@ -24,8 +24,21 @@ class UsageError(Exception):
     """A problem with the user's input: printed as one line, exit status 2."""
 
 
+class _Commands(argparse._SubParsersAction):
+    """Subcommands whose own --help opens with the line the parent's command list shows."""
+
+    def add_parser(self, name, **kwargs):
+        if kwargs.get("help") and kwargs.get("description") is None:
+            kwargs["description"] = kwargs["help"][0].upper() + kwargs["help"][1:] + "."
+        return super().add_parser(name, **kwargs)
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse, with a usage error printed as one line (no usage block), exit status 2."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.register("action", "parsers", _Commands)  # subparsers are built by this class too
 
     def error(self, message):
         self.exit(2, f"{self.prog}: error: {message}\n")
@@ -36,6 +49,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="cuda-convnet",
         description="AlexNet (Krizhevsky, Sutskever, Hinton 2012) on hand-written CUDA kernels.",
     )
+    from .. import __version__
+
+    parser.add_argument("--version", action="version", version=f"cuda-convnet {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in COMMANDS:
         importlib.import_module(f"{__name__}.{name}").add_parser(sub)

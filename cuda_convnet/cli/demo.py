@@ -31,7 +31,7 @@ def add_parser(sub):
     from .common import add_precision
 
     p = sub.add_parser("demo", help="train a small AlexNet-style net on the digits dataset (about a minute on a CPU)")
-    p.add_argument("--device", default=None,
+    p.add_argument("--device", "--devices", dest="device", default=None,
                    help="cpu, emu or cuda:N, or two comma-separated (one per tower); default: cuda:0 when a GPU "
                         "is usable, else cpu")
     add_precision(p, "fp32 (on --resume: the run's)")
@@ -39,20 +39,23 @@ def add_parser(sub):
     p.add_argument("--quick", action="store_true", help="a few seconds: a subset of the data, 2 epochs (for tests)")
     p.add_argument("--out", type=path, default="demo_out",
                    help="output folder for the checkpoint and curves (default ./demo_out)")
-    p.add_argument("--batch", type=positive_int, default=None, help="batch size (default 32)")
+    p.add_argument("--batch", "--batch-size", dest="batch", type=positive_int, default=None,
+                   help="batch size (default 32)")
     p.add_argument("--lr", type=positive_float, default=None, help="initial learning rate (default 0.02)")
     p.add_argument("--patience", type=positive_int, default=None,
                    help="epochs without validation improvement before lr /= 10 (default 3)")
     p.add_argument("--max-drops", type=nonnegative_int, default=None, help="at most this many lr drops (default 2)")
     p.add_argument("--width", type=positive_int, default=None,
                    help="layer width multiplier of models.digits_config (default 2)")
-    p.add_argument("--seed", type=nonnegative_int, default=None, help="(default 0)")
+    p.add_argument("--seed", type=nonnegative_int, default=None,
+                   help="weights, batch order, augmentation and dropout (default 0)")
     p.add_argument("--resume", action="store_true",
                    help="continue OUT/checkpoint.npz with its recorded settings (a different --batch, --lr, "
                         "--patience, --max-drops, --width, --seed, --precision or --quick is refused: the run "
                         "would not continue bit-identically); --epochs is the new total")
     p.add_argument("--threads", type=positive_int, default=1,
-                   help="BLAS threads for the cpu backend (default 1: see below)")
+                   help="BLAS threads for the cpu backend (default 1: this net's matrices are small, and "
+                        "a second thread made steps several times slower on a busy 2-core CPU)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=run)
 
@@ -126,8 +129,14 @@ def run(args):
     # waiting for each other. threadpoolctl ships with scikit-learn, the dataset's package.
     from .common import blas_threads
 
-    with blas_threads(args.threads):
-        history = _train(args, net, opt, schedule, x_train, y_train, x_val, y_val, background, epochs, ckpt)
+    try:
+        with blas_threads(args.threads):
+            history = _train(args, net, opt, schedule, x_train, y_train, x_val, y_val, background, epochs, ckpt)
+    except KeyboardInterrupt:
+        from ..training import on_disk
+
+        # As train says it: what the file holds, read back (no epoch may have finished yet).
+        raise KeyboardInterrupt(f"{on_disk(ckpt)}; continue with --resume") from None
     return _report(args, history, out, ckpt, len(y_val), t_start)
 
 
@@ -145,13 +154,15 @@ def _report(args, history, out, ckpt, n_val, t_start):
     from ..viz import plot_training_curves
 
     png = plot_training_curves(history, os.path.join(out, "curves.png"), title="AlexNet-style net on digits")
-    with open(os.path.join(out, "history.json"), "w") as f:
+    from ..atomic import open_atomic
+
+    with open_atomic(os.path.join(out, "history.json"), "w") as f:
         json.dump(history, f, indent=1)
     final = history[-1]
     wall = time.perf_counter() - t_start
     print(f"final validation top-1 error: {100 * final['val_top1_err']:.2f}% "
-          f"({round(final['val_top1_err'] * n_val)}/{n_val} wrong) after {final['epoch']} epochs, "
-          f"{final['step']} steps")
+          f"({round(final['val_top1_err'] * n_val)}/{n_val} wrong) after {final['epoch']} "
+          f"epoch{'s' * (final['epoch'] != 1)}, {final['step']} steps")
     print(f"checkpoint: {ckpt}")
     print(f"curves:     {png}")
     print(f"wall time:  {wall:.1f}s")

@@ -21,6 +21,8 @@ DIGITS = "digits"
 
 
 def add_parser(sub):
+    from .args import positive_int
+
     p = sub.add_parser("figure", help="pictures of a checkpoint: filters (Figure 3), top5, neighbours (Figure 4)",
                        description=__doc__.split("\n\n")[0])
     which = p.add_subparsers(dest="figure", metavar="FIGURE", required=True)
@@ -43,13 +45,14 @@ def add_parser(sub):
                                             "in the last hidden layer")
     _common(n, "neighbours")
     n.add_argument("store", metavar="STORE", help="a prepared store (its train split is searched), or 'digits'")
-    n.add_argument("--queries", type=int, default=5, help="query images, evenly spaced over the split (default 5)")
+    n.add_argument("--queries", type=positive_int, default=5,
+                   help="query images, evenly spaced over the split (default 5)")
     n.add_argument("--query-split", default=None,
                    help="the split the queries come from (default: val, or test; train to check self-matches)")
-    n.add_argument("--k", type=int, default=6, help="neighbours per query (default 6, as in the paper)")
+    n.add_argument("--k", type=positive_int, default=6, help="neighbours per query (default 6, as in the paper)")
     n.add_argument("--layer", default=None, help="the layer whose activations are compared (default: the last "
                                                  "hidden layer, the input of the output layer)")
-    n.add_argument("--chunk", type=int, default=1024, help="training images per forward pass (default 1024)")
+    n.add_argument("--chunk", type=positive_int, default=1024, help="training images per forward pass (default 1024)")
     n.set_defaults(func=run_neighbours)
 
 
@@ -59,7 +62,7 @@ def _common(p, name):
     p.add_argument("checkpoint", metavar="CKPT", help="a checkpoint file, or a training folder holding one")
     p.add_argument("--out", default=os.path.join("figures_out", name), help=f"output folder (default "
                                                                              f"figures_out/{name})")
-    p.add_argument("--device", default="cpu", help="cpu (default), emu or cuda:N")
+    p.add_argument("--device", "--devices", dest="device", default="cpu", help="cpu (default), emu or cuda:N")
     add_precision(p, "the checkpoint's (fp32 if it records none)")
 
 

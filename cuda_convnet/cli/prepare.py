@@ -15,8 +15,9 @@ def add_parser(sub):
                    help="tree with train/<class>/* and optionally val/ (class folders or val_labels.txt)")
     p.add_argument("dst", type=path, help="output store directory (run again to resume)")
     p.add_argument("--workers", type=nonnegative_int, default=None, help="decoding processes (default: all cores)")
-    p.add_argument("--chunk-size", type=positive_int, default=128, help="images per resumable chunk")
-    p.add_argument("--size", type=positive_int, default=256, help="side of the stored square images (paper: 256)")
+    p.add_argument("--chunk-size", type=positive_int, default=128, help="images per resumable chunk (default 128)")
+    p.add_argument("--size", type=positive_int, default=256,
+                   help="side of the stored square images (default 256, the paper's; 72 for train --model small)")
     p.add_argument("--val-labels", type=path, default=None,
                    help="label file for a flat val/ (default SRC/val_labels.txt)")
     p.add_argument("--allow-empty-classes", action="store_true",
@@ -43,5 +44,7 @@ def run(args):
     summary = {k: report[k] for k in ("splits", "skipped_count", "seconds", "images_per_second")}
     if report.get("classes_without_images"):
         summary["classes_without_images"] = report["classes_without_images"]
+    if report.get("already_complete"):  # a rerun did no work: the counts and seconds are the first run's
+        summary["already_complete"] = True
     print(json.dumps(summary, indent=1))
     return 0

@@ -12,8 +12,9 @@ def add_parser(sub):
     from .args import nonnegative_int, positive_int
 
     p = sub.add_parser("selfcheck", help="check the kernels against the reference on AlexNet's layer shapes")
-    p.add_argument("--batch", type=positive_int, default=1, help="batch size (default 1; the emulator runs on the CPU)")
-    p.add_argument("--seed", type=nonnegative_int, default=0)
+    p.add_argument("--batch", "--batch-size", dest="batch", type=positive_int, default=1,
+                   help="batch size (default 1; the emulator runs on the CPU)")
+    p.add_argument("--seed", type=nonnegative_int, default=0, help="seed of the random inputs (default 0)")
     p.set_defaults(func=run)
 
 

@@ -72,7 +72,7 @@ def add_parser(sub):
                                    "OUT/curves.png.")
     p.add_argument("store", type=path, help="a store written by `prepare` (with train and val splits)")
     p.add_argument("--model", choices=sorted(MODELS), default=None,
-                   help="; ".join(f"{m.name}: {m.about}" for m in MODELS.values()) + " (default alexnet)")
+                   help="the net (default alexnet): " + "; ".join(f"{m.name}: {m.about}" for m in MODELS.values()))
     p.add_argument("--crop", type=positive_int, default=None,
                    help="side of the training crops = the net's input (default: the model's, 224 or 64); must "
                         "not exceed the store's image size")
@@ -336,8 +336,9 @@ def _train(args, group=None):
     if not history:
         raise UsageError(f"{ckpt} has no recorded epochs")
     final = history[-1]
-    print(f"final validation error: top-1 {final['val_top1_err']:.4f}, top-5 {final['val_top5_err']:.4f} "
-          f"(centre crops) after {final['epoch']} epochs, {final['step']} steps")
+    # percent, as the epoch lines above print it
+    print(f"final validation error: top-1 {100 * final['val_top1_err']:.2f}%, top-5 {100 * final['val_top5_err']:.2f}% "
+          f"(centre crops) after {final['epoch']} epoch{'s' * (final['epoch'] != 1)}, {final['step']} steps")
     if schedule.finished and final["epoch"] < args.epochs:
         print("stopped early: the validation error stopped improving with no learning-rate drops left")
     print(f"checkpoint: {ckpt}")
@@ -383,7 +384,7 @@ def fit_store(net, opt, schedule, train, val, store, *, crop, scale, epochs, bat
 
 
 def _write_lines(path, entries) -> None:
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
+    from ..atomic import open_atomic
+
+    with open_atomic(path, "w") as f:
         f.writelines(json.dumps(e) + "\n" for e in entries)
-    os.replace(tmp, path)

@@ -5,6 +5,8 @@ import json
 import os
 import sys
 
+from ..atomic import open_atomic
+
 
 def pyplot():
     """matplotlib.pyplot on the Agg backend (no display needed)."""
@@ -19,8 +21,8 @@ def pyplot():
 def save_figure(fig, path, *, dpi: int = 80) -> str:
     """Write `fig` as a PNG (folders made as needed) and close nothing: callers and tests
     still read the figure's titles, labels and legends."""
-    os.makedirs(os.path.dirname(os.path.abspath(path)) or ".", exist_ok=True)
-    fig.savefig(path, dpi=dpi)
+    with open_atomic(path, "wb") as f:
+        fig.savefig(f, format="png", dpi=dpi)
     return os.fspath(path)
 
 
@@ -30,7 +32,7 @@ def write_record(out: str, name: str, record: dict, *, command=None) -> str:
     argv = sys.argv[1:] if command is None else command
     record = {**record, "command": "python -m cuda_convnet " + " ".join(_quote(a) for a in argv)}
     path = os.path.join(out, f"{name}.json")
-    with open(path, "w") as f:
+    with open_atomic(path, "w") as f:
         json.dump(record, f, indent=1)
     return path
 

@@ -39,13 +39,11 @@ load_checkpoint builds one with Net.from_spec.
 """
 from __future__ import annotations
 
-import contextlib
 import io
 import json
 import math
 import os
 import struct
-import tempfile
 import zipfile
 import zlib
 from dataclasses import dataclass, field
@@ -53,6 +51,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .. import checks
+from ..atomic import open_atomic
 from ..checks import PRECISIONS
 from ..optim import SGD, PlateauSchedule
 from .graph import Net
@@ -105,19 +104,8 @@ def save_checkpoint(path, net, *, optimizer=None, schedule=None, extra=None, arr
                    for k, a in members.items()},
     }
     members["manifest"] = np.frombuffer(json.dumps(manifest, allow_nan=False).encode("utf-8"), dtype=np.uint8)
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".npz", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **members)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    with open_atomic(path, "wb") as f:
+        np.savez(f, **members)
 
 
 # ----------------------------------------------------------------------------- reading

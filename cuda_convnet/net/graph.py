@@ -85,6 +85,24 @@ def _dropout_seed(seed: int) -> int:
 
 
 class Net:
+    """A network: named layers, each with its inputs and its device (module docstring).
+
+    Build one with `models` (models.alexnet: §3.5, Figure 2) or from layers
+    (net.layers: Conv2d, Linear, ReLU, LRN, MaxPool, Dropout, ..., SoftmaxCrossEntropy).
+    Inputs are NHWC: x of shape (N, *input_shape), e.g. (N, 224, 224, 3), in the net's
+    dtype (float32, or float64 on the cpu backend), C-contiguous; a NumPy array, or a CuPy
+    array on a cuda net. Labels are integers of shape (N,) in [0, classes). A wrong shape
+    (NCHW included) raises ValueError, a wrong dtype or a non-array TypeError, each naming
+    what the net takes.
+
+    train_step(x, labels, opt) -> {"loss", "top1_err", "top5_err"} (Python floats, the
+    batch's mean loss and error fractions); predict(x) -> (N, classes) softmax
+    probabilities; forward(x) -> logits; features(x, layer) -> any layer's activations;
+    parameters() -> for SGD; state_dict() / load_state_dict(); spec() / Net.from_spec;
+    save_checkpoint / load_checkpoint (cuda_convnet.net.checkpoint); summary() prints the
+    Figure 2-like table. `step` counts training steps (it keys the dropout masks, §4.2).
+    """
+
     def __init__(self, layers, *, input_shape, devices=("cpu",), seed: int = 0, dtype="float32", init: bool = True,
                  fuse_relu: bool = True, precision: str = "fp32"):
         """init=False allocates zero parameters instead of drawing them (to load weights next).
@@ -320,7 +338,10 @@ class Net:
                                                           if isinstance(x, (list, tuple)) else ""))
         shape = tuple(x.shape)
         if len(shape) != 1 + len(self.input_shape) or shape[1:] != self.input_shape:
-            raise ValueError(f"the net takes input of shape {want}, got {shape}")
+            nchw = len(self.input_shape) == 3 and shape[1:] == (self.input_shape[2], *self.input_shape[:2])
+            raise ValueError(f"the net takes input of shape {want}, got {shape}"
+                             + (": that is NCHW; the net is NHWC (channels last): pass x.transpose(0, 2, 3, 1)"
+                                if nchw else ""))
         if shape[0] == 0:
             raise ValueError(f"the input batch is empty (shape {shape}); pass at least one example")
         dt = np.dtype(x.dtype)
@@ -348,9 +369,11 @@ class Net:
         return acts
 
     def forward(self, x, train: bool = False):
-        """The logits (the loss layer's input, or the last layer's output) on its device.
+        """The logits (the loss layer's input, or the last layer's output), (N, classes), on
+        the device that computes them (a NumPy array on cpu/emu, CuPy on cuda).
 
-        train=True applies dropout with the masks of the current step (`net.step`).
+        x: (N, *input_shape) NHWC in the net's dtype. train=True applies dropout with the
+        masks of the current step (`net.step`).
         """
         out = self._forward(x, train, keep=False)[self.output_name]
         self.synchronize()
@@ -395,7 +418,8 @@ class Net:
         return np.asarray(owner.to_host(acts[name]))
 
     def predict(self, x) -> np.ndarray:
-        """Softmax probabilities (N, classes) as a host NumPy array (test mode: no dropout)."""
+        """Softmax probabilities (N, classes) as a host NumPy array (test mode: dropout off,
+        §4.2's scaling), in the net's dtype; each row sums to 1. x as for train_step."""
         logits = self.forward(x, train=False)
         dev = self.devices[self._where[self.output_name]]
         with dev.activate():
@@ -536,7 +560,15 @@ class Net:
                               f"The parameters are those before this step.", step=self.step, layer=first)
 
     def train_step(self, x, labels, optimizer) -> dict:
-        """One SGD step on a batch: forward, backward, the optimizer's update, step += 1."""
+        """One SGD step on a batch: forward (dropout on), backward, the optimizer's update
+        (§5), step += 1.
+
+        x: (N, *input_shape) NHWC in the net's dtype; labels: integers (N,) in [0, classes).
+        Returns {"loss": mean cross-entropy, "top1_err", "top5_err": error fractions of the
+        batch} as Python floats. Raises TypeError when `optimizer` is not a
+        cuda_convnet.SGD, ValueError when it was built for another net's parameters or for
+        a bad x or labels, NonFiniteError (parameters untouched) when the loss is not finite.
+        """
         check_owner = getattr(optimizer, "check_parameters", None)
         if check_owner is None:
             raise TypeError(f"train_step: optimizer must be a cuda_convnet.optim.SGD, got {type(optimizer).__name__}")
