@@ -21,10 +21,10 @@
 // blocks; thread j owns the group's elements 4j .. 4j+3, i.e. exactly the four words of one
 // Philox call (no word is computed twice or thrown away). With VEC (x and y 16-byte aligned,
 // and cg % 4 == 0 or one group as one flat row, so the four elements are contiguous and
-// 16-byte aligned) a full block is one float4 load and one float4 store; the last, partial block and the
-// other cases use scalar accesses. Compute per 16 bytes: one Philox (10 rounds, ~40 integer
-// ops) and, with several rows, one division for the row; far below the memory time of an
-// H100 at these sizes.
+// 16-byte aligned) a full block is one float4 load and one float4 store; the last, partial
+// block and the other cases use scalar accesses. Compute per 16 bytes: one Philox (10
+// rounds, ~40 integer ops) and, with several rows, one 32-bit division for the row; far
+// below the memory time of an H100 at these sizes.
 #pragma once
 
 #include "common.h"
@@ -36,12 +36,20 @@ __device__ __forceinline__ float dropout1(float v, unsigned u, unsigned threshol
   return ((u >> 8) >= threshold) ? v * scale : 0.f;
 }
 
+// The row of a group's element i: no division for one row, a 32-bit one while the group's
+// indices fit in 32 bits (a fraction of the 64-bit division's instructions).
+__device__ __forceinline__ long long dropout_row(long long i, long long rows, long long cg, bool narrow) {
+  if (rows == 1) return 0;
+  return narrow ? static_cast<long long>(static_cast<unsigned>(i) / static_cast<unsigned>(cg)) : i / cg;
+}
+
 template <bool VEC, bool MASK>
 __global__ void dropout_kernel1(const float* __restrict__ x, float* __restrict__ y, long long rows, long long cg,
                                 long long ld, unsigned long long seed, unsigned long long offset, unsigned threshold,
                                 float scale) {
   const long long n = rows * cg;  // elements of this group
   const long long blocks = (n + 3) / 4;
+  const bool narrow = n <= 0xffffffffLL;
   const long long stride = (long long)gridDim.x * blockDim.x;
   const long long g = blockIdx.y;
   // The host checks offset + groups - 1 < 2^64: a group's counter range never wraps into another's.
@@ -64,7 +72,7 @@ __global__ void dropout_kernel1(const float* __restrict__ x, float* __restrict__
     const long long i0 = 4 * j;
     if (VEC && i0 + 4 <= n) {
       // cg % 4 == 0 (or one flat group): the block's four elements share a row and are contiguous.
-      const long long r = rows == 1 ? 0 : i0 / cg;
+      const long long r = dropout_row(i0, rows, cg, narrow);
       const long long at = r * ld + (i0 - r * cg);
       float4 a = *reinterpret_cast<const float4*>(xg + at);
       if (MASK) {
@@ -76,7 +84,7 @@ __global__ void dropout_kernel1(const float* __restrict__ x, float* __restrict__
       *reinterpret_cast<float4*>(yg + at) = a;
     } else {
       // The row of element i0, then walk along it (one division per Philox block).
-      long long r = rows == 1 ? 0 : i0 / cg;
+      long long r = dropout_row(i0, rows, cg, narrow);
       long long c = i0 - r * cg;
 #pragma unroll
       for (int e = 0; e < 4; ++e) {
