@@ -10,8 +10,8 @@ the kernels' sm_90 machine code and the launchers' grids. Every figure is a PRED
     pred = predict_alexnet(batch=128)                  # {(layer, direction): ms}
 
 The network is models.alexnet_config() in its one-device grouped form (conv2, conv4, conv5
-with groups 2; LRN with groups 2 in one launch, dropout per channel group through
-split/concat), 224x224x3 input. The LRN's groups argument saves the split/concat it once
+with groups 2; LRN and dropout with groups 2, each one launch over both groups),
+224x224x3 input. The LRN's groups argument saves the split/concat it once
 needed: 12 floats moved per element of norm1 and norm2 (forward: split x, concat y;
 backward: split x, y, dy, concat dx), 2.93 GB per step at batch 128 (lrn_split_concat_bytes).
 
@@ -405,16 +405,6 @@ def alexnet_launches(batch: int = 128, sass=None) -> list[Launch]:
     def mem(layer, direction, kernel, floats):
         return memory_launch(layer, direction, kernel, F32 * floats)
 
-    def grouped(layer, direction, kernel, floats_io, size, groups, inputs=1):
-        """An op applied per channel group: split each input, the op per group, concat."""
-        ls = []
-        if groups > 1:
-            ls += [mem(layer, direction, "channel_copy_kernel1 (split)", 2 * size) for _ in range(inputs)]
-        ls += [mem(layer, direction, kernel, floats_io * size / groups) for _ in range(groups)]
-        if groups > 1:
-            ls.append(mem(layer, direction, "channel_copy_kernel1 (concat)", 2 * size))
-        return ls
-
     for i, blk in enumerate(cfg.convs, 1):
         pad = blk.padding if isinstance(blk.padding, tuple) else (blk.padding,) * 4
         groups = 1 if blk.both_towers else cfg.towers
@@ -445,9 +435,10 @@ def alexnet_launches(batch: int = 128, sass=None) -> list[Launch]:
                      *gemm(sass, name, "wgrad", u, fan_in, n, True, False),
                      mem(name, "wgrad", "bias_grad_kernel1", n * u + u)]
         if j < 6 + len(cfg.hidden):  # the ReLU is in the forward GEMM's epilogue
-            out += grouped(f"drop{j}", "fwd", "dropout_kernel1", 2, n * u, cfg.towers)
-            layer_bwd = (grouped(f"drop{j}", "bwd", "dropout_kernel1", 2, n * u, cfg.towers)
-                         + [mem(f"relu{j}", "bwd", "map2_kernel1<ReluGrad>", 3 * n * u)] + layer_bwd)
+            # Dropout's groups argument: one launch over both groups (x read, y written), no split/concat.
+            out.append(mem(f"drop{j}", "fwd", "dropout_kernel1", 2 * n * u))
+            layer_bwd = ([mem(f"drop{j}", "bwd", "dropout_kernel1", 2 * n * u),
+                          mem(f"relu{j}", "bwd", "map2_kernel1<ReluGrad>", 3 * n * u)] + layer_bwd)
         bwd.append(layer_bwd)
         fan_in = u
 

@@ -70,6 +70,7 @@ __all__ = [
     "check_pool_backward_args",
     "check_dropout_args",
     "check_dropout_backward_args",
+    "check_dropout_groups",
     "check_softmax_args",
     "check_softmax_backward_args",
     "check_topk_args",
@@ -528,6 +529,25 @@ def check_dropout_args(x, p, seed, offset, mode, train, *, op: str = "dropout"):
 def check_dropout_backward_args(dy, p, seed, offset, mode, *, op: str = "dropout_backward"):
     check_array(op, "dy", dy)
     return _check_dropout_common(op, p, seed, offset, mode, dy.dtype)
+
+
+#: The dropout kernel's grid y dimension holds the channel groups (csrc/dropout.h).
+DROPOUT_MAX_GROUPS = 65535
+
+
+def check_dropout_groups(op, x, groups, offset):
+    """groups in [1, 65535] dividing x's last axis (x.ndim >= 1 when groups > 1); group g
+    draws at offset + g, so offset + groups - 1 must stay below 2**64. Returns groups."""
+    groups = check_int(op, "groups", groups, minimum=1, maximum=DROPOUT_MAX_GROUPS)
+    if groups > 1:
+        c = x.shape[-1] if x.ndim else 1
+        if c % groups:
+            raise ValueError(f"{op}: the last axis of {tuple(x.shape)} ({c} channels) does not split "
+                             f"into groups = {groups}")
+        if offset + groups - 1 > 2**64 - 1:
+            raise ValueError(f"{op}: offset + groups - 1 = {offset + groups - 1} must be <= {2**64 - 1} "
+                             f"(group g draws at offset + g)")
+    return groups
 
 
 # --------------------------------------------------------------------------- softmax

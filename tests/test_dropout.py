@@ -52,17 +52,17 @@ def run_dropout(dev, x, **kw):
     return dev.get(dev.ops.dropout(dev.put(x), **kw))
 
 
-def check_all_modes(dev, cpu, x, p, seed, offset):
+def check_all_modes(dev, cpu, x, p, seed, offset, groups=1):
     """Every (mode, train) forward and both backwards, bit for bit against the float32
     reference, and against float64 with the table's tolerance."""
     for mode in ("paper", "inverted"):
         for train in (True, False):
-            kw = dict(p=p, seed=seed, offset=offset, mode=mode, train=train)
+            kw = dict(p=p, seed=seed, offset=offset, mode=mode, train=train, groups=groups)
             y = run_dropout(dev, x, **kw)
             np.testing.assert_array_equal(y, cpu.dropout(x, **kw), err_msg=str(kw))
             np.testing.assert_allclose(y, cpu.dropout(x.astype(np.float64), **kw),
                                        **tol("dropout", "kernel_vs_reference"))
-        kw = dict(p=p, seed=seed, offset=offset, mode=mode)
+        kw = dict(p=p, seed=seed, offset=offset, mode=mode, groups=groups)
         dx = dev.get(dev.ops.dropout_backward(dev.put(x), **kw))
         np.testing.assert_array_equal(dx, cpu.dropout_backward(x, **kw), err_msg=str(kw))
         np.testing.assert_allclose(dx, cpu.dropout_backward(x.astype(np.float64), **kw),
@@ -115,6 +115,103 @@ def test_dropout_unaligned_pointers_take_the_scalar_path(cpu, n):
         np.testing.assert_array_equal(emu.dropout_backward(x, **kw), cpu.dropout_backward(x, **kw))
 
 
+# ------------------------------------------------- channel groups: one launch, each group its own mask
+
+def per_group(op, x, groups, offset, **kw):
+    """`op` on each channel range g of x at offset + g, concatenated: what the towers of
+    §3.2 compute, each on its own channels."""
+    cg = x.shape[-1] // groups
+    return np.concatenate([op(np.ascontiguousarray(x[..., g * cg:(g + 1) * cg]), offset=offset + g, **kw)
+                           for g in range(groups)], axis=-1)
+
+
+@given(lead=st.lists(st.integers(1, 7), min_size=0, max_size=2), cg=st.integers(1, 9),
+       groups=st.integers(1, 4), p=st.sampled_from([0.5, 0.3, 0.9, 0.0]),
+       seed=U64, offset=st.integers(0, 2**64 - 4), data_seed=st.integers(0, 2**31))
+def test_grouped_dropout_matches_reference_bit_for_bit(kernel_device, cpu, lead, cg, groups, p, seed, offset,
+                                                       data_seed):
+    """Any rows, any channels per group (cg % 4 != 0 included: the scalar path), 1-4 groups."""
+    x = randn(np.random.default_rng(data_seed), *lead, groups * cg)
+    check_all_modes(kernel_device, cpu, x, p, seed, offset, groups)
+
+
+@pytest.mark.parametrize("shape,groups", [((2, 4096), 2),     # fc6/fc7 at batch 2, the paper's two towers
+                                          ((3, 5, 24), 2),    # cg = 12: float4 path
+                                          ((7, 18), 3),       # cg = 6: scalar path
+                                          ((4, 7), 7),        # one channel per group
+                                          ((10,), 2)])        # one row
+def test_grouped_dropout_is_each_groups_own_mask(kernel_device, shape, groups):
+    """groups=G in one launch == the plain op on each channel range at offset + g, forward
+    and backward, on the kernels and on the reference; and the groups really differ from
+    one plain mask over the whole tensor."""
+    x = randn(np.random.default_rng(len(shape) + groups), *shape)
+    kw = dict(p=0.5, seed=2**40 + 3, mode="inverted")
+    for name in ("dropout", "dropout_backward"):
+        kernel = getattr(kernel_device.ops, name)
+        ref = getattr(R, name)
+        got = kernel_device.get(kernel(kernel_device.put(x), offset=9, groups=groups, **kw))
+        want = per_group(lambda a, kernel=kernel, **k: kernel_device.get(kernel(kernel_device.put(a), **k)),
+                         x, groups, 9, **kw)
+        np.testing.assert_array_equal(got, want)
+        np.testing.assert_array_equal(ref(x, offset=9, groups=groups, **kw),
+                                      per_group(ref, x, groups, 9, **kw))
+        assert not np.array_equal(got, kernel_device.get(kernel(kernel_device.put(x), offset=9, **kw)))
+
+
+def test_grouped_mask_is_the_contract_at_the_largest_offsets(kernel_device):
+    """The last group draws at offset + G - 1 = 2**64 - 1: the counter's hi word carries."""
+    x = randn(np.random.default_rng(3), 5, 12)
+    offset = 2**64 - 3
+    y = run_dropout(kernel_device, x, p=0.5, seed=11, offset=offset, groups=3)
+    for g in range(3):
+        np.testing.assert_array_equal(y[:, 4 * g:4 * g + 4] != 0, dropout_keep_mask((5, 4), 0.5, 11, offset + g))
+
+
+@pytest.mark.emu
+@pytest.mark.parametrize("shape,groups", [((3, 8), 2), ((5, 6), 3), ((2, 9, 4), 4)])
+def test_grouped_dropout_unaligned_pointers(cpu, shape, groups):
+    emu = ccn.backend("emu")
+    x = unaligned(randn(np.random.default_rng(groups), *shape))
+    for mode in ("paper", "inverted"):
+        kw = dict(p=0.4, seed=5, offset=2, mode=mode, groups=groups)
+        np.testing.assert_array_equal(emu.dropout(x, **kw), cpu.dropout(x, **kw))
+        np.testing.assert_array_equal(emu.dropout_backward(x, **kw), cpu.dropout_backward(x, **kw))
+
+
+@pytest.mark.parametrize("device", ["cpu", "emu"])
+def test_grouped_dropout_layer_is_one_call_bit_identical_to_the_towers(device, monkeypatch):
+    """The Dropout layer with groups=2 (AlexNet's grouped fc6/fc7, §3.2) makes one dropout /
+    dropout_backward call over both groups, no channel split or concat; its output and
+    gradient equal, bit for bit, each tower's Dropout layer on its own channels with the
+    tower's subsequence (models.alexnet numbers tower t's subsequence j * 2 + t)."""
+    from cuda_convnet.net import Dropout, Net
+    from cuda_convnet.net.layers import Context
+
+    rng = np.random.default_rng(7)
+    x, dy = randn(rng, 4, 96), randn(rng, 4, 96)
+    grouped = Net([Dropout("d", "data", groups=2, subsequence=2)], input_shape=(96,), devices=(device,))
+    towers = [Net([Dropout(f"d/{t}", "data", subsequence=2 + t)], input_shape=(48,), devices=(device,))
+              for t in range(2)]
+    dev, layer = grouped.devices[0], grouped.layers[0]
+    ctx = Context(5, grouped.dropout_seed, 4, grouped.precision)   # step 5 of 4 subsequences
+    calls = []
+    for op in ("dropout", "dropout_backward", "split_channels", "concat_channels"):
+        fn = getattr(dev.ops, op)
+        monkeypatch.setattr(dev.ops, op, lambda *a, fn=fn, op=op, **k: calls.append(op) or fn(*a, **k))
+    y = dev.to_host(layer.forward(dev, [dev.asarray(x)], {}, True, ctx))
+    [dx], _ = layer.backward(dev, [dev.asarray(x)], None, dev.asarray(dy), {}, ctx, [True])
+    assert calls == ["dropout", "dropout_backward"]
+    want_y, want_dx = [], []
+    for t, net in enumerate(towers):
+        tl, sl = net.layers[0], slice(48 * t, 48 * t + 48)
+        want_y.append(dev.to_host(tl.forward(dev, [dev.asarray(np.ascontiguousarray(x[:, sl]))], {}, True, ctx)))
+        [d], _ = tl.backward(dev, [None], None, dev.asarray(np.ascontiguousarray(dy[:, sl])), {}, ctx, [True])
+        want_dx.append(dev.to_host(d))
+    np.testing.assert_array_equal(y, np.concatenate(want_y, axis=-1))
+    np.testing.assert_array_equal(dev.to_host(dx), np.concatenate(want_dx, axis=-1))
+    assert ((y == 0) == (dev.to_host(dx) == 0)).all() and 0.3 < (y == 0).mean() < 0.7
+
+
 def test_dropout_empty_array(kernel_device):
     y = kernel_device.get(kernel_device.ops.dropout(kernel_device.put(np.ones((0, 3), np.float32)), seed=1))
     assert y.shape == (0, 3)
@@ -135,6 +232,14 @@ def test_dropout_rejects_bad_input(kernel_device):
         ops.dropout(x, seed=1, mode="alexnet")
     with pytest.raises(TypeError, match="train must be a bool"):
         ops.dropout(x, seed=1, train=1)
+    with pytest.raises(ValueError, match=r"last axis of \(2, 3\) \(3 channels\) does not split into groups = 2"):
+        ops.dropout(x, seed=1, groups=2)
+    with pytest.raises(ValueError, match="groups must be >= 1"):
+        ops.dropout_backward(x, seed=1, groups=0)
+    with pytest.raises(ValueError, match="groups must be <= 65535"):
+        ops.dropout(put(np.ones((1, 65536), np.float32)), seed=1, groups=65536)
+    with pytest.raises(ValueError, match=r"offset \+ groups - 1 = 18446744073709551617 must be <="):
+        ops.dropout_backward(x, seed=1, offset=2**64 - 1, groups=3)
     with pytest.raises(ValueError, match=r"counter must have shape \(n, 4\)"):
         ops.philox4x32(put(np.zeros((2, 3), np.uint32)), put(np.zeros((2, 2), np.uint32)))
 
@@ -331,3 +436,9 @@ def test_dropout_other_errors():
         R.dropout(arr(3), seed=0, train="yes")
     with pytest.raises(TypeError, match="dropout: p must be a real number"):
         R.dropout(arr(3), seed=0, p="0.5")
+    with pytest.raises(ValueError, match="dropout: the last axis of .* does not split into groups = 2"):
+        R.dropout(arr(3, 5), seed=0, groups=2)
+    with pytest.raises(ValueError, match="dropout_backward: offset \\+ groups - 1"):
+        R.dropout_backward(arr(3, 4), seed=0, offset=2**64 - 2, groups=4)
+    with pytest.raises(TypeError, match="dropout: groups must be an int"):
+        R.dropout(arr(3, 4), seed=0, groups=2.0)

@@ -5,14 +5,14 @@ The step is a real `train_step` on emu devices of the small net (models.small_ne
 layer structure of AlexNet (five conv layers with LRN and pooling in the same places,
 conv3 across the towers, two hidden fc layers with dropout, softmax) at a size the
 emulator runs in seconds, batch 2. The full AlexNet at batch 1 gives the same counts but
-for the FC layers' split-K sums (`python bench/launch_count.py`: grouped 79 launches, two
+for the FC layers' split-K sums (`python bench/launch_count.py`: grouped 67 launches, two
 towers 141; 1 and 2 host synchronisations): the wgrad plans and the GEMMs' K splits, and
 with them the chunk-sum launches, depend on the shapes. A change that removes a launch or
 a synchronisation lowers the numbers here in the same commit.
 
 What keeps them low: conv1 (whose input is the data) launches no dgrad; every ReLU is
 fused into its conv/fc layer's epilogue (no forward ReLU launch); the grouped form's LRN
-is one launch over both channel groups (no split/concat); a Concat's backward adds into a
+and dropout are one launch each over both channel groups (no split/concat); a Concat's backward adds into a
 gradient already there instead of the Net adding (gradient_add counts the adds left);
 the labels are checked on the host, and the loss and top-k counts come back in one read
 (Device.to_host); the optimizer's update is not waited for. Two towers add one stream synchronisation: the
@@ -31,13 +31,13 @@ import launch_count  # noqa: E402  (bench/ is not a package)
 
 pytestmark = pytest.mark.emu
 
-_COMMON = {"dropout": 4, "dropout_backward": 4, "sgd_update": 1,
+_COMMON = {"sgd_update": 1,
            "softmax_cross_entropy": 2, "softmax_cross_entropy_backward": 1, "topk_errors": 1}
 EXPECTED = {
     # towers: (launches per op, host syncs per kind, cross-device copies)
-    # Grouped: one lrn launch per layer over both groups; the channel split/concat left are
-    # dropout's (one per layer and direction, each side).
-    1: ({**_COMMON, "lrn": 2, "lrn_backward": 2, "concat_channels": 4, "split_channels": 4, "conv2d": 5,
+    # Grouped: one lrn and one dropout launch per layer and direction over both groups, no
+    # channel split/concat.
+    1: ({**_COMMON, "lrn": 2, "lrn_backward": 2, "dropout": 2, "dropout_backward": 2, "conv2d": 5,
          "conv2d_backward": 18, "linear": 6, "linear_backward": 11, "max_pool": 3, "max_pool_backward": 3,
          "relu_backward": 7},
         {"to_host": 1}, 0),
@@ -45,8 +45,8 @@ EXPECTED = {
     # tower's Concat and the copy to the other device); on device 0 the Concat's split adds
     # into the copied gradient in place (beta = 1), on device 1 the copy arrives last and
     # the Net adds it (3 gradient_add).
-    2: ({**_COMMON, "lrn": 4, "lrn_backward": 4, "concat_channels": 7, "split_channels": 7, "conv2d": 10,
-         "conv2d_backward": 36, "gradient_add": 3,
+    2: ({**_COMMON, "lrn": 4, "lrn_backward": 4, "dropout": 4, "dropout_backward": 4, "concat_channels": 7,
+         "split_channels": 7, "conv2d": 10, "conv2d_backward": 36, "gradient_add": 3,
          "linear": 10, "linear_backward": 19, "max_pool": 6, "max_pool_backward": 6, "relu_backward": 14,
          "sgd_update": 2},
         {"stream synchronize": 1, "to_host": 1}, 15),
@@ -61,7 +61,7 @@ def test_train_step_launches_and_syncs(towers):
     assert t.per_op() == dict(sorted(per_op.items()))
     assert dict(t.syncs) == syncs
     assert t.copies == copies
-    assert t.total_launches == sum(per_op.values())  # 78 grouped, 140 two towers
+    assert t.total_launches == sum(per_op.values())  # 66 grouped, 140 two towers
     assert t.total_syncs <= towers  # one host read per step, + one per device without the loss
 
 

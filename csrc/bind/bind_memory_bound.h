@@ -80,14 +80,16 @@ inline void bind_memory_bound(py::module_& m) {
   // ---------------------------------------------------------------- dropout, Philox
   m.def(
       "dropout",
-      [](std::uintptr_t x, std::uintptr_t y, long long n, unsigned long long seed, unsigned long long offset,
-         unsigned threshold, float scale, bool mask, std::uintptr_t stream) {
+      [](std::uintptr_t x, std::uintptr_t y, long long rows, long long channels, int groups, unsigned long long seed,
+         unsigned long long offset, unsigned threshold, float scale, bool mask, std::uintptr_t stream) {
         py::gil_scoped_release nogil;
-        ccn::dropout(ptr<const float>(x), ptr<float>(y), n, seed, offset, threshold, scale, mask, stream_of(stream));
+        ccn::dropout(ptr<const float>(x), ptr<float>(y), rows, channels, groups, seed, offset, threshold, scale, mask,
+                     stream_of(stream));
       },
-      py::arg("x"), py::arg("y"), py::arg("n"), py::arg("seed"), py::arg("offset"), py::arg("threshold"),
-      py::arg("scale"), py::arg("mask"), py::arg("stream") = 0,
-      "y = keep ? x * scale : 0 (mask) or y = x * scale, keep from Philox4x32-10 (see csrc/dropout.h).");
+      py::arg("x"), py::arg("y"), py::arg("rows"), py::arg("channels"), py::arg("groups"), py::arg("seed"),
+      py::arg("offset"), py::arg("threshold"), py::arg("scale"), py::arg("mask"), py::arg("stream") = 0,
+      "y = keep ? x * scale : 0 (mask) or y = x * scale on [rows, channels], channel group g's keep from "
+      "Philox4x32-10 at offset + g (see csrc/dropout.h).");
   m.def(
       "philox4x32",
       [](std::uintptr_t counters, std::uintptr_t keys, std::uintptr_t out, long long n, std::uintptr_t stream) {

@@ -309,14 +309,6 @@ class Tanh(Layer):
         return [dev.ops.tanh_backward(y, dy)], {}
 
 
-def _per_group(dev, x, groups, fn):
-    """Apply fn(part, g) to each of `groups` equal channel ranges of x and concatenate."""
-    if groups == 1:
-        return fn(x, 0)
-    parts = dev.split_channels(x, [x.shape[-1] // groups] * groups)
-    return dev.concat_channels([fn(p, g) for g, p in enumerate(parts)])
-
-
 def _check_groups(layer, c):
     if c % layer.groups:
         raise ValueError(f"layer {layer.name!r}: {c} channels do not split into {layer.groups} groups")
@@ -408,18 +400,18 @@ class Dropout(Layer):
         _check_groups(self, in_shapes[0][-1])
         return in_shapes[0]
 
-    def _kw(self, ctx, g):
-        return {"p": self.p, "seed": ctx.dropout_seed, "offset": ctx.dropout_offset(self.subsequence + g),
+    def _kw(self, ctx):
+        return {"p": self.p, "seed": ctx.dropout_seed, "offset": ctx.dropout_offset(self.subsequence),
                 "mode": self.mode}
 
+    # One launch over all groups: the op draws group g at offset + g itself (no split/concat).
     def forward(self, dev, xs, params, train, ctx):
         if not train:
-            kw = self._kw(ctx, 0)
-            return dev.ops.dropout(xs[0], train=False, **kw)
-        return _per_group(dev, xs[0], self.groups, lambda p, g: dev.ops.dropout(p, train=True, **self._kw(ctx, g)))
+            return dev.ops.dropout(xs[0], train=False, **self._kw(ctx))
+        return dev.ops.dropout(xs[0], train=True, groups=self.groups, **self._kw(ctx))
 
     def backward(self, dev, xs, y, dy, params, ctx, need_dx):
-        return [_per_group(dev, dy, self.groups, lambda p, g: dev.ops.dropout_backward(p, **self._kw(ctx, g)))], {}
+        return [dev.ops.dropout_backward(dy, groups=self.groups, **self._kw(ctx))], {}
 
 
 # ============================================================================ plumbing
