@@ -85,6 +85,8 @@ int conv2d_dgrad_version(const float* dy, const float* w, const float* dx, const
 
 void conv2d_dgrad(const float* dy, const float* w, float* dx, const ConvShape& g, cudaStream_t stream, int version) {
   CCN_REQUIRE(dy && w && dx, "null tensor pointer");
+  CCN_REQUIRE_DISJOINT(dx, conv_x_floats(g), dy, conv_y_floats(g));
+  CCN_REQUIRE_DISJOINT(dx, conv_x_floats(g), w, conv_w_floats(g));
   CCN_REQUIRE(g.n >= 1 && g.p >= 1 && g.q >= 1 && g.cg * g.groups == g.c && g.kg * g.groups == g.k,
               "shape not made by make_conv_shape");
   CCN_REQUIRE((long long)g.groups * g.stride * g.stride <= 65535,

@@ -145,8 +145,9 @@ def _report(args, history, out, ckpt, n_val, t_start):
     from ..viz import plot_training_curves
 
     png = plot_training_curves(history, os.path.join(out, "curves.png"), title="AlexNet-style net on digits")
-    with open(os.path.join(out, "history.json"), "w") as f:
-        json.dump(history, f, indent=1)
+    from ..data.store import write_bytes_atomic
+
+    write_bytes_atomic(os.path.join(out, "history.json"), json.dumps(history, indent=1).encode())
     final = history[-1]
     wall = time.perf_counter() - t_start
     print(f"final validation top-1 error: {100 * final['val_top1_err']:.2f}% "

@@ -197,8 +197,10 @@ def run(args):
         res.write_per_class_csv(args.per_class)
         print(f"per-class errors: {args.per_class}")
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump({"store": os.fspath(args.store), "split": args.split, "images": res.count, "views": res.views,
-                       "crop": crop, "models": rows, "top1_error": res.top1, "top5_error": res.top5,
-                       "per_class": res.per_class}, f, indent=1)
+        from ..data.store import write_bytes_atomic
+
+        write_bytes_atomic(args.json, json.dumps(
+            {"store": os.fspath(args.store), "split": args.split, "images": res.count, "views": res.views,
+             "crop": crop, "models": rows, "top1_error": res.top1, "top5_error": res.top5,
+             "per_class": res.per_class}, indent=1).encode())
     return 0

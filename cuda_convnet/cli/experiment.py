@@ -14,6 +14,8 @@ from __future__ import annotations
 import os
 import time
 
+from ..data.store import write_bytes_atomic
+
 # Figure 1's target: the paper's 25% on CIFAR-10. On the digits a conv net's training
 # error falls below 25% within the first epoch whatever the unit, so 25% would measure the
 # first few hundred steps' noise; 10% is still 9x below chance (90%) and well above the
@@ -170,8 +172,7 @@ def run_ablate(args):
     png = os.path.join(args.out, "ablate.png")
     ablate.plot(result, png)
     md = ablate.markdown(result)
-    with open(os.path.join(args.out, "ablate.md"), "w") as f:
-        f.write(md)
+    write_bytes_atomic(os.path.join(args.out, "ablate.md"), md.encode())
     result["seconds"] = time.perf_counter() - t0
     record = write_record(args.out, "ablate", {"kind": "ablate", "png": png, "markdown": md, **result},
                           command=args.command_line)
