@@ -45,10 +45,12 @@ void launch_dgrad2(const float* dy, const float* w, float* dx, const ConvShape& 
 }  // namespace
 
 bool conv_dgrad_kernel2_applies(const float* dy, const float* w, const float* dx, const ConvShape& g) {
+  // 64-bit sums: K/groups + stride + 1 passes 2^31 for a stride near kMaxExtent (which the
+  // version query accepts; conv2d_dgrad itself refuses groups * stride^2 > 65535 first).
   const long long lim = 1LL << 31;
   return g.kg % 4 == 0 && g.cg % 4 == 0 && aligned16(dy) && aligned16(w) && (dx == nullptr || aligned16(dx)) &&
          g.npq * g.k < lim && (long long)(g.r + 1) * (g.q + 1) * g.k < lim &&
-         (long long)(g.kg + g.stride + 1) * g.rscg < lim && ceil_div(g.cg, conv_dgrad_tile_n(g.cg)) <= 65535u;
+         ((long long)g.kg + g.stride + 1) * g.rscg < lim && ceil_div(g.cg, conv_dgrad_tile_n(g.cg)) <= 65535u;
 }
 
 int conv_dgrad_tile_n(int cg) {

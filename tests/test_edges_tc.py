@@ -433,3 +433,18 @@ def test_linear_backward_accumulating_on_degenerate_shapes(emu, cpu, precision, 
     for name, g, r in zip(("dx", "dw", "db"), got, want):
         assert g.shape == r.shape, name
         np.testing.assert_allclose(g, r, err_msg=name, **tol("linear", "kernel_vs_reference"))
+
+
+def test_dgrad_version_query_sums_extents_in_64_bits():
+    """conv2d_dgrad_version with a stride near the extent limit and K/groups = 65535 * 64:
+    K/groups + stride + 1 passed 2^31 in int, wrapped negative and made kernel2 look
+    applicable (version 2). In 64 bits its offsets do not fit: kernel1, and a forced 2 is
+    refused."""
+    ext = emu_ext()
+    a = np.zeros(64, np.float32)  # 16-byte aligned (NumPy aligns to 64), never read
+    shape = _conv_shape(n=1, h=1, w=1, c=20, k=65535 * 64, r=1, s=1, stride=2**31 - 1025)
+    assert ext.conv2d_dgrad_version(dy=host_ptr(a), wt=host_ptr(a), dx=host_ptr(a), **shape) == 1
+    with pytest.raises(ValueError, match="conv_dgrad_kernel2 needs"):
+        ext.conv2d_dgrad_version(dy=host_ptr(a), wt=host_ptr(a), dx=host_ptr(a), **shape, version=2)
+    small = _conv_shape(n=1, h=1, w=1, c=20, k=64, r=1, s=1, stride=2)
+    assert ext.conv2d_dgrad_version(dy=host_ptr(a), wt=host_ptr(a), dx=host_ptr(a), **small) == 2
