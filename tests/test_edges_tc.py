@@ -448,3 +448,21 @@ def test_dgrad_version_query_sums_extents_in_64_bits():
         ext.conv2d_dgrad_version(dy=host_ptr(a), wt=host_ptr(a), dx=host_ptr(a), **shape, version=2)
     small = _conv_shape(n=1, h=1, w=1, c=20, k=64, r=1, s=1, stride=2)
     assert ext.conv2d_dgrad_version(dy=host_ptr(a), wt=host_ptr(a), dx=host_ptr(a), **small) == 2
+
+
+@pytest.mark.parametrize("version", [1, 2])
+@pytest.mark.parametrize("groups", [1, 2, 8])
+@pytest.mark.parametrize("n", [0, 1])
+def test_grouped_lrn_on_degenerate_batches(emu, cpu, version, groups, n):
+    """Channel groups down to one channel each (groups = C = 8), an empty batch and N = 1,
+    both kernel versions: the cpu reference's values, forward and backward."""
+    rng = np.random.default_rng(14 + groups)
+    x, dy = randn(rng, n, 3, 5, 8), randn(rng, n, 3, 5, 8)
+    emu.kernel_versions = {"lrn": version, "lrn_backward": version}
+    y = emu.lrn(x, size=5, groups=groups)
+    want_y = cpu.lrn(x, size=5, groups=groups)
+    assert y.shape == want_y.shape == x.shape
+    np.testing.assert_allclose(y, want_y, **tol("lrn", "kernel_vs_reference"))
+    dx = emu.lrn_backward(x, y, dy, size=5, groups=groups)
+    want_dx = cpu.lrn_backward(x, want_y, dy, size=5, groups=groups)
+    np.testing.assert_allclose(dx, want_dx, **tol("lrn", "kernel_vs_reference"))
