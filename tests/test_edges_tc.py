@@ -466,3 +466,26 @@ def test_grouped_lrn_on_degenerate_batches(emu, cpu, version, groups, n):
     dx = emu.lrn_backward(x, y, dy, size=5, groups=groups)
     want_dx = cpu.lrn_backward(x, want_y, dy, size=5, groups=groups)
     np.testing.assert_allclose(dx, want_dx, **tol("lrn", "kernel_vs_reference"))
+
+
+def test_dgrad_with_a_misaligned_dx_falls_back_or_is_refused():
+    """conv_dgrad_kernel2 stores dx as float4: a dx 4 bytes past a 16-byte boundary (a
+    binding call; the ops allocate dx themselves) takes kernel1 with kernel2's bits, and a
+    forced kernel2 is refused before anything is written."""
+    ext = emu_ext()
+    rng = np.random.default_rng(15)
+    n, h, w, c, k = 2, 6, 6, 24, 8  # C/g > 16 and % 4 == 0: kernel2 applies when aligned
+    dy, wt = randn(rng, n, h - 2, w - 2, k), randn(rng, k, 3, 3, c, scale=0.3)
+    shape = _conv_shape(n=n, h=h, w=w, c=c, k=k)
+    aligned = np.full((n, h, w, c), np.nan, np.float32)
+    assert ext.conv2d_dgrad_version(dy=host_ptr(dy), wt=host_ptr(wt), dx=host_ptr(aligned), **shape) == 2
+    ext.conv2d_dgrad(dy=host_ptr(dy), wt=host_ptr(wt), dx=host_ptr(aligned), **shape)
+    off = unaligned(np.full((n, h, w, c), np.nan, np.float32))
+    assert ext.conv2d_dgrad_version(dy=host_ptr(dy), wt=host_ptr(wt), dx=host_ptr(off), **shape) == 1
+    with pytest.raises(ValueError, match="conv_dgrad_kernel2 needs"):
+        ext.conv2d_dgrad(dy=host_ptr(dy), wt=host_ptr(wt), dx=host_ptr(off), **shape, version=2)
+    assert np.isnan(off).all()
+    ext.conv2d_dgrad(dy=host_ptr(dy), wt=host_ptr(wt), dx=host_ptr(off), **shape)
+    np.testing.assert_array_equal(off, aligned)
+    want = ccn.backend("cpu").conv2d_dgrad(dy.astype(np.float64), wt.astype(np.float64), (n, h, w, c))
+    np.testing.assert_allclose(off, want, **tol("conv2d", "kernel_vs_reference"))
