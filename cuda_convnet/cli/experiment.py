@@ -25,6 +25,10 @@ DIGITS_TARGET = 0.10
 
 
 def add_parser(sub):
+    # Checked types: a NaN, negative or zero learning rate, count or size is one usage line
+    # (exit 2), not a traceback from deep inside training.
+    from .args import nonnegative_int, positive_float, positive_int
+
     p = sub.add_parser("experiment", help="the paper's experiments: relu-vs-tanh (Figure 1), ablate, report",
                        description=__doc__.split("\n\n")[0])
     which = p.add_subparsers(dest="experiment", metavar="EXPERIMENT", required=True)
@@ -36,19 +40,19 @@ def add_parser(sub):
                         f"{DIGITS_TARGET:g} otherwise)")
     r.add_argument("--lrs", default=None, help="comma-separated learning rates to sweep "
                                                "(default 0.003,0.01,0.03,0.1; --quick: 0.01,0.03)")
-    r.add_argument("--epochs", type=int, default=None, help="epochs per run (default 5; --quick: 2)")
-    r.add_argument("--width", type=int, default=None, help="conv1's filters (default 8; --quick: 4)")
-    r.add_argument("--seed", type=int, default=0)
+    r.add_argument("--epochs", type=positive_int, default=None, help="epochs per run (default 5; --quick: 2)")
+    r.add_argument("--width", type=positive_int, default=None, help="conv1's filters (default 8; --quick: 4)")
+    r.add_argument("--seed", type=nonnegative_int, default=0)
     r.set_defaults(func=run_relu_tanh)
 
     a = which.add_parser("ablate", help="the full model against LRN off, 2/2 pooling, dropout off, one tower, "
                                         "PCA lighting off, a conv layer removed")
     _common(a, "ablate")
     a.add_argument("--variants", default=None, help="comma-separated variants (default: all; see models.ABLATIONS)")
-    a.add_argument("--seeds", type=int, default=3, help="seeds per variant, 0..N-1 (default 3)")
-    a.add_argument("--epochs", type=int, default=None, help="epochs per run (default 6; --quick: 1)")
-    a.add_argument("--lr", type=float, default=0.02, help="initial learning rate (default 0.02)")
-    a.add_argument("--width", type=int, default=1, help="width multiplier of models.digits_config (default 1)")
+    a.add_argument("--seeds", type=positive_int, default=3, help="seeds per variant, 0..N-1 (default 3)")
+    a.add_argument("--epochs", type=positive_int, default=None, help="epochs per run (default 6; --quick: 1)")
+    a.add_argument("--lr", type=positive_float, default=0.02, help="initial learning rate (default 0.02)")
+    a.add_argument("--width", type=positive_int, default=1, help="width multiplier of models.digits_config (default 1)")
     a.set_defaults(func=run_ablate)
 
     rp = which.add_parser("report", help="one Markdown page from experiment and figure output folders")
@@ -58,16 +62,17 @@ def add_parser(sub):
 
 
 def _common(p, name):
+    from .args import positive_int
     from .common import add_precision
 
     p.add_argument("--data", default=None, metavar="PATH",
                    help="a prepared store or a CIFAR-10 python-batches folder (default: the bundled digits)")
     p.add_argument("--out", default=os.path.join("experiments_out", name), help=f"output folder "
                                                                                  f"(default experiments_out/{name})")
-    p.add_argument("--batch", type=int, default=32, help="batch size (default 32)")
+    p.add_argument("--batch", type=positive_int, default=32, help="batch size (default 32)")
     p.add_argument("--device", default="cpu", help="cpu (default), emu or cuda:N")
     p.add_argument("--quick", action="store_true", help="a few seconds: a subset of the data, fewer epochs (tests)")
-    p.add_argument("--threads", type=int, default=1, help="BLAS threads for the cpu backend (default 1)")
+    p.add_argument("--threads", type=positive_int, default=1, help="BLAS threads for the cpu backend (default 1)")
     add_precision(p, "fp32")
 
 
