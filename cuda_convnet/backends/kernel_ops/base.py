@@ -63,8 +63,8 @@ class KernelOpsBase:
             except TypeError:
                 iv = None
             if iv is None or not 0 <= iv <= top:
-                raise ValueError(f"{op}: kernel_versions[{key!r}] must be an int from 0 to {top} (0 = the launcher "
-                                 f"picks, n runs its <family>_kernel<n>), got {v!r}")
+                raise ValueError(f"{op}: kernel_versions[{key!r}] = {v!r}: version must be 0 (the launcher picks) "
+                                 f"or an int n from 1 to {top} (runs its <family>_kernel<n>)")
         return operator.index(self.kernel_versions.get(op, 0))
 
     def _tuning(self, op, name, maximum=2**31 - 1) -> int:
