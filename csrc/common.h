@@ -74,6 +74,32 @@ constexpr long long kMaxExtent = 0x7fffffffLL - 1024;
               std::string(name) + " = " + std::to_string((long long)(value)) + " is larger than " +      \
                   std::to_string(::ccn::kMaxExtent) + " (32-bit indices)")
 
+// Host-side buffer checks of the launchers. A float count whose byte size fits a signed
+// 64-bit integer with room to spare: workspaces (slices x M x N, chunks x |dw|) are refused
+// above it instead of wrapping into a small, wrong size.
+constexpr long long kMaxBufferFloats = 1LL << 60;
+// a * b for counts >= 0, refused (std::invalid_argument naming `what`) above kMaxBufferFloats.
+inline long long checked_floats(long long a, long long b, const char* what) {
+  if (a < 0 || b < 0 || (a != 0 && b > kMaxBufferFloats / a))
+    throw std::invalid_argument(std::string(what) + ": " + std::to_string(a) + " x " + std::to_string(b) +
+                                " floats is larger than 2^60 (a 64-bit byte count)");
+  return a * b;
+}
+// Whether the floats [p, p + p_floats) and [q, q + q_floats) share a byte; a null pointer or
+// an empty range shares none. 128-bit ends: extents near 2^62 floats cannot wrap.
+inline bool floats_overlap(const void* p, long long p_floats, const void* q, long long q_floats) {
+  if (!p || !q || p_floats <= 0 || q_floats <= 0) return false;
+  using U = unsigned __int128;
+  const U a = reinterpret_cast<std::uintptr_t>(p), b = reinterpret_cast<std::uintptr_t>(q);
+  return a < b + (U)q_floats * sizeof(float) && b < a + (U)p_floats * sizeof(float);
+}
+// An output (written) must share no byte with an input or another output: a kernel that reads
+// what other threads write gives a thread-order-dependent answer.
+#define CCN_REQUIRE_DISJOINT(out, out_floats, in, in_floats)                                         \
+  CCN_REQUIRE(!::ccn::floats_overlap((out), (out_floats), (in), (in_floats)),                       \
+              std::string(#out) + " and " + #in + " overlap in memory (" + #out + " is written while " + \
+                  #in + " is read or written)")
+
 inline unsigned ceil_div(long long a, long long b) { return static_cast<unsigned>((a + b - 1) / b); }
 inline bool aligned16(const void* p) { return (reinterpret_cast<std::uintptr_t>(p) & 15u) == 0; }
 

@@ -71,7 +71,14 @@ inline ConvShape make_conv_shape(int n, int h, int w, int c, int k, int r, int s
   return g;
 }
 
-// y = conv(x, w) + b, then ReLU if `relu`. b may be null. y must not alias x or w.
+// Floats in each array of a shape (x/dx, w/dw, y/dy), for the launchers' overlap checks.
+// Products of extents make_conv_shape bounded: N*H*W and N*P*Q < 2^31, C and K < 2^31.
+inline long long conv_x_floats(const ConvShape& g) { return g.nhw * g.c; }
+inline long long conv_w_floats(const ConvShape& g) { return (long long)g.k * g.rscg; }
+inline long long conv_y_floats(const ConvShape& g) { return g.npq * g.k; }
+
+// y = conv(x, w) + b, then ReLU if `relu`. b may be null. y must not alias x, w or b
+// (std::invalid_argument where any byte is shared).
 // version: 0 lets the launcher pick (conv_fwd_kernel2 where conv_fwd_kernel2_applies, else
 // conv_fwd_kernel3); 1, 2 or 3 forces conv_fwd_kernel<version> (2 throws where it does not
 // apply; 1, the 64 x 64 general kernel, and 3 run any shape; any other value throws). All

@@ -45,10 +45,12 @@ void launch_dgrad2(const float* dy, const float* w, float* dx, const ConvShape& 
 }  // namespace
 
 bool conv_dgrad_kernel2_applies(const float* dy, const float* w, const float* dx, const ConvShape& g) {
+  // 64-bit sums: K/groups + stride + 1 passes 2^31 for a stride near kMaxExtent (which the
+  // version query accepts; conv2d_dgrad itself refuses groups * stride^2 > 65535 first).
   const long long lim = 1LL << 31;
   return g.kg % 4 == 0 && g.cg % 4 == 0 && aligned16(dy) && aligned16(w) && (dx == nullptr || aligned16(dx)) &&
          g.npq * g.k < lim && (long long)(g.r + 1) * (g.q + 1) * g.k < lim &&
-         (long long)(g.kg + g.stride + 1) * g.rscg < lim && ceil_div(g.cg, conv_dgrad_tile_n(g.cg)) <= 65535u;
+         ((long long)g.kg + g.stride + 1) * g.rscg < lim && ceil_div(g.cg, conv_dgrad_tile_n(g.cg)) <= 65535u;
 }
 
 int conv_dgrad_tile_n(int cg) {
@@ -90,7 +92,10 @@ void conv2d_dgrad(const float* dy, const float* w, float* dx, const ConvShape& g
   CCN_REQUIRE((long long)g.groups * g.stride * g.stride <= 65535,
               "groups * stride^2 too large for the grid's z dimension");
   CCN_REQUIRE(ceil_div(g.cg, kConvBN) <= 65535u, "C/groups too large for the grid's y dimension");
-  if (conv2d_dgrad_version(dy, w, dx, g, version) == 2) {
+  const int kernel = conv2d_dgrad_version(dy, w, dx, g, version);
+  CCN_REQUIRE_DISJOINT(dx, conv_x_floats(g), dy, conv_y_floats(g));
+  CCN_REQUIRE_DISJOINT(dx, conv_x_floats(g), w, conv_w_floats(g));
+  if (kernel == 2) {
     switch (conv_dgrad_tile_n(g.cg)) {
       case 48: launch_dgrad2<48>(dy, w, dx, g, stream); break;
       case 64: launch_dgrad2<64>(dy, w, dx, g, stream); break;

@@ -23,6 +23,9 @@ void conv2d(const float* x, const float* w, const float* b, float* y, const Conv
   CCN_REQUIRE(g.groups <= 65535, "groups too large for the grid's z dimension");
   CCN_REQUIRE(ceil_div(g.kg, kConvBN) <= 65535u, "K/groups too large for the grid's y dimension");
   const int v = conv2d_version(x, w, g, version);
+  CCN_REQUIRE_DISJOINT(y, conv_y_floats(g), x, conv_x_floats(g));
+  CCN_REQUIRE_DISJOINT(y, conv_y_floats(g), w, conv_w_floats(g));
+  CCN_REQUIRE_DISJOINT(y, conv_y_floats(g), b, g.k);
   if (v == 2 || v == 3) {
     // The 128 x 128 pipelined tile: the vector gather (2) or the scalar one (3, any C/groups).
     dim3 grid(ceil_div(g.npq, kConvFwd2BM), ceil_div(g.kg, kConvFwd2BN), g.groups);

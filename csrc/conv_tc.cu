@@ -44,13 +44,27 @@ struct WgradKernel {
 constexpr long long kTargetBlocks = 1024, kMaxChunks = 64, kMinChunkRows = 256;
 long long div_up(long long a, long long b) { return (a + b - 1) / b; }
 
+// The fields make_conv_shape derives, as the float32 launchers check them (a hand-built
+// ConvShape with inconsistent fields would index past the arrays).
+void check_shape(const ConvShape& g) {
+  CCN_REQUIRE(g.n >= 1 && g.p >= 1 && g.q >= 1 && g.groups >= 1 && g.cg * g.groups == g.c &&
+                  g.kg * g.groups == g.k && g.rscg == (long long)g.r * g.s * g.cg && g.npq == (long long)g.n * g.pq,
+              "shape not made by make_conv_shape");
+}
+
 }  // namespace
 
 void conv2d_tc(const float* x, const float* w, const float* b, float* y, const ConvShape& g, bool relu,
                int precision, cudaStream_t stream) {
   check_precision(precision);
   CCN_REQUIRE(x && w && y, "null tensor pointer");
+  check_shape(g);
   using T = ConvTcFwdTile<kGemmTcTF32>;  // the tile and shared memory are the same for every precision
+  CCN_REQUIRE(g.groups <= 65535, "groups too large for the grid's z dimension");
+  CCN_REQUIRE(ceil_div(g.kg, T::BN) <= 65535u, "K/groups too large for the grid's y dimension");
+  CCN_REQUIRE_DISJOINT(y, conv_y_floats(g), x, conv_x_floats(g));
+  CCN_REQUIRE_DISJOINT(y, conv_y_floats(g), w, conv_w_floats(g));
+  CCN_REQUIRE_DISJOINT(y, conv_y_floats(g), b, g.k);
   // 16-byte copies: every quad of taps is 4 channels of one pixel, at aligned addresses.
   const bool vec = g.cg % 4 == 0 && aligned16(x) && aligned16(w);
   dim3 grid(ceil_div(g.npq, T::BM), ceil_div(g.kg, T::BN), g.groups);
@@ -63,7 +77,12 @@ void conv2d_dgrad_tc(const float* dy, const float* w, float* dx, const ConvShape
                      cudaStream_t stream) {
   check_precision(precision);
   CCN_REQUIRE(dy && w && dx, "null tensor pointer");
+  check_shape(g);
   using T = ConvTcDgradTile<kGemmTcTF32>;
+  CCN_REQUIRE(g.groups <= 65535, "groups too large for the grid's z dimension");
+  CCN_REQUIRE(ceil_div(g.cg, T::BN) <= 65535u, "C/groups too large for the grid's y dimension");
+  CCN_REQUIRE_DISJOINT(dx, conv_x_floats(g), dy, conv_y_floats(g));
+  CCN_REQUIRE_DISJOINT(dx, conv_x_floats(g), w, conv_w_floats(g));
   const bool vec = g.kg % 4 == 0 && g.cg % 4 == 0 && aligned16(dy) && aligned16(w);
   CCN_REQUIRE((long long)g.rs * g.kg < (1LL << 31) - 64, "R*S*K/groups too large for 32-bit GEMM indices");
   dim3 grid(ceil_div(g.nhw, T::BM), ceil_div(g.cg, T::BN), g.groups);
@@ -90,7 +109,10 @@ WgradTcPlan conv2d_wgrad_tc_plan(const ConvShape& g, int chunk_rows) {
   plan.chunks = static_cast<int>(div_up(rows, cr));
   CCN_REQUIRE((long long)plan.chunks * g.groups <= 65535, "too many wgrad chunks for the grid's z dimension");
   CCN_REQUIRE(plan.chunks <= 65535, "too many bias-gradient chunks for the grid's y dimension");
-  plan.workspace_floats = plan.chunks > 1 ? plan.chunks * ((long long)g.k * g.rscg + g.k) : 0;
+  // chunks x (|dw| + K) passes 2^63 for extreme (legal) shapes: refused, not wrapped.
+  const long long per_chunk = (long long)g.k * g.rscg + g.k;  // < 2^62 + 2^31: K, R*S*C/groups < 2^31
+  plan.workspace_floats =
+      plan.chunks > 1 ? checked_floats(plan.chunks, per_chunk, "conv2d_wgrad_tc_plan: the chunks' workspace") : 0;
   return plan;
 }
 
@@ -99,6 +121,7 @@ void conv2d_wgrad_tc(const float* x, const float* dy, float* dw, float* db, floa
                      cudaStream_t stream) {
   check_precision(precision);
   CCN_REQUIRE(x && dy && dw, "null tensor pointer");
+  check_shape(g);
   using T = ConvTcWgradTile<kGemmTcTF32>;
   CCN_REQUIRE(ceil_div(g.kg, T::BM) <= 65535u, "K/groups too large for the grid's y dimension");
   const WgradTcPlan plan = conv2d_wgrad_tc_plan(g, chunk_rows);
@@ -107,6 +130,16 @@ void conv2d_wgrad_tc(const float* x, const float* dy, float* dw, float* db, floa
                   std::to_string(plan.workspace_floats) + " needed (conv2d_wgrad_tc_plan)");
   CCN_REQUIRE(plan.workspace_floats == 0 || workspace, "null workspace");
   const long long dw_floats = (long long)g.k * g.rscg;
+  const long long ws = plan.workspace_floats, x_floats = conv_x_floats(g), dy_floats = conv_y_floats(g);
+  CCN_REQUIRE_DISJOINT(dw, dw_floats, x, x_floats);
+  CCN_REQUIRE_DISJOINT(dw, dw_floats, dy, dy_floats);
+  CCN_REQUIRE_DISJOINT(db, g.k, x, x_floats);
+  CCN_REQUIRE_DISJOINT(db, g.k, dy, dy_floats);
+  CCN_REQUIRE_DISJOINT(db, g.k, dw, dw_floats);
+  CCN_REQUIRE_DISJOINT(workspace, ws, x, x_floats);
+  CCN_REQUIRE_DISJOINT(workspace, ws, dy, dy_floats);
+  CCN_REQUIRE_DISJOINT(workspace, ws, dw, dw_floats);
+  CCN_REQUIRE_DISJOINT(workspace, ws, db, g.k);
   const bool split = plan.chunks > 1;
   float* dw_parts = split ? workspace : dw;
   float* db_parts = split ? workspace + plan.chunks * dw_floats : db;

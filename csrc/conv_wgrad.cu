@@ -98,9 +98,13 @@ WgradPlan conv2d_wgrad_plan(const ConvShape& g, int chunk_rows) {
   plan.bias_chunks = static_cast<int>(div_up(rows, bcr));
   CCN_REQUIRE((long long)plan.chunks * g.groups <= 65535, "too many wgrad chunks for the grid's z dimension");
   CCN_REQUIRE(plan.bias_chunks <= 65535, "too many bias-gradient chunks for the grid's y dimension");
-  const long long dw_floats = (long long)g.k * g.rscg;
-  plan.workspace_floats = (plan.chunks > 1 ? plan.chunks * dw_floats : 0) +
-                          (plan.bias_chunks > 1 ? (long long)plan.bias_chunks * g.k : 0);
+  // chunks x |dw| passes 2^63 for extreme (legal) shapes: refused instead of wrapping into a
+  // small size that the launcher's workspace check would then accept.
+  const long long dw_floats = (long long)g.k * g.rscg;  // < 2^62: K and R*S*C/groups < 2^31
+  plan.workspace_floats =
+      (plan.chunks > 1 ? checked_floats(plan.chunks, dw_floats, "conv2d_wgrad_plan: the chunks' dw workspace") : 0) +
+      (plan.bias_chunks > 1 ? (long long)plan.bias_chunks * g.k : 0);
+  CCN_REQUIRE(plan.workspace_floats <= kMaxBufferFloats, "the wgrad workspace is larger than 2^60 floats");
   return plan;
 }
 
@@ -126,6 +130,16 @@ void conv2d_wgrad(const float* x, const float* dy, float* dw, float* db, float* 
                   std::to_string(plan.workspace_floats) + " needed (conv2d_wgrad_plan)");
   CCN_REQUIRE(plan.workspace_floats == 0 || workspace, "null workspace");
   const long long dw_floats = (long long)g.k * g.rscg;
+  const long long ws = plan.workspace_floats, x_floats = conv_x_floats(g), dy_floats = conv_y_floats(g);
+  CCN_REQUIRE_DISJOINT(dw, dw_floats, x, x_floats);
+  CCN_REQUIRE_DISJOINT(dw, dw_floats, dy, dy_floats);
+  CCN_REQUIRE_DISJOINT(db, g.k, x, x_floats);
+  CCN_REQUIRE_DISJOINT(db, g.k, dy, dy_floats);
+  CCN_REQUIRE_DISJOINT(db, g.k, dw, dw_floats);
+  CCN_REQUIRE_DISJOINT(workspace, ws, x, x_floats);
+  CCN_REQUIRE_DISJOINT(workspace, ws, dy, dy_floats);
+  CCN_REQUIRE_DISJOINT(workspace, ws, dw, dw_floats);
+  CCN_REQUIRE_DISJOINT(workspace, ws, db, g.k);
   float* dw_parts = plan.chunks > 1 ? workspace : dw;
   float* db_parts = plan.bias_chunks > 1 ? workspace + (plan.chunks > 1 ? plan.chunks * dw_floats : 0) : db;
 

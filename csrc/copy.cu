@@ -19,6 +19,16 @@ static int channel_copy(float* whole, float* const* parts, const int* channels, 
   CCN_REQUIRE(whole, "null pointer");
   for (int i = 0; i < count; ++i)
     CCN_REQUIRE(channels[i] == 0 || parts[i], "part " + std::to_string(i) + ": null pointer");
+  // No part may share a byte with the whole array (one side is written while the other is
+  // read), nor, when splitting, with another part (both written).
+  for (int i = 0; i < count; ++i) {
+    const long long fi = rows * channels[i];
+    CCN_REQUIRE(!floats_overlap(parts[i], fi, whole, rows * total),
+                "part " + std::to_string(i) + " and the whole array overlap in memory");
+    for (int j = 0; split && j < i; ++j)
+      CCN_REQUIRE(!floats_overlap(parts[i], fi, parts[j], rows * channels[j]),
+                  "parts " + std::to_string(j) + " and " + std::to_string(i) + " overlap in memory (both written)");
+  }
   const int whole_channels = static_cast<int>(total);
   int launches = 0;
   int i = 0, offset = 0;

@@ -52,7 +52,8 @@ GemmPlan gemm_plan(int M, int N, int K, int version, int splits, int sm_count) {
   chunk = std::min<long long>(chunk, K);
   p.k_chunk = static_cast<int>(chunk);
   p.splits = static_cast<int>(div_up(K, chunk));
-  p.workspace_floats = p.splits > 1 ? (long long)p.splits * M * N : 0;
+  // splits x M x N can pass 2^63 for a forced split of extreme extents: refused, not wrapped.
+  p.workspace_floats = p.splits > 1 ? checked_floats(p.splits, (long long)M * N, "gemm_plan: split-K workspace") : 0;
   return p;
 }
 
@@ -67,6 +68,10 @@ void gemm(const float* A, const float* B, float* C, const float* bias, int M, in
   // Without a workspace the automatic plan cannot split.
   const int sm_count = splits == 0 && !workspace ? 0 : device_sm_count();
   const GemmPlan plan = gemm_plan(M, N, K, version, splits == 0 && !workspace ? 1 : splits, sm_count);
+  const long long a_floats = (long long)M * K, b_floats = (long long)K * N, c_floats = (long long)M * N;
+  CCN_REQUIRE_DISJOINT(C, c_floats, A, a_floats);
+  CCN_REQUIRE_DISJOINT(C, c_floats, B, b_floats);
+  CCN_REQUIRE_DISJOINT(C, c_floats, bias, N);
   const bool split = plan.splits > 1;
   if (split) {
     CCN_REQUIRE(workspace, "null workspace (a split-K plan needs " + std::to_string(plan.workspace_floats) +
@@ -75,6 +80,12 @@ void gemm(const float* A, const float* B, float* C, const float* bias, int M, in
                 "workspace too small: " + std::to_string(workspace_floats) + " floats given, " +
                     std::to_string(plan.workspace_floats) + " needed (gemm_plan)");
     CCN_REQUIRE(plan.splits <= 65535, "too many K slices for the grid's z dimension");
+    // The slices the kernels write, then the sum kernel reads while it writes C.
+    const long long ws = plan.workspace_floats;
+    CCN_REQUIRE_DISJOINT(workspace, ws, A, a_floats);
+    CCN_REQUIRE_DISJOINT(workspace, ws, B, b_floats);
+    CCN_REQUIRE_DISJOINT(workspace, ws, C, c_floats);
+    CCN_REQUIRE_DISJOINT(workspace, ws, bias, N);
   }
   // A split writes raw slices (no epilogue); the reduction applies alpha, beta, bias, ReLU.
   float* out = split ? workspace : C;
@@ -117,6 +128,7 @@ void bias_grad(const float* dy, float* db, long long rows, int cols, cudaStream_
   CCN_REQUIRE(rows >= 1 && cols >= 1, "rows and cols must be >= 1");
   CCN_REQUIRE_EXTENT(cols, "cols");
   CCN_REQUIRE(dy && db, "null pointer");
+  CCN_REQUIRE_DISJOINT(db, cols, dy, checked_floats(rows, cols, "bias_grad: dy"));
   CCN_LAUNCH(bias_grad_kernel1, ceil_div(cols, 128), 128, 0, stream)(dy, db, rows, cols);
   CCN_CHECK_LAUNCH("bias_grad_kernel1");
 }

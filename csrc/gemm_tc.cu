@@ -31,6 +31,9 @@ void gemm_tc(const float* A, const float* B, float* C, const float* bias, int M,
   CCN_REQUIRE_EXTENT(N, "N");
   CCN_REQUIRE_EXTENT(K, "K");  // the tile origins step 16 (K) and 64 (M, N) past the extents
   CCN_REQUIRE(A && B && C, "null matrix pointer");
+  CCN_REQUIRE_DISJOINT(C, (long long)M * N, A, (long long)M * K);
+  CCN_REQUIRE_DISJOINT(C, (long long)M * N, B, (long long)K * N);
+  CCN_REQUIRE_DISJOINT(C, (long long)M * N, bias, N);
   CCN_REQUIRE(precision == kGemmTcTF32 || precision == kGemmTc3xTF32 || precision == kGemmTcBF16,
               "precision must be 0 (tf32), 1 (3xtf32) or 2 (bf16)");
   // 16-byte copies need aligned bases and leading dimensions that keep every row aligned.

@@ -70,6 +70,8 @@ void lrn(const float* x, float* y, long long rows_, int channels_, int groups, i
   const int kernel = pick_version(rows, channels, version);
   if (rows == 0) return;
   CCN_REQUIRE(x && y, "null pointer");
+  const long long total = checked_floats(rows, channels, "lrn: rows x channels");
+  CCN_REQUIRE_DISJOINT(y, total, x, total);  // a window reads channels other threads write
   if (kernel == 1) {
     CCN_LAUNCH(lrn_forward_kernel1, grid_stride_blocks(rows * channels, 256), 256, 0, stream)(x, y, rows, a);
     CCN_CHECK_LAUNCH("lrn_forward_kernel1");
@@ -95,6 +97,10 @@ void lrn_backward(const float* x, const float* y, const float* dy, float* dx, lo
   const int kernel = pick_version(rows, channels, version);
   if (rows == 0) return;
   CCN_REQUIRE(x && y && dy && dx, "null pointer");
+  const long long total = checked_floats(rows, channels, "lrn_backward: rows x channels");
+  CCN_REQUIRE_DISJOINT(dx, total, x, total);
+  CCN_REQUIRE_DISJOINT(dx, total, y, total);
+  CCN_REQUIRE_DISJOINT(dx, total, dy, total);
   if (kernel == 1) {
     CCN_LAUNCH(lrn_backward_kernel1, grid_stride_blocks(rows * channels, 256), 256, 0, stream)(x, y, dy, dx, rows, a);
     CCN_CHECK_LAUNCH("lrn_backward_kernel1");

@@ -192,6 +192,13 @@ def check_no_overlap(op: str, written, others) -> None:
                                  "in place, so it must not share memory with another argument")
 
 
+def check_writeable(op: str, name: str, a) -> None:
+    """An array a kernel writes in place must be writeable (a read-only NumPy view would
+    otherwise be written through its raw pointer by the kernel backends, while NumPy refuses)."""
+    if not getattr(a.flags, "writeable", True):
+        raise ValueError(f"{op}: {name} is read-only, but it is written in place")
+
+
 def check_same_dtype(op: str, **arrays) -> np.dtype:
     """All arrays given (``None`` skipped) must share one dtype; return it."""
     named = [(n, a) for n, a in arrays.items() if a is not None]
@@ -337,8 +344,10 @@ def check_linear_backward_args(x, w, dy, dx_accumulate=None, *, op: str = "linea
     if dx_accumulate is not None:
         check_array(op, "dx_accumulate", dx_accumulate, shape=(n, fan_in))
         check_same_dtype(op, x=x, dx_accumulate=dx_accumulate)
-        if any(dx_accumulate is a for a in (x, w, dy)):
-            raise ValueError(f"{op}: dx_accumulate must not be x, w or dy")
+        check_writeable(op, "dx_accumulate", dx_accumulate)
+        # Any shared byte, not only the same object: a view of x, w or dy would be read by
+        # the dx GEMM while its own output tiles overwrite it.
+        check_no_overlap(op, [("dx_accumulate", dx_accumulate)], [("x", x), ("w", w), ("dy", dy)])
     return n, fan_in, fan_out
 
 
@@ -666,8 +675,11 @@ def check_split_args(y, sizes, accumulate=None, *, op: str = "split_channels") -
             if a is not None:
                 check_array(op, f"accumulate[{i}]", a, shape=tuple(y.shape[:-1]) + (s,))
                 check_same_dtype(op, y=y, **{f"accumulate[{i}]": a})
-                if a is y:
-                    raise ValueError(f"{op}: accumulate[{i}] is y itself")
+                check_writeable(op, f"accumulate[{i}]", a)
+        # Each accumulate entry is written in place while y (and every other entry) is read:
+        # any shared byte between them, by whatever views, is refused.
+        check_no_overlap(op, [(f"accumulate[{i}]", a) for i, a in enumerate(accumulate) if a is not None],
+                         [("y", y)])
     return sizes
 
 

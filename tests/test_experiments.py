@@ -189,6 +189,24 @@ def test_user_errors_are_one_line(tmp_path):
     assert r.returncode == 2 and "page.md: not a folder" in r.stderr
 
 
+@pytest.mark.parametrize("args,message", [
+    (("ablate", "--lr", "nan"), "argument --lr: must be a positive finite number, got nan"),
+    (("ablate", "--lr", "-1"), "argument --lr: must be a positive finite number, got -1"),
+    (("ablate", "--seeds", "0"), "argument --seeds: must be >= 1, got 0"),
+    (("relu-vs-tanh", "--threads", "0"), "argument --threads: must be >= 1, got 0"),
+    (("relu-vs-tanh", "--seed", "-1"), "argument --seed: must be >= 0, got -1"),
+    (("relu-vs-tanh", "--batch", "0"), "argument --batch: must be >= 1, got 0"),
+])
+def test_bad_numbers_are_one_line_before_any_training(tmp_path, args, message):
+    """A NaN or negative learning rate reached SGD's check inside the first run and ended
+    in a traceback; every number flag is now a checked type: one line, exit 2, nothing
+    written."""
+    r = run_cli("experiment", *args, "--quick", "--out", tmp_path / "out", cwd=tmp_path)
+    assert r.returncode == 2, r.stderr
+    assert message in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert not (tmp_path / "out").exists()
+
+
 def test_load_dataset_reads_a_store_and_cifar_batches(tmp_path):
     import pickle
 

@@ -14,6 +14,8 @@ from __future__ import annotations
 import os
 import time
 
+from ..data.store import write_bytes_atomic
+
 # Figure 1's target: the paper's 25% on CIFAR-10. On the digits a conv net's training
 # error falls below 25% within the first epoch whatever the unit, so 25% would measure the
 # first few hundred steps' noise; 10% is still 9x below chance (90%) and well above the
@@ -23,6 +25,8 @@ DIGITS_TARGET = 0.10
 
 
 def add_parser(sub):
+    # Checked types: a NaN, negative or zero learning rate, count or size is one usage line
+    # (exit 2), not a traceback from deep inside training.
     from .args import nonnegative_int, positive_float, positive_int
 
     p = sub.add_parser("experiment", help="the paper's experiments: relu-vs-tanh (Figure 1), ablate, report",
@@ -176,8 +180,7 @@ def run_ablate(args):
     png = os.path.join(args.out, "ablate.png")
     ablate.plot(result, png)
     md = ablate.markdown(result)
-    with open(os.path.join(args.out, "ablate.md"), "w") as f:
-        f.write(md)
+    write_bytes_atomic(os.path.join(args.out, "ablate.md"), md.encode())
     result["seconds"] = time.perf_counter() - t0
     record = write_record(args.out, "ablate", {"kind": "ablate", "png": png, "markdown": md, **result},
                           command=args.command_line)

@@ -182,8 +182,8 @@ def run_top5(args):
             for j in range(len(names))]
     record = write_record(args.out, "top5", {
         "kind": "top5", "png": png, "images": rows, "known": len(known),
-        "correct_top1": sum(int(idx[j][0] == labels[j]) for j in known),
-        "correct_top5": sum(int(labels[j] in idx[j]) for j in known)}, command=args.command_line)
+        **{f"correct_top{k}": n for k, n in top5.correct_counts(probs, labels, (1, 5)).items()}},
+        command=args.command_line)
     for r in rows:
         print(f"{r['image']}" + (f" (label {r['label']})" if r["label"] is not None else ""))
         for rank, e in enumerate(r["top5"], start=1):

@@ -34,6 +34,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..atomic import open_atomic
+
 FORMAT = "cuda_convnet.image_store"
 VERSION = 1
 NPY_HEADER_BYTES = 128
@@ -47,13 +49,9 @@ class StoreError(ValueError):
 
 # -- atomic small-file writes ------------------------------------------------------------
 def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> None:
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
+    """`data` as the whole of `path`, or `path` left as it was (cuda_convnet.atomic)."""
+    with open_atomic(path, "wb") as f:
         f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def write_json_atomic(path: str | os.PathLike, obj) -> None:

@@ -25,10 +25,16 @@ METRICS = ("train_top1_err", "train_top5_err", "val_top1_err", "val_top5_err")
 
 def train_variant(ds, variant: str, seed: int, *, epochs: int, batch: int, lr: float, width: int,
                   device: str = "cpu", checkpoint=None, precision: str = "fp32") -> dict:
-    """One training run of one variant; -> {variant, seed, the four METRICS, parameters, seconds}."""
+    """One training run of one variant; -> {variant, seed, the four METRICS, parameters, diverged,
+    seconds}.
+
+    A run whose loss or parameters become non-finite (fit's NonFiniteError) is recorded as
+    diverged with every error at 1.0, the worst value: a diverged variant never looks
+    better than a trained one, and the other variants' runs are kept."""
     from dataclasses import replace
 
     from .. import SGD, PlateauSchedule, models
+    from ..net import NonFiniteError
     from ..training import fit, validation_pass
     from .data import Augment, Standardise, input_record
 
@@ -41,14 +47,18 @@ def train_variant(ds, variant: str, seed: int, *, epochs: int, batch: int, lr: f
     schedule = PlateauSchedule(opt, factor=0.1, patience=3, max_drops=2)
     augment = Augment(ds, seed=seed, lighting_std=0.0 if variant == "no-lighting" else 0.1)
     view = Standardise(ds.mean, ds.std)
-    fit(net, opt, (ds.train_images, ds.train_labels), (ds.val_images, ds.val_labels), epochs=epochs,
-        batch_size=batch, schedule=schedule, augment=augment, seed=seed, progress=False, log=None,
-        val_view=view, checkpoint=checkpoint, extra={**input_record(ds), "variant": variant})
+    try:
+        fit(net, opt, (ds.train_images, ds.train_labels), (ds.val_images, ds.val_labels), epochs=epochs,
+            batch_size=batch, schedule=schedule, augment=augment, seed=seed, progress=False, log=None,
+            val_view=view, checkpoint=checkpoint, extra={**input_record(ds), "variant": variant})
+    except NonFiniteError:
+        return {"variant": variant, "seed": seed, **{m: 1.0 for m in METRICS}, "parameters": net.num_parameters(),
+                "diverged": True, "seconds": time.perf_counter() - t0}
     tr = validation_pass(net, ds.train_images, ds.train_labels, view=view)
     va = validation_pass(net, ds.val_images, ds.val_labels, view=view)
     return {"variant": variant, "seed": seed, "train_top1_err": tr["top1_err"], "train_top5_err": tr["top5_err"],
             "val_top1_err": va["top1_err"], "val_top5_err": va["top5_err"], "parameters": net.num_parameters(),
-            "seconds": time.perf_counter() - t0}
+            "diverged": False, "seconds": time.perf_counter() - t0}
 
 
 def summarise(runs: list[dict], variants) -> list[dict]:
@@ -96,7 +106,8 @@ def run(ds, *, variants, seeds, epochs: int, batch: int, lr: float, width: int, 
                               precision=precision)
             runs.append(r)
             log(f"{v:12s} seed {s}: val top-1 {100 * r['val_top1_err']:6.2f}%  top-5 {100 * r['val_top5_err']:5.2f}%"
-                f"  train top-1 {100 * r['train_top1_err']:6.2f}%  ({r['seconds']:.1f}s)")
+                f"  train top-1 {100 * r['train_top1_err']:6.2f}%  ({r['seconds']:.1f}s)"
+                f"{'  (diverged: non-finite loss or weights, counted as 100% error)' if r['diverged'] else ''}")
     rows = summarise(runs, variants)
     return {"data": ds.name, "train_images": len(ds.train_labels), "val_images": len(ds.val_labels),
             "epochs": epochs, "batch": batch, "lr": lr, "width": width, "device": device, "precision": precision,

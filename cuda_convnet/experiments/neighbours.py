@@ -33,6 +33,13 @@ def features(net, transform, images, layer: str, batch: int = 128) -> np.ndarray
     for i in range(0, len(images), batch):
         x = np.ascontiguousarray(transform(np.asarray(images[i:i + batch])), dtype=net.dtype)
         f = net.features(x, layer)
+        # A NaN or inf feature makes every distance to it NaN, and a NaN distance would be
+        # ranked as if it were a neighbour: refused, never drawn as a result.
+        bad = ~np.isfinite(f.reshape(len(f), -1)).all(axis=1)
+        if bad.any():
+            raise ValueError(f"nearest: layer {layer!r} gives non-finite features for image {i + int(np.argmax(bad))} "
+                             f"(and {int(bad.sum()) - 1} more of images {i}..{i + len(f) - 1}): are the "
+                             "checkpoint's weights finite?")
         out.append(f.reshape(len(f), -1).astype(np.float32))
     return np.concatenate(out)
 

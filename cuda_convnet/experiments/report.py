@@ -11,6 +11,8 @@ import glob
 import json
 import os
 
+from ..data.store import write_bytes_atomic
+
 ORDER = ("relu-vs-tanh", "ablate", "filters", "top5", "neighbours")
 
 
@@ -97,6 +99,5 @@ def write(run_dirs, path) -> str:
             "Networks: our measurements beside the paper's numbers. Measured on a CPU unless a record says "
             "otherwise.", ""]
     text += [section(r, page_dir) for r in records]
-    with open(path, "w") as f:
-        f.write("\n".join(text))
+    write_bytes_atomic(path, "\n".join(text).encode())  # the previous page stays whole on a crash
     return os.fspath(path)

@@ -17,6 +17,20 @@ def top_k(probs: np.ndarray, k: int = 5) -> tuple[np.ndarray, np.ndarray]:
     return idx, np.take_along_axis(probs, idx, axis=1)
 
 
+def correct_counts(probs: np.ndarray, labels, ks=(1, 5)) -> dict:
+    """{k: images whose label is top-k correct} over the images with a label >= 0, by the
+    project's top-k rule (reference.softmax.topk_error_mask): a tie with the k-th class is
+    an error, and so is a row with any NaN or inf (a diverged checkpoint scores nothing)."""
+    from ..reference.softmax import topk_error_mask
+
+    labels = np.asarray(labels, dtype=np.int64)
+    known = labels >= 0
+    if not known.any():
+        return {k: 0 for k in ks}
+    errors = topk_error_mask(np.asarray(probs, dtype=np.float64)[known], labels[known], ks)
+    return {k: int((~e).sum()) for k, e in zip(ks, errors)}
+
+
 def predict(net, transform, images_uint8: np.ndarray, batch: int = 64) -> np.ndarray:
     """Softmax probabilities (N, classes) of uint8 (N, S, S, 3) images fed through `transform`."""
     out = [net.predict(np.ascontiguousarray(transform(images_uint8[i:i + batch]), dtype=net.dtype))

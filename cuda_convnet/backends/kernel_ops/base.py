@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import operator
 
 import numpy as np
 
@@ -29,6 +30,11 @@ def poison_outputs(enabled: bool = True):
 #: lrn, lrn_backward: lrn_*_kernel1/2; linear, linear_backward (precision "fp32"): gemm_kernel1/2.
 VERSIONED_OPS = ("conv2d", "conv2d_dgrad", "conv2d_wgrad", "lrn", "lrn_backward", "linear", "linear_backward")
 
+#: The highest kernel version of each op (its launcher's `version` switch: csrc/conv.h,
+#: lrn.h, gemm.h); kernel_versions values above it are refused in Python, by op name.
+MAX_VERSION = {"conv2d": 3, "conv2d_dgrad": 2, "conv2d_wgrad": 3, "lrn": 2, "lrn_backward": 2, "linear": 2,
+               "linear_backward": 2}
+
 
 class KernelOpsBase:
     """`ext` is cuda_convnet._emu or ._C; `xp` is numpy or cupy.
@@ -51,9 +57,28 @@ class KernelOpsBase:
         for key, v in self.kernel_versions.items():
             if key not in VERSIONED_OPS:
                 raise ValueError(f"kernel_versions: {key!r} has no kernel versions; the keys are {VERSIONED_OPS}")
-            if not isinstance(v, int) or isinstance(v, bool) or v < 0:
-                raise ValueError(f"kernel_versions[{key!r}] must be an int >= 0 (0 = the launcher picks), got {v!r}")
-        return self.kernel_versions.get(op, 0)
+            top = MAX_VERSION[key]
+            try:  # NumPy integers are ints here too; bools and floats are not
+                iv = None if isinstance(v, (bool, np.bool_)) else operator.index(v)
+            except TypeError:
+                iv = None
+            if iv is None or not 0 <= iv <= top:
+                raise ValueError(f"{op}: kernel_versions[{key!r}] = {v!r}: version must be 0 (the launcher picks) "
+                                 f"or an int n from 1 to {top} (runs its <family>_kernel<n>)")
+        return operator.index(self.kernel_versions.get(op, 0))
+
+    def _tuning(self, op, name, maximum=2**31 - 1) -> int:
+        """A class-level tuning knob (gemm_splits, wgrad_chunk_rows): an int from 0 (the
+        launcher picks) to `maximum` (the launchers take a 32-bit int); ValueError naming the
+        op and the knob otherwise."""
+        v = getattr(self, name)
+        try:
+            iv = None if isinstance(v, (bool, np.bool_)) else operator.index(v)
+        except TypeError:
+            iv = None
+        if iv is None or not 0 <= iv <= maximum:
+            raise ValueError(f"{op}: {name} must be an int from 0 (the launcher picks) to {maximum}, got {v!r}")
+        return iv
 
     def kernel_version(self, op, *args, **kwargs) -> int:
         """Which <family>_kernel<n> ``op`` runs on these arguments (the op's own signature),

@@ -149,21 +149,22 @@ class ConvOps:
         if not (g.n and g.c and g.k):  # nothing to reduce: zero gradients, no launch
             return self.xp.zeros(w.shape, dtype=np.float32), dy.sum(axis=(0, 1, 2), dtype=np.float32)
         shape = _shape_args(g)
+        chunk_rows = self._tuning("conv2d_wgrad", "wgrad_chunk_rows")
         dw = self._empty(w.shape)
         db = self._empty((g.k,))
         if precision != "fp32":
             self._conv_tc_has_one_version("conv2d_wgrad", precision)
-            plan = self.ext.conv2d_wgrad_tc_plan(**shape, chunk_rows=self.wgrad_chunk_rows)
+            plan = self.ext.conv2d_wgrad_tc_plan(**shape, chunk_rows=chunk_rows)
             ws = self._empty((plan["workspace_floats"],)) if plan["workspace_floats"] else None
             self.ext.conv2d_wgrad_tc(x=self._ptr(x), dy=self._ptr(dy), dw=self._ptr(dw), db=self._ptr(db),
                                      workspace=self._ptr(ws), workspace_floats=plan["workspace_floats"], **shape,
-                                     chunk_rows=self.wgrad_chunk_rows, precision=precision, stream=self._stream())
+                                     chunk_rows=chunk_rows, precision=precision, stream=self._stream())
             return dw, db
         plan = self.conv2d_wgrad_plan(g)
         ws = self._empty((plan["workspace_floats"],)) if plan["workspace_floats"] else None
         self.ext.conv2d_wgrad(x=self._ptr(x), dy=self._ptr(dy), dw=self._ptr(dw), db=self._ptr(db),
                               workspace=self._ptr(ws), workspace_floats=plan["workspace_floats"], **shape,
-                              chunk_rows=self.wgrad_chunk_rows, stream=self._stream(),
+                              chunk_rows=chunk_rows, stream=self._stream(),
                               version=self._version("conv2d_wgrad"))
         return dw, db
 
@@ -182,4 +183,5 @@ class ConvOps:
     def conv2d_wgrad_plan(self, g: checks.ConvGeometry) -> dict:
         """How conv2d_backward splits the dw/db reduction for geometry ``g`` (chunk sizes,
         counts, workspace floats): csrc/conv_wgrad.cu, conv2d_wgrad_plan."""
-        return self.ext.conv2d_wgrad_plan(**_shape_args(g), chunk_rows=self.wgrad_chunk_rows)
+        return self.ext.conv2d_wgrad_plan(**_shape_args(g),
+                                          chunk_rows=self._tuning("conv2d_wgrad_plan", "wgrad_chunk_rows"))

@@ -18,7 +18,8 @@ class LinearOps:
         """How the float32 GEMM runs an m x n x k product on this device: {"version",
         "splits", "k_chunk", "workspace_floats"} (csrc/gemm.cu, gemm_plan); version as
         kernel_versions (0: the launcher picks)."""
-        return self.ext.gemm_plan(M=m, N=n, K=k, version=version, splits=self.gemm_splits)
+        splits = self._tuning("gemm_plan", "gemm_splits")
+        return self.ext.gemm_plan(M=m, N=n, K=k, version=version, splits=splits)
 
     def _gemm(self, op, precision, a, b, c, bias, m, n, k, trans_a, trans_b, stream, relu=False, beta=0.0):
         """One GEMM C[m,n] = op(a) op(b) + beta C (+ bias, then ReLU if `relu`) on the kernel of
@@ -28,10 +29,10 @@ class LinearOps:
         if precision == "fp32":
             version = self._version(op)
             # A split-K plan writes its K slices to a workspace allocated here, as conv2d_wgrad does.
-            floats = self.gemm_plan(m, n, k, version)["workspace_floats"]
+            splits = self._tuning(op, "gemm_splits")
+            floats = self.ext.gemm_plan(M=m, N=n, K=k, version=version, splits=splits)["workspace_floats"]
             ws = self._empty((floats,)) if floats else None
-            self.ext.gemm(**args, version=version, workspace=self._ptr(ws), workspace_floats=floats,
-                          splits=self.gemm_splits)
+            self.ext.gemm(**args, version=version, workspace=self._ptr(ws), workspace_floats=floats, splits=splits)
         else:
             self._tc_has_one_version(op, precision)
             self.ext.gemm_tc(**args, precision=precision)
