@@ -73,9 +73,9 @@ inline ConvShape make_conv_shape(int n, int h, int w, int c, int k, int r, int s
 
 // y = conv(x, w) + b, then ReLU if `relu`. b may be null. y must not alias x or w.
 // version: 0 lets the launcher pick (conv_fwd_kernel2 where conv_fwd_kernel2_applies, else
-// conv_fwd_kernel3); 1, 2 or 3 forces conv_fwd_kernel<version> (2 throws where it does not
-// apply; 1, the 64 x 64 general kernel, and 3 run any shape; any other value throws). All
-// three give bit-identical results.
+// conv_fwd_kernel3 where conv_fwd_kernel3_applies, else conv_fwd_kernel1); 1, 2 or 3 forces
+// conv_fwd_kernel<version> (2 and 3 throw where they do not apply; 1, the 64 x 64 general
+// kernel, runs any shape; any other value throws). All three give bit-identical results.
 void conv2d(const float* x, const float* w, const float* b, float* y, const ConvShape& g, bool relu,
             cudaStream_t stream, int version = 0);
 // Which conv_fwd_kernel<n> conv2d(..., version) runs for these pointers and this shape;
@@ -83,6 +83,9 @@ void conv2d(const float* x, const float* w, const float* b, float* y, const Conv
 int conv2d_version(const float* x, const float* w, const ConvShape& g, int version = 0);
 // The fast path's preconditions: C/groups % 4 == 0, x and w 16-byte aligned.
 bool conv_fwd_kernel2_applies(const float* x, const float* w, const ConvShape& g);
+// conv_fwd_kernel3's: R*S*C/groups within its tap table (kConvFwd3MaxTaps = 1280: conv1's
+// 363, C/groups <= 10 at 11 x 11, <= 142 at 3 x 3) and R*W*C < 2^31 (32-bit tap offsets).
+bool conv_fwd_kernel3_applies(const ConvShape& g);
 
 // dx = gradient of conv with respect to x, given dy. Overwrites dx (every element).
 // version: 0 lets the launcher pick (conv2d_dgrad_version); 1 or 2 forces

@@ -246,16 +246,29 @@ __global__ void __launch_bounds__(kConvThreads)
   conv_fwd_store_8x8(g, bias, y, acc, grp, m0, n0, M, relu, tx, ty);
 }
 
-// conv_fwd_kernel3 (any C/g; AlexNet conv1, C = 3): kernel2's tile, micro-kernel and
-// pipeline, with a scalar gather: the four taps a thread copies per K step need not share
-// one (r, s), so each keeps its own (r, s, c) and its offset (r*W + s)*C + c from the
-// receptive field's corner, decoded once before the loop and advanced by 16 taps per step
-// with carries (no division or 64-bit multiply in the loop).
+// conv_fwd_kernel3 (any C/g with R*S*C/g <= kConvFwd3MaxTaps; AlexNet conv1, C = 3):
+// kernel2's tile, micro-kernel and pipeline, with a scalar gather: the four taps a thread
+// copies per K step need not share one (r, s) and are not 16-byte aligned, so each element
+// is a 4-byte copy of its own tap. The tap decode k -> (r, s, offset (r*W + s)*C + c from
+// the receptive field's corner) is done once per block, with divisions, into a table in
+// shared memory (three int arrays, read as int4 per thread quad: 3 LDS.128 per K step), so
+// an element costs the two bounds adds and compares, one address multiply-add and the
+// copy. Measured in the sm_90 SASS of the main loop against the alternatives: carrying
+// each tap's (r, s, c, offset) in registers with per-step carries spends ~15 integer
+// instructions per tap per step (73 % FMA share); one tap x 8 rows per thread shares
+// the decode but needs 4 registers per row (the tile is at the 128-register limit of
+// 2 blocks/SM). Taps past Kgemm hold a filter column that puts every row's origin left of
+// the image (their copies zero-fill, as the filters' do by their own k < Kgemm test).
+constexpr int kConvFwd3MaxTaps = 1280;  // 15 KiB of table: with the 33 KiB of stages, under 48 KiB
+
 __global__ void __launch_bounds__(kConvThreads)
     conv_fwd_kernel3(const float* __restrict__ x, const float* __restrict__ w, const float* __restrict__ bias,
                      float* __restrict__ y, ConvShape g, bool relu) {
   constexpr int S = kConvFwd2Stages, LDA = kConvFwd2LdA, LDB = kConvFwd2LdB;
   CCN_DYNAMIC_SHARED(float, smem);  // [S] x {As [BK][128 + pad], Bs [BK][128 + pad]}
+  __shared__ __align__(16) int tap_off[kConvFwd3MaxTaps];  // (r*W + s)*C + c of tap k
+  __shared__ __align__(16) int tap_r[kConvFwd3MaxTaps];
+  __shared__ __align__(16) int tap_s[kConvFwd3MaxTaps];
   const int tx = threadIdx.x, ty = threadIdx.y;
   const int tid = ty * 16 + tx;
   const int grp = blockIdx.z;
@@ -263,68 +276,62 @@ __global__ void __launch_bounds__(kConvThreads)
   const int M = static_cast<int>(g.npq), Kgemm = g.rscg;
   const int ktiles = (Kgemm + kConvBK - 1) / kConvBK;
 
+  // The table, for every tap of the ktiles K steps. A valid row's origin column is at most
+  // (Q-1)*stride - pad_left, so s_off = pad_left - (Q-1)*stride - 1 puts it at -1 or less
+  // (and no lower than -(padded width), so no overflow).
+  const int s_off = g.pad_left - (g.q - 1) * g.stride - 1;
+  for (int k = tid; k < ktiles * kConvBK; k += kConvThreads) {
+    int r = 0, s = s_off, off = 0;
+    if (k < Kgemm) {
+      int rs = k / g.cg, c = k - rs * g.cg;
+      r = rs / g.s;
+      s = rs - r * g.s;
+      off = (r * g.w + s) * g.c + c;
+    }
+    tap_off[k] = off;
+    tap_r[k] = r;
+    tap_s[k] = s;
+  }
+
   // This thread's loads: taps k0 + 4*lq + q (q < 4), rows lrow and 64 + lrow.
   const int lq = tid % 4, lrow = tid / 4;
-  long long corner[2];  // offset in x of the receptive field's top-left pixel (its channel 0 of the group)
+  const float* xc[2];  // x at the receptive field's corner (channel 0 of the group)
   int h0[2], w0[2];
-  const float* wrow[2];
+  const float* wrow[2];  // the filter of B-tile row lrow + 64*e (the group's last one past K/g, unused)
+  bool w_ok[2];
 #pragma unroll
   for (int e = 0; e < 2; ++e) {
     const float* xrow;
     conv_fwd_row_origin(g, x, grp, m0 + lrow + 64 * e, M, xrow, h0[e], w0[e]);
-    corner[e] = (xrow - x) + ((long long)h0[e] * g.w + w0[e]) * g.c;  // used only where in range
+    // The corner itself may lie in the padding (before x for image 0): formed as an
+    // integer so no out-of-range pointer is made; an element's address is used only in range.
+    xc[e] = reinterpret_cast<const float*>(reinterpret_cast<unsigned long long>(xrow) +
+                                           4 * (((long long)h0[e] * g.w + w0[e]) * g.c));
     int j = n0 + lrow + 64 * e;
-    wrow[e] = j < g.kg ? w + (long long)(grp * g.kg + j) * Kgemm : nullptr;
+    w_ok[e] = j < g.kg;
+    wrow[e] = w + (long long)(grp * g.kg + min(j, g.kg - 1)) * Kgemm;
   }
-  // Tap q of the next tile to load: k = (r*S + s)*Cg + c at offset (r*W + s)*C + c. A K
-  // step moves it 16 taps on: dc channels, ds filter columns and dr rows, plus the carries
-  // c -> s (offset + C - Cg) and s -> r (offset + W*C - S*C).
-  const int dc = kConvBK % g.cg, drs = kConvBK / g.cg, ds = drs % g.s, dr = drs / g.s;
-  const long long wc = (long long)g.w * g.c;
-  const long long d_step = dr * wc + (long long)ds * g.c + dc, d_c = g.c - g.cg, d_s = wc - (long long)g.s * g.c;
-  int tr[4], ts[4], tc[4];
-  long long toff[4];
-#pragma unroll
-  for (int q = 0; q < 4; ++q) {
-    int k = 4 * lq + q;
-    int rs = k / g.cg;
-    tc[q] = k - rs * g.cg;
-    tr[q] = rs / g.s;
-    ts[q] = rs - tr[q] * g.s;
-    toff[q] = tr[q] * wc + (long long)ts[q] * g.c + tc[q];
-  }
+  __syncthreads();  // the table is complete before the first copies read it
 
-  // Tile kt (called for kt = 0, 1, 2, ... in order) into stage `stage`, transposed to
-  // k-major by 4-byte copies; off-image positions, taps past Kgemm and filters past K/g
-  // read nothing and land as zeros.
+  // Tile kt into stage `stage`, transposed to k-major by 4-byte copies; off-image
+  // positions, taps past Kgemm and filters past K/g read nothing and land as zeros.
   auto load = [&](int stage, int kt) {
     float* as = smem + stage * kConvFwd2StageFloats + 4 * lq * LDA + lrow;
     float* bs = smem + stage * kConvFwd2StageFloats + kConvBK * LDA + 4 * lq * LDB + lrow;
+    const int k = kt * kConvBK + 4 * lq;
+    const int4 off = *reinterpret_cast<const int4*>(tap_off + k);
+    const int4 tr = *reinterpret_cast<const int4*>(tap_r + k);
+    const int4 ts = *reinterpret_cast<const int4*>(tap_s + k);
+    const int offs[4] = {off.x, off.y, off.z, off.w}, rr[4] = {tr.x, tr.y, tr.z, tr.w},
+              ss[4] = {ts.x, ts.y, ts.z, ts.w};
 #pragma unroll
     for (int q = 0; q < 4; ++q) {
-      const int k = kt * kConvBK + 4 * lq + q;
-      const bool k_valid = k < Kgemm;
 #pragma unroll
       for (int e = 0; e < 2; ++e) {
-        const bool a_in = k_valid && conv_in_range(h0[e] + tr[q], g.h) && conv_in_range(w0[e] + ts[q], g.w);
-        cp_async_4(as + q * LDA + 64 * e, a_in ? x + (corner[e] + toff[q]) : x, a_in ? 4 : 0);
-        const bool b_in = wrow[e] && k_valid;
-        cp_async_4(bs + q * LDB + 64 * e, b_in ? wrow[e] + k : w, b_in ? 4 : 0);
-      }
-      // Advance tap q by 16: channels, then filter columns, then rows, with carries.
-      tc[q] += dc;
-      toff[q] += d_step;
-      if (tc[q] >= g.cg) {
-        tc[q] -= g.cg;
-        ts[q] += 1;
-        toff[q] += d_c;
-      }
-      ts[q] += ds;
-      tr[q] += dr;
-      if (ts[q] >= g.s) {
-        ts[q] -= g.s;
-        tr[q] += 1;
-        toff[q] += d_s;
+        const bool a_in = conv_in_range(h0[e] + rr[q], g.h) && conv_in_range(w0[e] + ss[q], g.w);
+        cp_async_4(as + q * LDA + 64 * e, xc[e] + offs[q], a_in ? 4 : 0);
+        const bool b_in = w_ok[e] && k + q < Kgemm;
+        cp_async_4(bs + q * LDB + 64 * e, wrow[e] + k + q, b_in ? 4 : 0);
       }
     }
   };
