@@ -666,6 +666,28 @@ def test_conv2d_fast_path_falls_back_when_misaligned(kernel_device, cpu):
     check_conv(kernel_device, cpu, xm, w, b, backward=False, **kw)
 
 
+@cxx_throw_works
+def test_conv_fwd_kernel3_tap_table_limit(kernel_device, cpu):
+    """conv_fwd_kernel3 decodes every tap into a shared-memory table of 1280 entries: at
+    R*S*C/g = 1280 (C = 5, 16 x 16) the launcher takes it; one tap quad more (C = 143,
+    3 x 3: 1287) with C/g % 4 != 0 takes the general kernel1 and refuses a forced kernel3."""
+    rng = np.random.default_rng(9)
+    ops, put = kernel_device.ops, kernel_device.put
+    x, w, b = randn(rng, 1, 18, 17, 5), randn(rng, 6, 16, 16, 5, scale=1 / 36), randn(rng, 6)
+    kw = dict(stride=1, padding=(1, 0, 0, 1), groups=1)
+    assert w[0].size == CONV_FWD3_MAX_TAPS and ops.kernel_version("conv2d", put(x), put(w), **kw) == 3
+    check_conv(kernel_device, cpu, x, w, b, backward=False, **kw)
+    x, w, b = randn(rng, 1, 5, 4, 143), randn(rng, 4, 3, 3, 143, scale=1 / 36), randn(rng, 4)
+    kw = dict(stride=1, padding=1, groups=1)
+    assert ops.kernel_version("conv2d", put(x), put(w), **kw) == 1
+    check_conv(kernel_device, cpu, x, w, b, backward=False, **kw)
+    with forced_version(ops, "conv2d", 3):
+        for call in (lambda: ops.conv2d(put(x), put(w), put(b), **kw), lambda: ops.kernel_version("conv2d", put(x),
+                                                                                                  put(w), **kw)):
+            with pytest.raises(ValueError, match="conv_fwd_kernel3 needs"):
+                call()
+
+
 def test_conv_relu_epilogue(kernel_device, cpu):
     """relu=True is relu(conv + b) exactly where the reference is clearly away from 0."""
     rng = np.random.default_rng(4)
