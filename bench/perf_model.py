@@ -19,8 +19,7 @@ The model (H100 SXM: 132 SMs, 4 warp schedulers per SM, 1.98 GHz, 3.35 TB/s HBM3
 
   GEMM-family launches (conv forward, dgrad, wgrad; FC GEMMs). The grid, tile and K extent
   follow the launchers in csrc/ (conv_fwd.cu: conv_fwd_kernel2 128x128 where C/groups % 4
-  == 0, else conv_fwd_kernel3 128x128 where R*S*C/groups <= 1280, else kernel1;
-  conv_dgrad.cu: one GEMM per group and stride phase,
+  == 0, else conv_fwd_kernel3 128x128; conv_dgrad.cu: one GEMM per group and stride phase,
   conv_dgrad_kernel2 128 x (48, 64 or 128) where K/groups and C/groups % 4 == 0 and
   C/groups > 16, else kernel1 64x64 or 256x16 when C/groups <= 16, blocks past their
   phase's rows exit at once;
@@ -76,7 +75,6 @@ MEMORY_EFFICIENCY = 0.8      # of HBM peak a streaming kernel reaches (assumptio
 ISSUE_EFFICIENCY = 0.8       # of 4 warp instructions per clock a saturated SM issues (assumption)
 WARPS_TO_HIDE_LATENCY = 16
 LAUNCH_FLOOR_S = 2.5e-6      # a launch's minimum time on the stream (assumption)
-CONV_FWD3_MAX_TAPS = 1280   # conv_fwd_kernel3's tap table (csrc/conv_fwd.cuh, kConvFwd3MaxTaps)
 F32 = 4
 
 
@@ -181,16 +179,12 @@ class ConvGeom:
 
 
 def conv2d(sass, name, g: ConvGeom, version: int = 0) -> list[Launch]:
-    """version: 0 the launcher's pick (kernel2 where C/groups % 4 == 0, else kernel3 where
-    R*S*C/groups fits its tap table, else kernel1), 1, 2 or 3 that kernel (ValueError where
-    kernel2 or kernel3 cannot run)."""
+    """version: 0 the launcher's pick (kernel2 where C/groups % 4 == 0, else kernel3), 1, 2 or
+    3 that kernel (ValueError where kernel2 cannot run)."""
     x, y, w = g.bytes()
     if version == 2 and g.cg % 4:
         raise ValueError(f"{name}: conv_fwd_kernel2 needs C/groups % 4 == 0 (C/groups = {g.cg})")
-    table = g.r * g.s * g.cg <= CONV_FWD3_MAX_TAPS
-    if version == 3 and not table:
-        raise ValueError(f"{name}: conv_fwd_kernel3 needs R*S*C/groups <= {CONV_FWD3_MAX_TAPS}")
-    if version == 1 or (version == 0 and g.cg % 4 and not table):
+    if version == 1:
         kernel, bm, bn = "conv_fwd_kernel1", 64, 64
     elif version == 2 or (version == 0 and g.cg % 4 == 0):
         kernel, bm, bn = "conv_fwd_kernel2", 128, 128

@@ -454,7 +454,7 @@ BACKENDS = ("cpu", "emu")
 
 
 MAX = checks.MAX_EXTENT
-CONV_FWD3_MAX_TAPS = 1280  # conv_fwd_kernel3's tap table (csrc/conv_fwd.cuh, kConvFwd3MaxTaps)
+CONV_FWD3_WINDOW_TAPS = 640  # conv_fwd_kernel3's tap-table window (csrc/conv_fwd.cuh, kConvFwd3WindowTaps)
 
 
 def test_conv_with_padding_near_the_limit_reads_only_the_image():
@@ -553,8 +553,7 @@ def check_conv(dev, cpu, x, w, b, *, stride, padding, groups, relu=False, backwa
             assert dev.ops.kernel_version("conv2d", *args, **kw) == 1
             y1 = dev.get(dev.ops.conv2d(*args, relu=relu, **kw))
         np.testing.assert_array_equal(y1, y, err_msg=what + f": conv_fwd_kernel1 and kernel{version} differ")
-    # The scalar gather runs every shape the vector one does, within its tap table.
-    if both_kernels and version == 2 and w[0].size <= CONV_FWD3_MAX_TAPS:
+    if both_kernels and version == 2:  # the scalar gather runs every shape the vector one does
         with forced_version(dev.ops, "conv2d", 3):
             y3 = dev.get(dev.ops.conv2d(*args, relu=relu, **kw))
         np.testing.assert_array_equal(y3, y, err_msg=what + ": conv_fwd_kernel3 and kernel2 differ")
@@ -666,26 +665,19 @@ def test_conv2d_fast_path_falls_back_when_misaligned(kernel_device, cpu):
     check_conv(kernel_device, cpu, xm, w, b, backward=False, **kw)
 
 
-@cxx_throw_works
-def test_conv_fwd_kernel3_tap_table_limit(kernel_device, cpu):
-    """conv_fwd_kernel3 decodes every tap into a shared-memory table of 1280 entries: at
-    R*S*C/g = 1280 (C = 5, 16 x 16) the launcher takes it; one tap quad more (C = 143,
-    3 x 3: 1287) with C/g % 4 != 0 takes the general kernel1 and refuses a forced kernel3."""
+def test_conv_fwd_kernel3_tap_table_windows(kernel_device, cpu):
+    """conv_fwd_kernel3 decodes the taps into a shared-memory table of two windows of 640
+    taps (40 K steps each), refilled alternately: R*S*C/g = 1280 (C = 5, 16 x 16) fills both
+    exactly, 1287 (C = 143, 3 x 3: 81 K steps) reuses window 0's half for window 2."""
     rng = np.random.default_rng(9)
     ops, put = kernel_device.ops, kernel_device.put
-    x, w, b = randn(rng, 1, 18, 17, 5), randn(rng, 6, 16, 16, 5, scale=1 / 36), randn(rng, 6)
-    kw = dict(stride=1, padding=(1, 0, 0, 1), groups=1)
-    assert w[0].size == CONV_FWD3_MAX_TAPS and ops.kernel_version("conv2d", put(x), put(w), **kw) == 3
-    check_conv(kernel_device, cpu, x, w, b, backward=False, **kw)
-    x, w, b = randn(rng, 1, 5, 4, 143), randn(rng, 4, 3, 3, 143, scale=1 / 36), randn(rng, 4)
-    kw = dict(stride=1, padding=1, groups=1)
-    assert ops.kernel_version("conv2d", put(x), put(w), **kw) == 1
-    check_conv(kernel_device, cpu, x, w, b, backward=False, **kw)
-    with forced_version(ops, "conv2d", 3):
-        for call in (lambda: ops.conv2d(put(x), put(w), put(b), **kw), lambda: ops.kernel_version("conv2d", put(x),
-                                                                                                  put(w), **kw)):
-            with pytest.raises(ValueError, match="conv_fwd_kernel3 needs"):
-                call()
+    for shape_x, shape_w, kw in (((1, 18, 17, 5), (6, 16, 16, 5), dict(stride=1, padding=(1, 0, 0, 1), groups=1)),
+                                 ((1, 5, 4, 143), (4, 3, 3, 143), dict(stride=1, padding=1, groups=1)),
+                                 ((2, 9, 8, 286), (6, 3, 3, 143), dict(stride=2, padding=(0, 1, 1, 0), groups=2))):
+        x, w, b = randn(rng, *shape_x), randn(rng, *shape_w, scale=1 / 36), randn(rng, shape_w[0])
+        assert w[0].size > 2 * CONV_FWD3_WINDOW_TAPS - 16
+        assert ops.kernel_version("conv2d", put(x), put(w), **kw) == 3
+        check_conv(kernel_device, cpu, x, w, b, backward=False, **kw)
 
 
 def test_conv_relu_epilogue(kernel_device, cpu):

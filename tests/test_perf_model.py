@@ -7,14 +7,11 @@ import json
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
 import perf_model as pm  # noqa: E402  (bench/ is not a package)
-
-import cuda_convnet as ccn  # noqa: E402
 
 # Kernel counts of the shape sass_report gives (sm_90); values chosen to make the
 # arithmetic checkable by hand.
@@ -43,19 +40,6 @@ def test_memory_launch():
     ln = pm.memory_launch("relu1", "fwd", "map_kernel1<Relu>", 2 * 4 * 128 * 55 * 55 * 96)
     assert ln.seconds == pytest.approx(2 * 4 * 128 * 55 * 55 * 96 / (3.35e12 * 0.8)) and ln.bound == "memory"
     assert pm.memory_launch("x", "fwd", "k", 4).seconds == pm.LAUNCH_FLOOR_S
-
-
-def test_conv_fwd_kernel_pick_follows_the_launcher():
-    """C/groups % 4 != 0: conv_fwd_kernel3 while R*S*C/groups fits its tap table (1280),
-    kernel1 past it, as conv2d_version picks (the emulator build's launcher)."""
-    emu = ccn.backend("emu")
-    for c, r, want in ((5, 16, 3), (143, 3, 1), (3, 11, 3), (8, 3, 2)):
-        g = pm.ConvGeom(1, 20, 20, c, 8, r, r, 1, (1, 1, 1, 1), 1)
-        x, w = np.ones((1, 20, 20, c), np.float32), np.ones((8, r, r, c), np.float32)
-        assert emu.kernel_version("conv2d", x, w, stride=1, padding=1, groups=1) == want
-        assert pm.conv2d(FAKE, "c", g)[0].kernel == f"conv_fwd_kernel{want}"
-    with pytest.raises(ValueError, match="conv_fwd_kernel3 needs"):
-        pm.conv2d(FAKE, "c", pm.ConvGeom(1, 20, 20, 143, 8, 3, 3, 1, (1, 1, 1, 1), 1), version=3)
 
 
 def test_alexnet_grids_follow_the_launchers():
