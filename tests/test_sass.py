@@ -24,7 +24,7 @@ import sass_report as sass  # noqa: E402  (bench/ is not a package)
 # three transpositions of the FC layers (forward <false, true>, dgrad <false, false>,
 # wgrad <true, false>). Measured today (fma share / int per FMA / 128-bit, 32-bit LDS):
 #   conv_fwd_kernel2 80.5 % / 0.13 / 64, 0     conv_fwd_kernel1 45.6 % / 0.52 / 0, 128
-#   conv_fwd_kernel3 84.1 % / 0.08 / 67, 0     (conv1 forward, C = 3: 4-byte copies, taps read from
+#   conv_fwd_kernel3 85.0 % / 0.08 / 67, 0     (conv1 forward, C = 3: 4-byte copies, taps read from
 #                                              a shared-memory table as 3 LDS.128 per K step)
 #   conv_dgrad<64,64> 30.2 % / 1.45 / 0, 128   conv_dgrad<256,16> 24.9 % / 1.60 / 0, 272
 #   conv_wgrad_kernel1 32.3 % / 1.11 / 0, 128  gemm_kernel2 76.8-80.6 % / 0.13-0.16 / 32, 0
