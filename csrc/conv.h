@@ -83,7 +83,7 @@ void conv2d(const float* x, const float* w, const float* b, float* y, const Conv
 int conv2d_version(const float* x, const float* w, const ConvShape& g, int version = 0);
 // The fast path's preconditions: C/groups % 4 == 0, x and w 16-byte aligned.
 bool conv_fwd_kernel2_applies(const float* x, const float* w, const ConvShape& g);
-// conv_fwd_kernel3's: R*W*C < 2^31 (its tap table holds 32-bit offsets (r*W + s)*C + c).
+// conv_fwd_kernel3's: ((R-1)*W + S)*C <= 2^31 - 1 (its tap table holds 32-bit offsets (r*W + s)*C + c).
 bool conv_fwd_kernel3_applies(const ConvShape& g);
 
 // dx = gradient of conv with respect to x, given dy. Overwrites dx (every element).

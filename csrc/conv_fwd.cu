@@ -9,7 +9,8 @@ bool conv_fwd_kernel2_applies(const float* x, const float* w, const ConvShape& g
 }
 
 bool conv_fwd_kernel3_applies(const ConvShape& g) {
-  return (long long)g.r * g.w * g.c < (1LL << 31);  // tap offsets (r*W + s)*C + c within int
+  // The largest tap offset, ((R-1)*W + S-1)*C + C-1, within int (S may exceed W with padding).
+  return ((long long)(g.r - 1) * g.w + g.s) * g.c <= 0x7fffffffLL;
 }
 
 int conv2d_version(const float* x, const float* w, const ConvShape& g, int version) {
@@ -17,7 +18,7 @@ int conv2d_version(const float* x, const float* w, const ConvShape& g, int versi
   const bool fast = conv_fwd_kernel2_applies(x, w, g);
   CCN_REQUIRE(version != 2 || fast, "conv_fwd_kernel2 needs C/groups % 4 == 0 and 16-byte aligned x and w");
   const bool table = conv_fwd_kernel3_applies(g);
-  CCN_REQUIRE(version != 3 || table, "conv_fwd_kernel3 needs R*W*C < 2^31 (32-bit tap offsets)");
+  CCN_REQUIRE(version != 3 || table, "conv_fwd_kernel3 needs ((R-1)*W + S)*C < 2^31 (32-bit tap offsets)");
   return version != 0 ? version : (fast ? 2 : table ? 3 : 1);
 }
 
