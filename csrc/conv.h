@@ -80,9 +80,9 @@ inline long long conv_y_floats(const ConvShape& g) { return g.npq * g.k; }
 // y = conv(x, w) + b, then ReLU if `relu`. b may be null. y must not alias x, w or b
 // (std::invalid_argument where any byte is shared).
 // version: 0 lets the launcher pick (conv_fwd_kernel2 where conv_fwd_kernel2_applies, else
-// conv_fwd_kernel3); 1, 2 or 3 forces conv_fwd_kernel<version> (2 throws where it does not
-// apply; 1, the 64 x 64 general kernel, and 3 run any shape; any other value throws). All
-// three give bit-identical results.
+// conv_fwd_kernel3 where conv_fwd_kernel3_applies, else conv_fwd_kernel1); 1, 2 or 3 forces
+// conv_fwd_kernel<version> (2 and 3 throw where they do not apply; 1, the 64 x 64 general
+// kernel, runs any shape; any other value throws). All three give bit-identical results.
 void conv2d(const float* x, const float* w, const float* b, float* y, const ConvShape& g, bool relu,
             cudaStream_t stream, int version = 0);
 // Which conv_fwd_kernel<n> conv2d(..., version) runs for these pointers and this shape;
@@ -90,6 +90,8 @@ void conv2d(const float* x, const float* w, const float* b, float* y, const Conv
 int conv2d_version(const float* x, const float* w, const ConvShape& g, int version = 0);
 // The fast path's preconditions: C/groups % 4 == 0, x and w 16-byte aligned.
 bool conv_fwd_kernel2_applies(const float* x, const float* w, const ConvShape& g);
+// conv_fwd_kernel3's: ((R-1)*W + S)*C <= 2^31 - 1 (its tap table holds 32-bit offsets (r*W + s)*C + c).
+bool conv_fwd_kernel3_applies(const ConvShape& g);
 
 // dx = gradient of conv with respect to x, given dy. Overwrites dx (every element).
 // version: 0 lets the launcher pick (conv2d_dgrad_version); 1 or 2 forces

@@ -8,11 +8,18 @@ bool conv_fwd_kernel2_applies(const float* x, const float* w, const ConvShape& g
   return g.cg % 4 == 0 && aligned16(x) && aligned16(w);
 }
 
+bool conv_fwd_kernel3_applies(const ConvShape& g) {
+  // The largest tap offset, ((R-1)*W + S-1)*C + C-1, within int (S may exceed W with padding).
+  return ((long long)(g.r - 1) * g.w + g.s) * g.c <= 0x7fffffffLL;
+}
+
 int conv2d_version(const float* x, const float* w, const ConvShape& g, int version) {
   CCN_REQUIRE(version >= 0 && version <= 3, "version must be 0 (the launcher picks), 1, 2 or 3");
   const bool fast = conv_fwd_kernel2_applies(x, w, g);
   CCN_REQUIRE(version != 2 || fast, "conv_fwd_kernel2 needs C/groups % 4 == 0 and 16-byte aligned x and w");
-  return version != 0 ? version : (fast ? 2 : 3);
+  const bool table = conv_fwd_kernel3_applies(g);
+  CCN_REQUIRE(version != 3 || table, "conv_fwd_kernel3 needs ((R-1)*W + S)*C < 2^31 (32-bit tap offsets)");
+  return version != 0 ? version : (fast ? 2 : table ? 3 : 1);
 }
 
 void conv2d(const float* x, const float* w, const float* b, float* y, const ConvShape& g, bool relu,

@@ -248,14 +248,36 @@ __global__ void __launch_bounds__(kConvThreads)
 
 // conv_fwd_kernel3 (any C/g; AlexNet conv1, C = 3): kernel2's tile, micro-kernel and
 // pipeline, with a scalar gather: the four taps a thread copies per K step need not share
-// one (r, s), so each keeps its own (r, s, c) and its offset (r*W + s)*C + c from the
-// receptive field's corner, decoded once before the loop and advanced by 16 taps per step
-// with carries (no division or 64-bit multiply in the loop).
+// one (r, s) and are not 16-byte aligned, so each element is a 4-byte copy of its own tap.
+// The tap decode k -> (r, s, offset (r*W + s)*C + c from the receptive field's corner) is
+// done with divisions into a table in shared memory (three int arrays, read as int4 per
+// thread quad: 3 LDS.128 per K step), so an element costs the two bounds adds and
+// compares, one address multiply-add and the copy. Measured in the sm_90 SASS of the main
+// loop against the alternatives: carrying each tap's (r, s, c, offset) in registers with
+// per-step carries spends ~15 integer instructions per tap per step (73 % FMA share, 85 %
+// with the table); one tap x 8 rows per thread would share the decode but needs 4
+// registers per row, and the tile is at the 128-register limit of 2 blocks/SM.
+// The table holds two windows of kConvFwd3WindowTiles K steps (tile t's taps at
+// (16 t) mod 2 * 16 * kConvFwd3WindowTiles): window v + 1 is decoded into the half that
+// window v - 1 used, before the K steps of window v start, so any Kgemm fits and no
+// barrier is added: the last copies that read window v - 1 (tile 40 v - 1, issued in step
+// 40 v - 2) precede the barrier of step 40 v - 1, and the first that read window v + 1
+// (tile 40 (v + 1), step 40 (v + 1) - 1) follow that window's barriers. Taps past Kgemm
+// hold a filter column that puts every row's origin left of the image (their copies
+// zero-fill, as the filters' do by their own k < Kgemm test).
+constexpr int kConvFwd3WindowTiles = 40;
+constexpr int kConvFwd3WindowTaps = kConvFwd3WindowTiles * kConvBK;  // 640
+constexpr int kConvFwd3TableTaps = 2 * kConvFwd3WindowTaps;           // 15 KiB with the stages' 33: under 48 KiB
+
 __global__ void __launch_bounds__(kConvThreads)
     conv_fwd_kernel3(const float* __restrict__ x, const float* __restrict__ w, const float* __restrict__ bias,
                      float* __restrict__ y, ConvShape g, bool relu) {
   constexpr int S = kConvFwd2Stages, LDA = kConvFwd2LdA, LDB = kConvFwd2LdB;
+  static_assert(kConvFwd3WindowTiles >= S, "a window outlasts the copies in flight");
   CCN_DYNAMIC_SHARED(float, smem);  // [S] x {As [BK][128 + pad], Bs [BK][128 + pad]}
+  __shared__ __align__(16) int tap_off[kConvFwd3TableTaps];  // (r*W + s)*C + c of the tap
+  __shared__ __align__(16) int tap_r[kConvFwd3TableTaps];
+  __shared__ __align__(16) int tap_s[kConvFwd3TableTaps];
   const int tx = threadIdx.x, ty = threadIdx.y;
   const int tid = ty * 16 + tx;
   const int grp = blockIdx.z;
@@ -263,90 +285,95 @@ __global__ void __launch_bounds__(kConvThreads)
   const int M = static_cast<int>(g.npq), Kgemm = g.rscg;
   const int ktiles = (Kgemm + kConvBK - 1) / kConvBK;
 
+  // Window v of the table into its half. A valid row's origin column is at most
+  // (Q-1)*stride - pad_left, so s_off = pad_left - (Q-1)*stride - 1 puts it at -1 or less
+  // (and no lower than -(padded width): no overflow).
+  const int s_off = g.pad_left - (g.q - 1) * g.stride - 1;
+  auto fill = [&](int v) {
+    const int half = (v & 1) * kConvFwd3WindowTaps;
+    for (int i = tid; i < kConvFwd3WindowTaps; i += kConvThreads) {
+      const int k = v * kConvFwd3WindowTaps + i;
+      int r = 0, s = s_off, off = 0;
+      if (k < Kgemm) {
+        int rs = k / g.cg, c = k - rs * g.cg;
+        r = rs / g.s;
+        s = rs - r * g.s;
+        off = (r * g.w + s) * g.c + c;
+      }
+      tap_off[half + i] = off;
+      tap_r[half + i] = r;
+      tap_s[half + i] = s;
+    }
+  };
+
   // This thread's loads: taps k0 + 4*lq + q (q < 4), rows lrow and 64 + lrow.
   const int lq = tid % 4, lrow = tid / 4;
-  long long corner[2];  // offset in x of the receptive field's top-left pixel (its channel 0 of the group)
+  const float* xc[2];  // x at the receptive field's corner (channel 0 of the group)
   int h0[2], w0[2];
-  const float* wrow[2];
+  const float* wrow[2];  // the filter of B-tile row lrow + 64*e (the group's last one past K/g, unused)
+  bool w_ok[2];
 #pragma unroll
   for (int e = 0; e < 2; ++e) {
     const float* xrow;
     conv_fwd_row_origin(g, x, grp, m0 + lrow + 64 * e, M, xrow, h0[e], w0[e]);
-    corner[e] = (xrow - x) + ((long long)h0[e] * g.w + w0[e]) * g.c;  // used only where in range
+    // The corner itself may lie in the padding (before x for image 0): formed as an
+    // integer. The copies' addresses are formed whether or not they are used (a copy of
+    // 0 bytes reads nothing), which saves a select per element.
+    xc[e] = reinterpret_cast<const float*>(reinterpret_cast<unsigned long long>(xrow) +
+                                           4 * (((long long)h0[e] * g.w + w0[e]) * g.c));
     int j = n0 + lrow + 64 * e;
-    wrow[e] = j < g.kg ? w + (long long)(grp * g.kg + j) * Kgemm : nullptr;
+    w_ok[e] = j < g.kg;
+    wrow[e] = w + (long long)(grp * g.kg + min(j, g.kg - 1)) * Kgemm;
   }
-  // Tap q of the next tile to load: k = (r*S + s)*Cg + c at offset (r*W + s)*C + c. A K
-  // step moves it 16 taps on: dc channels, ds filter columns and dr rows, plus the carries
-  // c -> s (offset + C - Cg) and s -> r (offset + W*C - S*C).
-  const int dc = kConvBK % g.cg, drs = kConvBK / g.cg, ds = drs % g.s, dr = drs / g.s;
-  const long long wc = (long long)g.w * g.c;
-  const long long d_step = dr * wc + (long long)ds * g.c + dc, d_c = g.c - g.cg, d_s = wc - (long long)g.s * g.c;
-  int tr[4], ts[4], tc[4];
-  long long toff[4];
-#pragma unroll
-  for (int q = 0; q < 4; ++q) {
-    int k = 4 * lq + q;
-    int rs = k / g.cg;
-    tc[q] = k - rs * g.cg;
-    tr[q] = rs / g.s;
-    ts[q] = rs - tr[q] * g.s;
-    toff[q] = tr[q] * wc + (long long)ts[q] * g.c + tc[q];
-  }
+  fill(0);
+  __syncthreads();  // window 0 of the table is complete before the first copies read it
 
-  // Tile kt (called for kt = 0, 1, 2, ... in order) into stage `stage`, transposed to
-  // k-major by 4-byte copies; off-image positions, taps past Kgemm and filters past K/g
-  // read nothing and land as zeros.
-  auto load = [&](int stage, int kt) {
+  // Tile kt into stage `stage` (its taps at table index t), transposed to k-major by 4-byte
+  // copies; off-image positions, taps past Kgemm and filters past K/g land as zeros.
+  auto load = [&](int stage, int kt, int t) {
     float* as = smem + stage * kConvFwd2StageFloats + 4 * lq * LDA + lrow;
     float* bs = smem + stage * kConvFwd2StageFloats + kConvBK * LDA + 4 * lq * LDB + lrow;
+    const int k = kt * kConvBK + 4 * lq;
+    const int4 off = *reinterpret_cast<const int4*>(tap_off + t + 4 * lq);
+    const int4 tr = *reinterpret_cast<const int4*>(tap_r + t + 4 * lq);
+    const int4 ts = *reinterpret_cast<const int4*>(tap_s + t + 4 * lq);
+    const int offs[4] = {off.x, off.y, off.z, off.w}, rr[4] = {tr.x, tr.y, tr.z, tr.w},
+              ss[4] = {ts.x, ts.y, ts.z, ts.w};
 #pragma unroll
     for (int q = 0; q < 4; ++q) {
-      const int k = kt * kConvBK + 4 * lq + q;
-      const bool k_valid = k < Kgemm;
 #pragma unroll
       for (int e = 0; e < 2; ++e) {
-        const bool a_in = k_valid && conv_in_range(h0[e] + tr[q], g.h) && conv_in_range(w0[e] + ts[q], g.w);
-        cp_async_4(as + q * LDA + 64 * e, a_in ? x + (corner[e] + toff[q]) : x, a_in ? 4 : 0);
-        const bool b_in = wrow[e] && k_valid;
-        cp_async_4(bs + q * LDB + 64 * e, b_in ? wrow[e] + k : w, b_in ? 4 : 0);
-      }
-      // Advance tap q by 16: channels, then filter columns, then rows, with carries.
-      tc[q] += dc;
-      toff[q] += d_step;
-      if (tc[q] >= g.cg) {
-        tc[q] -= g.cg;
-        ts[q] += 1;
-        toff[q] += d_c;
-      }
-      ts[q] += ds;
-      tr[q] += dr;
-      if (ts[q] >= g.s) {
-        ts[q] -= g.s;
-        tr[q] += 1;
-        toff[q] += d_s;
+        const bool a_in = conv_in_range(h0[e] + rr[q], g.h) && conv_in_range(w0[e] + ss[q], g.w);
+        cp_async_4(as + q * LDA + 64 * e, xc[e] + offs[q], a_in ? 4 : 0);
+        const bool b_in = w_ok[e] && k + q < Kgemm;
+        cp_async_4(bs + q * LDB + 64 * e, wrow[e] + k + q, b_in ? 4 : 0);
       }
     }
   };
 
-  for (int st = 0; st < S - 1; ++st) {
-    if (st < ktiles) load(st, st);
-    cp_async_commit_group();  // empty past the last tile: the group count per step stays fixed
-  }
+  static_assert(S == 2, "the table index below assumes one tile in flight");
+  load(0, 0, 0);
+  cp_async_commit_group();
 
   float acc[8][8];
   tile_zero(acc);
 
   int read_stage = 0, write_stage = S - 1;
-  for (int kt = 0; kt < ktiles; ++kt) {
-    cp_async_wait_group<S - 2>();  // this thread's copies of tile kt have landed
-    __syncthreads();  // every thread's copies of tile kt are visible, and the stage read in step kt - 1 is free
-    if (kt + S - 1 < ktiles) load(write_stage, kt + S - 1);
-    cp_async_commit_group();
-    const float* as = smem + read_stage * kConvFwd2StageFloats;
-    tile_fma_8x8<kConvBK, LDA, LDB>(as, as + kConvBK * LDA, acc, tx, ty);
-    read_stage = read_stage == S - 1 ? 0 : read_stage + 1;
-    write_stage = write_stage == S - 1 ? 0 : write_stage + 1;
+  int t = kConvBK;  // table index of tile kt + 1: 16 (kt + 1) mod kConvFwd3TableTaps
+  for (int kt = 0, v = 0; kt < ktiles; ++v) {
+    if ((v + 1) * kConvFwd3WindowTiles < ktiles) fill(v + 1);  // into the half window v - 1 used
+    const int kend = min(ktiles, (v + 1) * kConvFwd3WindowTiles);
+    for (; kt < kend; ++kt) {
+      cp_async_wait_group<S - 2>();  // this thread's copies of tile kt have landed
+      __syncthreads();  // every thread's copies of tile kt are visible, and the stage read in step kt - 1 is free
+      if (kt + 1 < ktiles) load(write_stage, kt + 1, t);
+      cp_async_commit_group();
+      const float* as = smem + read_stage * kConvFwd2StageFloats;
+      tile_fma_8x8<kConvBK, LDA, LDB>(as, as + kConvBK * LDA, acc, tx, ty);
+      read_stage = read_stage == S - 1 ? 0 : read_stage + 1;
+      write_stage = write_stage == S - 1 ? 0 : write_stage + 1;
+      t = t + kConvBK == kConvFwd3TableTaps ? 0 : t + kConvBK;
+    }
   }
   conv_fwd_store_8x8(g, bias, y, acc, grp, m0, n0, M, relu, tx, ty);
 }

@@ -454,6 +454,7 @@ BACKENDS = ("cpu", "emu")
 
 
 MAX = checks.MAX_EXTENT
+CONV_FWD3_WINDOW_TAPS = 640  # conv_fwd_kernel3's tap-table window (csrc/conv_fwd.cuh, kConvFwd3WindowTaps)
 
 
 def test_conv_with_padding_near_the_limit_reads_only_the_image():
@@ -662,6 +663,21 @@ def test_conv2d_fast_path_falls_back_when_misaligned(kernel_device, cpu):
     with forced_version(ops, "relu", 1), pytest.raises(ValueError, match="has no kernel versions"):
         ops.conv2d(x, w, b, **kw)
     check_conv(kernel_device, cpu, xm, w, b, backward=False, **kw)
+
+
+def test_conv_fwd_kernel3_tap_table_windows(kernel_device, cpu):
+    """conv_fwd_kernel3 decodes the taps into a shared-memory table of two windows of 640
+    taps (40 K steps each), refilled alternately: R*S*C/g = 1280 (C = 5, 16 x 16) fills both
+    exactly, 1287 (C = 143, 3 x 3: 81 K steps) reuses window 0's half for window 2."""
+    rng = np.random.default_rng(9)
+    ops, put = kernel_device.ops, kernel_device.put
+    for shape_x, shape_w, kw in (((1, 18, 17, 5), (6, 16, 16, 5), dict(stride=1, padding=(1, 0, 0, 1), groups=1)),
+                                 ((1, 5, 4, 143), (4, 3, 3, 143), dict(stride=1, padding=1, groups=1)),
+                                 ((2, 9, 8, 286), (6, 3, 3, 143), dict(stride=2, padding=(0, 1, 1, 0), groups=2))):
+        x, w, b = randn(rng, *shape_x), randn(rng, *shape_w, scale=1 / 36), randn(rng, shape_w[0])
+        assert w[0].size > 2 * CONV_FWD3_WINDOW_TAPS - 16
+        assert ops.kernel_version("conv2d", put(x), put(w), **kw) == 3
+        check_conv(kernel_device, cpu, x, w, b, backward=False, **kw)
 
 
 def test_conv_relu_epilogue(kernel_device, cpu):

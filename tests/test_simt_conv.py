@@ -31,7 +31,7 @@ def test_conv_kernels_pass_in_every_order(tmp_path):
     for order in ORDERS:
         r = _run(exe, "all", order)
         assert r.returncode == 0, f"{order}: {r.stdout}{r.stderr}"
-        assert r.stdout.count("match") == 28 and "MISMATCH" not in r.stdout, r.stdout
+        assert r.stdout.count("match") == 31 and "MISMATCH" not in r.stdout, r.stdout
 
 
 @pytest.mark.parametrize("header", list(KERNEL_FILES))
@@ -91,5 +91,17 @@ def test_wgrad_kernels_under_sanitizers(tmp_path):
     env = dict(os.environ, CCN_SIMT_ORDER="shuffle:2", ASAN_OPTIONS="detect_leaks=0")
     r = subprocess.run([str(exe), "wgrad"], check=False, capture_output=True, text=True, env=env, timeout=600)
     assert r.returncode == 0 and "MISMATCH" not in r.stdout and r.stdout.count("match") == 15, \
+        f"{r.stdout}{r.stderr[-3000:]}"
+    assert "runtime error" not in r.stderr, r.stderr[-3000:]
+
+
+def test_fwd_kernels_under_sanitizers(tmp_path):
+    """AddressSanitizer and UBSan over the driver's forward cases (all three kernels): the
+    zero-fill copies of padding, taps past Kgemm and rows past M read nothing, and kernel3's
+    tap table stays inside its shared arrays."""
+    exe = sb.build([DRIVER], tmp_path, sanitize=True)
+    env = dict(os.environ, CCN_SIMT_ORDER="shuffle:1", ASAN_OPTIONS="detect_leaks=0")
+    r = subprocess.run([str(exe), "fwd"], check=False, capture_output=True, text=True, env=env, timeout=600)
+    assert r.returncode == 0 and "MISMATCH" not in r.stdout and r.stdout.count("match") == 12, \
         f"{r.stdout}{r.stderr[-3000:]}"
     assert "runtime error" not in r.stderr, r.stderr[-3000:]

@@ -171,6 +171,9 @@ int main(int argc, char** argv) {
     ok &= run_fwd({1, 11, 11, 3, 5, 5, 5, 2, 2, 2, 2, 2, 1}, 3);   // C = 3: taps straddle (r, s), 5 K steps
     ok &= run_fwd({2, 9, 8, 6, 70, 3, 2, 2, 1, 0, 2, 1, 2}, 3);    // C/g = 3, two groups, Kgemm = 18
     ok &= run_fwd({1, 9, 10, 5, 130, 3, 4, 1, 0, 2, 1, 1, 1}, 3);  // C = 5, K = 130: two column tiles
+    ok &= run_fwd({1, 23, 22, 3, 8, 11, 11, 4, 2, 2, 2, 2, 1}, 3);  // conv1's filter, stride and padding
+    ok &= run_fwd({1, 18, 17, 5, 6, 16, 16, 1, 1, 0, 0, 1, 1}, 3);  // Kgemm = 1280: the two table windows, full
+    ok &= run_fwd({1, 5, 4, 143, 4, 3, 3, 1, 1, 1, 1, 1, 1}, 3);    // Kgemm = 1287: window 2 reuses window 0's half
   }
   if (all || which == "dgrad") {
     ok &= run_dgrad<kConvBM, kConvBN>({1, 7, 6, 40, 12, 3, 3, 2, 1, 1, 1, 1, 2});  // C/g = 20, 4 phases

@@ -32,7 +32,8 @@ class ConvOps:
     wgrad_chunk_rows = 0
     # The forward's kernel: kernel_versions["conv2d"] (base.py). 0 lets the launcher pick
     # (conv_fwd_kernel2 where C/groups % 4 == 0 and x, w are 16-byte aligned, else
-    # conv_fwd_kernel3); 1, 2 or 3 forces one. All give bit-identical results.
+    # conv_fwd_kernel3 where its 32-bit tap offsets fit, else conv_fwd_kernel1); 1, 2 or 3 forces one.
+    # All give bit-identical results.
     # dgrad's kernel: kernel_versions["conv2d_dgrad"]. 0 lets the launcher pick
     # (conv_dgrad_kernel2 where K/groups and C/groups % 4 == 0, C/groups > 16 and dy, w are
     # 16-byte aligned, else conv_dgrad_kernel1); 1 or 2 forces one. Bit-identical results.
