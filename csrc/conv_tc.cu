@@ -50,6 +50,7 @@ void conv2d_tc(const float* x, const float* w, const float* b, float* y, const C
                int precision, cudaStream_t stream) {
   check_precision(precision);
   CCN_REQUIRE(x && w && y, "null tensor pointer");
+  conv_require_shape(g);
   using T = ConvTcFwdTile<kGemmTcTF32>;  // the tile and shared memory are the same for every precision
   // 16-byte copies: every quad of taps is 4 channels of one pixel, at aligned addresses.
   const bool vec = g.cg % 4 == 0 && aligned16(x) && aligned16(w);
@@ -63,6 +64,7 @@ void conv2d_dgrad_tc(const float* dy, const float* w, float* dx, const ConvShape
                      cudaStream_t stream) {
   check_precision(precision);
   CCN_REQUIRE(dy && w && dx, "null tensor pointer");
+  conv_require_shape(g);
   using T = ConvTcDgradTile<kGemmTcTF32>;
   const bool vec = g.kg % 4 == 0 && g.cg % 4 == 0 && aligned16(dy) && aligned16(w);
   CCN_REQUIRE((long long)g.rs * g.kg < (1LL << 31) - 64, "R*S*K/groups too large for 32-bit GEMM indices");
@@ -99,13 +101,11 @@ void conv2d_wgrad_tc(const float* x, const float* dy, float* dw, float* db, floa
                      cudaStream_t stream) {
   check_precision(precision);
   CCN_REQUIRE(x && dy && dw, "null tensor pointer");
+  conv_require_shape(g);
   using T = ConvTcWgradTile<kGemmTcTF32>;
   CCN_REQUIRE(ceil_div(g.kg, T::BM) <= 65535u, "K/groups too large for the grid's y dimension");
   const WgradTcPlan plan = conv2d_wgrad_tc_plan(g, chunk_rows);
-  CCN_REQUIRE(workspace_floats >= plan.workspace_floats,
-              "workspace too small: " + std::to_string(workspace_floats) + " floats given, " +
-                  std::to_string(plan.workspace_floats) + " needed (conv2d_wgrad_tc_plan)");
-  CCN_REQUIRE(plan.workspace_floats == 0 || workspace, "null workspace");
+  conv_check_workspace(workspace, workspace_floats, plan.workspace_floats, "conv2d_wgrad_tc_plan");
   const long long dw_floats = (long long)g.k * g.rscg;
   const bool split = plan.chunks > 1;
   float* dw_parts = split ? workspace : dw;
@@ -115,21 +115,10 @@ void conv2d_wgrad_tc(const float* x, const float* dy, float* dw, float* db, floa
   CCN_LAUNCH(pick<WgradKernel>(precision, vec), grid, kConvTcWgradThreads, T::SMEM_FLOATS * sizeof(float),
              stream)(x, dy, dw_parts, g, plan.chunk_rows, dw_floats);
   CCN_CHECK_LAUNCH("conv_tc_wgrad_kernel1");
-  if (db) {
-    dim3 bgrid(ceil_div(g.k, kConvTcBiasThreads), plan.chunks);
-    CCN_LAUNCH(conv_tc_bias_grad_kernel1, bgrid, kConvTcBiasThreads, 0, stream)(dy, db_parts, g.npq, g.k,
-                                                                               plan.chunk_rows);
-    CCN_CHECK_LAUNCH("conv_tc_bias_grad_kernel1");
-  }
+  if (db) conv_bias_grad_partials(dy, db_parts, g, plan.chunk_rows, plan.chunks, stream);
   if (split) {
-    unsigned blocks = static_cast<unsigned>(std::min<long long>(ceil_div(dw_floats, 256), 1056));
-    CCN_LAUNCH(conv_tc_sum_chunks_kernel1, blocks, 256, 0, stream)(dw_parts, dw, plan.chunks, dw_floats);
-    CCN_CHECK_LAUNCH("conv_tc_sum_chunks_kernel1 (dw)");
-    if (db) {
-      CCN_LAUNCH(conv_tc_sum_chunks_kernel1, ceil_div(g.k, 256), 256, 0, stream)(db_parts, db, plan.chunks,
-                                                                                 (long long)g.k);
-      CCN_CHECK_LAUNCH("conv_tc_sum_chunks_kernel1 (db)");
-    }
+    conv_sum_chunks(dw_parts, dw, plan.chunks, dw_floats, stream);
+    if (db) conv_sum_chunks(db_parts, db, plan.chunks, g.k, stream);
   }
 }
 
