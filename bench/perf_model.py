@@ -355,9 +355,9 @@ def conv_tc(sass, name, g: ConvGeom, direction, precision) -> list[Launch]:
     tiles = _cdiv(g.r * g.s * g.cg, 128) * _cdiv(g.kg, 64) * plan["chunks"] * g.groups
     out = [tc_launch(sass, name, "wgrad", kernel, tiles, 64, 128, plan["chunk_rows"], precision, g.flops,
                      F32 * (x + y + plan["chunks"] * w))]
-    out.append(memory_launch(name, "wgrad", "conv_tc_bias_grad_kernel1", F32 * (y + plan["chunks"] * g.k)))
+    out.append(memory_launch(name, "wgrad", "conv_bias_grad_kernel1", F32 * (y + plan["chunks"] * g.k)))
     if plan["chunks"] > 1:
-        out.append(memory_launch(name, "wgrad", "conv_tc_sum_chunks_kernel1", F32 * (plan["chunks"] + 1) * (w + g.k)))
+        out.append(memory_launch(name, "wgrad", "conv_sum_partials_kernel1", F32 * (plan["chunks"] + 1) * (w + g.k)))
     return out
 
 

@@ -71,6 +71,14 @@ inline ConvShape make_conv_shape(int n, int h, int w, int c, int k, int r, int s
   return g;
 }
 
+// The launchers' check of a ConvShape they are handed (a struct the caller could fill by
+// hand): throws std::invalid_argument unless it has make_conv_shape's invariants.
+inline void conv_require_shape(const ConvShape& g) {
+  CCN_REQUIRE(g.n >= 1 && g.p >= 1 && g.q >= 1 && g.groups >= 1 && g.cg * g.groups == g.c &&
+                  g.kg * g.groups == g.k && g.rscg == (long long)g.r * g.s * g.cg && g.npq == (long long)g.n * g.pq,
+              "shape not made by make_conv_shape");
+}
+
 // Floats in each array of a shape (x/dx, w/dw, y/dy), for the launchers' overlap checks.
 // Products of extents make_conv_shape bounded: N*H*W and N*P*Q < 2^31, C and K < 2^31.
 inline long long conv_x_floats(const ConvShape& g) { return g.nhw * g.c; }
@@ -152,5 +160,17 @@ bool conv_wgrad_kernel3_applies(const float* dy, const ConvShape& g);
 // Which conv_wgrad_kernel<n> conv2d_wgrad(..., version) runs for these pointers and this
 // shape; throws std::invalid_argument exactly where conv2d_wgrad would refuse `version`.
 int conv2d_wgrad_version(const float* x, const float* dy, const ConvShape& g, int version = 0);
+
+// The chunk reductions both wgrads (conv2d_wgrad, conv2d_wgrad_tc) launch on `stream`
+// (conv_wgrad_reduce.cuh). conv_bias_grad_partials: out[c * K + k] = the sum of dy[row, k]
+// over the rows [c * chunk_rows, (c + 1) * chunk_rows) of N*P*Q, in row order, c < chunks
+// (chunks == 1: out is db). conv_sum_chunks: out[i] = parts[i] + parts[count + i] + ... +
+// parts[(chunks - 1) * count + i], in that order.
+void conv_bias_grad_partials(const float* dy, float* out, const ConvShape& g, int chunk_rows, int chunks,
+                             cudaStream_t stream);
+void conv_sum_chunks(const float* parts, float* out, int chunks, long long count, cudaStream_t stream);
+// Throws std::invalid_argument unless `workspace` is non-null and holds `needed` floats
+// (`given` of them are there) wherever needed > 0; `plan` names the plan function for the message.
+void conv_check_workspace(const float* workspace, long long given, long long needed, const char* plan);
 
 }  // namespace ccn

@@ -87,8 +87,7 @@ int conv2d_dgrad_version(const float* dy, const float* w, const float* dx, const
 
 void conv2d_dgrad(const float* dy, const float* w, float* dx, const ConvShape& g, cudaStream_t stream, int version) {
   CCN_REQUIRE(dy && w && dx, "null tensor pointer");
-  CCN_REQUIRE(g.n >= 1 && g.p >= 1 && g.q >= 1 && g.cg * g.groups == g.c && g.kg * g.groups == g.k,
-              "shape not made by make_conv_shape");
+  conv_require_shape(g);
   CCN_REQUIRE((long long)g.groups * g.stride * g.stride <= 65535,
               "groups * stride^2 too large for the grid's z dimension");
   CCN_REQUIRE(ceil_div(g.cg, kConvBN) <= 65535u, "C/groups too large for the grid's y dimension");

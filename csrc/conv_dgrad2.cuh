@@ -91,31 +91,6 @@ struct Dgrad2Tap {
   }
 };
 
-// acc += As^T Bs over one BK step, both k-major (As [BK][BM + pad], Bs [BK][LDB]), for the
-// thread owning rows {4 ty + i, 64 + 4 ty + i} and columns {4 tx + j, HALF_N + 4 tx + j}:
-// tile_fma_8x8 (tile.cuh) with the second column half at HALF_N = BN/2 instead of 64.
-template <int LDB, int HALF_N>
-__device__ __forceinline__ void dgrad2_fma(const float* As, const float* Bs, float (&acc)[8][8], int tx, int ty) {
-  static_assert(kDgrad2LdA % 4 == 0 && LDB % 4 == 0 && HALF_N % 4 == 0, "float4 reads need 16-byte alignment");
-#pragma unroll
-  for (int kk = 0; kk < kConvBK; ++kk) {
-    float a[8], b[8];
-    float4 v;
-    v = *reinterpret_cast<const float4*>(As + kk * kDgrad2LdA + 4 * ty);
-    a[0] = v.x; a[1] = v.y; a[2] = v.z; a[3] = v.w;
-    v = *reinterpret_cast<const float4*>(As + kk * kDgrad2LdA + 64 + 4 * ty);
-    a[4] = v.x; a[5] = v.y; a[6] = v.z; a[7] = v.w;
-    v = *reinterpret_cast<const float4*>(Bs + kk * LDB + 4 * tx);
-    b[0] = v.x; b[1] = v.y; b[2] = v.z; b[3] = v.w;
-    v = *reinterpret_cast<const float4*>(Bs + kk * LDB + HALF_N + 4 * tx);
-    b[4] = v.x; b[5] = v.y; b[6] = v.z; b[7] = v.w;
-#pragma unroll
-    for (int i = 0; i < 8; ++i)
-#pragma unroll
-      for (int j = 0; j < 8; ++j) acc[i][j] = fmaf(a[i], b[j], acc[i][j]);
-  }
-}
-
 template <int BN>
 __global__ void __launch_bounds__(2 * BN, 256 / BN)
     conv_dgrad_kernel2(const float* __restrict__ dy, const float* __restrict__ w, float* __restrict__ dx,
@@ -221,7 +196,7 @@ __global__ void __launch_bounds__(2 * BN, 256 / BN)
     cp_async_wait_group<S - 2>();  // this thread's copies of tile kt have landed
     __syncthreads();               // everyone's have, and everyone is done with tile kt - 1
     const float* As = smem + read_stage * STAGE;
-    dgrad2_fma<LDB, BN / 2>(As, As + A_STAGE, acc, tx, ty);
+    tile_fma_8x8<BK, kDgrad2LdA, LDB, BN / 2>(As, As + A_STAGE, acc, tx, ty);
     // Overwrites the stage of tile kt - 1, which every thread finished before the barrier.
     if (kt + S - 1 < ktiles) load(write_stage);
     cp_async_commit_group();

@@ -25,8 +25,7 @@ int conv2d_version(const float* x, const float* w, const ConvShape& g, int versi
 void conv2d(const float* x, const float* w, const float* b, float* y, const ConvShape& g, bool relu,
             cudaStream_t stream, int version) {
   CCN_REQUIRE(x && w && y, "null tensor pointer");
-  CCN_REQUIRE(g.n >= 1 && g.p >= 1 && g.q >= 1 && g.cg * g.groups == g.c && g.kg * g.groups == g.k,
-              "shape not made by make_conv_shape");
+  conv_require_shape(g);
   CCN_REQUIRE(g.groups <= 65535, "groups too large for the grid's z dimension");
   CCN_REQUIRE(ceil_div(g.kg, kConvBN) <= 65535u, "K/groups too large for the grid's y dimension");
   const int v = conv2d_version(x, w, g, version);

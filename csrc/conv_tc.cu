@@ -44,21 +44,13 @@ struct WgradKernel {
 constexpr long long kTargetBlocks = 1024, kMaxChunks = 64, kMinChunkRows = 256;
 long long div_up(long long a, long long b) { return (a + b - 1) / b; }
 
-// The fields make_conv_shape derives, as the float32 launchers check them (a hand-built
-// ConvShape with inconsistent fields would index past the arrays).
-void check_shape(const ConvShape& g) {
-  CCN_REQUIRE(g.n >= 1 && g.p >= 1 && g.q >= 1 && g.groups >= 1 && g.cg * g.groups == g.c &&
-                  g.kg * g.groups == g.k && g.rscg == (long long)g.r * g.s * g.cg && g.npq == (long long)g.n * g.pq,
-              "shape not made by make_conv_shape");
-}
-
 }  // namespace
 
 void conv2d_tc(const float* x, const float* w, const float* b, float* y, const ConvShape& g, bool relu,
                int precision, cudaStream_t stream) {
   check_precision(precision);
   CCN_REQUIRE(x && w && y, "null tensor pointer");
-  check_shape(g);
+  conv_require_shape(g);
   using T = ConvTcFwdTile<kGemmTcTF32>;  // the tile and shared memory are the same for every precision
   CCN_REQUIRE(g.groups <= 65535, "groups too large for the grid's z dimension");
   CCN_REQUIRE(ceil_div(g.kg, T::BN) <= 65535u, "K/groups too large for the grid's y dimension");
@@ -77,7 +69,7 @@ void conv2d_dgrad_tc(const float* dy, const float* w, float* dx, const ConvShape
                      cudaStream_t stream) {
   check_precision(precision);
   CCN_REQUIRE(dy && w && dx, "null tensor pointer");
-  check_shape(g);
+  conv_require_shape(g);
   using T = ConvTcDgradTile<kGemmTcTF32>;
   CCN_REQUIRE(g.groups <= 65535, "groups too large for the grid's z dimension");
   CCN_REQUIRE(ceil_div(g.cg, T::BN) <= 65535u, "C/groups too large for the grid's y dimension");
@@ -121,14 +113,11 @@ void conv2d_wgrad_tc(const float* x, const float* dy, float* dw, float* db, floa
                      cudaStream_t stream) {
   check_precision(precision);
   CCN_REQUIRE(x && dy && dw, "null tensor pointer");
-  check_shape(g);
+  conv_require_shape(g);
   using T = ConvTcWgradTile<kGemmTcTF32>;
   CCN_REQUIRE(ceil_div(g.kg, T::BM) <= 65535u, "K/groups too large for the grid's y dimension");
   const WgradTcPlan plan = conv2d_wgrad_tc_plan(g, chunk_rows);
-  CCN_REQUIRE(workspace_floats >= plan.workspace_floats,
-              "workspace too small: " + std::to_string(workspace_floats) + " floats given, " +
-                  std::to_string(plan.workspace_floats) + " needed (conv2d_wgrad_tc_plan)");
-  CCN_REQUIRE(plan.workspace_floats == 0 || workspace, "null workspace");
+  conv_check_workspace(workspace, workspace_floats, plan.workspace_floats, "conv2d_wgrad_tc_plan");
   const long long dw_floats = (long long)g.k * g.rscg;
   const long long ws = plan.workspace_floats, x_floats = conv_x_floats(g), dy_floats = conv_y_floats(g);
   CCN_REQUIRE_DISJOINT(dw, dw_floats, x, x_floats);
@@ -148,21 +137,10 @@ void conv2d_wgrad_tc(const float* x, const float* dy, float* dw, float* db, floa
   CCN_LAUNCH(pick<WgradKernel>(precision, vec), grid, kConvTcWgradThreads, T::SMEM_FLOATS * sizeof(float),
              stream)(x, dy, dw_parts, g, plan.chunk_rows, dw_floats);
   CCN_CHECK_LAUNCH("conv_tc_wgrad_kernel1");
-  if (db) {
-    dim3 bgrid(ceil_div(g.k, kConvTcBiasThreads), plan.chunks);
-    CCN_LAUNCH(conv_tc_bias_grad_kernel1, bgrid, kConvTcBiasThreads, 0, stream)(dy, db_parts, g.npq, g.k,
-                                                                               plan.chunk_rows);
-    CCN_CHECK_LAUNCH("conv_tc_bias_grad_kernel1");
-  }
+  if (db) conv_bias_grad_partials(dy, db_parts, g, plan.chunk_rows, plan.chunks, stream);
   if (split) {
-    unsigned blocks = static_cast<unsigned>(std::min<long long>(ceil_div(dw_floats, 256), 1056));
-    CCN_LAUNCH(conv_tc_sum_chunks_kernel1, blocks, 256, 0, stream)(dw_parts, dw, plan.chunks, dw_floats);
-    CCN_CHECK_LAUNCH("conv_tc_sum_chunks_kernel1 (dw)");
-    if (db) {
-      CCN_LAUNCH(conv_tc_sum_chunks_kernel1, ceil_div(g.k, 256), 256, 0, stream)(db_parts, db, plan.chunks,
-                                                                                 (long long)g.k);
-      CCN_CHECK_LAUNCH("conv_tc_sum_chunks_kernel1 (db)");
-    }
+    conv_sum_chunks(dw_parts, dw, plan.chunks, dw_floats, stream);
+    if (db) conv_sum_chunks(db_parts, db, plan.chunks, g.k, stream);
   }
 }
 

@@ -10,7 +10,7 @@
 //   dw[g*K/g + j, r, s, c] = sum_k A[k, j] B[k, t].
 // Split-K: the N*P*Q rows are cut into `chunks` chunks of chunk_rows rows (a multiple of
 // the K step; conv2d_wgrad_tc_plan, a function of the shape only); chunk z's partial dw
-// goes to workspace slab z and conv_tc_sum_chunks_kernel1 adds the slabs in chunk order.
+// goes to workspace slab z and conv_sum_partials_kernel1 adds the slabs in chunk order.
 // Every dw element is therefore one fixed sequence of float32 additions: bit-identical on
 // every run and in every thread order (no atomics). One chunk writes dw directly.
 //
@@ -23,9 +23,9 @@
 //   B (gathered from x): a thread's tap column is fixed for the whole K loop (decoded once):
 //   VEC the quad 4 (tid % 32) .. + 3 (four channels of one (r, s)) of rows tid / 32 + 4 i;
 //   else tap tid of all 16 rows, walking (n, p, q) incrementally from one decode per step.
-// conv_tc_bias_grad_kernel1: db partial of each chunk, one thread per filter summing the
-// chunk's rows in order (coalesced across filters); conv_tc_sum_chunks_kernel1 adds the
-// chunks' partials (dw and db) in chunk order.
+// db and the chunk sums: the float32 wgrad's conv_bias_grad_kernel1 and
+// conv_sum_partials_kernel1 (conv_wgrad_reduce.cuh, launched by conv_tc.cu through
+// conv_bias_grad_partials and conv_sum_chunks).
 // Preconditions (checked by conv2d_wgrad_tc): the shape from make_conv_shape; outputs do
 // not alias inputs; sm_80 or newer.
 #pragma once
@@ -39,7 +39,7 @@ namespace ccn {
 
 template <int PREC>
 using ConvTcWgradTile = TcTile<64, 128, 2, 2, true, false, PREC>;
-constexpr int kConvTcWgradThreads = 128, kConvTcBiasThreads = 128;
+constexpr int kConvTcWgradThreads = 128;
 
 // x offset of row kr = (n, p, q) of the wgrad GEMM at tap (r, s), channel offset c of the
 // group, or -1 outside the image.
@@ -136,30 +136,6 @@ __global__ void __launch_bounds__(kConvTcWgradThreads)
     if (m >= g.kg || n >= Ngemm) return;
     o[(long long)(grp * g.kg + m) * Ngemm + n] = v;
   });
-}
-
-// out[chunk * cols + col] = sum of dy[row, col] over the chunk's rows, in row order.
-__global__ void __launch_bounds__(kConvTcBiasThreads)
-    conv_tc_bias_grad_kernel1(const float* __restrict__ dy, float* __restrict__ out, long long rows, int cols,
-                              int chunk_rows) {
-  const int col = blockIdx.x * kConvTcBiasThreads + threadIdx.x;
-  if (col >= cols) return;
-  const long long r0 = (long long)blockIdx.y * chunk_rows;
-  const long long r1 = r0 + chunk_rows < rows ? r0 + chunk_rows : rows;
-  float s = 0.f;
-  for (long long r = r0; r < r1; ++r) s += dy[r * cols + col];
-  out[(long long)blockIdx.y * cols + col] = s;
-}
-
-// out[i] = parts[0 * count + i] + parts[1 * count + i] + ... (chunk order).
-__global__ void conv_tc_sum_chunks_kernel1(const float* __restrict__ parts, float* __restrict__ out, int chunks,
-                                           long long count) {
-  for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < count;
-       i += (long long)gridDim.x * blockDim.x) {
-    float s = parts[i];
-    for (int c = 1; c < chunks; ++c) s += parts[c * count + i];
-    out[i] = s;
-  }
 }
 
 }  // namespace ccn

@@ -42,4 +42,13 @@ __device__ __forceinline__ bool conv_in_range(int v, int bound) {
   return static_cast<unsigned>(v) < static_cast<unsigned>(bound);
 }
 
+// The tap (r, s, c) of column j = (r*S + s)*cg + c of the KRSC filter order (S filter
+// columns, cg channels per group): two divisions, once per thread, outside the K loop.
+__device__ __forceinline__ void conv_decode_tap(int j, int cg, int S, int& r, int& s, int& c) {
+  const int rs = j / cg;
+  c = j - rs * cg;
+  r = rs / S;
+  s = rs - r * S;
+}
+
 }  // namespace ccn

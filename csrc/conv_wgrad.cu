@@ -120,15 +120,11 @@ int conv2d_wgrad_version(const float* x, const float* dy, const ConvShape& g, in
 void conv2d_wgrad(const float* x, const float* dy, float* dw, float* db, float* workspace,
                   long long workspace_floats, const ConvShape& g, int chunk_rows, cudaStream_t stream, int version) {
   CCN_REQUIRE(x && dy && dw, "null tensor pointer");
-  CCN_REQUIRE(g.n >= 1 && g.p >= 1 && g.q >= 1 && g.cg * g.groups == g.c && g.kg * g.groups == g.k,
-              "shape not made by make_conv_shape");
+  conv_require_shape(g);
   CCN_REQUIRE(ceil_div(g.kg, kConvBM) <= 65535u, "K/groups too large for the grid's y dimension");
   const int kernel = conv2d_wgrad_version(x, dy, g, version);
   const WgradPlan plan = conv2d_wgrad_plan(g, chunk_rows);
-  CCN_REQUIRE(workspace_floats >= plan.workspace_floats,
-              "workspace too small: " + std::to_string(workspace_floats) + " floats given, " +
-                  std::to_string(plan.workspace_floats) + " needed (conv2d_wgrad_plan)");
-  CCN_REQUIRE(plan.workspace_floats == 0 || workspace, "null workspace");
+  conv_check_workspace(workspace, workspace_floats, plan.workspace_floats, "conv2d_wgrad_plan");
   const long long dw_floats = (long long)g.k * g.rscg;
   const long long ws = plan.workspace_floats, x_floats = conv_x_floats(g), dy_floats = conv_y_floats(g);
   CCN_REQUIRE_DISJOINT(dw, dw_floats, x, x_floats);
@@ -155,22 +151,30 @@ void conv2d_wgrad(const float* x, const float* dy, float* dw, float* db, float* 
         x, dy, dw_parts, g, plan.chunk_rows, dw_floats);
     CCN_CHECK_LAUNCH("conv_wgrad_kernel1");
   }
-  if (plan.chunks > 1) {
-    unsigned blocks = static_cast<unsigned>(std::min<long long>(ceil_div(dw_floats, 256), 1056));
-    CCN_LAUNCH(conv_sum_partials_kernel1, blocks, 256, 0, stream)(dw_parts, dw, plan.chunks, dw_floats);
-    CCN_CHECK_LAUNCH("conv_sum_partials_kernel1 (dw)");
-  }
+  if (plan.chunks > 1) conv_sum_chunks(dw_parts, dw, plan.chunks, dw_floats, stream);
   if (db) {
-    dim3 bgrid(ceil_div(g.k, kConvBiasThreads), plan.bias_chunks);
-    CCN_LAUNCH(conv_bias_grad_kernel1, bgrid, kConvBiasThreads, 0, stream)(dy, db_parts, g.npq, g.k,
-                                                                           plan.bias_chunk_rows);
-    CCN_CHECK_LAUNCH("conv_bias_grad_kernel1");
-    if (plan.bias_chunks > 1) {
-      CCN_LAUNCH(conv_sum_partials_kernel1, ceil_div(g.k, 256), 256, 0, stream)(db_parts, db, plan.bias_chunks,
-                                                                                (long long)g.k);
-      CCN_CHECK_LAUNCH("conv_sum_partials_kernel1 (db)");
-    }
+    conv_bias_grad_partials(dy, db_parts, g, plan.bias_chunk_rows, plan.bias_chunks, stream);
+    if (plan.bias_chunks > 1) conv_sum_chunks(db_parts, db, plan.bias_chunks, g.k, stream);
   }
+}
+
+void conv_bias_grad_partials(const float* dy, float* out, const ConvShape& g, int chunk_rows, int chunks,
+                             cudaStream_t stream) {
+  CCN_LAUNCH(conv_bias_grad_kernel1, dim3(ceil_div(g.k, kConvBiasThreads), chunks), kConvBiasThreads, 0, stream)(
+      dy, out, g.npq, g.k, chunk_rows);
+  CCN_CHECK_LAUNCH("conv_bias_grad_kernel1");
+}
+
+void conv_sum_chunks(const float* parts, float* out, int chunks, long long count, cudaStream_t stream) {
+  const unsigned blocks = static_cast<unsigned>(std::min<long long>(ceil_div(count, kConvSumThreads), kConvSumMaxBlocks));
+  CCN_LAUNCH(conv_sum_partials_kernel1, blocks, kConvSumThreads, 0, stream)(parts, out, chunks, count);
+  CCN_CHECK_LAUNCH("conv_sum_partials_kernel1");
+}
+
+void conv_check_workspace(const float* workspace, long long given, long long needed, const char* plan) {
+  CCN_REQUIRE(given >= needed, "workspace too small: " + std::to_string(given) + " floats given, " +
+                                   std::to_string(needed) + " needed (" + plan + ")");
+  CCN_REQUIRE(needed == 0 || workspace, "null workspace");
 }
 
 }  // namespace ccn

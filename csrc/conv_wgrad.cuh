@@ -62,11 +62,8 @@
 //   1, a pixel step or a row step, so an element costs no multiplication; the row's
 //   (n, p, q) is advanced as in kernel2. dy, the pipeline, the FMAs and the epilogue are
 //   kernel2's (one shared body, conv_wgrad_tile128), so kernel3's dw has kernel1's bits.
-// conv_bias_grad_kernel1: db partials. One thread per column (channel) and chunk of rows,
-//   summing its rows in order; adjacent threads read adjacent channels (coalesced).
-//   Grid: x = column blocks of 128, y = chunk. Output: out[chunk * cols + col].
-// conv_sum_partials_kernel1: out[i] = sum over chunks, in chunk order, of parts[chunk *
-//   count + i]; grid-stride loop, one element per thread per iteration (coalesced).
+// conv_bias_grad_kernel1, conv_sum_partials_kernel1: the chunk reductions, shared with the
+//   tensor-core wgrad (conv_wgrad_reduce.cuh).
 // Preconditions (checked by conv2d_wgrad): the shape from make_conv_shape; chunk_rows >= 1
 // (the plan makes it a multiple of 16); the workspace holds chunks x K x R*S*C/g partials
 // of dw and bias_chunks x K of db wherever that reduction is split; dw, db and the
@@ -75,11 +72,10 @@
 
 #include "conv.h"
 #include "conv_tile.cuh"
+#include "conv_wgrad_reduce.cuh"
 #include "ptx.cuh"
 
 namespace ccn {
-
-constexpr int kConvBiasThreads = 128;
 
 __global__ void __launch_bounds__(kConvThreads)
     conv_wgrad_kernel1(const float* __restrict__ x, const float* __restrict__ dy, float* __restrict__ out,
@@ -102,12 +98,7 @@ __global__ void __launch_bounds__(kConvThreads)
   const int j = n0 + lc;  // B column: a tap (r, s, c)
   const bool j_valid = j < g.rscg;  // past R*S*C/g: never loads
   int r = 0, s = 0, c = 0;
-  if (j_valid) {
-    int rs = j / g.cg;
-    c = j - rs * g.cg;
-    r = rs / g.s;
-    s = rs - r * g.s;
-  }
+  if (j_valid) conv_decode_tap(j, g.cg, g.s, r, s, c);
   const float* xc = x + (long long)grp * g.cg + c;
   const int dr = r - g.pad_top, ds = s - g.pad_left;
 
@@ -214,12 +205,7 @@ __device__ __forceinline__ void conv_wgrad_tile128(const float* __restrict__ x, 
   const int j = VEC_X ? n0 + 4 * lq : n0 + 8 * tx;
   const int cols_left = g.rscg - j;  // !VEC_X: columns j + e past R*S*C/g copy nothing
   int r = 0, s = 0, c = 0;
-  if (j < g.rscg) {
-    int rs = j / g.cg;
-    c = j - rs * g.cg;
-    r = rs / g.s;
-    s = rs - r * g.s;
-  }
+  if (j < g.rscg) conv_decode_tap(j, g.cg, g.s, r, s, c);
   const float* xg = x + (long long)grp * g.cg;
   // !VEC_X: the first column's tap offset from the receptive-field origin, and the steps
   // from the group's last channel of (r, s) to its first of (r, s + 1) and of (r + 1, 0).
@@ -328,28 +314,6 @@ __global__ void __launch_bounds__(kConvThreads, 2)
     conv_wgrad_kernel3(const float* __restrict__ x, const float* __restrict__ dy, float* __restrict__ out,
                        ConvShape g, int chunk_rows, long long chunk_stride) {
   conv_wgrad_tile128<false>(x, dy, out, g, chunk_rows, chunk_stride);
-}
-
-__global__ void __launch_bounds__(kConvBiasThreads)
-    conv_bias_grad_kernel1(const float* __restrict__ dy, float* __restrict__ out, long long rows, int cols,
-                           int chunk_rows) {
-  const int col = blockIdx.x * kConvBiasThreads + threadIdx.x;
-  if (col >= cols) return;
-  const long long r0 = (long long)blockIdx.y * chunk_rows;
-  const long long r1 = min(r0 + chunk_rows, rows);
-  float sum = 0.f;
-  for (long long r = r0; r < r1; ++r) sum += dy[r * cols + col];
-  out[(long long)blockIdx.y * cols + col] = sum;
-}
-
-__global__ void conv_sum_partials_kernel1(const float* __restrict__ parts, float* __restrict__ out, int chunks,
-                                          long long count) {
-  for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < count;
-       i += (long long)gridDim.x * blockDim.x) {
-    float sum = parts[i];
-    for (int ch = 1; ch < chunks; ++ch) sum += parts[ch * count + i];
-    out[i] = sum;
-  }
 }
 
 }  // namespace ccn

@@ -38,14 +38,15 @@ __device__ __forceinline__ void tile_fma_strided(const float* As, const float* B
   }
 }
 
-// acc += As^T Bs over one BK-deep step of a 128 x 128 block tile, for a thread owning the
-// 8 x 8 register tile of rows {4 ty + i, 64 + 4 ty + i} and columns {4 tx + j, 64 + 4 tx + j}
-// (i, j < 4): every shared read is a float4 (A: a broadcast across tx; B: consecutive
-// float4s across tx), 64 FMAs per 4 reads. LDA and LDB must keep rows 16-byte aligned.
-// (gemm_kernel2, conv_fwd_kernel2.)
-template <int BK, int LDA, int LDB>
+// acc += As^T Bs over one BK-deep step of a 128 x 2 HALF_N block tile, for a thread owning
+// the 8 x 8 register tile of rows {4 ty + i, 64 + 4 ty + i} and columns {4 tx + j,
+// HALF_N + 4 tx + j} (i, j < 4): every shared read is a float4 (A: a broadcast across tx;
+// B: consecutive float4s across tx), 64 FMAs per 4 reads. LDA, LDB and HALF_N must keep
+// the reads 16-byte aligned. (gemm_kernel2, conv_fwd_kernel2/3, conv_wgrad_kernel2/3 with
+// the 128 x 128 tile; conv_dgrad_kernel2 with 128 x BN tiles, HALF_N = BN / 2.)
+template <int BK, int LDA, int LDB, int HALF_N = 64>
 __device__ __forceinline__ void tile_fma_8x8(const float* As, const float* Bs, float (&acc)[8][8], int tx, int ty) {
-  static_assert(LDA % 4 == 0 && LDB % 4 == 0, "float4 reads need 16-byte aligned rows");
+  static_assert(LDA % 4 == 0 && LDB % 4 == 0 && HALF_N % 4 == 0, "float4 reads need 16-byte alignment");
 #pragma unroll
   for (int kk = 0; kk < BK; ++kk) {
     float a[8], b[8];
@@ -56,7 +57,7 @@ __device__ __forceinline__ void tile_fma_8x8(const float* As, const float* Bs, f
     a[4] = v.x; a[5] = v.y; a[6] = v.z; a[7] = v.w;
     v = *reinterpret_cast<const float4*>(Bs + kk * LDB + 4 * tx);
     b[0] = v.x; b[1] = v.y; b[2] = v.z; b[3] = v.w;
-    v = *reinterpret_cast<const float4*>(Bs + kk * LDB + 64 + 4 * tx);
+    v = *reinterpret_cast<const float4*>(Bs + kk * LDB + HALF_N + 4 * tx);
     b[4] = v.x; b[5] = v.y; b[6] = v.z; b[7] = v.w;
 #pragma unroll
     for (int i = 0; i < 8; ++i)

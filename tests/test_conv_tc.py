@@ -321,8 +321,8 @@ def test_dropped_barrier_or_wait_is_caught(tmp_path, pattern):
         ("conv_tc_dgrad.cuh", r"if \(\+\+j == g\.kg\)", "if (++j == g.kg + 1)"),
         # a wgrad chunk runs one K tile into the next chunk
         ("conv_tc_wgrad.cuh", r"kt_begin \+ chunk_rows / BK\)", "kt_begin + chunk_rows / BK + 1)"),
-        # the wgrad partials summed without the last chunk
-        ("conv_tc_wgrad.cuh", r"c < chunks; \+\+c", "c < chunks - 1; ++c"),
+        # the wgrad partials summed without the last chunk (the chunk sum both wgrads share)
+        ("conv_wgrad_reduce.cuh", r"ch < chunks; \+\+ch", "ch < chunks - 1; ++ch"),
     ],
     ids=["tf32_fragment", "bf16_b_pair", "3xtf32_substep_128bit", "fwd_tap_walk", "dgrad_stride_phase",
          "dgrad_filter_walk", "wgrad_chunk_bound", "wgrad_chunk_sum"],
@@ -370,6 +370,32 @@ def test_conv_ops_precision_runs_the_tensor_core_kernels(kernel_device, precisio
     for got, want in zip(split, tc_wgrad(kernel_device, x, dy, w.shape, precision, chunk_rows=16, **kw)):
         np.testing.assert_array_equal(got, want)
     check_all(kernel_device, precision, x, w, b, dy, what="ops", **kw)
+
+
+@pytest.mark.parametrize("chunk_rows", [16, 48])
+def test_conv_tc_db_is_the_float32_db_bit_for_bit(kernel_device, chunk_rows):
+    """Both wgrads reduce db (and add their chunk partials) with the same two kernels
+    (conv_wgrad_reduce.cuh): under the same chunk length the tensor-core wgrad's db is the
+    float32 wgrad's, bit for bit, at every precision (db is a float32 sum of dy whatever
+    the GEMM's operand rounding), and dy's column sums within float32 rounding."""
+    ops, put, get = kernel_device.ops, kernel_device.put, kernel_device.get
+    kw = dict(stride=2, padding=(1, 0, 2, 1), groups=2)
+    x, w, b, dy = case(np.random.default_rng(11), 3, 13, 11, 8, 12, 3, 3, 2, 2, (1, 0, 2, 1))
+    old = ops.wgrad_chunk_rows
+    try:
+        ops.wgrad_chunk_rows = chunk_rows
+        _, want_db = (get(a) for a in ops.conv2d_wgrad(put(x), put(dy), w.shape, **kw))
+    finally:
+        ops.wgrad_chunk_rows = old
+    assert not np.isnan(want_db).any()
+    np.testing.assert_allclose(want_db, dy.astype(np.float64).sum(axis=(0, 1, 2)),
+                               **tol("conv2d_backward", "kernel_vs_reference"))
+    for precision in TC:
+        plan = ops.ext.conv2d_wgrad_tc_plan(**shape_args(checks.check_conv_backward_args(
+            x, w, dy, kw["stride"], kw["padding"], kw["groups"])), chunk_rows=chunk_rows)
+        assert plan["chunks"] > 1, plan  # the split path: partials, then the chunk sum
+        _, db = tc_wgrad(kernel_device, x, dy, w.shape, precision, chunk_rows=chunk_rows, **kw)
+        np.testing.assert_array_equal(db, want_db, err_msg=precision)
 
 
 def test_conv_ops_fp32_is_the_default_and_the_simt_kernels(kernel_device):

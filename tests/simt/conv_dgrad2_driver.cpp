@@ -6,6 +6,7 @@
 #include <conv_dgrad2.cuh>
 
 #include "conv_dgrad.cuh"
+#include "conv_cases.h"
 
 #include <cmath>
 #include <cstdio>
@@ -17,17 +18,7 @@ using namespace ccn;
 
 namespace {
 
-struct Case {
-  int n, h, w, c, k, r, s, stride, pt, pb, pl, pr, groups;
-};
-
-std::vector<float> random_vec(std::size_t size, unsigned seed) {
-  std::mt19937 rng(seed);
-  std::uniform_real_distribution<float> u(-1.f, 1.f);
-  std::vector<float> v(size);
-  for (auto& e : v) e = u(rng);
-  return v;
-}
+using namespace conv_cases;  // Case, shape_of, random_vec, dgrad_grid
 
 // dx[n, h, w, g*Cg + c] = sum over (p, q, k in group g, r, s) with h = p*st + r - pt,
 // w = q*st + s - pl of dy[n, p, q, k] * w[k, r, s, c].
@@ -51,16 +42,9 @@ std::vector<double> reference(const ConvShape& g, const std::vector<float>& dy, 
   return dx;
 }
 
-dim3 dgrad_grid(const ConvShape& g, int bm, int bn) {
-  const int st = g.stride;
-  return dim3(ceil_div((long long)g.n * ((g.h + st - 1) / st) * ((g.w + st - 1) / st), bm), ceil_div(g.cg, bn),
-              g.groups * st * st);
-}
-
 template <int BN>
 bool run(const Case& cs) {
-  ConvShape g = make_conv_shape(cs.n, cs.h, cs.w, cs.c, cs.k, cs.r, cs.s, cs.stride, cs.pt, cs.pb, cs.pl, cs.pr,
-                                cs.groups);
+  ConvShape g = shape_of(cs);
   auto dy = random_vec((std::size_t)g.npq * g.k, 11);
   auto w = random_vec((std::size_t)g.k * g.rscg, 12);
   std::vector<float> dx((std::size_t)g.nhw * g.c, NAN), dx1(dx.size(), NAN);

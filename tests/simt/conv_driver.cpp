@@ -7,6 +7,7 @@
 #include "conv_dgrad.cuh"
 #include "conv_fwd.cuh"
 #include "conv_wgrad.cuh"
+#include "conv_cases.h"
 
 #include <algorithm>
 #include <cmath>
@@ -20,17 +21,7 @@ using namespace ccn;
 
 namespace {
 
-struct Case {
-  int n, h, w, c, k, r, s, stride, pt, pb, pl, pr, groups;
-};
-
-std::vector<float> random_vec(std::size_t size, unsigned seed) {
-  std::mt19937 rng(seed);
-  std::uniform_real_distribution<float> u(-1.f, 1.f);
-  std::vector<float> v(size);
-  for (auto& e : v) e = u(rng);
-  return v;
-}
+using namespace conv_cases;  // Case, shape_of, random_vec, dgrad_grid
 
 // The naive definition, in double: y[n,p,q,k] = sum_{r,s,c} w[k,r,s,c] x[n, p*st+r-pt, q*st+s-pl, g*Cg+c].
 // Calls visit(x index, w index, y index) for every contributing term.
@@ -69,10 +60,6 @@ bool compare(const char* what, const Case& cs, const std::vector<float>& got, co
   return worst == 0;
 }
 
-ConvShape shape_of(const Case& c) {
-  return make_conv_shape(c.n, c.h, c.w, c.c, c.k, c.r, c.s, c.stride, c.pt, c.pb, c.pl, c.pr, c.groups);
-}
-
 bool run_fwd(const Case& cs, int version) {
   ConvShape g = shape_of(cs);
   auto x = random_vec((std::size_t)g.n * g.h * g.w * g.c, 1);
@@ -100,12 +87,9 @@ bool run_dgrad(const Case& cs) {
   auto dy = random_vec((std::size_t)g.npq * g.k, 4);
   auto w = random_vec((std::size_t)g.k * g.rscg, 5);
   std::vector<float> dx((std::size_t)g.nhw * g.c, NAN);
-  const int st = g.stride;
-  dim3 grid(ceil_div((long long)g.n * ((g.h + st - 1) / st) * ((g.w + st - 1) / st), BM), ceil_div(g.cg, BN),
-            g.groups * st * st);
   auto kernel = conv_dgrad_kernel1<BM, BN>;
   constexpr std::size_t smem = conv_smem_floats<BM, BN>() * sizeof(float);
-  CCN_LAUNCH(kernel, grid, dim3(16, 16), smem, nullptr)(dy.data(), w.data(), dx.data(), g);
+  CCN_LAUNCH(kernel, dgrad_grid(g, BM, BN), dim3(16, 16), smem, nullptr)(dy.data(), w.data(), dx.data(), g);
   std::vector<double> want(dx.size(), 0.0);
   for_each_term(g, [&](long xi, long wi, long yi) { want[xi] += double(dy[yi]) * w[wi]; });
   return compare(BM == 64 ? "dgrad<64,64>" : "dgrad<256,16>", cs, dx, want);

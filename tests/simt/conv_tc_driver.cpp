@@ -7,6 +7,9 @@
 #include "conv_tc_dgrad.cuh"
 #include "conv_tc_fwd.cuh"
 #include "conv_tc_wgrad.cuh"
+#include "conv_wgrad_reduce.cuh"
+
+#include "tc_rounding.h"
 
 #include <cmath>
 #include <cstdio>
@@ -14,13 +17,6 @@
 #include <vector>
 
 using namespace ccn;
-
-static float rounded(float x, int p) {
-  uint32_t u = ptx_detail::float_bits(x);
-  if (p == kGemmTcTF32) return ptx_detail::bits_float(ptx_detail::tf32_rna_bits(u));
-  if (p == kGemmTcBF16) return ptx_detail::bits_float(uint32_t(ptx_detail::bf16_rn_bits(u)) << 16);
-  return x;
-}
 
 static const char* name(int p) { return p == kGemmTcTF32 ? "tf32" : p == kGemmTc3xTF32 ? "3xtf32" : "bf16"; }
 
@@ -125,7 +121,7 @@ static bool wgrad(const ConvShape& g, int offset, int chunk_rows) {
   dim3 grid(ceil_div(g.rscg, 128), ceil_div(g.kg, 64), chunks * g.groups);
   CCN_LAUNCH((conv_tc_wgrad_kernel1<P, VEC>), grid, kConvTcWgradThreads,
              ConvTcWgradTile<P>::SMEM_FLOATS * sizeof(float), nullptr)(x, dy, parts.data(), g, chunk_rows, dw_floats);
-  CCN_LAUNCH(conv_tc_sum_chunks_kernel1, 3, 64, 0, nullptr)(parts.data(), dw.data(), chunks, dw_floats);
+  CCN_LAUNCH(conv_sum_partials_kernel1, 3, 64, 0, nullptr)(parts.data(), dw.data(), chunks, dw_floats);
   double worst = 0;
   for (int k = 0; k < g.k; ++k) {
     int grp = k / g.kg;

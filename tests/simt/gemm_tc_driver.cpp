@@ -5,19 +5,14 @@
 // every case matches.
 #include "gemm_tc.cuh"
 
+#include "tc_rounding.h"
+
 #include <cmath>
 #include <cstdio>
 #include <random>
 #include <vector>
 
 using namespace ccn;
-
-static float rounded(float x, int p) {
-  uint32_t u = ptx_detail::float_bits(x);
-  if (p == kGemmTcTF32) return ptx_detail::bits_float(ptx_detail::tf32_rna_bits(u));
-  if (p == kGemmTcBF16) return ptx_detail::bits_float(uint32_t(ptx_detail::bf16_rn_bits(u)) << 16);
-  return x;
-}
 
 template <bool TA, bool TB, int P, int BM>
 static bool run(int M, int N, int K, int offset) {
