@@ -53,6 +53,9 @@ void conv2d_tc(const float* x, const float* w, const float* b, float* y, const C
   using T = ConvTcFwdTile<kGemmTcTF32>;  // the tile and shared memory are the same for every precision
   // 16-byte copies: every quad of taps is 4 channels of one pixel, at aligned addresses.
   const bool vec = g.cg % 4 == 0 && aligned16(x) && aligned16(w);
+  // The gather's tap offset (r*W + s)*C + c from the receptive field's corner is 32-bit
+  // (r runs up to a K step past the filter: the walker is not stopped at Kgemm).
+  CCN_REQUIRE((long long)(g.r + kTcBK + 1) * g.w * g.c < (1LL << 31), "R*W*C too large for 32-bit tap offsets");
   dim3 grid(ceil_div(g.npq, T::BM), ceil_div(g.kg, T::BN), g.groups);
   CCN_LAUNCH(pick<FwdKernel>(precision, vec), grid, kConvTcThreads, T::SMEM_FLOATS * sizeof(float), stream)(
       x, w, b, y, g, relu);
@@ -66,6 +69,10 @@ void conv2d_dgrad_tc(const float* dy, const float* w, float* dx, const ConvShape
   using T = ConvTcDgradTile<kGemmTcTF32>;
   const bool vec = g.kg % 4 == 0 && g.cg % 4 == 0 && aligned16(dy) && aligned16(w);
   CCN_REQUIRE((long long)g.rs * g.kg < (1LL << 31) - 64, "R*S*K/groups too large for 32-bit GEMM indices");
+  // The B gather's offset j*R*S*C/g + (r*S + s)*C/g in the group's filters is 32-bit (the
+  // walker runs up to a K step past the last tap).
+  CCN_REQUIRE((long long)(g.kg + kTcBK + 1) * g.rscg < (1LL << 31),
+              "K/groups * R*S*C/groups too large for 32-bit filter offsets");
   dim3 grid(ceil_div(g.nhw, T::BM), ceil_div(g.cg, T::BN), g.groups);
   CCN_LAUNCH(pick<DgradKernel>(precision, vec), grid, kConvTcDgradThreads, T::SMEM_FLOATS * sizeof(float),
              stream)(dy, w, dx, g);
