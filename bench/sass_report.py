@@ -90,12 +90,13 @@ DYNAMIC_SMEM_FLOATS = {
     "gemm_tc_kernel1": "kGemmTcStages * ((kGemmTcBK * (BM + 8) if TA else BM * (kGemmTcBK + 4))"
                        " + (kGemmTcBN * (kGemmTcBK + 4) if TB else kGemmTcBK * (kGemmTcBN + 8)))",
     # TcTile stages of tc_mainloop.cuh (the same for every precision and copy width).
-    "conv_tc_fwd_kernel1": "kTcStages * (128 * (kTcBK + 4) + 64 * (kTcBK + 4))",
+    # conv_tc_fwd_kernel1<P, V>: 3xtf32 (P = 1) with 16-byte copies runs a 64-row tile.
+    "conv_tc_fwd_kernel1": "kTcStages * ((64 if P == 1 and V else 128) * (kTcBK + 4) + 64 * (kTcBK + 4))",
     "conv_tc_dgrad_kernel1": "kTcStages * (128 * (kTcBK + 4) + kTcBK * (64 + 8))",
     "conv_tc_wgrad_kernel1": "kTcStages * (kTcBK * (64 + 8) + kTcBK * (128 + 8))",
 }
 DYNAMIC_TEMPLATE_PARAMS = {"conv_dgrad_kernel1": ("BM", "BN"), "conv_dgrad_kernel2": ("BN",),
-                           "gemm_tc_kernel1": ("BM", "TA", "TB")}
+                           "gemm_tc_kernel1": ("BM", "TA", "TB"), "conv_tc_fwd_kernel1": ("P", "V")}
 
 
 # ---------------------------------------------------------------------------- tools

@@ -50,15 +50,19 @@ void conv2d_tc(const float* x, const float* w, const float* b, float* y, const C
                int precision, cudaStream_t stream) {
   check_precision(precision);
   CCN_REQUIRE(x && w && y, "null tensor pointer");
-  using T = ConvTcFwdTile<kGemmTcTF32>;  // the tile and shared memory are the same for every precision
   // 16-byte copies: every quad of taps is 4 channels of one pixel, at aligned addresses.
   const bool vec = g.cg % 4 == 0 && aligned16(x) && aligned16(w);
+  // The block tile: 128 x 64, or 64 x 64 for 3xtf32 with 16-byte copies (conv_tc_fwd.cuh).
+  using Wide = ConvTcFwdTile<kGemmTcTF32, true>;
+  using Narrow = ConvTcFwdTile<kGemmTc3xTF32, true>;
+  const bool narrow = precision == kGemmTc3xTF32 && vec;
+  const int bm = narrow ? Narrow::BM : Wide::BM;
+  const size_t smem = (narrow ? Narrow::SMEM_FLOATS : Wide::SMEM_FLOATS) * sizeof(float);
   // The gather's tap offset (r*W + s)*C + c from the receptive field's corner is 32-bit
   // (r runs up to a K step past the filter: the walker is not stopped at Kgemm).
   CCN_REQUIRE((long long)(g.r + kTcBK + 1) * g.w * g.c < (1LL << 31), "R*W*C too large for 32-bit tap offsets");
-  dim3 grid(ceil_div(g.npq, T::BM), ceil_div(g.kg, T::BN), g.groups);
-  CCN_LAUNCH(pick<FwdKernel>(precision, vec), grid, kConvTcThreads, T::SMEM_FLOATS * sizeof(float), stream)(
-      x, w, b, y, g, relu);
+  dim3 grid(ceil_div(g.npq, bm), ceil_div(g.kg, Wide::BN), g.groups);
+  CCN_LAUNCH(pick<FwdKernel>(precision, vec), grid, kConvTcThreads, smem, stream)(x, w, b, y, g, relu);
   CCN_CHECK_LAUNCH("conv_tc_fwd_kernel1");
 }
 

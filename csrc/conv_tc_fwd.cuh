@@ -5,11 +5,12 @@
 // into the epilogue.
 //
 // conv_tc_fwd_kernel1<PREC, VEC>: TcTile<128, 64, 2, 2, A [m][k], B [n][k]>: 128 threads,
-// block tile 128 output pixels x 64 filters, warp tile 64 x 32, K step 16, 3 stages.
+// block tile 128 output pixels x 64 filters, warp tile 64 x 32, K step 16, 3 stages; 3xtf32
+// with 16-byte copies: TcTile<64, 64, 2, 2, ...>, warp tile 32 x 32 (ConvTcFwdTile).
 // Grid: x = M tiles, y = Ngemm tiles, z = group.
 //   A (gathered from x): VEC (C/g % 4 == 0, x and w 16-byte aligned): thread tid copies
 //   the tap quad k0 + 4 (tid % 4) .. + 3 (four channels of one (r, s)) of rows tid / 4 +
-//   32 e (e < 4) with 16-byte cp.async. !VEC (conv1's C = 3, or unaligned arrays): thread
+//   32 e (e < BM / 32) with 16-byte cp.async. !VEC (conv1's C = 3, or unaligned arrays): thread
 //   tid copies the 16 taps of row tid with 4-byte cp.async. The rows' receptive-field
 //   origins are decoded once before the K loop; the tap is a ConvTcTap (conv_tc_tap.cuh)
 //   advanced per copy or per K step with adds and compares (no division in the loop).
@@ -46,17 +47,22 @@ __device__ __forceinline__ void conv_tc_fwd_row_origin(const ConvShape& g, const
   }
 }
 
-template <int PREC>
-using ConvTcFwdTile = TcTile<128, 64, 2, 2, false, true, PREC>;
+// 3xtf32 with 16-byte copies runs a 64-row block tile (warp tile 32 x 32, 2 x 4 mma
+// tiles): its split operands (big and small parts of every fragment) and 64 accumulators
+// of a 64 x 32 warp tile took 175 registers (2 blocks per SM); half the accumulators fit
+// in 128 without spills.
+template <int PREC, bool VEC>
+using ConvTcFwdTile = TcTile<(PREC == kGemmTc3xTF32 && VEC) ? 64 : 128, 64, 2, 2, false, true, PREC>;
 constexpr int kConvTcThreads = 128;
 
 template <int PREC, bool VEC>
 __global__ void __launch_bounds__(kConvTcThreads)
     conv_tc_fwd_kernel1(const float* __restrict__ x, const float* __restrict__ w, const float* __restrict__ bias,
                         float* __restrict__ y, ConvShape g, bool relu) {
-  using T = ConvTcFwdTile<PREC>;
+  using T = ConvTcFwdTile<PREC, VEC>;
   constexpr int BM = T::BM, BN = T::BN, BK = T::BK, LDA = T::LDA, LDB = T::LDB;
-  static_assert(T::THREADS == kConvTcThreads && BM == kConvTcThreads && kConvTcThreads == kGemmTcThreads, "loaders");
+  static_assert(T::THREADS == kConvTcThreads && (VEC || BM == kConvTcThreads) && kConvTcThreads == kGemmTcThreads,
+                "loaders: VEC copies rows tid / 4 + 32 e, !VEC row tid");
   CCN_DYNAMIC_SHARED(float, smem);
   const int tid = threadIdx.x, grp = blockIdx.z;
   const int m0 = blockIdx.x * BM, n0 = blockIdx.y * BN;
