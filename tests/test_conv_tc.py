@@ -428,3 +428,15 @@ def test_conv_ops_tensor_core_forward_has_one_kernel_version(kernel_device):
     finally:
         ops.kernel_versions.clear()
         ops.kernel_versions.update(old)
+
+
+@pytest.mark.emu
+@pytest.mark.parametrize("pattern,replacement", [(r"PAD_K = PREC == kGemmTcBF16 \? 4 : 8", "PAD_K = 8"),
+                                                 (r"PAD_K = PREC == kGemmTcBF16 \? 4 : 8", "PAD_K = 4")],
+                         ids=["bf16_padded_as_tf32", "tf32_padded_as_bf16"])
+def test_bank_conflicting_padding_does_not_compile(tmp_path, pattern, replacement):
+    """The k-major shared tiles' padding is checked at compile time (tc_kmajor_conflict_free):
+    bf16 with tf32's + 8 (rows 2t and 2t + 4 share banks) or tf32 with bf16's + 4 is refused."""
+    for line, mutant_dir in sb.text_mutants(MAINLOOP, pattern, replacement, tmp_path):
+        with pytest.raises(RuntimeError, match="fragment reads would conflict"):
+            sb.build([DRIVER], mutant_dir, include_first=mutant_dir)
