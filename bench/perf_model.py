@@ -300,7 +300,8 @@ def gemm(sass, layer, direction, m, n, k, trans_a, trans_b, version: int = 0) ->
 
 # ---------------------------------------------------------------------------- tensor-core convolutions
 # conv_tc.cu (precision "tf32", "3xtf32", "bf16"): 128 threads per block; forward 128 x 64
-# tiles over (N*P*Q, K/g) (64 x 64 for 3xtf32 with 16-byte copies); dgrad 128 x 64 over (N*H*W, C/g) with K = R*S*K/g at every
+# tiles over (N*P*Q, K/g) (64 x 64 for 3xtf32 with 16-byte copies); dgrad 128 x 64 over
+# (N*H*W, C/g) with K = R*S*K/g at every
 # stride (the stride's empty taps are zero-filled gathers, not skipped); wgrad 64 x 128 over
 # (K/g, R*S*C/g) split over N*P*Q by conv2d_wgrad_tc_plan (the launcher's own, through the
 # emulator build), plus the chunk sums and the bias gradient. Per block the main loop

@@ -437,6 +437,6 @@ def test_conv_ops_tensor_core_forward_has_one_kernel_version(kernel_device):
 def test_bank_conflicting_padding_does_not_compile(tmp_path, pattern, replacement):
     """The k-major shared tiles' padding is checked at compile time (tc_kmajor_conflict_free):
     bf16 with tf32's + 8 (rows 2t and 2t + 4 share banks) or tf32 with bf16's + 4 is refused."""
-    for line, mutant_dir in sb.text_mutants(MAINLOOP, pattern, replacement, tmp_path):
+    for _line, mutant_dir in sb.text_mutants(MAINLOOP, pattern, replacement, tmp_path):
         with pytest.raises(RuntimeError, match="fragment reads would conflict"):
             sb.build([DRIVER], mutant_dir, include_first=mutant_dir)
