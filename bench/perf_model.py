@@ -300,7 +300,8 @@ def gemm(sass, layer, direction, m, n, k, trans_a, trans_b, version: int = 0) ->
 
 # ---------------------------------------------------------------------------- tensor-core convolutions
 # conv_tc.cu (precision "tf32", "3xtf32", "bf16"): 128 threads per block; forward 128 x 64
-# tiles over (N*P*Q, K/g); dgrad 128 x 64 over (N*H*W, C/g) with K = R*S*K/g at every
+# tiles over (N*P*Q, K/g) (64 x 64 for 3xtf32 with 16-byte copies); dgrad 128 x 64 over
+# (N*H*W, C/g) with K = R*S*K/g at every
 # stride (the stride's empty taps are zero-filled gathers, not skipped); wgrad 64 x 128 over
 # (K/g, R*S*C/g) split over N*P*Q by conv2d_wgrad_tc_plan (the launcher's own, through the
 # emulator build), plus the chunk sums and the bias gradient. Per block the main loop
@@ -341,9 +342,11 @@ def conv_tc(sass, name, g: ConvGeom, direction, precision) -> list[Launch]:
     x, y, w = g.bytes()
     code = _TC_CODE[precision]
     if direction == "fwd":
-        kernel = f"conv_tc_fwd_kernel1<{code}, {str(g.cg % 4 == 0).lower()}>"
-        tiles = _cdiv(g.n * g.p * g.q, 128) * _cdiv(g.kg, 64) * g.groups
-        return [tc_launch(sass, name, "fwd", kernel, tiles, 128, 64, _cdiv(g.r * g.s * g.cg, 16) * 16, precision,
+        vec = g.cg % 4 == 0
+        kernel = f"conv_tc_fwd_kernel1<{code}, {str(vec).lower()}>"
+        bm = 64 if precision == "3xtf32" and vec else 128  # conv2d_tc's tile choice
+        tiles = _cdiv(g.n * g.p * g.q, bm) * _cdiv(g.kg, 64) * g.groups
+        return [tc_launch(sass, name, "fwd", kernel, tiles, bm, 64, _cdiv(g.r * g.s * g.cg, 16) * 16, precision,
                           g.flops, F32 * (x + y + w + g.k))]
     if direction == "dgrad":
         kernel = f"conv_tc_dgrad_kernel1<{code}, {str(g.cg % 4 == 0 and g.kg % 4 == 0).lower()}>"

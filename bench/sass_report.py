@@ -34,6 +34,13 @@ Per kernel and architecture:
                      ptxas's never-executed "@!PT LDS RZ, [RZ]" padding and any
                      ``LDS RZ, [RZ]``, which loads nothing, not counted)
   ldgsts/ldsm/hmma   whether the kernel uses cp.async, ldmatrix, tensor-core MMA (anywhere)
+  loop hmma, insns/hmma, loop ldsm
+                     tensor-core main loops (``--tc`` table): HMMA and LDSM instructions in
+                     the main loop and all its issued instructions (NOPs excluded) per HMMA.
+                     Each HMMA is 2048 (m16n8k8.tf32) or 4096 (m16n8k16.bf16) FLOPs, so the
+                     FMA share says little there; instructions per HMMA is the loop's
+                     overhead (operand conversions, fragment loads, copy addressing) per
+                     tensor-core instruction, which the tensor pipe must hide
   local              spill traffic: LOCAL and STACK bytes (-res-usage), LDL/STL instructions
                      anywhere in the kernel
 """
@@ -83,12 +90,13 @@ DYNAMIC_SMEM_FLOATS = {
     "gemm_tc_kernel1": "kGemmTcStages * ((kGemmTcBK * (BM + 8) if TA else BM * (kGemmTcBK + 4))"
                        " + (kGemmTcBN * (kGemmTcBK + 4) if TB else kGemmTcBK * (kGemmTcBN + 8)))",
     # TcTile stages of tc_mainloop.cuh (the same for every precision and copy width).
-    "conv_tc_fwd_kernel1": "kTcStages * (128 * (kTcBK + 4) + 64 * (kTcBK + 4))",
+    # conv_tc_fwd_kernel1<P, V>: 3xtf32 (P = 1) with 16-byte copies runs a 64-row tile.
+    "conv_tc_fwd_kernel1": "kTcStages * ((64 if P == 1 and V else 128) * (kTcBK + 4) + 64 * (kTcBK + 4))",
     "conv_tc_dgrad_kernel1": "kTcStages * (128 * (kTcBK + 4) + kTcBK * (64 + 8))",
     "conv_tc_wgrad_kernel1": "kTcStages * (kTcBK * (64 + 8) + kTcBK * (128 + 8))",
 }
 DYNAMIC_TEMPLATE_PARAMS = {"conv_dgrad_kernel1": ("BM", "BN"), "conv_dgrad_kernel2": ("BN",),
-                           "gemm_tc_kernel1": ("BM", "TA", "TB")}
+                           "gemm_tc_kernel1": ("BM", "TA", "TB"), "conv_tc_fwd_kernel1": ("P", "V")}
 
 
 # ---------------------------------------------------------------------------- tools
@@ -429,6 +437,9 @@ class KernelStats:
     ldsm: bool
     hmma: bool
     ldl_stl: int
+    loop_hmma: int = 0         # HMMA instructions in the main loop
+    loop_ldsm: int = 0         # LDSM (ldmatrix) instructions in the main loop
+    insns_per_hmma: float | None = None  # main-loop instructions (NOPs excluded) per HMMA
     loop_ops: dict = field(default_factory=dict)
 
 
@@ -454,6 +465,7 @@ def analyse(arch: int, mangled: str, demangled: str, insns: list[Insn], res: dic
     for x in body:
         ops[x.op] = ops.get(x.op, 0) + 1
     fma = sum(_is_fma(x) for x in body)
+    hmma = sum(x.base == "HMMA" for x in body)
     ints = sum(x.base in INT_OPS for x in body)
     # ptxas pads cp.async sequences with "@!PT LDS RZ, [RZ]" (never executed) and may place
     # `LDS RZ, [RZ]` (a load into the zero register) before the copies: neither moves data,
@@ -481,6 +493,8 @@ def analyse(arch: int, mangled: str, demangled: str, insns: list[Insn], res: dic
         lds128=lds128, lds64=lds64, lds32=len(lds) - lds128 - lds64,
         ldgsts=any(x.base == "LDGSTS" for x in insns), ldsm=any(x.base == "LDSM" for x in insns),
         hmma=any(x.base == "HMMA" for x in insns), ldl_stl=sum(x.base in ("LDL", "STL") for x in insns),
+        loop_hmma=hmma, loop_ldsm=sum(x.base == "LDSM" for x in body),
+        insns_per_hmma=len(body) / hmma if hmma else None,
         loop_ops=dict(sorted(ops.items(), key=lambda kv: -kv[1])),
     )
 
@@ -550,6 +564,19 @@ def markdown(stats: list[KernelStats], arch: int = 90) -> str:
     return "\n".join(out)
 
 
+def tc_markdown(stats: list[KernelStats], arch: int = 90) -> str:
+    """The tensor-core kernels (HMMA in the main loop): per main loop, HMMA and LDSM counts and
+    issued instructions per HMMA."""
+    rows = [s for s in stats if s.arch == arch and s.loop_hmma]
+    head = "| kernel | regs | blocks/SM | loop insns | loop hmma | insns/hmma | loop ldsm | lds128 | lds32 | LDL+STL |"
+    out = [head, "|" + "---|" * (head.count("|") - 1)]
+    for s in sorted(rows, key=lambda s: (s.source, s.name)):
+        out.append(f"| `{s.name}` | {s.regs} | {s.blocks_per_sm} ({s.occupancy_limit}) | {s.loop_insns} "
+                   f"| {s.loop_hmma} | {s.insns_per_hmma:.1f} | {s.loop_ldsm} | {s.lds128} | {s.lds32} "
+                   f"| {s.ldl_stl} |")
+    return "\n".join(out)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--arch", type=int, default=90, choices=sorted(ARCH_LIMITS), help="table for sm_ARCH")
@@ -557,6 +584,8 @@ def main(argv=None) -> int:
     ap.add_argument("--json", metavar="PATH", help="also write every kernel of every architecture as JSON")
     ap.add_argument("--kernel", help="only kernels whose name contains this")
     ap.add_argument("--ops", action="store_true", help="also print each main loop's opcode counts")
+    ap.add_argument("--tc", action="store_true",
+                    help="also print the tensor-core main loops: HMMA, LDSM and instructions per HMMA")
     args = ap.parse_args(argv)
     try:
         stats = report(args.build_dir)
@@ -567,6 +596,9 @@ def main(argv=None) -> int:
         stats = [s for s in stats if args.kernel in s.name]
     print(f"## SASS (static, sm_{args.arch})\n")
     print(markdown(stats, args.arch))
+    if args.tc:
+        print(f"\n## Tensor-core main loops (static, sm_{args.arch})\n")
+        print(tc_markdown(stats, args.arch))
     if args.ops:
         for s in stats:
             if s.arch == args.arch:

@@ -51,17 +51,24 @@ void conv2d_tc(const float* x, const float* w, const float* b, float* y, const C
   check_precision(precision);
   CCN_REQUIRE(x && w && y, "null tensor pointer");
   conv_require_shape(g);
-  using T = ConvTcFwdTile<kGemmTcTF32>;  // the tile and shared memory are the same for every precision
   CCN_REQUIRE(g.groups <= 65535, "groups too large for the grid's z dimension");
-  CCN_REQUIRE(ceil_div(g.kg, T::BN) <= 65535u, "K/groups too large for the grid's y dimension");
+  CCN_REQUIRE(ceil_div(g.kg, ConvTcFwdTile<kGemmTcTF32, true>::BN) <= 65535u, "K/groups too large for the grid's y dimension");
   CCN_REQUIRE_DISJOINT(y, conv_y_floats(g), x, conv_x_floats(g));
   CCN_REQUIRE_DISJOINT(y, conv_y_floats(g), w, conv_w_floats(g));
   CCN_REQUIRE_DISJOINT(y, conv_y_floats(g), b, g.k);
   // 16-byte copies: every quad of taps is 4 channels of one pixel, at aligned addresses.
   const bool vec = g.cg % 4 == 0 && aligned16(x) && aligned16(w);
-  dim3 grid(ceil_div(g.npq, T::BM), ceil_div(g.kg, T::BN), g.groups);
-  CCN_LAUNCH(pick<FwdKernel>(precision, vec), grid, kConvTcThreads, T::SMEM_FLOATS * sizeof(float), stream)(
-      x, w, b, y, g, relu);
+  // The block tile: 128 x 64, or 64 x 64 for 3xtf32 with 16-byte copies (conv_tc_fwd.cuh).
+  using Wide = ConvTcFwdTile<kGemmTcTF32, true>;
+  using Narrow = ConvTcFwdTile<kGemmTc3xTF32, true>;
+  const bool narrow = precision == kGemmTc3xTF32 && vec;
+  const int bm = narrow ? Narrow::BM : Wide::BM;
+  const size_t smem = (narrow ? Narrow::SMEM_FLOATS : Wide::SMEM_FLOATS) * sizeof(float);
+  // The gather's tap offset (r*W + s)*C + c from the receptive field's corner is 32-bit
+  // (r runs up to a K step past the filter: the walker is not stopped at Kgemm).
+  CCN_REQUIRE((long long)(g.r + kTcBK + 1) * g.w * g.c < (1LL << 31), "R*W*C too large for 32-bit tap offsets");
+  dim3 grid(ceil_div(g.npq, bm), ceil_div(g.kg, Wide::BN), g.groups);
+  CCN_LAUNCH(pick<FwdKernel>(precision, vec), grid, kConvTcThreads, smem, stream)(x, w, b, y, g, relu);
   CCN_CHECK_LAUNCH("conv_tc_fwd_kernel1");
 }
 
@@ -77,6 +84,10 @@ void conv2d_dgrad_tc(const float* dy, const float* w, float* dx, const ConvShape
   CCN_REQUIRE_DISJOINT(dx, conv_x_floats(g), w, conv_w_floats(g));
   const bool vec = g.kg % 4 == 0 && g.cg % 4 == 0 && aligned16(dy) && aligned16(w);
   CCN_REQUIRE((long long)g.rs * g.kg < (1LL << 31) - 64, "R*S*K/groups too large for 32-bit GEMM indices");
+  // The B gather's offset j*R*S*C/g + (r*S + s)*C/g in the group's filters is 32-bit (the
+  // walker runs up to a K step past the last tap).
+  CCN_REQUIRE((long long)(g.kg + kTcBK + 1) * g.rscg < (1LL << 31),
+              "K/groups * R*S*C/groups too large for 32-bit filter offsets");
   dim3 grid(ceil_div(g.nhw, T::BM), ceil_div(g.cg, T::BN), g.groups);
   CCN_LAUNCH(pick<DgradKernel>(precision, vec), grid, kConvTcDgradThreads, T::SMEM_FLOATS * sizeof(float),
              stream)(dy, w, dx, g);

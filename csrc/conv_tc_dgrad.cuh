@@ -19,15 +19,19 @@
 //   A (gathered from dy): VEC (K/g % 4 == 0 and C/g % 4 == 0, dy and w 16-byte aligned):
 //   thread tid copies the quad k0 + 4 (tid % 4) .. + 3 (four filters of one tap) of rows
 //   tid / 4 + 32 e (e < 4), 16-byte cp.async; !VEC: the 16 taps of row tid, 4-byte
-//   cp.async, walking (r, s, j) incrementally.
+//   cp.async.
 //   B (w): row k of the tile is the C/g channels of filter j at tap (r, s), contiguous in
 //   w: VEC 16-byte copies (2 per thread), else 4-byte (8 per thread).
+//   Every tap (r, s, j) of A and B is a ConvTcTap (conv_tc_tap.cuh) advanced with adds
+//   and compares: no division by a run-time value in the K loop.
 // Deterministic: every output is one thread's fixed-order sum over k ascending.
 // Preconditions (checked by conv2d_dgrad_tc): the shape from make_conv_shape; dx does not
 // alias dy or w; sm_80 or newer.
 #pragma once
 
 #include "conv.h"
+// <...>: a mutated copy put first on the include path shadows it (the planted-bug tests).
+#include <conv_tc_tap.cuh>
 #include "conv_tile.cuh"
 // <...>: a mutated copy put first on the include path shadows it (the planted-bug tests).
 #include <tc_mainloop.cuh>
@@ -91,67 +95,55 @@ __global__ void __launch_bounds__(kConvTcDgradThreads)
   for (int e = 0; e < ROWS; ++e)
     conv_tc_dgrad_row(g, dy, grp, m0 + (VEC ? tid / 4 + 32 * e : tid), M, dyrow[e], hb[e], wb[e]);
 
+  // The taps of the next columns to copy (conv_tc_tap.cuh; load() is called for kt = 0, 1,
+  // 2, ... in order): A's k = (r*S + s)*Kg + j, VEC the quad 4 (tid % 4) of tile kt moved
+  // 16 columns per K step, !VEC column 16 kt + kk moved one per copy; B's rows, VEC
+  // tid / 16 + 8 i (i < 2) moved 16 per K step, !VEC tid / 64 + 2 i (i < 8) moved 2 per
+  // copy, each at offset j*filter + (r*S + s)*C/g in the group's filters.
+  constexpr int DA = VEC ? BK : 1, DB = VEC ? BK : 2;  // columns / rows per advance
+  constexpr int B_WALKERS = VEC ? 2 : 1;
+  ConvTcTap a_tap, b_tap[B_WALKERS];
+  a_tap.start(VEC ? 4 * (tid % 4) : 0, g.kg, g.s, 0, 0, 0);
+#pragma unroll
+  for (int i = 0; i < B_WALKERS; ++i)
+    b_tap[i].start(VEC ? tid / 16 + 8 * i : tid / 64, g.kg, g.s, g.s * g.cg, g.cg, g.rscg);
+  auto advance_a = [&]() { a_tap.advance<DA == 1>(DA, g.kg, g.s, 0, 0, 0); };
+  // B's offset: DB filters on (DB*R*S*C/g), and back K/g filters plus one tap when j wraps.
+  auto advance_b = [&](ConvTcTap& t) { t.advance(DB, g.kg, g.s, DB * g.rscg, g.cg - g.kg * g.rscg, 0); };
+
   auto load = [&](float* sa, float* sb, int kt) {
     const int k0 = kt * BK;
     if (VEC) {
-      const int k = k0 + 4 * (tid % 4);  // the quad shares (r, s): K/g % 4 == 0
-      const bool k_valid = k < Kgemm;
-      int r = 0, s = 0, j = 0;
-      if (k_valid) {
-        int rs = k / g.kg;
-        j = k - rs * g.kg;
-        r = rs / g.s;
-        s = rs - r * g.s;
-      }
+      const bool k_valid = k0 + 4 * (tid % 4) < Kgemm;  // the quad shares (r, s): K/g % 4 == 0
 #pragma unroll
       for (int e = 0; e < ROWS; ++e) {
-        long long off = k_valid ? conv_tc_dgrad_tap(g, hb[e], wb[e], r, s) : -1;
-        cp_async_16(sa + (tid / 4 + 32 * e) * LDA + 4 * (tid % 4), off >= 0 ? dyrow[e] + off + j : dy,
+        long long off = k_valid ? conv_tc_dgrad_tap(g, hb[e], wb[e], a_tap.r, a_tap.s) : -1;
+        cp_async_16(sa + (tid / 4 + 32 * e) * LDA + 4 * (tid % 4), off >= 0 ? dyrow[e] + off + a_tap.c : dy,
                     off >= 0 ? 16 : 0);
       }
+      advance_a();
       // B: rows tid / 16 + 8 i of the tile, channels n0 + 4 (tid % 16) .. + 3.
 #pragma unroll
       for (int i = 0; i < 2; ++i) {
         int kr = k0 + tid / 16 + 8 * i, c = n0 + 4 * (tid % 16);
         bool in = kr < Kgemm && c < g.cg;  // C/g % 4 == 0: a quad is all in or all out
-        const float* src = w;
-        if (in) {
-          int rs = kr / g.kg, jj = kr - rs * g.kg;
-          src = wg + jj * filter + (long long)rs * g.cg + c;
-        }
-        cp_async_16(sb + (tid / 16 + 8 * i) * LDB + 4 * (tid % 16), src, in ? 16 : 0);
+        cp_async_16(sb + (tid / 16 + 8 * i) * LDB + 4 * (tid % 16), in ? wg + (b_tap[i].off + c) : w, in ? 16 : 0);
+        advance_b(b_tap[i]);
       }
     } else {
-      int r = 0, s = 0, j = 0;
-      if (k0 < Kgemm) {
-        int rs = k0 / g.kg;
-        j = k0 - rs * g.kg;
-        r = rs / g.s;
-        s = rs - r * g.s;
-      }
 #pragma unroll
       for (int kk = 0; kk < BK; ++kk) {
-        long long off = k0 + kk < Kgemm ? conv_tc_dgrad_tap(g, hb[0], wb[0], r, s) : -1;
-        cp_async_4(sa + tid * LDA + kk, off >= 0 ? dyrow[0] + off + j : dy, off >= 0 ? 4 : 0);
-        if (++j == g.kg) {  // next k = (r*S + s)*Kg + j
-          j = 0;
-          if (++s == g.s) {
-            s = 0;
-            ++r;
-          }
-        }
+        long long off = k0 + kk < Kgemm ? conv_tc_dgrad_tap(g, hb[0], wb[0], a_tap.r, a_tap.s) : -1;
+        cp_async_4(sa + tid * LDA + kk, off >= 0 ? dyrow[0] + off + a_tap.c : dy, off >= 0 ? 4 : 0);
+        advance_a();
       }
       // B: rows tid / 64 + 2 i of the tile, channel n0 + tid % 64.
 #pragma unroll
       for (int i = 0; i < 8; ++i) {
         int kr = k0 + tid / 64 + 2 * i, c = n0 + tid % 64;
         bool in = kr < Kgemm && c < g.cg;
-        const float* src = w;
-        if (in) {
-          int rs = kr / g.kg, jj = kr - rs * g.kg;
-          src = wg + jj * filter + (long long)rs * g.cg + c;
-        }
-        cp_async_4(sb + (tid / 64 + 2 * i) * LDB + tid % 64, src, in ? 4 : 0);
+        cp_async_4(sb + (tid / 64 + 2 * i) * LDB + tid % 64, in ? wg + (b_tap[0].off + c) : w, in ? 4 : 0);
+        advance_b(b_tap[0]);
       }
     }
   };

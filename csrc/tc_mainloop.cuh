@@ -18,10 +18,14 @@
 //           are read.
 // Shared tiles keep the global layout (a 16-byte copy moves 4 consecutive elements along
 // the contiguous dimension): A is [m][k] (row stride BK + 4) or, when TRANS_A, [k][m]
-// (stride BM + 8); B is [n][k] (stride BK + 4) when TRANS_B, else [k][n] (stride BN + 8).
-// The paddings make every fragment read conflict-free for tf32: lanes (g, t) read
-// g * 20 + t or t * (BM or BN + 8) + g, which fall in 32 distinct banks (BM, BN multiples
-// of 32 or 16 + 32 i: (BM + 8) % 32 is 8 or 24).
+// (stride BM + PAD_K); B is [n][k] (stride BK + 4) when TRANS_B, else [k][n] (stride
+// BN + PAD_K). The paddings make the k-major fragment reads conflict-free: tf32 lanes
+// (g, t) read rows t (and t + 4) at column g, t * (BN + 8) + g, 32 distinct banks (BM, BN
+// multiples of 8: (BN + 8) % 32 is 8 or 24); bf16 lanes read rows 2t, 2t + 1 (+ 8), which
+// with + 8 fall 2t * (BN + 8) + g = 16t + g (mod 32): rows 0 and 4 share banks (2-way
+// conflicts), so bf16 pads by 4: 2t * (BN + 4) + g = 8t + g (mod 32), 32 distinct banks
+// (checked at compile time: tc_kmajor_conflict_free). The [m][k] reads, g * 20 + t, are
+// conflict-free for tf32.
 // KVEC (3xtf32 and bf16 with A [m][k] and B [n][k]): rows unpadded (stride BK = 16) and
 // each lane reads k = 4t..4t+3 of a fragment row with one 128-bit load (8 lanes of a
 // phase read 8 distinct 16-byte bank groups). The mma's k order is then a permutation of
@@ -51,6 +55,19 @@ namespace ccn {
 constexpr int kGemmTcTF32 = 0, kGemmTc3xTF32 = 1, kGemmTcBF16 = 2;
 constexpr int kTcBK = 16, kTcStages = 3;
 
+// True when lanes (g, t) of a warp reading row kstep * t of a k-major shared tile with row
+// stride ld, at column g, hit 32 distinct banks (any further row offset shifts every lane's
+// bank alike).
+__host__ __device__ constexpr bool tc_kmajor_conflict_free(int ld, int kstep) {
+  unsigned used = 0;
+  for (int lane = 0; lane < 32; ++lane) {
+    const unsigned bank = static_cast<unsigned>((kstep * (lane & 3) * ld + (lane >> 2)) % 32);
+    if ((used >> bank) & 1u) return false;
+    used |= 1u << bank;
+  }
+  return true;
+}
+
 template <int BM_, int BN_, int WARPS_M_, int WARPS_N_, bool TRANS_A_, bool TRANS_B_, int PREC_>
 struct TcTile {
   static constexpr int BM = BM_, BN = BN_, BK = kTcBK, S = kTcStages;
@@ -59,10 +76,13 @@ struct TcTile {
   static constexpr int PREC = PREC_;
   static constexpr int WM = BM / WARPS_M, WN = BN / WARPS_N, MI = WM / 16, NI = WN / 8;
   static constexpr bool KVEC = !TRANS_A && TRANS_B && PREC != kGemmTcTF32;
-  static constexpr int LDA = TRANS_A ? BM + 8 : (KVEC ? BK : BK + 4);
-  static constexpr int LDB = TRANS_B ? (KVEC ? BK : BK + 4) : BN + 8;
-  // Stage sizes keep the padded row stride even when KVEC does not use it (one formula for
-  // the launchers' shared-memory size).
+  static constexpr int PAD_K = PREC == kGemmTcBF16 ? 4 : 8, KSTEP = PREC == kGemmTcBF16 ? 2 : 1;
+  static constexpr int LDA = TRANS_A ? BM + PAD_K : (KVEC ? BK : BK + 4);
+  static constexpr int LDB = TRANS_B ? (KVEC ? BK : BK + 4) : BN + PAD_K;
+  static_assert(!TRANS_A || tc_kmajor_conflict_free(LDA, KSTEP), "A fragment reads would conflict");
+  static_assert(TRANS_B || tc_kmajor_conflict_free(LDB, KSTEP), "B fragment reads would conflict");
+  // Stage sizes keep the widest padded row stride even where KVEC or bf16 use less (one
+  // formula for the launchers' shared-memory size, whatever the precision).
   static constexpr int A_STAGE = TRANS_A ? BK * (BM + 8) : BM * (BK + 4);
   static constexpr int B_STAGE = TRANS_B ? BN * (BK + 4) : BK * (BN + 8);
   static constexpr int SMEM_FLOATS = S * (A_STAGE + B_STAGE);

@@ -313,19 +313,29 @@ def test_dropped_barrier_or_wait_is_caught(tmp_path, pattern):
          "cvt_rn_bf16x2(b_at(k + 1, n), b_at(k, n))"),
         # the 128-bit fragment loads of the forward: a 3xtf32 sub-step swapped
         ("tc_mainloop.cuh", r"\(hi \? v\.z : v\.x\)", "(hi ? v.x : v.z)"),
-        # the forward's 4-byte gather walks the channels one too far before the next tap
-        ("conv_tc_fwd.cuh", r"if \(\+\+c == g\.cg\)", "if (++c == g.cg + 1)"),
+        # the tap walker (forward and dgrad gathers) carries a column too late: into the
+        # next filter column, into the next filter row, or without the offset's carry
+        ("conv_tc_tap.cuh", r"while \(c >= cg\)", "while (c > cg)"),
+        ("conv_tc_tap.cuh", r"if \(\+\+s == sdim\)", "if (++s == sdim + 1)"),
+        ("conv_tc_tap.cuh", r"off \+= carry_c;", ";"),
+        # a gather's tap not advanced (each site in turn: forward A 16- and 4-byte; dgrad A
+        # and B, 16- and 4-byte)
+        ("conv_tc_fwd.cuh", r"^\s*advance\(\);", ";"),
+        ("conv_tc_dgrad.cuh", r"^\s*advance_(a\(\)|b\(b_tap\[\w\]\));", ";"),
         # dgrad taps between output positions not skipped (stride > 1)
         ("conv_tc_dgrad.cuh", r"if \(ph % g\.stride \|\| pw % g\.stride\) return -1;", ";"),
-        # dgrad's 4-byte gather walks the filters one too far
-        ("conv_tc_dgrad.cuh", r"if \(\+\+j == g\.kg\)", "if (++j == g.kg + 1)"),
+        # dgrad's 4-byte B rows walked one row apart instead of two
+        ("conv_tc_dgrad.cuh", r"DB = VEC \? BK : 2;", "DB = VEC ? BK : 1;"),
+        # dgrad's 16-byte B rows start one row off
+        ("conv_tc_dgrad.cuh", r"VEC \? tid / 16 \+ 8 \* i :", "VEC ? tid / 16 + 8 * i + 1 :"),
         # a wgrad chunk runs one K tile into the next chunk
         ("conv_tc_wgrad.cuh", r"kt_begin \+ chunk_rows / BK\)", "kt_begin + chunk_rows / BK + 1)"),
         # the wgrad partials summed without the last chunk (the chunk sum both wgrads share)
         ("conv_wgrad_reduce.cuh", r"ch < chunks; \+\+ch", "ch < chunks - 1; ++ch"),
     ],
-    ids=["tf32_fragment", "bf16_b_pair", "3xtf32_substep_128bit", "fwd_tap_walk", "dgrad_stride_phase",
-         "dgrad_filter_walk", "wgrad_chunk_bound", "wgrad_chunk_sum"],
+    ids=["tf32_fragment", "bf16_b_pair", "3xtf32_substep_128bit", "tap_carry_column", "tap_carry_row",
+         "tap_carry_offset", "fwd_tap_advance", "dgrad_tap_advance", "dgrad_stride_phase", "dgrad_filter_walk",
+         "dgrad_filter_rows", "wgrad_chunk_bound", "wgrad_chunk_sum"],
 )
 def test_planted_kernel_bugs_are_caught(tmp_path, header, pattern, replacement):
     for line, mutant_dir in sb.text_mutants(sb.CSRC / header, pattern, replacement, tmp_path):
@@ -444,3 +454,15 @@ def test_conv_ops_tensor_core_forward_has_one_kernel_version(kernel_device):
     finally:
         ops.kernel_versions.clear()
         ops.kernel_versions.update(old)
+
+
+@pytest.mark.emu
+@pytest.mark.parametrize("pattern,replacement", [(r"PAD_K = PREC == kGemmTcBF16 \? 4 : 8", "PAD_K = 8"),
+                                                 (r"PAD_K = PREC == kGemmTcBF16 \? 4 : 8", "PAD_K = 4")],
+                         ids=["bf16_padded_as_tf32", "tf32_padded_as_bf16"])
+def test_bank_conflicting_padding_does_not_compile(tmp_path, pattern, replacement):
+    """The k-major shared tiles' padding is checked at compile time (tc_kmajor_conflict_free):
+    bf16 with tf32's + 8 (rows 2t and 2t + 4 share banks) or tf32 with bf16's + 4 is refused."""
+    for _line, mutant_dir in sb.text_mutants(MAINLOOP, pattern, replacement, tmp_path):
+        with pytest.raises(RuntimeError, match="fragment reads would conflict"):
+            sb.build([DRIVER], mutant_dir, include_first=mutant_dir)

@@ -61,9 +61,10 @@ static bool fwd(const ConvShape& g, int offset) {
   Case c = make(g, g.n * 7 + g.c * 13 + g.k + P);
   const float *x = c.x.data() + offset, *w = c.w.data() + offset;
   std::vector<float> y(g.npq * g.k, NAN);
-  dim3 grid(ceil_div(g.npq, 128), ceil_div(g.kg, 64), g.groups);
-  CCN_LAUNCH((conv_tc_fwd_kernel1<P, VEC>), grid, kConvTcThreads, ConvTcFwdTile<P>::SMEM_FLOATS * sizeof(float),
-             nullptr)(x, w, c.b.data(), y.data(), g, true);
+  using T = ConvTcFwdTile<P, VEC>;
+  dim3 grid(ceil_div(g.npq, T::BM), ceil_div(g.kg, T::BN), g.groups);
+  CCN_LAUNCH((conv_tc_fwd_kernel1<P, VEC>), grid, kConvTcThreads, T::SMEM_FLOATS * sizeof(float), nullptr)(
+      x, w, c.b.data(), y.data(), g, true);
   double worst = 0;
   for (int n = 0; n < g.n; ++n)
     for (int p = 0; p < g.p; ++p)
