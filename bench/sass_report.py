@@ -165,8 +165,7 @@ def _nvcc_objects(out: Path) -> list[Path]:
     """csrc/*.cu compiled one by one with cmake_cuda_flags() into `out` (when out of date)."""
     nvcc = shutil.which("nvcc") or "/usr/local/cuda/bin/nvcc"
     out.mkdir(parents=True, exist_ok=True)
-    newest = max(p.stat().st_mtime for p in [*CSRC.glob("*.cu*"), *CSRC.glob("*.h"), ROOT / "CMakeLists.txt",
-                                             ROOT / "CMakePresets.json"])
+    newest = _newest_source()
     flags = cmake_cuda_flags()
     jobs = []
     for src in sorted(CSRC.glob("*.cu")):
@@ -179,6 +178,24 @@ def _nvcc_objects(out: Path) -> list[Path]:
     for job in jobs:
         _wait(job)
     return sorted(out.glob("*.cu.o"))
+
+
+def _newest_source() -> float:
+    """mtime of the newest input of the kernels' objects: csrc/ (ptx/ and simt/ included),
+    CMakeLists.txt, CMakePresets.json."""
+    inputs = [p for p in CSRC.rglob("*") if p.is_file()] + [ROOT / "CMakeLists.txt", ROOT / "CMakePresets.json"]
+    return max(p.stat().st_mtime for p in inputs)
+
+
+def _fresh_objects(build: Path) -> list[Path] | None:
+    """The objects of `build` when there is one per csrc/*.cu and each is newer than every
+    input (a pip build directory, whose isolated CMake is gone, is still usable), else None."""
+    objs = sorted((build / OBJ_SUBDIR).glob("*.cu.o"))
+    names = {o.name for o in objs}
+    if not objs or any(src.name + ".o" not in names for src in CSRC.glob("*.cu")):
+        return None
+    newest = _newest_source()
+    return objs if all(o.stat().st_mtime >= newest for o in objs) else None
 
 
 def _wait(job) -> None:
@@ -210,6 +227,9 @@ def build_objects(build_dir: str | Path | None = None) -> list[Path]:
         try:
             _run(["cmake", "--build", str(build), "--target", "ccn_cuda_kernels", "-j", str(os.cpu_count() or 2)])
         except (RuntimeError, OSError) as e:
+            fresh = _fresh_objects(build)
+            if fresh:  # cannot be rebuilt, but nothing changed since it was built
+                return fresh
             errors.append(f"{build}: {e}")
             continue
         objs = sorted((build / OBJ_SUBDIR).glob("*.cu.o"))

@@ -24,6 +24,13 @@ settings.register_profile(
 settings.load_profile("ccn")
 
 
+def pytest_xdist_auto_num_workers(config):
+    """`-n auto`: one worker per core, at most 4. Each worker holds its own PyTorch and
+    emulator (the emulator already runs a kernel's blocks on every core), so more workers
+    add memory, not speed."""
+    return max(1, min(4, os.cpu_count() or 1))
+
+
 def pytest_configure(config):
     config.addinivalue_line("markers", "slow: takes minutes (builds or trains); CI runs it, the fast loop may skip it")
 
