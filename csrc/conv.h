@@ -172,5 +172,9 @@ void conv_sum_chunks(const float* parts, float* out, int chunks, long long count
 // Throws std::invalid_argument unless `workspace` is non-null and holds `needed` floats
 // (`given` of them are there) wherever needed > 0; `plan` names the plan function for the message.
 void conv_check_workspace(const float* workspace, long long given, long long needed, const char* plan);
+// Both wgrads' aliasing check: dw, db and the workspace (`workspace_floats` of the plan)
+// share no byte with x, dy or each other (std::invalid_argument naming the pair).
+void conv_wgrad_require_disjoint(const float* x, const float* dy, const float* dw, const float* db,
+                                 const float* workspace, long long workspace_floats, const ConvShape& g);
 
 }  // namespace ccn

@@ -130,16 +130,7 @@ void conv2d_wgrad_tc(const float* x, const float* dy, float* dw, float* db, floa
   const WgradTcPlan plan = conv2d_wgrad_tc_plan(g, chunk_rows);
   conv_check_workspace(workspace, workspace_floats, plan.workspace_floats, "conv2d_wgrad_tc_plan");
   const long long dw_floats = (long long)g.k * g.rscg;
-  const long long ws = plan.workspace_floats, x_floats = conv_x_floats(g), dy_floats = conv_y_floats(g);
-  CCN_REQUIRE_DISJOINT(dw, dw_floats, x, x_floats);
-  CCN_REQUIRE_DISJOINT(dw, dw_floats, dy, dy_floats);
-  CCN_REQUIRE_DISJOINT(db, g.k, x, x_floats);
-  CCN_REQUIRE_DISJOINT(db, g.k, dy, dy_floats);
-  CCN_REQUIRE_DISJOINT(db, g.k, dw, dw_floats);
-  CCN_REQUIRE_DISJOINT(workspace, ws, x, x_floats);
-  CCN_REQUIRE_DISJOINT(workspace, ws, dy, dy_floats);
-  CCN_REQUIRE_DISJOINT(workspace, ws, dw, dw_floats);
-  CCN_REQUIRE_DISJOINT(workspace, ws, db, g.k);
+  conv_wgrad_require_disjoint(x, dy, dw, db, workspace, plan.workspace_floats, g);
   const bool split = plan.chunks > 1;
   float* dw_parts = split ? workspace : dw;
   float* db_parts = split ? workspace + plan.chunks * dw_floats : db;

@@ -126,16 +126,7 @@ void conv2d_wgrad(const float* x, const float* dy, float* dw, float* db, float* 
   const WgradPlan plan = conv2d_wgrad_plan(g, chunk_rows);
   conv_check_workspace(workspace, workspace_floats, plan.workspace_floats, "conv2d_wgrad_plan");
   const long long dw_floats = (long long)g.k * g.rscg;
-  const long long ws = plan.workspace_floats, x_floats = conv_x_floats(g), dy_floats = conv_y_floats(g);
-  CCN_REQUIRE_DISJOINT(dw, dw_floats, x, x_floats);
-  CCN_REQUIRE_DISJOINT(dw, dw_floats, dy, dy_floats);
-  CCN_REQUIRE_DISJOINT(db, g.k, x, x_floats);
-  CCN_REQUIRE_DISJOINT(db, g.k, dy, dy_floats);
-  CCN_REQUIRE_DISJOINT(db, g.k, dw, dw_floats);
-  CCN_REQUIRE_DISJOINT(workspace, ws, x, x_floats);
-  CCN_REQUIRE_DISJOINT(workspace, ws, dy, dy_floats);
-  CCN_REQUIRE_DISJOINT(workspace, ws, dw, dw_floats);
-  CCN_REQUIRE_DISJOINT(workspace, ws, db, g.k);
+  conv_wgrad_require_disjoint(x, dy, dw, db, workspace, plan.workspace_floats, g);
   float* dw_parts = plan.chunks > 1 ? workspace : dw;
   float* db_parts = plan.bias_chunks > 1 ? workspace + (plan.chunks > 1 ? plan.chunks * dw_floats : 0) : db;
 
@@ -175,6 +166,20 @@ void conv_check_workspace(const float* workspace, long long given, long long nee
   CCN_REQUIRE(given >= needed, "workspace too small: " + std::to_string(given) + " floats given, " +
                                    std::to_string(needed) + " needed (" + plan + ")");
   CCN_REQUIRE(needed == 0 || workspace, "null workspace");
+}
+
+void conv_wgrad_require_disjoint(const float* x, const float* dy, const float* dw, const float* db,
+                                 const float* workspace, long long ws, const ConvShape& g) {
+  const long long dw_floats = (long long)g.k * g.rscg, x_floats = conv_x_floats(g), dy_floats = conv_y_floats(g);
+  CCN_REQUIRE_DISJOINT(dw, dw_floats, x, x_floats);
+  CCN_REQUIRE_DISJOINT(dw, dw_floats, dy, dy_floats);
+  CCN_REQUIRE_DISJOINT(db, g.k, x, x_floats);
+  CCN_REQUIRE_DISJOINT(db, g.k, dy, dy_floats);
+  CCN_REQUIRE_DISJOINT(db, g.k, dw, dw_floats);
+  CCN_REQUIRE_DISJOINT(workspace, ws, x, x_floats);
+  CCN_REQUIRE_DISJOINT(workspace, ws, dy, dy_floats);
+  CCN_REQUIRE_DISJOINT(workspace, ws, dw, dw_floats);
+  CCN_REQUIRE_DISJOINT(workspace, ws, db, g.k);
 }
 
 }  // namespace ccn
