@@ -59,7 +59,8 @@ def tree(tmp_path_factory):
     stored = picture(2, 96, 70, 502)  # wide as stored; upright it is tall
     sideways(stored, sky / "phone_exif.png")
     Image.fromarray(np.ascontiguousarray(np.rot90(stored, k=-1))).save(sky / "phone_upright.png")
-    prep = ok(run_bytes("prepare", "src", "store", "--size", "72", "--workers", "1", "--no-progress", cwd=root))
+    prep = ok(run_bytes("prepare", "src", "store", "--size", "72", "--workers", "1", "--no-progress", "--json",
+                         cwd=root))
     ok(run_cli("train", "store", *TRAIN, "--epochs", "1", "--out", "run1", cwd=root))
     return {"root": root, "files": files, "prepare": prep}
 
@@ -114,7 +115,8 @@ def test_predict_reports_each_bad_file_and_predicts_the_rest(tree):
     root = tree["root"]
     good = [str(p) for p in tree["files"]["good"]]
     bad, missing = str(tree["files"]["truncated"]), str(root / "no_such.jpg")
-    r = run_cli("predict", "run1", good[0], bad, good[1], missing, "--top", "2", "--batch-size", "2", cwd=root)
+    r = run_cli("predict", "run1", good[0], bad, good[1], missing, "--top", "2", "--batch-size", "2",
+                "--no-progress", cwd=root)
     assert r.returncode == 2
     assert r.stdout.splitlines()[0::3] == good  # each good file: its name, then 2 classes
     errors = r.stderr.strip().splitlines()
@@ -258,7 +260,7 @@ def status(argv) -> int:
     (("prepare", "src", "/proc/x"), "/proc/x: cannot create the destination"),
     (("train", "store", *TRAIN, "--out", "/proc/x"), "--out /proc/x: cannot create the folder"),
     (("demo", "--quick", "--out", "/proc/x"), "--out /proc/x: cannot create the folder"),
-    (("predict", "run1", "src"), "src: is a folder, not an image file"),
+    (("predict", "run1", "src", "--no-progress"), "src: is a folder, not an image file"),
 ])
 def test_unwritable_outputs_are_refused_before_the_work(tree, monkeypatch, capsys, argv, match):
     """Paths whose folder exists but where nothing can be created (even by root)."""

@@ -174,6 +174,7 @@ def _train(args, group=None):
         MODELS,
         blas_threads,
         check_crop,
+        count,
         crop_coverage_warning,
         open_store,
         output_dir,
@@ -273,9 +274,9 @@ def _train(args, group=None):
     opt = SGD(net.parameters(), lr=lr, momentum=0.9, weight_decay=5e-4)
     schedule = PlateauSchedule(opt, factor=0.1, patience=patience, max_drops=max_drops)
     s = train_store.size
-    print(f"store {args.store}: {len(y_train)} training and {len(y_val)} validation images"
+    print(f"store {args.store}: {len(y_train)} training and {count(len(y_val), 'validation image')}"
           f"{' (subsets)' if train_idx is not None or val_idx is not None else ''}, {s}x{s}, "
-          f"{len(classes)} classes")
+          f"{count(len(classes), 'class', 'classes')}")
     print(f"model {model.name}: {crop}x{crop} crops, precision {precision}; "
           + (f"grouped form on {devices[0]}" if parallel == "hybrid" else f"towers on {', '.join(devices)}"))
     if group is not None:
@@ -284,25 +285,17 @@ def _train(args, group=None):
                "data-parallel" if split else f"data-parallel: {world} ranks ({group.backend})")
         print(f"{how}, global batch {batch} = {world} x {batch // world}; rank 0 writes {out}")
         if args.resume and saved.get("world_size", world) != world:
-            print(f"the checkpoint was trained on {saved.get('world_size')} ranks, continuing on {world}: the same "
-                  "global batches, other float32 summation orders and dropout masks")
+            print(f"the checkpoint was trained on {count(saved.get('world_size'), 'rank')}, continuing on {world}: "
+                  "the same global batches, other float32 summation orders and dropout masks")
     print(net.summary())
     if args.resume:
         print(f"resuming {ckpt} (its optimizer and learning-rate schedule)")
     else:
-        print(f"SGD: lr {lr:g}, momentum 0.9, weight decay 5e-4, batch {batch}; lr /10 after {patience} epochs "
-              f"without improvement, at most {max_drops} times")
+        print(f"SGD: lr {lr:g}, momentum 0.9, weight decay 5e-4, batch {batch}; lr /10 after "
+              f"{count(patience, 'epoch')} without improvement, at most {count(max_drops, 'time')}")
 
-    try:
-        os.makedirs(out, exist_ok=True)
-    except OSError as e:
-        raise UsageError(f"--out {out}: cannot create the folder ({e.strerror})") from None
     metrics = os.path.join(out, "metrics.jsonl")
     curves = os.path.join(out, "curves.png")
-    # The checkpoint's history is the record: on resume, metrics.jsonl is rewritten from it
-    # (dropping lines of an epoch whose checkpoint never landed), then appended to.
-    if group is None or group.is_main:
-        _write_lines(metrics, done)
 
     def on_epoch(entry, history):
         with open(metrics, "a") as f:
@@ -316,7 +309,15 @@ def _train(args, group=None):
              "lr": lr, "patience": patience, "max_drops": max_drops, "parallel": parallel, "precision": precision,
              "classes": list(classes), "image_size": s, "store": os.path.abspath(args.store), "input_scale": scale}
     threads = args.threads if args.threads is not None else (1 if model.name == "small" else None)
-    try:
+    try:  # from the first file written on, a Ctrl-C says what is on disk (a checkpoint, or nothing yet)
+        try:
+            os.makedirs(out, exist_ok=True)
+        except OSError as e:
+            raise UsageError(f"--out {out}: cannot create the folder ({e.strerror})") from None
+        # The checkpoint's history is the record: on resume, metrics.jsonl is rewritten from it
+        # (dropping lines of an epoch whose checkpoint never landed), then appended to.
+        if group is None or group.is_main:
+            _write_lines(metrics, done)
         with blas_threads(threads):
             history = fit_store(net, opt, schedule, (x_train, y_train), (x_val, y_val), train_store, crop=crop,
                                 scale=scale, epochs=args.epochs, batch=batch, seed=seed, ckpt=ckpt, resume=args.resume,
@@ -329,16 +330,15 @@ def _train(args, group=None):
         print(f"cuda-convnet train: error: {e} {notes} (try a lower --lr)", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        from ..training import on_disk
+        from .common import interrupted
 
-        # What the file holds, read back: no epoch may have finished yet.
-        raise KeyboardInterrupt(f"{on_disk(ckpt)}; continue with --resume") from None
+        raise KeyboardInterrupt(interrupted(ckpt)) from None
     if not history:
         raise UsageError(f"{ckpt} has no recorded epochs")
     final = history[-1]
     # percent, as the epoch lines above print it
     print(f"final validation error: top-1 {100 * final['val_top1_err']:.2f}%, top-5 {100 * final['val_top5_err']:.2f}% "
-          f"(centre crops) after {final['epoch']} epoch{'s' * (final['epoch'] != 1)}, {final['step']} steps")
+          f"(centre crops) after {count(final['epoch'], 'epoch')}, {count(final['step'], 'step')}")
     if schedule.finished and final["epoch"] < args.epochs:
         print("stopped early: the validation error stopped improving with no learning-rate drops left")
     print(f"checkpoint: {ckpt}")
