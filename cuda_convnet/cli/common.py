@@ -232,6 +232,16 @@ def interrupted(ckpt) -> str:
     return f"{on_disk(ckpt)}; continue with --resume"
 
 
+@contextlib.contextmanager
+def says_what_is_saved(out):
+    """A Ctrl-C anywhere in a training command (loading the data, building the net, inside
+    an epoch) ends with interrupted(OUT/checkpoint.npz): the line that says what is on disk."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        raise KeyboardInterrupt(interrupted(os.path.join(os.path.abspath(os.fspath(out)), CHECKPOINT))) from None
+
+
 def count(n: int, noun: str, plural: str | None = None) -> str:
     """'1 epoch', '2 epochs': n and the noun, plural only when n != 1."""
     return f"{n} {noun if n == 1 else plural or noun + 's'}"

@@ -92,6 +92,13 @@ def _settings(args, ckpt):
 
 
 def run(args):
+    from .common import says_what_is_saved
+
+    with says_what_is_saved(args.out):  # OUT/checkpoint.npz, as below
+        return _run(args)
+
+
+def _run(args):
     from .. import SGD, PlateauSchedule, models
     from ..data.digits import load_digits
     from . import UsageError
@@ -131,13 +138,8 @@ def run(args):
     # waiting for each other. threadpoolctl ships with scikit-learn, the dataset's package.
     from .common import blas_threads
 
-    try:
-        with blas_threads(args.threads):
-            history = _train(args, net, opt, schedule, x_train, y_train, x_val, y_val, background, epochs, ckpt)
-    except KeyboardInterrupt:
-        from .common import interrupted
-
-        raise KeyboardInterrupt(interrupted(ckpt)) from None
+    with blas_threads(args.threads):
+        history = _train(args, net, opt, schedule, x_train, y_train, x_val, y_val, background, epochs, ckpt)
     return _report(args, history, out, ckpt, len(y_val), t_start)
 
 

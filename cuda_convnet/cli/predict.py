@@ -11,7 +11,8 @@ not (or to relabel), --classes-from STORE takes them from the store it was train
 
 A file that cannot be read (missing, not an image, truncated) does not stop the others:
 every readable file is classified, each unreadable one gets one line on stderr, and the
-exit status is then 2.
+exit status is then 2. The results go to stdout, a batch at a time; a progress bar over the
+files is drawn on stderr, as `eval` and `train` draw theirs (--no-progress: none).
 """
 from __future__ import annotations
 

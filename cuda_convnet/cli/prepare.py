@@ -1,6 +1,8 @@
 """`prepare SRC DST`: an ImageNet-style tree -> the packed, memory-mapped store (§2).
 
 See cuda_convnet.data.prepare for what is written and how an interrupted run resumes.
+It prints a summary for a person (classes, each split's images written and skipped, where
+the skipped files are listed); --json prints the summary as one JSON object instead.
 """
 from __future__ import annotations
 
@@ -81,7 +83,7 @@ def summary_lines(report: dict, dst) -> str:
         lines.append(f"classes with no training images: {', '.join(report['classes_without_images'])}")
     if not report.get("already_complete"):
         rate = report.get("images_per_second")
-        lines.append(f"{report['seconds']:.1f}s" + (f", {rate:g} images/s" if rate else ""))
+        lines.append(f"wall time: {report['seconds']:.1f}s" + (f", {rate:g} images/s" if rate else ""))
     return "\n".join(lines)
 
 

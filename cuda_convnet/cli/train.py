@@ -122,9 +122,11 @@ def run(args):
     if args.dist_timeout is not None and not (np.isfinite(args.dist_timeout) and args.dist_timeout > 0):
         raise UsageError(f"--dist-timeout must be a positive number of seconds, got {args.dist_timeout}")
     from ..distributed import launched_by_torchrun
+    from .common import says_what_is_saved
 
     if not (args.distributed or launched_by_torchrun()):
-        return _train(args)
+        with says_what_is_saved(args.out):
+            return _train(args)
     group = _join(args)
     if group is None:
         return 1
@@ -132,7 +134,8 @@ def run(args):
         with contextlib.ExitStack() as stack:
             if not group.is_main:  # one rank prints
                 stack.enter_context(contextlib.redirect_stdout(stack.enter_context(open(os.devnull, "w"))))
-            return _train(args, group)
+            with says_what_is_saved(args.out):
+                return _train(args, group)
     except RuntimeError as e:  # a collective failed (RankFailure) or the engine stopped: one line
         print(f"cuda-convnet train: error: {str(e).splitlines()[0] if str(e) else type(e).__name__}",
               file=sys.stderr)
@@ -294,8 +297,16 @@ def _train(args, group=None):
         print(f"SGD: lr {lr:g}, momentum 0.9, weight decay 5e-4, batch {batch}; lr /10 after "
               f"{count(patience, 'epoch')} without improvement, at most {count(max_drops, 'time')}")
 
+    try:
+        os.makedirs(out, exist_ok=True)
+    except OSError as e:
+        raise UsageError(f"--out {out}: cannot create the folder ({e.strerror})") from None
     metrics = os.path.join(out, "metrics.jsonl")
     curves = os.path.join(out, "curves.png")
+    # The checkpoint's history is the record: on resume, metrics.jsonl is rewritten from it
+    # (dropping lines of an epoch whose checkpoint never landed), then appended to.
+    if group is None or group.is_main:
+        _write_lines(metrics, done)
 
     def on_epoch(entry, history):
         with open(metrics, "a") as f:
@@ -309,15 +320,7 @@ def _train(args, group=None):
              "lr": lr, "patience": patience, "max_drops": max_drops, "parallel": parallel, "precision": precision,
              "classes": list(classes), "image_size": s, "store": os.path.abspath(args.store), "input_scale": scale}
     threads = args.threads if args.threads is not None else (1 if model.name == "small" else None)
-    try:  # from the first file written on, a Ctrl-C says what is on disk (a checkpoint, or nothing yet)
-        try:
-            os.makedirs(out, exist_ok=True)
-        except OSError as e:
-            raise UsageError(f"--out {out}: cannot create the folder ({e.strerror})") from None
-        # The checkpoint's history is the record: on resume, metrics.jsonl is rewritten from it
-        # (dropping lines of an epoch whose checkpoint never landed), then appended to.
-        if group is None or group.is_main:
-            _write_lines(metrics, done)
+    try:
         with blas_threads(threads):
             history = fit_store(net, opt, schedule, (x_train, y_train), (x_val, y_val), train_store, crop=crop,
                                 scale=scale, epochs=args.epochs, batch=batch, seed=seed, ckpt=ckpt, resume=args.resume,
@@ -329,10 +332,6 @@ def _train(args, group=None):
         notes = " ".join(getattr(e, "__notes__", []))
         print(f"cuda-convnet train: error: {e} {notes} (try a lower --lr)", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
-        from .common import interrupted
-
-        raise KeyboardInterrupt(interrupted(ckpt)) from None
     if not history:
         raise UsageError(f"{ckpt} has no recorded epochs")
     final = history[-1]
