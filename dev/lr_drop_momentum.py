@@ -51,28 +51,45 @@ def train(rule: str, args) -> list[float]:
     return losses
 
 
-def main():
+def build_parser() -> argparse.ArgumentParser:
+    from cuda_convnet.cli.args import nonnegative_int, positive_float, positive_int
+
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--epochs-before", type=int, default=6)
-    p.add_argument("--steps-after", type=int, default=40)
-    p.add_argument("--window", type=int, default=10, help="steps averaged on each side of the drop")
-    p.add_argument("--lr", type=float, default=0.02)
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--epochs-before", type=positive_int, metavar="N", default=6,
+                   help="epochs trained at --lr before the rate is divided by 10 (default 6)")
+    p.add_argument("--steps-after", type=positive_int, metavar="N", default=40,
+                   help="training steps (batches of 32) run after the drop (default 40)")
+    p.add_argument("--window", type=positive_int, metavar="N", default=10,
+                   help="steps averaged per printed column, before and after the drop (default 10; at most "
+                        "--steps-after)")
+    p.add_argument("--lr", type=positive_float, default=0.02,
+                   help="learning rate before the drop, divided by 10 at it (default 0.02, the demo's)")
+    p.add_argument("--device", default="cpu", metavar="DEVICE",
+                   help="backend both towers run on: cpu (default), emu or cuda:N")
+    p.add_argument("--seed", type=nonnegative_int, default=0,
+                   help="weights, batch order, augmentation and dropout, the same for the three runs (default 0)")
+    return p
+
+
+def main():
+    p = build_parser()
     args = p.parse_args()
-    from cuda_convnet.cli.common import blas_threads
+    if args.window > args.steps_after:
+        p.error(f"--window {args.window} is longer than --steps-after {args.steps_after}")
+    from cuda_convnet.cli.common import blas_threads, count
 
     with blas_threads(1):
         runs = {rule: train(rule, args) for rule in ("paper", "pytorch", "none")}
     n = len(runs["paper"]) - args.steps_after
     assert runs["paper"][:n] == runs["pytorch"][:n] == runs["none"][:n], "the runs differ before the drop"
     w = args.window
-    print(f"lr {args.lr:g} -> {args.lr / 10:g} after step {n} ({args.epochs_before} epochs); "
+    print(f"lr {args.lr:g} -> {args.lr / 10:g} after step {n} ({count(args.epochs_before, 'epoch')}); "
           f"mean training loss over steps (relative to the drop):")
     spans = [(-w, 0)] + [(a, a + w) for a in range(0, args.steps_after - w + 1, w)]
     print(f"{'rule':8s}" + "".join(f"{f'{a + 1 if a >= 0 else a}..{b if a >= 0 else -1}':>11s}" for a, b in spans))
     for rule, losses in runs.items():
         print(f"{rule:8s}" + "".join(f"{np.mean(losses[n + a:n + b]):11.4f}" for a, b in spans))
+
 
 if __name__ == "__main__":
     main()

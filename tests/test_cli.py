@@ -68,3 +68,54 @@ def test_subcommand_help_opens_with_its_summary(tmp_path):
     r = run_cli("experiment", "ablate", "--help", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     assert "The full model against LRN off" in r.stdout.split("options:")[0]
+
+
+def test_selfcheck_prints_each_line_as_it_goes(tmp_path):
+    """Into a pipe (`selfcheck | tee log`), each line arrives when it is printed, not when the
+    command ends (~2 minutes on a 2-core CPU) or something flushes the buffer: the first bytes
+    to arrive are the header lines, before any layer's result (conv1 alone takes ~0.7 s)."""
+    import os
+    import subprocess
+    import sys
+
+    from subproc import env
+
+    e = env()
+    e.pop("PYTHONUNBUFFERED", None)  # a user's shell does not set it
+    proc = subprocess.Popen([sys.executable, "-m", "cuda_convnet", "selfcheck"], cwd=tmp_path, env=e,
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, bufsize=0)
+    try:
+        first = os.read(proc.stdout.fileno(), 1 << 16)  # whatever the first write(s) put in the pipe
+        running = proc.poll() is None
+    finally:
+        proc.kill()
+        proc.communicate()
+    assert first.startswith(b"build: ") and b"max rel err" not in first, first
+    assert running
+
+
+def test_dev_scripts_say_what_each_option_is(tmp_path):
+    """dev/lr_drop_momentum.py --help, run as a user runs it: every option has a help text."""
+    import importlib.util
+    import pathlib
+    import subprocess
+    import sys
+
+    from subproc import env
+
+    script = pathlib.Path(__file__).resolve().parents[1] / "dev" / "lr_drop_momentum.py"
+    spec = importlib.util.spec_from_file_location("lr_drop_momentum", script)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    options = [a for a in mod.build_parser()._actions if a.dest != "help"]
+    assert len(options) == 6
+    for a in options:
+        assert a.help, f"{a.option_strings}: no help text"
+    r = subprocess.run([sys.executable, str(script), "--help"], capture_output=True, text=True, cwd=tmp_path, env=env())
+    assert r.returncode == 0, r.stderr
+    flat = " ".join(r.stdout.split())
+    for a in options:
+        assert " ".join(a.help.replace("%%", "%").split()) in flat, a.help
+    r = subprocess.run([sys.executable, str(script), "--window", "50", "--steps-after", "40"], capture_output=True,
+                       text=True, cwd=tmp_path, env=env())
+    assert r.returncode == 2 and "--window 50 is longer than --steps-after 40" in r.stderr

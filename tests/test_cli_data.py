@@ -59,7 +59,8 @@ def tree(tmp_path_factory):
     stored = picture(2, 96, 70, 502)  # wide as stored; upright it is tall
     sideways(stored, sky / "phone_exif.png")
     Image.fromarray(np.ascontiguousarray(np.rot90(stored, k=-1))).save(sky / "phone_upright.png")
-    prep = ok(run_bytes("prepare", "src", "store", "--size", "72", "--workers", "1", "--no-progress", cwd=root))
+    prep = ok(run_bytes("prepare", "src", "store", "--size", "72", "--workers", "1", "--no-progress", "--json",
+                         cwd=root))
     ok(run_cli("train", "store", *TRAIN, "--epochs", "1", "--out", "run1", cwd=root))
     return {"root": root, "files": files, "prepare": prep}
 
@@ -114,7 +115,8 @@ def test_predict_reports_each_bad_file_and_predicts_the_rest(tree):
     root = tree["root"]
     good = [str(p) for p in tree["files"]["good"]]
     bad, missing = str(tree["files"]["truncated"]), str(root / "no_such.jpg")
-    r = run_cli("predict", "run1", good[0], bad, good[1], missing, "--top", "2", "--batch-size", "2", cwd=root)
+    r = run_cli("predict", "run1", good[0], bad, good[1], missing, "--top", "2", "--batch-size", "2",
+                "--no-progress", cwd=root)
     assert r.returncode == 2
     assert r.stdout.splitlines()[0::3] == good  # each good file: its name, then 2 classes
     errors = r.stderr.strip().splitlines()
@@ -258,7 +260,7 @@ def status(argv) -> int:
     (("prepare", "src", "/proc/x"), "/proc/x: cannot create the destination"),
     (("train", "store", *TRAIN, "--out", "/proc/x"), "--out /proc/x: cannot create the folder"),
     (("demo", "--quick", "--out", "/proc/x"), "--out /proc/x: cannot create the folder"),
-    (("predict", "run1", "src"), "src: is a folder, not an image file"),
+    (("predict", "run1", "src", "--no-progress"), "src: is a folder, not an image file"),
 ])
 def test_unwritable_outputs_are_refused_before_the_work(tree, monkeypatch, capsys, argv, match):
     """Paths whose folder exists but where nothing can be created (even by root)."""
@@ -311,3 +313,38 @@ def test_demo_resume_keeps_or_refuses_its_settings(tmp_path):
     assert [h["epoch"] for h in history] == [1, 2] and "after 2 epochs" in r.stdout
     ck = load_checkpoint(tmp_path / "d/checkpoint.npz")
     assert ck.extra["quick"] is True and ck.extra["batch"] == 32 and ck.extra["lr"] == 0.02
+
+
+# -- prepare: Ctrl-C says what a rerun keeps ------------------------------------------------------
+@pytest.mark.parametrize("event,chunk", [("appended", 0), ("recorded", 1)])
+def test_prepare_ctrl_c_says_what_was_saved(tmp_path, monkeypatch, capsys, event, chunk):
+    """Ctrl-C (KeyboardInterrupt, raised at data.prepare's test hook: after the chunk's bytes
+    are written, or after it is recorded): status 130, one line with the finished chunks and
+    their images read back from the progress state, or that nothing was saved."""
+    from cuda_convnet.data import prepare as prepare_mod
+
+    make_tree(tmp_path / "src")
+
+    def hook(ev, split, k):
+        if ev == event and k == chunk:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(prepare_mod, "_hook", hook)
+    dst = tmp_path / "store"
+    code = main(["prepare", str(tmp_path / "src"), str(dst), "--size", "32", "--workers", "0", "--chunk-size", "4",
+                 "--no-progress"])
+    err = capsys.readouterr().err
+    assert code == 130 and len(err.strip().splitlines()) == 1, err
+    if event == "appended":  # chunk 0 written but not recorded: a rerun decodes it again
+        assert err == (f"cuda-convnet prepare: interrupted: no chunk had finished, so nothing was saved in {dst}; "
+                       "run the same command again to start over\n")
+    else:
+        state = json.loads((dst / ".progress" / "state.json").read_text())
+        (split,) = state["splits"].values()
+        assert split["chunks_done"] == 2 and 0 < split["count"] <= 8
+        assert err == (f"cuda-convnet prepare: interrupted: 2 finished chunks ({split['count']} images) saved in "
+                       f"{dst}; run the same command again to resume\n")
+    monkeypatch.setattr(prepare_mod, "_hook", None)
+    assert main(["prepare", str(tmp_path / "src"), str(dst), "--size", "32", "--workers", "0", "--chunk-size", "4",
+                 "--no-progress", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["splits"]["train"]["written"] == 36

@@ -54,16 +54,28 @@ def flow(tmp_path_factory):
 
 
 def test_prepare_rerun_on_a_complete_store_says_so(flow):
-    rerun = ok(run_cli("prepare", "src", "store", "--size", "72", "--workers", "1", "--no-progress", cwd=flow["root"]))
+    root = flow["root"]
+    rerun = ok(run_cli("prepare", "src", "store", "--size", "72", "--workers", "1", "--no-progress", "--json",
+                       cwd=root))
     report = json.loads(rerun.stdout)
     assert report["already_complete"] is True
-    assert report["splits"] == json.loads(flow["prepare"].stdout)["splits"]  # the first run's counts
+    assert report["splits"] == json.loads((root / "store" / "report.json").read_text())["splits"]  # the first run's
+    words = ok(run_cli("prepare", "src", "store", "--size", "72", "--workers", "1", "--no-progress", cwd=root))
+    assert "(already complete: nothing to do; the counts are the first run's)" in words.stdout.splitlines()[0]
 
 
 def test_prepare_packs_the_tree(flow):
-    report = json.loads(flow["prepare"].stdout)
-    assert "already_complete" not in report
-    assert report["splits"]["train"] == {"found": 37, "written": 36, "skipped": 1}  # the truncated JPEG
+    """The summary for a person: classes, each split's images, where the skipped files are listed."""
+    store = (flow["root"] / "store").resolve()
+    assert flow["prepare"].stdout.splitlines()[:4] == [
+        f"store {store}: 3 classes",
+        "  train 36 images written of 37 found, 1 skipped (unreadable)",  # the truncated JPEG
+        "  val   12 images written of 12 found",
+        f"skipped files and why: {store / 'report.json'}",
+    ]
+    assert flow["prepare"].stdout.splitlines()[4].endswith(" images/s")
+    report = json.loads((store / "report.json").read_text())
+    assert report["splits"]["train"] == {"found": 37, "written": 36, "skipped": 1}
     assert report["splits"]["val"]["written"] == 12
     store = ImageStore(flow["root"] / "store", "train")
     assert store.size == 72 and store.classes == list(CLASSES) and len(store) == 36
@@ -122,6 +134,10 @@ def test_eval_centre_one_checkpoint(flow):
     r = ok(run_cli("eval", "store", "run1/checkpoint.npz", "--json", "e.json", "--no-progress", cwd=root))
     assert "12 crops per checkpoint (12 images x 1 view)" in r.stdout
     res = json.loads((root / "e.json").read_text())
+    # The table in percent (as train prints errors), the JSON in fractions.
+    row = next(line.split() for line in r.stdout.splitlines() if line.startswith("run1/checkpoint.npz"))
+    m = res["models"][0]
+    assert row == ["run1/checkpoint.npz", "2", "fp32", f"{100 * m['top1_error']:.2f}%", f"{100 * m['top5_error']:.2f}%"]
     assert res["views"] == 1 and res["images"] == 12 and len(res["models"]) == 1
     assert 0 <= res["top1_error"] <= 1 and 0 <= res["top5_error"] <= res["top1_error"]
     # The same number training reported for its last epoch (both: centre crops, the val split).
@@ -137,6 +153,8 @@ def test_eval_ten_crop_averages_two_checkpoints(flow):
     assert res["views"] == 10 and len(res["models"]) == 2 and all(m["crops"] == 120 for m in res["models"])
     for m in res["models"] + [res]:
         assert 0 <= m["top1_error"] <= 1 and 0 <= m["top5_error"] <= 1
+    average = next(line for line in r.stdout.splitlines() if line.startswith("average of 2 (§6)"))
+    assert average.split()[-2:] == [f"{100 * res['top1_error']:.2f}%", f"{100 * res['top5_error']:.2f}%"]
     want = _ten_crop_errors(flow, ["run1/checkpoint.npz", "run2/checkpoint.npz"])
     assert res["top1_error"] == pytest.approx(want[1]) and res["top5_error"] == pytest.approx(want[5])
     alone = _ten_crop_errors(flow, ["run2/checkpoint.npz"])
@@ -163,6 +181,48 @@ def test_predict_names_top_classes(flow, ten_crop):
         p = [float(row[2]) for row in ranked]
         assert p == sorted(p, reverse=True) and all(0 <= q <= 1 for q in p)
         assert sum(p) <= 1 + 2e-4 and sum(p) == pytest.approx(1, abs=2e-4)  # all 3 classes listed, 4 decimals
+
+
+def test_predict_shows_progress_unless_told_not_to(flow):
+    """A bar over the files on stderr (as eval and train draw theirs); the results on stdout
+    are the same with --no-progress, which leaves stderr empty."""
+    root = flow["root"]
+    files = [str(p.relative_to(root)) for p in flow["files"]["good"]] * 3
+    shown = ok(run_cli("predict", "run2", *files, "--top", "2", "--batch-size", "2", cwd=root))
+    quiet = ok(run_cli("predict", "run2", *files, "--top", "2", "--batch-size", "2", "--no-progress", cwd=root))
+    assert shown.stdout == quiet.stdout and len(quiet.stdout.splitlines()) == 3 * len(files)
+    assert quiet.stderr == ""
+    assert "predict:" in shown.stderr and f"{len(files)}/{len(files)}" in shown.stderr and "img/s" in shown.stderr
+
+
+def test_ctrl_c_before_the_first_checkpoint_says_nothing_was_saved(flow):
+    """SIGINT during the first epoch: no checkpoint exists, so the line says nothing was saved
+    and to start again (not --resume, which would be refused)."""
+    import signal
+    import subprocess
+    import sys
+
+    from subproc import env
+
+    root, out = flow["root"], flow["root"] / "interrupted_early"
+    proc = subprocess.Popen([sys.executable, "-m", "cuda_convnet", "train", "store", *TRAIN, "--devices", "cpu",
+                             "--epochs", "5", "--out", str(out)],
+                            cwd=root, env=env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        for line in proc.stdout:  # the last line before training starts
+            if line.startswith("SGD: "):
+                proc.send_signal(signal.SIGINT)
+                break
+        stdout, stderr = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, stderr
+    assert not (out / "checkpoint.npz").exists() and "epoch   1/5" not in stdout
+    assert stderr == (f"cuda-convnet train: interrupted: nothing was saved (no epoch had finished, so there is no "
+                      f"checkpoint at {out / 'checkpoint.npz'}); run the same command again to start over\n")
+    r = ok(run_cli("train", "store", *TRAIN, "--devices", "cpu", "--epochs", "1", "--out", out, cwd=root))
+    assert "after 1 epoch, 4 steps" in r.stdout
 
 
 @pytest.mark.emu
@@ -210,15 +270,16 @@ def test_bad_input_is_one_line(flow, capsys, tmp_path):
     one_line_error(capsys, "eval", store, tmp_path / "none.npz", match="no such checkpoint")
     one_line_error(capsys, "eval", store, run1, "--split", "test", match="no split 'test'")
     one_line_error(capsys, "eval", store, run1, "--devices", "cpu,tpu", match="unknown device 'tpu'")
-    one_line_error(capsys, "predict", run1, flow["files"]["truncated"], match="cannot decode as an image")
-    one_line_error(capsys, "predict", run1, tmp_path / "missing.jpg", match="no such file")
+    one_line_error(capsys, "predict", run1, flow["files"]["truncated"], "--no-progress",
+                   match="cannot decode as an image")
+    one_line_error(capsys, "predict", run1, tmp_path / "missing.jpg", "--no-progress", match="no such file")
     one_line_error(capsys, "predict", tmp_path / "junk.npz", flow["files"]["good"][0],
                    match="not a valid cuda_convnet checkpoint")
 
 
 def test_bad_input_from_the_shell(flow, tmp_path):
     """The same as a user sees it: a subprocess, exit status 2, one line, no traceback."""
-    r = run_cli("predict", flow["root"] / "run1", flow["files"]["truncated"], cwd=tmp_path)
+    r = run_cli("predict", flow["root"] / "run1", flow["files"]["truncated"], "--no-progress", cwd=tmp_path)
     assert r.returncode == 2 and r.stdout == ""
     assert r.stderr.strip().startswith("cuda-convnet predict: error:") and "truncated.JPEG" in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1

@@ -270,7 +270,8 @@ def test_cli(tmp_path, capsys):
     from cuda_convnet.cli import main
 
     make_tree(tmp_path / "src")
-    assert main(["prepare", str(tmp_path / "src"), str(tmp_path / "out"), "--workers", "0", "--no-progress"]) == 0
+    assert main(["prepare", str(tmp_path / "src"), str(tmp_path / "out"), "--workers", "0", "--no-progress",
+                 "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["skipped_count"] == 2
     assert main(["prepare", str(tmp_path / "missing"), str(tmp_path / "o2")]) == 2
     err = capsys.readouterr().err

@@ -54,6 +54,7 @@ def test_ablate_quick_writes_every_variant_with_its_seeds(ablate_run, capsys):
     assert by["no-conv4"]["delta_top1"]["mean"] == pytest.approx(np.mean(d))
     md = (ablate_run / "ablate.md").read_text()
     assert md.count("\n| ") == len(models.ABLATIONS) + 1 and "+1.4 / +1.2 (§3.3)" in md
+    assert "images; 1 epoch, batch 32, lr 0.02, seeds 0, 1, 2)" in md  # --quick: 1 epoch, 3 seeds
     assert (ablate_run / "ablate.png").stat().st_size > 5000
     assert (ablate_run / "full-seed0" / "checkpoint.npz").exists()
 
@@ -195,7 +196,7 @@ def test_user_errors_are_one_line(tmp_path):
     (("ablate", "--seeds", "0"), "argument --seeds: must be >= 1, got 0"),
     (("relu-vs-tanh", "--threads", "0"), "argument --threads: must be >= 1, got 0"),
     (("relu-vs-tanh", "--seed", "-1"), "argument --seed: must be >= 0, got -1"),
-    (("relu-vs-tanh", "--batch", "0"), "argument --batch: must be >= 1, got 0"),
+    (("relu-vs-tanh", "--batch", "0"), "argument --batch/--batch-size: must be >= 1, got 0"),
 ])
 def test_bad_numbers_are_one_line_before_any_training(tmp_path, args, message):
     """A NaN or negative learning rate reached SGD's check inside the first run and ended
@@ -231,3 +232,16 @@ def test_load_dataset_reads_a_store_and_cifar_batches(tmp_path):
     assert ds.name == "CIFAR-10" and len(ds.train_labels) == 100
     np.testing.assert_array_equal(ds.train_images[:20], x)
     assert load_dataset(None).size == 32
+
+
+def test_ablate_counts_read_as_english(tmp_path):
+    """One variant, one seed, one epoch: singular nouns, in the printed line and the table."""
+    r = run_cli("experiment", "ablate", "--quick", "--seeds", "1", "--variants", "full", "--out", "one", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "; 1 variant x 1 seed, 1 epoch each" in r.stdout.splitlines()[0]
+    md = (tmp_path / "one" / "ablate.md").read_text()
+    assert "images; 1 epoch, batch 32, lr 0.02, seed 0)" in md
+    r = run_cli("experiment", "relu-vs-tanh", "--quick", "--epochs", "1", "--lrs", "0.03", "--out", "rt",
+                cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines()[0].endswith("learning rates [0.03]; 1 epoch each")

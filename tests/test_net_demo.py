@@ -123,3 +123,33 @@ def test_demo_ctrl_c_names_the_checkpoint_kept_and_resume_continues(tmp_path):
     assert r.returncode == 0, r.stderr
     assert f"epoch {done + 1:3d}/{done + 1}" in r.stdout
     assert load_checkpoint(ckpt).extra["epoch"] == done + 1
+
+
+def test_demo_ctrl_c_in_the_first_epoch_says_nothing_was_saved(tmp_path):
+    """SIGINT before the first epoch's checkpoint: one line saying nothing was saved and to
+    start again (--resume would find no checkpoint), status 130."""
+    import signal
+    import subprocess
+    import sys
+
+    from subproc import env
+
+    out = tmp_path / "demo"
+    # The full data: an epoch is 44 steps, seconds on a CPU, so the signal lands inside it.
+    proc = subprocess.Popen([sys.executable, "-m", "cuda_convnet", "demo", "--epochs", "3", "--device", "cpu",
+                             "--no-progress", "--out", str(out)],
+                            cwd=tmp_path, env=env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        for line in proc.stdout:  # the last line before training starts
+            if line.startswith("SGD: "):
+                proc.send_signal(signal.SIGINT)
+                break
+        stdout, stderr = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, stderr
+    ckpt = out / "checkpoint.npz"
+    assert not ckpt.exists() and "epoch   1/3" not in stdout
+    assert stderr == (f"cuda-convnet demo: interrupted: nothing was saved (no epoch had finished, so there is no "
+                      f"checkpoint at {ckpt}); run the same command again to start over\n")

@@ -65,6 +65,11 @@ def main(argv=None) -> int:
     for stream in (sys.stdout, sys.stderr):
         if hasattr(stream, "reconfigure") and stream.errors == "strict":
             stream.reconfigure(errors="surrogateescape")
+    # Each line as it is printed, into a pipe or a file too (`selfcheck | tee log`, a job's
+    # log file): Python block-buffers stdout there, so a command that prints a line per
+    # layer or per epoch would show nothing until it ends or the buffer fills.
+    if hasattr(sys.stdout, "reconfigure") and not sys.stdout.line_buffering:
+        sys.stdout.reconfigure(line_buffering=True)
     args = build_parser().parse_args(argv)
     args.command_line = list(sys.argv[1:] if argv is None else argv)  # recorded by experiment/figure outputs
     try:

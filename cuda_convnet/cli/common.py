@@ -220,6 +220,33 @@ def resume_settings(ckpt, recorded: dict, given: dict, flags: dict) -> dict:
     return {key: recorded.get(key) if given.get(key) is None else given[key] for key in flags}
 
 
+def interrupted(ckpt) -> str:
+    """What a Ctrl-C'd `train` or `demo` says: what its checkpoint file holds, read back, and
+    what to run next. Interrupted before the first epoch's checkpoint landed, nothing was
+    saved, and --resume would be refused (no checkpoint), so it says to start again."""
+    from ..training import on_disk
+
+    if not os.path.exists(ckpt):
+        return (f"nothing was saved (no epoch had finished, so there is no checkpoint at {ckpt}); "
+                "run the same command again to start over")
+    return f"{on_disk(ckpt)}; continue with --resume"
+
+
+@contextlib.contextmanager
+def says_what_is_saved(out):
+    """A Ctrl-C anywhere in a training command (loading the data, building the net, inside
+    an epoch) ends with interrupted(OUT/checkpoint.npz): the line that says what is on disk."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        raise KeyboardInterrupt(interrupted(os.path.join(os.path.abspath(os.fspath(out)), CHECKPOINT))) from None
+
+
+def count(n: int, noun: str, plural: str | None = None) -> str:
+    """'1 epoch', '2 epochs': n and the noun, plural only when n != 1."""
+    return f"{n} {noun if n == 1 else plural or noun + 's'}"
+
+
 # -- stores and checkpoints ------------------------------------------------------------------
 def subset(n: int, limit: int | None) -> np.ndarray | None:
     """Indices of `limit` of n examples, evenly spaced (a store is in class order); None = all."""

@@ -27,8 +27,8 @@ def add_parser(sub):
     from .common import add_precision
 
     p = sub.add_parser("eval", help="top-1/top-5 error of one or several (averaged) checkpoints on a store",
-                       description="Top-1 and top-5 error (§2) of CKPT on STORE's split, from the centre crop or "
-                                   "the ten views of §4.1; several checkpoints are averaged (§6).")
+                       description="Top-1 and top-5 error (§2, printed in percent) of CKPT on STORE's split, from "
+                                   "the centre crop or the ten views of §4.1; several checkpoints are averaged (§6).")
     p.add_argument("store", type=path, help="a store written by `prepare`")
     p.add_argument("checkpoints", type=path, nargs="+", metavar="CKPT",
                    help="checkpoint file(s), or training folder(s)")
@@ -44,8 +44,10 @@ def add_parser(sub):
     add_precision(p, "each checkpoint's own (fp32 for one that records none)")
     p.add_argument("--limit", type=positive_int, default=None, metavar="N", help="evaluate N images, evenly spaced")
     p.add_argument("--per-class", type=path, default=None, metavar="CSV",
-                   help="write class,count,top1_error,top5_error")
-    p.add_argument("--json", type=path, default=None, metavar="FILE", help="also write the results as JSON")
+                   help="write class,count,top1_error,top5_error (errors as fractions in [0, 1])")
+    p.add_argument("--json", type=path, default=None, metavar="FILE",
+                   help="also write the results as JSON (errors as fractions in [0, 1]; the printed table is in "
+                        "percent)")
     p.add_argument("--assume-store-classes", action="store_true",
                    help="accept a checkpoint that records no class names (not written by `train`), taking its "
                         "outputs to be the store's classes in order")
@@ -126,7 +128,7 @@ def check_fits(path, ck, store, store_name, assume_classes: bool = False) -> Non
 def run(args):
     from ..data.evaluate import evaluate
     from . import UsageError
-    from .common import load_model, open_store, output_file, parse_devices, subset
+    from .common import count, load_model, open_store, output_file, parse_devices, subset
 
     if args.batch_size < 1 or (args.limit is not None and args.limit < 1):
         raise UsageError("--batch-size and --limit must be >= 1")
@@ -167,30 +169,34 @@ def run(args):
     views = 10 if args.ten_crop else 1
     fns = [ModelView(ck.net, views, np.asarray(labels, dtype=np.int64), ck.extra.get("input_scale", 1.0))
            for ck in cks]
-    print(f"{args.store} {args.split}: {len(labels)} images{' (a subset)' if idx is not None else ''}, "
-          f"{len(store.classes)} classes; {crop}x{crop} crops of {store.size}x{store.size}, "
+    print(f"{args.store} {args.split}: {count(len(labels), 'image')}{' (a subset)' if idx is not None else ''}, "
+          f"{count(len(store.classes), 'class', 'classes')}; {crop}x{crop} crops of {store.size}x{store.size}, "
           f"{'ten-crop (10 views' if args.ten_crop else 'centre crop (1 view'} per image); {mean_from}")
     res = evaluate(fns, (images, labels), ten_crop=args.ten_crop, batch_size=args.batch_size, crop=crop,
                    mean=mean, classes=store.classes, progress=not args.no_progress)
 
     if res.non_finite:
-        print(f"warning: {res.non_finite} of {res.count} images got non-finite probabilities (counted as errors)")
+        print(f"warning: {res.non_finite} of {count(res.count, 'image')} got non-finite probabilities (counted as "
+              "errors)")
     rows = []
     for path, ck, fn in zip(args.checkpoints, cks, fns):
         top1, top5 = fn.errors()
         rows.append({"checkpoint": os.fspath(path), "epoch": ck.extra.get("epoch"), "precision": ck.net.precision,
                      "top1_error": top1, "top5_error": top5, "crops": fn.crops})
+    # The table in percent, as train and demo print errors; --json and --per-class keep fractions.
+    pct = lambda e: f"{100 * e:.2f}%"  # noqa: E731
     name_w = max([len(r["checkpoint"]) for r in rows] + [24])
     print(f"{'checkpoint':<{name_w}}  {'epoch':>5}  {'precision':>9}  {'top-1 err':>9}  {'top-5 err':>9}")
     for r in rows:
         epoch = "" if r["epoch"] is None else str(r["epoch"])
-        print(f"{r['checkpoint']:<{name_w}}  {epoch:>5}  {r['precision']:>9}  {r['top1_error']:>9.4f}  "
-              f"{r['top5_error']:>9.4f}")
+        print(f"{r['checkpoint']:<{name_w}}  {epoch:>5}  {r['precision']:>9}  {pct(r['top1_error']):>9}  "
+              f"{pct(r['top5_error']):>9}")
     if len(rows) > 1:
-        print(f"{f'average of {len(rows)} (§6)':<{name_w}}  {'':>5}  {'':>9}  {res.top1:>9.4f}  {res.top5:>9.4f}")
+        print(f"{f'average of {len(rows)} (§6)':<{name_w}}  {'':>5}  {'':>9}  {pct(res.top1):>9}  "
+              f"{pct(res.top5):>9}")
     per_model = rows[0]["crops"]
-    print(f"forward passes: {per_model} crops per checkpoint ({res.count} images x {res.views} "
-          f"view{'s' if res.views > 1 else ''})")
+    print(f"forward passes: {count(per_model, 'crop')} per checkpoint ({count(res.count, 'image')} x "
+          f"{count(res.views, 'view')})")
     if per_model != res.count * res.views:  # evaluate() and the counts disagree: a bug, say so loudly
         raise RuntimeError(f"expected {res.count * res.views} crops per checkpoint, the nets saw {per_model}")
     if args.per_class:

@@ -11,7 +11,8 @@ not (or to relabel), --classes-from STORE takes them from the store it was train
 
 A file that cannot be read (missing, not an image, truncated) does not stop the others:
 every readable file is classified, each unreadable one gets one line on stderr, and the
-exit status is then 2.
+exit status is then 2. The results go to stdout, a batch at a time; a progress bar over the
+files is drawn on stderr, as `eval` and `train` draw theirs (--no-progress: none).
 """
 from __future__ import annotations
 
@@ -39,6 +40,7 @@ def add_parser(sub):
     p.add_argument("--batch-size", type=positive_int, default=32, help="images per forward pass (default 32)")
     p.add_argument("--devices", default=None,
                    help="cpu, emu or cuda:N (or two, one per tower); default cuda:0 when a GPU is usable, else cpu")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar (it is drawn on stderr)")
     p.set_defaults(func=run)
 
 
@@ -95,24 +97,55 @@ def run(args):
     k = min(args.top, len(classes))
     width = max(len(c) for c in classes)
     failed = 0
-    for lo in range(0, len(args.images), args.batch_size):
-        paths, decoded = [], []
-        for path in args.images[lo:lo + args.batch_size]:
-            try:
-                decoded.append(decode(path, size))
-                paths.append(path)
-            except UsageError as e:  # this file only: report it, go on with the others
-                print(f"cuda-convnet predict: error: {e}", file=sys.stderr)
-                failed += 1
-        if not decoded:
-            continue
-        batch = np.stack(decoded)
-        views = test_views(batch, mean, crop=crop, ten_crop=args.ten_crop)
-        views = (views if args.ten_crop else views[None]) * np.float32(scale)
-        probs = np.mean([net.predict(np.ascontiguousarray(v, dtype=net.dtype)) for v in views], axis=0)
-        for path, p in zip(paths, probs):
-            print(path)
-            for rank, c in enumerate(np.argsort(-p, kind="stable")[:k], start=1):
-                print(f"  {rank}. {classes[c]:<{width}}  {p[c]:.4f}")
-        sys.stdout.flush()  # results before the next batch's error lines, in a terminal too
+    bar = _bar(len(args.images), enabled=not args.no_progress)
+    try:
+        for lo in range(0, len(args.images), args.batch_size):
+            paths, decoded = [], []
+            for path in args.images[lo:lo + args.batch_size]:
+                try:
+                    decoded.append(decode(path, size))
+                    paths.append(path)
+                except UsageError as e:  # this file only: report it, go on with the others
+                    bar.write(f"cuda-convnet predict: error: {e}", file=sys.stderr)
+                    failed += 1
+            if decoded:
+                batch = np.stack(decoded)
+                views = test_views(batch, mean, crop=crop, ten_crop=args.ten_crop)
+                views = (views if args.ten_crop else views[None]) * np.float32(scale)
+                probs = np.mean([net.predict(np.ascontiguousarray(v, dtype=net.dtype)) for v in views], axis=0)
+                lines = []
+                for path, p in zip(paths, probs):
+                    lines.append(path)
+                    lines += [f"  {rank}. {classes[c]:<{width}}  {p[c]:.4f}"
+                              for rank, c in enumerate(np.argsort(-p, kind="stable")[:k], start=1)]
+                bar.write("\n".join(lines), file=sys.stdout)
+                sys.stdout.flush()  # results before the next batch's error lines, in a terminal too
+            bar.update(len(args.images[lo:lo + args.batch_size]))
+    finally:
+        bar.close()
     return 2 if failed else 0
+
+
+class _NoBar:
+    """The progress bar's interface with no bar (--no-progress, or no tqdm)."""
+
+    def write(self, s, file):
+        print(s, file=file)
+
+    def update(self, n):
+        pass
+
+    def close(self):
+        pass
+
+
+def _bar(total: int, enabled: bool):
+    """A tqdm bar over the image files on stderr, as `eval` and `prepare` draw theirs; its
+    write() prints a line above the bar, so results and error lines do not tear it."""
+    if enabled:
+        try:
+            from tqdm.auto import tqdm
+        except ImportError:  # tqdm is optional
+            return _NoBar()
+        return tqdm(total=total, unit="img", desc="predict")
+    return _NoBar()

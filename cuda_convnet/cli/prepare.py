@@ -1,6 +1,8 @@
 """`prepare SRC DST`: an ImageNet-style tree -> the packed, memory-mapped store (§2).
 
 See cuda_convnet.data.prepare for what is written and how an interrupted run resumes.
+It prints a summary for a person (classes, each split's images written and skipped, where
+the skipped files are listed); --json prints the summary as one JSON object instead.
 """
 from __future__ import annotations
 
@@ -25,12 +27,17 @@ def add_parser(sub):
                         "as a class without training images (default: refuse, naming the classes, since the net "
                         "could never learn them)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--json", action="store_true",
+                   help="print the summary as one JSON object (splits: found/written/skipped per split, "
+                        "skipped_count, seconds, images_per_second) instead of the lines for a person; the full "
+                        "report, with each skipped file and why, is DST/report.json either way")
     p.set_defaults(func=run)
 
 
 def run(args):
     from ..data.prepare import PrepareError, prepare
     from . import UsageError
+    from .common import count
 
     try:
         report = prepare(args.src, args.dst, workers=args.workers, progress=not args.no_progress, size=args.size,
@@ -39,12 +46,57 @@ def run(args):
     except PrepareError as e:
         raise UsageError(str(e)) from e
     except KeyboardInterrupt:
-        raise KeyboardInterrupt(f"finished chunks are saved in {args.dst}; "
+        chunks, saved = _saved(args.dst)
+        if not chunks:
+            raise KeyboardInterrupt(f"no chunk had finished, so nothing was saved in {args.dst}; run the same "
+                                    "command again to start over") from None
+        raise KeyboardInterrupt(f"{count(chunks, 'finished chunk')} ({count(saved, 'image')}) saved in {args.dst}; "
                                 "run the same command again to resume") from None
-    summary = {k: report[k] for k in ("splits", "skipped_count", "seconds", "images_per_second")}
-    if report.get("classes_without_images"):
-        summary["classes_without_images"] = report["classes_without_images"]
-    if report.get("already_complete"):  # a rerun did no work: the counts and seconds are the first run's
-        summary["already_complete"] = True
-    print(json.dumps(summary, indent=1))
+    if args.json:
+        summary = {k: report[k] for k in ("splits", "skipped_count", "seconds", "images_per_second")}
+        if report.get("classes_without_images"):
+            summary["classes_without_images"] = report["classes_without_images"]
+        if report.get("already_complete"):  # a rerun did no work: the counts and seconds are the first run's
+            summary["already_complete"] = True
+        print(json.dumps(summary, indent=1))
+    else:
+        print(summary_lines(report, args.dst))
     return 0
+
+
+def summary_lines(report: dict, dst) -> str:
+    """The report (data.prepare's dict, or DST/report.json's) as a few lines for a person."""
+    import os
+
+    from .common import count
+
+    out = report.get("dst") or os.path.abspath(os.fspath(dst))
+    lines = [f"store {out}: {count(report['classes'], 'class', 'classes')}"
+             + (" (already complete: nothing to do; the counts are the first run's)"
+                if report.get("already_complete") else "")]
+    for name, s in report["splits"].items():
+        lines.append(f"  {name:<5s} {count(s['written'], 'image')} written of {s['found']} found"
+                     + (f", {s['skipped']} skipped (unreadable)" if s["skipped"] else ""))
+    if report["skipped_count"]:
+        lines.append(f"skipped files and why: {os.path.join(out, 'report.json')}")
+    if report.get("classes_without_images"):
+        lines.append(f"classes with no training images: {', '.join(report['classes_without_images'])}")
+    if not report.get("already_complete"):
+        rate = report.get("images_per_second")
+        lines.append(f"wall time: {report['seconds']:.1f}s" + (f", {rate:g} images/s" if rate else ""))
+    return "\n".join(lines)
+
+
+def _saved(dst) -> tuple[int, int]:
+    """(chunks, images) an interrupted run left recorded in DST (data.prepare's progress
+    state: what a rerun keeps); (0, 0) when none, or the state is unreadable."""
+    from pathlib import Path
+
+    from ..data.prepare import PROGRESS_DIR, STATE
+
+    try:
+        state = json.loads((Path(dst) / PROGRESS_DIR / STATE).read_text())
+        splits = state.get("splits", {}).values()
+        return sum(int(s.get("chunks_done", 0)) for s in splits), sum(int(s.get("count", 0)) for s in splits)
+    except (OSError, ValueError, AttributeError, TypeError):
+        return 0, 0

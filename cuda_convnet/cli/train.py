@@ -122,9 +122,11 @@ def run(args):
     if args.dist_timeout is not None and not (np.isfinite(args.dist_timeout) and args.dist_timeout > 0):
         raise UsageError(f"--dist-timeout must be a positive number of seconds, got {args.dist_timeout}")
     from ..distributed import launched_by_torchrun
+    from .common import says_what_is_saved
 
     if not (args.distributed or launched_by_torchrun()):
-        return _train(args)
+        with says_what_is_saved(args.out):
+            return _train(args)
     group = _join(args)
     if group is None:
         return 1
@@ -132,7 +134,8 @@ def run(args):
         with contextlib.ExitStack() as stack:
             if not group.is_main:  # one rank prints
                 stack.enter_context(contextlib.redirect_stdout(stack.enter_context(open(os.devnull, "w"))))
-            return _train(args, group)
+            with says_what_is_saved(args.out):
+                return _train(args, group)
     except RuntimeError as e:  # a collective failed (RankFailure) or the engine stopped: one line
         print(f"cuda-convnet train: error: {str(e).splitlines()[0] if str(e) else type(e).__name__}",
               file=sys.stderr)
@@ -174,6 +177,7 @@ def _train(args, group=None):
         MODELS,
         blas_threads,
         check_crop,
+        count,
         crop_coverage_warning,
         open_store,
         output_dir,
@@ -273,9 +277,9 @@ def _train(args, group=None):
     opt = SGD(net.parameters(), lr=lr, momentum=0.9, weight_decay=5e-4)
     schedule = PlateauSchedule(opt, factor=0.1, patience=patience, max_drops=max_drops)
     s = train_store.size
-    print(f"store {args.store}: {len(y_train)} training and {len(y_val)} validation images"
+    print(f"store {args.store}: {len(y_train)} training and {count(len(y_val), 'validation image')}"
           f"{' (subsets)' if train_idx is not None or val_idx is not None else ''}, {s}x{s}, "
-          f"{len(classes)} classes")
+          f"{count(len(classes), 'class', 'classes')}")
     print(f"model {model.name}: {crop}x{crop} crops, precision {precision}; "
           + (f"grouped form on {devices[0]}" if parallel == "hybrid" else f"towers on {', '.join(devices)}"))
     if group is not None:
@@ -284,14 +288,14 @@ def _train(args, group=None):
                "data-parallel" if split else f"data-parallel: {world} ranks ({group.backend})")
         print(f"{how}, global batch {batch} = {world} x {batch // world}; rank 0 writes {out}")
         if args.resume and saved.get("world_size", world) != world:
-            print(f"the checkpoint was trained on {saved.get('world_size')} ranks, continuing on {world}: the same "
-                  "global batches, other float32 summation orders and dropout masks")
+            print(f"the checkpoint was trained on {count(saved.get('world_size'), 'rank')}, continuing on {world}: "
+                  "the same global batches, other float32 summation orders and dropout masks")
     print(net.summary())
     if args.resume:
         print(f"resuming {ckpt} (its optimizer and learning-rate schedule)")
     else:
-        print(f"SGD: lr {lr:g}, momentum 0.9, weight decay 5e-4, batch {batch}; lr /10 after {patience} epochs "
-              f"without improvement, at most {max_drops} times")
+        print(f"SGD: lr {lr:g}, momentum 0.9, weight decay 5e-4, batch {batch}; lr /10 after "
+              f"{count(patience, 'epoch')} without improvement, at most {count(max_drops, 'time')}")
 
     try:
         os.makedirs(out, exist_ok=True)
@@ -328,17 +332,12 @@ def _train(args, group=None):
         notes = " ".join(getattr(e, "__notes__", []))
         print(f"cuda-convnet train: error: {e} {notes} (try a lower --lr)", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
-        from ..training import on_disk
-
-        # What the file holds, read back: no epoch may have finished yet.
-        raise KeyboardInterrupt(f"{on_disk(ckpt)}; continue with --resume") from None
     if not history:
         raise UsageError(f"{ckpt} has no recorded epochs")
     final = history[-1]
     # percent, as the epoch lines above print it
     print(f"final validation error: top-1 {100 * final['val_top1_err']:.2f}%, top-5 {100 * final['val_top5_err']:.2f}% "
-          f"(centre crops) after {final['epoch']} epoch{'s' * (final['epoch'] != 1)}, {final['step']} steps")
+          f"(centre crops) after {count(final['epoch'], 'epoch')}, {count(final['step'], 'step')}")
     if schedule.finished and final["epoch"] < args.epochs:
         print("stopped early: the validation error stopped improving with no learning-rate drops left")
     print(f"checkpoint: {ckpt}")

@@ -165,7 +165,8 @@ def markdown(result: dict) -> str:
     """The table (mean +- std over seeds, in %) and the notes, as Markdown."""
     pct = lambda m: f"{100 * m['mean']:.2f} ± {100 * m['std']:.2f}"
     lines = [f"Ablations on {result['data']} ({result['train_images']} training, {result['val_images']} validation "
-             f"images; {result['epochs']} epochs, batch {result['batch']}, lr {result['lr']:g}, seeds "
+             f"images; {result['epochs']} epoch{'s' * (result['epochs'] != 1)}, batch {result['batch']}, "
+             f"lr {result['lr']:g}, seed{'s' * (len(result['seeds']) != 1)} "
              f"{', '.join(map(str, result['seeds']))}). Errors in %, mean ± std over the seeds; Δ = change in "
              "validation error against the full model (percentage points, paired by seed); the paper's Δ is "
              "on ILSVRC-2010/2012.", "",
@@ -208,7 +209,8 @@ def plot(result: dict, path=None):
     ax.set_xticks(x, [r["variant"] for r in rows], rotation=20)
     ax.set_xlabel("variant (one change against the full model)")
     ax.set_ylabel("top-1 error (%)")
-    ax.set_title(f"Ablations on {result['data']}: mean ± std over {len(result['seeds'])} seeds", fontsize=9)
+    n = len(result["seeds"])
+    ax.set_title(f"Ablations on {result['data']}: mean ± std over {n} seed{'s' * (n != 1)}", fontsize=9)
     ax.grid(True, axis="y", alpha=0.3)
     ax.legend()
     if path is not None:

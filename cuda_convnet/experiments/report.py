@@ -56,7 +56,7 @@ def section(rec: dict, page_dir: str) -> str:
         ratio = "—" if rec.get("ratio") is None else f"{rec['ratio']:.2f}"
         out += ["## Figure 1: ReLU vs tanh (§3.1)", "",
                 f"Training error of a four-layer conv net on {rec['data']}, each unit with its best learning rate "
-                f"from {rec['lrs']} ({rec['epochs']} epochs, no regularisation).", "",
+                f"from {rec['lrs']} ({rec['epochs']} epoch{'s' * (rec['epochs'] != 1)}, no regularisation).", "",
                 "| | ReLU | tanh | tanh / ReLU |", "|---|---:|---:|---:|",
                 f"| best learning rate | {b['relu']['lr']:g} | {b['tanh']['lr']:g} | |",
                 f"| epochs to {100 * rec['target']:g}% training error | {fmt(b['relu']['epochs_to_target'])} | "
