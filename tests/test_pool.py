@@ -346,6 +346,23 @@ def test_max_pool_alexnet_layers(kernel_device, cpu, h, c):
     assert y.shape[1:3] == shapes.pool_output_size(h, h, 3, 2, 0)
 
 
+def test_max_pool_backward_relu_mask_drops_the_gradient_routed_to_dead_units(kernel_device, cpu):
+    """A dead ReLU channel (all zeros) and an all-negative one: every window's first max
+    is an x <= 0, so the plain backward routes dy there and relu_mask drops all of it; the
+    live channels keep the plain dx where x > 0."""
+    rng = np.random.default_rng(6)
+    x = relu_like(rng, 2, 7, 9, 8)
+    x[..., 0] = 0.0
+    x[..., 3] = -np.abs(x[..., 3]) - 0.5
+    for kw in (dict(size=3, stride=2), dict(size=2, stride=1, padding=(1, 0, 0, 1))):
+        y, dx = check_pool(kernel_device, cpu, x, **kw)
+        assert np.all(dx[..., [0, 3]].sum(axis=(1, 2)) != 0)  # the plain backward routes there
+        dev = kernel_device
+        dy = randn(np.random.default_rng(0), *y.shape)  # check_pool's dy (dy_seed 0)
+        fused = dev.get(dev.ops.max_pool_backward(dev.put(x), dev.put(y), dev.put(dy), relu_mask=True, **kw))
+        assert (fused[..., [0, 3]] == 0).all() and np.any(fused[x > 0] != 0)
+
+
 @pytest.mark.parametrize("shape", [(1, 7, 5, 3), (1, 1, 1, 1), (3, 4, 9, 5)])
 def test_max_pool_ragged_small_shapes(kernel_device, cpu, shape):
     """N = 1, C = 3, odd H and W, a 1x1 image: the scalar path, every padding form."""
