@@ -5,8 +5,8 @@ The step is a real `train_step` on emu devices of the small net (models.small_ne
 layer structure of AlexNet (five conv layers with LRN and pooling in the same places,
 conv3 across the towers, two hidden fc layers with dropout, softmax) at a size the
 emulator runs in seconds, batch 2. The full AlexNet at batch 1 gives the same counts but
-for the FC layers' split-K sums (`python bench/launch_count.py`: grouped 67 launches, two
-towers 141; 1 and 2 host synchronisations): the wgrad plans and the GEMMs' K splits, and
+for the FC layers' split-K sums (`python bench/launch_count.py`: grouped 64 launches, two
+towers 135; 1 and 2 host synchronisations): the wgrad plans and the GEMMs' K splits, and
 with them the chunk-sum launches, depend on the shapes. A change that removes a launch or
 a synchronisation lowers the numbers here in the same commit.
 
