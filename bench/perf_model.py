@@ -416,7 +416,8 @@ def alexnet_launches(batch: int = 128, sass=None) -> list[Launch]:
         # No dgrad for conv1: its input is the data, which needs no gradient (need_dx=False).
         layer_bwd = conv2d_wgrad(sass, f"conv{i}", g) + (conv2d_dgrad(sass, f"conv{i}", g) if i > 1 else [])
         size = n * g.p * g.q * g.k
-        layer_bwd = [mem(f"relu{i}", "bwd", "map2_kernel1<ReluGrad>", 3 * size)] + layer_bwd
+        if not (blk.lrn or blk.pool):  # else the LRN / pool backward applies the mask (relu_mask=True)
+            layer_bwd = [mem(f"relu{i}", "bwd", "map2_kernel1<ReluGrad>", 3 * size)] + layer_bwd
         h, w, c = g.p, g.q, g.k
         if blk.lrn:  # groups folded into the rows: one launch, no split/concat
             out.append(mem(f"norm{i}", "fwd", "lrn_forward_kernel2", 2 * size))

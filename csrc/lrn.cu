@@ -37,6 +37,7 @@ static LrnParams lrn_params(int group_channels, int before, int after, float alp
   a.k = k;
   a.coef = coef;
   a.three_quarters = neg_beta == -0.75f;
+  a.relu_mask = false;
   return a;
 }
 
@@ -89,11 +90,12 @@ void lrn(const float* x, float* y, long long rows_, int channels_, int groups, i
 
 void lrn_backward(const float* x, const float* y, const float* dy, float* dx, long long rows_, int channels_,
                   int groups, int before, int after, float alpha, float neg_beta, float k, float coef,
-                  cudaStream_t stream, int version) {
+                  cudaStream_t stream, int version, bool relu_mask) {
   const LrnShape sh = lrn_shape(rows_, channels_, groups);
   const long long rows = sh.rows;
   const int channels = sh.channels;
-  const LrnParams a = lrn_params(channels, before, after, alpha, neg_beta, k, coef);
+  LrnParams a = lrn_params(channels, before, after, alpha, neg_beta, k, coef);
+  a.relu_mask = relu_mask;
   const int kernel = pick_version(rows, channels, version);
   if (rows == 0) return;
   CCN_REQUIRE(x && y && dy && dx, "null pointer");

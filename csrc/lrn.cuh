@@ -34,6 +34,12 @@
 //   Backward keeps three tiles (x, t, dy*scale^-beta): phase 1 loads x; phase 2 computes
 //   scale, t and dy*scale^-beta per element; phase 3 sums t over the mirrored window.
 //   Shared memory: 8 KB forward, 24 KB backward.
+//
+// relu_mask (backward, both kernels): dx[c] = x[c] > 0 ? dx[c] : 0, the backward of a ReLU
+// whose output is this LRN's input x, applied in the epilogue: x is already in registers
+// or shared memory, so the ReLU's own backward launch (a read of y and dy, a write of dx)
+// disappears. The select is relu_backward's (ReluGrad), so the result is bit-identical to
+// relu_backward(x, lrn_backward(...)).
 #pragma once
 
 #include "common.h"
@@ -52,7 +58,13 @@ struct LrnParams {
   float k;
   float coef;         // 2 * alpha' * beta (backward)
   bool three_quarters;  // beta == 0.75: lrn_pow takes the rsqrtf form
+  bool relu_mask;       // backward: dx = x > 0 ? dx : 0 (the producer ReLU's backward, fused)
 };
+
+// The fused ReLU backward of the epilogue: ReluGrad's select, with x the ReLU's output.
+__device__ __forceinline__ float lrn_relu_mask(float x, float dx, const LrnParams& a) {
+  return (!a.relu_mask || x > 0.f) ? dx : 0.f;
+}
 
 // scale^(-beta). scale >= k > 0, so rsqrtf and sqrtf see positive finite inputs (or +inf).
 __device__ __forceinline__ float lrn_pow(float scale, const LrnParams& a) {
@@ -147,7 +159,7 @@ __global__ void lrn_backward_kernel1(const float* __restrict__ x, const float* _
     float back = 0.f;
     for (int j = lo; j <= hi; ++j) back += lrn_over_scale(dy[base + j] * y[base + j], lrn_scale(xr, j, a), a);
     const float own = dy[i] * lrn_pow(lrn_scale(xr, c, a), a);
-    dx[i] = own - a.coef * xr[c] * back;
+    dx[i] = lrn_relu_mask(xr[c], own - a.coef * xr[c] * back, a);
   }
 }
 
@@ -218,7 +230,7 @@ __global__ void __launch_bounds__(kLrnThreads)
     float back[W], out[W];
     lrn_back_sums<W>(ts + r * a.channels, c0, a, back);
 #pragma unroll
-    for (int u = 0; u < W; ++u) out[u] = ps[e + u] - a.coef * xs[e + u] * back[u];
+    for (int u = 0; u < W; ++u) out[u] = lrn_relu_mask(xs[e + u], ps[e + u] - a.coef * xs[e + u] * back[u], a);
     store_vec<W>(dx + base + e, out);
   }
 }

@@ -17,9 +17,11 @@ namespace ccn {
 // forces that kernel (2 throws where channels / groups > 2048; any other value throws).
 void lrn(const float* x, float* y, long long rows, int channels, int groups, int before, int after, float alpha,
          float neg_beta, float k, cudaStream_t stream, int version = 0);
+// relu_mask: dx = x > 0 ? dx : 0, the backward of a ReLU whose output is x fused into the
+// epilogue (bit-identical to relu_backward(x, dx)).
 void lrn_backward(const float* x, const float* y, const float* dy, float* dx, long long rows, int channels,
                   int groups, int before, int after, float alpha, float neg_beta, float k, float coef,
-                  cudaStream_t stream, int version = 0);
+                  cudaStream_t stream, int version = 0, bool relu_mask = false);
 // Which lrn_*_kernel<n> lrn and lrn_backward run for this shape and `version` (both pick
 // alike); throws std::invalid_argument exactly where they would refuse the shape or `version`.
 int lrn_version(long long rows, int channels, int groups = 1, int version = 0);

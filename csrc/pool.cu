@@ -34,13 +34,13 @@ void max_pool(const float* x, float* y, int n, int h, int w, int c, int size, in
 
 void max_pool_backward(const float* x, const float* y, const float* dy, float* dx, int n, int h, int w, int c,
                        int size, int stride, int pad_top, int pad_bottom, int pad_left, int pad_right, int p, int q,
-                       cudaStream_t stream) {
+                       cudaStream_t stream, bool relu_mask) {
   const PoolGeometry g = pool_geometry(n, h, w, c, size, stride, pad_top, pad_bottom, pad_left, pad_right, p, q);
   CCN_REQUIRE(x && y && dy && dx, "null pointer");
   const bool vec = c % 4 == 0 && aligned16(x) && aligned16(y) && aligned16(dy) && aligned16(dx);
   const long long items = (long long)n * h * w * (vec ? c / 4 : c);
   auto k = vec ? max_pool_backward_kernel1<4> : max_pool_backward_kernel1<1>;
-  CCN_LAUNCH(k, grid_stride_blocks(items, 256), 256, 0, stream)(x, y, dy, dx, g);
+  CCN_LAUNCH(k, grid_stride_blocks(items, 256), 256, 0, stream)(x, y, dy, dx, g, relu_mask);
   CCN_CHECK_LAUNCH("max_pool_backward_kernel1");
 }
 

@@ -20,6 +20,10 @@
 //   p*stride + r), so the sums are bit-identical to the reference's float32 ones, and
 //   deterministic whatever the thread order. Reads: x and y once per covering window
 //   (~2.25 windows per input for 3/2), dy only on a hit; a write of dx per input.
+//   relu_mask: dx = x > 0 ? dx : 0, the backward of a ReLU whose output is this pool's
+//   input x, fused into the store (x is already in registers): ReluGrad's select, so the
+//   result is bit-identical to relu_backward(x, max_pool_backward(...)) and the ReLU's own
+//   backward launch disappears.
 #pragma once
 
 #include "common.h"
@@ -104,7 +108,8 @@ __device__ __forceinline__ bool pool_first_max(const float* __restrict__ x_nc, c
 
 template <int W>
 __global__ void max_pool_backward_kernel1(const float* __restrict__ x, const float* __restrict__ y,
-                                          const float* __restrict__ dy, float* __restrict__ dx, const PoolGeometry g) {
+                                          const float* __restrict__ dy, float* __restrict__ dx, const PoolGeometry g,
+                                          const bool relu_mask) {
   const int groups = g.c / W;
   const long long total = (long long)g.n * g.h * g.w * groups;
   const long long stride = (long long)gridDim.x * blockDim.x;
@@ -144,6 +149,10 @@ __global__ void max_pool_backward_kernel1(const float* __restrict__ x, const flo
         for (int e = 0; e < W; ++e)
           if (xv[e] == yv[e] && pool_first_max(x_n + e, g, p, q, r, s, yv[e])) acc[e] += dv[e];
       }
+    }
+    if (relu_mask) {
+#pragma unroll
+      for (int e = 0; e < W; ++e) acc[e] = (xv[e] > 0.f) ? acc[e] : 0.f;
     }
     store_vec<W>(dx + i * W, acc);
   }

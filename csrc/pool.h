@@ -13,8 +13,10 @@ void max_pool(const float* x, float* y, int n, int h, int w, int c, int size, in
 
 // dx: each dy goes to the first maximum of its window in row-major order (the reference's
 // tie rule); overlapping windows add up. A gather: deterministic, no atomics.
+// relu_mask: dx = x > 0 ? dx : 0, the backward of a ReLU whose output is x fused into the
+// store (bit-identical to relu_backward(x, dx)).
 void max_pool_backward(const float* x, const float* y, const float* dy, float* dx, int n, int h, int w, int c,
                        int size, int stride, int pad_top, int pad_bottom, int pad_left, int pad_right, int p, int q,
-                       cudaStream_t stream);
+                       cudaStream_t stream, bool relu_mask = false);
 
 }  // namespace ccn

@@ -5,13 +5,15 @@ The step is a real `train_step` on emu devices of the small net (models.small_ne
 layer structure of AlexNet (five conv layers with LRN and pooling in the same places,
 conv3 across the towers, two hidden fc layers with dropout, softmax) at a size the
 emulator runs in seconds, batch 2. The full AlexNet at batch 1 gives the same counts but
-for the FC layers' split-K sums (`python bench/launch_count.py`: grouped 67 launches, two
-towers 141; 1 and 2 host synchronisations): the wgrad plans and the GEMMs' K splits, and
+for the FC layers' split-K sums (`python bench/launch_count.py`: grouped 64 launches, two
+towers 135; 1 and 2 host synchronisations): the wgrad plans and the GEMMs' K splits, and
 with them the chunk-sum launches, depend on the shapes. A change that removes a launch or
 a synchronisation lowers the numbers here in the same commit.
 
 What keeps them low: conv1 (whose input is the data) launches no dgrad; every ReLU is
-fused into its conv/fc layer's epilogue (no forward ReLU launch); the grouped form's LRN
+fused into its conv/fc layer's epilogue (no forward ReLU launch), and the backward of each
+ReLU read only by an LRN or a max-pool (relu1, relu2, relu5) into that layer's backward
+(relu_mask: no ReLU backward launch); the grouped form's LRN
 and dropout are one launch each over both channel groups (no split/concat); a Concat's backward adds into a
 gradient already there instead of the Net adding (gradient_add counts the adds left);
 the labels are checked on the host, and the loss and top-k counts come back in one read
@@ -39,7 +41,7 @@ EXPECTED = {
     # channel split/concat.
     1: ({**_COMMON, "lrn": 2, "lrn_backward": 2, "dropout": 2, "dropout_backward": 2, "conv2d": 5,
          "conv2d_backward": 18, "linear": 6, "linear_backward": 11, "max_pool": 3, "max_pool_backward": 3,
-         "relu_backward": 7},
+         "relu_backward": 4},
         {"to_host": 1}, 0),
     # Two towers: 6 tensors feed two layers (each tower's pool2, pool5, drop6 output: its own
     # tower's Concat and the copy to the other device); on device 0 the Concat's split adds
@@ -47,7 +49,7 @@ EXPECTED = {
     # the Net adds it (3 gradient_add).
     2: ({**_COMMON, "lrn": 4, "lrn_backward": 4, "dropout": 4, "dropout_backward": 4, "concat_channels": 7,
          "split_channels": 7, "conv2d": 10, "conv2d_backward": 36, "gradient_add": 3,
-         "linear": 10, "linear_backward": 19, "max_pool": 6, "max_pool_backward": 6, "relu_backward": 14,
+         "linear": 10, "linear_backward": 19, "max_pool": 6, "max_pool_backward": 6, "relu_backward": 8,
          "sgd_update": 2},
         {"stream synchronize": 1, "to_host": 1}, 15),
 }
@@ -61,7 +63,7 @@ def test_train_step_launches_and_syncs(towers):
     assert t.per_op() == dict(sorted(per_op.items()))
     assert dict(t.syncs) == syncs
     assert t.copies == copies
-    assert t.total_launches == sum(per_op.values())  # 66 grouped, 140 two towers
+    assert t.total_launches == sum(per_op.values())  # 63 grouped, 134 two towers
     assert t.total_syncs <= towers  # one host read per step, + one per device without the loss
 
 

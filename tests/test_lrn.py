@@ -12,7 +12,7 @@ import time
 import numpy as np
 import pytest
 from gradcheck import SETTINGS, check_op, rng_from
-from hypothesis import given
+from hypothesis import assume, given
 from hypothesis import strategies as st
 from kernel_inputs import (
     assert_same_in_every_order,
@@ -245,6 +245,47 @@ def test_lrn_matches_reference(kernel_device, cpu, lrn_version, shape, size, alp
               divide_alpha_by_size=divide)
 
 
+def relu_like(rng, *shape):
+    """Random values with exact zeros (+0 and -0) and negatives: the ReLU mask's boundary
+    (x > 0 keeps, x == 0 and x < 0 drop), nonzero elsewhere."""
+    x = randn(rng, *shape)
+    u = rng.random(shape)
+    x[u < 0.25] = 0.0
+    x[(u >= 0.25) & (u < 0.3)] = -0.0
+    return x
+
+
+def bits(a):
+    return np.ascontiguousarray(a, dtype=np.float32).view(np.uint32)
+
+
+def check_lrn_relu_mask(dev, cpu, x, dy, **kw):
+    """lrn_backward(..., relu_mask=True) is relu_backward(x, lrn_backward(...)) bit for bit,
+    on the kernels and the reference alike, and the kernels' within tolerance of the reference."""
+    y = dev.get(dev.ops.lrn(dev.put(x), **kw))
+    px, py, pdy = dev.put(x), dev.put(y), dev.put(dy)
+    plain = dev.get(dev.ops.lrn_backward(px, py, pdy, **kw))
+    fused = dev.get(dev.ops.lrn_backward(px, py, pdy, relu_mask=True, **kw))
+    np.testing.assert_array_equal(bits(fused), bits(dev.get(dev.ops.relu_backward(px, dev.put(plain)))))
+    x64, dy64 = x.astype(np.float64), dy.astype(np.float64)
+    y64 = cpu.lrn(x64, **kw)
+    want = cpu.lrn_backward(x64, y64, dy64, relu_mask=True, **kw)
+    np.testing.assert_array_equal(want, cpu.relu_backward(x64, cpu.lrn_backward(x64, y64, dy64, **kw)))
+    np.testing.assert_allclose(fused, want, **tol("lrn_backward", "kernel_vs_reference"))
+    assert not np.signbit(fused[~(x > 0)]).any() and (fused[~(x > 0)] == 0).all()
+    assert np.any(x > 0) == np.any(fused[x > 0] != 0)  # the kept entries are the op's dx, not zeros
+    return fused
+
+
+@given(shape=st.tuples(st.integers(1, 2), st.integers(1, 4), st.integers(1, 4), st.integers(1, 20)),
+       size=st.integers(1, 8), groups=st.sampled_from([1, 2]), seed=st.integers(0, 2**31))
+def test_lrn_backward_relu_mask_matches_reference(kernel_device, cpu, lrn_version, shape, size, groups, seed):
+    assume(shape[-1] % groups == 0)
+    rng = np.random.default_rng(seed)
+    check_lrn_relu_mask(kernel_device, cpu, relu_like(rng, *shape), randn(rng, *shape), size=size, alpha=1.0,
+                        groups=groups)
+
+
 @pytest.mark.parametrize("shape", [(1, 7, 5, 3), (1, 1, 1, 1), (3, 3, 5, 97)])
 def test_lrn_ragged_small_shapes(kernel_device, cpu, lrn_version, shape):
     """N = 1, C = 3, odd H and W, one channel, an odd C above 96."""
@@ -275,6 +316,9 @@ def test_lrn_alexnet_layers(kernel_device, cpu, h, c):
     dy = randn(rng, 2, h, h, c)
     for divide in (True, False):
         check_lrn(kernel_device, cpu, x, dy, divide_alpha_by_size=divide)
+    # The Net fuses relu1/relu2's backward into norm1/norm2's: x is a ReLU output, zeros included.
+    x[rng.random(x.shape) < 0.3] = 0.0
+    check_lrn_relu_mask(kernel_device, cpu, x, dy)
 
 
 def test_lrn_many_channels_uses_the_general_kernel(kernel_device, cpu):
@@ -319,6 +363,22 @@ def test_lrn_unaligned_pointers_take_the_scalar_path(cpu, monkeypatch):
 
 
 @pytest.mark.emu
+def test_lrn_backward_relu_mask_unaligned_pointers(cpu, monkeypatch):
+    """The scalar (W = 1) path of kernel 2 and kernel 1 apply the mask too."""
+    emu = ccn.backend("emu")
+    rng = np.random.default_rng(5)
+    x, dy = unaligned(relu_like(rng, 2, 3, 3, 8)), unaligned(randn(rng, 2, 3, 3, 8))
+    for version in (1, 2):
+        monkeypatch.setitem(emu.kernel_versions, "lrn_backward", version)
+        y = unaligned(emu.lrn(x, alpha=1.0))
+        fused = emu.lrn_backward(x, y, dy, alpha=1.0, relu_mask=True)
+        np.testing.assert_array_equal(bits(fused), bits(emu.relu_backward(x, emu.lrn_backward(x, y, dy, alpha=1.0))))
+        x64 = x.astype(np.float64)
+        want = cpu.lrn_backward(x64, cpu.lrn(x64, alpha=1.0), dy.astype(np.float64), alpha=1.0, relu_mask=True)
+        np.testing.assert_allclose(fused, want, **tol("lrn_backward", "kernel_vs_reference"))
+
+
+@pytest.mark.emu
 @pytest.mark.parametrize("c", [96, 13])
 def test_lrn_identical_in_every_thread_order(monkeypatch, c):
     """Kernel 2 reads neighbours' channels from shared memory after a barrier: a missing
@@ -327,7 +387,8 @@ def test_lrn_identical_in_every_thread_order(monkeypatch, c):
     rng = np.random.default_rng(c)
     x, dy = randn(rng, 2, 5, 7, c), randn(rng, 2, 5, 7, c)
     y = emu.lrn(x, alpha=1.0)
-    results = in_every_thread_order(monkeypatch, lambda: [emu.lrn(x, alpha=1.0), emu.lrn_backward(x, y, dy, alpha=1.0)])
+    results = in_every_thread_order(monkeypatch, lambda: [emu.lrn(x, alpha=1.0), emu.lrn_backward(x, y, dy, alpha=1.0),
+                                                          emu.lrn_backward(x, y, dy, alpha=1.0, relu_mask=True)])
     assert_same_in_every_order(results)
     assert not np.isnan(results["forward"][1]).any()
 

@@ -1,11 +1,13 @@
-"""ReLU fused into the conv/fc epilogue by the Net: the same function and gradients as the
-unfused graph, on the reference (cpu) and the kernels (emu), grouped and two towers.
+"""ReLU fused by the Net: the same function and gradients as the unfused graph, on the
+reference (cpu) and the kernels (emu), grouped and two towers.
 
 The fused net runs conv2d/linear with relu=True and its ReLU layers launch nothing
-forward (their backward reads the mask from the post-activation y > 0); the twin built
-with fuse_relu=False runs every ReLU as its own op. Same seed, same weights: the logits,
-every ReLU output, the loss, the error counts and every parameter gradient must agree
-bit for bit.
+forward; a ReLU read only by an LRN or a max-pool layer (relu1 -> norm1, relu2 -> norm2,
+relu5 -> pool5) launches nothing backward either: that layer's backward runs with
+relu_mask=True (dx zeroed where its input, the ReLU's output, is <= 0). The twin built
+with fuse_relu=False runs every ReLU as its own op both ways. Same seed, same weights: the
+logits, every ReLU output, the loss, the error counts and every parameter gradient must
+agree bit for bit.
 """
 from __future__ import annotations
 
@@ -40,6 +42,11 @@ def test_fused_relu_same_outputs_and_gradients(kind, towers):
     assert sorted(fused._relu_of.values()) == sorted(l.name for l in fused.layers if l.type == "relu")
     assert len(fused._relu_of) == 7 * towers
     assert plain._relu_of == {}
+    # Backward: the ReLUs read only by an LRN or a max-pool (conv1, conv2: LRN; conv5: pool).
+    sfx = [""] if towers == 1 else [f"/{t}" for t in range(towers)]
+    assert fused._masked_by == {f"relu{k}{s}": f"{kind_}{k}{s}" for s in sfx
+                                for k, kind_ in ((1, "norm"), (2, "norm"), (5, "pool"))}
+    assert plain._masked_by == {}
     x, labels = _batch(fused)
     acts_f = fused._forward(x, True, keep=True)
     acts_p = plain._forward(x, True, keep=True)
@@ -90,3 +97,32 @@ def test_no_fusion_where_another_layer_reads_the_pre_activation():
               Linear("out", "r3", units=3), SoftmaxCrossEntropy("loss", "out")]
     net = Net(layers, input_shape=(6, 6, 2), seed=0)
     assert net._relu_of == {"c2": "r2", "fc": "r3"}
+
+
+@pytest.mark.parametrize("kind", ["cpu", pytest.param("emu", marks=pytest.mark.emu)])
+def test_relu_backward_fused_into_lrn_and_pool_is_bit_identical(kind):
+    """A small graph with both backward fusions (ReLU -> LRN, ReLU -> max-pool) and one a
+    second reader blocks (a ReLU read by a pool and a conv): gradients equal the unfused
+    twin's bit for bit on the reference (cpu) and the kernels (emu)."""
+    from cuda_convnet.net.layers import LRN, Conv2d, Flatten, Linear, MaxPool, ReLU, SoftmaxCrossEntropy
+
+    layers = [Conv2d("c1", "data", filters=8, size=3, padding=1), ReLU("r1", "c1"),
+              LRN("n1", "r1", size=3, alpha=1.0, groups=2),
+              Conv2d("c2", "n1", filters=8, size=3, padding=1), ReLU("r2", "c2"),
+              MaxPool("p2", "r2", size=3, stride=2, padding=1),
+              Conv2d("c3", "r2", filters=4, size=3, stride=2, padding=1),  # a second reader of r2
+              Conv2d("c4", "p2", filters=4, size=1), ReLU("r4", "c4"), MaxPool("p4", "r4", size=2, stride=1),
+              Flatten("f", "p4"), Flatten("f3", "c3"), Linear("fc", "f", units=3), Linear("fc3", "f3", units=3),
+              Linear("out", "fc", units=3), SoftmaxCrossEntropy("loss", "out")]
+    nets = [Net(layers, input_shape=(7, 7, 3), devices=(kind,), seed=1, fuse_relu=f) for f in (True, False)]
+    fused, plain = nets
+    assert fused._masked_by == {"r1": "n1", "r4": "p4"}
+    x = np.random.default_rng(0).standard_normal((2, 7, 7, 3)).astype(np.float32)
+    labels = np.array([0, 2])
+    assert fused.gradients(x, labels) == plain.gradients(x, labels)
+    for pf, pp in zip(fused.parameters(), plain.parameters()):
+        g = np.asarray(pf.grad, dtype=np.float32)
+        np.testing.assert_array_equal(g.view(np.uint32), np.asarray(pp.grad, dtype=np.float32).view(np.uint32),
+                                      err_msg=pf.name)
+        if pf.name in ("c1.weight", "c4.weight"):
+            assert np.any(g != 0)

@@ -279,7 +279,33 @@ def check_pool(dev, cpu, x, dy_seed=0, **kw):
     x64 = x.astype(np.float64)
     np.testing.assert_allclose(dx, cpu.max_pool_backward(x64, cpu.max_pool(x64, **kw), dy.astype(np.float64), **kw),
                                **tol("max_pool_backward", "kernel_vs_reference"))
+    check_pool_relu_mask(dev, cpu, x, y, dy, dx, **kw)
     return y, dx
+
+
+def bits(a):
+    return np.ascontiguousarray(a, dtype=np.float32).view(np.uint32)
+
+
+def check_pool_relu_mask(dev, cpu, x, y, dy, dx, **kw):
+    """max_pool_backward(..., relu_mask=True) (the backward of the ReLU producing x, fused)
+    is relu_backward(x, dx) bit for bit, on the kernel and the reference alike."""
+    fused = dev.get(dev.ops.max_pool_backward(dev.put(x), dev.put(y), dev.put(dy), relu_mask=True, **kw))
+    unfused = dev.get(dev.ops.relu_backward(dev.put(x), dev.put(dx)))
+    np.testing.assert_array_equal(bits(fused), bits(unfused))
+    want = cpu.max_pool_backward(x, y, dy, relu_mask=True, **kw)
+    np.testing.assert_array_equal(bits(want), bits(cpu.relu_backward(x, cpu.max_pool_backward(x, y, dy, **kw))))
+    np.testing.assert_array_equal(bits(fused), bits(want))
+    assert (fused[~(x > 0)] == 0).all() and np.array_equal(fused[x > 0], dx[x > 0])
+
+
+def relu_like(rng, *shape):
+    """Random values with exact zeros (+0 and -0) and negatives: the mask's boundary."""
+    x = randn(rng, *shape)
+    u = rng.random(shape)
+    x[u < 0.25] = 0.0
+    x[(u >= 0.25) & (u < 0.3)] = -0.0
+    return x
 
 
 def distinct(rng, shape):
@@ -298,13 +324,16 @@ geometry = st.tuples(st.integers(1, 2), st.integers(1, 9), st.integers(1, 9), st
                      st.integers(1, 3), st.lists(st.integers(0, 3), min_size=4, max_size=4))
 
 
-@given(g=geometry, kind=st.sampled_from([distinct, tied, lambda rng, s: randn(rng, *s)]), seed=st.integers(0, 2**31))
+@given(g=geometry, kind=st.sampled_from([distinct, tied, relu_like, lambda rng, s: randn(rng, *s)]),
+       seed=st.integers(0, 2**31))
 def test_max_pool_matches_reference(kernel_device, cpu, g, kind, seed):
     n, h, w, c, size, stride, pad = g
     pad = tuple(min(p, size - 1) for p in pad)
     assume(h + pad[0] + pad[1] >= size and w + pad[2] + pad[3] >= size)
     rng = np.random.default_rng(seed)
-    check_pool(kernel_device, cpu, kind(rng, (n, h, w, c)), seed, size=size, stride=stride, padding=pad)
+    shape = (n, h, w, c)
+    check_pool(kernel_device, cpu, relu_like(rng, *shape) if kind is relu_like else kind(rng, shape), seed,
+               size=size, stride=stride, padding=pad)
 
 
 @pytest.mark.alexnet_shapes
@@ -312,8 +341,26 @@ def test_max_pool_matches_reference(kernel_device, cpu, g, kind, seed):
 def test_max_pool_alexnet_layers(kernel_device, cpu, h, c):
     """§3.4's overlapping pooling (3/2) after conv1, conv2, conv5, batch 2."""
     rng = np.random.default_rng(h)
-    y, _ = check_pool(kernel_device, cpu, randn(rng, 2, h, h, c), size=3, stride=2)
+    # pool5 follows relu5 (its backward masks with relu_mask=True, checked by check_pool): zeros included.
+    y, _ = check_pool(kernel_device, cpu, relu_like(rng, 2, h, h, c), size=3, stride=2)
     assert y.shape[1:3] == shapes.pool_output_size(h, h, 3, 2, 0)
+
+
+def test_max_pool_backward_relu_mask_drops_the_gradient_routed_to_dead_units(kernel_device, cpu):
+    """A dead ReLU channel (all zeros) and an all-negative one: every window's first max
+    is an x <= 0, so the plain backward routes dy there and relu_mask drops all of it; the
+    live channels keep the plain dx where x > 0."""
+    rng = np.random.default_rng(6)
+    x = relu_like(rng, 2, 7, 9, 8)
+    x[..., 0] = 0.0
+    x[..., 3] = -np.abs(x[..., 3]) - 0.5
+    for kw in (dict(size=3, stride=2), dict(size=2, stride=1, padding=(1, 0, 0, 1))):
+        y, dx = check_pool(kernel_device, cpu, x, **kw)
+        assert np.all(dx[..., [0, 3]].sum(axis=(1, 2)) != 0)  # the plain backward routes there
+        dev = kernel_device
+        dy = randn(np.random.default_rng(0), *y.shape)  # check_pool's dy (dy_seed 0)
+        fused = dev.get(dev.ops.max_pool_backward(dev.put(x), dev.put(y), dev.put(dy), relu_mask=True, **kw))
+        assert (fused[..., [0, 3]] == 0).all() and np.any(fused[x > 0] != 0)
 
 
 @pytest.mark.parametrize("shape", [(1, 7, 5, 3), (1, 1, 1, 1), (3, 4, 9, 5)])
@@ -360,6 +407,10 @@ def test_max_pool_unaligned_pointers_take_the_scalar_path(cpu):
     np.testing.assert_array_equal(y, cpu.max_pool(x))
     dy = unaligned(randn(rng, *y.shape))
     np.testing.assert_array_equal(emu.max_pool_backward(x, unaligned(y), dy), cpu.max_pool_backward(x, y, dy))
+    xm = unaligned(relu_like(rng, 2, 9, 9, 8))
+    ym = unaligned(emu.max_pool(xm))
+    np.testing.assert_array_equal(bits(emu.max_pool_backward(xm, ym, dy, relu_mask=True)),
+                                  bits(cpu.max_pool_backward(xm, ym, dy, relu_mask=True)))
 
 
 @pytest.mark.emu
@@ -370,7 +421,8 @@ def test_max_pool_backward_identical_in_every_thread_order(monkeypatch):
     y = emu.max_pool(x, padding=1)
     dy = randn(rng, *y.shape)
     assert_same_in_every_order(in_every_thread_order(
-        monkeypatch, lambda: [emu.max_pool(x, padding=1), emu.max_pool_backward(x, y, dy, padding=1)]))
+        monkeypatch, lambda: [emu.max_pool(x, padding=1), emu.max_pool_backward(x, y, dy, padding=1),
+                              emu.max_pool_backward(x, y, dy, padding=1, relu_mask=True)]))
 
 
 def test_max_pool_rejects_bad_input(kernel_device):

@@ -37,14 +37,16 @@ inline void bind_memory_bound(py::module_& m) {
       "lrn_backward",
       [](std::uintptr_t x, std::uintptr_t y, std::uintptr_t dy, std::uintptr_t dx, long long rows, int channels,
          int groups, int before, int after, float alpha, float neg_beta, float k, float coef, std::uintptr_t stream,
-         int version) {
+         int version, bool relu_mask) {
         py::gil_scoped_release nogil;
         ccn::lrn_backward(ptr<const float>(x), ptr<const float>(y), ptr<const float>(dy), ptr<float>(dx), rows,
-                          channels, groups, before, after, alpha, neg_beta, k, coef, stream_of(stream), version);
+                          channels, groups, before, after, alpha, neg_beta, k, coef, stream_of(stream), version,
+                          relu_mask);
       },
       py::arg("x"), py::arg("y"), py::arg("dy"), py::arg("dx"), py::arg("rows"), py::arg("channels"),
       py::arg("groups"), py::arg("before"), py::arg("after"), py::arg("alpha"), py::arg("neg_beta"), py::arg("k"),
-      py::arg("coef"), py::arg("stream") = 0, py::arg("version") = 0);
+      py::arg("coef"), py::arg("stream") = 0, py::arg("version") = 0, py::arg("relu_mask") = false,
+      "dx of lrn; relu_mask: dx = x > 0 ? dx : 0 (the backward of a ReLU producing x, fused).");
   m.def(
       "lrn_version",
       [](long long rows, int channels, int groups, int version) {
@@ -68,14 +70,16 @@ inline void bind_memory_bound(py::module_& m) {
   m.def(
       "max_pool_backward",
       [](std::uintptr_t x, std::uintptr_t y, std::uintptr_t dy, std::uintptr_t dx, int n, int h, int w, int c,
-         int size, int stride, int top, int bottom, int left, int right, int p, int q, std::uintptr_t stream) {
+         int size, int stride, int top, int bottom, int left, int right, int p, int q, std::uintptr_t stream,
+         bool relu_mask) {
         py::gil_scoped_release nogil;
         ccn::max_pool_backward(ptr<const float>(x), ptr<const float>(y), ptr<const float>(dy), ptr<float>(dx), n, h,
-                               w, c, size, stride, top, bottom, left, right, p, q, stream_of(stream));
+                               w, c, size, stride, top, bottom, left, right, p, q, stream_of(stream), relu_mask);
       },
       py::arg("x"), py::arg("y"), py::arg("dy"), py::arg("dx"), py::arg("n"), py::arg("h"), py::arg("w"),
       py::arg("c"), py::arg("size"), py::arg("stride"), py::arg("top"), py::arg("bottom"), py::arg("left"),
-      py::arg("right"), py::arg("p"), py::arg("q"), py::arg("stream") = 0);
+      py::arg("right"), py::arg("p"), py::arg("q"), py::arg("stream") = 0, py::arg("relu_mask") = false,
+      "dx of max_pool; relu_mask: dx = x > 0 ? dx : 0 (the backward of a ReLU producing x, fused).");
 
   // ---------------------------------------------------------------- dropout, Philox
   m.def(

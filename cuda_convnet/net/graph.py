@@ -27,6 +27,12 @@ Rules of the graph:
   the mask from its output y > 0 as before. Outputs and gradients are those of the
   unfused graph (`Net(..., fuse_relu=False)`); `features` of the conv/fc layer itself
   runs it unfused, so the pre-activation stays reachable.
+* A ReLU whose only reader is an LRN or a max-pool layer (relu1 -> norm1, relu5 -> pool5)
+  is fused into that layer's backward (`lrn_backward` / `max_pool_backward(...,
+  relu_mask=True)`: dx zeroed where its input, the ReLU's output, is <= 0, in the
+  epilogue, where that input is already loaded): the ReLU's backward launches nothing and
+  passes the gradient through. Gradients are the unfused graph's bit for bit;
+  `fuse_relu=False` turns this fusion off too.
 * `precision` (Net(..., precision="tf32")) is the arithmetic of every conv and fc GEMM,
   forward and backward: "fp32" (float32 SIMT kernels, the default), "3xtf32", "tf32" or
   "bf16" (tensor cores; checks.PRECISIONS, reference/linear.py). Activations, weights and
@@ -106,7 +112,8 @@ class Net:
     def __init__(self, layers, *, input_shape, devices=("cpu",), seed: int = 0, dtype="float32", init: bool = True,
                  fuse_relu: bool = True, precision: str = "fp32"):
         """init=False allocates zero parameters instead of drawing them (to load weights next).
-        fuse_relu=False runs every ReLU as its own launch (the fusion's test twin).
+        fuse_relu=False runs every ReLU as its own launch, forward and backward (the
+        fusions' test twin).
 
         precision: the arithmetic of every conv and fc GEMM, forward and backward
         (checks.PRECISIONS: "fp32", the default, "3xtf32", "tf32", "bf16"; README
@@ -253,6 +260,9 @@ class Net:
                 readers.setdefault(i, []).append(layer)
         self._relu_of: dict[str, str] = {}
         self._fused_into: dict[str, str] = {}
+        # The backward fusion: {relu name: lrn/max_pool name} and its inverse.
+        self._masked_by: dict[str, str] = {}
+        self._mask_of: dict[str, str] = {}
         if not self.fuse_relu:
             return
         for layer in self._exec:
@@ -261,6 +271,12 @@ class Net:
                     and layer.name != self.output_name):
                 self._relu_of[layer.name] = rd[0].name
                 self._fused_into[rd[0].name] = layer.name
+            # The reader's dx is then the ReLU's whole dy (no other gradient is summed into
+            # it), so masking it in the reader's epilogue is the ReLU's backward.
+            if (layer.type == "relu" and len(rd) == 1 and rd[0].type in ("lrn", "max_pool")
+                    and layer.name != self.output_name):
+                self._masked_by[layer.name] = rd[0].name
+                self._mask_of[rd[0].name] = layer.name
 
     def _run_forward(self, layer, dev, xs, params, train, ctx, fuse: bool = True):
         if fuse and layer.name in self._relu_of:
@@ -498,9 +514,14 @@ class Net:
             acc = self._accumulate_into(layer, dev, ins, need, dy, grads)
             if acc is not None:
                 kw["acc"] = acc
+            if layer.name in self._mask_of:
+                kw["relu_mask"] = True  # this layer's epilogue applies its producer ReLU's backward
             with dev.activate():
-                dxs, dparams = layer.backward(dev, xs, y, dy, {k: p.data for k, p in params.items()}, ctx, need,
-                                              **kw)
+                if layer.name in self._masked_by:
+                    dxs, dparams = [dy], {}  # the reader's epilogue applied the mask: no launch
+                else:
+                    dxs, dparams = layer.backward(dev, xs, y, dy, {k: p.data for k, p in params.items()}, ctx,
+                                                  need, **kw)
                 for k, p in params.items():
                     p.grad = dparams[k]
                 self._grads_ready(dev, params)

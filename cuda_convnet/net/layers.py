@@ -345,8 +345,9 @@ class LRN(Layer):
     def forward(self, dev, xs, params, train, ctx):
         return dev.ops.lrn(xs[0], **self._kw())
 
-    def backward(self, dev, xs, y, dy, params, ctx, need_dx):
-        return [dev.ops.lrn_backward(xs[0], y, dy, **self._kw())], {}
+    def backward(self, dev, xs, y, dy, params, ctx, need_dx, relu_mask=False):
+        # relu_mask: the Net fused the backward of the ReLU producing xs[0] into this one.
+        return [dev.ops.lrn_backward(xs[0], y, dy, **self._kw(), relu_mask=relu_mask)], {}
 
 
 @_register
@@ -372,8 +373,9 @@ class MaxPool(Layer):
     def forward(self, dev, xs, params, train, ctx):
         return dev.ops.max_pool(xs[0], **self._kw())
 
-    def backward(self, dev, xs, y, dy, params, ctx, need_dx):
-        return [dev.ops.max_pool_backward(xs[0], y, dy, **self._kw())], {}
+    def backward(self, dev, xs, y, dy, params, ctx, need_dx, relu_mask=False):
+        # relu_mask: the Net fused the backward of the ReLU producing xs[0] into this one.
+        return [dev.ops.max_pool_backward(xs[0], y, dy, **self._kw(), relu_mask=relu_mask)], {}
 
 
 @_register

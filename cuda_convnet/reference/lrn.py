@@ -34,6 +34,11 @@ lies in the windows of ``j = c - (size-1)//2 .. c + size//2`` (the mirrored wind
 
 ``lrn_backward`` recomputes ``scale`` from ``x`` rather than storing it (one extra
 windowed sum; cuda-convnet stored it, which costs a full activation of memory).
+
+``lrn_backward(..., relu_mask=True)`` also applies the backward of the ReLU whose output
+is ``x`` (§3.1, the paper's order ReLU -> LRN): ``dx = relu_backward(x, dx)``, i.e. ``dx``
+where ``x > 0``, else 0. The kernels do it in their epilogue (x is already loaded), so the
+ReLU's own backward pass over memory is saved; the result is the unfused pair's, bit for bit.
 """
 
 from __future__ import annotations
@@ -42,6 +47,7 @@ import numpy as np
 
 from .. import checks
 from ..shapes import lrn_window
+from .activation import relu_backward
 
 __all__ = ["lrn", "lrn_backward"]
 
@@ -93,9 +99,10 @@ def lrn(x: np.ndarray, *, size: int = 5, alpha: float = 1e-4, beta: float = 0.75
 
 def lrn_backward(x: np.ndarray, y: np.ndarray, dy: np.ndarray, *, size: int = 5,
                  alpha: float = 1e-4, beta: float = 0.75, k: float = 2.0,
-                 divide_alpha_by_size: bool = True, groups: int = 1) -> np.ndarray:
+                 divide_alpha_by_size: bool = True, groups: int = 1, relu_mask: bool = False) -> np.ndarray:
     """dx (x's shape) of ``lrn`` given its input x, output y and the output gradient dy,
-    all NHWC of one shape and dtype; the other arguments as ``lrn``'s."""
+    all NHWC of one shape and dtype; the other arguments as ``lrn``'s. relu_mask=True: dx
+    zeroed where x <= 0 (or NaN), the backward of the ReLU that produced x (module docstring)."""
     size, alpha, beta, k, groups = checks.check_lrn_backward_args(x, y, dy, size, alpha, beta, k, groups)
     shape = x.shape
     x, y, dy = _grouped(x, groups), _grouped(y, groups), _grouped(dy, groups)
@@ -106,4 +113,6 @@ def lrn_backward(x: np.ndarray, y: np.ndarray, dy: np.ndarray, *, size: int = 5,
     back = _window_sum(t, after, before)
     dx = dy * np.power(scale, x.dtype.type(-beta))
     dx -= x.dtype.type(2.0 * alpha_eff * beta) * x * back
+    if relu_mask:
+        dx = relu_backward(x, dx)
     return dx.reshape(shape)

@@ -11,6 +11,9 @@ Backward — tie rule (every backend must implement exactly this): the gradient
 maximum in row-major window order, i.e. the lowest ``r``, then the lowest ``s``. With
 overlapping windows an input can be the maximum of several windows; its gradient is the
 sum over them. (A NaN in a window makes the output NaN and routes no gradient.)
+``max_pool_backward(..., relu_mask=True)`` also applies the backward of the ReLU whose
+output is ``x`` (dx zeroed where x <= 0: ``relu_backward(x, dx)``, bit for bit); the
+kernel does it in its store, where x is already loaded, saving the ReLU's own pass.
 
 Both directions loop over the window taps that reach the image (padding holds -inf, so
 it never changes a max and is never scanned: a huge window over a small image costs what
@@ -23,6 +26,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import checks
+from .activation import relu_backward
 
 __all__ = ["max_pool", "max_pool_backward"]
 
@@ -78,8 +82,9 @@ def max_pool(x: np.ndarray, *, size: int = 3, stride: int = 2, padding=0) -> np.
 
 
 def max_pool_backward(x: np.ndarray, y: np.ndarray, dy: np.ndarray, *, size: int = 3,
-                      stride: int = 2, padding=0) -> np.ndarray:
-    """dx of ``max_pool``: each dy goes to the first max of its window (row-major)."""
+                      stride: int = 2, padding=0, relu_mask: bool = False) -> np.ndarray:
+    """dx of ``max_pool``: each dy goes to the first max of its window (row-major).
+    relu_mask=True: dx zeroed where x <= 0 (or NaN), the backward of the ReLU that produced x."""
     g = checks.check_pool_backward_args(x, y, dy, size, stride, padding)
     top, _, left, _ = g.padding
     dx = np.zeros(x.shape, dtype=x.dtype)
@@ -106,4 +111,4 @@ def max_pool_backward(x: np.ndarray, y: np.ndarray, dy: np.ndarray, *, size: int
         # Within one tap distinct outputs read distinct inputs, so += on the strided
         # view never collides; overlap across taps accumulates through dx.
         dx[inp] += np.where(hit, dy[out], dy.dtype.type(0))
-    return dx
+    return relu_backward(x, dx) if relu_mask else dx

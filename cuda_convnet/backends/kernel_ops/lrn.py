@@ -36,7 +36,9 @@ class LrnOps:
         return y
 
     def lrn_backward(self, x, y, dy, *, size=5, alpha=1e-4, beta=0.75, k=2.0, divide_alpha_by_size=True,
-                     groups=1):
+                     groups=1, relu_mask=False):
+        """dx of lrn; relu_mask=True zeroes it where x <= 0 in the kernel's epilogue (the
+        backward of the ReLU that produced x, fused: reference/lrn.py)."""
         size, alpha, beta, k, groups = checks.check_lrn_backward_args(x, y, dy, size, alpha, beta, k, groups)
         self._float32("lrn_backward", x=x, y=y, dy=dy)
         dx = self._empty(x.shape)
@@ -44,7 +46,8 @@ class LrnOps:
         if x.size:
             self.ext.lrn_backward(x=self._ptr(x), y=self._ptr(y), dy=self._ptr(dy), dx=self._ptr(dx),
                                   **_geometry(x, size, groups), alpha=a, neg_beta=nb, k=float(np.float32(k)),
-                                  coef=coef, stream=self._stream(), version=self._version("lrn_backward"))
+                                  coef=coef, stream=self._stream(), version=self._version("lrn_backward"),
+                                  relu_mask=bool(relu_mask))
         return dx
 
     def _kernel_version_lrn(self, x, *, size=5, alpha=1e-4, beta=0.75, k=2.0, divide_alpha_by_size=True,
@@ -55,7 +58,7 @@ class LrnOps:
                                     version=self._version("lrn"))
 
     def _kernel_version_lrn_backward(self, x, y, dy, *, size=5, alpha=1e-4, beta=0.75, k=2.0,
-                                     divide_alpha_by_size=True, groups=1) -> int:
+                                     divide_alpha_by_size=True, groups=1, relu_mask=False) -> int:
         size, *_, groups = checks.check_lrn_backward_args(x, y, dy, size, alpha, beta, k, groups)
         g = _geometry(x, size, groups)
         return self.ext.lrn_version(rows=g["rows"], channels=g["channels"], groups=groups,

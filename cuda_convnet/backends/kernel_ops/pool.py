@@ -20,13 +20,14 @@ class PoolOps:
             self.ext.max_pool(x=self._ptr(x), y=self._ptr(y), **_geometry(g), stream=self._stream())
         return y
 
-    def max_pool_backward(self, x, y, dy, *, size=3, stride=2, padding=0):
+    def max_pool_backward(self, x, y, dy, *, size=3, stride=2, padding=0, relu_mask=False):
         """Each dy goes to the first max of its window (row-major), as the reference:
-        a gather over the input, deterministic, no atomics (csrc/pool.cuh)."""
+        a gather over the input, deterministic, no atomics (csrc/pool.cuh). relu_mask=True
+        zeroes dx where x <= 0 in the kernel's store (the producer ReLU's backward, fused)."""
         g = checks.check_pool_backward_args(x, y, dy, size, stride, padding)
         self._float32("max_pool_backward", x=x, y=y, dy=dy)
         dx = self._empty(x.shape)
         if x.size:
             self.ext.max_pool_backward(x=self._ptr(x), y=self._ptr(y), dy=self._ptr(dy), dx=self._ptr(dx),
-                                       **_geometry(g), stream=self._stream())
+                                       **_geometry(g), stream=self._stream(), relu_mask=bool(relu_mask))
         return dx
