@@ -25,7 +25,8 @@ The model (H100 SXM: 132 SMs, 4 warp schedulers per SM, 1.98 GHz, 3.35 TB/s HBM3
   phase's rows exit at once;
   conv_wgrad.cu: conv_wgrad_kernel2 128x128 (a 3-stage cp.async pipeline) where C/groups
   and K/groups % 4 == 0, conv_wgrad_kernel3 (the same with 4-byte copies of x) where only
-  K/groups % 4 == 0, else conv_wgrad_kernel1 64x64, split over N*P*Q by
+  K/groups % 4 == 0 (kernel4: kernel2 with a 96x128 tile where K/groups % 96 == 0 and
+  % 128 != 0: conv4; kernel5, kernel3 with that tile, only when forced), else conv_wgrad_kernel1 64x64, split over N*P*Q by
   conv2d_wgrad_plan, called through the emulator build so the plan is the launcher's own;
   gemm.cu: gemm_kernel2 128x128x8 when M, N >= 128, else gemm_kernel1 64x64x16, with the
   K split of gemm_plan, called through the emulator build (132 SMs), plus
@@ -252,16 +253,20 @@ def wgrad_plan(g: ConvGeom) -> dict:
 
 def conv2d_wgrad(sass, name, g: ConvGeom, version: int = 0) -> list[Launch]:
     """version: 0 the launcher's pick (kernel2 where C/groups and K/groups % 4 == 0, else
-    kernel3 where K/groups % 4 == 0, else kernel1), or that kernel (ValueError where it cannot
-    run). The chunk plan is the shape's whatever the kernel."""
+    kernel3 where K/groups % 4 == 0, else kernel1; kernel4/kernel5, the same with a 96 x 128
+    tile, instead of 2/3 where K/groups % 96 == 0 and % 128 != 0), or that kernel
+    (ValueError where it cannot run). The chunk plan is the shape's whatever the kernel."""
     x, y, w = g.bytes()
     plan = wgrad_plan(g)
     rscg = g.r * g.s * g.cg
     runs = {1: True, 2: g.cg % 4 == 0 and g.kg % 4 == 0, 3: g.kg % 4 == 0}
+    runs.update({4: runs[2], 5: runs[3]})
     if version and not runs.get(version, False):
         raise ValueError(f"{name}: conv_wgrad_kernel{version} cannot run C/groups = {g.cg}, K/groups = {g.kg}")
-    version = version or (2 if runs[2] else 3 if runs[3] else 1)
-    kernel, bm, bn = f"conv_wgrad_kernel{version}", *((64, 64) if version == 1 else (128, 128))
+    wide = 2 if g.kg % 96 == 0 and g.kg % 128 != 0 else 0
+    version = version or (2 + wide if runs[2] else 3 if runs[3] else 1)  # kernel5 only when forced
+    bm, bn = {1: (64, 64), 4: (96, 128), 5: (96, 128)}.get(version, (128, 128))
+    kernel = f"conv_wgrad_kernel{version}"
     tiles = _cdiv(rscg, bn) * _cdiv(g.kg, bm) * plan["chunks"] * g.groups
     out = [gemm_launch(sass, name, "wgrad", kernel, tiles, bm, bn, plan["chunk_rows"], g.flops,
                        F32 * (x + y + plan["chunks"] * w))]

@@ -85,6 +85,8 @@ DYNAMIC_SMEM_FLOATS = {
     "conv_wgrad_kernel1": "kConvSmemFloats",
     "conv_wgrad_kernel2": "kWgrad2SmemFloats",
     "conv_wgrad_kernel3": "kWgrad2SmemFloats",
+    "conv_wgrad_kernel4": "kWgrad4SmemFloats",
+    "conv_wgrad_kernel5": "kWgrad4SmemFloats",
     "gemm_kernel1": "kGemmSmemFloats",
     "gemm_kernel2": "kGemm2SmemFloats",
     "gemm_tc_kernel1": "kGemmTcStages * ((kGemmTcBK * (BM + 8) if TA else BM * (kGemmTcBK + 4))"

@@ -147,9 +147,11 @@ WgradPlan conv2d_wgrad_plan(const ConvShape& g, int chunk_rows);
 // device memory the caller allocated; may be null when that is 0) and a second kernel adds
 // them in chunk order: bit-identical results on every run and in every thread order.
 // version: 0 picks the kernel (conv_wgrad_kernel2 where conv_wgrad_kernel2_applies, else
-// conv_wgrad_kernel3 where conv_wgrad_kernel3_applies, else conv_wgrad_kernel1); 1, 2 or 3
-// forces that one (throws std::invalid_argument where it does not apply). Under one plan
-// all three give bit-identical dw.
+// conv_wgrad_kernel3 where conv_wgrad_kernel3_applies, else conv_wgrad_kernel1; kernel4,
+// kernel2 with a 96-filter tile, instead of kernel2 where K/groups % 96 == 0 and K/groups %
+// 128 != 0; kernel5, kernel3 with that tile, only when forced); 1-5 forces that one (throws std::invalid_argument where it
+// does not apply: kernel4 where kernel2 does not, kernel5 where kernel3 does not). Under one
+// plan all five give bit-identical dw.
 void conv2d_wgrad(const float* x, const float* dy, float* dw, float* db, float* workspace,
                   long long workspace_floats, const ConvShape& g, int chunk_rows, cudaStream_t stream,
                   int version = 0);

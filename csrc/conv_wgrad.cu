@@ -12,8 +12,9 @@ namespace {
 // The split policy: a function of the shape (and a forced chunk_rows) only, never of the
 // device, so the emulator and every GPU add the same partial sums in the same order and dw
 // is bit-identical everywhere. It is sized for the card the project targets, an H100
-// (kPlanSMs SMs): for the tile of the kernels the shape can run (the 128 x 128 of kernel2
-// and kernel3 where K/groups % 4 == 0, kernel1's 64 x 64 otherwise; a misaligned call that
+// (kPlanSMs SMs): for the tile of the kernels the shape can run (where K/groups % 4 == 0 the
+// 96 x 128 of kernel4 and kernel5 if conv_wgrad_wide_tile, else the 128 x 128 of kernel2 and
+// kernel3; kernel1's 64 x 64 otherwise; a misaligned call that
 // falls back to kernel1 keeps the 128-tile plan, so the bits do not depend on pointer
 // alignment either), it tries every whole number of waves W and takes the chunk
 // count that fits W waves with the least predicted time:
@@ -39,14 +40,21 @@ struct PlanTile {
 // clock; the partials move at ~2.7 TB/s over 132 SMs at 1.98 GHz (~10 bytes per SM-clock).
 //   kernel2/3: 2 * 128 * 128 * 16 / 128 = 4096 clocks; 8 / 10 / 4096 ~ 2e-4 steps per float.
 //   kernel1: 5 * 64 * 64 * 16 / 128 = 2560 clocks;  8 / 10 / 2560 ~ 3e-4.
+//   kernel4/5: 2 * 96 * 128 * 16 / 128 = 3072 clocks; 8 / 10 / 3072 ~ 2.6e-4.
 constexpr PlanTile kPlanTile2{kWgrad2BM, kWgrad2BN, 2, 2e-4};
+constexpr PlanTile kPlanTile4{kWgrad4BM, kWgrad2BN, 2, 2.6e-4};
 constexpr PlanTile kPlanTile1{kConvBM, kConvBN, 5, 3e-4};
+
+// K/groups a whole number of 96-filter tiles but not of 128-filter ones (AlexNet conv1: 96,
+// conv4: 192): the 96 x 128 tile of kernel4/5 does no padded work where the 128 x 128 one
+// wastes a quarter, at 48 instead of 64 FMAs per 4 shared reads.
+bool conv_wgrad_wide_tile(const ConvShape& g) { return g.kg % kWgrad4BM == 0 && g.kg % kWgrad2BM != 0; }
 
 long long round_up(long long v, long long m) { return (v + m - 1) / m * m; }
 long long div_up(long long a, long long b) { return (a + b - 1) / b; }
 
 long long auto_chunk_rows(const ConvShape& g) {
-  const PlanTile& pt = g.kg % 4 == 0 ? kPlanTile2 : kPlanTile1;
+  const PlanTile& pt = g.kg % 4 == 0 ? (conv_wgrad_wide_tile(g) ? kPlanTile4 : kPlanTile2) : kPlanTile1;
   const long long tiles = div_up(g.kg, pt.bm) * div_up(g.rscg, pt.bn) * g.groups;
   const long long steps = div_up(g.npq, kConvBK);
   const long long slots = kPlanSMs * pt.blocks_per_sm;
@@ -109,12 +117,21 @@ WgradPlan conv2d_wgrad_plan(const ConvShape& g, int chunk_rows) {
 }
 
 int conv2d_wgrad_version(const float* x, const float* dy, const ConvShape& g, int version) {
-  CCN_REQUIRE(version >= 0 && version <= 3, "version must be 0 (the launcher picks), 1, 2 or 3");
+  CCN_REQUIRE(version >= 0 && version <= 5, "version must be 0 (the launcher picks), 1, 2, 3, 4 or 5");
   const bool v2 = conv_wgrad_kernel2_applies(x, dy, g), v3 = conv_wgrad_kernel3_applies(dy, g);
-  CCN_REQUIRE(version != 2 || v2,
-              "conv_wgrad_kernel2 needs C/groups % 4 == 0, K/groups % 4 == 0 and 16-byte aligned x and dy");
-  CCN_REQUIRE(version != 3 || v3, "conv_wgrad_kernel3 needs K/groups % 4 == 0 and a 16-byte aligned dy");
-  return version != 0 ? version : (v2 ? 2 : v3 ? 3 : 1);
+  // kernel4/5 are kernel2/3 with the 96-filter tile: they run the same shapes.
+  CCN_REQUIRE((version != 2 && version != 4) || v2,
+              "conv_wgrad_kernel" + std::to_string(version) +
+                  " needs C/groups % 4 == 0, K/groups % 4 == 0 and 16-byte aligned x and dy");
+  CCN_REQUIRE((version != 3 && version != 5) || v3,
+              "conv_wgrad_kernel" + std::to_string(version) + " needs K/groups % 4 == 0 and a 16-byte aligned dy");
+  if (version != 0) return version;
+  // kernel4 replaces kernel2 where the 96-filter tile wastes no rows (conv4). kernel5 is only
+  // run when forced: its main loop (73.5 % FMA share on sm_90, against kernel3's 79.1 %) is
+  // below the 75 % floor of the SASS gate, though the performance model predicts it faster
+  // on conv1 (no padded filter rows); bench/kernel_bench.py times both on a GPU.
+  if (v2) return conv_wgrad_wide_tile(g) ? 4 : 2;
+  return v3 ? 3 : 1;
 }
 
 void conv2d_wgrad(const float* x, const float* dy, float* dw, float* db, float* workspace,
@@ -130,12 +147,20 @@ void conv2d_wgrad(const float* x, const float* dy, float* dw, float* db, float* 
   float* dw_parts = plan.chunks > 1 ? workspace : dw;
   float* db_parts = plan.bias_chunks > 1 ? workspace + (plan.chunks > 1 ? plan.chunks * dw_floats : 0) : db;
 
-  if (kernel == 2 || kernel == 3) {
-    dim3 grid(ceil_div(g.rscg, kWgrad2BN), ceil_div(g.kg, kWgrad2BM), plan.chunks * g.groups);
-    auto fn = kernel == 2 ? conv_wgrad_kernel2 : conv_wgrad_kernel3;
-    CCN_LAUNCH(fn, grid, dim3(16, 16), kWgrad2SmemFloats * sizeof(float), stream)(x, dy, dw_parts, g,
-                                                                                 plan.chunk_rows, dw_floats);
-    CCN_CHECK_LAUNCH(kernel == 2 ? "conv_wgrad_kernel2" : "conv_wgrad_kernel3");
+  if (kernel >= 2) {
+    const bool wide = kernel >= 4;
+    const int bm = wide ? kWgrad4BM : kWgrad2BM;
+    dim3 grid(ceil_div(g.rscg, kWgrad2BN), ceil_div(g.kg, bm), plan.chunks * g.groups);
+    auto fn = kernel == 2 ? conv_wgrad_kernel2
+              : kernel == 3 ? conv_wgrad_kernel3
+              : kernel == 4 ? conv_wgrad_kernel4
+                            : conv_wgrad_kernel5;
+    const size_t smem = (wide ? kWgrad4SmemFloats : kWgrad2SmemFloats) * sizeof(float);
+    CCN_LAUNCH(fn, grid, dim3(16, 16), smem, stream)(x, dy, dw_parts, g, plan.chunk_rows, dw_floats);
+    CCN_CHECK_LAUNCH(kernel == 2   ? "conv_wgrad_kernel2"
+                     : kernel == 3 ? "conv_wgrad_kernel3"
+                     : kernel == 4 ? "conv_wgrad_kernel4"
+                                   : "conv_wgrad_kernel5");
   } else {
     dim3 grid(ceil_div(g.rscg, kConvBN), ceil_div(g.kg, kConvBM), plan.chunks * g.groups);
     CCN_LAUNCH(conv_wgrad_kernel1, grid, dim3(16, 16), kConvSmemFloats * sizeof(float), stream)(

@@ -62,6 +62,13 @@
 //   1, a pixel step or a row step, so an element costs no multiplication; the row's
 //   (n, p, q) is advanced as in kernel2. dy, the pipeline, the FMAs and the epilogue are
 //   kernel2's (one shared body, conv_wgrad_tile128), so kernel3's dw has kernel1's bits.
+// conv_wgrad_kernel4, conv_wgrad_kernel5: kernel2 and kernel3 with a 96 x 128 tile (6 x 8
+//   outputs per thread: rows 4*ty + i and 64 + 2*ty + i, one float4 and one float2 shared
+//   read of A per kk), for K/groups = 96 or 192 (AlexNet conv1, conv4), which fill 75 % of
+//   128-filter tiles and all of 96-filter ones. The dy tile keeps kernel2's 128-float rows
+//   and copies (the lanes of columns 96-127 zero-fill them; never read), so the K loop
+//   differs from kernel2's only in the FMAs. Same pipeline, same order of the sums: the same
+//   bits as kernel1 under the same plan.
 // conv_bias_grad_kernel1, conv_sum_partials_kernel1: the chunk reductions, shared with the
 //   tensor-core wgrad (conv_wgrad_reduce.cuh).
 // Preconditions (checked by conv2d_wgrad): the shape from make_conv_shape; chunk_rows >= 1
@@ -143,8 +150,13 @@ __global__ void __launch_bounds__(kConvThreads)
 }
 
 constexpr int kWgrad2BM = 128, kWgrad2BN = 128, kWgrad2Stages = 3;
+constexpr int kWgrad4BM = 96;  // kernel4/5: the 96-filter tile (K/groups = 96, 192: AlexNet conv1, conv4)
 constexpr int kWgrad2StageFloats = kConvBK * (kWgrad2BM + kWgrad2BN);
 constexpr int kWgrad2SmemFloats = kWgrad2Stages * kWgrad2StageFloats;
+// kernel4/5 keep kernel2's 128-float rows of the dy tile (columns 96-127 unused): every lane
+// then issues its dy copies as in kernel2, those past column 96 zero-filling the unused
+// columns, with no branch and no extra addressing in the K loop.
+constexpr int kWgrad4SmemFloats = kWgrad2SmemFloats;
 static_assert(kWgrad2SmemFloats * sizeof(float) <= 48 * 1024, "kernel2 needs no shared-memory opt-in");
 
 // The (n, p, q) of a GEMM row t = (n*P + p)*Q + q, advanced by a fixed number of rows per
@@ -173,26 +185,29 @@ struct WgradRowCounter {
 };
 
 // The body of conv_wgrad_kernel2 (VEC_X: x copied as 16-byte quads) and conv_wgrad_kernel3
-// (x copied element by element); everything but the copies of the x tile is shared.
-template <bool VEC_X>
+// (x copied element by element), BM = 128 filters per tile; kernel4 and kernel5 are the same
+// with BM = 96. Everything but the copies of the x tile and the tile's height is shared.
+template <bool VEC_X, int BM = kWgrad2BM>
 __device__ __forceinline__ void conv_wgrad_tile128(const float* __restrict__ x, const float* __restrict__ dy,
                                                    float* __restrict__ out, const ConvShape& g, int chunk_rows,
                                                    long long chunk_stride) {
-  constexpr int S = kWgrad2Stages, LD = kWgrad2BM;
-  static_assert(kWgrad2BM == kWgrad2BN, "one row stride for both tiles");
-  CCN_DYNAMIC_SHARED(float, smem);  // [S][As 16 x 128, Bs 16 x 128]
+  static_assert(BM == 128 || BM == 96, "8 or 6 filters per thread");
+  constexpr int S = kWgrad2Stages, LDA = kWgrad2BM, LD = kWgrad2BN, TM = BM == 128 ? 8 : 6;
+  constexpr int STAGE = kWgrad2StageFloats;
+  CCN_DYNAMIC_SHARED(float, smem);  // [S][As 16 x 128 (BM used), Bs 16 x 128]
   const int tx = threadIdx.x, ty = threadIdx.y;
   const int tid = ty * 16 + tx;
   const int grp = blockIdx.z % g.groups, chunk = blockIdx.z / g.groups;
-  const int m0 = blockIdx.y * kWgrad2BM, n0 = blockIdx.x * kWgrad2BN;
+  const int m0 = blockIdx.y * BM, n0 = blockIdx.x * kWgrad2BN;
   const int t_begin = chunk * chunk_rows;
   const int t_end = static_cast<int>(min(static_cast<long long>(t_begin) + chunk_rows, g.npq));
   const int ksteps = (t_end - t_begin + kConvBK - 1) / kConvBK;
   const int step_p = kConvBK / g.q, step_q = kConvBK - step_p * g.q;  // a K step's row carries
 
-  // dy copies: column quad 4*lq, rows lr and lr + 8 of a K step.
+  // dy copies: column quad 4*lq, rows lr and lr + 8 of a K step. BM = 96: the lanes lq >= 24
+  // zero-fill the tile's unused columns 96-127. K/g % 4 == 0: a quad is all in or all out.
   const int lq = tid % 32, lr = tid / 32;
-  const bool f_ok = m0 + 4 * lq < g.kg;  // K/g % 4 == 0: the quad is all in or all out
+  const bool f_ok = 4 * lq < BM && m0 + 4 * lq < g.kg;
   const float* dyp = dy + (long long)(t_begin + lr) * g.k + grp * g.kg + m0 + 4 * lq;
   const long long dy_step = (long long)kConvBK * g.k, dy_half = 8LL * g.k;
   int rows_left = t_end - t_begin - lr;  // rows from this thread's first dy row to the chunk's end
@@ -220,12 +235,12 @@ __device__ __forceinline__ void conv_wgrad_tile128(const float* __restrict__ x, 
 
   // Issue the copies of the next K step into `stage`, then move every counter on a step.
   auto copy_step = [&](int stage) {
-    float* as = smem + stage * kWgrad2StageFloats;
-    float* bs = as + kConvBK * LD;
+    float* as = smem + stage * STAGE;
+    float* bs = as + kConvBK * LDA;
 #pragma unroll
     for (int e = 0; e < 2; ++e) {
       const bool a_ok = rows_left > 8 * e && f_ok;
-      cp_async_16(as + (lr + 8 * e) * LD + 4 * lq, a_ok ? dyp + e * dy_half : dy, a_ok ? 16 : 0);
+      cp_async_16(as + (lr + 8 * e) * LDA + 4 * lq, a_ok ? dyp + e * dy_half : dy, a_ok ? 16 : 0);
     }
     if (VEC_X) {
 #pragma unroll
@@ -272,7 +287,7 @@ __device__ __forceinline__ void conv_wgrad_tile128(const float* __restrict__ x, 
     cp_async_commit_group();
   }
 
-  float acc[8][8];
+  float acc[TM][8];
   tile_zero(acc);
 
   // Stage counters instead of kt % S: no division in the K loop.
@@ -282,18 +297,19 @@ __device__ __forceinline__ void conv_wgrad_tile128(const float* __restrict__ x, 
     __syncthreads();  // everyone's have, and everyone is done with step kt - 1's stage
     if (kt + S - 1 < ksteps) copy_step(write_stage);  // overwrites step kt - 1's stage
     cp_async_commit_group();
-    const float* as = smem + read_stage * kWgrad2StageFloats;
-    tile_fma_8x8<kConvBK, LD, LD>(as, as + kConvBK * LD, acc, tx, ty);
+    const float* as = smem + read_stage * STAGE;
+    tile_fma_rows<kConvBK, LDA, LD, kWgrad2BN / 2, TM>(as, as + kConvBK * LDA, acc, tx, ty);
     read_stage = read_stage == S - 1 ? 0 : read_stage + 1;
     write_stage = write_stage == S - 1 ? 0 : write_stage + 1;
   }
 
   // Epilogue: this chunk's partial sums, laid out as dw. Register row i is filter
-  // m0 + 4*ty + i (i < 4) or m0 + 64 + 4*ty + (i - 4); column jj likewise with tx.
+  // m0 + 4*ty + i (i < 4) or m0 + 64 + (TM - 4)*ty + (i - 4); column jj m0 + 4*tx + jj
+  // (jj < 4) or 64 + 4*tx + (jj - 4).
   float* dst = out + chunk * chunk_stride;
 #pragma unroll
-  for (int i = 0; i < 8; ++i) {
-    const int fi = m0 + (i < 4 ? 4 * ty + i : 64 + 4 * ty + i - 4);
+  for (int i = 0; i < TM; ++i) {
+    const int fi = m0 + (i < 4 ? 4 * ty + i : 64 + (TM - 4) * ty + i - 4);
     if (fi >= g.kg) continue;
     float* drow = dst + (long long)(grp * g.kg + fi) * g.rscg;
 #pragma unroll
@@ -314,6 +330,18 @@ __global__ void __launch_bounds__(kConvThreads, 2)
     conv_wgrad_kernel3(const float* __restrict__ x, const float* __restrict__ dy, float* __restrict__ out,
                        ConvShape g, int chunk_rows, long long chunk_stride) {
   conv_wgrad_tile128<false>(x, dy, out, g, chunk_rows, chunk_stride);
+}
+
+__global__ void __launch_bounds__(kConvThreads, 2)
+    conv_wgrad_kernel4(const float* __restrict__ x, const float* __restrict__ dy, float* __restrict__ out,
+                       ConvShape g, int chunk_rows, long long chunk_stride) {
+  conv_wgrad_tile128<true, kWgrad4BM>(x, dy, out, g, chunk_rows, chunk_stride);
+}
+
+__global__ void __launch_bounds__(kConvThreads, 2)
+    conv_wgrad_kernel5(const float* __restrict__ x, const float* __restrict__ dy, float* __restrict__ out,
+                       ConvShape g, int chunk_rows, long long chunk_stride) {
+  conv_wgrad_tile128<false, kWgrad4BM>(x, dy, out, g, chunk_rows, chunk_stride);
 }
 
 }  // namespace ccn

@@ -38,32 +38,47 @@ __device__ __forceinline__ void tile_fma_strided(const float* As, const float* B
   }
 }
 
-// acc += As^T Bs over one BK-deep step of a 128 x 2 HALF_N block tile, for a thread owning
-// the 8 x 8 register tile of rows {4 ty + i, 64 + 4 ty + i} and columns {4 tx + j,
-// HALF_N + 4 tx + j} (i, j < 4): every shared read is a float4 (A: a broadcast across tx;
-// B: consecutive float4s across tx), 64 FMAs per 4 reads. LDA, LDB and HALF_N must keep
-// the reads 16-byte aligned. (gemm_kernel2, conv_fwd_kernel2/3, conv_wgrad_kernel2/3 with
-// the 128 x 128 tile; conv_dgrad_kernel2 with 128 x BN tiles, HALF_N = BN / 2.)
-template <int BK, int LDA, int LDB, int HALF_N = 64>
-__device__ __forceinline__ void tile_fma_8x8(const float* As, const float* Bs, float (&acc)[8][8], int tx, int ty) {
+// acc += As^T Bs over one BK-deep step of a (64 + 16 (TM - 4)) x 2 HALF_N block tile, for a
+// thread owning the TM x 8 register tile of rows {4 ty + i (i < 4), 64 + (TM - 4) ty + i
+// (i < TM - 4)} and columns {4 tx + j, HALF_N + 4 tx + j} (j < 4). TM = 8: 128 rows, every
+// shared read a float4, 64 FMAs per 4 reads; TM = 6: 96 rows (a 96-filter tile for K/groups
+// = 96, 192), the second A read a float2, 48 FMAs per 4 reads. A reads are broadcasts across
+// tx, B reads consecutive float4s. LDA, LDB and HALF_N must keep the reads aligned.
+template <int BK, int LDA, int LDB, int HALF_N = 64, int TM = 8>
+__device__ __forceinline__ void tile_fma_rows(const float* As, const float* Bs, float (&acc)[TM][8], int tx,
+                                              int ty) {
+  static_assert(TM == 8 || TM == 6, "a float4 plus a float4 or float2 of A rows");
   static_assert(LDA % 4 == 0 && LDB % 4 == 0 && HALF_N % 4 == 0, "float4 reads need 16-byte alignment");
 #pragma unroll
   for (int kk = 0; kk < BK; ++kk) {
-    float a[8], b[8];
+    float a[TM], b[8];
     float4 v;
     v = *reinterpret_cast<const float4*>(As + kk * LDA + 4 * ty);
     a[0] = v.x; a[1] = v.y; a[2] = v.z; a[3] = v.w;
-    v = *reinterpret_cast<const float4*>(As + kk * LDA + 64 + 4 * ty);
-    a[4] = v.x; a[5] = v.y; a[6] = v.z; a[7] = v.w;
+    if constexpr (TM == 8) {
+      v = *reinterpret_cast<const float4*>(As + kk * LDA + 64 + 4 * ty);
+      a[4] = v.x; a[5] = v.y; a[6] = v.z; a[7] = v.w;
+    } else {
+      const float2 h = *reinterpret_cast<const float2*>(As + kk * LDA + 64 + 2 * ty);
+      a[4] = h.x; a[5] = h.y;
+    }
     v = *reinterpret_cast<const float4*>(Bs + kk * LDB + 4 * tx);
     b[0] = v.x; b[1] = v.y; b[2] = v.z; b[3] = v.w;
     v = *reinterpret_cast<const float4*>(Bs + kk * LDB + HALF_N + 4 * tx);
     b[4] = v.x; b[5] = v.y; b[6] = v.z; b[7] = v.w;
 #pragma unroll
-    for (int i = 0; i < 8; ++i)
+    for (int i = 0; i < TM; ++i)
 #pragma unroll
       for (int j = 0; j < 8; ++j) acc[i][j] = fmaf(a[i], b[j], acc[i][j]);
   }
+}
+
+// The 128 x 2 HALF_N tile of tile_fma_rows (TM = 8): gemm_kernel2, conv_fwd_kernel2/3,
+// conv_wgrad_kernel2/3 with the 128 x 128 tile; conv_dgrad_kernel2 with 128 x BN tiles,
+// HALF_N = BN / 2.
+template <int BK, int LDA, int LDB, int HALF_N = 64>
+__device__ __forceinline__ void tile_fma_8x8(const float* As, const float* Bs, float (&acc)[8][8], int tx, int ty) {
+  tile_fma_rows<BK, LDA, LDB, HALF_N, 8>(As, Bs, acc, tx, ty);
 }
 
 }  // namespace ccn

@@ -572,6 +572,11 @@ def check_conv(dev, cpu, x, w, b, *, stride, padding, groups, relu=False, backwa
             dw1, db1 = (dev.get(a) for a in dev.ops.conv2d_wgrad(dev.put(x), dev.put(dy), w.shape, **kw))
         np.testing.assert_array_equal(dw1, dw, err_msg=what + f": conv_wgrad_kernel1 and kernel{wgrad_version} differ")
         np.testing.assert_array_equal(db1, db, err_msg=what + ": db differs between the wgrad kernels")
+    if both_kernels and wgrad_version in (4, 5):  # the 128-filter tile of the same copies, same plan
+        with wgrad_chunk_rows(dev.ops, chunk_rows), forced_version(dev.ops, "conv2d_wgrad", wgrad_version - 2):
+            dw_128, _ = (dev.get(a) for a in dev.ops.conv2d_wgrad(dev.put(x), dev.put(dy), w.shape, **kw))
+        np.testing.assert_array_equal(dw_128, dw, err_msg=what + f": conv_wgrad_kernel{wgrad_version - 2} and "
+                                                              f"kernel{wgrad_version} differ")
     # need_dx=False (an input that needs no gradient): no dgrad, dw and db the same bits.
     with wgrad_chunk_rows(dev.ops, chunk_rows):
         none, dw2, db2 = dev.ops.conv2d_backward(dev.put(x), dev.put(w), dev.put(dy), need_dx=False, **kw)
@@ -717,13 +722,75 @@ def test_conv_alexnet_layer_shapes(kernel_device, cpu, layer, capsys):
     assert version == (3 if layer == "conv1" else 2)  # C = 3 takes the scalar gather
     g = checks.check_conv_args(x, wt, None, stride, pad, groups)
     dy = kernel_device.put(np.empty((2, g.p, g.q, k), np.float32))
-    # wgrad: conv1 (C = 3) copies x element by element (kernel3), conv2-5 in quads (kernel2)
+    # wgrad: conv1 (C = 3) copies x element by element (kernel3), conv2-5 in quads (kernel2);
+    # K/g = 192 (conv4) in 96-filter tiles (kernel4); conv1's kernel5 runs only when forced
     assert kernel_device.ops.kernel_version("conv2d_wgrad", kernel_device.put(x), dy, wt.shape, **kw) == \
-        (3 if layer == "conv1" else 2)
+        {"conv1": 3, "conv4": 4}.get(layer, 2)
     check_conv(kernel_device, cpu, x, wt, b, what=layer, both_kernels=False, **kw)
     with capsys.disabled():
         print(f"\n[{kernel_device.name}] {layer} batch 2 forward + backward (with the reference): "
               f"{time.perf_counter() - t:.2f} s", end="")
+
+
+@pytest.mark.alexnet_shapes
+@pytest.mark.parametrize("layer,wide", [("conv1", 5), ("conv4", 4)])
+def test_wgrad_wide_tile_alexnet_layers(kernel_device, cpu, layer, wide):
+    """conv1's and conv4's dw at batch 2 through the 96-filter tile (kernel5, kernel4), the
+    128-filter tile of the same copies (kernel3, kernel2) and the general kernel1 under the
+    same plan: the same bits, within tolerance of the reference. The launcher picks kernel4
+    for conv4 and kernel3 for conv1 (kernel5's main loop is below the SASS gate's floor)."""
+    h, w, c, k, r, stride, pad, groups = ALEXNET[layer]
+    rng = np.random.default_rng(sum(map(ord, layer)) + 1)
+    x = randn(rng, 2, h, w, c)
+    g = checks.check_conv_args(x, np.empty((k, r, r, c // groups), np.float32), None, stride, pad, groups)
+    dy = randn(rng, 2, g.p, g.q, k)
+    kw = dict(stride=stride, padding=pad, groups=groups)
+    ops, put = kernel_device.ops, kernel_device.put
+    wshape = (k, r, r, c // groups)
+    assert ops.kernel_version("conv2d_wgrad", put(x), put(dy), wshape, **kw) == {"conv1": 3, "conv4": 4}[layer]
+    got = {}
+    for version in (wide, wide - 2, 1):
+        with forced_version(ops, "conv2d_wgrad", version):
+            got[version] = [kernel_device.get(a) for a in ops.conv2d_wgrad(put(x), put(dy), wshape, **kw)]
+    _, rdw, rdb = cpu.conv2d_backward(up(x), up(randn(rng, *wshape)), up(dy), need_dx=False, **kw)
+    assert_kernel_close("conv2d_backward", got[wide][0], rdw, f"{layer} dw (kernel{wide})")
+    assert_kernel_close("conv2d_backward", got[wide][1], rdb, f"{layer} db")
+    for version in (wide - 2, 1):
+        for a, ref, what in zip(got[version], got[wide], ("dw", "db")):
+            np.testing.assert_array_equal(a, ref, err_msg=f"{layer} {what}: kernel{version} and kernel{wide} differ")
+
+
+@st.composite
+def wide_wgrad_cases(draw):
+    """Shapes for the 96-filter wgrad tile: K/g a whole tile, two, or a ragged one."""
+    case = draw(conv_cases())
+    case["k"] = case["groups"] * draw(st.sampled_from([4, 96, 104, 192]))
+    return case
+
+
+@given(case=wide_wgrad_cases())
+def test_wgrad_wide_tile_on_drawn_shapes(kernel_device, cpu, case):
+    """conv_wgrad_kernel4 (C/g % 4 == 0) and kernel5 (any C/g) forced on drawn shapes (odd
+    sizes, stride, asymmetric padding, groups, C = 3, N = 1): kernel1's bits under the same
+    plan, within tolerance of the reference."""
+    rng = np.random.default_rng(case["seed"])
+    n, groups, k = case["n"], case["groups"], case["k"]
+    x = randn(rng, n, case["h"], case["w"], case["c"])
+    wshape = (k, case["r"], case["s"], case["c"] // groups)
+    kw = dict(stride=case["stride"], padding=case["padding"], groups=groups)
+    g = checks.check_conv_args(x, np.empty(wshape, np.float32), None, **kw)
+    dy = randn(rng, n, g.p, g.q, k)
+    ops, put, get = kernel_device.ops, kernel_device.put, kernel_device.get
+    versions = (1, 5, 4) if (case["c"] // groups) % 4 == 0 else (1, 5)
+    got = {}
+    with wgrad_chunk_rows(ops, case["chunk_rows"]):
+        for version in versions:
+            with forced_version(ops, "conv2d_wgrad", version):
+                got[version] = get(ops.conv2d_wgrad(put(x), put(dy), wshape, **kw)[0])
+    _, rdw, _ = cpu.conv2d_backward(up(x), up(randn(rng, *wshape)), up(dy), need_dx=False, **kw)
+    assert_kernel_close("conv2d_backward", got[5], rdw, f"{case} dw (kernel5)")
+    for version in versions[2:] + (1,):
+        np.testing.assert_array_equal(got[version], got[5], err_msg=f"{case}: kernel{version} and kernel5 differ")
 
 
 # ----------------------------------------------------------------------------- determinism
@@ -810,14 +877,24 @@ def test_wgrad_fast_paths_fall_back_when_misaligned(kernel_device, cpu):
                 ops.conv2d_wgrad(xa, dya, w.shape, **kw)
             with pytest.raises(ValueError, match=f"conv_wgrad_kernel{version} needs"):
                 ops.kernel_version("conv2d_wgrad", xa, dya, w.shape, **kw)
-    with forced_version(ops, "conv2d_wgrad", 4), pytest.raises(ValueError, match="version must be 0"):
+    for version, xa, dya in ((4, xm, dy), (5, x, dym)):  # kernel4/5 run where kernel2/3 do
+        with forced_version(ops, "conv2d_wgrad", version), \
+                pytest.raises(ValueError, match=f"conv_wgrad_kernel{version} needs"):
+            ops.conv2d_wgrad(xa, dya, w.shape, **kw)
+    with forced_version(ops, "conv2d_wgrad", 6), pytest.raises(ValueError, match="version must be 0"):
         ops.conv2d_wgrad(x, dy, w.shape, **kw)
 
 
 # The automatic plan's model of the card (csrc/conv_wgrad.cu): 132 SMs; blocks resident per
 # SM on sm_90, as tests/test_sass.py keeps them (MIN_BLOCKS_PER_SM): kernel2 and kernel3 2
-# (128 x 128 tiles, planned for wherever K/groups % 4 == 0), kernel1 5 (64 x 64).
+# (128 x 128 tiles, planned for wherever K/groups % 4 == 0; kernel4 and kernel5's 96 x 128
+# where K/groups % 96 == 0 and % 128 != 0, also 2), kernel1 5 (64 x 64).
 PLAN_SMS, PLAN_TILES = 132, {True: (128, 2), False: (64, 5)}
+
+
+def plan_tile_rows(kg):
+    """The filter rows of the tile the wgrad plan assumes for K/groups = kg."""
+    return 96 if kg % 96 == 0 and kg % 128 != 0 else 128
 
 
 @pytest.mark.parametrize("layers", ["grouped", "towers"])
@@ -834,7 +911,10 @@ def test_wgrad_plan_fills_whole_waves_for_alexnet(layers):
         plan = ops.conv2d_wgrad_plan(g)
         tile, per_sm = PLAN_TILES[(g.k // g.groups) % 4 == 0]
         assert tile == 128
-        blocks = -(-g.k // g.groups // tile) * -(-g.r * g.s * (g.c // g.groups) // tile) * g.groups * plan["chunks"]
+        rows = plan_tile_rows(g.k // g.groups)
+        if layers == "grouped":
+            assert (rows == 96) == (L.name in ("conv1", "conv4")), (L.name, rows)
+        blocks = -(-g.k // g.groups // rows) * -(-g.r * g.s * (g.c // g.groups) // tile) * g.groups * plan["chunks"]
         slots = PLAN_SMS * per_sm
         fill = blocks / (-(-blocks // slots) * slots)
         assert fill >= 0.95, f"{L.name}: {blocks} blocks on {slots} slots per wave: {fill:.2f} of the waves used"

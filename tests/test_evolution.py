@@ -21,6 +21,7 @@ INSTANCES = {
     "conv_fwd_kernel1": [""], "conv_fwd_kernel2": [""], "conv_fwd_kernel3": [""],
     "conv_dgrad_kernel1": ["<64, 64>", "<256, 16>"], "conv_dgrad_kernel2": ["<48>", "<64>", "<128>"],
     "conv_wgrad_kernel1": [""], "conv_wgrad_kernel2": [""], "conv_wgrad_kernel3": [""],
+    "conv_wgrad_kernel4": [""], "conv_wgrad_kernel5": [""],
     "gemm_kernel1": ["<false, true>", "<false, false>", "<true, false>"],
     "gemm_kernel2": ["<false, true>", "<false, false>", "<true, false>"],
     "gemm_tc_kernel1": ["<64, false, true, 0, true>"],

@@ -17,7 +17,8 @@ import perf_model as pm  # noqa: E402  (bench/ is not a package)
 # arithmetic checkable by hand.
 FAKE = {name: {"fma_share": 0.5, "blocks_per_sm": 2, "threads": 256} for name in (
     "conv_fwd_kernel1", "conv_fwd_kernel2", "conv_dgrad_kernel1<64, 64>", "conv_dgrad_kernel1<256, 16>",
-    "conv_wgrad_kernel1", "conv_wgrad_kernel2", "conv_wgrad_kernel3", "gemm_kernel1<false, true>",
+    "conv_wgrad_kernel1", "conv_wgrad_kernel2", "conv_wgrad_kernel3", "conv_wgrad_kernel4", "conv_wgrad_kernel5",
+    "gemm_kernel1<false, true>",
     "gemm_kernel2<false, true>", "gemm_kernel2<false, false>",
     "gemm_kernel2<true, false>", "gemm_kernel1<false, false>", "gemm_kernel1<true, false>",
     "conv_dgrad_kernel2<48>", "conv_dgrad_kernel2<64>", "conv_dgrad_kernel2<128>",
@@ -79,9 +80,15 @@ def test_alexnet_grids_follow_the_launchers():
             assert by[(f"fc{i}", d)][0].blocks >= 2 * 132, (i, d)
     # wgrad: the launcher's own plan (through the emulator build)
     plan = pm.wgrad_plan(pm.ConvGeom(128, 224, 224, 3, 96, 11, 11, 4, (1, 2, 1, 2), 1))
-    # conv1 (C = 3, K = 96): kernel3, 128x128 tiles of M = 96, N = 11*11*3 = 363
+    # conv1 (C = 3, K = 96): kernel3, 128x128 tiles of M = 96, N = 11*11*3 = 363 (kernel5's
+    # 96-row tile runs only when forced: its main loop is below the SASS gate's floor)
     assert by[("conv1", "wgrad")][0].blocks == 1 * 3 * plan["chunks"]
     assert by[("conv1", "wgrad")][0].kernel == "conv_wgrad_kernel3"
+    # conv4 (C/g = 192, K/g = 192): kernel4, 2 x 96 rows per group, no padded rows
+    w4 = by[("conv4", "wgrad")][0]
+    plan4 = pm.wgrad_plan(pm.ConvGeom(128, 13, 13, 384, 384, 3, 3, 1, (1, 1, 1, 1), 2))
+    assert (w4.kernel, w4.blocks) == ("conv_wgrad_kernel4", 2 * 14 * 2 * plan4["chunks"])
+    assert w4.padded_flops == 2.0 * 96 * 128 * plan4["chunk_rows"] * w4.blocks
     # conv2 wgrad: C/g = 48, K/g = 128 -> kernel2, 128x128 tiles of M = 128, N = 5*5*48 per group
     plan = pm.wgrad_plan(pm.ConvGeom(128, 27, 27, 96, 256, 5, 5, 1, (2, 2, 2, 2), 2))
     w2 = by[("conv2", "wgrad")][0]

@@ -98,7 +98,7 @@ inline void bind_conv(py::module_& m) {
       py::arg("x"), py::arg("dy"), py::arg("dw"), py::arg("db"), py::arg("workspace"), py::arg("workspace_floats"),
       CCN_CONV_SHAPE_PYARGS, py::arg("chunk_rows") = 0, py::arg("stream") = 0, py::arg("version") = 0,
       "dw (K,R,S,C/groups) and db (K,) (db may be 0) of the convolution, deterministic (see csrc/conv.h). "
-      "version: 0 the launcher picks, 1, 2 or 3 forces conv_wgrad_kernel1/2/3 (see csrc/conv.h).");
+      "version: 0 the launcher picks, 1-5 forces conv_wgrad_kernel1-5 (see csrc/conv.h).");
   m.def(
       "conv2d_wgrad_version",
       [](std::uintptr_t x, std::uintptr_t dy, CCN_CONV_SHAPE_PARAMS, int version) {

@@ -105,17 +105,22 @@ std::vector<float> wgrad_of(const ConvShape& g, const std::vector<float>& x, con
     dim3 grid(ceil_div(g.rscg, kConvBN), ceil_div(g.kg, kConvBM), chunks * g.groups);
     CCN_LAUNCH(conv_wgrad_kernel1, grid, dim3(16, 16), kConvSmemFloats * sizeof(float), nullptr)(
         x.data(), dy.data(), parts.data(), g, chunk_rows, dw_floats);
-  } else {  // K/g % 4 == 0 (and for kernel2 C/g % 4 == 0); std::vector's storage is 16-byte aligned
-    dim3 grid(ceil_div(g.rscg, kWgrad2BN), ceil_div(g.kg, kWgrad2BM), chunks * g.groups);
-    auto kernel = version == 2 ? conv_wgrad_kernel2 : conv_wgrad_kernel3;
-    CCN_LAUNCH(kernel, grid, dim3(16, 16), kWgrad2SmemFloats * sizeof(float), nullptr)(
-        x.data(), dy.data(), parts.data(), g, chunk_rows, dw_floats);
+  } else {  // K/g % 4 == 0 (and for kernel2/4 C/g % 4 == 0); std::vector's storage is 16-byte aligned
+    const bool wide = version >= 4;  // kernel4/5: the 96-filter tile
+    dim3 grid(ceil_div(g.rscg, kWgrad2BN), ceil_div(g.kg, wide ? kWgrad4BM : kWgrad2BM), chunks * g.groups);
+    auto kernel = version == 2   ? conv_wgrad_kernel2
+                  : version == 3 ? conv_wgrad_kernel3
+                  : version == 4 ? conv_wgrad_kernel4
+                                 : conv_wgrad_kernel5;
+    CCN_LAUNCH(kernel, grid, dim3(16, 16), (wide ? kWgrad4SmemFloats : kWgrad2SmemFloats) * sizeof(float),
+               nullptr)(x.data(), dy.data(), parts.data(), g, chunk_rows, dw_floats);
   }
   CCN_LAUNCH(conv_sum_partials_kernel1, 3, 64, 0, nullptr)(parts.data(), dw.data(), chunks, dw_floats);
   return dw;
 }
 
-// versions: a bit mask of the kernels to run (1: kernel1, 2: kernel2, 4: kernel3); every one
+// versions: a bit mask of the kernels to run (1: kernel1, 2: kernel2, 4: kernel3, 8: kernel4,
+// 16: kernel5); every one
 // must match the double loop and all of them must agree bit for bit.
 bool run_wgrad(const Case& cs, int chunk_rows, int versions = 1) {
   ConvShape g = shape_of(cs);
@@ -125,7 +130,7 @@ bool run_wgrad(const Case& cs, int chunk_rows, int versions = 1) {
   for_each_term(g, [&](long xi, long wi, long yi) { want[wi] += double(dy[yi]) * x[xi]; });
   bool ok = true;
   std::vector<float> first;
-  for (int version = 1; version <= 3; ++version) {
+  for (int version = 1; version <= 5; ++version) {
     if (!(versions & (1 << (version - 1)))) continue;
     std::vector<float> dw = wgrad_of(g, x, dy, chunk_rows, version);
     const std::string what = "wgrad kernel" + std::to_string(version);
@@ -169,11 +174,14 @@ int main(int argc, char** argv) {
     ok &= run_wgrad({2, 8, 8, 6, 10, 3, 3, 1, 1, 1, 1, 1, 2}, 48);     // N*P*Q = 128: 3 chunks of 3 K steps
     ok &= run_wgrad({1, 12, 11, 3, 70, 4, 3, 2, 0, 1, 2, 0, 1}, 1024);  // one chunk, M = 70: two row tiles
     // kernel2 (C/g, K/g % 4 == 0) and kernel3 (K/g % 4 == 0), and kernel1 on the same plan: the same bits.
-    ok &= run_wgrad({2, 8, 8, 8, 16, 3, 3, 1, 1, 1, 1, 1, 2}, 48, 7);    // 3 chunks of 3 K steps, Q = 8 < 16
+    // kernel4/5: kernel2/3 with 96-filter tiles (K/g = 96, 192 and ragged: 104 = 96 + 8).
+    ok &= run_wgrad({2, 8, 8, 8, 16, 3, 3, 1, 1, 1, 1, 1, 2}, 48, 31);   // 3 chunks of 3 K steps, Q = 8 < 16
     ok &= run_wgrad({1, 12, 11, 8, 264, 4, 5, 2, 0, 1, 2, 0, 1}, 1024, 7);  // 3 x 2 tiles of 128, N*P*Q = 25
     ok &= run_wgrad({40, 3, 3, 4, 4, 3, 3, 1, 0, 0, 0, 0, 1}, 32, 7);    // P = Q = 1: 16 images per K step
     ok &= run_wgrad({2, 13, 14, 3, 8, 5, 5, 2, 1, 2, 0, 1, 1}, 64, 5);   // C = 3: kernel3, 75 taps, 2 x 6 x 5 rows
     ok &= run_wgrad({1, 17, 9, 6, 16, 7, 7, 1, 3, 3, 3, 3, 2}, 48, 5);   // C/g = 3, 147 taps: two column tiles
+    ok &= run_wgrad({1, 9, 9, 8, 384, 3, 3, 1, 1, 1, 1, 1, 2}, 48, 31);  // K/g = 192: two 96-row tiles per group
+    ok &= run_wgrad({2, 11, 10, 3, 104, 3, 3, 2, 1, 0, 0, 1, 1}, 32, 21);  // C = 3, K = 104: a ragged 96-row tile
   }
   return ok ? 0 : 1;
 }

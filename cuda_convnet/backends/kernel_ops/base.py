@@ -26,13 +26,13 @@ def poison_outputs(enabled: bool = True):
 
 #: The ops whose kernel family has several versions: the keys ``kernel_versions`` takes.
 #: conv2d: conv_fwd_kernel1/2/3; conv2d_dgrad (and conv2d_backward's dx): conv_dgrad_kernel1/2;
-#: conv2d_wgrad (also conv2d_backward's dw): conv_wgrad_kernel1/2/3;
+#: conv2d_wgrad (also conv2d_backward's dw): conv_wgrad_kernel1-5;
 #: lrn, lrn_backward: lrn_*_kernel1/2; linear, linear_backward (precision "fp32"): gemm_kernel1/2.
 VERSIONED_OPS = ("conv2d", "conv2d_dgrad", "conv2d_wgrad", "lrn", "lrn_backward", "linear", "linear_backward")
 
 #: The highest kernel version of each op (its launcher's `version` switch: csrc/conv.h,
 #: lrn.h, gemm.h); kernel_versions values above it are refused in Python, by op name.
-MAX_VERSION = {"conv2d": 3, "conv2d_dgrad": 2, "conv2d_wgrad": 3, "lrn": 2, "lrn_backward": 2, "linear": 2,
+MAX_VERSION = {"conv2d": 3, "conv2d_dgrad": 2, "conv2d_wgrad": 5, "lrn": 2, "lrn_backward": 2, "linear": 2,
                "linear_backward": 2}
 
 

@@ -40,7 +40,9 @@ class ConvOps:
     # The wgrad kernel (conv2d_wgrad and conv2d_backward's dw): kernel_versions["conv2d_wgrad"].
     # 0 lets the launcher pick (conv_wgrad_kernel2 where C/groups and K/groups % 4 == 0 and x,
     # dy are 16-byte aligned; else conv_wgrad_kernel3 where K/groups % 4 == 0 and dy is
-    # aligned; else conv_wgrad_kernel1); 1, 2 or 3 forces one. All give bit-identical dw.
+    # aligned; else conv_wgrad_kernel1; kernel4/kernel5, kernel2/kernel3 with a 96-filter tile,
+    # instead of them where K/groups % 96 == 0 and % 128 != 0); 1-5 forces one. All give
+    # bit-identical dw.
 
     def conv2d(self, x, w, b=None, *, stride=1, padding=0, groups=1, relu=False, precision="fp32"):
         """y = conv(x, w) + b (NHWC x KRSC -> NPQK); ``relu=True`` applies ReLU in the epilogue.
@@ -172,7 +174,8 @@ class ConvOps:
     def _kernel_version_conv2d_wgrad(self, x, dy, w_shape, *, stride=1, padding=0, groups=1,
                                      precision="fp32") -> int:
         # 1: the general kernel, 2: the 128 x 128 cp.async pipeline with 16-byte copies of x,
-        # 3: the same with 4-byte copies of x (C/groups % 4 != 0) (csrc/conv.h, conv2d_wgrad_version);
+        # 3: the same with 4-byte copies of x (C/groups % 4 != 0), 4 and 5: 2 and 3 with a 96-filter
+        # tile (K/groups = 96, 192) (csrc/conv.h, conv2d_wgrad_version);
         # a tensor-core precision: conv_tc_wgrad_kernel1, the only one.
         w = ShapeOnly("conv2d_wgrad", "w_shape", w_shape, getattr(x, "dtype", np.float32))
         g = checks.check_conv_backward_args(x, w, dy, stride, padding, groups, op="conv2d_wgrad")
