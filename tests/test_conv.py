@@ -197,6 +197,10 @@ TOP = 2**31 - 1030  # H + TOP stays under checks.MAX_EXTENT
 
 
 PEAK_BYTES = 4 << 20
+# Wall-clock bound of the huge-padding cases: a reference that walked the padding (~2^31
+# rows) would take hours; the bound leaves room for a loaded 2-core machine running the
+# suite on two workers (measured 0.3-2.2 s there).
+WALL_LIMIT_S = 15
 
 
 def _traced(fn):
@@ -216,7 +220,7 @@ def test_huge_padding_forward_agrees_with_emu():
     x, w, b = randn(rng, 2, 3, 4, 3), randn(rng, 4, 2, 2, 3), randn(rng, 4)
     kw = dict(stride=TOP, padding=(TOP, 0, 1, 1))
     y, seconds, peak = _traced(lambda: ccn.backend("cpu").conv2d(x, w, b, **kw))
-    assert y.shape == (2, 2, 1, 4) and seconds < 2 and peak < PEAK_BYTES, (seconds, peak)
+    assert y.shape == (2, 2, 1, 4) and seconds < WALL_LIMIT_S and peak < PEAK_BYTES, (seconds, peak)
     np.testing.assert_array_equal(y[:, 0], np.broadcast_to(b, (2, 1, 4)))
     np.testing.assert_allclose(y, ccn.backend("emu").conv2d(x, w, b, **kw), rtol=1e-6, atol=1e-6)
     want = ccn.backend("cpu").conv2d(np.ascontiguousarray(x[:, :2]), w, b, stride=7, padding=(0, 0, 1, 1))
@@ -245,7 +249,7 @@ def test_huge_padding_dgrad_agrees_with_emu():
     x, w, dy, kw = _bwd_inputs(BWD_TOP)
     assert dy.shape[1] > 8_000_000
     dx, seconds, peak = _traced(lambda: ccn.backend("cpu").conv2d_dgrad(dy, w, x.shape, **kw))
-    assert seconds < 2 and peak < PEAK_BYTES, (seconds, peak)
+    assert seconds < WALL_LIMIT_S and peak < PEAK_BYTES, (seconds, peak)
     assert np.count_nonzero(dx) == dx.size
     np.testing.assert_allclose(dx, ccn.backend("emu").conv2d_dgrad(dy, w, x.shape, **kw), rtol=1e-5, atol=1e-5)
 
@@ -265,7 +269,7 @@ def test_huge_padding_wgrad_is_the_moderate_padding_wgrad():
     # Align dy's last outputs (those meeting the image) with the small case's.
     dy[:, -dy_small.shape[1]:] = dy_small
     (dw, db), seconds, peak = _traced(lambda: cpu.conv2d_wgrad(x, dy, w.shape, **kw))
-    assert seconds < 2 and peak < PEAK_BYTES, (seconds, peak)
+    assert seconds < WALL_LIMIT_S and peak < PEAK_BYTES, (seconds, peak)
     np.testing.assert_array_equal(dw, dw_small)
     # Taps that reach the image: rows 240-279 (output j), rows 0-24 (output j + 1), and
     # every column but 0 (the left padding).
