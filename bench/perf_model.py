@@ -26,8 +26,9 @@ The model (H100 SXM: 132 SMs, 4 warp schedulers per SM, 1.98 GHz, 3.35 TB/s HBM3
   conv_wgrad.cu: conv_wgrad_kernel2 128x128 (a 3-stage cp.async pipeline) where C/groups
   and K/groups % 4 == 0, conv_wgrad_kernel3 (the same with 4-byte copies of x) where only
   K/groups % 4 == 0 (kernel4: kernel2 with a 96x128 tile where K/groups % 96 == 0 and
-  % 128 != 0: conv4; kernel5, kernel3 with that tile, only when forced), else conv_wgrad_kernel1 64x64, split over N*P*Q by
-  conv2d_wgrad_plan, called through the emulator build so the plan is the launcher's own;
+  % 128 != 0: conv4; kernel5, kernel3 with that tile, only when forced), else
+  conv_wgrad_kernel1 64x64, split over N*P*Q by conv2d_wgrad_plan, called through the
+  emulator build so the plan is the launcher's own;
   gemm.cu: gemm_kernel2 128x128x8 when M, N >= 128, else gemm_kernel1 64x64x16, with the
   K split of gemm_plan, called through the emulator build (132 SMs), plus
   gemm_sum_splits_kernel1 when it splits). Per block, the main loop issues
