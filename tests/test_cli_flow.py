@@ -198,26 +198,13 @@ def test_predict_shows_progress_unless_told_not_to(flow):
 def test_ctrl_c_before_the_first_checkpoint_says_nothing_was_saved(flow):
     """SIGINT during the first epoch: no checkpoint exists, so the line says nothing was saved
     and to start again (not --resume, which would be refused)."""
-    import signal
-    import subprocess
-    import sys
-
-    from subproc import env
+    from subproc import interrupt_cli
 
     root, out = flow["root"], flow["root"] / "interrupted_early"
-    proc = subprocess.Popen([sys.executable, "-m", "cuda_convnet", "train", "store", *TRAIN, "--devices", "cpu",
-                             "--epochs", "5", "--out", str(out)],
-                            cwd=root, env=env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        for line in proc.stdout:  # the last line before training starts
-            if line.startswith("SGD: "):
-                proc.send_signal(signal.SIGINT)
-                break
-        stdout, stderr = proc.communicate(timeout=120)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert proc.returncode == 130, stderr
+    # "SGD: " is the last line before training starts
+    code, stdout, stderr = interrupt_cli("train", "store", *TRAIN, "--devices", "cpu", "--epochs", "5",
+                                         "--out", out, cwd=root, at_line="SGD: ")
+    assert code == 130, stderr
     assert not (out / "checkpoint.npz").exists() and "epoch   1/5" not in stdout
     assert stderr == (f"cuda-convnet train: interrupted: nothing was saved (no epoch had finished, so there is no "
                       f"checkpoint at {out / 'checkpoint.npz'}); run the same command again to start over\n")
@@ -296,29 +283,15 @@ def test_ctrl_c_keeps_the_last_checkpoint_and_resume_continues(flow):
     what is on disk is whole (checkpoint, metrics, curves readable; no temporary files);
     --resume continues from it."""
     import os
-    import signal
-    import subprocess
-    import sys
-    import time
 
-    from subproc import env
+    from subproc import interrupt_cli
 
     root, out = flow["root"], flow["root"] / "interrupted"
     # --patience 50: no learning-rate drop ends the run before the signal comes
-    proc = subprocess.Popen([sys.executable, "-m", "cuda_convnet", "train", "store", *TRAIN, "--devices", "cpu",
-                             "--epochs", "500", "--patience", "50", "--out", str(out)],
-                            cwd=root, env=env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        deadline = time.monotonic() + 300
-        while not (out / "metrics.jsonl").exists() or len(metrics(out)) < 2:
-            assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
-            time.sleep(0.05)
-        proc.send_signal(signal.SIGINT)
-        stdout, stderr = proc.communicate(timeout=120)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert proc.returncode == 130, stderr
+    code, stdout, stderr = interrupt_cli(
+        "train", "store", *TRAIN, "--devices", "cpu", "--epochs", "500", "--patience", "50", "--out", out, cwd=root,
+        when=lambda: (out / "metrics.jsonl").exists() and len(metrics(out)) >= 2)
+    assert code == 130, stderr
     assert len(stderr.strip().splitlines()) == 1 and "Traceback" not in stderr, stderr
     assert stderr.startswith("cuda-convnet train: interrupted: ") and stderr.rstrip().endswith("--resume"), stderr
     ck = load_checkpoint(out / "checkpoint.npz")

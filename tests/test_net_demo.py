@@ -91,31 +91,15 @@ def test_net_step_emu_alexnet_batch_2(capsys):
 def test_demo_ctrl_c_names_the_checkpoint_kept_and_resume_continues(tmp_path):
     """SIGINT during the demo: one line saying which epoch's checkpoint is on disk, status
     130; `demo --resume` continues from it."""
-    import signal
-    import subprocess
-    import sys
-    import time
-
-    from subproc import env
+    from subproc import interrupt_cli
 
     from cuda_convnet.net.checkpoint import read_manifest
 
     out = tmp_path / "demo"
     ckpt = out / "checkpoint.npz"
-    proc = subprocess.Popen([sys.executable, "-m", "cuda_convnet", "demo", "--quick", "--epochs", "500",
-                             "--patience", "400", "--device", "cpu", "--no-progress", "--out", str(out)],
-                            cwd=tmp_path, env=env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        deadline = time.monotonic() + 300
-        while not ckpt.exists():
-            assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
-            time.sleep(0.05)
-        proc.send_signal(signal.SIGINT)
-        _, stderr = proc.communicate(timeout=120)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert proc.returncode == 130, stderr
+    code, _, stderr = interrupt_cli("demo", "--quick", "--epochs", "500", "--patience", "400", "--device", "cpu",
+                                    "--no-progress", "--out", out, cwd=tmp_path, when=ckpt.exists)
+    assert code == 130, stderr
     done = read_manifest(ckpt)["extra"]["epoch"]
     assert stderr == (f"cuda-convnet demo: interrupted: {ckpt} on disk holds the checkpoint written after "
                       f"epoch {done}; continue with --resume\n")
@@ -128,27 +112,14 @@ def test_demo_ctrl_c_names_the_checkpoint_kept_and_resume_continues(tmp_path):
 def test_demo_ctrl_c_in_the_first_epoch_says_nothing_was_saved(tmp_path):
     """SIGINT before the first epoch's checkpoint: one line saying nothing was saved and to
     start again (--resume would find no checkpoint), status 130."""
-    import signal
-    import subprocess
-    import sys
-
-    from subproc import env
+    from subproc import interrupt_cli
 
     out = tmp_path / "demo"
     # The full data: an epoch is 44 steps, seconds on a CPU, so the signal lands inside it.
-    proc = subprocess.Popen([sys.executable, "-m", "cuda_convnet", "demo", "--epochs", "3", "--device", "cpu",
-                             "--no-progress", "--out", str(out)],
-                            cwd=tmp_path, env=env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        for line in proc.stdout:  # the last line before training starts
-            if line.startswith("SGD: "):
-                proc.send_signal(signal.SIGINT)
-                break
-        stdout, stderr = proc.communicate(timeout=120)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert proc.returncode == 130, stderr
+    # "SGD: " is the last line before training starts.
+    code, stdout, stderr = interrupt_cli("demo", "--epochs", "3", "--device", "cpu", "--no-progress", "--out", out,
+                                         cwd=tmp_path, at_line="SGD: ")
+    assert code == 130, stderr
     ckpt = out / "checkpoint.npz"
     assert not ckpt.exists() and "epoch   1/3" not in stdout
     assert stderr == (f"cuda-convnet demo: interrupted: nothing was saved (no epoch had finished, so there is no "
