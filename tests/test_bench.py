@@ -106,7 +106,8 @@ def test_conv_bench_emu_times_every_direction(tmp_path):
     # each direction also with each kernel version forced, side by side (conv4: C/groups and
     # K/groups % 4 == 0, so every version runs)
     assert [r["op"] for r in doc["rows"]] == ["fwd", "fwd v1", "fwd v2", "fwd v3", "dgrad", "dgrad v1", "dgrad v2",
-                                              "wgrad", "wgrad v1", "wgrad v2", "wgrad v3", "bwd"]
+                                              "wgrad", "wgrad v1", "wgrad v2", "wgrad v3", "wgrad v4", "wgrad v5",
+                                              "bwd"]
     assert [r.get("version") for r in doc["rows"][:4]] == [None, 1, 2, 3]
     assert_every_row_has_our_figure(doc["rows"])
 
